@@ -1,0 +1,204 @@
+/**
+ * Live topology state: a mirror of the gateway's graph, folded from WebSocket frames with the shared applyDelta.
+ *
+ * The mirror itself is plain (no deep $state proxies over 10k+ node maps); readers depend on `version`, which is
+ * bumped at most once per flush, so a burst of deltas costs one re-render of lists and one layout sync.
+ */
+import { WsFrame, type NodeKind, type TopoEdge, type TopoNode } from "../../../pipelines/contracts/topology.ts";
+import { applyDelta, emptyMirror, mirrorFromSnapshot, type Mirror } from "../../../pipelines/stages/apply-delta.ts";
+import { healthOf, type HealthState } from "./colors.ts";
+
+export type ConnStatus = "connecting" | "live" | "reconnecting" | "closed";
+
+/** What became of one frame; the socket handler and tests act on it. */
+export type IngestOutcome = "snapshot" | "applied" | "stale" | "ignored" | "rejected";
+
+export interface Neighbour {
+  edge: TopoEdge;
+  /** The node at the other end, undefined when the edge dangles. */
+  node: TopoNode | undefined;
+  otherId: string;
+  dir: "out" | "in";
+}
+
+export interface ConnectOptions {
+  WebSocket?: typeof WebSocket;
+  minDelayMs?: number;
+  maxDelayMs?: number;
+}
+
+/** Coalesce delta bursts into one reactive update per this many ms. */
+const FLUSH_MS = 50;
+
+const zeroKinds = (): Record<NodeKind, number> => ({ host: 0, process: 0, listener: 0, external: 0 });
+const zeroHealth = (): Record<HealthState, number> => ({ ok: 0, warning: 0, critical: 0, stale: 0, unknown: 0 });
+
+export class TopologyState {
+  #mirror: Mirror = emptyMirror();
+  #awaitingSnapshot = true;
+  #flushTimer: ReturnType<typeof setTimeout> | undefined;
+  #focusSeq = 0;
+
+  /** Bumped when the mirror changes; read `mirror` (or this) to depend on the graph. */
+  version = $state(0);
+  status = $state<ConnStatus>("connecting");
+  rev = $state(0);
+  nodeCount = $state(0);
+  edgeCount = $state(0);
+  kindCounts = $state.raw(zeroKinds());
+  healthCounts = $state.raw(zeroHealth());
+  /** Epoch ms of the last applied frame. */
+  updatedAt = $state<number | null>(null);
+  /** Epoch ms of the next reconnect attempt while reconnecting. */
+  retryAt = $state<number | null>(null);
+  rejectedFrames = $state(0);
+  lastError = $state<string | null>(null);
+  selectedId = $state<string | null>(null);
+  /** Asks the graph view to centre on a node (a new object per request, so repeated requests re-trigger). */
+  focusRequest = $state.raw<{ id: string; seq: number } | null>(null);
+
+  get mirror(): Mirror {
+    void this.version;
+    return this.#mirror;
+  }
+
+  selected = $derived.by((): TopoNode | null => {
+    void this.version;
+    const id = this.selectedId;
+    return id === null ? null : (this.#mirror.nodes.get(id) ?? null);
+  });
+
+  /** Edges touching the selection, each with the node at its other end. O(edges), recomputed per flush. */
+  neighbours = $derived.by((): Neighbour[] => {
+    void this.version;
+    const id = this.selectedId;
+    if (id === null) return [];
+    const out: Neighbour[] = [];
+    for (const e of this.#mirror.edges.values()) {
+      if (e.src === id) out.push({ edge: e, node: this.#mirror.nodes.get(e.dst), otherId: e.dst, dir: "out" });
+      else if (e.dst === id) out.push({ edge: e, node: this.#mirror.nodes.get(e.src), otherId: e.src, dir: "in" });
+    }
+    return out;
+  });
+
+  select(id: string | null, opts: { focus?: boolean } = {}): void {
+    this.selectedId = id;
+    if (id !== null && opts.focus) this.focusRequest = { id, seq: ++this.#focusSeq };
+  }
+
+  /**
+   * Folds one frame (raw text or parsed JSON) into the mirror. Frames are validated with the WsFrame contract;
+   * a bad frame is counted and dropped, never thrown. Deltas before this connection's snapshot are ignored.
+   */
+  ingest(data: unknown): IngestOutcome {
+    let json: unknown = data;
+    if (typeof data === "string") {
+      try {
+        json = JSON.parse(data);
+      } catch {
+        return this.#reject("frame is not JSON");
+      }
+    }
+    const parsed = WsFrame.safeParse(json);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      return this.#reject(`invalid frame: ${issue ? `${issue.path.join(".")} ${issue.message}` : "unknown"}`);
+    }
+    const frame = parsed.data;
+    if (frame.schema === "topology.snapshot.v1") {
+      this.#mirror = mirrorFromSnapshot(frame);
+      this.#awaitingSnapshot = false;
+      this.#flush();
+      return "snapshot";
+    }
+    if (this.#awaitingSnapshot) return "ignored";
+    if (!applyDelta(this.#mirror, frame)) return "stale";
+    this.#flushTimer ??= setTimeout(() => this.#flush(), FLUSH_MS);
+    return "applied";
+  }
+
+  /**
+   * Keeps a WebSocket to the gateway open: every (re)connection starts from the snapshot the gateway sends first;
+   * drops reconnect with capped, jittered exponential backoff. Returns a function that closes it for good.
+   */
+  connect(url: string, opts: ConnectOptions = {}): () => void {
+    const WS = opts.WebSocket ?? WebSocket;
+    const minDelay = opts.minDelayMs ?? 500;
+    const maxDelay = opts.maxDelayMs ?? 15_000;
+    let attempt = 0;
+    let stopped = false;
+    let socket: WebSocket | null = null;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+
+    const open = () => {
+      timer = undefined;
+      this.retryAt = null;
+      this.#awaitingSnapshot = true;
+      const ws = new WS(url);
+      socket = ws;
+      ws.onmessage = (ev: MessageEvent) => {
+        if (socket !== ws) return;
+        if (this.ingest(ev.data) === "snapshot") {
+          attempt = 0;
+          this.status = "live";
+          this.lastError = null;
+        }
+      };
+      ws.onerror = () => {
+        if (socket === ws) this.lastError = "WebSocket error";
+      };
+      ws.onclose = () => {
+        if (socket !== ws) return;
+        socket = null;
+        if (stopped) return;
+        this.status = "reconnecting";
+        const ceiling = Math.min(maxDelay, minDelay * 2 ** attempt++);
+        const delay = ceiling / 2 + (Math.random() * ceiling) / 2;
+        this.retryAt = Date.now() + delay;
+        timer = setTimeout(open, delay);
+      };
+    };
+
+    this.status = "connecting";
+    open();
+    return () => {
+      stopped = true;
+      if (timer !== undefined) clearTimeout(timer);
+      socket?.close();
+      socket = null;
+      this.status = "closed";
+      this.retryAt = null;
+    };
+  }
+
+  #reject(reason: string): IngestOutcome {
+    this.rejectedFrames++;
+    this.lastError = reason;
+    return "rejected";
+  }
+
+  #flush(): void {
+    if (this.#flushTimer !== undefined) clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+    const m = this.#mirror;
+    const kinds = zeroKinds();
+    const health = zeroHealth();
+    for (const n of m.nodes.values()) {
+      kinds[n.kind]++;
+      const h = healthOf(n);
+      if (h) health[h]++;
+    }
+    this.rev = m.rev;
+    this.nodeCount = m.nodes.size;
+    this.edgeCount = m.edges.size;
+    this.kindCounts = kinds;
+    this.healthCounts = health;
+    this.updatedAt = Date.now();
+    this.version++;
+  }
+}
+
+/** The gateway's WebSocket on the page's own origin. */
+export function gatewaySocketUrl(loc: Pick<Location, "protocol" | "host">): string {
+  return `${loc.protocol === "https:" ? "wss:" : "ws:"}//${loc.host}/ws`;
+}

@@ -1,0 +1,271 @@
+// One pass over /proc: host facts, every TCP/UDP socket, which process owns each socket, and the identity and cost
+// of those processes. The agent turns this into discovery events; the parsing lives in procfs.ts.
+//
+// I/O choices, measured under Bun 1.4 on a 2-CPU VM: the fd walk (readdir + readlink per fd of every process) runs as
+// async fs calls in parallel, ~25% faster than sync with 1,500 processes and no slower with one 6,000-fd process. The
+// socket tables are read concurrently with it because each /proc/net/tcp{,6} read walks the kernel's whole
+// established hash (~4 ms here even when nearly empty, more with thousands of TIME_WAITs). Per-process identity files
+// are few (socket owners only) and read synchronously.
+
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { readdir, readFile, readlink } from "node:fs/promises";
+import { cpus as osCpus, hostname as osHostname, networkInterfaces } from "node:os";
+import {
+  parseCgroup,
+  parseCmdline,
+  parseLoadavg,
+  parseMeminfo,
+  parseOsRelease,
+  parsePasswd,
+  parseProcNetTcp,
+  parseProcStat,
+  parseStatmRssPages,
+  parseStatusUid,
+  parseSystemStat,
+  socketInodeFromLink,
+  type NetProto,
+} from "./procfs.ts";
+
+export interface ProcessInfo {
+  pid: number;
+  ppid: number;
+  comm: string;
+  exe: string | null;
+  cmdline: string[];
+  uid: number;
+  user: string;
+  /** Process start, ms since epoch (boot time + starttime ticks). */
+  startTime: number;
+  containerId: string | null;
+  /** utime + stime in clock ticks; a rate needs two scans. */
+  cpuTicks: number;
+  rssBytes: number;
+}
+
+export interface SocketInfo {
+  proto: "tcp" | "udp";
+  family: 4 | 6;
+  localIp: string;
+  localPort: number;
+  remoteIp: string;
+  remotePort: number;
+  state: "listen" | "established" | "other";
+  inode: number;
+  uid: number;
+  /** Owning process; null when it could not be read (see unreadablePids) or the socket has no inode (TIME_WAIT). */
+  pid: number | null;
+}
+
+export interface HostFacts {
+  hostname: string;
+  os: string;
+  kernel: string;
+  cpus: number;
+  memTotalBytes: number;
+  memAvailableBytes: number;
+  load1: number;
+  ips: string[];
+}
+
+export interface HostScan {
+  at: number;
+  facts: HostFacts;
+  sockets: SocketInfo[];
+  /** Only processes owning at least one socket. */
+  processes: Map<number, ProcessInfo>;
+  /** Processes whose fds we were denied: their sockets show pid null. An unprivileged agent reports its blind spots. */
+  unreadablePids: number[];
+}
+
+export interface ScanOptions {
+  /** Where procfs is mounted; "/host/proc" when the agent runs in a container with the host's /proc mounted. */
+  procRoot?: string;
+  /** Where os-release and passwd are read from. */
+  etcRoot?: string;
+}
+
+// USER_HZ is 100 on every Linux ABI we target; sysconf(_SC_CLK_TCK) is not reachable from JS.
+const CLK_TCK = 100;
+const PAGE_SIZE = 4096;
+
+const NET_TABLES: ReadonlyArray<{ file: string; proto: NetProto; family: 4 | 6 }> = [
+  { file: "tcp", proto: "tcp", family: 4 },
+  { file: "tcp6", proto: "tcp", family: 6 },
+  { file: "udp", proto: "udp", family: 4 },
+  { file: "udp6", proto: "udp", family: 6 },
+];
+
+export async function scanHost(opts: ScanOptions = {}): Promise<HostScan> {
+  const proc = opts.procRoot ?? "/proc";
+  const etc = opts.etcRoot ?? "/etc";
+  const at = Date.now();
+
+  const systemStat = parseSystemStat(readText(`${proc}/stat`) ?? "");
+  const facts = readFacts(proc, etc, systemStat.cpus);
+
+  // The socket tables and the fd walk are independent; running them together overlaps the kernel's table walk
+  // (milliseconds with many TIME_WAIT sockets) with the fd readlinks.
+  const [tables, { owners, unreadablePids }] = await Promise.all([
+    Promise.all(NET_TABLES.map((t) => readTextAsync(`${proc}/net/${t.file}`))),
+    mapSocketOwners(proc),
+  ]);
+  const rows = NET_TABLES.flatMap((t, i) => {
+    const text = tables[i];
+    return text == null ? [] : parseProcNetTcp(text, t.family, t.proto);
+  });
+
+  const users = parsePasswd(readText(`${etc}/passwd`) ?? "");
+  const processes = new Map<number, ProcessInfo>();
+  // owners also holds unix sockets and sockets of other network namespaces; only owners of listed sockets count.
+  const ownerPids = new Set<number>();
+  for (const r of rows) {
+    const pid = r.inode === 0 ? undefined : owners.get(r.inode);
+    if (pid !== undefined) ownerPids.add(pid);
+  }
+  for (const pid of ownerPids) {
+    const info = readProcess(proc, pid, systemStat.btime, users);
+    if (info) processes.set(pid, info);
+  }
+
+  const sockets: SocketInfo[] = rows.map((r) => {
+    const pid = r.inode === 0 ? undefined : owners.get(r.inode);
+    return {
+      proto: r.proto,
+      family: r.family,
+      localIp: r.localIp,
+      localPort: r.localPort,
+      remoteIp: r.remoteIp,
+      remotePort: r.remotePort,
+      state: r.state,
+      inode: r.inode,
+      uid: r.uid,
+      // A process that exited between the fd walk and the identity read is not reported as an owner.
+      pid: pid !== undefined && processes.has(pid) ? pid : null,
+    };
+  });
+
+  return { at, facts, sockets, processes, unreadablePids };
+}
+
+/**
+ * Walks /proc/<pid>/fd/* and maps every socket inode to the lowest pid holding it (forked servers share a listener;
+ * the lowest pid is usually the parent). Processes that vanish mid-walk are skipped; those we may not read are
+ * returned so the caller can say what it could not see.
+ */
+export async function mapSocketOwners(proc: string): Promise<{ owners: Map<number, number>; unreadablePids: number[] }> {
+  const pids = listPids(proc);
+  const perPid = await Promise.all(pids.map((pid) => socketInodesOf(proc, pid)));
+  const owners = new Map<number, number>();
+  const unreadablePids: number[] = [];
+  for (let i = 0; i < pids.length; i++) {
+    const inodes = perPid[i]!;
+    if (inodes === "denied") {
+      unreadablePids.push(pids[i]!);
+      continue;
+    }
+    for (const inode of inodes) if (!owners.has(inode)) owners.set(inode, pids[i]!);
+  }
+  return { owners, unreadablePids };
+}
+
+async function socketInodesOf(proc: string, pid: number): Promise<number[] | "denied"> {
+  const dir = `${proc}/${pid}/fd`;
+  let fds: string[];
+  try {
+    fds = await readdir(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === "EACCES" || code === "EPERM" ? "denied" : []; // ENOENT/ESRCH: exited since we listed /proc
+  }
+  // An fd closed between readdir and readlink reads as "" and is ignored.
+  const links = await Promise.all(fds.map((fd) => readlink(`${dir}/${fd}`).catch(() => "")));
+  const inodes: number[] = [];
+  for (const link of links) {
+    const inode = socketInodeFromLink(link);
+    if (inode !== null) inodes.push(inode);
+  }
+  return inodes;
+}
+
+function listPids(proc: string): number[] {
+  const pids: number[] = [];
+  for (const name of readdirSync(proc)) {
+    const c = name.charCodeAt(0);
+    if (c >= 48 && c <= 57) pids.push(Number(name));
+  }
+  return pids.sort((a, b) => a - b);
+}
+
+function readProcess(proc: string, pid: number, btime: number, users: Map<number, string>): ProcessInfo | null {
+  const base = `${proc}/${pid}`;
+  const stat = parseProcStat(readText(`${base}/stat`) ?? "");
+  if (!stat) return null;
+  const uid = parseStatusUid(readText(`${base}/status`) ?? "") ?? -1;
+  let cmdline: string[] = [];
+  try {
+    cmdline = parseCmdline(readFileSync(`${base}/cmdline`));
+  } catch {
+    // exited; stat above already succeeded, keep what we have
+  }
+  let exe: string | null = null;
+  try {
+    exe = readlinkSync(`${base}/exe`);
+  } catch {
+    // kernel threads have no exe; other users' processes deny it without CAP_SYS_PTRACE
+  }
+  const cgroup = readText(`${base}/cgroup`);
+  const statm = readText(`${base}/statm`);
+  return {
+    pid,
+    ppid: stat.ppid,
+    comm: stat.comm,
+    exe,
+    cmdline,
+    uid,
+    user: users.get(uid) ?? String(uid),
+    startTime: Math.round((btime + stat.starttime / CLK_TCK) * 1000),
+    containerId: cgroup === null ? null : parseCgroup(cgroup),
+    cpuTicks: stat.utime + stat.stime,
+    rssBytes: statm === null ? 0 : parseStatmRssPages(statm) * PAGE_SIZE,
+  };
+}
+
+function readFacts(proc: string, etc: string, cpus: number): HostFacts {
+  const mem = parseMeminfo(readText(`${proc}/meminfo`) ?? "");
+  const os =
+    parseOsRelease(readText(`${etc}/os-release`) ?? readText(`${etc}/../usr/lib/os-release`) ?? "") ?? "Linux";
+  return {
+    hostname: readText(`${proc}/sys/kernel/hostname`)?.trim() || osHostname(),
+    os,
+    kernel: readText(`${proc}/sys/kernel/osrelease`)?.trim() ?? "",
+    cpus: cpus || osCpus().length,
+    memTotalBytes: mem.memTotalBytes,
+    memAvailableBytes: mem.memAvailableBytes,
+    load1: parseLoadavg(readText(`${proc}/loadavg`) ?? ""),
+    ips: hostIps(),
+  };
+}
+
+function hostIps(): string[] {
+  const ips = new Set<string>();
+  for (const addrs of Object.values(networkInterfaces())) {
+    for (const a of addrs ?? []) if (!a.internal) ips.add(a.address);
+  }
+  return [...ips];
+}
+
+async function readTextAsync(path: string): Promise<string | null> {
+  try {
+    return await readFile(path, "utf8");
+  } catch {
+    return null;
+  }
+}
+
+function readText(path: string): string | null {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return null;
+  }
+}

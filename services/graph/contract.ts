@@ -1,0 +1,106 @@
+/**
+ * The GraphStore contract: every adapter runs this one suite (Kuzu always; Neo4j when NEO4J_URL is set).
+ * `make` returns a fresh, empty store for each test.
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import type { TopoEdge, TopoNode } from "../../pipelines/contracts/topology.ts";
+import { GraphStoreError, type GraphStore } from "./port.ts";
+
+const node = (id: string, kind: TopoNode["kind"], props: TopoNode["props"] = {}): TopoNode => ({ id, kind, name: id.split(":")[1] ?? id, source: "agent:h1", props, firstSeen: 1, lastSeen: 2 });
+const edge = (kind: TopoEdge["kind"], src: string, dst: string): TopoEdge => ({ id: `${kind}:${src}->${dst}`, kind, src, dst, source: "agent:h1", props: { port: 5432 }, firstSeen: 1, lastSeen: 2 });
+const none = { nodesUpserted: [], nodesRemoved: [], edgesUpserted: [], edgesRemoved: [] };
+
+export function graphStoreContract(name: string, make: () => Promise<{ store: GraphStore; cleanup: () => Promise<void> }>) {
+  describe(`GraphStore contract: ${name}`, () => {
+    let cleanups: (() => Promise<void>)[] = [];
+    const fresh = async () => {
+      const { store, cleanup } = await make();
+      cleanups.push(cleanup);
+      await store.init();
+      await store.init(); // idempotent
+      return store;
+    };
+    afterEach(async () => {
+      for (const c of cleanups) await c();
+      cleanups = [];
+    });
+
+    const h = node("host:h1", "host", { os: "Debian" });
+    const p = node("process:h1:10:1", "process", { pid: 10, exe: "/usr/bin/app", host: "h1" });
+    const db = node("process:h1:11:1", "process", { pid: 11, exe: "/usr/bin/postgres", host: "h1" });
+    const l = node("listener:h1:tcp:0.0.0.0:5432", "listener", { port: 5432, proto: "tcp", host: "h1" });
+    const graph = {
+      nodesUpserted: [h, p, db, l],
+      nodesRemoved: [],
+      edgesUpserted: [edge("RUNS", h.id, p.id), edge("RUNS", h.id, db.id), edge("LISTENS", db.id, l.id), edge("CONNECTS", p.id, l.id)],
+      edgesRemoved: [],
+    };
+
+    test("apply then load round-trips nodes, edges, props and rev", async () => {
+      const s = await fresh();
+      await s.apply(graph, 1);
+      const g = await s.load();
+      expect(g.rev).toBe(1);
+      expect(g.nodes.map((n) => n.id).sort()).toEqual([h.id, l.id, p.id, db.id].sort());
+      expect(g.nodes.find((n) => n.id === p.id)).toEqual(p);
+      expect(g.edges.map((e) => e.id).sort()).toEqual(graph.edgesUpserted.map((e) => e.id).sort());
+      expect(g.edges.find((e) => e.kind === "CONNECTS")!.props).toEqual({ port: 5432 });
+    });
+
+    test("upsert changes props in place; removals delete nodes with their edges", async () => {
+      const s = await fresh();
+      await s.apply(graph, 1);
+      await s.apply({ ...none, nodesUpserted: [{ ...p, name: "renamed" }] }, 2);
+      await s.apply({ ...none, edgesRemoved: [{ id: `CONNECTS:${p.id}->${l.id}`, kind: "CONNECTS", src: p.id, dst: l.id }] }, 3);
+      let g = await s.load();
+      expect(g.nodes.find((n) => n.id === p.id)!.name).toBe("renamed");
+      expect(g.edges.some((e) => e.kind === "CONNECTS")).toBe(false);
+      await s.apply({ ...none, nodesRemoved: [db.id] }, 4);
+      g = await s.load();
+      expect(g.rev).toBe(4);
+      expect(g.nodes.some((n) => n.id === db.id)).toBe(false);
+      expect(g.edges.map((e) => e.id).sort()).toEqual([`RUNS:${h.id}->${p.id}`]);
+    });
+
+    test("read-only Cypher with bound parameters answers dependency questions", async () => {
+      const s = await fresh();
+      await s.apply(graph, 1);
+      const rows = await s.query(
+        "MATCH (c:Entity)-[:CONNECTS]->(l:Entity)<-[:LISTENS]-(d:Entity) WHERE d.exe = $exe RETURN c.id AS client ORDER BY client",
+        { exe: "/usr/bin/postgres" },
+      );
+      expect(rows).toEqual([{ client: p.id }]);
+    });
+
+    test("an injection string in a parameter is only a value", async () => {
+      const s = await fresh();
+      await s.apply(graph, 1);
+      const evil = "x' OR 1=1 WITH n MATCH (n) DETACH DELETE n //";
+      const rows = await s.query("MATCH (n:Entity) WHERE n.id = $id RETURN n.id AS id", { id: evil });
+      expect(rows).toEqual([]);
+      expect((await s.load()).nodes.length).toBe(4);
+    });
+
+    test("write clauses are refused with a clear error and change nothing", async () => {
+      const s = await fresh();
+      await s.apply(graph, 1);
+      for (const q of ["MATCH (n) DETACH DELETE n", "CREATE (n:Entity {id: 'x'})", "MATCH (n:Entity) SET n.name = 'x'", "MERGE (n:Entity {id:'y'})"]) {
+        const err = await s.query(q).catch((e) => e);
+        expect(err).toBeInstanceOf(GraphStoreError);
+        expect((err as GraphStoreError).code).toBe("read_only");
+      }
+      // a write keyword inside a string literal is just text
+      expect(await s.query("MATCH (n:Entity) WHERE n.name = 'CREATE' RETURN n.id AS id")).toEqual([]);
+      expect((await s.load()).nodes.length).toBe(4);
+    });
+
+    test("row limit and bad Cypher are typed errors", async () => {
+      const s = await fresh();
+      await s.apply(graph, 1);
+      const tooMany = await s.query("MATCH (n:Entity) RETURN n.id AS id", {}, { maxRows: 2 }).catch((e) => e);
+      expect((tooMany as GraphStoreError).code).toBe("too_many_rows");
+      const bad = await s.query("MATCH (n RETURN n").catch((e) => e);
+      expect((bad as GraphStoreError).code).toBe("query_failed");
+    });
+  });
+}

@@ -1,0 +1,175 @@
+/**
+ * Kuzu adapter (embedded default). One read-write process per database directory: the topology service owns it.
+ * Model: one node table Entity (kind says host/process/listener/external), one rel table per edge kind.
+ * Edge writes use MERGE (a) MERGE (b) MERGE (a)-[]->(b): matching endpoints from UNWIND rows does not use the
+ * primary-key index in Kuzu 0.11 (~55 edges/s, LIMITS.md).
+ */
+import kuzu from "kuzu";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { EdgeKind, type TopoEdge, type TopoNode } from "../../pipelines/contracts/topology.ts";
+import type { Changes } from "../../pipelines/stages/topology.ts";
+import { assertReadOnly, GraphStoreError, type GraphStore, type QueryOptions, type StoredGraph } from "./port.ts";
+
+const EDGE_KINDS = EdgeKind.options;
+
+export class KuzuGraphStore implements GraphStore {
+  readonly name = "kuzu";
+  private db: kuzu.Database;
+  private conn: kuzu.Connection;
+  /** Kuzu allows one write transaction at a time per connection: serialize writers. */
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(readonly path: string) {
+    mkdirSync(dirname(path), { recursive: true });
+    this.db = new kuzu.Database(path);
+    this.conn = new kuzu.Connection(this.db);
+  }
+
+  private serial<T>(f: () => Promise<T>): Promise<T> {
+    const next = this.chain.then(f, f);
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  async init(): Promise<void> {
+    await this.serial(async () => {
+      await this.conn.query(
+        "CREATE NODE TABLE IF NOT EXISTS Entity(id STRING, kind STRING, name STRING, source STRING, host STRING, port INT64, exe STRING, props STRING, firstSeen INT64, lastSeen INT64, PRIMARY KEY(id))",
+      );
+      for (const k of EDGE_KINDS)
+        await this.conn.query(
+          `CREATE REL TABLE IF NOT EXISTS ${k}(FROM Entity TO Entity, id STRING, source STRING, props STRING, firstSeen INT64, lastSeen INT64)`,
+        );
+      await this.conn.query("CREATE NODE TABLE IF NOT EXISTS OrreryMeta(key STRING, value INT64, PRIMARY KEY(key))");
+    });
+  }
+
+  async apply(c: Changes, rev: number): Promise<void> {
+    await this.serial(async () => {
+      await this.conn.query("BEGIN TRANSACTION");
+      try {
+        if (c.edgesRemoved.length) {
+          for (const k of EDGE_KINDS) {
+            const rows = c.edgesRemoved.filter((e) => e.kind === k).map((e) => ({ src: e.src, dst: e.dst }));
+            if (rows.length) await this.run(`UNWIND $rows AS r MATCH (a:Entity {id: r.src})-[e:${k}]->(b:Entity {id: r.dst}) DELETE e`, { rows });
+          }
+        }
+        if (c.nodesRemoved.length) await this.run("UNWIND $ids AS i MATCH (n:Entity {id: i}) DETACH DELETE n", { ids: c.nodesRemoved });
+        if (c.nodesUpserted.length)
+          await this.run(
+            "UNWIND $rows AS r MERGE (n:Entity {id: r.id}) SET n.kind = r.kind, n.name = r.name, n.source = r.source, n.host = r.host, n.port = CAST(r.port AS INT64), n.exe = r.exe, n.props = r.props, n.firstSeen = CAST(r.firstSeen AS INT64), n.lastSeen = CAST(r.lastSeen AS INT64)",
+            { rows: c.nodesUpserted.map(nodeRow) },
+          );
+        for (const k of EDGE_KINDS) {
+          const rows = c.edgesUpserted.filter((e) => e.kind === k).map(edgeRow);
+          if (rows.length)
+            await this.run(
+              `UNWIND $rows AS r MERGE (a:Entity {id: r.src}) MERGE (b:Entity {id: r.dst}) MERGE (a)-[e:${k} {id: r.id}]->(b) SET e.source = r.source, e.props = r.props, e.firstSeen = r.firstSeen, e.lastSeen = r.lastSeen`,
+              { rows },
+            );
+        }
+        await this.run("MERGE (m:OrreryMeta {key: 'rev'}) SET m.value = $rev", { rev });
+        await this.conn.query("COMMIT");
+      } catch (e) {
+        await this.conn.query("ROLLBACK").catch(() => undefined);
+        throw new GraphStoreError("write_failed", `kuzu write failed: ${(e as Error).message}`, { cause: e });
+      }
+    });
+  }
+
+  async load(): Promise<StoredGraph> {
+    return this.serial(async () => {
+      const meta = await this.all("MATCH (m:OrreryMeta {key: 'rev'}) RETURN m.value AS v", {});
+      const nodes = (await this.all("MATCH (n:Entity) RETURN n.id AS id, n.kind AS kind, n.name AS name, n.source AS source, n.props AS props, n.firstSeen AS firstSeen, n.lastSeen AS lastSeen", {})).map(
+        (r) => ({ ...r, props: JSON.parse(String(r.props ?? "{}")) }) as TopoNode,
+      );
+      const edges: TopoEdge[] = [];
+      for (const k of EDGE_KINDS) {
+        const rows = await this.all(
+          `MATCH (a:Entity)-[e:${k}]->(b:Entity) RETURN e.id AS id, a.id AS src, b.id AS dst, e.source AS source, e.props AS props, e.firstSeen AS firstSeen, e.lastSeen AS lastSeen`,
+          {},
+        );
+        for (const r of rows) edges.push({ ...r, kind: k, props: JSON.parse(String(r.props ?? "{}")) } as TopoEdge);
+      }
+      return { rev: Number(meta[0]?.v ?? 0), nodes, edges };
+    });
+  }
+
+  async query(cypher: string, params: Record<string, unknown> = {}, opts: QueryOptions = {}): Promise<Record<string, unknown>[]> {
+    assertReadOnly(cypher);
+    const maxRows = opts.maxRows ?? 10_000;
+    return this.serial(async () => {
+      // Kuzu checks the timeout itself and interrupts the query.
+      this.conn.setQueryTimeout(opts.timeoutMs ?? 10_000);
+      try {
+        const rows = await this.all(cypher, params);
+        if (rows.length > maxRows) throw new GraphStoreError("too_many_rows", `query returned more than ${maxRows} rows; add LIMIT`);
+        return rows.map(plain);
+      } catch (e) {
+        if (e instanceof GraphStoreError) throw e;
+        const msg = (e as Error).message;
+        if (/interrupt|timeout/i.test(msg)) throw new GraphStoreError("timeout", `query exceeded ${opts.timeoutMs ?? 10_000} ms`, { cause: e });
+        throw new GraphStoreError("query_failed", msg, { cause: e });
+      } finally {
+        this.conn.setQueryTimeout(600_000); // back to the writer's generous limit
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.chain;
+    await this.conn.close();
+    await this.db.close();
+  }
+
+  private async run(cypher: string, params: Record<string, unknown>): Promise<void> {
+    const ps = await this.conn.prepare(cypher);
+    if (!ps.isSuccess()) throw new Error(ps.getErrorMessage());
+    const r = await this.conn.execute(ps, params as Record<string, kuzu.KuzuValue>);
+    for (const qr of Array.isArray(r) ? r : [r]) qr.close();
+  }
+
+  private async all(cypher: string, params: Record<string, unknown>): Promise<Record<string, unknown>[]> {
+    const ps = await this.conn.prepare(cypher);
+    if (!ps.isSuccess()) throw new Error(ps.getErrorMessage());
+    const r = await this.conn.execute(ps, params as Record<string, kuzu.KuzuValue>);
+    const qr = Array.isArray(r) ? r[r.length - 1]! : r;
+    const rows = (await qr.getAll()) as Record<string, unknown>[];
+    qr.close();
+    return rows;
+  }
+}
+
+function nodeRow(n: TopoNode) {
+  const p = n.props;
+  return {
+    id: n.id,
+    kind: n.kind,
+    name: n.name,
+    source: n.source,
+    // Kuzu cannot bind an UNWIND column whose values are all null: '' and 0 stand for "none".
+    host: typeof p.host === "string" ? p.host : n.kind === "host" ? n.id.slice(5) : "",
+    port: typeof p.port === "number" ? p.port : 0,
+    exe: typeof p.exe === "string" ? p.exe : "",
+    props: JSON.stringify(p),
+    firstSeen: n.firstSeen,
+    lastSeen: n.lastSeen,
+  };
+}
+
+function edgeRow(e: TopoEdge) {
+  return { id: e.id, src: e.src, dst: e.dst, source: e.source, props: JSON.stringify(e.props), firstSeen: e.firstSeen, lastSeen: e.lastSeen };
+}
+
+/** Kuzu returns BigInt for INT64 and node/rel objects with internal ids: make rows JSON-safe. */
+function plain(v: any): any {
+  if (typeof v === "bigint") return Number(v);
+  if (Array.isArray(v)) return v.map(plain);
+  if (v && typeof v === "object") {
+    const o: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) o[k] = plain(x);
+    return o;
+  }
+  return v;
+}

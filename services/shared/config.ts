@@ -1,0 +1,58 @@
+/** Configuration is read once, in main.ts, and validated with the key's name in every error. */
+import { z } from "zod";
+import { resolve } from "node:path";
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+const Env = z.object({
+  ORRERY_DATA_DIR: z.string().default(".orrery-data"),
+  ORRERY_PREFIX: z.string().regex(/^[a-zA-Z0-9_-]+$/, "letters, digits, _ and - only").default("orrery"),
+  NATS_URL: z.string().default("nats://127.0.0.1:4222"),
+  NATS_USER: z.string().optional(),
+  NATS_PASS: z.string().optional(),
+  NATS_TOKEN: z.string().optional(),
+  CLICKHOUSE_URL: z.url().default("http://127.0.0.1:8123"),
+  CLICKHOUSE_USER: z.string().default("default"),
+  CLICKHOUSE_PASSWORD: z.string().default(""),
+  CLICKHOUSE_DATABASE: z.string().regex(/^[a-zA-Z_][a-zA-Z0-9_]*$/, "a ClickHouse identifier").default("orrery"),
+  ORRERY_GATEWAY_HOST: z.string().default("127.0.0.1"),
+  ORRERY_GATEWAY_PORT: z.coerce.number().int().min(0).max(65535).default(7070),
+  ORRERY_DASHBOARD_DIR: z.string().default("dashboard/dist"),
+  ORRERY_HOST_ID: z.string().optional(),
+  ORRERY_AGENT_INTERVAL_MS: z.coerce.number().int().min(200).max(3_600_000).default(5000),
+  ORRERY_AGENT_FULL_EVERY: z.coerce.number().int().min(1).max(10_000).default(12),
+  ORRERY_METRICS_TTL_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
+  ORRERY_LOG_QUIET: z.enum(["0", "1"]).default("0"),
+});
+export type Config = z.infer<typeof Env> & { dataDir: string };
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const r = Env.safeParse(env);
+  if (!r.success) {
+    const msg = r.error.issues.map((i) => `${i.path.join(".")}: ${i.message} (got ${JSON.stringify(env[String(i.path[0])])})`).join("; ");
+    throw new ConfigError(`invalid configuration: ${msg}`);
+  }
+  return { ...r.data, dataDir: resolve(r.data.ORRERY_DATA_DIR) };
+}
+
+export function natsOptions(c: Config, name: string) {
+  return { url: c.NATS_URL, prefix: c.ORRERY_PREFIX, name, user: c.NATS_USER, pass: c.NATS_PASS, token: c.NATS_TOKEN };
+}
+
+/** Runs `stop` on SIGINT/SIGTERM once, then exits. */
+export function onShutdown(stop: () => Promise<void>): void {
+  let stopping = false;
+  const handler = async () => {
+    if (stopping) return;
+    stopping = true;
+    try {
+      await stop();
+    } finally {
+      process.exit(0);
+    }
+  };
+  process.on("SIGINT", handler);
+  process.on("SIGTERM", handler);
+}

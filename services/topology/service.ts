@@ -1,0 +1,117 @@
+/**
+ * Topology service: discovery stream → pure topology stage → graph store (net changes, batched) → delta stream.
+ * The in-memory model serves live reads (snapshot RPC); the store is rebuilt into the model at start.
+ */
+import { DiscoveryBatch } from "../../pipelines/contracts/discovery.ts";
+import { TopologyDelta, type TopologySnapshot } from "../../pipelines/contracts/topology.ts";
+import { applyDiscovery, isEmpty, mergeChanges, modelFromGraph, type Changes, type TopologyModel } from "../../pipelines/stages/topology.ts";
+import { publishEvent, runConsumer, type Bus, type ConsumerHandle } from "../shared/bus.ts";
+import type { GraphStore } from "../graph/port.ts";
+import type { Logger } from "../shared/log.ts";
+
+export const SNAPSHOT_CHUNK = 1500;
+
+export interface TopologyService {
+  model(): TopologyModel;
+  rev(): number;
+  stop(): Promise<void>;
+}
+
+export async function startTopologyService(deps: { bus: Bus; store: GraphStore; log: Logger; now?: () => number }): Promise<TopologyService> {
+  const { bus, store, log } = deps;
+  const now = deps.now ?? Date.now;
+  await store.init();
+  const stored = await store.load();
+  let model = modelFromGraph(stored.nodes, stored.edges);
+  let rev = stored.rev;
+  log.info("model loaded", { rev, nodes: stored.nodes.length, edges: stored.edges.length });
+
+  const pending: TopologyDelta[] = [];
+  const flush = async () => {
+    while (pending.length) {
+      const d = pending[0]!;
+      await publishEvent(bus, bus.topo.subjects.topologyDelta, TopologyDelta, "topology.delta.v1", d, `${bus.topo.prefix}:delta:${d.rev}`);
+      pending.shift();
+    }
+  };
+  const flushQuietly = () => flush().catch((e) => log.warn("delta publish failed; will retry", { error: String(e) }));
+  const retry = setInterval(() => pending.length && flushQuietly(), 1000);
+
+  const snapshotSub = bus.nc.subscribe(bus.topo.subjects.snapshotRpc, {
+    callback: (err, msg) => {
+      if (err || !msg.reply) return;
+      for (const chunk of snapshotChunks(model, rev, now())) msg.respond(new TextEncoder().encode(JSON.stringify(chunk)));
+    },
+  });
+
+  const consumer: ConsumerHandle = await runConsumer(
+    bus,
+    bus.topo.consumers.topology,
+    DiscoveryBatch,
+    "discovery.v1",
+    async (batch) => {
+      let changes: Changes = { nodesUpserted: [], nodesRemoved: [], edgesUpserted: [], edgesRemoved: [] };
+      const t = now();
+      for (const { value } of batch) changes = mergeChanges(changes, applyDiscovery(model, value, t));
+      if (isEmpty(changes)) return;
+      const next = rev + 1;
+      try {
+        await store.apply(changes, next);
+      } catch (e) {
+        // The model ran ahead of the store: rebuild it from what is durable, then let the batch be redelivered.
+        log.error("graph write failed; rebuilding model from store", { error: String(e) });
+        const s = await store.load();
+        model = modelFromGraph(s.nodes, s.edges);
+        rev = s.rev;
+        throw e;
+      }
+      rev = next;
+      pending.push({
+        schema: "topology.delta.v1",
+        rev,
+        at: t,
+        nodesUpserted: changes.nodesUpserted,
+        nodesRemoved: changes.nodesRemoved,
+        edgesUpserted: changes.edgesUpserted,
+        edgesRemoved: changes.edgesRemoved.map((e) => e.id),
+      });
+      // The store write is the durable effect; a failed delta publish is retried and must not redeliver the batch.
+      await flushQuietly();
+    },
+    { onError: (e) => log.warn("discovery batch failed", { error: String(e) }) },
+  );
+
+  return {
+    model: () => model,
+    rev: () => rev,
+    stop: async () => {
+      clearInterval(retry);
+      snapshotSub.unsubscribe();
+      await consumer.stop();
+      await flush().catch(() => undefined);
+    },
+  };
+}
+
+export interface SnapshotChunk extends TopologySnapshot {
+  part: number;
+  parts: number;
+}
+
+/** A snapshot is sent as several messages so it fits NATS's max payload at any size of estate. */
+export function snapshotChunks(model: TopologyModel, rev: number, at: number): SnapshotChunk[] {
+  const nodes = [...model.nodes.values()];
+  const edges = [...model.edges.values()];
+  const parts = Math.max(1, Math.ceil((nodes.length + edges.length) / SNAPSHOT_CHUNK));
+  const out: SnapshotChunk[] = [];
+  let ni = 0;
+  let ei = 0;
+  for (let p = 0; p < parts; p++) {
+    const n = nodes.slice(ni, ni + SNAPSHOT_CHUNK);
+    ni += n.length;
+    const e = edges.slice(ei, ei + (SNAPSHOT_CHUNK - n.length));
+    ei += e.length;
+    out.push({ schema: "topology.snapshot.v1", rev, at, nodes: n, edges: e, part: p, parts });
+  }
+  return out;
+}

@@ -32,7 +32,7 @@ export function validate<S extends z.ZodType>(schema: S, name: string, value: un
   const r = schema.safeParse(value);
   if (!r.success) {
     const issues = r.error.issues
-      .slice(0, 5)
+      .slice(0, 10)
       .map((i) => `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`)
       .join("; ");
     throw new ContractError("invalid", name, `${name}: ${issues}`);

@@ -15,7 +15,7 @@ const batch = (events: DiscoveryEvent[], o: Partial<DiscoveryBatch> = {}): Disco
   events,
   ...o,
 });
-const hostSeen = (ips: string[]): DiscoveryEvent => ({ type: "host.seen", hostname: "h1", os: "Debian", kernel: "6", cpus: 2, memTotalBytes: 1, ips });
+const hostSeen = (ips: string[]): DiscoveryEvent & { type: "host.seen" } => ({ type: "host.seen", hostname: "h1", os: "Debian", kernel: "6", cpus: 2, memTotalBytes: 1, ips });
 
 describe("topology stage", () => {
   test("listener and a loopback connection to it make process → listener edges; server side is skipped", () => {

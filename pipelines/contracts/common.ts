@@ -16,7 +16,8 @@ export const ProcessIdentity = z.object({
   comm: z.string().max(256),
   cmdline: z.array(z.string().max(4096)).max(256),
   user: z.string().max(256),
-  uid: z.number().int().nonnegative(),
+  /** -1 when the agent could not read it */
+  uid: z.number().int().min(-1),
   startTime: EpochMs,
   containerId: z.string().max(128).nullable().default(null),
 });

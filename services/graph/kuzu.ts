@@ -4,7 +4,7 @@
  * Edge writes use MERGE (a) MERGE (b) MERGE (a)-[]->(b): matching endpoints from UNWIND rows does not use the
  * primary-key index in Kuzu 0.11 (~55 edges/s, LIMITS.md).
  */
-import kuzu from "kuzu";
+import kuzu, { type Connection, type Database, type KuzuValue } from "kuzu";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { EdgeKind, type TopoEdge, type TopoNode } from "../../pipelines/contracts/topology.ts";
@@ -15,8 +15,8 @@ const EDGE_KINDS = EdgeKind.options;
 
 export class KuzuGraphStore implements GraphStore {
   readonly name = "kuzu";
-  private db: kuzu.Database;
-  private conn: kuzu.Connection;
+  private db: Database;
+  private conn: Connection;
   /** Kuzu allows one write transaction at a time per connection: serialize writers. */
   private chain: Promise<unknown> = Promise.resolve();
 
@@ -126,14 +126,14 @@ export class KuzuGraphStore implements GraphStore {
   private async run(cypher: string, params: Record<string, unknown>): Promise<void> {
     const ps = await this.conn.prepare(cypher);
     if (!ps.isSuccess()) throw new Error(ps.getErrorMessage());
-    const r = await this.conn.execute(ps, params as Record<string, kuzu.KuzuValue>);
+    const r = await this.conn.execute(ps, params as Record<string, KuzuValue>);
     for (const qr of Array.isArray(r) ? r : [r]) qr.close();
   }
 
   private async all(cypher: string, params: Record<string, unknown>): Promise<Record<string, unknown>[]> {
     const ps = await this.conn.prepare(cypher);
     if (!ps.isSuccess()) throw new Error(ps.getErrorMessage());
-    const r = await this.conn.execute(ps, params as Record<string, kuzu.KuzuValue>);
+    const r = await this.conn.execute(ps, params as Record<string, KuzuValue>);
     const qr = Array.isArray(r) ? r[r.length - 1]! : r;
     const rows = (await qr.getAll()) as Record<string, unknown>[];
     qr.close();

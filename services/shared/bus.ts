@@ -155,24 +155,24 @@ export async function runConsumer<S extends z.ZodType>(
   const consumer = await bus.js.consumers.get(spec.stream, spec.durable);
   const messages = await consumer.consume({ max_messages: Math.max(maxBatch * 2, 1000) });
   const queue: JsMsg[] = [];
-  let wake: (() => void) | null = null;
+  const signal: { wake: (() => void) | null } = { wake: null };
   let ended = false;
 
   const pump = (async () => {
     for await (const m of messages) {
       queue.push(m);
-      wake?.();
+      signal.wake?.();
     }
     ended = true;
-    wake?.();
+    signal.wake?.();
   })();
 
   const work = (async () => {
     while (true) {
       if (!queue.length) {
         if (ended) break;
-        await new Promise<void>((r) => (wake = r));
-        wake = null;
+        await new Promise<void>((r) => (signal.wake = r));
+        signal.wake = null;
         continue;
       }
       const msgs = queue.splice(0, maxBatch);

@@ -1,0 +1,133 @@
+/**
+ * Pure: turns consecutive host scans into discovery batches (changes since the last scan, or the full state) and
+ * metric samples. The agent's only state is the set of keys it reported last time.
+ */
+import type { ProcessIdentity } from "../../pipelines/contracts/common.ts";
+import type { DiscoveryBatch, DiscoveryEvent } from "../../pipelines/contracts/discovery.ts";
+import type { Sample } from "../../pipelines/contracts/metrics.ts";
+import { hostId, hostPort, processId } from "../../pipelines/stages/topology.ts";
+import type { HostScan, ProcessInfo, SocketInfo } from "./scan.ts";
+
+export interface AgentState {
+  listeners: Map<string, DiscoveryEvent & { type: "listener.seen" }>;
+  conns: Map<string, DiscoveryEvent & { type: "connection.seen" }>;
+}
+
+export const emptyAgentState = (): AgentState => ({ listeners: new Map(), conns: new Map() });
+
+/** Stays well under the per-message limit even with long command lines. */
+const MAX_EVENTS = 1000;
+const MAX_BYTES = 512 * 1024;
+
+function identity(p: ProcessInfo | undefined): ProcessIdentity | null {
+  if (!p) return null;
+  return {
+    pid: p.pid,
+    exe: p.exe,
+    comm: p.comm.slice(0, 256),
+    cmdline: p.cmdline.slice(0, 64).map((a) => a.slice(0, 1024)),
+    user: p.user,
+    uid: p.uid,
+    startTime: Math.max(0, Math.round(p.startTime)),
+    containerId: p.containerId,
+  };
+}
+
+const listenerKey = (s: SocketInfo) => `${s.proto}|${hostPort(s.localIp, s.localPort)}`;
+const connKey = (s: SocketInfo) => `${s.proto}|${hostPort(s.localIp, s.localPort)}|${hostPort(s.remoteIp, s.remotePort)}`;
+
+export interface ScanResult {
+  batches: DiscoveryBatch[];
+  samples: Sample[];
+  state: AgentState;
+}
+
+export function scanToBatches(prev: AgentState, scan: HostScan, o: { source: string; host: string; scanId: number; full: boolean }): ScanResult {
+  const state = emptyAgentState();
+  for (const s of scan.sockets) {
+    const process = identity(s.pid == null ? undefined : scan.processes.get(s.pid));
+    if (s.state === "listen") {
+      state.listeners.set(listenerKey(s), { type: "listener.seen", proto: s.proto, ip: s.localIp, port: s.localPort, process });
+    } else if (s.state === "established" && s.proto === "tcp") {
+      state.conns.set(connKey(s), {
+        type: "connection.seen",
+        proto: s.proto,
+        localIp: s.localIp,
+        localPort: s.localPort,
+        remoteIp: s.remoteIp,
+        remotePort: s.remotePort,
+        process,
+      });
+    }
+  }
+
+  const f = scan.facts;
+  const events: DiscoveryEvent[] = [
+    { type: "host.seen", hostname: f.hostname, os: f.os, kernel: f.kernel, cpus: f.cpus, memTotalBytes: f.memTotalBytes, ips: f.ips },
+  ];
+  const sameOwner = (a: ProcessIdentity | null, b: ProcessIdentity | null) => a?.pid === b?.pid && a?.startTime === b?.startTime;
+  for (const [k, l] of state.listeners) {
+    const before = prev.listeners.get(k);
+    if (o.full || !before || !sameOwner(before.process, l.process)) events.push(l);
+  }
+  for (const [k, c] of state.conns) {
+    const before = prev.conns.get(k);
+    if (o.full || !before || !sameOwner(before.process, c.process)) events.push(c);
+  }
+  if (!o.full) {
+    for (const [k, l] of prev.listeners) if (!state.listeners.has(k)) events.push({ type: "listener.gone", proto: l.proto, ip: l.ip, port: l.port });
+    for (const [k, c] of prev.conns)
+      if (!state.conns.has(k))
+        events.push({ type: "connection.gone", proto: c.proto, localIp: c.localIp, localPort: c.localPort, remoteIp: c.remoteIp, remotePort: c.remotePort });
+  }
+
+  return { batches: chunk(events, scan.at, o), samples: samplesOf(scan, state, o.host), state };
+}
+
+function chunk(events: DiscoveryEvent[], at: number, o: { source: string; host: string; scanId: number; full: boolean }): DiscoveryBatch[] {
+  const groups: DiscoveryEvent[][] = [[]];
+  let bytes = 0;
+  for (const e of events) {
+    const size = JSON.stringify(e).length;
+    const cur = groups[groups.length - 1]!;
+    if (cur.length && (cur.length >= MAX_EVENTS || bytes + size > MAX_BYTES)) {
+      groups.push([e]);
+      bytes = size;
+    } else {
+      cur.push(e);
+      bytes += size;
+    }
+  }
+  return groups.map((g, part) => ({ schema: "discovery.v1", source: o.source, host: o.host, scanId: o.scanId, part, parts: groups.length, full: o.full, at, events: g }));
+}
+
+function samplesOf(scan: HostScan, state: AgentState, host: string): Sample[] {
+  const ts = scan.at;
+  const h = hostId(host);
+  const f = scan.facts;
+  const out: Sample[] = [
+    { entity: h, metric: "host_load1", ts, value: f.load1, labels: {} },
+    { entity: h, metric: "host_mem_available_bytes", ts, value: f.memAvailableBytes, labels: {} },
+    { entity: h, metric: "host_listeners", ts, value: state.listeners.size, labels: {} },
+    { entity: h, metric: "host_connections", ts, value: state.conns.size, labels: {} },
+    { entity: h, metric: "agent_unreadable_processes", ts, value: scan.unreadablePids.length, labels: {} },
+  ];
+  // Connection counts per (process, remote endpoint): the hot numbers live in metrics, not in the graph.
+  const pairs = new Map<string, { entity: string; remote: string; n: number }>();
+  for (const c of state.conns.values()) {
+    const entity = c.process ? processId(host, c.process) : h;
+    const remote = hostPort(c.remoteIp, c.remotePort);
+    const k = `${entity}|${remote}`;
+    const p = pairs.get(k) ?? { entity, remote, n: 0 };
+    p.n++;
+    pairs.set(k, p);
+  }
+  for (const p of pairs.values()) out.push({ entity: p.entity, metric: "connections", ts, value: p.n, labels: { remote: p.remote } });
+  for (const p of scan.processes.values()) {
+    const id = identity(p);
+    if (!id) continue;
+    out.push({ entity: processId(host, id), metric: "process_rss_bytes", ts, value: p.rssBytes, labels: {} });
+    out.push({ entity: processId(host, id), metric: "process_cpu_ticks", ts, value: p.cpuTicks, labels: {} });
+  }
+  return out;
+}

@@ -1,0 +1,52 @@
+/**
+ * The embedded ClickHouse owner process: reads its config once, serves the chDB directory `<data-dir>/clickhouse`
+ * over ClickHouse's HTTP interface, prints one ready line on stdout, and closes chDB (flushing it) on SIGINT/SIGTERM.
+ *
+ *   bun services/clickhouse/main.ts [--data-dir DIR] [--port N] [--host H]
+ *   env: ORRERY_DATA_DIR, CLICKHOUSE_OWNER_PORT, CLICKHOUSE_OWNER_HOST, CLICKHOUSE_OWNER_PASSWORD
+ */
+import { mkdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { z } from "zod";
+import { onShutdown } from "../shared/config.ts";
+import { ready } from "../shared/log.ts";
+import { startClickHouseOwner } from "./owner.ts";
+
+const OwnerConfig = z.object({
+  ORRERY_DATA_DIR: z.string().min(1).default(".orrery-data"),
+  CLICKHOUSE_OWNER_PORT: z.coerce.number().int().min(0).max(65535).default(8123),
+  CLICKHOUSE_OWNER_HOST: z.string().min(1).default("127.0.0.1"),
+  CLICKHOUSE_OWNER_PASSWORD: z.string().optional(),
+});
+
+const { values: args } = parseArgs({
+  options: { "data-dir": { type: "string" }, port: { type: "string" }, host: { type: "string" }, password: { type: "string" } },
+  strict: true,
+});
+const input: Record<string, string | undefined> = {
+  ORRERY_DATA_DIR: args["data-dir"] ?? process.env.ORRERY_DATA_DIR,
+  CLICKHOUSE_OWNER_PORT: args.port ?? process.env.CLICKHOUSE_OWNER_PORT,
+  CLICKHOUSE_OWNER_HOST: args.host ?? process.env.CLICKHOUSE_OWNER_HOST,
+  CLICKHOUSE_OWNER_PASSWORD: args.password ?? process.env.CLICKHOUSE_OWNER_PASSWORD,
+};
+const parsed = OwnerConfig.safeParse(input);
+if (!parsed.success) {
+  const msg = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message} (got ${JSON.stringify(input[String(i.path[0])])})`).join("; ");
+  process.stderr.write(`clickhouse owner: invalid configuration: ${msg}\n`);
+  process.exit(2);
+}
+const cfg = parsed.data;
+const dataDir = join(resolve(cfg.ORRERY_DATA_DIR), "clickhouse");
+mkdirSync(dataDir, { recursive: true });
+
+let owner;
+try {
+  owner = await startClickHouseOwner({ dataDir, host: cfg.CLICKHOUSE_OWNER_HOST, port: cfg.CLICKHOUSE_OWNER_PORT, password: cfg.CLICKHOUSE_OWNER_PASSWORD });
+} catch (err) {
+  process.stderr.write(`clickhouse owner: ${(err as Error).message} (set CLICKHOUSE_OWNER_PORT or --port; 0 picks a free port)\n`);
+  process.exit(1);
+}
+const running = owner;
+onShutdown(() => running.stop());
+ready("clickhouse", { url: running.url });

@@ -1,0 +1,109 @@
+/** The gateway's HTTP + WebSocket surface (Bun.serve): snapshot, series, health, /ws, and the built dashboard. */
+import { existsSync, statSync } from "node:fs";
+import { join, normalize, resolve } from "node:path";
+import { z } from "zod";
+import { snapshotOf } from "../../pipelines/stages/apply-delta.ts";
+import type { SeriesStore } from "../metrics/port.ts";
+import type { Logger } from "../shared/log.ts";
+import type { GatewayMirror } from "./mirror.ts";
+
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const SeriesParams = z.object({
+  entity: z.string().min(1).max(512),
+  metric: z.string().min(1).max(200),
+  from: z.coerce.number().int().nonnegative(),
+  to: z.coerce.number().int().positive(),
+  step: z.coerce.number().int().min(1).max(86_400).default(60),
+});
+const LatestParams = z.object({ entity: z.string().min(1).max(512) });
+
+function params<S extends z.ZodType>(schema: S, url: URL): z.infer<S> {
+  const r = schema.safeParse(Object.fromEntries(url.searchParams));
+  if (!r.success) throw new HttpError(400, r.error.issues.map((i) => `${i.path.join(".") || "query"}: ${i.message}`).join("; "));
+  return r.data;
+}
+
+/** One mapping from errors to HTTP. */
+export function toHttpError(e: unknown): Response {
+  if (e instanceof HttpError) return Response.json({ error: e.message }, { status: e.status });
+  return Response.json({ error: e instanceof Error ? e.message : String(e) }, { status: 500 });
+}
+
+export function startGatewayServer(deps: { mirror: GatewayMirror; series: SeriesStore; log: Logger; host: string; port: number; dashboardDir: string }) {
+  const { mirror, series } = deps;
+  const root = resolve(deps.dashboardDir);
+  const guard = (f: (req: Request) => Promise<Response> | Response) => async (req: Request) => {
+    try {
+      return await f(req);
+    } catch (e) {
+      return toHttpError(e);
+    }
+  };
+
+  const server = Bun.serve({
+    hostname: deps.host,
+    port: deps.port,
+    routes: {
+      "/healthz": () => {
+        const m = mirror.mirror();
+        return Response.json({ status: mirror.synced() ? "ok" : "syncing", rev: m.rev, nodes: m.nodes.size, edges: m.edges.size }, { status: mirror.synced() ? 200 : 503 });
+      },
+      "/api/snapshot": () => Response.json(snapshotOf(mirror.mirror(), Date.now())),
+      "/api/series": guard(async (req) => {
+        const p = params(SeriesParams, new URL(req.url));
+        if (p.to <= p.from) throw new HttpError(400, "to must be after from");
+        if ((p.to - p.from) / 1000 / p.step > 11_000) throw new HttpError(400, "too many points: raise step or narrow the range (at most 11000)");
+        return Response.json({ entity: p.entity, metric: p.metric, points: await series.series({ entity: p.entity, metric: p.metric, from: p.from, to: p.to, stepSeconds: p.step }) });
+      }),
+      "/api/metrics/latest": guard(async (req) => {
+        const p = params(LatestParams, new URL(req.url));
+        return Response.json({ entity: p.entity, values: await series.latest(p.entity) });
+      }),
+    },
+    fetch(req, srv) {
+      const url = new URL(req.url);
+      if (url.pathname === "/ws") {
+        if (srv.upgrade(req)) return undefined;
+        return new Response("expected a WebSocket upgrade", { status: 426 });
+      }
+      if (url.pathname.startsWith("/api/")) return Response.json({ error: `no such endpoint: ${url.pathname}` }, { status: 404 });
+      return serveStatic(root, url.pathname);
+    },
+    websocket: {
+      // Wallboards on slow links must not make the gateway buffer without bound: drop them and let them resync.
+      backpressureLimit: 64 * 1024 * 1024,
+      closeOnBackpressureLimit: true,
+      open(ws) {
+        if (mirror.synced()) ws.send(JSON.stringify(snapshotOf(mirror.mirror(), Date.now())));
+        ws.subscribe("topology");
+      },
+      message() {
+        // The stream is one-way; clients have nothing to say yet.
+      },
+    },
+  });
+
+  mirror.onFrame((f) => {
+    const sent = server.publish("topology", JSON.stringify(f));
+    if (sent === 0 && server.subscriberCount("topology") > 0) deps.log.warn("delta dropped for some clients", { rev: f.rev });
+  });
+
+  return server;
+}
+
+function serveStatic(root: string, pathname: string): Response {
+  const rel = normalize(decodeURIComponent(pathname)).replace(/^(\.\.[/\\])+/, "");
+  let file = join(root, rel);
+  if (!file.startsWith(root)) return new Response("not found", { status: 404 });
+  if (!existsSync(file) || statSync(file).isDirectory()) file = join(root, "index.html");
+  if (!existsSync(file)) return new Response(`dashboard not built: run \`npm run build:dashboard\` (looked in ${root})`, { status: 503 });
+  return new Response(Bun.file(file));
+}

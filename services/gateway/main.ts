@@ -1,0 +1,24 @@
+import { makeClickHouseClient } from "../clickhouse/client.ts";
+import { ClickHouseSeriesStore } from "../metrics/clickhouse.ts";
+import { connectBus } from "../shared/bus.ts";
+import { loadConfig, natsOptions, onShutdown } from "../shared/config.ts";
+import { makeLogger, ready } from "../shared/log.ts";
+import { startGatewayServer } from "./http.ts";
+import { startMirror } from "./mirror.ts";
+
+const cfg = loadConfig();
+const log = makeLogger("gateway", cfg.ORRERY_LOG_QUIET === "1");
+const bus = await connectBus(natsOptions(cfg, "orrery-gateway"));
+const series = new ClickHouseSeriesStore(
+  makeClickHouseClient({ url: cfg.CLICKHOUSE_URL, username: cfg.CLICKHOUSE_USER, password: cfg.CLICKHOUSE_PASSWORD }),
+  { database: cfg.CLICKHOUSE_DATABASE, ttlDays: cfg.ORRERY_METRICS_TTL_DAYS },
+);
+const mirror = await startMirror(bus, log);
+const server = startGatewayServer({ mirror, series, log, host: cfg.ORRERY_GATEWAY_HOST, port: cfg.ORRERY_GATEWAY_PORT, dashboardDir: cfg.ORRERY_DASHBOARD_DIR });
+onShutdown(async () => {
+  await server.stop(true);
+  await mirror.stop();
+  await series.close();
+  await bus.close();
+});
+ready("gateway", { url: `http://${cfg.ORRERY_GATEWAY_HOST}:${server.port}` });

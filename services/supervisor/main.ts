@@ -1,0 +1,49 @@
+/** `npm run demo`: the whole platform on its embedded defaults, plus the local host's own agent. */
+import { join } from "node:path";
+import { loadConfig } from "../shared/config.ts";
+import { makeLogger } from "../shared/log.ts";
+import { freePort, natsServerSpec, serviceSpec, Supervisor } from "./supervisor.ts";
+
+const cfg = loadConfig();
+const log = makeLogger("supervisor");
+const sup = new Supervisor(log);
+let stopping = false;
+const stop = async (code = 0) => {
+  if (stopping) return;
+  stopping = true;
+  process.stderr.write("\nstopping Orrery…\n");
+  await sup.stop();
+  process.exit(code);
+};
+process.on("SIGINT", () => void stop());
+process.on("SIGTERM", () => void stop());
+
+try {
+  const env: Record<string, string> = { ORRERY_DATA_DIR: cfg.dataDir, ORRERY_PREFIX: cfg.ORRERY_PREFIX };
+  if (process.env.NATS_URL) env.NATS_URL = cfg.NATS_URL;
+  else {
+    const bin = Bun.which("nats-server") ?? Bun.which("nats-server", { PATH: "/usr/sbin:/usr/bin:/usr/local/bin" });
+    if (!bin) throw new Error("nats-server not found: `npm run demo` installs it from Debian, or set NATS_URL");
+    const port = await freePort(Number(process.env.ORRERY_NATS_PORT ?? 4222));
+    const r = await sup.start(natsServerSpec(cfg.dataDir, port, bin));
+    env.NATS_URL = String(r.url);
+  }
+  if (process.env.CLICKHOUSE_URL) {
+    env.CLICKHOUSE_URL = cfg.CLICKHOUSE_URL;
+  } else {
+    const port = await freePort(Number(process.env.CLICKHOUSE_OWNER_PORT ?? 8123));
+    const r = await sup.start(serviceSpec("clickhouse", { ...env, CLICKHOUSE_OWNER_PORT: String(port) }));
+    env.CLICKHOUSE_URL = String(r.url);
+  }
+  await sup.start(serviceSpec("topology", env, 120_000));
+  await sup.start(serviceSpec("metrics", env));
+  const gw = await sup.start(serviceSpec("gateway", { ...env, ORRERY_GATEWAY_PORT: String(cfg.ORRERY_GATEWAY_PORT), ORRERY_DASHBOARD_DIR: join(process.cwd(), cfg.ORRERY_DASHBOARD_DIR) }));
+  await sup.start(serviceSpec("agent", env));
+  if (process.env.ORRERY_SIMULATE !== "0" && Bun.file(join(import.meta.dir, "../simulator/main.ts")).size > 0)
+    await sup.start(serviceSpec("simulator", env));
+  process.stdout.write(`${JSON.stringify({ event: "ready", service: "orrery", dashboard: gw.url, nats: env.NATS_URL, clickhouse: env.CLICKHOUSE_URL })}\n`);
+  process.stderr.write(`\n  Orrery is running.\n  Dashboard:  ${gw.url}\n  NATS:       ${env.NATS_URL}\n  ClickHouse: ${env.CLICKHOUSE_URL}\n  Data:       ${cfg.dataDir}\n  Ctrl-C stops everything.\n\n`);
+} catch (e) {
+  log.error("start failed", { error: e instanceof Error ? e.message : String(e) });
+  await stop(1);
+}

@@ -30,6 +30,8 @@ export interface Topology {
     dlq: (origin: string) => string;
     /** core NATS request/reply: the topology service answers with a snapshot */
     snapshotRpc: string;
+    /** core NATS request/reply: read-only Cypher against the graph store (its owner is the topology service) */
+    cypherRpc: string;
   };
   streams: { discovery: StreamSpec; metrics: StreamSpec; alerts: StreamSpec; topology: StreamSpec; dlq: StreamSpec };
   consumers: { topology: ConsumerSpec; metrics: ConsumerSpec };
@@ -69,6 +71,7 @@ export function topologyFor(prefix = "orrery"): Topology {
       topologyDelta: `${prefix}.topology.delta.v1`,
       dlq: (origin) => `${prefix}.dlq.${subjectToken(origin)}`,
       snapshotRpc: `${prefix}.rpc.topology.snapshot`,
+      cypherRpc: `${prefix}.rpc.graph.cypher`,
     },
     streams,
     consumers: {

@@ -6,6 +6,9 @@ import { snapshotOf } from "../../pipelines/stages/apply-delta.ts";
 import type { SeriesStore } from "../metrics/port.ts";
 import type { Logger } from "../shared/log.ts";
 import type { GatewayMirror } from "./mirror.ts";
+import { CypherRequest, CypherResponse } from "../../pipelines/contracts/cypher.ts";
+import { decode } from "../../pipelines/codec.ts";
+import type { Bus } from "../shared/bus.ts";
 
 export class HttpError extends Error {
   constructor(
@@ -37,7 +40,30 @@ export function toHttpError(e: unknown): Response {
   return Response.json({ error: e instanceof Error ? e.message : String(e) }, { status: 500 });
 }
 
-export function startGatewayServer(deps: { mirror: GatewayMirror; series: SeriesStore; log: Logger; host: string; port: number; dashboardDir: string }) {
+const CYPHER_STATUS: Record<string, number> = { read_only: 400, bad_request: 400, query_failed: 400, too_many_rows: 413, timeout: 504 };
+
+/** Read-only Cypher is answered by the graph store's owner (the topology service) over NATS request/reply. */
+async function cypher(bus: Bus, req: Request): Promise<Response> {
+  let body: unknown;
+  try {
+    body = await req.json();
+  } catch {
+    throw new HttpError(400, "body must be JSON: {\"query\": \"MATCH …\", \"params\": {…}}");
+  }
+  const parsed = CypherRequest.safeParse(body);
+  if (!parsed.success) throw new HttpError(400, parsed.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; "));
+  let reply;
+  try {
+    reply = await bus.nc.request(bus.topo.subjects.cypherRpc, new TextEncoder().encode(JSON.stringify(parsed.data)), { timeout: parsed.data.timeoutMs + 5000 });
+  } catch (e) {
+    throw new HttpError(503, `graph store unavailable: ${(e as Error).message}`);
+  }
+  const r = decode(CypherResponse, "cypher.v1", reply.data, 256 * 1024 * 1024);
+  if (r.ok) return Response.json(r);
+  return Response.json(r, { status: CYPHER_STATUS[r.code] ?? 500 });
+}
+
+export function startGatewayServer(deps: { bus: Bus; mirror: GatewayMirror; series: SeriesStore; log: Logger; host: string; port: number; dashboardDir: string }) {
   const { mirror, series } = deps;
   const root = resolve(deps.dashboardDir);
   const guard = (f: (req: Request) => Promise<Response> | Response) => async (req: Request) => {
@@ -63,6 +89,7 @@ export function startGatewayServer(deps: { mirror: GatewayMirror; series: Series
         if ((p.to - p.from) / 1000 / p.step > 11_000) throw new HttpError(400, "too many points: raise step or narrow the range (at most 11000)");
         return Response.json({ entity: p.entity, metric: p.metric, points: await series.series({ entity: p.entity, metric: p.metric, from: p.from, to: p.to, stepSeconds: p.step }) });
       }),
+      "/api/cypher": { POST: guard((req) => cypher(deps.bus, req)) },
       "/api/metrics/latest": guard(async (req) => {
         const p = params(LatestParams, new URL(req.url));
         return Response.json({ entity: p.entity, values: await series.latest(p.entity) });

@@ -14,7 +14,7 @@ const series = new ClickHouseSeriesStore(
   { database: cfg.CLICKHOUSE_DATABASE, ttlDays: cfg.ORRERY_METRICS_TTL_DAYS },
 );
 const mirror = await startMirror(bus, log);
-const server = startGatewayServer({ mirror, series, log, host: cfg.ORRERY_GATEWAY_HOST, port: cfg.ORRERY_GATEWAY_PORT, dashboardDir: cfg.ORRERY_DASHBOARD_DIR });
+const server = startGatewayServer({ bus, mirror, series, log, host: cfg.ORRERY_GATEWAY_HOST, port: cfg.ORRERY_GATEWAY_PORT, dashboardDir: cfg.ORRERY_DASHBOARD_DIR });
 onShutdown(async () => {
   await server.stop(true);
   await mirror.stop();

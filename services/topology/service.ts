@@ -6,7 +6,9 @@ import { DiscoveryBatch } from "../../pipelines/contracts/discovery.ts";
 import { TopologyDelta, type TopologySnapshot } from "../../pipelines/contracts/topology.ts";
 import { applyDiscovery, isEmpty, mergeChanges, modelFromGraph, type Changes, type TopologyModel } from "../../pipelines/stages/topology.ts";
 import { publishEvent, runConsumer, type Bus, type ConsumerHandle } from "../shared/bus.ts";
-import type { GraphStore } from "../graph/port.ts";
+import { GraphStoreError, type GraphStore } from "../graph/port.ts";
+import { CypherRequest, type CypherResponse } from "../../pipelines/contracts/cypher.ts";
+import { ContractError, decode } from "../../pipelines/codec.ts";
 import type { Logger } from "../shared/log.ts";
 
 export const SNAPSHOT_CHUNK = 1500;
@@ -41,6 +43,13 @@ export async function startTopologyService(deps: { bus: Bus; store: GraphStore; 
     callback: (err, msg) => {
       if (err || !msg.reply) return;
       for (const chunk of snapshotChunks(model, rev, now())) msg.respond(new TextEncoder().encode(JSON.stringify(chunk)));
+    },
+  });
+
+  const cypherSub = bus.nc.subscribe(bus.topo.subjects.cypherRpc, {
+    callback: (err, msg) => {
+      if (err || !msg.reply) return;
+      void answerCypher(store, msg.data).then((r) => msg.respond(new TextEncoder().encode(JSON.stringify(r))));
     },
   });
 
@@ -87,6 +96,7 @@ export async function startTopologyService(deps: { bus: Bus; store: GraphStore; 
     stop: async () => {
       clearInterval(retry);
       snapshotSub.unsubscribe();
+      cypherSub.unsubscribe();
       await consumer.stop();
       await flush().catch(() => undefined);
     },
@@ -114,4 +124,18 @@ export function snapshotChunks(model: TopologyModel, rev: number, at: number): S
     out.push({ schema: "topology.snapshot.v1", rev, at, nodes: n, edges: e, part: p, parts });
   }
   return out;
+}
+
+/** Answers one read-only Cypher request; every failure is a value with a code, never a crash. */
+export async function answerCypher(store: GraphStore, bytes: Uint8Array): Promise<CypherResponse> {
+  const t0 = performance.now();
+  try {
+    const req = decode(CypherRequest, "cypher.v1", bytes);
+    const rows = await store.query(req.query, req.params, { timeoutMs: req.timeoutMs, maxRows: req.maxRows });
+    return { ok: true, rows, ms: performance.now() - t0 };
+  } catch (e) {
+    if (e instanceof GraphStoreError) return { ok: false, code: e.code, error: e.message };
+    if (e instanceof ContractError) return { ok: false, code: "bad_request", error: e.message };
+    return { ok: false, code: "internal", error: String(e) };
+  }
 }

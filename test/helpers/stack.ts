@@ -1,0 +1,69 @@
+/** Starts the whole platform the way `npm run demo` does (the supervisor as a child process), isolated per test. */
+import { join, resolve } from "node:path";
+import type { Subprocess } from "bun";
+import { tempDir, uniquePrefix } from "./tmp.ts";
+
+export interface Stack {
+  dashboard: string;
+  nats: string;
+  clickhouse: string;
+  dataDir: string;
+  proc: Subprocess;
+  logs: () => string;
+  stop(): Promise<number>;
+}
+
+const ROOT = resolve(import.meta.dir, "../..");
+
+export async function startStack(env: Record<string, string> = {}, dataDir?: string): Promise<Stack & { cleanup: () => void }> {
+  const tmp = dataDir ? { dir: dataDir, cleanup: () => {} } : tempDir("orrery-stack-");
+  const proc = Bun.spawn([process.execPath, "run", join(ROOT, "services/supervisor/main.ts")], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      ORRERY_DATA_DIR: tmp.dir,
+      ORRERY_PREFIX: uniquePrefix("e2e"),
+      ORRERY_GATEWAY_PORT: "0",
+      ORRERY_NATS_PORT: "0",
+      CLICKHOUSE_OWNER_PORT: "0",
+      ORRERY_AGENT_INTERVAL_MS: "500",
+      ORRERY_LOG_QUIET: "1",
+      ...env,
+    },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  let logs = "";
+  void (async () => {
+    for await (const c of proc.stderr as ReadableStream<Uint8Array>) logs += new TextDecoder().decode(c);
+  })();
+  const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
+  let out = "";
+  const deadline = Date.now() + 120_000;
+  while (Date.now() < deadline) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    out += new TextDecoder().decode(value);
+    const line = out.split("\n").find((l) => l.includes('"service":"orrery"'));
+    if (line) {
+      reader.releaseLock();
+      void (proc.stdout as ReadableStream<Uint8Array>).pipeTo(new WritableStream()).catch(() => undefined);
+      const r = JSON.parse(line);
+      return {
+        dashboard: r.dashboard,
+        nats: r.nats,
+        clickhouse: r.clickhouse,
+        dataDir: tmp.dir,
+        proc,
+        logs: () => logs,
+        stop: async () => {
+          proc.kill("SIGINT");
+          return await proc.exited;
+        },
+        cleanup: tmp.cleanup,
+      };
+    }
+  }
+  proc.kill("SIGKILL");
+  throw new Error(`stack did not start:\n${out}\n${logs}`);
+}

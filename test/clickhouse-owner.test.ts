@@ -6,7 +6,7 @@
  * functions are tested without a server first.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { type ClickHouseClient, ClickHouseError } from "@clickhouse/client";
+import { type ClickHouseClient, ClickHouseError, type ClickHouseSettings } from "@clickhouse/client";
 import type { Subprocess } from "bun";
 import { Readable } from "node:stream";
 import { gunzipSync, gzipSync } from "node:zlib";
@@ -154,8 +154,9 @@ describe("ClickHouse owner with @clickhouse/client", () => {
   afterAll(async () => {
     await ch?.close();
     await chz?.close();
-    expect(await owner?.stop()).toBe(0);
+    const code = await owner?.stop();
     tmp.cleanup();
+    expect(code).toBe(0);
   });
 
   const createSamples = async (table: string) => {
@@ -178,7 +179,7 @@ describe("ClickHouse owner with @clickhouse/client", () => {
     const t = uniquePrefix("samples_");
     await createSamples(t);
     const ddl = await ch.query({ query: "SELECT create_table_query FROM system.tables WHERE name = {t:String}", query_params: { t }, format: "JSONEachRow" });
-    const [{ create_table_query }] = await ddl.json<{ create_table_query: string }>();
+    const create_table_query = (await ddl.json<{ create_table_query: string }>())[0]?.create_table_query;
     expect(create_table_query).toContain("CODEC(DoubleDelta, ZSTD(1))");
     expect(create_table_query).toContain("TTL toDateTime(ts) + toIntervalDay(30)");
 
@@ -227,10 +228,11 @@ describe("ClickHouse owner with @clickhouse/client", () => {
 
   test("query formats: JSON, JSONCompactEachRow, CSV, TabSeparated", async () => {
     const sql = "SELECT number AS n, toString(number * 2) AS s FROM numbers(2)";
-    const json = await (await ch.query({ query: sql, format: "JSON" })).json<{ data: unknown[]; rows: number; meta: { name: string }[] }>();
+    // ClickHouse 26.x no longer quotes 64-bit integers in JSON by default (output_format_json_quote_64bit_integers=0).
+    const json = await (await ch.query({ query: sql, format: "JSON" })).json<{ n: number; s: string }>();
     expect(json.data).toEqual([{ n: 0, s: "0" }, { n: 1, s: "2" }]);
     expect(json.rows).toBe(2);
-    expect(json.meta.map((m) => m.name)).toEqual(["n", "s"]);
+    expect(json.meta?.map((m) => m.name)).toEqual(["n", "s"]);
     expect(await (await ch.query({ query: sql, format: "JSONCompactEachRow" })).json()).toEqual([[0, "0"], [1, "2"]]);
     expect(await (await ch.query({ query: sql, format: "CSV" })).text()).toBe('0,"0"\n1,"2"\n');
     expect(await (await ch.query({ query: sql, format: "TabSeparated" })).text()).toBe("0\t0\n1\t2\n");
@@ -264,11 +266,11 @@ describe("ClickHouse owner with @clickhouse/client", () => {
   });
 
   test("URL settings apply to their query only; HTTP-layer settings are accepted", async () => {
-    const q = (settings?: Record<string, unknown>) =>
+    const q = (settings?: ClickHouseSettings) =>
       ch.query({ query: "SELECT getSetting('max_block_size') AS b", format: "JSONEachRow", clickhouse_settings: settings }).then((r) => r.json<{ b: number }>());
     expect(await q({ max_block_size: "1234", wait_end_of_query: 1, date_time_input_format: "best_effort" })).toEqual([{ b: 1234 }]);
     expect((await q())[0]!.b).not.toBe(1234);
-    const unknown = await caught(ch.query({ query: "SELECT 1", clickhouse_settings: { no_such_setting_here: 1 } as Record<string, unknown> }));
+    const unknown = await caught(ch.query({ query: "SELECT 1", clickhouse_settings: { no_such_setting_here: 1 } as ClickHouseSettings }));
     expect(unknown.code).toBe("115");
   });
 
@@ -354,6 +356,15 @@ describe("ClickHouse owner with @clickhouse/client", () => {
     expect((await outside.json<{ b: number }>())[0]!.b).not.toBe(4321);
   });
 
+  test("sessionless SET and USE do not outlive their request", async () => {
+    await ch.command({ query: "SET max_block_size = 999" });
+    await ch.command({ query: "USE system" });
+    const rs = await ch.query({ query: "SELECT getSetting('max_block_size') AS b, currentDatabase() AS d", format: "JSONEachRow" });
+    const [row] = await rs.json<{ b: number; d: string }>();
+    expect(row?.b).not.toBe(999);
+    expect(row?.d).toBe("default");
+  });
+
   test("a long query does not block other requests", async () => {
     const started = performance.now();
     const long = ch.query({ query: "SELECT max(sipHash64(number)) AS m FROM numbers(40000000)", format: "JSONEachRow" }).then(async (r) => {
@@ -372,8 +383,10 @@ describe("ClickHouse owner with @clickhouse/client", () => {
 describe("ClickHouse owner lifecycle", () => {
   test("data survives an owner restart on the same directory", async () => {
     const tmp = tempDir("orrery-ch-restart-");
+    const running: OwnerProcess[] = [];
     try {
       const first = await startOwnerProcess(tmp.dir);
+      running.push(first);
       const a = makeClickHouseClient({ url: first.url });
       await a.command({ query: "CREATE TABLE kept (id UInt32, ts DateTime64(3)) ENGINE = MergeTree ORDER BY id" });
       await a.insert({ table: "kept", values: [{ id: 1, ts: 1_700_000_000_123 }, { id: 2, ts: 1_700_000_000_456 }], format: "JSONEachRow" });
@@ -381,12 +394,14 @@ describe("ClickHouse owner lifecycle", () => {
       expect(await first.stop()).toBe(0);
 
       const second = await startOwnerProcess(tmp.dir);
+      running.push(second);
       const b = makeClickHouseClient({ url: second.url });
       const rs = await b.query({ query: "SELECT id, toUnixTimestamp64Milli(ts) AS ms FROM kept ORDER BY id", format: "JSONEachRow" });
       expect(await rs.json()).toEqual([{ id: 1, ms: 1700000000123 }, { id: 2, ms: 1700000000456 }]);
       await b.close();
       expect(await second.stop()).toBe(0);
     } finally {
+      for (const o of running) if (o.proc.exitCode === null) await o.stop();
       tmp.cleanup();
     }
   });

@@ -109,3 +109,17 @@ describe("topology pipeline", () => {
     await waitFor(() => svc.model().nodes.has("listener:h1:udp:0.0.0.0:53"), "the good message after the bad ones");
   });
 });
+
+describe("splitDelta", () => {
+  test("a large change set becomes consecutive deltas, node upserts first and node removals last", async () => {
+    const { splitDelta, DELTA_CHUNK } = await import("../services/topology/service.ts");
+    const n = (i: number) => ({ id: `n${i}`, kind: "host" as const, name: "n", source: "s", props: {}, firstSeen: 1, lastSeen: 1 });
+    const nodes = Array.from({ length: DELTA_CHUNK + 10 }, (_, i) => n(i));
+    const deltas = splitDelta({ nodesUpserted: nodes, nodesRemoved: ["gone"], edgesUpserted: [], edgesRemoved: [{ id: "e", kind: "RUNS", src: "a", dst: "b" }] }, 41, 5);
+    expect(deltas.map((d) => d.rev)).toEqual([42, 43]);
+    expect(deltas[0]!.nodesUpserted.length).toBe(DELTA_CHUNK);
+    expect(deltas[1]!.nodesUpserted.length).toBe(10);
+    expect(deltas[1]!.edgesRemoved).toEqual(["e"]);
+    expect(deltas[1]!.nodesRemoved).toEqual(["gone"]);
+  });
+});

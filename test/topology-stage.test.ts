@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import type { DiscoveryBatch, DiscoveryEvent } from "../pipelines/contracts/discovery.ts";
-import { applyDiscovery, emptyModel, mergeChanges, modelFromGraph } from "../pipelines/stages/topology.ts";
+import { applyDiscovery, emptyModel, modelFromGraph } from "../pipelines/stages/topology.ts";
 
 const proc = (pid: number, comm: string) => ({ pid, exe: `/usr/bin/${comm}`, comm, cmdline: [comm], user: "app", uid: 1000, startTime: 1000 + pid, containerId: null });
 const batch = (events: DiscoveryEvent[], o: Partial<DiscoveryBatch> = {}): DiscoveryBatch => ({
@@ -49,7 +49,7 @@ describe("topology stage", () => {
     const ev: DiscoveryEvent[] = [hostSeen([]), { type: "listener.seen", proto: "tcp", ip: "0.0.0.0", port: 80, process: proc(1, "nginx") }];
     applyDiscovery(m, batch(ev), 1);
     const again = applyDiscovery(m, batch(ev), 2);
-    expect(again).toEqual({ nodesUpserted: [], nodesRemoved: [], edgesUpserted: [], edgesRemoved: [] });
+    expect(again).toEqual({ nodesUpserted: [], nodesRemoved: [], edgesUpserted: [], edgesRemoved: [], created: new Set() });
     expect(m.nodes.get("listener:h1:tcp:0.0.0.0:80")!.lastSeen).toBe(2);
   });
 
@@ -97,13 +97,19 @@ describe("topology stage", () => {
     expect(m.nodes.has("listener:h9:tcp:0.0.0.0:80")).toBe(true);
   });
 
-  test("mergeChanges: added then removed across batches nets to a removal only", () => {
+  test("several batches applied together net out: added then removed is no change at all", () => {
     const m = emptyModel();
-    const a = applyDiscovery(m, batch([hostSeen([]), { type: "listener.seen", proto: "tcp", ip: "::", port: 8080, process: null }]), 1);
-    const b = applyDiscovery(m, batch([{ type: "listener.gone", proto: "tcp", ip: "::", port: 8080 }]), 2);
-    const merged = mergeChanges(a, b);
-    expect(merged.nodesUpserted.map((n) => n.id)).toEqual(["host:h1"]);
-    expect(merged.nodesRemoved).toEqual(["listener:h1:tcp:[::]:8080"]);
+    applyDiscovery(m, batch([hostSeen([])]), 1);
+    const c = applyDiscovery(
+      m,
+      [batch([{ type: "listener.seen", proto: "tcp", ip: "::", port: 8080, process: null }]), batch([{ type: "listener.gone", proto: "tcp", ip: "::", port: 8080 }])],
+      2,
+    );
+    expect(c.nodesUpserted).toEqual([]);
+    expect(c.nodesRemoved).toEqual([]);
+    expect(c.edgesUpserted).toEqual([]);
+    const d = applyDiscovery(m, batch([{ type: "listener.seen", proto: "tcp", ip: "::", port: 8080, process: null }]), 3);
+    expect([...d.created!].sort()).toEqual(["LISTENS:host:h1->listener:h1:tcp:[::]:8080", "listener:h1:tcp:[::]:8080"]);
   });
 
   test("after a restart, the first full scan confirms what exists and sweeps the rest of that source", () => {

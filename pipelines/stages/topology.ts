@@ -25,6 +25,8 @@ export interface Changes {
   nodesRemoved: string[];
   edgesUpserted: TopoEdge[];
   edgesRemoved: RemovedEdge[];
+  /** ids (nodes and edges) among the upserts that did not exist before: stores may bulk-insert these */
+  created?: Set<string>;
 }
 
 interface ListenerRec {
@@ -73,6 +75,8 @@ export interface TopologyModel {
   fullScans: Map<string, FullScan>;
   /** Sources whose entities were loaded from the store after a restart and not yet confirmed by a full scan. */
   recovered: Set<string>;
+  /** node id → ids of its edges, so removing a node does not scan every edge */
+  adjacency: Map<string, Set<string>>;
 }
 
 export function emptyModel(): TopologyModel {
@@ -88,6 +92,7 @@ export function emptyModel(): TopologyModel {
     ipOwner: new Map(),
     fullScans: new Map(),
     recovered: new Set(),
+    adjacency: new Map(),
   };
 }
 
@@ -116,18 +121,24 @@ class Tracker {
     if (!this.edgesBefore.has(id)) this.edgesBefore.set(id, this.m.edges.get(id));
   }
   result(): Changes {
-    const c: Changes = { nodesUpserted: [], nodesRemoved: [], edgesUpserted: [], edgesRemoved: [] };
+    const c: Changes = { nodesUpserted: [], nodesRemoved: [], edgesUpserted: [], edgesRemoved: [], created: new Set() };
     for (const [id, before] of this.nodesBefore) {
       const now = this.m.nodes.get(id);
       if (!now) {
         if (before) c.nodesRemoved.push(id);
-      } else if (!before || !sameNode(before, now)) c.nodesUpserted.push(now);
+      } else if (!before || !sameNode(before, now)) {
+        c.nodesUpserted.push(now);
+        if (!before) c.created!.add(id);
+      }
     }
     for (const [id, before] of this.edgesBefore) {
       const now = this.m.edges.get(id);
       if (!now) {
         if (before) c.edgesRemoved.push({ id, kind: before.kind, src: before.src, dst: before.dst });
-      } else if (!before || !sameEdge(before, now)) c.edgesUpserted.push(now);
+      } else if (!before || !sameEdge(before, now)) {
+        c.edgesUpserted.push(now);
+        if (!before) c.created!.add(id);
+      }
     }
     return c;
   }
@@ -149,9 +160,14 @@ const ORDER: Record<DiscoveryEvent["type"], number> = {
   "connection.seen": 4,
 };
 
-/** Folds one discovery batch into the model (mutating it) and returns the net changes. */
-export function applyDiscovery(m: TopologyModel, batch: DiscoveryBatch, now: number): Changes {
+/** Folds discovery batches into the model (mutating it) and returns the net changes of all of them together. */
+export function applyDiscovery(m: TopologyModel, batches: DiscoveryBatch | DiscoveryBatch[], now: number): Changes {
   const t = new Tracker(m);
+  for (const b of Array.isArray(batches) ? batches : [batches]) applyOne(m, t, b, now);
+  return t.result();
+}
+
+function applyOne(m: TopologyModel, t: Tracker, batch: DiscoveryBatch, now: number): void {
   const ctx: Ctx = { m, t, source: batch.source, host: batch.host, now };
   const events = [...batch.events].sort((a, b) => ORDER[a.type] - ORDER[b.type]);
   let scan: FullScan | undefined;
@@ -193,7 +209,6 @@ export function applyDiscovery(m: TopologyModel, batch: DiscoveryBatch, now: num
     m.fullScans.delete(batch.source);
     if (m.recovered.delete(batch.source)) sweepRecovered(ctx);
   }
-  return t.result();
 }
 
 interface Ctx {
@@ -223,18 +238,32 @@ function putEdge(ctx: Ctx, kind: EdgeKind, src: string, dst: string, props: Topo
   }
   ctx.t.touchEdge(id);
   ctx.m.edges.set(id, { id, kind, src, dst, source: ctx.source, props, firstSeen: prev?.firstSeen ?? ctx.now, lastSeen: ctx.now });
+  if (!prev) {
+    adj(ctx.m, src).add(id);
+    adj(ctx.m, dst).add(id);
+  }
   return id;
 }
 
+function adj(m: TopologyModel, node: string): Set<string> {
+  let s = m.adjacency.get(node);
+  if (!s) m.adjacency.set(node, (s = new Set()));
+  return s;
+}
+
 function dropEdge(ctx: Ctx, id: string) {
-  if (!ctx.m.edges.has(id)) return;
+  const e = ctx.m.edges.get(id);
+  if (!e) return;
   ctx.t.touchEdge(id);
   ctx.m.edges.delete(id);
+  ctx.m.adjacency.get(e.src)?.delete(id);
+  ctx.m.adjacency.get(e.dst)?.delete(id);
 }
 
 function dropNode(ctx: Ctx, id: string) {
   if (!ctx.m.nodes.has(id)) return;
-  for (const [eid, e] of ctx.m.edges) if (e.src === id || e.dst === id) dropEdge(ctx, eid);
+  for (const eid of [...(ctx.m.adjacency.get(id) ?? [])]) dropEdge(ctx, eid);
+  ctx.m.adjacency.delete(id);
   ctx.t.touchNode(id);
   ctx.m.nodes.delete(id);
   ctx.m.nodeRefs.delete(id);
@@ -414,31 +443,6 @@ export function isEmpty(c: Changes): boolean {
   return !c.nodesUpserted.length && !c.nodesRemoved.length && !c.edgesUpserted.length && !c.edgesRemoved.length;
 }
 
-/** Merges consecutive change sets (for batching several discovery messages into one store write and one delta). */
-export function mergeChanges(into: Changes, c: Changes): Changes {
-  const nodes = new Map(into.nodesUpserted.map((n) => [n.id, n]));
-  const nodesRemoved = new Set(into.nodesRemoved);
-  for (const id of c.nodesRemoved) {
-    nodes.delete(id);
-    nodesRemoved.add(id);
-  }
-  for (const n of c.nodesUpserted) {
-    nodesRemoved.delete(n.id);
-    nodes.set(n.id, n);
-  }
-  const edges = new Map(into.edgesUpserted.map((e) => [e.id, e]));
-  const edgesRemoved = new Map(into.edgesRemoved.map((e) => [e.id, e]));
-  for (const e of c.edgesRemoved) {
-    edges.delete(e.id);
-    edgesRemoved.set(e.id, e);
-  }
-  for (const e of c.edgesUpserted) {
-    edgesRemoved.delete(e.id);
-    edges.set(e.id, e);
-  }
-  return { nodesUpserted: [...nodes.values()], nodesRemoved: [...nodesRemoved], edgesUpserted: [...edges.values()], edgesRemoved: [...edgesRemoved.values()] };
-}
-
 /** Rebuilds a model from stored nodes and edges (after a restart); connections are re-learned from the next full scan. */
 export function modelFromGraph(nodes: TopoNode[], edges: TopoEdge[]): TopologyModel {
   const m = emptyModel();
@@ -448,7 +452,11 @@ export function modelFromGraph(nodes: TopoNode[], edges: TopoEdge[]): TopologyMo
     if (n.kind === "host" && typeof n.props.ips === "string")
       for (const ip of n.props.ips.split(",")) if (ip && !isLoopback(ip)) m.ipOwner.set(ip, n.id.slice("host:".length));
   }
-  for (const e of edges) m.edges.set(e.id, e);
+  for (const e of edges) {
+    m.edges.set(e.id, e);
+    adj(m, e.src).add(e.id);
+    adj(m, e.dst).add(e.id);
+  }
   return m;
 }
 

@@ -25,7 +25,7 @@
  * Not supported: streaming results (each result is materialised, then sent), progress headers, query cancellation
  * on client disconnect, readonly enforcement for GET, the native TCP protocol.
  */
-import { Session, drainPending, version } from "chdb";
+import { type RawInsertFormat, Session, drainPending, version } from "chdb";
 import { randomUUID, timingSafeEqual } from "node:crypto";
 import { promisify } from "node:util";
 import * as zlib from "node:zlib";
@@ -88,7 +88,11 @@ interface Conn {
   lastUsed: number;
   database: string;
   timeoutMs: number;
+  /** A sessionless request ran SET or USE on it: replace it once idle, so that state does not leak. */
+  dirty: boolean;
 }
+
+const MAX_SESSIONS = 256;
 
 /** chDB connections on the one data directory: a default pool, one per non-default database, one per HTTP session. */
 class Connections {
@@ -107,18 +111,26 @@ class Connections {
   }
 
   private open(timeoutMs = 0): Conn {
-    return { session: new Session(this.dataDir), inflight: 0, lastUsed: Date.now(), database: "default", timeoutMs };
+    return { session: new Session(this.dataDir), inflight: 0, lastUsed: Date.now(), database: "default", timeoutMs, dirty: false };
   }
 
   /** The connection a request runs on, switched to the request's database. */
   async acquire(req: HttpQueryRequest): Promise<Conn> {
     let conn: Conn;
+    let fresh = false;
     if (req.sessionId !== undefined) {
-      conn = this.bySession.get(req.sessionId) ?? this.open(req.sessionTimeoutSec * 1000);
+      const known = this.bySession.get(req.sessionId);
+      if (!known && this.bySession.size >= MAX_SESSIONS) {
+        throw new ProtocolError(202, "TOO_MANY_SIMULTANEOUS_QUERIES", `Too many open sessions (${MAX_SESSIONS})`);
+      }
+      conn = known ?? this.open();
+      fresh = !known;
       this.bySession.set(req.sessionId, conn);
       conn.timeoutMs = req.sessionTimeoutSec * 1000;
     } else if (req.database !== undefined && req.database !== "default") {
-      conn = this.byDatabase.get(req.database) ?? this.open();
+      const known = this.byDatabase.get(req.database);
+      conn = known ?? this.open();
+      fresh = !known;
       this.byDatabase.set(req.database, conn);
     } else {
       conn = this.pool.reduce((a, b) => (b.inflight < a.inflight ? b : a));
@@ -131,7 +143,12 @@ class Connections {
         await conn.session.queryAsync(`USE ${quoteIdentifier(wanted)}`);
         conn.database = wanted;
       } catch (err) {
-        this.release(conn);
+        conn.inflight--;
+        if (fresh && req.sessionId === undefined) {
+          // An unknown database must not leave a connection behind per name tried.
+          this.byDatabase.delete(wanted);
+          conn.session.close();
+        }
         throw err;
       }
     }
@@ -141,6 +158,14 @@ class Connections {
   release(conn: Conn): void {
     conn.inflight--;
     conn.lastUsed = Date.now();
+    if (!conn.dirty || conn.inflight > 0) return;
+    const replacement = this.open();
+    const i = this.pool.indexOf(conn);
+    if (i >= 0) this.pool[i] = replacement;
+    else {
+      for (const [db, c] of this.byDatabase) if (c === conn) this.byDatabase.set(db, replacement);
+    }
+    conn.session.close();
   }
 
   private sweep(): void {
@@ -170,11 +195,16 @@ export async function startClickHouseOwner(options: ClickHouseOwnerOptions): Pro
   const connections = new Connections(options.dataDir, Math.max(1, options.connections ?? 2));
   const engineVersion = String(version().libchdb).replace(/"/g, "");
   let timezone = "UTC";
-  const probe = await connections.acquire(parseRequestFields([]));
   try {
-    timezone = (await probe.session.queryAsync("SELECT timezone()", { format: "TabSeparated" })).text().trim() || timezone;
-  } finally {
-    connections.release(probe);
+    const probe = await connections.acquire(parseRequestFields([]));
+    try {
+      timezone = (await probe.session.queryAsync("SELECT timezone()", { format: "TabSeparated" })).text().trim() || timezone;
+    } finally {
+      connections.release(probe);
+    }
+  } catch (err) {
+    await connections.close();
+    throw err;
   }
 
   const checkAuth = (headers: Headers, req: HttpQueryRequest): void => {
@@ -235,7 +265,7 @@ export async function startClickHouseOwner(options: ClickHouseOwnerOptions): Pro
           table: target.table,
           columns: target.columns,
           values: body,
-          format: target.format as "JSONEachRow",
+          format: target.format as RawInsertFormat,
           settings: req.settings,
         });
         return reply(new Uint8Array(), queryId, "TabSeparated", undefined, {
@@ -252,6 +282,8 @@ export async function startClickHouseOwner(options: ClickHouseOwnerOptions): Pro
       const { sql } = withSettings(base, req.settings);
       const format = outputFormat(base, req.defaultFormat);
       const hasParams = Object.keys(req.params).length > 0;
+      // clickhouse-server forgets a sessionless SET/USE after the request; a chDB connection would keep it.
+      if (req.sessionId === undefined && /\b(SET|USE)\b/i.test(base)) conn.dirty = true;
       const result = hasParams
         ? await conn.session.queryBindAsync(sql, bindParams(base, req.params), { format })
         : await conn.session.queryAsync(sql, { format });
@@ -293,34 +325,34 @@ export async function startClickHouseOwner(options: ClickHouseOwnerOptions): Pro
   let server: ReturnType<typeof Bun.serve>;
   try {
     server = Bun.serve({
-    hostname: host,
-    port: options.port ?? 8123,
-    maxRequestBodySize: maxBodyBytes,
-    // Seconds a connection may stay silent; a long query is exempted per request below.
-    idleTimeout: 120,
-    fetch: async (request, srv) => {
-      srv.timeout(request, 0);
-      inflightRequests++;
-      const queryId = new URL(request.url).searchParams.get("query_id") || randomUUID();
-      try {
-        return await handle(request, queryId);
-      } catch (err) {
-        const e = toHttpError(err);
-        return new Response(e.body, {
-          status: e.status,
-          headers: {
-            "Content-Type": "text/plain; charset=UTF-8",
-            "X-ClickHouse-Query-Id": queryId,
-            "X-ClickHouse-Exception-Code": String(e.code),
-            "X-ClickHouse-Server-Display-Name": "orrery-chdb",
-            "X-ClickHouse-Version": engineVersion,
-          },
-        });
-      } finally {
-        inflightRequests--;
-      }
-    },
-  });
+      hostname: host,
+      port: options.port ?? 8123,
+      maxRequestBodySize: maxBodyBytes,
+      // Seconds a connection may stay silent; a long query is exempted per request below.
+      idleTimeout: 120,
+      fetch: async (request, srv) => {
+        srv.timeout(request, 0);
+        inflightRequests++;
+        const queryId = new URL(request.url).searchParams.get("query_id") || randomUUID();
+        try {
+          return await handle(request, queryId);
+        } catch (err) {
+          const e = toHttpError(err);
+          return new Response(e.body, {
+            status: e.status,
+            headers: {
+              "Content-Type": "text/plain; charset=UTF-8",
+              "X-ClickHouse-Query-Id": queryId,
+              "X-ClickHouse-Exception-Code": String(e.code),
+              "X-ClickHouse-Server-Display-Name": "orrery-chdb",
+              "X-ClickHouse-Version": engineVersion,
+            },
+          });
+        } finally {
+          inflightRequests--;
+        }
+      },
+    });
   } catch (err) {
     await connections.close();
     throw new Error(`ClickHouse owner cannot listen on ${host}:${options.port ?? 8123}: ${(err as Error).message}`, { cause: err });

@@ -47,6 +47,20 @@ export function graphStoreContract(name: string, make: () => Promise<{ store: Gr
       expect(g.edges.find((e) => e.kind === "CONNECTS")!.props).toEqual({ port: 5432 });
     });
 
+    test("entities marked as created are bulk-inserted and read back the same", async () => {
+      const s = await fresh();
+      const created = new Set([...graph.nodesUpserted.map((n) => n.id), ...graph.edgesUpserted.map((e) => e.id)]);
+      await s.apply({ ...graph, created }, 1);
+      await s.apply({ ...none, nodesUpserted: [{ ...l, name: "pg" }], created: new Set() }, 2);
+      const g = await s.load();
+      expect(g.nodes.length).toBe(4);
+      expect(g.nodes.find((n) => n.id === l.id)!.name).toBe("pg");
+      expect(g.nodes.find((n) => n.id === db.id)).toEqual(db);
+      expect(g.edges.length).toBe(4);
+      const rows = await s.query("MATCH (a:Entity)-[:CONNECTS]->(b:Entity) RETURN a.id AS a, b.port AS port");
+      expect(rows).toEqual([{ a: p.id, port: 5432 }]);
+    });
+
     test("upsert changes props in place; removals delete nodes with their edges", async () => {
       const s = await fresh();
       await s.apply(graph, 1);

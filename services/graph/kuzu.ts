@@ -4,7 +4,7 @@
  * Edge writes use MERGE (a) MERGE (b) MERGE (a)-[]->(b): matching endpoints from UNWIND rows does not use the
  * primary-key index in Kuzu 0.11 (~55 edges/s, LIMITS.md).
  */
-import kuzu, { type Connection, type Database, type KuzuValue } from "kuzu";
+import kuzu, { type Connection, type Database, type KuzuValue, type PreparedStatement } from "kuzu";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { EdgeKind, type TopoEdge, type TopoNode } from "../../pipelines/contracts/topology.ts";
@@ -13,17 +13,41 @@ import { assertReadOnly, GraphStoreError, type GraphStore, type QueryOptions, ty
 
 const EDGE_KINDS = EdgeKind.options;
 
+/**
+ * Kuzu's Node binding segfaults when a PreparedStatement is garbage-collected after its Database was closed (it has
+ * no close()). Statements are cached per store and every cache is kept reachable for the life of the process, so
+ * their finalizers never run against a closed database. The cost is a few statements per store ever opened.
+ */
+const statementCaches: Map<string, PreparedStatement>[] = [];
+
 export class KuzuGraphStore implements GraphStore {
   readonly name = "kuzu";
   private db: Database;
   private conn: Connection;
   /** Kuzu allows one write transaction at a time per connection: serialize writers. */
   private chain: Promise<unknown> = Promise.resolve();
+  private statements = new Map<string, PreparedStatement>();
 
   constructor(readonly path: string) {
     mkdirSync(dirname(path), { recursive: true });
     this.db = new kuzu.Database(path);
     this.conn = new kuzu.Connection(this.db);
+    statementCaches.push(this.statements);
+  }
+
+  private async prepare(cypher: string): Promise<PreparedStatement> {
+    let ps = this.statements.get(cypher);
+    if (!ps) {
+      ps = await this.conn.prepare(cypher);
+      // Failed ones are kept too (reachable until exit), but not cached for reuse.
+      if (!ps.isSuccess()) {
+        statementCaches.push(new Map([[cypher, ps]]));
+        throw new Error(ps.getErrorMessage());
+      }
+      if (this.statements.size < 1000) this.statements.set(cypher, ps);
+      else statementCaches.push(new Map([[cypher, ps]]));
+    }
+    return ps;
   }
 
   private serial<T>(f: () => Promise<T>): Promise<T> {
@@ -34,20 +58,20 @@ export class KuzuGraphStore implements GraphStore {
 
   async init(): Promise<void> {
     await this.serial(async () => {
-      await this.conn.query(
+      await this.exec(
         "CREATE NODE TABLE IF NOT EXISTS Entity(id STRING, kind STRING, name STRING, source STRING, host STRING, port INT64, exe STRING, props STRING, firstSeen INT64, lastSeen INT64, PRIMARY KEY(id))",
       );
       for (const k of EDGE_KINDS)
-        await this.conn.query(
+        await this.exec(
           `CREATE REL TABLE IF NOT EXISTS ${k}(FROM Entity TO Entity, id STRING, source STRING, props STRING, firstSeen INT64, lastSeen INT64)`,
         );
-      await this.conn.query("CREATE NODE TABLE IF NOT EXISTS OrreryMeta(key STRING, value INT64, PRIMARY KEY(key))");
+      await this.exec("CREATE NODE TABLE IF NOT EXISTS OrreryMeta(key STRING, value INT64, PRIMARY KEY(key))");
     });
   }
 
   async apply(c: Changes, rev: number): Promise<void> {
     await this.serial(async () => {
-      await this.conn.query("BEGIN TRANSACTION");
+      await this.exec("BEGIN TRANSACTION");
       try {
         if (c.edgesRemoved.length) {
           for (const k of EDGE_KINDS) {
@@ -56,13 +80,29 @@ export class KuzuGraphStore implements GraphStore {
           }
         }
         if (c.nodesRemoved.length) await this.run("UNWIND $ids AS i MATCH (n:Entity {id: i}) DETACH DELETE n", { ids: c.nodesRemoved });
-        if (c.nodesUpserted.length)
+        // New entities are bulk-copied (COPY FROM a subquery: ~45k nodes/s, ~30k edges/s here, against ~1.5k edges/s
+        // for MERGE); only changed ones go through MERGE.
+        const isNew = (id: string) => c.created?.has(id) ?? false;
+        const newNodes = c.nodesUpserted.filter((n) => isNew(n.id)).map(nodeRow);
+        if (newNodes.length)
+          await this.run(
+            "COPY Entity FROM (UNWIND $rows AS r RETURN r.id, r.kind, r.name, r.source, r.host, CAST(r.port AS INT64), r.exe, r.props, CAST(r.firstSeen AS INT64), CAST(r.lastSeen AS INT64))",
+            { rows: newNodes },
+          );
+        const changedNodes = c.nodesUpserted.filter((n) => !isNew(n.id));
+        if (changedNodes.length)
           await this.run(
             "UNWIND $rows AS r MERGE (n:Entity {id: r.id}) SET n.kind = r.kind, n.name = r.name, n.source = r.source, n.host = r.host, n.port = CAST(r.port AS INT64), n.exe = r.exe, n.props = r.props, n.firstSeen = CAST(r.firstSeen AS INT64), n.lastSeen = CAST(r.lastSeen AS INT64)",
-            { rows: c.nodesUpserted.map(nodeRow) },
+            { rows: changedNodes.map(nodeRow) },
           );
         for (const k of EDGE_KINDS) {
-          const rows = c.edgesUpserted.filter((e) => e.kind === k).map(edgeRow);
+          const created = c.edgesUpserted.filter((e) => e.kind === k && isNew(e.id)).map(edgeRow);
+          if (created.length)
+            await this.run(
+              `COPY ${k} FROM (UNWIND $rows AS r RETURN r.src, r.dst, r.id, r.source, r.props, CAST(r.firstSeen AS INT64), CAST(r.lastSeen AS INT64))`,
+              { rows: created },
+            );
+          const rows = c.edgesUpserted.filter((e) => e.kind === k && !isNew(e.id)).map(edgeRow);
           if (rows.length)
             await this.run(
               `UNWIND $rows AS r MERGE (a:Entity {id: r.src}) MERGE (b:Entity {id: r.dst}) MERGE (a)-[e:${k} {id: r.id}]->(b) SET e.source = r.source, e.props = r.props, e.firstSeen = r.firstSeen, e.lastSeen = r.lastSeen`,
@@ -70,9 +110,9 @@ export class KuzuGraphStore implements GraphStore {
             );
         }
         await this.run("MERGE (m:OrreryMeta {key: 'rev'}) SET m.value = $rev", { rev });
-        await this.conn.query("COMMIT");
+        await this.exec("COMMIT");
       } catch (e) {
-        await this.conn.query("ROLLBACK").catch(() => undefined);
+        await this.exec("ROLLBACK").catch(() => undefined);
         throw new GraphStoreError("write_failed", `kuzu write failed: ${(e as Error).message}`, { cause: e });
       }
     });
@@ -123,16 +163,20 @@ export class KuzuGraphStore implements GraphStore {
     await this.db.close();
   }
 
+  /** Unparameterised statement; its results are closed at once (see statementCaches on native finalizers). */
+  private async exec(cypher: string): Promise<void> {
+    const r = await this.conn.query(cypher);
+    for (const qr of Array.isArray(r) ? r : [r]) qr.close();
+  }
+
   private async run(cypher: string, params: Record<string, unknown>): Promise<void> {
-    const ps = await this.conn.prepare(cypher);
-    if (!ps.isSuccess()) throw new Error(ps.getErrorMessage());
+    const ps = await this.prepare(cypher);
     const r = await this.conn.execute(ps, params as Record<string, KuzuValue>);
     for (const qr of Array.isArray(r) ? r : [r]) qr.close();
   }
 
   private async all(cypher: string, params: Record<string, unknown>): Promise<Record<string, unknown>[]> {
-    const ps = await this.conn.prepare(cypher);
-    if (!ps.isSuccess()) throw new Error(ps.getErrorMessage());
+    const ps = await this.prepare(cypher);
     const r = await this.conn.execute(ps, params as Record<string, KuzuValue>);
     const qr = Array.isArray(r) ? r[r.length - 1]! : r;
     const rows = (await qr.getAll()) as Record<string, unknown>[];

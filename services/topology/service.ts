@@ -4,7 +4,7 @@
  */
 import { DiscoveryBatch } from "../../pipelines/contracts/discovery.ts";
 import { TopologyDelta, type TopologySnapshot } from "../../pipelines/contracts/topology.ts";
-import { applyDiscovery, isEmpty, mergeChanges, modelFromGraph, type Changes, type TopologyModel } from "../../pipelines/stages/topology.ts";
+import { applyDiscovery, isEmpty, modelFromGraph, type Changes, type TopologyModel } from "../../pipelines/stages/topology.ts";
 import { publishEvent, runConsumer, type Bus, type ConsumerHandle } from "../shared/bus.ts";
 import { GraphStoreError, type GraphStore } from "../graph/port.ts";
 import { CypherRequest, type CypherResponse } from "../../pipelines/contracts/cypher.ts";
@@ -59,11 +59,11 @@ export async function startTopologyService(deps: { bus: Bus; store: GraphStore; 
     DiscoveryBatch,
     "discovery.v1",
     async (batch) => {
-      let changes: Changes = { nodesUpserted: [], nodesRemoved: [], edgesUpserted: [], edgesRemoved: [] };
       const t = now();
-      for (const { value } of batch) changes = mergeChanges(changes, applyDiscovery(model, value, t));
+      const changes = applyDiscovery(model, batch.map((b) => b.value), t);
       if (isEmpty(changes)) return;
-      const next = rev + 1;
+      const deltas = splitDelta(changes, rev, t);
+      const next = rev + deltas.length;
       try {
         await store.apply(changes, next);
       } catch (e) {
@@ -75,15 +75,7 @@ export async function startTopologyService(deps: { bus: Bus; store: GraphStore; 
         throw e;
       }
       rev = next;
-      pending.push({
-        schema: "topology.delta.v1",
-        rev,
-        at: t,
-        nodesUpserted: changes.nodesUpserted,
-        nodesRemoved: changes.nodesRemoved,
-        edgesUpserted: changes.edgesUpserted,
-        edgesRemoved: changes.edgesRemoved.map((e) => e.id),
-      });
+      pending.push(...deltas);
       // The store write is the durable effect; a failed delta publish is retried and must not redeliver the batch.
       await flushQuietly();
     },
@@ -138,4 +130,33 @@ export async function answerCypher(store: GraphStore, bytes: Uint8Array): Promis
     if (e instanceof ContractError) return { ok: false, code: "bad_request", error: e.message };
     return { ok: false, code: "internal", error: String(e) };
   }
+}
+
+/** Items per delta message: keeps each well under NATS's max payload. */
+export const DELTA_CHUNK = 1500;
+
+/**
+ * One change set becomes one or more deltas with consecutive revs, ordered so that every prefix is a valid graph:
+ * node upserts, then edge upserts, then edge removals, then node removals.
+ */
+export function splitDelta(c: Changes, fromRev: number, at: number): TopologyDelta[] {
+  type Item = ["nu", TopologyDelta["nodesUpserted"][number]] | ["eu", TopologyDelta["edgesUpserted"][number]] | ["er", string] | ["nr", string];
+  const items: Item[] = [
+    ...c.nodesUpserted.map((n): Item => ["nu", n]),
+    ...c.edgesUpserted.map((e): Item => ["eu", e]),
+    ...c.edgesRemoved.map((e): Item => ["er", e.id]),
+    ...c.nodesRemoved.map((id): Item => ["nr", id]),
+  ];
+  const out: TopologyDelta[] = [];
+  for (let i = 0; i < items.length; i += DELTA_CHUNK) {
+    const d: TopologyDelta = { schema: "topology.delta.v1", rev: fromRev + out.length + 1, at, nodesUpserted: [], nodesRemoved: [], edgesUpserted: [], edgesRemoved: [] };
+    for (const it of items.slice(i, i + DELTA_CHUNK)) {
+      if (it[0] === "nu") d.nodesUpserted.push(it[1]);
+      else if (it[0] === "eu") d.edgesUpserted.push(it[1]);
+      else if (it[0] === "er") d.edgesRemoved.push(it[1]);
+      else d.nodesRemoved.push(it[1]);
+    }
+    out.push(d);
+  }
+  return out;
 }

@@ -39,8 +39,8 @@ try {
   await sup.start(serviceSpec("metrics", env));
   const gw = await sup.start(serviceSpec("gateway", { ...env, ORRERY_GATEWAY_PORT: String(cfg.ORRERY_GATEWAY_PORT), ORRERY_DASHBOARD_DIR: join(process.cwd(), cfg.ORRERY_DASHBOARD_DIR) }));
   await sup.start(serviceSpec("agent", env));
-  if (process.env.ORRERY_SIMULATE !== "0" && Bun.file(join(import.meta.dir, "../simulator/main.ts")).size > 0)
-    await sup.start(serviceSpec("simulator", env));
+  // A simulated estate beside the real host, so the demo has something to show (ORRERY_SIMULATE=0 turns it off).
+  if (process.env.ORRERY_SIMULATE !== "0") await sup.start(serviceSpec("simulator", env));
   process.stdout.write(`${JSON.stringify({ event: "ready", service: "orrery", dashboard: gw.url, nats: env.NATS_URL, clickhouse: env.CLICKHOUSE_URL })}\n`);
   process.stderr.write(`\n  Orrery is running.\n  Dashboard:  ${gw.url}\n  NATS:       ${env.NATS_URL}\n  ClickHouse: ${env.CLICKHOUSE_URL}\n  Data:       ${cfg.dataDir}\n  Ctrl-C stops everything.\n\n`);
 } catch (e) {

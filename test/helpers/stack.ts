@@ -28,6 +28,8 @@ export async function startStack(env: Record<string, string> = {}, dataDir?: str
       CLICKHOUSE_OWNER_PORT: "0",
       ORRERY_AGENT_INTERVAL_MS: "500",
       ORRERY_LOG_QUIET: "1",
+      ORRERY_SIM_HOSTS: "20",
+      ORRERY_SIM_INTERVAL_MS: "1000",
       ...env,
     },
     stdout: "pipe",

@@ -63,7 +63,19 @@ async function cypher(bus: Bus, req: Request): Promise<Response> {
   return Response.json(r, { status: CYPHER_STATUS[r.code] ?? 500 });
 }
 
-export function startGatewayServer(deps: { bus: Bus; mirror: GatewayMirror; series: SeriesStore; log: Logger; host: string; port: number; dashboardDir: string }) {
+/** Extra routes a feature module contributes (services/gateway/routes/*.ts), in Bun.serve's `routes` shape. */
+export type Routes = Record<string, ((req: Request) => Response | Promise<Response>) | Partial<Record<"GET" | "POST" | "PUT" | "DELETE", (req: Request) => Response | Promise<Response>>>>;
+
+export function startGatewayServer(deps: {
+  bus: Bus;
+  mirror: GatewayMirror;
+  series: SeriesStore;
+  log: Logger;
+  host: string;
+  port: number;
+  dashboardDir: string;
+  extraRoutes?: Routes;
+}) {
   const { mirror, series } = deps;
   const root = resolve(deps.dashboardDir);
   const guard = (f: (req: Request) => Promise<Response> | Response) => async (req: Request) => {
@@ -78,6 +90,7 @@ export function startGatewayServer(deps: { bus: Bus; mirror: GatewayMirror; seri
     hostname: deps.host,
     port: deps.port,
     routes: {
+      ...wrapRoutes(deps.extraRoutes ?? {}),
       "/healthz": () => {
         const m = mirror.mirror();
         return Response.json({ status: mirror.synced() ? "ok" : "syncing", rev: m.rev, nodes: m.nodes.size, edges: m.edges.size }, { status: mirror.synced() ? 200 : 503 });
@@ -124,6 +137,23 @@ export function startGatewayServer(deps: { bus: Bus; mirror: GatewayMirror; seri
   });
 
   return server;
+}
+
+/** Every extra route gets the same error mapping as the built-in ones. */
+function wrapRoutes(routes: Routes): Routes {
+  const wrap = (f: (req: Request) => Response | Promise<Response>) => async (req: Request) => {
+    try {
+      return await f(req);
+    } catch (e) {
+      return toHttpError(e);
+    }
+  };
+  return Object.fromEntries(
+    Object.entries(routes).map(([path, r]) => [
+      path,
+      typeof r === "function" ? wrap(r) : Object.fromEntries(Object.entries(r).map(([m, f]) => [m, wrap(f!)])),
+    ]),
+  );
 }
 
 function serveStatic(root: string, pathname: string): Response {

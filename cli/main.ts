@@ -1,0 +1,15 @@
+#!/usr/bin/env bun
+/**
+ * `orrery <command>` — the operator's CLI (citty: subcommands, flags, generated --help).
+ * Each command lives in cli/commands/<name>.ts and exports a citty command; add it to `subCommands` below.
+ */
+import { defineCommand, runMain } from "citty";
+
+const main = defineCommand({
+  meta: { name: "orrery", description: "Orrery: live topology and CMDB" },
+  subCommands: {
+    // one line per command, each file owns its command
+  },
+});
+
+await runMain(main);

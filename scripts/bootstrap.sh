@@ -17,6 +17,10 @@ need=""
 command -v nats-server >/dev/null 2>&1 || need="$need nats-server"
 if [ "$mode" = "test" ]; then
   [ -x /usr/bin/chromium ] || need="$need chromium"
+  # real peers the integration tests start: Prometheus (remote_write, promtool), Alertmanager, Icinga2
+  command -v prometheus >/dev/null 2>&1 || need="$need prometheus"
+  command -v prometheus-alertmanager >/dev/null 2>&1 || need="$need prometheus-alertmanager"
+  command -v icinga2 >/dev/null 2>&1 || need="$need icinga2"
 fi
 if [ -n "$need" ]; then
   echo "bootstrap: installing Debian packages:$need" >&2

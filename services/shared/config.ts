@@ -41,18 +41,25 @@ export function natsOptions(c: Config, name: string) {
   return { url: c.NATS_URL, prefix: c.ORRERY_PREFIX, name, user: c.NATS_USER, pass: c.NATS_PASS, token: c.NATS_TOKEN };
 }
 
-/** Runs `stop` on SIGINT/SIGTERM once, then exits. */
+/**
+ * Runs `stop` once on SIGINT/SIGTERM — or when the parent process dies (our parent pid changes), so a service whose
+ * supervisor was killed never lingers as an orphan — then exits.
+ */
 export function onShutdown(stop: () => Promise<void>): void {
   let stopping = false;
   const handler = async () => {
     if (stopping) return;
     stopping = true;
+    clearInterval(watch);
     try {
       await stop();
     } finally {
       process.exit(0);
     }
   };
+  const parent = process.ppid;
+  const watch = setInterval(() => process.ppid !== parent && void handler(), 1000);
+  watch.unref();
   process.on("SIGINT", handler);
   process.on("SIGTERM", handler);
 }

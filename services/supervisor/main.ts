@@ -17,6 +17,10 @@ const stop = async (code = 0) => {
 };
 process.on("SIGINT", () => void stop());
 process.on("SIGTERM", () => void stop());
+process.on("SIGHUP", () => void stop());
+// If whatever started us dies (a closed terminal, a killed npm), stop the children rather than leave them running.
+const parent = process.ppid;
+setInterval(() => process.ppid !== parent && void stop(), 1000).unref();
 
 try {
   const env: Record<string, string> = { ORRERY_DATA_DIR: cfg.dataDir, ORRERY_PREFIX: cfg.ORRERY_PREFIX };

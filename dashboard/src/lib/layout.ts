@@ -40,6 +40,8 @@ const LINK_STRENGTH: Record<EdgeKind, number> = { RUNS: 0.7, LISTENS: 0.9, CONNE
 const GOLDEN_ANGLE = Math.PI * (3 - Math.sqrt(5));
 /** Reheat cap for incremental changes: a delta nudges the layout, it does not reshuffle it. */
 const MAX_INCREMENTAL_ALPHA = 0.3;
+/** Up to this many nodes a tick costs a few ms, so every structural delta may nudge the whole layout. */
+const SMALL_GRAPH = 3000;
 
 export interface SyncResult {
   added: number;
@@ -142,11 +144,21 @@ export class ForceLayout {
     const structural = fresh.length > 0 || removed > 0 || linksChanged;
     if (structural) {
       // Bigger graphs cool faster; a tick over 10k nodes is the expensive part.
-      this.sim.alphaDecay(nodes.length > 3000 ? 0.045 : 0.0228);
+      const big = nodes.length > SMALL_GRAPH;
+      this.sim.alphaDecay(big ? 0.05 : 0.0228);
+      this.sim.force<ReturnType<typeof forceManyBody<SimNode>>>("charge")!.theta(big ? 1.2 : 0.9);
       this.sim.nodes(nodes);
       this.sim.force<ReturnType<typeof forceLink<SimNode, SimLink>>>("link")!.links(links);
-      const churn = (fresh.length + removed) / Math.max(1, nodes.length);
-      const target = first ? 1 : Math.min(MAX_INCREMENTAL_ALPHA, 0.08 + churn * 2);
+      // A few new nodes start beside their neighbours and need no global relaxation; reheating a 10k-node layout
+      // for every delta would keep the main thread ticking forever under a steady stream. Small graphs tick cheaply.
+      const churn = fresh.length + removed;
+      const target = first
+        ? 1
+        : churn > Math.max(50, nodes.length * 0.02)
+          ? MAX_INCREMENTAL_ALPHA
+          : nodes.length <= SMALL_GRAPH
+            ? 0.05
+            : 0;
       if (this.sim.alpha() < target) this.sim.alpha(target);
     }
     return { added: fresh.length, removed, structural };
@@ -162,8 +174,9 @@ export class ForceLayout {
     return sim.alpha() >= sim.alphaMin();
   }
 
-  get active(): boolean {
-    return this.nodes.length > 0 && this.sim.alpha() >= this.sim.alphaMin();
+  /** Large-scale motion (a snapshot or a big change settling), as opposed to the gentle nudges deltas cause. */
+  get settling(): boolean {
+    return this.nodes.length > 0 && this.sim.alpha() > 0.1;
   }
 
   /** Nearest node within `radius` (world units) of a world point. */

@@ -5,6 +5,8 @@ import { HEALTH_RANK, KIND_RANK, healthOf } from "./colors.ts";
 // Nodes are replaced (never mutated) by applyDelta, so a WeakMap keyed by the node object is a safe cache.
 const haystacks = new WeakMap<TopoNode, string>();
 const SEP = "\u0000";
+/** Natural order, so web-2 sorts before web-10. */
+const byName = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
 
 function haystack(n: TopoNode): string {
   let h = haystacks.get(n);
@@ -57,7 +59,7 @@ export function filterNodes(
     const rank = score * 100 + (health ? HEALTH_RANK[health] : HEALTH_RANK.unknown) * 10 + KIND_RANK[n.kind];
     matched.push({ n, rank, name: n.name });
   }
-  matched.sort((a, b) => a.rank - b.rank || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  matched.sort((a, b) => a.rank - b.rank || byName.compare(a.name, b.name));
   const rows = new Array<TopoNode>(Math.min(limit, matched.length));
   for (let i = 0; i < rows.length; i++) rows[i] = matched[i]!.n;
   return { total: matched.length, rows };

@@ -4,11 +4,13 @@
  * Each command lives in cli/commands/<name>.ts and exports a citty command; add it to `subCommands` below.
  */
 import { defineCommand, runMain } from "citty";
+import { cypher } from "./commands/cypher.ts";
 
 const main = defineCommand({
   meta: { name: "orrery", description: "Orrery: live topology and CMDB" },
   subCommands: {
     // one line per command, each file owns its command
+    cypher,
   },
 });
 

@@ -108,6 +108,25 @@ export function graphStoreContract(name: string, make: () => Promise<{ store: Gr
       expect((await s.load()).nodes.length).toBe(4);
     });
 
+    test("a fresh store loads empty at rev 0", async () => {
+      const s = await fresh();
+      expect(await s.load()).toEqual({ rev: 0, nodes: [], edges: [] });
+    });
+
+    test("node and relationship values come back as plain JSON with their label and properties", async () => {
+      const s = await fresh();
+      await s.apply(graph, 1);
+      const rows = await s.query("MATCH (a:Entity {id: $h})-[e:RUNS]->(b:Entity {id: $p}) RETURN a, e, b.port AS port", { h: h.id, p: p.id });
+      expect(rows.length).toBe(1);
+      const { a, e, port } = rows[0] as { a: Record<string, unknown>; e: Record<string, unknown>; port: unknown };
+      expect(JSON.parse(JSON.stringify(rows))).toEqual(rows); // nothing engine-specific survives: plain data only
+      expect(a).toMatchObject({ _label: "Entity", id: h.id, kind: "host", name: h.name, host: "h1", port: 0, exe: "", firstSeen: 1, lastSeen: 2 });
+      expect(JSON.parse(String(a.props))).toEqual(h.props);
+      expect(e).toMatchObject({ _label: "RUNS", id: `RUNS:${h.id}->${p.id}`, source: "agent:h1", firstSeen: 1, lastSeen: 2 });
+      expect(e._src).toEqual(a._id);
+      expect(port).toBe(0);
+    });
+
     test("row limit and bad Cypher are typed errors", async () => {
       const s = await fresh();
       await s.apply(graph, 1);

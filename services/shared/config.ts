@@ -25,6 +25,11 @@ const Env = z.object({
   ORRERY_AGENT_FULL_EVERY: z.coerce.number().int().min(1).max(10_000).default(12),
   ORRERY_METRICS_TTL_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
   ORRERY_LOG_QUIET: z.enum(["0", "1"]).default("0"),
+  ORRERY_GRAPH: z.enum(["kuzu", "neo4j"]).default("kuzu"),
+  NEO4J_URL: z.string().optional(),
+  NEO4J_USER: z.string().optional(),
+  NEO4J_PASSWORD: z.string().optional(),
+  NEO4J_DATABASE: z.string().default("neo4j"),
 });
 export type Config = z.infer<typeof Env> & { dataDir: string };
 
@@ -34,6 +39,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     const msg = r.error.issues.map((i) => `${i.path.join(".")}: ${i.message} (got ${JSON.stringify(env[String(i.path[0])])})`).join("; ");
     throw new ConfigError(`invalid configuration: ${msg}`);
   }
+  if (r.data.ORRERY_GRAPH === "neo4j" && !r.data.NEO4J_URL) throw new ConfigError("invalid configuration: NEO4J_URL: required when ORRERY_GRAPH=neo4j");
   return { ...r.data, dataDir: resolve(r.data.ORRERY_DATA_DIR) };
 }
 

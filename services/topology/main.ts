@@ -1,5 +1,7 @@
 import { join } from "node:path";
 import { KuzuGraphStore } from "../graph/kuzu.ts";
+import { Neo4jGraphStore } from "../graph/neo4j.ts";
+import type { GraphStore } from "../graph/port.ts";
 import { connectBus } from "../shared/bus.ts";
 import { loadConfig, natsOptions, onShutdown } from "../shared/config.ts";
 import { makeLogger, ready } from "../shared/log.ts";
@@ -8,7 +10,10 @@ import { startTopologyService } from "./service.ts";
 const cfg = loadConfig();
 const log = makeLogger("topology", cfg.ORRERY_LOG_QUIET === "1");
 const bus = await connectBus(natsOptions(cfg, "orrery-topology"));
-const store = new KuzuGraphStore(join(cfg.dataDir, "graph", "kuzu"));
+const store: GraphStore =
+  cfg.ORRERY_GRAPH === "neo4j"
+    ? new Neo4jGraphStore({ url: cfg.NEO4J_URL!, user: cfg.NEO4J_USER, password: cfg.NEO4J_PASSWORD, database: cfg.NEO4J_DATABASE })
+    : new KuzuGraphStore(join(cfg.dataDir, "graph", "kuzu"));
 const svc = await startTopologyService({ bus, store, log });
 onShutdown(async () => {
   await svc.stop();

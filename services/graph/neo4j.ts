@@ -1,0 +1,359 @@
+/**
+ * Neo4j adapter of the GraphStore port (neo4j-driver 6; Neo4j 4.4 and 5.x). Same graph model as the Kuzu adapter, so
+ * the same Cypher answers on both: (:Entity {id, kind, name, source, host, port (0 = none), exe ('' = none),
+ * props (JSON string), firstSeen, lastSeen}), relationships RUNS / LISTENS / CONNECTS {id, source, props, firstSeen,
+ * lastSeen}, and (:OrreryMeta {key: 'rev', value}).
+ *
+ * Writes: one change set = one write transaction (executeWrite), `UNWIND $rows` batches inside it.
+ * Reads: a READ session + executeRead, so the server itself refuses writes; assertReadOnly gives the clear error first.
+ * The server enforces the query timeout (transaction config `timeout`); a client-side guard answers if it does not.
+ */
+import neo4j, {
+  isDate,
+  isDateTime,
+  isDuration,
+  isInt,
+  isLocalDateTime,
+  isLocalTime,
+  isNode,
+  isPath,
+  isPathSegment,
+  isPoint,
+  isRelationship,
+  isTime,
+  isUnboundRelationship,
+  isVector,
+  Neo4jError,
+  type AuthToken,
+  type Driver,
+  type ManagedTransaction,
+} from "neo4j-driver";
+import { EdgeKind, type TopoEdge, type TopoNode } from "../../pipelines/contracts/topology.ts";
+import type { Changes } from "../../pipelines/stages/topology.ts";
+import { assertReadOnly, GraphStoreError, type GraphStore, type QueryOptions, type StoredGraph } from "./port.ts";
+
+const EDGE_KINDS = EdgeKind.options;
+/** Rows per UNWIND statement: bounded Bolt messages and server memory per statement; all inside one transaction. */
+const BATCH = 5_000;
+/** The server checks transaction timeouts periodically (every 2 s by default): the client guard waits that much longer. */
+const TIMEOUT_GRACE_MS = 3_000;
+const DEFAULT_TIMEOUT_MS = 10_000;
+const DEFAULT_MAX_ROWS = 10_000;
+
+/** A server with dbms.security.auth_enabled=false (the driver has `auth.none()` at run time but does not type it). */
+const NO_AUTH = { scheme: "none" } as AuthToken;
+
+export interface Neo4jConfig {
+  /** bolt://host:7687 or neo4j://host:7687 (+s / +ssc variants for TLS) */
+  url: string;
+  user?: string;
+  password?: string;
+  /** default "neo4j" */
+  database?: string;
+  /** how long the driver retries transient failures (leader switch, deadlock, lost connection); default 15 s */
+  maxRetryMs?: number;
+}
+
+export class Neo4jGraphStore implements GraphStore {
+  readonly name = "neo4j";
+  readonly database: string;
+  private readonly driver: Driver;
+  /** A driver passed in belongs to the caller, who closes it; one built from a config is ours. */
+  private readonly ownsDriver: boolean;
+  /** Change sets are applied in order, one at a time, so the stored rev only moves forward. */
+  private chain: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  constructor(target: Driver | Neo4jConfig, opts: { database?: string } = {}) {
+    if (isDriver(target)) {
+      this.driver = target;
+      this.ownsDriver = false;
+      this.database = opts.database ?? "neo4j";
+    } else {
+      // Integers stay lossless in the driver: toPlain converts them, the same way for a driver passed in.
+      this.driver = neo4j.driver(target.url, target.user ? neo4j.auth.basic(target.user, target.password ?? "") : NO_AUTH, {
+        maxTransactionRetryTime: target.maxRetryMs ?? 15_000,
+        userAgent: "orrery",
+      });
+      this.ownsDriver = true;
+      this.database = opts.database ?? target.database ?? "neo4j";
+    }
+  }
+
+  async init(): Promise<void> {
+    // Schema statements need transactions of their own (no data writes beside them). This syntax is valid on 4.4 and 5.
+    const schema = [
+      "CREATE CONSTRAINT orrery_entity_id IF NOT EXISTS FOR (n:Entity) REQUIRE n.id IS UNIQUE",
+      "CREATE CONSTRAINT orrery_meta_key IF NOT EXISTS FOR (m:OrreryMeta) REQUIRE m.key IS UNIQUE",
+      "CREATE INDEX orrery_entity_kind IF NOT EXISTS FOR (n:Entity) ON (n.kind)",
+      "CREATE INDEX orrery_entity_source IF NOT EXISTS FOR (n:Entity) ON (n.source)",
+    ];
+    const session = this.driver.session({ database: this.database, defaultAccessMode: neo4j.session.WRITE });
+    try {
+      for (const stmt of schema) {
+        try {
+          await session.executeWrite((tx) => tx.run(stmt));
+        } catch (e) {
+          // Two processes initialising at once: the loser sees the rule the winner just created.
+          if (e instanceof Neo4jError && /AlreadyExists/.test(e.code)) continue;
+          throw e;
+        }
+      }
+    } catch (e) {
+      throw toGraphStoreError(e, "write", `neo4j init (database ${this.database})`);
+    } finally {
+      await session.close();
+    }
+  }
+
+  apply(c: Changes, rev: number): Promise<void> {
+    if (this.closed) return Promise.reject(new GraphStoreError("write_failed", "neo4j store is closed"));
+    const run = async () => {
+      const session = this.driver.session({ database: this.database, defaultAccessMode: neo4j.session.WRITE });
+      try {
+        await session.executeWrite((tx) => writeChanges(tx, c, rev), { metadata: { app: "orrery", op: "apply", rev } });
+      } catch (e) {
+        throw toGraphStoreError(e, "write", "neo4j write");
+      } finally {
+        await session.close();
+      }
+    };
+    const next = this.chain.then(run, run);
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  async load(): Promise<StoredGraph> {
+    if (this.closed) throw new GraphStoreError("query_failed", "neo4j store is closed");
+    const session = this.driver.session({ database: this.database, defaultAccessMode: neo4j.session.READ });
+    try {
+      return await session.executeRead(async (tx) => {
+        const meta = await tx.run("MATCH (m:OrreryMeta {key: 'rev'}) RETURN m.value AS v");
+        const nodes: TopoNode[] = [];
+        for await (const rec of tx.run(
+          "MATCH (n:Entity) RETURN n.id AS id, n.kind AS kind, n.name AS name, n.source AS source, n.props AS props, n.firstSeen AS firstSeen, n.lastSeen AS lastSeen",
+        )) {
+          const r = toPlain(rec.toObject()) as Record<string, unknown>;
+          nodes.push({ ...r, props: JSON.parse(String(r.props ?? "{}")) } as TopoNode);
+        }
+        const edges: TopoEdge[] = [];
+        for await (const rec of tx.run(
+          "MATCH (a:Entity)-[e]->(b:Entity) WHERE type(e) IN $kinds RETURN e.id AS id, type(e) AS kind, a.id AS src, b.id AS dst, e.source AS source, e.props AS props, e.firstSeen AS firstSeen, e.lastSeen AS lastSeen",
+          { kinds: EDGE_KINDS },
+        )) {
+          const r = toPlain(rec.toObject()) as Record<string, unknown>;
+          edges.push({ ...r, props: JSON.parse(String(r.props ?? "{}")) } as TopoEdge);
+        }
+        return { rev: Number(toPlain(meta.records[0]?.get("v")) ?? 0), nodes, edges };
+      });
+    } catch (e) {
+      throw toGraphStoreError(e, "read", "neo4j load");
+    } finally {
+      await session.close();
+    }
+  }
+
+  async query(cypher: string, params: Record<string, unknown> = {}, opts: QueryOptions = {}): Promise<Record<string, unknown>[]> {
+    assertReadOnly(cypher);
+    if (this.closed) throw new GraphStoreError("query_failed", "neo4j store is closed");
+    return runReadQuery(this.driver, this.database, cypher, params, opts);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.chain;
+    if (this.ownsDriver) await this.driver.close();
+  }
+}
+
+function isDriver(x: unknown): x is Driver {
+  return typeof (x as Driver).session === "function" && typeof (x as Driver).close === "function";
+}
+
+/** One change set, in the order that keeps every step valid: removals first, then nodes, edges, and the rev. */
+async function writeChanges(tx: ManagedTransaction, c: Changes, rev: number): Promise<void> {
+  const isNew = (id: string) => c.created?.has(id) ?? false;
+  for (const k of EDGE_KINDS) {
+    const rows = c.edgesRemoved.filter((e) => e.kind === k).map((e) => ({ src: e.src, dst: e.dst }));
+    for (const b of batches(rows)) await tx.run(`UNWIND $rows AS r MATCH (a:Entity {id: r.src})-[e:${k}]->(b:Entity {id: r.dst}) DELETE e`, { rows: b });
+  }
+  for (const b of batches(c.nodesRemoved)) await tx.run("UNWIND $ids AS i MATCH (n:Entity {id: i}) DETACH DELETE n", { ids: b });
+  // Nodes always MERGE: the unique constraint makes it an index lookup, and a node the model thinks is new but the
+  // store already has (say, after a crash between write and ack) is updated instead of failing the whole set.
+  for (const b of batches(c.nodesUpserted.map(nodeRow)))
+    await tx.run(
+      "UNWIND $rows AS r MERGE (n:Entity {id: r.id}) SET n.kind = r.kind, n.name = r.name, n.source = r.source, n.host = r.host, n.port = r.port, n.exe = r.exe, n.props = r.props, n.firstSeen = r.firstSeen, n.lastSeen = r.lastSeen",
+      { rows: b },
+    );
+  for (const k of EDGE_KINDS) {
+    // New edges are CREATEd: MERGE of a relationship checks the existing ones between the two endpoints, which a
+    // host with thousands of RUNS edges makes costly on a first full scan. Endpoints MERGE as in the Kuzu adapter.
+    const created = c.edgesUpserted.filter((e) => e.kind === k && isNew(e.id)).map(edgeRow);
+    for (const b of batches(created))
+      await tx.run(
+        `UNWIND $rows AS r MERGE (a:Entity {id: r.src}) MERGE (b:Entity {id: r.dst}) CREATE (a)-[e:${k} {id: r.id}]->(b) SET e.source = r.source, e.props = r.props, e.firstSeen = r.firstSeen, e.lastSeen = r.lastSeen`,
+        { rows: b },
+      );
+    const changed = c.edgesUpserted.filter((e) => e.kind === k && !isNew(e.id)).map(edgeRow);
+    for (const b of batches(changed))
+      await tx.run(
+        `UNWIND $rows AS r MERGE (a:Entity {id: r.src}) MERGE (b:Entity {id: r.dst}) MERGE (a)-[e:${k} {id: r.id}]->(b) SET e.source = r.source, e.props = r.props, e.firstSeen = r.firstSeen, e.lastSeen = r.lastSeen`,
+        { rows: b },
+      );
+  }
+  await tx.run("MERGE (m:OrreryMeta {key: 'rev'}) SET m.value = $rev", { rev: neo4j.int(rev) });
+}
+
+function* batches<T>(rows: T[]): Generator<T[]> {
+  for (let i = 0; i < rows.length; i += BATCH) yield rows.slice(i, i + BATCH);
+}
+
+/**
+ * The driver sends every JS number as a Cypher FLOAT: integer columns are sent as Integer so they are stored as
+ * INTEGER (`range(0, n.port)` and `LIMIT $n` need that), exactly as Kuzu stores them as INT64.
+ */
+function nodeRow(n: TopoNode) {
+  const p = n.props;
+  return {
+    id: n.id,
+    kind: n.kind,
+    name: n.name,
+    source: n.source,
+    host: typeof p.host === "string" ? p.host : n.kind === "host" ? n.id.slice(5) : "",
+    port: neo4j.int(typeof p.port === "number" && Number.isSafeInteger(p.port) ? p.port : 0),
+    exe: typeof p.exe === "string" ? p.exe : "",
+    props: JSON.stringify(p),
+    firstSeen: neo4j.int(n.firstSeen),
+    lastSeen: neo4j.int(n.lastSeen),
+  };
+}
+
+function edgeRow(e: TopoEdge) {
+  return { id: e.id, src: e.src, dst: e.dst, source: e.source, props: JSON.stringify(e.props), firstSeen: neo4j.int(e.firstSeen), lastSeen: neo4j.int(e.lastSeen) };
+}
+
+/**
+ * Runs read-only Cypher in a READ session (the server refuses any write), with the timeout in the transaction config
+ * and the row limit checked while streaming (the rest of a too-large result is never fetched). Callers that take
+ * Cypher from users call assertReadOnly first, as Neo4jGraphStore.query does.
+ */
+export async function runReadQuery(
+  driver: Driver,
+  database: string,
+  cypher: string,
+  params: Record<string, unknown> = {},
+  opts: QueryOptions = {},
+): Promise<Record<string, unknown>[]> {
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const maxRows = opts.maxRows ?? DEFAULT_MAX_ROWS;
+  const session = driver.session({ database, defaultAccessMode: neo4j.session.READ, fetchSize: Math.min(maxRows + 1, 1000) });
+  const work = session
+    .executeRead(
+      async (tx) => {
+        const rows: Record<string, unknown>[] = [];
+        for await (const rec of tx.run(cypher, toNeo4jParams(params))) {
+          if (rows.length >= maxRows) throw new GraphStoreError("too_many_rows", `query returned more than ${maxRows} rows; add LIMIT`);
+          rows.push(toPlain(rec.toObject()) as Record<string, unknown>);
+        }
+        return rows;
+      },
+      { timeout: timeoutMs, metadata: { app: "orrery", op: "cypher" } },
+    )
+    .catch((e) => {
+      throw toGraphStoreError(e, "read", "neo4j query", timeoutMs);
+    });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let guardFired = false;
+  const guard = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      guardFired = true;
+      reject(new GraphStoreError("timeout", `query exceeded ${timeoutMs} ms (neo4j had not ended it ${TIMEOUT_GRACE_MS} ms later)`));
+    }, timeoutMs + TIMEOUT_GRACE_MS);
+  });
+  try {
+    return await Promise.race([work, guard]);
+  } finally {
+    clearTimeout(timer);
+    work.catch(() => undefined); // the loser of the race settles later; it is not an unhandled rejection
+    // When the guard won, closing the session (which waits for the running query) must not hold up the caller.
+    if (guardFired) void session.close().catch(() => undefined);
+    else await session.close();
+  }
+}
+
+/** JSON parameters → Bolt values: integral numbers become Integer (see nodeRow), recursively in lists and maps. */
+export function toNeo4jParams(v: Record<string, unknown>): Record<string, unknown> {
+  return toNeo4jValue(v) as Record<string, unknown>;
+}
+
+function toNeo4jValue(v: unknown): unknown {
+  if (typeof v === "number") return Number.isSafeInteger(v) ? neo4j.int(v) : v;
+  if (Array.isArray(v)) return v.map(toNeo4jValue);
+  if (v && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) {
+    const o: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) o[k] = toNeo4jValue(x);
+    return o;
+  }
+  return v;
+}
+
+/**
+ * Driver values → plain JSON, in the same shapes the Kuzu adapter returns: a node is its properties plus `_label` and
+ * `_id`; a relationship adds `_src` and `_dst`; a path is `{_nodes, _rels}`. `_id`s are Neo4j element ids. Integers
+ * outside ±2^53 become decimal strings rather than silently losing digits; temporals become ISO-8601 strings.
+ */
+export function toPlain(v: unknown): unknown {
+  if (v === null || v === undefined) return null;
+  if (typeof v === "bigint") return Number.isSafeInteger(Number(v)) ? Number(v) : v.toString();
+  if (typeof v !== "object") return v;
+  if (isInt(v)) return v.inSafeRange() ? v.toNumber() : v.toString();
+  if (isNode(v)) return { ...plainProps(v.properties), _label: v.labels[0] ?? null, _id: v.elementId };
+  if (isRelationship(v)) return { ...plainProps(v.properties), _src: v.startNodeElementId, _dst: v.endNodeElementId, _label: v.type, _id: v.elementId };
+  if (isUnboundRelationship(v)) return { ...plainProps(v.properties), _label: v.type, _id: v.elementId };
+  if (isPath(v)) return { _nodes: [v.start, ...v.segments.map((s) => s.end)].map(toPlain), _rels: v.segments.map((s) => toPlain(s.relationship)) };
+  if (isPathSegment(v)) return { start: toPlain(v.start), relationship: toPlain(v.relationship), end: toPlain(v.end) };
+  if (isDate(v) || isDateTime(v) || isLocalDateTime(v) || isLocalTime(v) || isTime(v) || isDuration(v)) return v.toString();
+  if (isPoint(v)) {
+    const p: Record<string, unknown> = { srid: toPlain(v.srid), x: v.x, y: v.y };
+    if (v.z !== undefined) p.z = v.z;
+    return p;
+  }
+  if (isVector(v)) return Array.from(v.asTypedArray() as ArrayLike<number | bigint>, toPlain);
+  if (v instanceof Uint8Array) return Array.from(v);
+  if (Array.isArray(v)) return v.map(toPlain);
+  if (Object.getPrototypeOf(v) === Object.prototype) return plainProps(v as Record<string, unknown>);
+  return String(v); // any type this driver version adds later: its text form, never a class instance
+}
+
+function plainProps(o: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(o)) out[k] = toPlain(x);
+  return out;
+}
+
+/** Codes that mean "this transaction may not write", across 4.4 and 5.x, single instance and cluster. */
+const READ_ONLY_CODES = new Set([
+  "Neo.ClientError.Statement.AccessMode",
+  "Neo.ClientError.Fabric.AccessMode",
+  "Neo.ClientError.Cluster.NotALeader",
+  "Neo.ClientError.General.ForbiddenOnReadOnlyDatabase",
+]);
+
+/**
+ * One mapping from driver errors to GraphStoreError codes. Reads: writes refused by the server → read_only; the
+ * transaction timeout (4.4: TransactionTimedOut; 5.x: TransactionTimedOutClientConfiguration) → timeout; the rest
+ * (syntax, semantics, missing parameter, unreachable server) → query_failed. Every failure of a write → write_failed.
+ */
+export function toGraphStoreError(e: unknown, op: "read" | "write", what: string, timeoutMs?: number): GraphStoreError {
+  if (e instanceof GraphStoreError) return e;
+  const code = e instanceof Neo4jError ? e.code : "";
+  const message = e instanceof Error ? e.message : String(e);
+  const detail = `${what} failed: ${message}${code ? ` (${code})` : ""}`;
+  if (op === "write") return new GraphStoreError("write_failed", detail, { cause: e });
+  if (READ_ONLY_CODES.has(code) || /read access mode|restricted to READ/i.test(message))
+    return new GraphStoreError("read_only", `read-only queries only: the server refused a write (${message})`, { cause: e });
+  if (/TransactionTimedOut/.test(code) || (/^Neo\.\w+\.Transaction\./.test(code) && /timed? ?out|timeout/i.test(message)))
+    return new GraphStoreError("timeout", `query exceeded ${timeoutMs === undefined ? "the server's timeout" : `${timeoutMs} ms`}: ${message}`, { cause: e });
+  return new GraphStoreError("query_failed", detail, { cause: e });
+}

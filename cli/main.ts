@@ -5,12 +5,14 @@
  */
 import { defineCommand, runMain } from "citty";
 import { cypher } from "./commands/cypher.ts";
+import { strategy } from "./commands/strategy.ts";
 
 const main = defineCommand({
   meta: { name: "orrery", description: "Orrery: live topology and CMDB" },
   subCommands: {
     // one line per command, each file owns its command
     cypher,
+    strategy,
   },
 });
 

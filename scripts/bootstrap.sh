@@ -21,6 +21,7 @@ if [ "$mode" = "test" ]; then
   command -v prometheus >/dev/null 2>&1 || need="$need prometheus"
   command -v prometheus-alertmanager >/dev/null 2>&1 || need="$need prometheus-alertmanager"
   command -v icinga2 >/dev/null 2>&1 || need="$need icinga2"
+  command -v openssl >/dev/null 2>&1 || need="$need openssl"
 fi
 if [ -n "$need" ]; then
   echo "bootstrap: installing Debian packages:$need" >&2

@@ -43,6 +43,8 @@ try {
   await sup.start(serviceSpec("metrics", env));
   const gw = await sup.start(serviceSpec("gateway", { ...env, ORRERY_GATEWAY_PORT: String(cfg.ORRERY_GATEWAY_PORT), ORRERY_DASHBOARD_DIR: join(process.cwd(), cfg.ORRERY_DASHBOARD_DIR) }));
   await sup.start(serviceSpec("agent", env));
+  // Agentless discovery: one worker and the scheduler in one process (scale out by running more workers).
+  await sup.start(serviceSpec("jobs", { ...env, ORRERY_WORKER_ID: "local" }));
   // A simulated estate beside the real host, so the demo has something to show (ORRERY_SIMULATE=0 turns it off).
   if (process.env.ORRERY_SIMULATE !== "0") await sup.start(serviceSpec("simulator", env));
   process.stdout.write(`${JSON.stringify({ event: "ready", service: "orrery", dashboard: gw.url, nats: env.NATS_URL, clickhouse: env.CLICKHOUSE_URL })}\n`);

@@ -1,0 +1,53 @@
+/** The jobs service's own settings (read once in main.ts, validated with the key's name like services/shared/config.ts). */
+import { hostname } from "node:os";
+import { z } from "zod";
+import { Token } from "../../pipelines/contracts/jobs.ts";
+import { ConfigError } from "../shared/config.ts";
+
+const Env = z.object({
+  /** worker: run jobs; scheduler: publish runs and keep placements; all: both in one process */
+  ORRERY_JOBS_MODE: z.enum(["worker", "scheduler", "all"]).default("all"),
+  ORRERY_WORKER_ID: Token.optional(),
+  ORRERY_WORKER_TYPES: z
+    .string()
+    .default("net,import")
+    .transform((s) => s.split(",").map((t) => t.trim()).filter(Boolean))
+    .pipe(z.array(Token).min(1)),
+  ORRERY_WORKER_POOL: z.string().max(64).default(""),
+  /** k=v,k=v */
+  ORRERY_WORKER_LABELS: z
+    .string()
+    .default("")
+    .transform((s, ctx) => {
+      const out: Record<string, string> = {};
+      for (const kv of s.split(",").map((x) => x.trim()).filter(Boolean)) {
+        const i = kv.indexOf("=");
+        if (i <= 0) ctx.addIssue({ code: "custom", message: `"${kv}" is not key=value` });
+        else out[kv.slice(0, i)] = kv.slice(i + 1);
+      }
+      return out;
+    }),
+  ORRERY_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(4),
+  /** extra package dirs, separated by ':' */
+  ORRERY_JOB_PACKAGES: z
+    .string()
+    .default("")
+    .transform((s) => s.split(":").filter(Boolean)),
+  ORRERY_JOB_ACK_WAIT_MS: z.coerce.number().int().min(500).max(3_600_000).default(30_000),
+  ORRERY_HEARTBEAT_MS: z.coerce.number().int().min(100).max(60_000).default(2000),
+  /** default 3 heartbeats */
+  ORRERY_WORKER_DEAD_MS: z.coerce.number().int().min(300).max(600_000).optional(),
+  /** path of a placement strategy JSON file (deploy/strategy.example.json) */
+  ORRERY_STRATEGY: z.string().optional(),
+});
+export type JobsConfig = z.infer<typeof Env> & { workerId: string; deadAfterMs: number };
+
+export function loadJobsConfig(env: Record<string, string | undefined> = process.env): JobsConfig {
+  const r = Env.safeParse(env);
+  if (!r.success) {
+    const msg = r.error.issues.map((i) => `${String(i.path[0])}: ${i.message} (got ${JSON.stringify(env[String(i.path[0])])})`).join("; ");
+    throw new ConfigError(`invalid configuration: ${msg}`);
+  }
+  const workerId = r.data.ORRERY_WORKER_ID ?? `${hostname().replace(/[^a-zA-Z0-9_-]/g, "_").slice(0, 40)}-${process.pid}`;
+  return { ...r.data, workerId, deadAfterMs: r.data.ORRERY_WORKER_DEAD_MS ?? 3 * r.data.ORRERY_HEARTBEAT_MS };
+}

@@ -1,0 +1,46 @@
+/** Discovery jobs: a worker, a scheduler, or both (ORRERY_JOBS_MODE). Wiring only; the logic is in worker.ts / scheduler.ts. */
+import { readFileSync } from "node:fs";
+import { checkStrategyText, type Strategy } from "../../pipelines/strategy/schema.ts";
+import { connectBus } from "../shared/bus.ts";
+import { ConfigError, loadConfig, natsOptions, onShutdown } from "../shared/config.ts";
+import { makeLogger, ready } from "../shared/log.ts";
+import { loadJobsConfig } from "./config.ts";
+import { BUILTIN_PACKAGES, loadPackages } from "./packages.ts";
+import { startScheduler, type Scheduler } from "./scheduler.ts";
+import { startWorker, type Worker } from "./worker.ts";
+
+const cfg = loadConfig();
+const jc = loadJobsConfig();
+const log = makeLogger("jobs", cfg.ORRERY_LOG_QUIET === "1");
+
+let strategy: Strategy | null = null;
+if (jc.ORRERY_STRATEGY) {
+  const r = checkStrategyText(readFileSync(jc.ORRERY_STRATEGY, "utf8"));
+  if (!r.ok) throw new ConfigError(`ORRERY_STRATEGY ${jc.ORRERY_STRATEGY}: ${r.errors.map((e) => `${e.path || "/"}: ${e.message}`).join("; ")}`);
+  strategy = r.strategy;
+}
+const { packages, problems } = await loadPackages([BUILTIN_PACKAGES, ...jc.ORRERY_JOB_PACKAGES]);
+for (const p of problems) log.error("job package rejected", { file: p.file, errors: p.errors });
+
+const bus = await connectBus(natsOptions(cfg, `orrery-jobs-${jc.workerId}`));
+let worker: Worker | null = null;
+let scheduler: Scheduler | null = null;
+if (jc.ORRERY_JOBS_MODE !== "scheduler")
+  worker = await startWorker(bus, log, {
+    workerId: jc.workerId,
+    workerTypes: jc.ORRERY_WORKER_TYPES,
+    pool: jc.ORRERY_WORKER_POOL,
+    labels: jc.ORRERY_WORKER_LABELS,
+    packages,
+    concurrency: jc.ORRERY_WORKER_CONCURRENCY,
+    ackWaitMs: jc.ORRERY_JOB_ACK_WAIT_MS,
+    heartbeatMs: jc.ORRERY_HEARTBEAT_MS,
+  });
+if (jc.ORRERY_JOBS_MODE !== "worker") scheduler = await startScheduler(bus, log, { packages, strategy, deadAfterMs: jc.deadAfterMs });
+
+onShutdown(async () => {
+  await worker?.stop();
+  await scheduler?.stop();
+  await bus.close();
+});
+ready("jobs", { mode: jc.ORRERY_JOBS_MODE, workerId: jc.workerId, jobs: [...packages.keys()], rejected: problems.length });

@@ -1,0 +1,76 @@
+/** Helpers for the job tests: a slow test job package, and the jobs service as a real child process. */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+
+const ROOT = join(import.meta.dir, "../..");
+
+/** A job that reports one listener per item, slowly, so it can be killed in the middle. */
+export function writeSlowJob(dir: string, workerType: string, schedule: { every: string; params: Record<string, unknown> } | null = null): string {
+  const pkg = join(dir, "slow-items");
+  mkdirSync(pkg, { recursive: true });
+  writeFileSync(
+    join(pkg, "job.json"),
+    JSON.stringify({
+      name: "slow-items",
+      version: "0.1.0",
+      workerType,
+      schedule,
+      params: {
+        type: "object",
+        required: ["items", "delayMs", "host"],
+        properties: { items: { type: "integer", minimum: 1 }, delayMs: { type: "integer", minimum: 0 }, host: { type: "string" } },
+      },
+    }),
+  );
+  writeFileSync(
+    join(pkg, "job.ts"),
+    `export async function* run(ctx) {
+  for (let i = 0; i < ctx.params.items; i++) {
+    await Bun.sleep(ctx.params.delayMs);
+    yield {
+      key: "item-" + i,
+      host: ctx.params.host,
+      full: false,
+      events: [{ type: "listener.seen", proto: "tcp", ip: "127.0.0.1", port: 20000 + i, process: null }],
+      samples: [{ entity: "host:" + ctx.params.host, metric: "slow_item", ts: Date.now(), value: i, labels: { worker: ctx.workerId } }],
+    };
+  }
+}
+`,
+  );
+  return dir;
+}
+
+export interface WorkerProc {
+  id: string;
+  proc: Subprocess;
+  stderr: () => string;
+}
+
+/** Starts `services/jobs/main.ts` as a real child process and waits for its ready line. */
+export async function spawnJobsProcess(id: string, env: Record<string, string>): Promise<WorkerProc> {
+  const proc = Bun.spawn([process.execPath, "run", join(ROOT, "services/jobs/main.ts")], {
+    cwd: ROOT,
+    env: { ...process.env, ORRERY_LOG_QUIET: "1", ORRERY_WORKER_ID: id, ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  let err = "";
+  void (async () => {
+    for await (const c of proc.stderr as ReadableStream<Uint8Array>) err += new TextDecoder().decode(c);
+  })();
+  const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
+  let out = "";
+  const deadline = Date.now() + 20_000;
+  while (!out.includes('"event":"ready"')) {
+    if (Date.now() > deadline) throw new Error(`${id} not ready: ${out}\n${err}`);
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`${id} exited before ready: ${out}\n${err}`);
+    out += new TextDecoder().decode(value);
+  }
+  reader.releaseLock();
+  void (proc.stdout as ReadableStream<Uint8Array>).pipeTo(new WritableStream()).catch(() => undefined);
+  return { id, proc, stderr: () => err };
+}
+

@@ -1,0 +1,142 @@
+/** Job packages: manifest and parameter-schema errors with paths, package loading, inventory CSV, result message ids. */
+import { describe, expect, test } from "bun:test";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { BUILTIN_PACKAGES, checkManifest, loadPackages } from "../services/jobs/packages.ts";
+import { parseInventory } from "../services/jobs/inventory.ts";
+import { expandPorts, expandTargets } from "../services/jobs/net.ts";
+import { itemToMessages } from "../services/jobs/results.ts";
+import { JobInputError } from "../services/jobs/sdk.ts";
+import { tempDir } from "./helpers/tmp.ts";
+
+const good = { name: "ok-job", version: "1.0.0", workerType: "net", schedule: { every: "30s", params: { n: 1 } }, params: { type: "object", properties: { n: { type: "integer" } } } };
+const errorsOf = (m: unknown) => {
+  const r = checkManifest(m);
+  return r.ok ? [] : r.errors;
+};
+
+describe("job manifests", () => {
+  test("a good manifest passes, with defaults", () => {
+    const r = checkManifest(good);
+    expect(r.ok).toBe(true);
+    if (r.ok) {
+      expect(r.manifest.entry).toBe("job.ts");
+      expect(r.manifest.timeout).toBe("5m");
+      expect(r.validateParams({ n: 2 })).toEqual([]);
+      expect(r.validateParams({ n: "x" })).toEqual(["params/n: must be integer"]);
+    }
+  });
+
+  test("missing fields are named", () => {
+    expect(errorsOf({ name: "x", params: { type: "object" } })).toEqual(["version: Invalid input: expected string, received undefined", "workerType: Invalid input: expected string, received undefined"]);
+  });
+
+  test("bad names, versions, unknown keys", () => {
+    const e = errorsOf({ ...good, name: "has.dot", version: "v1", color: "red" });
+    expect(e).toContain("name: letters, digits, _ and - only (it becomes a NATS subject token)");
+    expect(e).toContain("version: a semantic version, e.g. 1.0.0");
+    expect(e.find((x) => x.includes("color"))).toBeDefined();
+  });
+
+  test("bad schedules", () => {
+    expect(errorsOf({ ...good, schedule: { every: "often" } })).toEqual(['schedule.every: "often" is not a duration: use a number with ms, s, m, h or d, e.g. "30s"']);
+    expect(errorsOf({ ...good, schedule: { every: "10ms" } })).toEqual(['schedule.every: "10ms" is out of range: between 1s and 7d']);
+    expect(errorsOf({ ...good, schedule: "5m" })[0]).toStartWith("schedule: ");
+    // schedule params are checked against the parameter schema
+    expect(errorsOf({ ...good, schedule: { every: "1m", params: { n: "one" } } })).toEqual(["schedule.params/n: must be integer"]);
+  });
+
+  test("bad parameter schemas", () => {
+    expect(errorsOf({ ...good, params: { type: "array" } })).toEqual(['params: the parameter schema must be a JSON Schema with "type": "object"']);
+    const typo = errorsOf({ ...good, schedule: null, params: { type: "object", properties: { n: { type: "integr" } } } });
+    expect(typo.length).toBe(1);
+    expect(typo[0]).toStartWith("params: not a valid JSON Schema:");
+    const unknownKeyword = errorsOf({ ...good, schedule: null, params: { type: "object", requird: ["n"] } });
+    expect(unknownKeyword[0]).toContain('unknown keyword: "requird"');
+  });
+});
+
+describe("package loading", () => {
+  test("the built-in packages load", async () => {
+    const r = await loadPackages([BUILTIN_PACKAGES]);
+    expect(r.problems).toEqual([]);
+    expect([...r.packages.keys()].sort()).toEqual(["dns", "http-probe", "inventory-csv", "tcp-scan"]);
+    expect(r.packages.get("tcp-scan")!.validateParams({ targets: ["127.0.0.1"], ports: [22, "8000-8010"] })).toEqual([]);
+    expect(r.packages.get("tcp-scan")!.validateParams({ ports: [0] })).toEqual(["params/targets: is required", "params/ports/0: must be >= 1", "params/ports/0: must be string", "params/ports/0: must match a schema in anyOf"]);
+  });
+
+  test("bad packages are reported with the file and path; good ones beside them still load", async () => {
+    const t = tempDir();
+    try {
+      const mk = (name: string, manifest: unknown, module?: string) => {
+        mkdirSync(join(t.dir, name));
+        writeFileSync(join(t.dir, name, "job.json"), typeof manifest === "string" ? manifest : JSON.stringify(manifest));
+        if (module !== undefined) writeFileSync(join(t.dir, name, "job.ts"), module);
+      };
+      mk("a-good", { ...good, name: "extra" }, "export async function* run() {}");
+      mk("b-no-entry", { ...good, name: "noentry" });
+      mk("c-no-run", { ...good, name: "norun" }, "export const x = 1;");
+      mk("d-not-json", "{ name: ");
+      mk("e-dup", { ...good, name: "tcp-scan" }, "export async function* run() {}");
+      mk("f-bad-schedule", { ...good, name: "badsched", schedule: { every: "0s" } }, "export async function* run() {}");
+      const r = await loadPackages([BUILTIN_PACKAGES, t.dir, join(t.dir, "missing")]);
+      expect(r.packages.has("extra")).toBe(true);
+      const byFile = Object.fromEntries(r.problems.map((p) => [p.file.replace(t.dir, "T"), p.errors]));
+      expect(byFile["T/b-no-entry/job.json"]).toEqual([`entry: job.ts does not exist in ${join(t.dir, "b-no-entry")}`]);
+      expect(byFile["T/c-no-run/job.ts"]).toEqual(["(module): must export a function `run(ctx)` (an async generator of items)"]);
+      expect(byFile["T/d-not-json/job.json"]![0]).toStartWith("(root): cannot read JSON:");
+      expect(byFile["T/e-dup/job.json"]).toEqual([`name: job "tcp-scan" is already defined by ${join(BUILTIN_PACKAGES, "tcp-scan")}`]);
+      expect(byFile["T/f-bad-schedule/job.json"]).toEqual(['schedule.every: "0s" is out of range: between 1s and 7d']);
+      expect(byFile["T/missing"]).toEqual(["(dir): not a directory"]);
+    } finally {
+      t.cleanup();
+    }
+  });
+});
+
+describe("inventory CSV (d3-dsv, RFC 4180)", () => {
+  test("quoted fields, embedded commas/quotes/newlines, CRLF, repeated hosts merge", () => {
+    const csv = 'host,ips,os,ports\r\ndb-1,10.0.0.5;10.0.0.6,"Debian 12, ""bookworm""",5432;22/tcp\r\n"web-1",10.0.0.7,"multi\nline",80;443;53/udp\r\ndb-1,,,9100\r\n';
+    expect(parseInventory(csv)).toEqual([
+      { host: "db-1", os: 'Debian 12, "bookworm"', ips: ["10.0.0.5", "10.0.0.6"], ports: [{ proto: "tcp", port: 5432 }, { proto: "tcp", port: 22 }, { proto: "tcp", port: 9100 }] },
+      { host: "web-1", os: "multi\nline", ips: ["10.0.0.7"], ports: [{ proto: "tcp", port: 80 }, { proto: "tcp", port: 443 }, { proto: "udp", port: 53 }] },
+    ]);
+  });
+
+  test("bad rows are reported with their record number; nothing is imported", () => {
+    expect(() => parseInventory("name,ip\nx,1.2.3.4\n")).toThrow('csv line 1: no "host" column (columns: name, ip)');
+    let err: unknown;
+    try {
+      parseInventory("host,ports\na,22\n,80\nb,http\nc,70000\n");
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(JobInputError);
+    expect((err as Error).message).toBe('csv record 3: host is empty; csv record 4, ports: "http" is not a port like 443 or 53/udp; csv record 5, ports: "70000" is not a port like 443 or 53/udp');
+  });
+});
+
+describe("targets, ports, result ids", () => {
+  test("CIDRs and port ranges expand; limits are enforced", () => {
+    expect(expandTargets(["127.0.0.0/30", "localhost", "127.0.0.1"], 10)).toEqual(["127.0.0.1", "127.0.0.2", "localhost"]);
+    expect(expandTargets(["10.0.0.9/32"], 10)).toEqual(["10.0.0.9"]);
+    expect(() => expandTargets(["10.0.0.0/16"], 1024)).toThrow("over maxHosts 1024");
+    expect(() => expandTargets(["fe80::/64"], 10)).toThrow("only IPv4 CIDRs");
+    expect(expandPorts([443, "20-22", 22])).toEqual([20, 21, 22, 443]);
+    expect(() => expandPorts(["9-1"])).toThrow("outside 1-65535");
+  });
+
+  test("message ids derive from run id + item key: a rerun of the same run yields the same ids", () => {
+    const run = { job: "tcp-scan", runId: "tcp-scan@42", requestedAt: 1000 };
+    const item = { key: "10.0.0.1", host: "10.0.0.1", events: [{ type: "listener.seen" as const, proto: "tcp" as const, ip: "10.0.0.1", port: 22, process: null }], samples: [{ entity: "x", metric: "m", ts: 1, value: 1 }] };
+    const a = itemToMessages(run, item, 5);
+    const b = itemToMessages(run, item, 999);
+    expect(a.discovery.map((d) => d.msgId)).toEqual(["tcp-scan@42:10.0.0.1:d0"]);
+    expect(b.discovery.map((d) => d.msgId)).toEqual(a.discovery.map((d) => d.msgId));
+    expect(a.metrics.map((m) => m.msgId)).toEqual(["tcp-scan@42:10.0.0.1:m0"]);
+    expect(a.discovery[0]!.batch).toMatchObject({ source: "job:tcp-scan:10.0.0.1", host: "10.0.0.1", scanId: 1000, full: true, part: 0, parts: 1 });
+    expect(a.metrics[0]!.batch.source).toBe("job:tcp-scan");
+    // a full item with no events still reports (everything this job knew about the host is gone)
+    expect(itemToMessages(run, { key: "h", host: "h" }, 5).discovery[0]!.batch.events).toEqual([]);
+  });
+});

@@ -1,9 +1,8 @@
-/** The gateway's HTTP + WebSocket surface (Bun.serve): snapshot, series, health, /ws, and the built dashboard. */
+/** The gateway's HTTP + WebSocket surface (Bun.serve): snapshot, Cypher, health, /ws, the built dashboard; feature
+ * modules add their routes through `extraRoutes` (services/gateway/routes/). */
 import { existsSync, statSync } from "node:fs";
 import { join, normalize, resolve } from "node:path";
-import { z } from "zod";
 import { snapshotOf } from "../../pipelines/stages/apply-delta.ts";
-import type { SeriesStore } from "../metrics/port.ts";
 import type { Logger } from "../shared/log.ts";
 import type { GatewayMirror } from "./mirror.ts";
 import { CypherRequest, CypherResponse } from "../../pipelines/contracts/cypher.ts";
@@ -17,21 +16,6 @@ export class HttpError extends Error {
   ) {
     super(message);
   }
-}
-
-const SeriesParams = z.object({
-  entity: z.string().min(1).max(512),
-  metric: z.string().min(1).max(200),
-  from: z.coerce.number().int().nonnegative(),
-  to: z.coerce.number().int().positive(),
-  step: z.coerce.number().int().min(1).max(86_400).default(60),
-});
-const LatestParams = z.object({ entity: z.string().min(1).max(512) });
-
-function params<S extends z.ZodType>(schema: S, url: URL): z.infer<S> {
-  const r = schema.safeParse(Object.fromEntries(url.searchParams));
-  if (!r.success) throw new HttpError(400, r.error.issues.map((i) => `${i.path.join(".") || "query"}: ${i.message}`).join("; "));
-  return r.data;
 }
 
 /** One mapping from errors to HTTP. */
@@ -69,14 +53,13 @@ export type Routes = Record<string, ((req: Request) => Response | Promise<Respon
 export function startGatewayServer(deps: {
   bus: Bus;
   mirror: GatewayMirror;
-  series: SeriesStore;
   log: Logger;
   host: string;
   port: number;
   dashboardDir: string;
   extraRoutes?: Routes;
 }) {
-  const { mirror, series } = deps;
+  const { mirror } = deps;
   const root = resolve(deps.dashboardDir);
   const guard = (f: (req: Request) => Promise<Response> | Response) => async (req: Request) => {
     try {
@@ -96,17 +79,7 @@ export function startGatewayServer(deps: {
         return Response.json({ status: mirror.synced() ? "ok" : "syncing", rev: m.rev, nodes: m.nodes.size, edges: m.edges.size }, { status: mirror.synced() ? 200 : 503 });
       },
       "/api/snapshot": () => Response.json(snapshotOf(mirror.mirror(), Date.now())),
-      "/api/series": guard(async (req) => {
-        const p = params(SeriesParams, new URL(req.url));
-        if (p.to <= p.from) throw new HttpError(400, "to must be after from");
-        if ((p.to - p.from) / 1000 / p.step > 11_000) throw new HttpError(400, "too many points: raise step or narrow the range (at most 11000)");
-        return Response.json({ entity: p.entity, metric: p.metric, points: await series.series({ entity: p.entity, metric: p.metric, from: p.from, to: p.to, stepSeconds: p.step }) });
-      }),
       "/api/cypher": { POST: guard((req) => cypher(deps.bus, req)) },
-      "/api/metrics/latest": guard(async (req) => {
-        const p = params(LatestParams, new URL(req.url));
-        return Response.json({ entity: p.entity, values: await series.latest(p.entity) });
-      }),
     },
     fetch(req, srv) {
       const url = new URL(req.url);

@@ -5,6 +5,7 @@ import { loadConfig, natsOptions, onShutdown } from "../shared/config.ts";
 import { makeLogger, ready } from "../shared/log.ts";
 import { startGatewayServer } from "./http.ts";
 import { startMirror } from "./mirror.ts";
+import { metricsRoutes } from "./routes/metrics.ts";
 
 const cfg = loadConfig();
 const log = makeLogger("gateway", cfg.ORRERY_LOG_QUIET === "1");
@@ -14,7 +15,9 @@ const series = new ClickHouseSeriesStore(
   { database: cfg.CLICKHOUSE_DATABASE, ttlDays: cfg.ORRERY_METRICS_TTL_DAYS },
 );
 const mirror = await startMirror(bus, log);
-const server = startGatewayServer({ bus, mirror, series, log, host: cfg.ORRERY_GATEWAY_HOST, port: cfg.ORRERY_GATEWAY_PORT, dashboardDir: cfg.ORRERY_DASHBOARD_DIR });
+const server = startGatewayServer({ bus, mirror, log, host: cfg.ORRERY_GATEWAY_HOST, port: cfg.ORRERY_GATEWAY_PORT, dashboardDir: cfg.ORRERY_DASHBOARD_DIR,
+  extraRoutes: { ...metricsRoutes({ series }) },
+});
 onShutdown(async () => {
   await server.stop(true);
   await mirror.stop();

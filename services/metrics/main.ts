@@ -10,7 +10,7 @@ const log = makeLogger("metrics", cfg.ORRERY_LOG_QUIET === "1");
 const bus = await connectBus(natsOptions(cfg, "orrery-metrics"));
 const store = new ClickHouseSeriesStore(
   makeClickHouseClient({ url: cfg.CLICKHOUSE_URL, username: cfg.CLICKHOUSE_USER, password: cfg.CLICKHOUSE_PASSWORD }),
-  { database: cfg.CLICKHOUSE_DATABASE, ttlDays: cfg.ORRERY_METRICS_TTL_DAYS },
+  { database: cfg.CLICKHOUSE_DATABASE, ttlDays: cfg.ORRERY_METRICS_TTL_DAYS, rollup1mTtlDays: cfg.ORRERY_METRICS_1M_TTL_DAYS, rollup1hTtlDays: cfg.ORRERY_METRICS_1H_TTL_DAYS },
 );
 const svc = await startMetricsService({ bus, store, log });
 onShutdown(async () => {

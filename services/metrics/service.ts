@@ -1,23 +1,110 @@
-/** Metrics service: metric batches from JetStream → SeriesStore; each batch acked once ClickHouse has it. */
+/**
+ * Metrics service: metric batches from JetStream → SeriesStore; each message acked once ClickHouse has its samples.
+ *
+ * Its own consume loop rather than the shared micro-batcher, because metric messages are large (up to 900 KiB) and
+ * the store is the bottleneck:
+ * - the client-side prefetch is bounded in bytes, so messages never wait in our buffer past their ack deadline (a
+ *   buffer of 1000 large messages outlived ack_wait, got redelivered over and over, and hit max_deliver — lost);
+ * - a fixed number of inserts is in flight (the owner runs one query per chDB connection; more only queue);
+ * - one insert per message, with the message's batchId as ClickHouse's deduplication token, so a redelivery is a
+ *   no-op. Combining messages into one insert would be faster for tiny messages (each insert makes a part in the raw
+ *   table and in each rollup) but a redelivered message then arrives in another combination and is written twice;
+ *   producers batch instead (the agent per scan, remote_write per request, up to MAX_SAMPLES_PER_BATCH).
+ * Messages that fail validation go to the dead-letter stream with the reason; a failed insert is nak'ed and retried.
+ */
+import type { JsMsg } from "@nats-io/jetstream";
+import { ContractError, decode } from "../../pipelines/codec.ts";
 import { MetricBatch } from "../../pipelines/contracts/metrics.ts";
-import { runConsumer, type Bus } from "../shared/bus.ts";
+import { deadLetter, type Bus } from "../shared/bus.ts";
 import type { Logger } from "../shared/log.ts";
 import type { SeriesStore } from "./port.ts";
 
-export async function startMetricsService(deps: { bus: Bus; store: SeriesStore; log: Logger }) {
+export interface MetricsServiceOptions {
+  /** inserts in flight (default 2) */
+  concurrency?: number;
+  /** client-side prefetch, bytes (default 4 MiB) */
+  prefetchBytes?: number;
+}
+
+interface Pending {
+  msg: JsMsg;
+  batch: MetricBatch;
+}
+
+export async function startMetricsService(deps: { bus: Bus; store: SeriesStore; log: Logger; options?: MetricsServiceOptions }) {
+  const concurrency = deps.options?.concurrency ?? 2;
+  const prefetchBytes = deps.options?.prefetchBytes ?? 4 * 1024 * 1024;
   await deps.store.init();
+  const { bus } = deps;
+  const spec = bus.topo.consumers.metrics;
+  const consumer = await bus.js.consumers.get(spec.stream, spec.durable);
+  const messages = await consumer.consume({ max_bytes: prefetchBytes });
   let written = 0;
-  const consumer = await runConsumer(
-    deps.bus,
-    deps.bus.topo.consumers.metrics,
-    MetricBatch,
-    "metrics.v1",
-    async (batch) => {
-      // One insert per message keeps ClickHouse's dedup token meaningful for redeliveries.
-      await Promise.all(batch.map(({ value }) => deps.store.insert(value.samples, value.batchId)));
-      written += batch.reduce((n, b) => n + b.value.samples.length, 0);
+  let inflight = 0;
+  const queue: Pending[] = [];
+  const waiters: (() => void)[] = [];
+  const wake = () => waiters.splice(0).forEach((w) => w());
+  let ended = false;
+
+  const insert = async ({ msg, batch }: Pending) => {
+    try {
+      await deps.store.insert(batch.samples, batch.batchId);
+      msg.ack();
+      written += batch.samples.length;
+    } catch (e) {
+      deps.log.warn("metric insert failed; will be redelivered", { error: String(e), batchId: batch.batchId });
+      msg.nak(2000);
+    }
+  };
+
+  // Pump: decode as messages arrive; invalid ones go to the DLQ.
+  const pump = (async () => {
+    for await (const m of messages) {
+      try {
+        queue.push({ msg: m, batch: decode(MetricBatch, "metrics.v1", m.data) });
+        wake();
+      } catch (e) {
+        const reason = e instanceof ContractError ? `${e.code}: ${e.message}` : `decode failed: ${String(e)}`;
+        try {
+          await deadLetter(bus, m, spec.durable, reason);
+          m.ack();
+        } catch (dlqErr) {
+          deps.log.warn("dead-lettering failed; will be redelivered", { error: String(dlqErr) });
+          m.nak(1000);
+        }
+      }
+    }
+    ended = true;
+    wake();
+  })();
+
+  // Writer: up to `concurrency` inserts in flight, in arrival order.
+  const work = (async () => {
+    const running = new Set<Promise<void>>();
+    while (true) {
+      if (!queue.length || inflight >= concurrency) {
+        if (ended && !queue.length) break;
+        await new Promise<void>((r) => waiters.push(r));
+        continue;
+      }
+      inflight++;
+      const p = insert(queue.shift()!).finally(() => {
+        inflight--;
+        running.delete(p);
+        wake();
+      });
+      running.add(p);
+    }
+    await Promise.all(running);
+  })();
+
+  const done = Promise.all([pump, work]).then(() => undefined);
+  return {
+    written: () => written,
+    done,
+    stop: async () => {
+      await messages.close();
+      await done;
     },
-    { maxBatch: 64, onError: (e) => deps.log.warn("metric batch failed; will be redelivered", { error: String(e) }) },
-  );
-  return { written: () => written, stop: () => consumer.stop() };
+  };
 }

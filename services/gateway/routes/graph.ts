@@ -1,0 +1,127 @@
+/**
+ * Graph routes: impact analysis on the live mirror, and topology time travel from the history store.
+ *   GET /api/impact?id=&id=…&direction=up|down|both&hops=&kind=&limit=
+ *   GET /api/topology/at?t=            the graph as it was at t (topology.snapshot.v1)
+ *   GET /api/topology/diff?from=&to=   added / removed / changed nodes and edges between two times
+ *   GET /api/topology/replay?from=&to=&limit=   change rows with from < ts ≤ to, in rev order (time slider)
+ * Times are epoch milliseconds or ISO 8601. The impact index follows the mirror delta by delta and rebuilds itself
+ * from the mirror after a resync or a gap, so a query never scans all edges.
+ */
+import { z } from "zod";
+import { NodeKind } from "../../../pipelines/contracts/topology.ts";
+import { DEFAULT_IMPACT_LIMIT, impact, ImpactIndex } from "../../../pipelines/stages/impact.ts";
+import { HistoryStoreError, type HistoryStore } from "../../history/port.ts";
+import type { Logger } from "../../shared/log.ts";
+import { HttpError, toHttpError, type Routes } from "../http.ts";
+import type { GatewayMirror } from "../mirror.ts";
+
+const Time = z.string().min(1).transform((s, ctx) => {
+  const n = /^\d+$/.test(s) ? Number(s) : Date.parse(s);
+  if (!Number.isSafeInteger(n) || n < 0) {
+    ctx.addIssue({ code: "custom", message: `expected epoch milliseconds or an ISO 8601 time, got "${s}"` });
+    return z.NEVER;
+  }
+  return n;
+});
+
+export const ImpactParams = z.object({
+  id: z.array(z.string().min(1).max(512)).min(1, "at least one id").max(1000),
+  direction: z.enum(["up", "down", "both"]).default("both"),
+  hops: z.coerce.number().int().min(1).max(32).default(6),
+  kind: z.array(NodeKind).default([]),
+  limit: z.coerce.number().int().min(1).max(100_000).default(DEFAULT_IMPACT_LIMIT),
+});
+export const AtParams = z.object({ t: Time });
+export const RangeParams = z.object({ from: Time, to: Time }).refine((p) => p.from < p.to, { message: "from must be before to", path: ["to"] });
+export const ReplayParams = z
+  .object({ from: Time, to: Time, limit: z.coerce.number().int().min(1).max(100_000).default(10_000) })
+  .refine((p) => p.from < p.to, { message: "from must be before to", path: ["to"] });
+
+/** Query string → object; `multi` keys keep every value (repeated or comma-separated). */
+function query(url: URL, multi: string[] = []): Record<string, unknown> {
+  const o: Record<string, unknown> = {};
+  for (const [k, v] of url.searchParams) {
+    if (multi.includes(k)) o[k] = [...((o[k] as string[] | undefined) ?? []), ...(k === "kind" ? v.split(",").filter(Boolean) : [v])];
+    else o[k] = v;
+  }
+  return o;
+}
+
+function parse<S extends z.ZodType>(schema: S, input: unknown): z.infer<S> {
+  const r = schema.safeParse(input);
+  if (!r.success) throw new HttpError(400, r.error.issues.map((i) => `${i.path.join(".") || "query"}: ${i.message}`).join("; "));
+  return r.data;
+}
+
+/** History failures as HTTP: the store being unreachable is a 503, a bad stored row a 500. */
+async function fromHistory<T>(f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    if (e instanceof HistoryStoreError) throw new HttpError(e.code === "query_failed" ? 503 : 500, e.message);
+    throw e;
+  }
+}
+
+export function graphRoutes(deps: { mirror: GatewayMirror; history: HistoryStore; log?: Logger }): Routes {
+  const { mirror, history } = deps;
+  let index = ImpactIndex.fromMirror(mirror.mirror());
+  const rebuild = () => {
+    const t0 = performance.now();
+    index = ImpactIndex.fromMirror(mirror.mirror());
+    deps.log?.info("impact index rebuilt", { rev: index.rev, ...index.size, ms: Math.round(performance.now() - t0) });
+  };
+  mirror.onFrame((f) => {
+    if (f.schema === "topology.snapshot.v1" || !index.applyDelta(f)) rebuild();
+  });
+
+  return wrap({
+    "/api/impact": {
+      GET: (req) => {
+        const p = parse(ImpactParams, query(new URL(req.url), ["id", "kind"]));
+        if (!mirror.synced()) throw new HttpError(503, "topology mirror is not synced yet");
+        if (index.rev !== mirror.mirror().rev) rebuild();
+        const t0 = performance.now();
+        const r = impact(index, { ids: p.id, direction: p.direction, hops: p.hops, kinds: p.kind, limit: p.limit });
+        if (!r.roots.length) throw new HttpError(404, `no such entity in the live graph: ${r.missing.join(", ")}`);
+        return Response.json({ ...r, direction: p.direction, hops: p.hops, ms: +(performance.now() - t0).toFixed(3) });
+      },
+    },
+    "/api/topology/at": {
+      GET: async (req) => {
+        const p = parse(AtParams, query(new URL(req.url)));
+        return Response.json(await fromHistory(() => history.stateAt(p.t)));
+      },
+    },
+    "/api/topology/diff": {
+      GET: async (req) => {
+        const p = parse(RangeParams, query(new URL(req.url)));
+        return Response.json(await fromHistory(() => history.diff(p.from, p.to)));
+      },
+    },
+    "/api/topology/replay": {
+      GET: async (req) => {
+        const p = parse(ReplayParams, query(new URL(req.url)));
+        return Response.json(await fromHistory(() => history.replay(p.from, p.to, p.limit)));
+      },
+    },
+  });
+}
+
+/** Errors become responses here too, so the routes behave the same under any Bun.serve (the gateway also wraps). */
+function wrap(routes: Record<string, { GET: (req: Request) => Response | Promise<Response> }>): Routes {
+  return Object.fromEntries(
+    Object.entries(routes).map(([path, r]) => [
+      path,
+      {
+        GET: async (req: Request) => {
+          try {
+            return await r.GET(req);
+          } catch (e) {
+            return toHttpError(e);
+          }
+        },
+      },
+    ]),
+  );
+}

@@ -2,10 +2,19 @@
  * `bun run bench [name]` — benchmarks that report a ratio to the raw limit of what the stage wraps, measured in the
  * same run on the same machine (these 2-core machines are noisy; absolute numbers move).
  *   pipeline  discovery events through JetStream → topology stage → Kuzu → delta stream, vs raw JetStream
+ *   discovery a simulated estate (10k hosts) converging and churning through the topology service, vs raw JetStream
+ *   metrics   samples through JetStream → metrics service → ClickHouse owner (with rollups), vs raw inserts
+ *   graph     100k nodes / 300k edges: write vs raw Kuzu, impact p50/p99, history state-at-T, topology service RSS
+ *   jobs      job runs through the work queue and a worker, vs raw WorkQueue publish + pull + ack; placement timing
  */
+import { benchMetrics } from "./metrics.ts";
+import { benchDiscovery } from "./discovery.ts";
 import { benchPipeline } from "./pipeline.ts";
+import { benchJobs } from "./jobs.ts";
+import { benchGraph } from "./graph.ts";
+import { benchAlerts } from "./alerts.ts";
 
-const benches: Record<string, (args: string[]) => Promise<void>> = { pipeline: benchPipeline };
+const benches: Record<string, (args: string[]) => Promise<void>> = { pipeline: benchPipeline, metrics: benchMetrics, discovery: benchDiscovery, jobs: benchJobs, graph: benchGraph, alerts: benchAlerts };
 const [name = "pipeline", ...rest] = process.argv.slice(2);
 const run = benches[name];
 if (!run) {

@@ -6,6 +6,7 @@
 import { defineCommand, runMain } from "citty";
 import { cypher } from "./commands/cypher.ts";
 import { strategy } from "./commands/strategy.ts";
+import { notify } from "./commands/notify.ts";
 
 const main = defineCommand({
   meta: { name: "orrery", description: "Orrery: live topology and CMDB" },
@@ -13,6 +14,7 @@ const main = defineCommand({
     // one line per command, each file owns its command
     cypher,
     strategy,
+    notify,
   },
 });
 

@@ -46,11 +46,13 @@ test("a new listener and a connection to it appear in the WebSocket stream, the 
   // The browser and the WebSocket are open BEFORE the listener exists: it must arrive live, without a reload.
   const frames: Mirror[] = [];
   let mirror: Mirror | null = null;
+  const health = new Map<string, string>();
   const ws = new WebSocket(stack.dashboard.replace("http", "ws") + "/ws");
   ws.onmessage = (ev) => {
     const f = WsFrame.parse(JSON.parse(String(ev.data)));
     if (f.schema === "topology.snapshot.v1") mirror = mirrorFromSnapshot(f);
-    else if (mirror) applyDelta(mirror, f);
+    else if (f.schema === "topology.delta.v1" && mirror) applyDelta(mirror, f);
+    else if (f.schema === "health.state.v1" || f.schema === "health.delta.v1") for (const e of f.entities) health.set(e.id, e.health);
     if (mirror) frames.push(mirror);
   };
   browser = await chromium.launch({
@@ -94,6 +96,17 @@ test("a new listener and a connection to it appear in the WebSocket stream, the 
   await page.getByTestId("search").fill(String(port));
   await page.locator(`[data-node-id="${listenerId}"]`).waitFor({ timeout: 30_000 });
   await page.screenshot({ path: `${stack.dataDir}/e2e.png` });
+
+  // An alert about this host and port (generic webhook → ingest → JetStream → alerts service) turns it red, live.
+  const alert = await fetch(`${stack.ingest}/api/alerts/generic`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ fingerprint: "e2e-1", severity: "critical", summary: "port down", target: { host: HOST, port } }),
+  });
+  expect(alert.status).toBe(202);
+  await waitFor(() => health.get(listenerId) === "critical", "critical health frame for the listener", 30_000);
+  const rejected = await fetch(`${stack.ingest}/api/alerts/generic`, { method: "POST", body: "{nope" });
+  expect(rejected.status).toBe(400);
 
   // Closing the connection and the listener removes them live.
   client.destroy();

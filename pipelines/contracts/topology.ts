@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { EpochMs, Id } from "./common.ts";
+import { HealthDelta, HealthState } from "./health.ts";
 
 export const NodeKind = z.enum(["host", "process", "listener", "external"]);
 export type NodeKind = z.infer<typeof NodeKind>;
@@ -59,6 +60,9 @@ export const TopologySnapshot = z.object({
 });
 export type TopologySnapshot = z.infer<typeof TopologySnapshot>;
 
-/** Frames the gateway sends over its WebSocket: a snapshot first, then deltas in rev order. */
-export const WsFrame = z.discriminatedUnion("schema", [TopologySnapshot, TopologyDelta]);
+/**
+ * Frames the gateway sends over its WebSocket: a topology snapshot first, then the health state, then topology deltas
+ * in rev order and health deltas as they come.
+ */
+export const WsFrame = z.discriminatedUnion("schema", [TopologySnapshot, TopologyDelta, HealthDelta, HealthState]);
 export type WsFrame = z.infer<typeof WsFrame>;

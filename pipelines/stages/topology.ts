@@ -1,15 +1,36 @@
 /**
  * The topology stage (pure): folds discovery batches into the live model and returns only what changed.
  *
- * Identity: host:<host>, process:<host>:<pid>:<startTime>, listener:<host>:<proto>:<ip>:<port>,
- * external:<ip>:<port>. A connection's remote end is resolved to the listener that owns it (loopback → the reporting
- * host; other IPs → the host that announced that IP); server-side halves (local port is one of our listeners) are
- * skipped, since the client side reports the dependency. Connections that reach nobody we know become external nodes,
- * and move onto the listener when it shows up later.
+ * Identity — what a thing is, not where it happens to run right now:
+ *   host:<host>
+ *   service:<host>:<fingerprint>:<ports|client>   (kind "process": every process of one service folds into it)
+ *   listener:<host>:<proto>:<ip>:<port>            (IPv6 in brackets)
+ *   external:<ip>:<port>
+ * A service's fingerprint is its executable's basename (plus the main script/jar/module for interpreters such as java,
+ * python or node), and its ports are the sorted listening ports of its processes (ephemeral-range ports left out
+ * unless they are all it has; UDP as "53/udp"); a process that listens nowhere is a "client". So a restarted process
+ * (new pid, same binary and ports) is the same service, and nginx's or postgres's several processes are one node.
  *
- * Hot fields (lastSeen) are refreshed in the model only: a change is a new/removed entity or changed name/props.
+ * Dependencies: a connection is a flow (host, process, proto, remote ip:port); the client's ephemeral port is ignored,
+ * and server-side halves (the local end is one of our listeners) are skipped since the client reports the dependency.
+ * A flow's remote end resolves to the listener there: loopback and the host's own IPs → the reporting host; any other
+ * IP → the host that claims it now. IP ownership is time-scoped: the newest claim wins, an older (late or replayed)
+ * claim is ignored, a host that stops listing an IP loses it, and a removed host owns nothing — so an IP reused by
+ * another host after a redeploy moves the flows to the new host instead of leaving phantom edges to the old one. Endpoints
+ * nobody here listens on become external nodes, and move onto the listener when it shows up.
+ *
+ * No flicker: a flow becomes a CONNECTS edge once it was open at the end of `confirmScans` scans of its source (2 by
+ * default, not necessarily consecutive), and goes only after it was closed through `graceScans` scans (2). A short-lived
+ * process with one connection never reaches the graph; a client reconnecting on new ports keeps its edge. Listeners are
+ * immediate: a listening socket is a deliberate service.
+ *
+ * Aging (`ageModel`, called on a timer): a source silent for `staleAfter` intervals has its nodes marked
+ * props.health = "stale"; after `removeAfter` intervals everything it reported is removed — only what that source
+ * reported (scoped cleanup). A full batch removes at once what its source no longer lists.
+ *
+ * Hot fields (lastSeen) are refreshed in the model only: a change is a new/removed entity or a changed name/props.
  */
-import type { ConnectionGone, ConnectionSeen, DiscoveryBatch, DiscoveryEvent, HostSeen, ListenerGone, ListenerSeen } from "../contracts/discovery.ts";
+import type { ConnectionSeen, DiscoveryBatch, DiscoveryEvent, HostSeen, ListenerSeen } from "../contracts/discovery.ts";
 import type { ProcessIdentity } from "../contracts/common.ts";
 import type { EdgeKind, TopoEdge, TopoNode } from "../contracts/topology.ts";
 
@@ -29,6 +50,24 @@ export interface Changes {
   created?: Set<string>;
 }
 
+export interface StageOptions {
+  /** scans of its source a flow must be open in before it becomes an edge (1 = at once) */
+  confirmScans: number;
+  /** scans of its source a closed flow is kept before its edge goes */
+  graceScans: number;
+}
+export const DEFAULT_STAGE_OPTIONS: StageOptions = { confirmScans: 2, graceScans: 2 };
+
+export interface AgingOptions {
+  /** the sources' nominal scan interval; a source observed scanning slower is judged by its own pace */
+  intervalMs: number;
+  /** silent for this many intervals → its nodes get props.health = "stale" */
+  staleAfter: number;
+  /** silent for this many intervals → everything it reported is removed */
+  removeAfter: number;
+}
+export const DEFAULT_AGING: AgingOptions = { intervalMs: 5000, staleAfter: 3, removeAfter: 12 };
+
 interface ListenerRec {
   id: string;
   source: string;
@@ -36,18 +75,58 @@ interface ListenerRec {
   proto: string;
   ip: string;
   port: number;
-  owner: string; // process or host node id
+  /** owning process key, or null when the agent could not see the owner (then the host owns it) */
+  proc: string | null;
 }
 
-interface ConnRec {
+interface ProcRec {
+  key: string;
+  host: string;
+  source: string;
+  ident: ProcessIdentity;
+  fp: string;
+  listeners: Set<string>;
+  flows: Set<string>;
+  /** flows of this process that are edges */
+  confirmed: number;
+  /** the service it is a member of (it has a listener or a confirmed flow), else null */
+  service: string | null;
+  /** identity ports when it last listened: a process whose listener moved on (a restart) stays what it was */
+  ports: string | null;
+}
+
+interface FlowRec {
+  key: string;
   source: string;
   host: string;
-  owner: string;
-  dst: string;
-  edgeId: string;
+  proc: string | null;
+  proto: string;
   remoteIp: string;
   remotePort: number;
-  proto: string;
+  sockets: Set<string>;
+  seenScans: number;
+  lastSeenScan: number;
+  confirmed: boolean;
+  /** when confirmed: the node it points at and the CONNECTS edge that carries it */
+  dst: string | null;
+  edge: string | null;
+}
+
+interface SourceRec {
+  id: string;
+  host: string;
+  /** scans completed (last part seen) */
+  scans: number;
+  /** undefined for a source recovered from the store and not heard from since (aging starts at the first ageModel) */
+  lastBatchAt: number | undefined;
+  lastScanId: number;
+  lastScanAt: number;
+  /** observed spacing of its scans */
+  intervalMs: number;
+  stale: boolean;
+  flows: Set<string>;
+  listeners: Set<string>;
+  sockets: Set<string>;
 }
 
 interface FullScan {
@@ -55,23 +134,37 @@ interface FullScan {
   partsSeen: Set<number>;
   parts: number;
   listeners: Set<string>;
-  conns: Set<string>;
+  sockets: Set<string>;
 }
 
 export interface TopologyModel {
+  opts: StageOptions;
   nodes: Map<string, TopoNode>;
   edges: Map<string, TopoEdge>;
   listeners: Map<string, ListenerRec>;
   /** `${host}|${proto}|${port}` → listener ids */
   listenerIndex: Map<string, Set<string>>;
-  conns: Map<string, ConnRec>;
-  /** how many connections back an edge */
+  procs: Map<string, ProcRec>;
+  /** service node id → member process keys */
+  services: Map<string, Set<string>>;
+  flows: Map<string, FlowRec>;
+  /** socket key (host, proto, local, remote) → flow key */
+  sockets: Map<string, string>;
+  /** how many confirmed flows back a CONNECTS edge */
   edgeRefs: Map<string, number>;
-  /** how many listeners/connections keep a process or external node alive */
+  /** how many confirmed flows keep an external node alive */
   nodeRefs: Map<string, number>;
-  /** external node id → connection keys pointing at it */
-  externalConns: Map<string, Set<string>>;
-  ipOwner: Map<string, string>;
+  /** dst node id (listener or external) → confirmed flows pointing at it */
+  dstFlows: Map<string, Set<string>>;
+  /** ip → confirmed flows resolved through its owner (not loopback, not the reporter's own ip) */
+  ipFlows: Map<string, Set<string>>;
+  /** ip → the host that claims it now and when it last did */
+  ipOwner: Map<string, { host: string; at: number }>;
+  /** host → the ips of its latest host.seen */
+  hostIps: Map<string, Set<string>>;
+  sources: Map<string, SourceRec>;
+  /** source → ids of the nodes it owns */
+  bySource: Map<string, Set<string>>;
   fullScans: Map<string, FullScan>;
   /** Sources whose entities were loaded from the store after a restart and not yet confirmed by a full scan. */
   recovered: Set<string>;
@@ -79,17 +172,25 @@ export interface TopologyModel {
   adjacency: Map<string, Set<string>>;
 }
 
-export function emptyModel(): TopologyModel {
+export function emptyModel(opts: Partial<StageOptions> = {}): TopologyModel {
   return {
+    opts: { ...DEFAULT_STAGE_OPTIONS, ...opts },
     nodes: new Map(),
     edges: new Map(),
     listeners: new Map(),
     listenerIndex: new Map(),
-    conns: new Map(),
+    procs: new Map(),
+    services: new Map(),
+    flows: new Map(),
+    sockets: new Map(),
     edgeRefs: new Map(),
     nodeRefs: new Map(),
-    externalConns: new Map(),
+    dstFlows: new Map(),
+    ipFlows: new Map(),
     ipOwner: new Map(),
+    hostIps: new Map(),
+    sources: new Map(),
+    bySource: new Map(),
     fullScans: new Map(),
     recovered: new Set(),
     adjacency: new Map(),
@@ -98,16 +199,77 @@ export function emptyModel(): TopologyModel {
 
 const WILDCARD = new Set(["0.0.0.0", "::", "*"]);
 export const isLoopback = (ip: string) => ip.startsWith("127.") || ip === "::1";
+/** Linux's default ip_local_port_range starts here: ports above it are usually picked at random. */
+export const EPHEMERAL_START = 32768;
 
 export const hostId = (host: string) => `host:${host}`;
 /** ip:port, with IPv6 in brackets ([::1]:53) */
 export const hostPort = (ip: string, port: number) => (ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`);
 export const listenerId = (host: string, proto: string, ip: string, port: number) => `listener:${host}:${proto}:${hostPort(ip, port)}`;
 export const externalId = (ip: string, port: number) => `external:${hostPort(ip, port)}`;
-export const processId = (host: string, p: ProcessIdentity) => `process:${host}:${p.pid}:${p.startTime}`;
 export const edgeId = (kind: EdgeKind, src: string, dst: string) => `${kind}:${src}->${dst}`;
-const connKey = (host: string, e: { proto: string; localIp: string; localPort: number; remoteIp: string; remotePort: number }) =>
-  `${host}|${e.proto}|${e.localIp}:${e.localPort}|${e.remoteIp}:${e.remotePort}`;
+const procKey = (host: string, p: ProcessIdentity) => `${host}|${p.pid}|${p.startTime}`;
+const sockKey = (host: string, e: { proto: string; localIp: string; localPort: number; remoteIp: string; remotePort: number }) =>
+  `${host}|${e.proto}|${hostPort(e.localIp, e.localPort)}|${hostPort(e.remoteIp, e.remotePort)}`;
+
+const INTERPRETERS = /^(java|python[0-9.]*|pypy[0-9.]*|node|nodejs|bun|deno|ruby[0-9.]*|perl[0-9.]*|php[0-9.]*|php-fpm[0-9.]*|dotnet|mono|sh|bash|dash|zsh|erl|beam\.smp)$/;
+const VALUE_FLAGS = new Set(["-cp", "-classpath", "--class-path", "-p", "--module-path", "-X", "-W", "-r", "--require", "-I"]);
+/** Subcommands of runtimes that come before the script (`bun run x.ts`, `deno run x.ts`, `npm exec`). */
+const SUBCOMMANDS = new Set(["run", "test", "exec", "x", "start", "serve"]);
+const GENERIC = /^(main|index|app|server|__main__)\.[a-z]+$/;
+const base = (path: string) => path.replace(/ \(deleted\)$/, "").split("/").pop() ?? "";
+/** The script's name; a generic one (main.ts, index.js) with its folder, so services/agent/main.ts is "agent/main.ts". */
+const script = (path: string) => {
+  const parts = path.split("/").filter(Boolean);
+  const last = parts.pop() ?? "";
+  return GENERIC.test(last) && parts.length ? `${parts.pop()}/${last}` : last;
+};
+const clean = (s: string) => s.replace(/[:\s|]/g, "_").slice(0, 96);
+
+/**
+ * What a process is, independent of its pid: the executable's basename, plus for interpreters and VMs the thing they
+ * run (`java -jar orders.jar` → "java:orders.jar", `python3 -m celery` → "python3:celery", `bun run api/main.ts` →
+ * "bun:api/main.ts").
+ */
+export function fingerprint(p: ProcessIdentity): string {
+  const exe = (base(p.exe ?? "") || p.comm || "?").replace(/\.exe$/, "");
+  if (!INTERPRETERS.test(exe)) return clean(exe);
+  const args = p.cmdline.slice(1);
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === "-jar" || a === "-m" || a === "-c") {
+      const v = args[i + 1];
+      if (v !== undefined) return `${clean(exe)}:${a === "-c" ? "inline" : clean(base(v))}`;
+      break;
+    }
+    if (VALUE_FLAGS.has(a)) {
+      i++;
+      continue;
+    }
+    if (a.startsWith("-") || (i === 0 && SUBCOMMANDS.has(a))) continue;
+    return `${clean(exe)}:${clean(script(a))}`;
+  }
+  return clean(exe);
+}
+
+/** The ports that say which service a process is: its listening ports, ephemeral ones only if that is all it has. */
+export function identityPorts(listeners: Iterable<{ proto: string; port: number }>): string {
+  const all = new Set<string>();
+  const fixed = new Set<string>();
+  for (const l of listeners) {
+    const p = l.proto === "tcp" ? String(l.port) : `${l.port}/${l.proto}`;
+    all.add(p);
+    if (l.port < EPHEMERAL_START) fixed.add(p);
+  }
+  const use = fixed.size ? fixed : all;
+  if (!use.size) return "client";
+  return [...use].sort((a, b) => parseInt(a) - parseInt(b) || a.localeCompare(b)).join(",");
+}
+
+/** The service node id of a process on a host, given the sockets it listens on. */
+export function serviceId(host: string, p: ProcessIdentity, listeners: Iterable<{ proto: string; port: number }>): string {
+  return `service:${host}:${fingerprint(p)}:${identityPorts(listeners)}`;
+}
 
 /** Records the state of every touched id before the batch, to emit net changes only. */
 class Tracker {
@@ -160,57 +322,6 @@ const ORDER: Record<DiscoveryEvent["type"], number> = {
   "connection.seen": 4,
 };
 
-/** Folds discovery batches into the model (mutating it) and returns the net changes of all of them together. */
-export function applyDiscovery(m: TopologyModel, batches: DiscoveryBatch | DiscoveryBatch[], now: number): Changes {
-  const t = new Tracker(m);
-  for (const b of Array.isArray(batches) ? batches : [batches]) applyOne(m, t, b, now);
-  return t.result();
-}
-
-function applyOne(m: TopologyModel, t: Tracker, batch: DiscoveryBatch, now: number): void {
-  const ctx: Ctx = { m, t, source: batch.source, host: batch.host, now };
-  const events = [...batch.events].sort((a, b) => ORDER[a.type] - ORDER[b.type]);
-  let scan: FullScan | undefined;
-  if (batch.full) {
-    scan = m.fullScans.get(batch.source);
-    if (!scan || scan.scanId !== batch.scanId) {
-      scan = { scanId: batch.scanId, partsSeen: new Set(), parts: batch.parts, listeners: new Set(), conns: new Set() };
-      m.fullScans.set(batch.source, scan);
-    }
-    scan.partsSeen.add(batch.part);
-  }
-  for (const e of events) {
-    switch (e.type) {
-      case "host.seen":
-        hostSeen(ctx, e);
-        break;
-      case "listener.seen": {
-        const id = listenerSeen(ctx, e);
-        scan?.listeners.add(id);
-        break;
-      }
-      case "listener.gone":
-        removeListener(ctx, listenerId(ctx.host, e.proto, e.ip, e.port));
-        break;
-      case "connection.seen": {
-        const k = connectionSeen(ctx, e);
-        scan?.conns.add(k);
-        break;
-      }
-      case "connection.gone":
-        removeConn(ctx, connKey(ctx.host, e));
-        break;
-    }
-  }
-  if (scan && scan.partsSeen.size >= scan.parts) {
-    // The whole state of this source has arrived: what it no longer lists is gone (scoped to this source only).
-    for (const [k, c] of m.conns) if (c.source === batch.source && !scan.conns.has(k)) removeConn(ctx, k);
-    for (const [id, l] of m.listeners) if (l.source === batch.source && !scan.listeners.has(id)) removeListener(ctx, id);
-    m.fullScans.delete(batch.source);
-    if (m.recovered.delete(batch.source)) sweepRecovered(ctx);
-  }
-}
-
 interface Ctx {
   m: TopologyModel;
   t: Tracker;
@@ -219,25 +330,126 @@ interface Ctx {
   now: number;
 }
 
-function putNode(ctx: Ctx, id: string, kind: TopoNode["kind"], name: string, props: TopoNode["props"]) {
+/** Folds discovery batches into the model (mutating it) and returns the net changes of all of them together. */
+export function applyDiscovery(m: TopologyModel, batches: DiscoveryBatch | DiscoveryBatch[], now: number): Changes {
+  const t = new Tracker(m);
+  for (const b of Array.isArray(batches) ? batches : [batches]) applyOne(m, t, b, now);
+  return t.result();
+}
+
+function sourceOf(m: TopologyModel, id: string, host: string): SourceRec {
+  let s = m.sources.get(id);
+  if (!s) {
+    s = { id, host, scans: 0, lastBatchAt: undefined, lastScanId: -1, lastScanAt: 0, intervalMs: 0, stale: false, flows: new Set(), listeners: new Set(), sockets: new Set() };
+    m.sources.set(id, s);
+  }
+  return s;
+}
+
+function applyOne(m: TopologyModel, t: Tracker, batch: DiscoveryBatch, now: number): void {
+  const ctx: Ctx = { m, t, source: batch.source, host: batch.host, now };
+  const src = sourceOf(m, batch.source, batch.host);
+  src.host = batch.host;
+  src.lastBatchAt = now;
+  if (src.stale) unmarkStale(ctx, src);
+  if (batch.scanId !== src.lastScanId) {
+    if (src.lastScanAt && batch.at > src.lastScanAt) {
+      const gap = batch.at - src.lastScanAt;
+      src.intervalMs = src.intervalMs ? Math.round(src.intervalMs * 0.7 + gap * 0.3) : gap;
+    }
+    src.lastScanId = batch.scanId;
+    src.lastScanAt = batch.at;
+  }
+  const events = [...batch.events].sort((a, b) => ORDER[a.type] - ORDER[b.type]);
+  let scan: FullScan | undefined;
+  if (batch.full) {
+    scan = m.fullScans.get(batch.source);
+    if (!scan || scan.scanId !== batch.scanId) {
+      scan = { scanId: batch.scanId, partsSeen: new Set(), parts: batch.parts, listeners: new Set(), sockets: new Set() };
+      m.fullScans.set(batch.source, scan);
+    }
+    scan.partsSeen.add(batch.part);
+  }
+  for (const e of events) {
+    switch (e.type) {
+      case "host.seen":
+        hostSeen(ctx, e, batch.at);
+        break;
+      case "listener.seen": {
+        const id = listenerSeen(ctx, src, e);
+        scan?.listeners.add(id);
+        break;
+      }
+      case "listener.gone":
+        removeListener(ctx, listenerId(ctx.host, e.proto, e.ip, e.port));
+        break;
+      case "connection.seen": {
+        const k = connectionSeen(ctx, src, e);
+        if (k) scan?.sockets.add(k);
+        break;
+      }
+      case "connection.gone":
+        closeSocket(m, sockKey(ctx.host, e));
+        break;
+    }
+  }
+  if (scan && scan.partsSeen.size >= scan.parts) {
+    // The whole state of this source has arrived: what it no longer lists is gone (scoped to this source only).
+    for (const k of [...src.sockets]) if (!scan.sockets.has(k)) closeSocket(m, k);
+    for (const id of [...src.listeners]) if (!scan.listeners.has(id)) removeListener(ctx, id);
+    m.fullScans.delete(batch.source);
+    endScan(ctx, src);
+    if (m.recovered.delete(batch.source)) sweepRecovered(ctx);
+  } else if (!batch.full && batch.part === batch.parts - 1) endScan(ctx, src);
+}
+
+/** End of one scan of a source: flows open now count as seen once more; long-closed ones go. */
+function endScan(ctx: Ctx, src: SourceRec) {
+  const { confirmScans, graceScans } = ctx.m.opts;
+  src.scans++;
+  for (const k of [...src.flows]) {
+    const f = ctx.m.flows.get(k);
+    if (!f) {
+      src.flows.delete(k);
+      continue;
+    }
+    if (f.sockets.size) {
+      if (f.lastSeenScan !== src.scans) {
+        f.seenScans++;
+        f.lastSeenScan = src.scans;
+      }
+      if (!f.confirmed && f.seenScans >= confirmScans) confirmFlow(ctx, f);
+    } else if (src.scans - f.lastSeenScan >= graceScans) removeFlow(ctx, f);
+  }
+}
+
+function putNode(ctx: Ctx, id: string, kind: TopoNode["kind"], name: string, props: TopoNode["props"], source = ctx.source) {
   const prev = ctx.m.nodes.get(id);
-  if (prev && prev.name === name && prev.source === ctx.source && sameProps(prev.props, props)) {
+  if (prev && prev.name === name && prev.source === source && sameProps(prev.props, props)) {
     prev.lastSeen = ctx.now;
     return;
   }
   ctx.t.touchNode(id);
-  ctx.m.nodes.set(id, { id, kind, name, source: ctx.source, props, firstSeen: prev?.firstSeen ?? ctx.now, lastSeen: ctx.now });
+  if (prev && prev.source !== source) ctx.m.bySource.get(prev.source)?.delete(id);
+  if (!prev || prev.source !== source) indexSource(ctx.m, source, id);
+  ctx.m.nodes.set(id, { id, kind, name, source, props, firstSeen: prev?.firstSeen ?? ctx.now, lastSeen: ctx.now });
 }
 
-function putEdge(ctx: Ctx, kind: EdgeKind, src: string, dst: string, props: TopoEdge["props"] = {}): string {
+function indexSource(m: TopologyModel, source: string, id: string) {
+  let s = m.bySource.get(source);
+  if (!s) m.bySource.set(source, (s = new Set()));
+  s.add(id);
+}
+
+function putEdge(ctx: Ctx, kind: EdgeKind, src: string, dst: string, props: TopoEdge["props"] = {}, source = ctx.source): string {
   const id = edgeId(kind, src, dst);
   const prev = ctx.m.edges.get(id);
-  if (prev && prev.source === ctx.source && sameProps(prev.props, props)) {
+  if (prev && prev.source === source && sameProps(prev.props, props)) {
     prev.lastSeen = ctx.now;
     return id;
   }
   ctx.t.touchEdge(id);
-  ctx.m.edges.set(id, { id, kind, src, dst, source: ctx.source, props, firstSeen: prev?.firstSeen ?? ctx.now, lastSeen: ctx.now });
+  ctx.m.edges.set(id, { id, kind, src, dst, source, props, firstSeen: prev?.firstSeen ?? ctx.now, lastSeen: ctx.now });
   if (!prev) {
     adj(ctx.m, src).add(id);
     adj(ctx.m, dst).add(id);
@@ -261,27 +473,17 @@ function dropEdge(ctx: Ctx, id: string) {
 }
 
 function dropNode(ctx: Ctx, id: string) {
-  if (!ctx.m.nodes.has(id)) return;
+  const n = ctx.m.nodes.get(id);
+  if (!n) return;
   for (const eid of [...(ctx.m.adjacency.get(id) ?? [])]) dropEdge(ctx, eid);
   ctx.m.adjacency.delete(id);
   ctx.t.touchNode(id);
   ctx.m.nodes.delete(id);
   ctx.m.nodeRefs.delete(id);
+  ctx.m.bySource.get(n.source)?.delete(id);
 }
 
-function ref(ctx: Ctx, id: string, by: number) {
-  const n = (ctx.m.nodeRefs.get(id) ?? 0) + by;
-  if (n > 0) {
-    ctx.m.nodeRefs.set(id, n);
-    return;
-  }
-  ctx.m.nodeRefs.delete(id);
-  // Processes and externals live only as long as something keeps them; hosts stay until their source drops them.
-  const node = ctx.m.nodes.get(id);
-  if (node && (node.kind === "process" || node.kind === "external")) dropNode(ctx, id);
-}
-
-function hostSeen(ctx: Ctx, e: HostSeen) {
+function hostSeen(ctx: Ctx, e: HostSeen, at: number) {
   const id = hostId(ctx.host);
   putNode(ctx, id, "host", e.hostname, {
     hostname: e.hostname,
@@ -291,7 +493,25 @@ function hostSeen(ctx: Ctx, e: HostSeen) {
     memTotalBytes: e.memTotalBytes,
     ips: e.ips.join(","),
   });
-  for (const ip of e.ips) if (!isLoopback(ip)) ctx.m.ipOwner.set(ip, ctx.host);
+  const ips = new Set(e.ips.filter((ip) => !isLoopback(ip)));
+  const before = ctx.m.hostIps.get(ctx.host) ?? new Set<string>();
+  ctx.m.hostIps.set(ctx.host, ips);
+  const moved: string[] = [];
+  for (const ip of before) {
+    if (ips.has(ip)) continue;
+    // No longer listed: the claim ends (only if it is still ours).
+    if (ctx.m.ipOwner.get(ip)?.host === ctx.host) {
+      ctx.m.ipOwner.delete(ip);
+      moved.push(ip);
+    }
+  }
+  for (const ip of ips) {
+    const o = ctx.m.ipOwner.get(ip);
+    if (o && o.host !== ctx.host && o.at > at) continue; // a newer claim by another host wins over this late one
+    if (!o || o.host !== ctx.host) moved.push(ip);
+    ctx.m.ipOwner.set(ip, { host: ctx.host, at });
+  }
+  for (const ip of moved) reresolveIp(ctx, ip);
 }
 
 function ensureHost(ctx: Ctx): string {
@@ -300,60 +520,150 @@ function ensureHost(ctx: Ctx): string {
   return id;
 }
 
-/** The node that owns a socket: its process when the agent could see it, else the host itself. */
-function ownerOf(ctx: Ctx, p: ProcessIdentity | null): string {
-  const host = ensureHost(ctx);
-  if (!p) return host;
-  const id = processId(ctx.host, p);
-  putNode(ctx, id, "process", p.comm || (p.exe ?? "?").split("/").pop() || "?", {
-    host: ctx.host,
-    pid: p.pid,
-    exe: p.exe,
-    cmdline: p.cmdline.join(" ").slice(0, 2048),
-    user: p.user,
-    containerId: p.containerId,
-  });
-  putEdge(ctx, "RUNS", host, id);
-  return id;
+function procOf(ctx: Ctx, p: ProcessIdentity): ProcRec {
+  const key = procKey(ctx.host, p);
+  let r = ctx.m.procs.get(key);
+  if (!r) {
+    r = { key, host: ctx.host, source: ctx.source, ident: p, fp: fingerprint(p), listeners: new Set(), flows: new Set(), confirmed: 0, service: null, ports: null };
+    ctx.m.procs.set(key, r);
+  } else r.ident = p;
+  return r;
 }
 
-function listenerSeen(ctx: Ctx, e: ListenerSeen): string {
-  const id = listenerId(ctx.host, e.proto, e.ip, e.port);
-  const prev = ctx.m.listeners.get(id);
-  const owner = ownerOf(ctx, e.process);
-  if (prev && prev.owner !== owner) {
-    // Same socket address, new owner (restart): move it.
-    dropEdge(ctx, edgeId("LISTENS", prev.owner, id));
-    ref(ctx, prev.owner, -1);
+function desiredService(m: TopologyModel, p: ProcRec): string {
+  const ls: ListenerRec[] = [];
+  for (const id of p.listeners) {
+    const l = m.listeners.get(id);
+    if (l) ls.push(l);
   }
+  if (ls.length) p.ports = identityPorts(ls);
+  return `service:${p.host}:${p.fp}:${p.ports ?? "client"}`;
+}
+
+/**
+ * Puts a process where it belongs: in the service its fingerprint and ports say (when it has a listener or a
+ * confirmed flow), moving its LISTENS and CONNECTS edges along when that changes; forgets it when nothing holds it.
+ */
+function syncProc(ctx: Ctx, p: ProcRec) {
+  const active = p.listeners.size > 0 || p.confirmed > 0;
+  const want = active ? desiredService(ctx.m, p) : null;
+  const old = p.service;
+  if (old && old !== want) {
+    for (const id of p.listeners) dropEdge(ctx, edgeId("LISTENS", old, id));
+    const members = ctx.m.services.get(old);
+    members?.delete(p.key);
+    p.service = null;
+    refreshService(ctx, old, p.host, p.source);
+  }
+  if (want) {
+    p.service = want;
+    let members = ctx.m.services.get(want);
+    if (!members) ctx.m.services.set(want, (members = new Set()));
+    members.add(p.key);
+    refreshService(ctx, want, p.host, p.source);
+    for (const id of p.listeners) putEdge(ctx, "LISTENS", want, id, {}, p.source);
+  }
+  // Confirmed flows follow their process's service.
+  for (const k of p.flows) {
+    const f = ctx.m.flows.get(k);
+    if (f?.confirmed && f.dst && f.edge !== edgeId("CONNECTS", want ?? hostId(p.host), f.dst)) {
+      unrefEdge(ctx, f.edge!);
+      f.edge = refEdge(ctx, f, f.dst);
+    }
+  }
+  if (!active && !p.flows.size) ctx.m.procs.delete(p.key);
+}
+
+/** A service node mirrors its members: the lowest pid speaks for it; without members it goes. */
+function refreshService(ctx: Ctx, id: string, host: string, source: string) {
+  const members = ctx.m.services.get(id);
+  let lead: ProcRec | undefined;
+  let count = 0;
+  for (const k of members ?? []) {
+    const p = ctx.m.procs.get(k);
+    if (!p) continue;
+    count++;
+    if (!lead || p.ident.pid < lead.ident.pid) lead = p;
+  }
+  if (!lead) {
+    ctx.m.services.delete(id);
+    dropNode(ctx, id);
+    return;
+  }
+  const p = lead.ident;
+  const ports = id.slice(id.lastIndexOf(":") + 1);
+  putNode(
+    ctx,
+    id,
+    "process",
+    lead.fp,
+    {
+      host,
+      service: lead.fp,
+      ports,
+      pid: p.pid,
+      processes: count,
+      exe: p.exe,
+      comm: p.comm,
+      cmdline: p.cmdline.join(" ").slice(0, 2048),
+      user: p.user,
+      startTime: p.startTime,
+      containerId: p.containerId,
+    },
+    source,
+  );
+  putEdge(ctx, "RUNS", hostId(host), id, {}, source);
+}
+
+function listenerSeen(ctx: Ctx, src: SourceRec, e: ListenerSeen): string {
+  const id = listenerId(ctx.host, e.proto, e.ip, e.port);
+  const host = ensureHost(ctx);
+  const prev = ctx.m.listeners.get(id);
+  const proc = e.process ? procOf(ctx, e.process) : null;
+  const pk = proc?.key ?? null;
   putNode(ctx, id, "listener", `${e.proto}/${e.port}`, { host: ctx.host, proto: e.proto, ip: e.ip, port: e.port });
-  putEdge(ctx, "LISTENS", owner, id);
-  if (!prev || prev.owner !== owner) ref(ctx, owner, +1);
+  if (prev && prev.proc === pk) {
+    if (proc) syncProc(ctx, proc); // the identity may have changed (cmdline, user)
+    else putEdge(ctx, "LISTENS", host, id);
+    return id;
+  }
+  if (prev) detachListener(ctx, prev);
+  const rec: ListenerRec = { id, source: ctx.source, host: ctx.host, proto: e.proto, ip: e.ip, port: e.port, proc: pk };
+  ctx.m.listeners.set(id, rec);
+  src.listeners.add(id);
   if (!prev) {
     const ik = `${ctx.host}|${e.proto}|${e.port}`;
     let set = ctx.m.listenerIndex.get(ik);
     if (!set) ctx.m.listenerIndex.set(ik, (set = new Set()));
     set.add(id);
   }
-  ctx.m.listeners.set(id, { id, source: ctx.source, host: ctx.host, proto: e.proto, ip: e.ip, port: e.port, owner });
+  if (proc) {
+    proc.listeners.add(id);
+    syncProc(ctx, proc);
+  } else putEdge(ctx, "LISTENS", host, id);
   if (!prev) adoptExternals(ctx, e);
   return id;
 }
 
-/** A new listener may be what earlier connections were calling: move them off their external nodes. */
+/** Takes a listener away from its owner (restart under a new pid, or removal). */
+function detachListener(ctx: Ctx, l: ListenerRec) {
+  if (!l.proc) {
+    dropEdge(ctx, edgeId("LISTENS", hostId(l.host), l.id));
+    return;
+  }
+  const p = ctx.m.procs.get(l.proc);
+  if (!p) return;
+  if (p.service) dropEdge(ctx, edgeId("LISTENS", p.service, l.id));
+  p.listeners.delete(l.id);
+  syncProc(ctx, p);
+}
+
+/** A new listener may be what earlier flows were calling: move them off their external nodes. */
 function adoptExternals(ctx: Ctx, e: ListenerSeen) {
-  const ips = WILDCARD.has(e.ip) ? [...ctx.m.ipOwner].filter(([, h]) => h === ctx.host).map(([ip]) => ip) : [e.ip];
+  const ips = WILDCARD.has(e.ip) ? [...(ctx.m.hostIps.get(ctx.host) ?? []), e.ip === "::" ? "::1" : "127.0.0.1"] : [e.ip];
   for (const ip of ips) {
-    const ext = externalId(ip, e.port);
-    const keys = ctx.m.externalConns.get(ext);
-    if (!keys) continue;
-    for (const k of [...keys]) {
-      const c = ctx.m.conns.get(k);
-      if (!c || c.proto !== e.proto) continue;
-      const saved = { ...c };
-      removeConn(ctx, k);
-      addConn(ctx, k, saved.source, saved.host, saved.owner, saved.proto, saved.remoteIp, saved.remotePort);
-    }
+    const keys = ctx.m.dstFlows.get(externalId(ip, e.port));
+    if (keys) for (const k of [...keys]) reresolve(ctx, k);
   }
 }
 
@@ -361,16 +671,13 @@ function removeListener(ctx: Ctx, id: string) {
   const l = ctx.m.listeners.get(id);
   if (!l) return;
   ctx.m.listeners.delete(id);
+  ctx.m.sources.get(l.source)?.listeners.delete(id);
   ctx.m.listenerIndex.get(`${l.host}|${l.proto}|${l.port}`)?.delete(id);
-  // Connections that pointed at it now point nowhere we know.
-  for (const [k, c] of ctx.m.conns) {
-    if (c.dst !== id) continue;
-    const saved = { ...c };
-    removeConn(ctx, k);
-    addConn(ctx, k, saved.source, saved.host, saved.owner, saved.proto, saved.remoteIp, saved.remotePort);
-  }
+  detachListener(ctx, l);
+  // Flows that pointed at it now point wherever resolution says (another listener, or an external node).
+  const keys = ctx.m.dstFlows.get(id);
+  if (keys) for (const k of [...keys]) reresolve(ctx, k);
   dropNode(ctx, id);
-  ref(ctx, l.owner, -1);
 }
 
 function findListener(m: TopologyModel, host: string, proto: string, ip: string, port: number): string | undefined {
@@ -386,71 +693,253 @@ function findListener(m: TopologyModel, host: string, proto: string, ip: string,
   return wildcard;
 }
 
-function resolveRemote(ctx: Ctx, proto: string, ip: string, port: number): string {
-  const targetHost = isLoopback(ip) ? ctx.host : ctx.m.ipOwner.get(ip);
-  const found = targetHost ? findListener(ctx.m, targetHost, proto, ip, port) : undefined;
-  return found ?? externalId(ip, port);
+/** Where a flow's remote end is, and whether that answer hangs on who owns the IP. */
+function resolveRemote(m: TopologyModel, host: string, proto: string, ip: string, port: number): { dst: string; viaOwner: boolean } {
+  let target: string | undefined;
+  let viaOwner = false;
+  if (isLoopback(ip) || m.hostIps.get(host)?.has(ip)) target = host;
+  else {
+    viaOwner = true;
+    target = m.ipOwner.get(ip)?.host;
+  }
+  const found = target ? findListener(m, target, proto, ip, port) : undefined;
+  return { dst: found ?? externalId(ip, port), viaOwner };
 }
 
-function connectionSeen(ctx: Ctx, e: ConnectionSeen): string {
-  const k = connKey(ctx.host, e);
-  if (ctx.m.conns.has(k)) {
-    const c = ctx.m.conns.get(k)!;
-    const e2 = ctx.m.edges.get(c.edgeId);
-    if (e2) e2.lastSeen = ctx.now;
-    return k;
-  }
+function connectionSeen(ctx: Ctx, src: SourceRec, e: ConnectionSeen): string | null {
   // Server side of a connection: the client reports the dependency; ephemeral client ports never become nodes.
-  if (findListener(ctx.m, ctx.host, e.proto, e.localIp, e.localPort)) return k;
-  const owner = ownerOf(ctx, e.process);
-  addConn(ctx, k, ctx.source, ctx.host, owner, e.proto, e.remoteIp, e.remotePort);
-  return k;
+  if (findListener(ctx.m, ctx.host, e.proto, e.localIp, e.localPort)) return null;
+  const sk = sockKey(ctx.host, e);
+  const proc = e.process ? procOf(ctx, e.process) : null;
+  const fk = `${ctx.host}|${proc?.key ?? "host"}|${e.proto}|${hostPort(e.remoteIp, e.remotePort)}`;
+  const had = ctx.m.sockets.get(sk);
+  if (had === fk) return sk;
+  if (had) closeSocket(ctx.m, sk);
+  let f = ctx.m.flows.get(fk);
+  if (!f) {
+    f = {
+      key: fk,
+      source: ctx.source,
+      host: ctx.host,
+      proc: proc?.key ?? null,
+      proto: e.proto,
+      remoteIp: e.remoteIp,
+      remotePort: e.remotePort,
+      sockets: new Set(),
+      seenScans: 0,
+      lastSeenScan: src.scans,
+      confirmed: false,
+      dst: null,
+      edge: null,
+    };
+    ctx.m.flows.set(fk, f);
+    src.flows.add(fk);
+    proc?.flows.add(fk);
+    // A dependency the graph already holds (another process of the service, or recovered from the store) needs no
+    // second look.
+    const owner = proc ? desiredService(ctx.m, proc) : hostId(ctx.host);
+    const { dst } = resolveRemote(ctx.m, ctx.host, e.proto, e.remoteIp, e.remotePort);
+    if (ctx.m.opts.confirmScans <= 1 || ctx.m.edges.has(edgeId("CONNECTS", owner, dst))) confirmFlow(ctx, f);
+  }
+  f.sockets.add(sk);
+  ctx.m.sockets.set(sk, fk);
+  src.sockets.add(sk);
+  return sk;
 }
 
-function addConn(ctx: Ctx, k: string, source: string, host: string, owner: string, proto: string, remoteIp: string, remotePort: number) {
-  const dst = resolveRemote({ ...ctx, host }, proto, remoteIp, remotePort);
-  if (dst.startsWith("external:")) {
-    if (!ctx.m.nodes.has(dst)) putNode(ctx, dst, "external", hostPort(remoteIp, remotePort), { ip: remoteIp, port: remotePort, proto });
-    let set = ctx.m.externalConns.get(dst);
-    if (!set) ctx.m.externalConns.set(dst, (set = new Set()));
-    set.add(k);
-    ref(ctx, dst, +1);
-  }
-  const eid = putEdge(ctx, "CONNECTS", owner, dst, { proto, port: remotePort });
-  ctx.m.edgeRefs.set(eid, (ctx.m.edgeRefs.get(eid) ?? 0) + 1);
-  ctx.m.conns.set(k, { source, host, owner, dst, edgeId: eid, remoteIp, remotePort, proto });
-  ref(ctx, owner, +1);
+function closeSocket(m: TopologyModel, sk: string) {
+  const fk = m.sockets.get(sk);
+  if (fk === undefined) return;
+  m.sockets.delete(sk);
+  const f = m.flows.get(fk);
+  f?.sockets.delete(sk);
+  if (f) m.sources.get(f.source)?.sockets.delete(sk);
 }
 
-function removeConn(ctx: Ctx, k: string) {
-  const c = ctx.m.conns.get(k);
-  if (!c) return;
-  ctx.m.conns.delete(k);
-  const n = (ctx.m.edgeRefs.get(c.edgeId) ?? 1) - 1;
-  if (n <= 0) {
-    ctx.m.edgeRefs.delete(c.edgeId);
-    dropEdge(ctx, c.edgeId);
-  } else ctx.m.edgeRefs.set(c.edgeId, n);
-  if (c.dst.startsWith("external:")) {
-    ctx.m.externalConns.get(c.dst)?.delete(k);
-    if (ctx.m.externalConns.get(c.dst)?.size === 0) ctx.m.externalConns.delete(c.dst);
-    ref(ctx, c.dst, -1);
+function addTo(map: Map<string, Set<string>>, k: string, v: string) {
+  let s = map.get(k);
+  if (!s) map.set(k, (s = new Set()));
+  s.add(v);
+}
+function removeFrom(map: Map<string, Set<string>>, k: string, v: string) {
+  const s = map.get(k);
+  if (!s) return;
+  s.delete(v);
+  if (!s.size) map.delete(k);
+}
+
+function confirmFlow(ctx: Ctx, f: FlowRec) {
+  f.confirmed = true;
+  const p = f.proc ? ctx.m.procs.get(f.proc) : undefined;
+  if (p) {
+    p.confirmed++;
+    syncProc(ctx, p); // makes the service (it may have had no node yet); does not touch this flow (no dst yet)
+  } else ensureHost({ ...ctx, host: f.host, source: f.source });
+  attachFlow(ctx, f);
+}
+
+/** Resolves a confirmed flow and hangs it on its CONNECTS edge. */
+function attachFlow(ctx: Ctx, f: FlowRec) {
+  const r = resolveRemote(ctx.m, f.host, f.proto, f.remoteIp, f.remotePort);
+  f.dst = r.dst;
+  if (r.viaOwner) addTo(ctx.m.ipFlows, f.remoteIp, f.key);
+  addTo(ctx.m.dstFlows, r.dst, f.key);
+  if (r.dst.startsWith("external:")) {
+    if (!ctx.m.nodes.has(r.dst)) putNode(ctx, r.dst, "external", hostPort(f.remoteIp, f.remotePort), { ip: f.remoteIp, port: f.remotePort, proto: f.proto }, f.source);
+    ctx.m.nodeRefs.set(r.dst, (ctx.m.nodeRefs.get(r.dst) ?? 0) + 1);
   }
-  ref(ctx, c.owner, -1);
+  f.edge = refEdge(ctx, f, r.dst);
+}
+
+function detachFlow(ctx: Ctx, f: FlowRec) {
+  if (!f.dst) return;
+  removeFrom(ctx.m.ipFlows, f.remoteIp, f.key);
+  removeFrom(ctx.m.dstFlows, f.dst, f.key);
+  if (f.edge) unrefEdge(ctx, f.edge);
+  if (f.dst.startsWith("external:")) {
+    const n = (ctx.m.nodeRefs.get(f.dst) ?? 1) - 1;
+    if (n > 0) ctx.m.nodeRefs.set(f.dst, n);
+    else dropNode(ctx, f.dst);
+  }
+  f.dst = null;
+  f.edge = null;
+}
+
+function refEdge(ctx: Ctx, f: FlowRec, dst: string): string {
+  const p = f.proc ? ctx.m.procs.get(f.proc) : undefined;
+  const owner = p?.service ?? hostId(f.host);
+  const id = putEdge(ctx, "CONNECTS", owner, dst, { proto: f.proto, port: f.remotePort }, f.source);
+  ctx.m.edgeRefs.set(id, (ctx.m.edgeRefs.get(id) ?? 0) + 1);
+  return id;
+}
+
+function unrefEdge(ctx: Ctx, id: string) {
+  const n = (ctx.m.edgeRefs.get(id) ?? 1) - 1;
+  if (n > 0) ctx.m.edgeRefs.set(id, n);
+  else {
+    ctx.m.edgeRefs.delete(id);
+    dropEdge(ctx, id);
+  }
+}
+
+function reresolve(ctx: Ctx, fk: string) {
+  const f = ctx.m.flows.get(fk);
+  if (!f?.confirmed) return;
+  const r = resolveRemote(ctx.m, f.host, f.proto, f.remoteIp, f.remotePort);
+  if (r.dst === f.dst) return;
+  detachFlow(ctx, f);
+  attachFlow(ctx, f);
+}
+
+function reresolveIp(ctx: Ctx, ip: string) {
+  const keys = ctx.m.ipFlows.get(ip);
+  if (keys) for (const k of [...keys]) reresolve(ctx, k);
+}
+
+function removeFlow(ctx: Ctx, f: FlowRec) {
+  for (const sk of f.sockets) ctx.m.sockets.delete(sk);
+  ctx.m.flows.delete(f.key);
+  ctx.m.sources.get(f.source)?.flows.delete(f.key);
+  detachFlow(ctx, f);
+  const p = f.proc ? ctx.m.procs.get(f.proc) : undefined;
+  if (p) {
+    p.flows.delete(f.key);
+    if (f.confirmed) p.confirmed--;
+    syncProc(ctx, p);
+  }
 }
 
 export function isEmpty(c: Changes): boolean {
   return !c.nodesUpserted.length && !c.nodesRemoved.length && !c.edgesUpserted.length && !c.edgesRemoved.length;
 }
 
-/** Rebuilds a model from stored nodes and edges (after a restart); connections are re-learned from the next full scan. */
-export function modelFromGraph(nodes: TopoNode[], edges: TopoEdge[]): TopologyModel {
-  const m = emptyModel();
+function markStale(ctx: Ctx, src: SourceRec) {
+  src.stale = true;
+  for (const id of ctx.m.bySource.get(src.id) ?? []) {
+    const n = ctx.m.nodes.get(id);
+    if (!n || n.props.health === "stale") continue;
+    ctx.t.touchNode(id);
+    ctx.m.nodes.set(id, { ...n, props: { ...n.props, health: "stale", staleSince: ctx.now } });
+  }
+}
+
+function unmarkStale(ctx: Ctx, src: SourceRec) {
+  src.stale = false;
+  for (const id of ctx.m.bySource.get(src.id) ?? []) {
+    const n = ctx.m.nodes.get(id);
+    if (!n || n.props.health !== "stale") continue;
+    const { health: _h, staleSince: _s, ...props } = n.props;
+    ctx.t.touchNode(id);
+    ctx.m.nodes.set(id, { ...n, props });
+  }
+}
+
+/** Everything a source reported goes (its flows, listeners, services, host and IP claims) — nothing of anyone else. */
+function removeSource(ctx: Ctx, src: SourceRec) {
+  for (const k of [...src.flows]) {
+    const f = ctx.m.flows.get(k);
+    if (f) removeFlow(ctx, f);
+  }
+  for (const id of [...src.listeners]) removeListener(ctx, id);
+  for (const [ip, o] of [...ctx.m.ipOwner]) {
+    if (o.host !== src.host) continue;
+    ctx.m.ipOwner.delete(ip);
+    reresolveIp(ctx, ip);
+  }
+  ctx.m.hostIps.delete(src.host);
+  for (const id of [...(ctx.m.bySource.get(src.id) ?? [])]) {
+    const n = ctx.m.nodes.get(id);
+    // External nodes other sources still call stay (their refs say so).
+    if (n?.kind === "external" && ctx.m.nodeRefs.has(id)) continue;
+    dropNode(ctx, id);
+  }
+  ctx.m.sources.delete(src.id);
+  ctx.m.fullScans.delete(src.id);
+  ctx.m.recovered.delete(src.id);
+  if (!ctx.m.bySource.get(src.id)?.size) ctx.m.bySource.delete(src.id);
+}
+
+/**
+ * Ages the model at `now` (pure apart from mutating the model, like applyDiscovery): a source silent for `staleAfter`
+ * of its intervals is marked stale, for `removeAfter` it is removed with everything it reported. Returns the changes.
+ */
+export function ageModel(m: TopologyModel, now: number, opts: Partial<AgingOptions> = {}): Changes {
+  const o = { ...DEFAULT_AGING, ...opts };
+  const t = new Tracker(m);
+  for (const src of [...m.sources.values()]) {
+    if (src.lastBatchAt === undefined) {
+      src.lastBatchAt = now; // recovered from the store: the clock starts now
+      continue;
+    }
+    const interval = Math.max(o.intervalMs, src.intervalMs);
+    const silent = now - src.lastBatchAt;
+    const ctx: Ctx = { m, t, source: src.id, host: src.host, now };
+    if (silent >= o.removeAfter * interval) removeSource(ctx, src);
+    else if (silent >= o.staleAfter * interval && !src.stale) markStale(ctx, src);
+  }
+  return t.result();
+}
+
+/** Rebuilds a model from stored nodes and edges (after a restart); listeners and flows are re-learned from the next full scan. */
+export function modelFromGraph(nodes: TopoNode[], edges: TopoEdge[], opts: Partial<StageOptions> = {}): TopologyModel {
+  const m = emptyModel(opts);
   for (const n of nodes) {
     m.nodes.set(n.id, n);
+    indexSource(m, n.source, n.id);
     m.recovered.add(n.source);
-    if (n.kind === "host" && typeof n.props.ips === "string")
-      for (const ip of n.props.ips.split(",")) if (ip && !isLoopback(ip)) m.ipOwner.set(ip, n.id.slice("host:".length));
+    const src = sourceOf(m, n.source, n.kind === "host" ? n.id.slice("host:".length) : String(n.props.host ?? ""));
+    if (n.props.health === "stale") src.stale = true;
+    if (n.kind === "host") {
+      const host = n.id.slice("host:".length);
+      src.host = host;
+      const ips = new Set<string>();
+      if (typeof n.props.ips === "string") for (const ip of n.props.ips.split(",")) if (ip && !isLoopback(ip)) ips.add(ip);
+      m.hostIps.set(host, ips);
+      for (const ip of ips) {
+        const o = m.ipOwner.get(ip);
+        if (!o || o.at < n.lastSeen) m.ipOwner.set(ip, { host, at: n.lastSeen });
+      }
+    }
   }
   for (const e of edges) {
     m.edges.set(e.id, e);
@@ -464,8 +953,10 @@ export function modelFromGraph(nodes: TopoNode[], edges: TopoEdge[]): TopologyMo
 function sweepRecovered(ctx: Ctx) {
   for (const [id, e] of ctx.m.edges)
     if (e.source === ctx.source && e.kind === "CONNECTS" && !ctx.m.edgeRefs.has(id)) dropEdge(ctx, id);
-  for (const [id, n] of ctx.m.nodes) {
-    if (n.source !== ctx.source || n.kind === "host") continue;
-    if (n.kind === "listener" ? !ctx.m.listeners.has(id) : !ctx.m.nodeRefs.has(id)) dropNode(ctx, id);
+  for (const id of [...(ctx.m.bySource.get(ctx.source) ?? [])]) {
+    const n = ctx.m.nodes.get(id);
+    if (!n || n.kind === "host") continue;
+    const alive = n.kind === "listener" ? ctx.m.listeners.has(id) : n.kind === "external" ? ctx.m.nodeRefs.has(id) : ctx.m.services.has(id);
+    if (!alive) dropNode(ctx, id);
   }
 }

@@ -4,30 +4,43 @@ import { MAX_SAMPLES_PER_BATCH, MetricBatch } from "../../pipelines/contracts/me
 import { publishEvent, type Bus } from "../shared/bus.ts";
 import type { Logger } from "../shared/log.ts";
 import { emptyAgentState, scanToBatches } from "./diff.ts";
-import { scanHost, type HostScan } from "./scan.ts";
+import { scanHost, type BlindSpot, type HostScan } from "./scan.ts";
 
 export interface AgentOptions {
   host: string;
   intervalMs: number;
   fullEvery: number;
   scan?: () => Promise<HostScan>;
+  /** names the processes whose sockets the agent could not read (for the log) */
+  describe?: (pids: number[]) => BlindSpot[];
+}
+
+export interface ScanReport {
+  scanId: number;
+  events: number;
+  batches: number;
+  samples: number;
+  sockets: number;
+  unreadable: number;
+  ms: number;
 }
 
 export interface Agent {
-  scanOnce(): Promise<{ events: number; samples: number; ms: number }>;
+  scanOnce(): Promise<ScanReport>;
   stop(): Promise<void>;
 }
 
-export function startAgent(bus: Bus, log: Logger, o: AgentOptions): Agent {
+/** Creates the agent; `start()` runs the loop (scan, publish, sleep). Without it, call `scanOnce()` yourself. */
+export function makeAgent(bus: Bus, log: Logger, o: AgentOptions): Agent & { start(): void } {
   const source = `agent:${o.host}`;
   const bootId = Date.now().toString(36);
   const scan = o.scan ?? (() => scanHost());
   let state = emptyAgentState();
   let scanId = 0;
   let running: Promise<unknown> = Promise.resolve();
-  let warnedBlind = false;
+  let blind = "";
 
-  const scanOnce = async () => {
+  const scanOnce = async (): Promise<ScanReport> => {
     const t0 = performance.now();
     const s = await scan();
     const full = scanId % o.fullEvery === 0;
@@ -40,28 +53,42 @@ export function startAgent(bus: Bus, log: Logger, o: AgentOptions): Agent {
     }
     // Only once published is the scan the new baseline: a failed publish is retried as changes next time.
     state = r.state;
-    if (s.unreadablePids.length && !warnedBlind) {
-      warnedBlind = true;
-      log.warn("cannot see the sockets of some processes (run as root to see all)", { count: s.unreadablePids.length, pids: s.unreadablePids.slice(0, 20) });
+    // Say which processes it could not see, whenever that set changes (an unprivileged agent is partly blind).
+    const key = s.unreadablePids.join(",");
+    if (key !== blind) {
+      blind = key;
+      if (s.unreadablePids.length) {
+        const who = (o.describe?.(s.unreadablePids.slice(0, 50)) ?? []).map((b) => `${b.pid}:${b.comm}(${b.user})`);
+        log.warn("cannot see the sockets of some processes (run as root to see all)", { count: s.unreadablePids.length, processes: who.length ? who : s.unreadablePids.slice(0, 50) });
+      }
     }
+    const report = { scanId, events: r.batches.reduce((n, b) => n + b.events.length, 0), batches: r.batches.length, samples: r.samples.length, sockets: s.sockets.length, unreadable: s.unreadablePids.length, ms: performance.now() - t0 };
     scanId++;
-    return { events: r.batches.reduce((n, b) => n + b.events.length, 0), samples: r.samples.length, ms: performance.now() - t0 };
+    return report;
   };
 
   let stopped = false;
-  const loop = async () => {
-    while (!stopped) {
-      running = scanOnce().catch((e) => log.warn("scan failed", { error: String(e) }));
-      await running;
-      await Bun.sleep(o.intervalMs);
-    }
-  };
-  void loop();
   return {
     scanOnce,
+    start() {
+      void (async () => {
+        while (!stopped) {
+          running = scanOnce().catch((e) => log.warn("scan failed", { error: String(e) }));
+          await running;
+          if (!stopped) await Bun.sleep(o.intervalMs);
+        }
+      })();
+    },
     stop: async () => {
       stopped = true;
       await running;
     },
   };
+}
+
+/** Creates and starts the agent loop. */
+export function startAgent(bus: Bus, log: Logger, o: AgentOptions): Agent {
+  const a = makeAgent(bus, log, o);
+  a.start();
+  return a;
 }

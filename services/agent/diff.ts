@@ -5,7 +5,7 @@
 import type { ProcessIdentity } from "../../pipelines/contracts/common.ts";
 import type { DiscoveryBatch, DiscoveryEvent } from "../../pipelines/contracts/discovery.ts";
 import type { Sample } from "../../pipelines/contracts/metrics.ts";
-import { hostId, hostPort, processId } from "../../pipelines/stages/topology.ts";
+import { hostId, hostPort, serviceId } from "../../pipelines/stages/topology.ts";
 import type { HostScan, ProcessInfo, SocketInfo } from "./scan.ts";
 
 export interface AgentState {
@@ -112,10 +112,19 @@ function samplesOf(scan: HostScan, state: AgentState, host: string): Sample[] {
     { entity: h, metric: "host_connections", ts, value: state.conns.size, labels: {} },
     { entity: h, metric: "agent_unreadable_processes", ts, value: scan.unreadablePids.length, labels: {} },
   ];
-  // Connection counts per (process, remote endpoint): the hot numbers live in metrics, not in the graph.
+  // Metrics hang on the same service node the topology stage makes of a process (fingerprint + listening ports).
+  const portsOf = new Map<number, { proto: string; port: number }[]>();
+  for (const l of state.listeners.values()) {
+    if (!l.process) continue;
+    const list = portsOf.get(l.process.pid) ?? [];
+    list.push({ proto: l.proto, port: l.port });
+    portsOf.set(l.process.pid, list);
+  }
+  const entityOf = (p: ProcessIdentity) => serviceId(host, p, portsOf.get(p.pid) ?? []);
+  // Connection counts per (service, remote endpoint): the hot numbers live in metrics, not in the graph.
   const pairs = new Map<string, { entity: string; remote: string; n: number }>();
   for (const c of state.conns.values()) {
-    const entity = c.process ? processId(host, c.process) : h;
+    const entity = c.process ? entityOf(c.process) : h;
     const remote = hostPort(c.remoteIp, c.remotePort);
     const k = `${entity}|${remote}`;
     const p = pairs.get(k) ?? { entity, remote, n: 0 };
@@ -126,8 +135,9 @@ function samplesOf(scan: HostScan, state: AgentState, host: string): Sample[] {
   for (const p of scan.processes.values()) {
     const id = identity(p);
     if (!id) continue;
-    out.push({ entity: processId(host, id), metric: "process_rss_bytes", ts, value: p.rssBytes, labels: {} });
-    out.push({ entity: processId(host, id), metric: "process_cpu_ticks", ts, value: p.cpuTicks, labels: {} });
+    const labels = { pid: String(p.pid) };
+    out.push({ entity: entityOf(id), metric: "process_rss_bytes", ts, value: p.rssBytes, labels });
+    out.push({ entity: entityOf(id), metric: "process_cpu_ticks", ts, value: p.cpuTicks, labels });
   }
   return out;
 }

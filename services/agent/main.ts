@@ -1,16 +1,66 @@
+/**
+ * orrery-agent: reads config (flags > env > JSON file > defaults), connects to NATS, scans on an interval.
+ * Built into one executable by scripts/build-agent.sh (`bun build --compile`); runs with no Bun or Node installed.
+ */
+import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { connectBus } from "../shared/bus.ts";
-import { loadConfig, natsOptions, onShutdown } from "../shared/config.ts";
 import { makeLogger, ready } from "../shared/log.ts";
-import { startAgent } from "./agent.ts";
+import { makeAgent } from "./agent.ts";
+import { AgentConfigError, resolveAgentConfig, USAGE } from "./config.ts";
+import { describePids, scanHost } from "./scan.ts";
 
-const cfg = loadConfig();
-const log = makeLogger("agent", cfg.ORRERY_LOG_QUIET === "1");
-const host = cfg.ORRERY_HOST_ID ?? hostname();
-const bus = await connectBus(natsOptions(cfg, `orrery-agent-${host}`));
-const agent = startAgent(bus, log, { host, intervalMs: cfg.ORRERY_AGENT_INTERVAL_MS, fullEvery: cfg.ORRERY_AGENT_FULL_EVERY });
-onShutdown(async () => {
+let resolved;
+try {
+  resolved = resolveAgentConfig(process.argv.slice(2), process.env, (p) => readFileSync(p, "utf8"));
+} catch (e) {
+  if (!(e instanceof AgentConfigError)) throw e;
+  process.stderr.write(`orrery-agent: ${e.message}\n`);
+  process.exit(2);
+}
+if (resolved.help) {
+  process.stdout.write(`${USAGE}\n`);
+  process.exit(0);
+}
+const cfg = resolved.config;
+const log = makeLogger("agent", cfg.quiet);
+const host = cfg.hostId ?? hostname();
+let bus;
+try {
+  bus = await connectBus({ url: cfg.natsUrl, prefix: cfg.prefix, name: `orrery-agent-${host}`, user: cfg.natsUser, pass: cfg.natsPass, token: cfg.natsToken });
+} catch (e) {
+  log.error("cannot connect to NATS", { url: cfg.natsUrl, error: String(e) });
+  process.exit(1);
+}
+const agent = makeAgent(bus, log, {
+  host,
+  intervalMs: cfg.intervalMs,
+  fullEvery: cfg.fullEvery,
+  scan: () => scanHost({ procRoot: cfg.procRoot, etcRoot: cfg.etcRoot }),
+  describe: (pids) => describePids(cfg.procRoot, pids, cfg.etcRoot),
+});
+const shutdown = async (code: number) => {
   await agent.stop();
   await bus.close();
-});
-ready("agent", { host });
+  process.exit(code);
+};
+if (cfg.once) {
+  try {
+    const r = await agent.scanOnce();
+    ready("agent", { host, once: true, ...r });
+    await shutdown(0);
+  } catch (e) {
+    log.error("scan failed", { error: String(e) });
+    await shutdown(1);
+  }
+}
+let stopping = false;
+const onSignal = () => {
+  if (stopping) return;
+  stopping = true;
+  void shutdown(0);
+};
+process.on("SIGINT", onSignal);
+process.on("SIGTERM", onSignal);
+agent.start();
+ready("agent", { host, intervalMs: cfg.intervalMs, prefix: cfg.prefix });

@@ -77,6 +77,13 @@ export interface HostScan {
   unreadablePids: number[];
 }
 
+/** Who a blind spot is (stat and status are world-readable even when fds are not). */
+export interface BlindSpot {
+  pid: number;
+  comm: string;
+  user: string;
+}
+
 export interface ScanOptions {
   /** Where procfs is mounted; "/host/proc" when the agent runs in a container with the host's /proc mounted. */
   procRoot?: string;
@@ -105,7 +112,7 @@ export async function scanHost(opts: ScanOptions = {}): Promise<HostScan> {
 
   // The socket tables and the fd walk are independent; running them together overlaps the kernel's table walk
   // (milliseconds with many TIME_WAIT sockets) with the fd readlinks.
-  const [tables, { owners, unreadablePids }] = await Promise.all([
+  const [tables, { owners, unreadablePids, inodesByPid }] = await Promise.all([
     Promise.all(NET_TABLES.map((t) => readTextAsync(`${proc}/net/${t.file}`))),
     mapSocketOwners(proc),
   ]);
@@ -113,13 +120,21 @@ export async function scanHost(opts: ScanOptions = {}): Promise<HostScan> {
     const text = tables[i];
     return text == null ? [] : parseProcNetTcp(text, t.family, t.proto);
   });
+  const leaders = workerLeaders(rows, owners, inodesByPid);
+  // Only a process of the same program is a worker: systemd (pid 1) holds socket-activated listeners of others.
+  const commOf = (pid: number) => parseProcStat(readText(`${proc}/${pid}/stat`) ?? "")?.comm;
+  for (const [w, l] of leaders) if (commOf(w) !== commOf(l)) leaders.delete(w);
 
   const users = parsePasswd(readText(`${etc}/passwd`) ?? "");
   const processes = new Map<number, ProcessInfo>();
   // owners also holds unix sockets and sockets of other network namespaces; only owners of listed sockets count.
   const ownerPids = new Set<number>();
+  const ownerOf = (inode: number) => {
+    const pid = inode === 0 ? undefined : owners.get(inode);
+    return pid === undefined ? undefined : (leaders.get(pid) ?? pid);
+  };
   for (const r of rows) {
-    const pid = r.inode === 0 ? undefined : owners.get(r.inode);
+    const pid = ownerOf(r.inode);
     if (pid !== undefined) ownerPids.add(pid);
   }
   for (const pid of ownerPids) {
@@ -128,7 +143,7 @@ export async function scanHost(opts: ScanOptions = {}): Promise<HostScan> {
   }
 
   const sockets: SocketInfo[] = rows.map((r) => {
-    const pid = r.inode === 0 ? undefined : owners.get(r.inode);
+    const pid = ownerOf(r.inode);
     return {
       proto: r.proto,
       family: r.family,
@@ -152,10 +167,11 @@ export async function scanHost(opts: ScanOptions = {}): Promise<HostScan> {
  * the lowest pid is usually the parent). Processes that vanish mid-walk are skipped; those we may not read are
  * returned so the caller can say what it could not see.
  */
-export async function mapSocketOwners(proc: string): Promise<{ owners: Map<number, number>; unreadablePids: number[] }> {
+export async function mapSocketOwners(proc: string): Promise<{ owners: Map<number, number>; unreadablePids: number[]; inodesByPid: Map<number, number[]> }> {
   const pids = listPids(proc);
   const perPid = await Promise.all(pids.map((pid) => socketInodesOf(proc, pid)));
   const owners = new Map<number, number>();
+  const inodesByPid = new Map<number, number[]>();
   const unreadablePids: number[] = [];
   for (let i = 0; i < pids.length; i++) {
     const inodes = perPid[i]!;
@@ -163,9 +179,44 @@ export async function mapSocketOwners(proc: string): Promise<{ owners: Map<numbe
       unreadablePids.push(pids[i]!);
       continue;
     }
+    if (inodes.length) inodesByPid.set(pids[i]!, inodes);
     for (const inode of inodes) if (!owners.has(inode)) owners.set(inode, pids[i]!);
   }
-  return { owners, unreadablePids };
+  return { owners, unreadablePids, inodesByPid };
+}
+
+/**
+ * Worker processes (nginx, gunicorn, apache prefork…) inherit their parent's listening sockets. A process holding a
+ * listening socket that a lower pid owns is that process's worker: its own sockets (upstream connections) are reported
+ * under the leader, so one service is one owner.
+ */
+export function workerLeaders(rows: { state: string; inode: number }[], owners: Map<number, number>, inodesByPid: Map<number, number[]>): Map<number, number> {
+  const listening = new Set<number>();
+  for (const r of rows) if (r.state === "listen" && r.inode !== 0) listening.add(r.inode);
+  const leaders = new Map<number, number>();
+  for (const [pid, inodes] of inodesByPid) {
+    for (const inode of inodes) {
+      const owner = owners.get(inode);
+      if (listening.has(inode) && owner !== undefined && owner !== pid) {
+        leaders.set(pid, owner);
+        break;
+      }
+    }
+  }
+  return leaders;
+}
+
+/** Names the processes the agent could not see into, for its log. */
+export function describePids(proc: string, pids: number[], etc = "/etc"): BlindSpot[] {
+  const users = parsePasswd(readText(`${etc}/passwd`) ?? "");
+  const out: BlindSpot[] = [];
+  for (const pid of pids) {
+    const stat = parseProcStat(readText(`${proc}/${pid}/stat`) ?? "");
+    if (!stat) continue;
+    const uid = parseStatusUid(readText(`${proc}/${pid}/status`) ?? "") ?? -1;
+    out.push({ pid, comm: stat.comm, user: users.get(uid) ?? String(uid) });
+  }
+  return out;
 }
 
 async function socketInodesOf(proc: string, pid: number): Promise<number[] | "denied"> {

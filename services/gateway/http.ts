@@ -8,6 +8,7 @@ import type { GatewayMirror } from "./mirror.ts";
 import { CypherRequest, CypherResponse } from "../../pipelines/contracts/cypher.ts";
 import { decode } from "../../pipelines/codec.ts";
 import type { Bus } from "../shared/bus.ts";
+import type { HealthOverlay } from "./health.ts";
 
 export class HttpError extends Error {
   constructor(
@@ -58,6 +59,7 @@ export function startGatewayServer(deps: {
   port: number;
   dashboardDir: string;
   extraRoutes?: Routes;
+  health?: HealthOverlay;
 }) {
   const { mirror } = deps;
   const root = resolve(deps.dashboardDir);
@@ -96,6 +98,7 @@ export function startGatewayServer(deps: {
       closeOnBackpressureLimit: true,
       open(ws) {
         if (mirror.synced()) ws.send(JSON.stringify(snapshotOf(mirror.mirror(), Date.now())));
+        if (deps.health) ws.send(JSON.stringify(deps.health.state()));
         ws.subscribe("topology");
       },
       message() {
@@ -108,6 +111,8 @@ export function startGatewayServer(deps: {
     const sent = server.publish("topology", JSON.stringify(f));
     if (sent === 0 && server.subscriberCount("topology") > 0) deps.log.warn("delta dropped for some clients", { rev: f.rev });
   });
+
+  deps.health?.onFrame((f) => server.publish("topology", JSON.stringify(f)));
 
   return server;
 }

@@ -6,6 +6,8 @@ import { makeLogger, ready } from "../shared/log.ts";
 import { startGatewayServer } from "./http.ts";
 import { startMirror } from "./mirror.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
+import { alertRoutes } from "../alerts/routes.ts";
+import { startHealthOverlay } from "./health.ts";
 
 const cfg = loadConfig();
 const log = makeLogger("gateway", cfg.ORRERY_LOG_QUIET === "1");
@@ -15,11 +17,14 @@ const series = new ClickHouseSeriesStore(
   { database: cfg.CLICKHOUSE_DATABASE, ttlDays: cfg.ORRERY_METRICS_TTL_DAYS },
 );
 const mirror = await startMirror(bus, log);
+const health = startHealthOverlay(bus, log);
 const server = startGatewayServer({ bus, mirror, log, host: cfg.ORRERY_GATEWAY_HOST, port: cfg.ORRERY_GATEWAY_PORT, dashboardDir: cfg.ORRERY_DASHBOARD_DIR,
-  extraRoutes: { ...metricsRoutes({ series }) },
+  extraRoutes: { ...metricsRoutes({ series }), ...alertRoutes(bus) },
+  health,
 });
 onShutdown(async () => {
   await server.stop(true);
+  health.stop();
   await mirror.stop();
   await series.close();
   await bus.close();

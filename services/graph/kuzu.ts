@@ -12,6 +12,8 @@ import type { Changes } from "../../pipelines/stages/topology.ts";
 import { assertReadOnly, GraphStoreError, type GraphStore, type QueryOptions, type StoredGraph } from "./port.ts";
 
 const EDGE_KINDS = EdgeKind.options;
+/** Below this many new nodes (or new edges of one kind) a batch is MERGEd rather than COPYed. */
+const BULK_MIN = 2000;
 
 /**
  * Kuzu's Node binding segfaults when a PreparedStatement is garbage-collected after its Database was closed (it has
@@ -82,27 +84,34 @@ export class KuzuGraphStore implements GraphStore {
         if (c.nodesRemoved.length) await this.run("UNWIND $ids AS i MATCH (n:Entity {id: i}) DETACH DELETE n", { ids: c.nodesRemoved });
         // New entities are bulk-copied (COPY FROM a subquery: ~45k nodes/s, ~30k edges/s here, against ~1.5k edges/s
         // for MERGE); only changed ones go through MERGE.
+        // A COPY has a fixed cost that grows with the table (seconds into a 300k-edge table), so small batches of
+        // new entities go through MERGE like changed ones; only large ones (a first scan, a new estate) are copied.
+        const bulk = (n: number) => n >= BULK_MIN;
         const isNew = (id: string) => c.created?.has(id) ?? false;
-        const newNodes = c.nodesUpserted.filter((n) => isNew(n.id)).map(nodeRow);
+        const createdNodes = c.nodesUpserted.filter((n) => isNew(n.id));
+        const copyNodes = bulk(createdNodes.length);
+        const newNodes = copyNodes ? createdNodes.map(nodeRow) : [];
         if (newNodes.length)
           await this.run(
             "COPY Entity FROM (UNWIND $rows AS r RETURN r.id, r.kind, r.name, r.source, r.host, CAST(r.port AS INT64), r.exe, r.props, CAST(r.firstSeen AS INT64), CAST(r.lastSeen AS INT64))",
             { rows: newNodes },
           );
-        const changedNodes = c.nodesUpserted.filter((n) => !isNew(n.id));
+        const changedNodes = copyNodes ? c.nodesUpserted.filter((n) => !isNew(n.id)) : c.nodesUpserted;
         if (changedNodes.length)
           await this.run(
             "UNWIND $rows AS r MERGE (n:Entity {id: r.id}) SET n.kind = r.kind, n.name = r.name, n.source = r.source, n.host = r.host, n.port = CAST(r.port AS INT64), n.exe = r.exe, n.props = r.props, n.firstSeen = CAST(r.firstSeen AS INT64), n.lastSeen = CAST(r.lastSeen AS INT64)",
             { rows: changedNodes.map(nodeRow) },
           );
         for (const k of EDGE_KINDS) {
-          const created = c.edgesUpserted.filter((e) => e.kind === k && isNew(e.id)).map(edgeRow);
+          const createdOfKind = c.edgesUpserted.filter((e) => e.kind === k && isNew(e.id));
+          const copyEdges = bulk(createdOfKind.length);
+          const created = copyEdges ? createdOfKind.map(edgeRow) : [];
           if (created.length)
             await this.run(
               `COPY ${k} FROM (UNWIND $rows AS r RETURN r.src, r.dst, r.id, r.source, r.props, CAST(r.firstSeen AS INT64), CAST(r.lastSeen AS INT64))`,
               { rows: created },
             );
-          const rows = c.edgesUpserted.filter((e) => e.kind === k && !isNew(e.id)).map(edgeRow);
+          const rows = c.edgesUpserted.filter((e) => e.kind === k && !(copyEdges && isNew(e.id))).map(edgeRow);
           if (rows.length)
             await this.run(
               `UNWIND $rows AS r MERGE (a:Entity {id: r.src}) MERGE (b:Entity {id: r.dst}) MERGE (a)-[e:${k} {id: r.id}]->(b) SET e.source = r.source, e.props = r.props, e.firstSeen = r.firstSeen, e.lastSeen = r.lastSeen`,

@@ -153,15 +153,20 @@ export async function runConsumer<S extends z.ZodType>(
 ): Promise<ConsumerHandle> {
   const maxBatch = opts.maxBatch ?? 500;
   const consumer = await bus.js.consumers.get(spec.stream, spec.durable);
-  const messages = await consumer.consume({ max_messages: Math.max(maxBatch * 2, 1000) });
+  const messages = await consumer.consume({ max_messages: Math.max(maxBatch, 100) });
   const queue: JsMsg[] = [];
   const signal: { wake: (() => void) | null } = { wake: null };
   let ended = false;
 
+  // Bounded: the pump stops taking messages while the local queue is full, so nothing waits here long enough to
+  // outlive ack_wait and be redelivered (a backlog stays in JetStream, where it belongs).
+  const highWater = maxBatch * 2;
+  const room: { free: (() => void) | null } = { free: null };
   const pump = (async () => {
     for await (const m of messages) {
       queue.push(m);
       signal.wake?.();
+      while (queue.length >= highWater) await new Promise<void>((r) => (room.free = r));
     }
     ended = true;
     signal.wake?.();
@@ -176,6 +181,8 @@ export async function runConsumer<S extends z.ZodType>(
         continue;
       }
       const msgs = queue.splice(0, maxBatch);
+      room.free?.();
+      room.free = null;
       const good: Decoded<z.infer<S>>[] = [];
       for (const m of msgs) {
         try {
@@ -207,6 +214,7 @@ export async function runConsumer<S extends z.ZodType>(
     done,
     stop: async () => {
       await messages.close();
+      room.free?.();
       await done;
     },
   };

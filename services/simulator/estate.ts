@@ -1,40 +1,114 @@
 /**
- * A simulated estate (pure): tiers lb → web → app → cache/db/queue on N hosts, emitting the same discovery.v1 and
- * metrics.v1 a real agent would, with churn: connections open and close, processes restart.
+ * A simulated estate (pure, deterministic for a seed): N hosts in tiers lb → web → app → cache/db/queue plus a
+ * monitoring tier, each host running its main service and the usual node-local ones (sshd, node_exporter, chronyd, a
+ * log shipper), calling services on other hosts. Every tick each live host is scanned into a `HostScan` — the same shape
+ * the real agent reads from /proc — and turned into discovery.v1 batches and metrics.v1 samples by the agent's own
+ * `scanToBatches`, so the simulator sends exactly what agents would: deltas between scans and a full state every
+ * `fullEvery` scans, server-side socket halves included.
+ *
+ * Churn, per host per tick (rates are probabilities): process restarts (new pid, same service), client reconnects
+ * (new ephemeral ports), short-lived cron processes, service crashes (gone for a few ticks, back under a new pid),
+ * host failures (the agent goes silent for a while, then resumes), and deploys (the host is replaced by a new one with
+ * a new name on the SAME IP — the IP-reuse case; the old one just stops reporting and must age out).
  */
-import type { ProcessIdentity } from "../../pipelines/contracts/common.ts";
-import type { DiscoveryBatch, DiscoveryEvent } from "../../pipelines/contracts/discovery.ts";
+import type { DiscoveryBatch } from "../../pipelines/contracts/discovery.ts";
 import type { Sample } from "../../pipelines/contracts/metrics.ts";
-import { hostId } from "../../pipelines/stages/topology.ts";
+import { emptyAgentState, scanToBatches, type AgentState } from "../agent/diff.ts";
+import type { HostScan, ProcessInfo, SocketInfo } from "../agent/scan.ts";
 
-interface SimService {
-  comm: string;
-  port: number;
-  pid: number;
-  startTime: number;
+export interface Churn {
+  restart: number;
+  reconnect: number;
+  cron: number;
+  crash: number;
+  failure: number;
+  deploy: number;
 }
+export const NO_CHURN: Churn = { restart: 0, reconnect: 0, cron: 0, crash: 0, failure: 0, deploy: 0 };
+export const DEFAULT_CHURN: Churn = { restart: 0.002, reconnect: 0.2, cron: 0.02, crash: 0.001, failure: 0.0005, deploy: 0.0005 };
+
+export interface EstateOptions {
+  seed: number;
+  /** each simulated agent sends its full state every N scans */
+  fullEvery: number;
+  /** multiplies how many peers each service calls (1 ≈ 10 nodes and 30 edges per host in the graph) */
+  fanout: number;
+  churn: Churn;
+}
+
+interface Tier {
+  tier: string;
+  share: number;
+  comm: string;
+  exe: string;
+  cmdline: string[];
+  user: string;
+  ports: number[];
+  /** tier called → how many of its hosts each host calls (before fanout) */
+  calls: [string, number][];
+}
+
+const TIERS: Tier[] = [
+  { tier: "lb", share: 0.04, comm: "haproxy", exe: "/usr/sbin/haproxy", cmdline: ["/usr/sbin/haproxy", "-f", "/etc/haproxy/haproxy.cfg"], user: "haproxy", ports: [80, 443], calls: [["web", 30]] },
+  { tier: "web", share: 0.2, comm: "nginx", exe: "/usr/sbin/nginx", cmdline: ["nginx: master process /usr/sbin/nginx"], user: "www-data", ports: [80], calls: [["app", 20]] },
+  { tier: "app", share: 0.4, comm: "java", exe: "/usr/lib/jvm/java-17/bin/java", cmdline: ["java", "-Xmx2g", "-jar", "/srv/orders.jar"], user: "app", ports: [8080, 8081], calls: [["cache", 10], ["db", 8], ["queue", 7], ["external", 2]] },
+  { tier: "cache", share: 0.12, comm: "redis-server", exe: "/usr/bin/redis-server", cmdline: ["/usr/bin/redis-server *:6379"], user: "redis", ports: [6379], calls: [] },
+  { tier: "db", share: 0.1, comm: "postgres", exe: "/usr/lib/postgresql/16/bin/postgres", cmdline: ["/usr/lib/postgresql/16/bin/postgres", "-D", "/var/lib/postgresql/16/main"], user: "postgres", ports: [5432], calls: [] },
+  { tier: "queue", share: 0.1, comm: "kafka", exe: "/usr/lib/jvm/java-17/bin/java", cmdline: ["java", "-Xmx1g", "kafka.Kafka", "/etc/kafka/server.properties"], user: "kafka", ports: [9092], calls: [] },
+  { tier: "monitor", share: 0.04, comm: "prometheus", exe: "/usr/bin/prometheus", cmdline: ["/usr/bin/prometheus", "--config.file=/etc/prometheus/prometheus.yml"], user: "prometheus", ports: [9090], calls: [] },
+];
+/** Third parties the apps call (payment, mail, …): nobody here listens there, so they become external nodes. */
+const EXTERNALS = ["203.0.113.10", "203.0.113.20", "198.51.100.7", "198.51.100.8"];
+
+interface SimProc {
+  pid: number;
+  comm: string;
+  exe: string;
+  cmdline: string[];
+  user: string;
+  uid: number;
+  startTime: number;
+  ports: number[];
+  udp?: number[];
+}
+
+interface Call {
+  /** index of the calling process in SimHost.procs */
+  from: number;
+  /** target slot, or -1 for an external endpoint */
+  slot: number;
+  ip: string;
+  port: number;
+  localPort: number;
+}
+
 interface SimHost {
+  slot: number;
+  gen: number;
   name: string;
   ip: string;
   tier: string;
-  service: SimService;
-  calls: string[]; // tiers it calls
+  procs: SimProc[];
+  calls: Call[];
+  state: AgentState;
+  scanId: number;
+  /** ticks left with the agent silent (failure) */
+  silent: number;
+  /** ticks left with the main service down (crash) */
+  crashed: number;
+  cron: { proc: SimProc; slot: number } | null;
 }
 
-const TIERS: { tier: string; comm: string; port: number; calls: string[]; share: number }[] = [
-  { tier: "lb", comm: "haproxy", port: 443, calls: ["web"], share: 0.05 },
-  { tier: "web", comm: "nginx", port: 80, calls: ["app"], share: 0.25 },
-  { tier: "app", comm: "java", port: 8080, calls: ["cache", "db", "queue"], share: 0.4 },
-  { tier: "cache", comm: "redis-server", port: 6379, calls: [], share: 0.1 },
-  { tier: "db", comm: "postgres", port: 5432, calls: [], share: 0.1 },
-  { tier: "queue", comm: "rabbitmq", port: 5672, calls: [], share: 0.1 },
-];
-
 export interface Estate {
+  opts: EstateOptions;
   hosts: SimHost[];
+  byTier: Map<string, number[]>;
   /** deterministic pseudo-random source */
   rnd: () => number;
   tick: number;
+  nextPid: number;
+  /** hosts replaced by a deploy (their agents went silent for good) */
+  retired: string[];
 }
 
 function mulberry32(seed: number) {
@@ -47,67 +121,201 @@ function mulberry32(seed: number) {
   };
 }
 
-export function makeEstate(n: number, seed = 1): Estate {
-  const hosts: SimHost[] = [];
-  let i = 0;
+const ipOf = (slot: number) => `10.${((slot + 1) >> 16) & 255}.${((slot + 1) >> 8) & 255}.${(slot + 1) & 255}`;
+const T0 = 1_700_000_000_000;
+
+export function makeEstate(n: number, opts: Partial<EstateOptions> | number = {}): Estate {
+  const o: EstateOptions = { seed: 1, fullEvery: 12, fanout: 1, churn: DEFAULT_CHURN, ...(typeof opts === "number" ? { seed: opts } : opts) };
+  const e: Estate = { opts: o, hosts: [], byTier: new Map(), rnd: mulberry32(o.seed), tick: 0, nextPid: 1000, retired: [] };
   for (const t of TIERS) {
     const count = Math.max(1, Math.round(n * t.share));
-    for (let k = 0; k < count; k++, i++) {
-      hosts.push({
-        name: `sim-${t.tier}-${k + 1}`,
-        ip: `10.200.${(i >> 8) & 255}.${(i & 255) + 1}`,
-        tier: t.tier,
-        service: { comm: t.comm, port: t.port, pid: 1000 + i, startTime: 1_700_000_000_000 + i },
-        calls: t.calls,
-      });
+    const slots: number[] = [];
+    for (let k = 0; k < count; k++) {
+      const slot = e.hosts.length;
+      slots.push(slot);
+      e.hosts.push(newHost(e, slot, t.tier, `sim-${t.tier}-${k + 1}`, 0));
     }
+    e.byTier.set(t.tier, slots);
   }
-  return { hosts, rnd: mulberry32(seed), tick: 0 };
+  for (const h of e.hosts) h.calls = planCalls(e, h);
+  return e;
 }
 
-const ident = (s: SimService, t: string): ProcessIdentity => ({
-  pid: s.pid,
-  exe: `/usr/bin/${s.comm}`,
-  comm: s.comm,
-  cmdline: [`/usr/bin/${s.comm}`, `--tier=${t}`],
-  user: s.comm === "postgres" ? "postgres" : "app",
-  uid: 1000,
-  startTime: s.startTime,
-  containerId: null,
-});
+function newHost(e: Estate, slot: number, tier: string, name: string, gen: number): SimHost {
+  const t = TIERS.find((x) => x.tier === tier)!;
+  const start = T0 + slot * 1000 + gen;
+  const p = (comm: string, exe: string, cmdline: string[], user: string, ports: number[], udp?: number[]): SimProc => ({ pid: e.nextPid++, comm, exe, cmdline, user, uid: 1000, startTime: start, ports, udp });
+  return {
+    slot,
+    gen,
+    name,
+    ip: ipOf(slot),
+    tier,
+    procs: [
+      p(t.comm, t.exe, t.cmdline, t.user, t.ports),
+      p("sshd", "/usr/sbin/sshd", ["sshd: /usr/sbin/sshd -D"], "root", [22]),
+      p("node_exporter", "/usr/bin/node_exporter", ["/usr/bin/node_exporter"], "prometheus", [9100]),
+      p("filebeat", "/usr/share/filebeat/bin/filebeat", ["/usr/share/filebeat/bin/filebeat", "-c", "/etc/filebeat/filebeat.yml"], "root", []),
+      p("chronyd", "/usr/sbin/chronyd", ["/usr/sbin/chronyd", "-F", "1"], "_chrony", [], [123]),
+    ],
+    calls: [],
+    state: emptyAgentState(),
+    scanId: 0,
+    silent: 0,
+    crashed: 0,
+    cron: null,
+  };
+}
 
-/** One scan of every simulated host: full state each time (simple and self-healing), plus samples. */
+function planCalls(e: Estate, h: SimHost): Call[] {
+  const t = TIERS.find((x) => x.tier === h.tier)!;
+  const calls: Call[] = [];
+  const add = (from: number, slot: number, ip: string, port: number) => calls.push({ from, slot, ip, port, localPort: 32768 + Math.floor(e.rnd() * 28000) });
+  for (const [tier, base] of t.calls) {
+    const want = Math.max(1, Math.round(base * e.opts.fanout));
+    if (tier === "external") {
+      for (let k = 0; k < Math.min(want, EXTERNALS.length); k++) add(0, -1, EXTERNALS[(h.slot + k) % EXTERNALS.length]!, 443);
+      continue;
+    }
+    const targets = e.byTier.get(tier) ?? [];
+    const port = TIERS.find((x) => x.tier === tier)!.ports[0]!;
+    for (let k = 0; k < Math.min(want, targets.length); k++) add(0, targets[(h.slot * 7 + k * 13) % targets.length]!, "", port);
+  }
+  // the log shipper sends to two queue hosts; the monitoring tier scrapes every host's node_exporter
+  const queues = e.byTier.get("queue") ?? [];
+  for (let k = 0; k < Math.min(2, queues.length); k++) add(3, queues[(h.slot + k) % queues.length]!, "", 9092);
+  if (h.tier === "monitor") {
+    const mons = e.byTier.get("monitor") ?? [];
+    const me = mons.indexOf(h.slot);
+    for (let s = 0; s < e.hosts.length; s++) if (s % mons.length === me) add(0, s, "", 9100);
+  }
+  // de-duplicate (small tiers): one socket per (process, target, port)
+  const seen = new Set<string>();
+  return calls.filter((c) => {
+    const k = `${c.from}|${c.slot}|${c.ip}|${c.port}`;
+    if (seen.has(k) || c.slot === h.slot) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+function churn(e: Estate, h: SimHost, now: number): SimHost {
+  const c = e.opts.churn;
+  const r = e.rnd;
+  if (c.deploy && r() < c.deploy) {
+    // A new machine under a new name takes over the slot and its IP; the old agent is gone for good.
+    e.retired.push(h.name);
+    const base = h.name.replace(/-r\d+$/, "");
+    const next = newHost(e, h.slot, h.tier, `${base}-r${h.gen + 1}`, h.gen + 1);
+    for (const p of next.procs) p.startTime = now;
+    next.calls = planCalls(e, next);
+    e.hosts[h.slot] = next;
+    return next;
+  }
+  if (h.silent > 0) {
+    h.silent--;
+    return h;
+  }
+  if (c.failure && r() < c.failure) h.silent = 2 + Math.floor(r() * 6);
+  for (const p of h.procs) {
+    if (c.restart && r() < c.restart) {
+      p.pid = e.nextPid++;
+      p.startTime = now;
+      for (const call of h.calls) if (h.procs[call.from] === p) call.localPort = 32768 + Math.floor(r() * 28000);
+    }
+  }
+  if (h.crashed > 0) {
+    if (--h.crashed === 0) {
+      const p = h.procs[0]!;
+      p.pid = e.nextPid++;
+      p.startTime = now;
+    }
+  } else if (c.crash && r() < c.crash) h.crashed = 1 + Math.floor(r() * 4);
+  if (c.reconnect) for (const call of h.calls) if (r() < c.reconnect) call.localPort = 32768 + Math.floor(r() * 28000);
+  // a cron job lives for exactly one scan
+  h.cron = null;
+  const web = e.byTier.get("web") ?? [];
+  if (c.cron && web.length && r() < c.cron) {
+    h.cron = { proc: { pid: e.nextPid++, comm: "curl", exe: "/usr/bin/curl", cmdline: ["curl", "-s", "http://web/health"], user: "root", uid: 0, startTime: now, ports: [] }, slot: web[Math.floor(r() * web.length)]! };
+  }
+  return h;
+}
+
+/** One scan of every live simulated host: each one's discovery batches (deltas, or its full state) and samples. */
 export function scanEstate(e: Estate, now: number): { batches: DiscoveryBatch[]; samples: Sample[] } {
   e.tick++;
-  const byTier = new Map<string, SimHost[]>();
-  for (const h of e.hosts) byTier.set(h.tier, [...(byTier.get(h.tier) ?? []), h]);
+  for (let s = 0; s < e.hosts.length; s++) churn(e, e.hosts[s]!, now);
+  // The server halves of every open connection, by target slot.
+  const inbound = new Map<number, SocketInfo[]>();
+  const live = (h: SimHost) => h.crashed === 0;
+  for (const h of e.hosts) {
+    if (h.silent) continue;
+    for (const c of h.calls) {
+      if (c.slot < 0 || (c.from === 0 && !live(h))) continue;
+      const t = e.hosts[c.slot]!;
+      if (c.port === t.procs[0]!.ports[0] && !live(t)) continue; // refused: nobody listens
+      const owner = t.procs.find((p) => p.ports.includes(c.port));
+      if (!owner) continue;
+      const list = inbound.get(c.slot) ?? [];
+      list.push(sock("established", t.ip, c.port, h.ip, c.localPort, owner.pid));
+      inbound.set(c.slot, list);
+    }
+  }
   const batches: DiscoveryBatch[] = [];
   const samples: Sample[] = [];
   for (const h of e.hosts) {
-    // churn: now and then a process restarts (new pid and start time)
-    if (e.rnd() < 0.01) h.service = { ...h.service, pid: h.service.pid + 10_000, startTime: now };
-    const p = ident(h.service, h.tier);
-    const events: DiscoveryEvent[] = [
-      { type: "host.seen", hostname: h.name, os: "Debian GNU/Linux 12 (bookworm)", kernel: "6.1.0-sim", cpus: 4, memTotalBytes: 16e9, ips: [h.ip] },
-      { type: "listener.seen", proto: "tcp", ip: "0.0.0.0", port: h.service.port, process: p },
-    ];
-    let conns = 0;
-    for (const tier of h.calls) {
-      const targets = byTier.get(tier) ?? [];
-      for (let k = 0; k < targets.length; k++) {
-        // each host talks to a stable subset of the next tier; some connections come and go
-        if ((k + e.hosts.indexOf(h)) % 3 !== 0 && e.rnd() < 0.8) continue;
-        const t = targets[k]!;
-        events.push({ type: "connection.seen", proto: "tcp", localIp: h.ip, localPort: 32768 + ((k * 7919 + e.tick) % 28000), remoteIp: t.ip, remotePort: t.service.port, process: p });
-        conns++;
-      }
-    }
-    batches.push({ schema: "discovery.v1", source: `sim:${h.name}`, host: h.name, scanId: e.tick, part: 0, parts: 1, full: true, at: now, events });
-    const load = (h.tier === "app" ? 2 : 0.6) + e.rnd() * 0.8;
-    samples.push(
-      { entity: hostId(h.name), metric: "host_load1", ts: now, value: +load.toFixed(2), labels: {} },
-      { entity: hostId(h.name), metric: "host_connections", ts: now, value: conns, labels: {} },
-    );
+    if (h.silent) continue;
+    const scan = hostScan(e, h, now, inbound.get(h.slot) ?? []);
+    const r = scanToBatches(h.state, scan, { source: `agent:${h.name}`, host: h.name, scanId: h.scanId, full: h.scanId % e.opts.fullEvery === 0 });
+    h.state = r.state;
+    h.scanId++;
+    batches.push(...r.batches);
+    samples.push(...r.samples);
   }
   return { batches, samples };
+}
+
+function sock(state: SocketInfo["state"], localIp: string, localPort: number, remoteIp: string, remotePort: number, pid: number, proto: "tcp" | "udp" = "tcp"): SocketInfo {
+  return { proto, family: 4, localIp, localPort, remoteIp, remotePort, state, inode: 0, uid: 1000, pid };
+}
+
+function hostScan(e: Estate, h: SimHost, now: number, inbound: SocketInfo[]): HostScan {
+  const procs = h.crashed ? h.procs.slice(1) : h.procs;
+  const sockets: SocketInfo[] = [];
+  for (const p of procs) {
+    for (const port of p.ports) sockets.push(sock("listen", "0.0.0.0", port, "0.0.0.0", 0, p.pid));
+    for (const port of p.udp ?? []) sockets.push(sock("listen", "0.0.0.0", port, "0.0.0.0", 0, p.pid, "udp"));
+  }
+  for (const c of h.calls) {
+    const p = h.procs[c.from]!;
+    if (!procs.includes(p)) continue;
+    const ip = c.slot < 0 ? c.ip : e.hosts[c.slot]!.ip;
+    sockets.push(sock("established", h.ip, c.localPort, ip, c.port, p.pid));
+  }
+  const all = h.cron ? [...procs, h.cron.proc] : procs;
+  if (h.cron) sockets.push(sock("established", h.ip, 32768 + Math.floor(e.rnd() * 28000), e.hosts[h.cron.slot]!.ip, 80, h.cron.proc.pid));
+  sockets.push(...inbound.filter((s) => procs.some((p) => p.pid === s.pid)));
+  const processes = new Map<number, ProcessInfo>();
+  for (const p of all)
+    processes.set(p.pid, {
+      pid: p.pid,
+      ppid: 1,
+      comm: p.comm,
+      exe: p.exe,
+      cmdline: p.cmdline,
+      uid: p.uid,
+      user: p.user,
+      startTime: p.startTime,
+      containerId: null,
+      cpuTicks: Math.floor((now - p.startTime) / 50),
+      rssBytes: 64e6 + (p.pid % 64) * 4e6,
+    });
+  const load = (h.tier === "app" ? 2 : 0.6) + e.rnd() * 0.8;
+  return {
+    at: now,
+    facts: { hostname: h.name, os: "Debian GNU/Linux 12 (bookworm)", kernel: "6.1.0-sim", cpus: 4, memTotalBytes: 16e9, memAvailableBytes: 9e9, load1: +load.toFixed(2), ips: [h.ip] },
+    sockets,
+    processes,
+    unreadablePids: [],
+  };
 }

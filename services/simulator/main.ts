@@ -1,7 +1,7 @@
 /** Publishes a simulated estate as agents would (demo and benchmarks). ORRERY_SIM_HOSTS, ORRERY_SIM_INTERVAL_MS. */
 import { z } from "zod";
 import { DiscoveryBatch } from "../../pipelines/contracts/discovery.ts";
-import { MetricBatch } from "../../pipelines/contracts/metrics.ts";
+import { MAX_SAMPLES_PER_BATCH, MetricBatch } from "../../pipelines/contracts/metrics.ts";
 import { connectBus, publishEvent } from "../shared/bus.ts";
 import { ConfigError, loadConfig, natsOptions, onShutdown } from "../shared/config.ts";
 import { makeLogger, ready } from "../shared/log.ts";
@@ -23,10 +23,12 @@ const loop = (async () => {
       const now = Date.now();
       const { batches, samples } = scanEstate(estate, now);
       await Promise.all(
-        batches.map((b) => publishEvent(bus, bus.topo.subjects.discovery(b.host), DiscoveryBatch, "discovery.v1", b, `${b.source}:${boot}:${b.scanId}`)),
+        batches.map((b) => publishEvent(bus, bus.topo.subjects.discovery(b.host), DiscoveryBatch, "discovery.v1", b, `${b.source}:${boot}:${b.scanId}:${b.part}`)),
       );
-      const batchId = `sim:${boot}:${estate.tick}`;
-      await publishEvent(bus, bus.topo.subjects.metrics("sim"), MetricBatch, "metrics.v1", { schema: "metrics.v1", source: "sim", batchId, samples }, batchId);
+      for (let i = 0; i < samples.length; i += MAX_SAMPLES_PER_BATCH) {
+        const batchId = `sim:${boot}:${estate.tick}:${i}`;
+        await publishEvent(bus, bus.topo.subjects.metrics("sim"), MetricBatch, "metrics.v1", { schema: "metrics.v1", source: "sim", batchId, samples: samples.slice(i, i + MAX_SAMPLES_PER_BATCH) }, batchId);
+      }
     } catch (e) {
       log.warn("simulated scan failed", { error: String(e) });
     }

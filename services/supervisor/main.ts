@@ -41,14 +41,16 @@ try {
   }
   await sup.start(serviceSpec("topology", env, 120_000));
   await sup.start(serviceSpec("metrics", env));
+  await sup.start(serviceSpec("alerts", env));
+  const ingest = await sup.start(serviceSpec("ingest", { ...env, ORRERY_INGEST_PORT: String(await freePort(Number(process.env.ORRERY_INGEST_PORT ?? 7071))) }));
   const gw = await sup.start(serviceSpec("gateway", { ...env, ORRERY_GATEWAY_PORT: String(cfg.ORRERY_GATEWAY_PORT), ORRERY_DASHBOARD_DIR: join(process.cwd(), cfg.ORRERY_DASHBOARD_DIR) }));
   await sup.start(serviceSpec("agent", env));
   // Agentless discovery: one worker and the scheduler in one process (scale out by running more workers).
   await sup.start(serviceSpec("jobs", { ...env, ORRERY_WORKER_ID: "local" }));
   // A simulated estate beside the real host, so the demo has something to show (ORRERY_SIMULATE=0 turns it off).
   if (process.env.ORRERY_SIMULATE !== "0") await sup.start(serviceSpec("simulator", env));
-  process.stdout.write(`${JSON.stringify({ event: "ready", service: "orrery", dashboard: gw.url, nats: env.NATS_URL, clickhouse: env.CLICKHOUSE_URL })}\n`);
-  process.stderr.write(`\n  Orrery is running.\n  Dashboard:  ${gw.url}\n  NATS:       ${env.NATS_URL}\n  ClickHouse: ${env.CLICKHOUSE_URL}\n  Data:       ${cfg.dataDir}\n  Ctrl-C stops everything.\n\n`);
+  process.stdout.write(`${JSON.stringify({ event: "ready", service: "orrery", dashboard: gw.url, nats: env.NATS_URL, clickhouse: env.CLICKHOUSE_URL, ingest: ingest.url })}\n`);
+  process.stderr.write(`\n  Orrery is running.\n  Dashboard:  ${gw.url}\n  NATS:       ${env.NATS_URL}\n  ClickHouse: ${env.CLICKHOUSE_URL}\n  Ingest:     ${ingest.url}  (Alertmanager webhook /api/alerts/alertmanager, remote_write /api/v1/write)\n  Data:       ${cfg.dataDir}\n  Ctrl-C stops everything.\n\n`);
 } catch (e) {
   log.error("start failed", { error: e instanceof Error ? e.message : String(e) });
   await stop(1);

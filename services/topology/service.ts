@@ -4,7 +4,7 @@
  */
 import { DiscoveryBatch } from "../../pipelines/contracts/discovery.ts";
 import { TopologyDelta, type TopologySnapshot } from "../../pipelines/contracts/topology.ts";
-import { applyDiscovery, isEmpty, modelFromGraph, type Changes, type TopologyModel } from "../../pipelines/stages/topology.ts";
+import { ageModel, applyDiscovery, isEmpty, modelFromGraph, type AgingOptions, type Changes, type TopologyModel } from "../../pipelines/stages/topology.ts";
 import { publishEvent, runConsumer, type Bus, type ConsumerHandle } from "../shared/bus.ts";
 import { GraphStoreError, type GraphStore } from "../graph/port.ts";
 import { CypherRequest, type CypherResponse } from "../../pipelines/contracts/cypher.ts";
@@ -19,7 +19,14 @@ export interface TopologyService {
   stop(): Promise<void>;
 }
 
-export async function startTopologyService(deps: { bus: Bus; store: GraphStore; log: Logger; now?: () => number }): Promise<TopologyService> {
+export async function startTopologyService(deps: {
+  bus: Bus;
+  store: GraphStore;
+  log: Logger;
+  now?: () => number;
+  /** what goes stale and when it is removed; `everyMs` is how often the model is aged */
+  aging?: Partial<AgingOptions> & { everyMs?: number };
+}): Promise<TopologyService> {
   const { bus, store, log } = deps;
   const now = deps.now ?? Date.now;
   await store.init();
@@ -53,33 +60,55 @@ export async function startTopologyService(deps: { bus: Bus; store: GraphStore; 
     },
   });
 
+  // Discovery batches and the aging timer both change the model and write the store: one at a time.
+  let chain: Promise<unknown> = Promise.resolve();
+  const serial = <T>(f: () => Promise<T>): Promise<T> => {
+    const p = chain.then(f);
+    chain = p.catch(() => undefined);
+    return p;
+  };
+
+  /** Writes one change set durably, then queues its deltas. On a failed write the model is rebuilt from the store. */
+  const commit = async (changes: Changes, t: number) => {
+    if (isEmpty(changes)) return;
+    const deltas = splitDelta(changes, rev, t);
+    const next = rev + deltas.length;
+    try {
+      await store.apply(changes, next);
+    } catch (e) {
+      // The model ran ahead of the store: rebuild it from what is durable, then let the batch be redelivered.
+      log.error("graph write failed; rebuilding model from store", { error: String(e) });
+      const s = await store.load();
+      model = modelFromGraph(s.nodes, s.edges);
+      rev = s.rev;
+      throw e;
+    }
+    rev = next;
+    pending.push(...deltas);
+    // The store write is the durable effect; a failed delta publish is retried and must not redeliver the batch.
+    await flushQuietly();
+  };
+
   const consumer: ConsumerHandle = await runConsumer(
     bus,
     bus.topo.consumers.topology,
     DiscoveryBatch,
     "discovery.v1",
-    async (batch) => {
-      const t = now();
-      const changes = applyDiscovery(model, batch.map((b) => b.value), t);
-      if (isEmpty(changes)) return;
-      const deltas = splitDelta(changes, rev, t);
-      const next = rev + deltas.length;
-      try {
-        await store.apply(changes, next);
-      } catch (e) {
-        // The model ran ahead of the store: rebuild it from what is durable, then let the batch be redelivered.
-        log.error("graph write failed; rebuilding model from store", { error: String(e) });
-        const s = await store.load();
-        model = modelFromGraph(s.nodes, s.edges);
-        rev = s.rev;
-        throw e;
-      }
-      rev = next;
-      pending.push(...deltas);
-      // The store write is the durable effect; a failed delta publish is retried and must not redeliver the batch.
-      await flushQuietly();
-    },
+    (batch) =>
+      serial(async () => {
+        const t = now();
+        await commit(applyDiscovery(model, batch.map((b) => b.value), t), t);
+      }),
     { onError: (e) => log.warn("discovery batch failed", { error: String(e) }) },
+  );
+
+  const ager = setInterval(
+    () =>
+      void serial(async () => {
+        const t = now();
+        await commit(ageModel(model, t, deps.aging), t);
+      }).catch((e) => log.warn("aging failed", { error: String(e) })),
+    deps.aging?.everyMs ?? 5000,
   );
 
   return {
@@ -87,6 +116,7 @@ export async function startTopologyService(deps: { bus: Bus; store: GraphStore; 
     rev: () => rev,
     stop: async () => {
       clearInterval(retry);
+      clearInterval(ager);
       snapshotSub.unsubscribe();
       cypherSub.unsubscribe();
       await consumer.stop();

@@ -7,6 +7,7 @@ export interface Stack {
   dashboard: string;
   nats: string;
   clickhouse: string;
+  ingest: string;
   dataDir: string;
   proc: Subprocess;
   logs: () => string;
@@ -26,6 +27,7 @@ export async function startStack(env: Record<string, string> = {}, dataDir?: str
       ORRERY_GATEWAY_PORT: "0",
       ORRERY_NATS_PORT: "0",
       CLICKHOUSE_OWNER_PORT: "0",
+      ORRERY_INGEST_PORT: "0",
       ORRERY_AGENT_INTERVAL_MS: "500",
       ORRERY_LOG_QUIET: "1",
       ORRERY_SIM_HOSTS: "20",
@@ -55,6 +57,7 @@ export async function startStack(env: Record<string, string> = {}, dataDir?: str
         dashboard: r.dashboard,
         nats: r.nats,
         clickhouse: r.clickhouse,
+        ingest: r.ingest,
         dataDir: tmp.dir,
         proc,
         logs: () => logs,

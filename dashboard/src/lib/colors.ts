@@ -38,6 +38,7 @@ const HEALTHS = new Set<string>(HEALTH_STATES);
 
 /** `props.health` when it is one of the known states, else null (no health reported). */
 export function healthOf(n: Pick<TopoNode, "props">): HealthState | null {
-  const h = n.props.health;
+  // Alert health (from health frames) wins over what discovery says (e.g. stale).
+  const h = n.props.alertHealth ?? n.props.health;
   return typeof h === "string" && HEALTHS.has(h) ? (h as HealthState) : null;
 }

@@ -108,11 +108,23 @@ export class TopologyState {
     if (frame.schema === "topology.snapshot.v1") {
       this.#mirror = mirrorFromSnapshot(frame);
       this.#awaitingSnapshot = false;
+      this.#healthDirty = true;
       this.#flush();
       return "snapshot";
     }
+    if (frame.schema === "health.state.v1" || frame.schema === "health.delta.v1") {
+      if (frame.schema === "health.state.v1") this.#health.clear();
+      for (const e of frame.entities) {
+        if (e.health === "ok" && e.alerts.length === 0) this.#health.delete(e.id);
+        else this.#health.set(e.id, e.health);
+      }
+      this.#healthDirty = true;
+      this.#flushTimer ??= setTimeout(() => this.#flush(), FLUSH_MS);
+      return "applied";
+    }
     if (this.#awaitingSnapshot) return "ignored";
     if (!applyDelta(this.#mirror, frame)) return "stale";
+    if (this.#health.size) this.#healthDirty = true;
     this.#flushTimer ??= setTimeout(() => this.#flush(), FLUSH_MS);
     return "applied";
   }
@@ -177,10 +189,26 @@ export class TopologyState {
     return "rejected";
   }
 
+  /** Alert health per entity id, from health frames; shown as props.alertHealth on the nodes. */
+  #health = new Map<string, string>();
+  #healthDirty = false;
+
   #flush(): void {
     if (this.#flushTimer !== undefined) clearTimeout(this.#flushTimer);
     this.#flushTimer = undefined;
     const m = this.#mirror;
+    if (this.#healthDirty) {
+      this.#healthDirty = false;
+      for (const n of m.nodes.values()) {
+        const h = this.#health.get(n.id);
+        if (h !== undefined) {
+          if (n.props.alertHealth !== h) n.props = { ...n.props, alertHealth: h };
+        } else if ("alertHealth" in n.props) {
+          const { alertHealth: _, ...rest } = n.props;
+          n.props = rest;
+        }
+      }
+    }
     const kinds = zeroKinds();
     const health = zeroHealth();
     for (const n of m.nodes.values()) {

@@ -1,0 +1,275 @@
+/**
+ * `bun run bench discovery [--hosts 10000] [--ticks 4] [--churn-seconds 60] [--fanout 1] [--scan-pairs 1000]`
+ *
+ * A simulated estate (services/simulator/estate.ts: agents' own diff, full state then deltas) through a real
+ * nats-server → the topology service in-process (pure stage + Kuzu + delta stream), as bench/pipeline.ts does:
+ *   1. converge: the first two scans of every host (the second confirms the flows) published as fast as possible;
+ *      seconds until the service's model holds exactly the graph the pure stage computes from the same batches and
+ *      every message is acked (written to Kuzu).
+ *   2. churn: `ticks` scans with heavy churn (restarts, reconnects, cron jobs, crashes, failures, deploys with IP reuse);
+ *      topology changes/s = items in the published deltas / seconds to drain.
+ *   3. raw JetStream: the same first-round messages published (pipelined) and consumed (ack each), same run.
+ *   4. agent scan: one /proc scan of this machine with ~2k extra loopback sockets opened for the purpose, vs the raw
+ *      read of the socket tables it must parse.
+ */
+import { readFileSync } from "node:fs";
+import * as net from "node:net";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { AckPolicy } from "@nats-io/jetstream";
+import { DiscoveryBatch, type DiscoveryBatch as Batch } from "../pipelines/contracts/discovery.ts";
+import { TopologyDelta } from "../pipelines/contracts/topology.ts";
+import { decode, encode } from "../pipelines/codec.ts";
+import { applyDiscovery, emptyModel } from "../pipelines/stages/topology.ts";
+import { scanToBatches, emptyAgentState } from "../services/agent/diff.ts";
+import { scanHost } from "../services/agent/scan.ts";
+import { KuzuGraphStore } from "../services/graph/kuzu.ts";
+import { connectBus, type Bus } from "../services/shared/bus.ts";
+import { makeLogger } from "../services/shared/log.ts";
+import { makeEstate, NO_CHURN, scanEstate } from "../services/simulator/estate.ts";
+import { startTopologyService } from "../services/topology/service.ts";
+import { startNats } from "../test/helpers/nats.ts";
+import { tempDir, uniquePrefix } from "../test/helpers/tmp.ts";
+
+const HEAVY_CHURN = { restart: 0.05, reconnect: 0.3, cron: 0.05, crash: 0.02, failure: 0.002, deploy: 0.01 };
+
+/** Times the graph store's writes, to say where the pipeline's time goes. */
+class TimedStore extends KuzuGraphStore {
+  writeS = 0;
+  removedEdges = 0;
+  override async apply(...a: Parameters<KuzuGraphStore["apply"]>): Promise<void> {
+    const t = performance.now();
+    try {
+      await super.apply(...a);
+    } finally {
+      this.writeS += (performance.now() - t) / 1000;
+      this.removedEdges += a[0].edgesRemoved.length;
+    }
+  }
+}
+
+async function publishAll(bus: Bus, batches: Batch[], payloads: Uint8Array[], tag: string, inFlight = 1000): Promise<void> {
+  let i = 0;
+  const worker = async () => {
+    while (i < payloads.length) {
+      const k = i++;
+      const b = batches[k]!;
+      await bus.js.publish(bus.topo.subjects.discovery(b.host), payloads[k]!, { msgID: `${tag}:${b.source}:${b.scanId}:${b.part}`, timeout: 60_000 });
+    }
+  };
+  await Promise.all(Array.from({ length: inFlight }, worker));
+}
+
+async function backlog(bus: Bus): Promise<number> {
+  const spec = bus.topo.consumers.topology;
+  const info = await bus.jsm.consumers.info(spec.stream, spec.durable);
+  return info.num_pending + info.num_ack_pending;
+}
+
+async function drained(bus: Bus): Promise<void> {
+  while ((await backlog(bus)) > 0) await Bun.sleep(50);
+}
+
+/**
+ * Publishes like a fleet of agents does — steadily — rather than dumping everything at once: at most `window`
+ * messages wait in the stream. (A backlog the consumer cannot work off within its ack_wait gets redelivered.)
+ */
+async function publishPaced(bus: Bus, batches: Batch[], payloads: Uint8Array[], tag: string, window = 3000, maxMs = Infinity): Promise<number> {
+  const t0 = performance.now();
+  const step = Math.max(1, Math.floor(window / 2));
+  let i = 0;
+  for (; i < payloads.length && performance.now() - t0 < maxMs; i += step) {
+    while ((await backlog(bus)) > step) await Bun.sleep(20);
+    const end = Math.min(payloads.length, i + step);
+    await publishAll(bus, batches.slice(i, end), payloads.slice(i, end), `${tag}${i}`);
+  }
+  return Math.min(i, payloads.length);
+}
+
+/** Times the store's basic writes on the converged graph: removing edges, removing nodes, changing nodes. */
+async function probeStore(store: KuzuGraphStore, model: ReturnType<typeof emptyModel>) {
+  const n = 100;
+  const edges = [...model.edges.values()].filter((e) => e.kind === "CONNECTS").slice(0, n);
+  const nodes = [...model.nodes.values()].filter((x) => x.kind === "listener").slice(0, n);
+  const time = async (c: Parameters<KuzuGraphStore["apply"]>[0]) => {
+    const t = performance.now();
+    await store.apply(c, 0);
+    return Math.round((n / (performance.now() - t)) * 1000);
+  };
+  const none = { nodesUpserted: [], nodesRemoved: [], edgesUpserted: [], edgesRemoved: [] };
+  const changedNodesPerS = await time({ ...none, nodesUpserted: nodes.map((x) => ({ ...x, props: { ...x.props, probe: 1 } })) });
+  const removedEdgesPerS = await time({ ...none, edgesRemoved: edges.map((e) => ({ id: e.id, kind: e.kind, src: e.src, dst: e.dst })) });
+  const createdEdgesPerS = await time({ ...none, edgesUpserted: edges, created: new Set(edges.map((e) => e.id)) });
+  // put the probed nodes back as they were (the service's model is the truth)
+  await store.apply({ ...none, nodesUpserted: nodes }, 0);
+  return { changedNodesPerS, removedEdgesPerS, createdEdgesPerS };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** One scan of this machine with many sockets open: the agent's cost per scan, next to the raw table reads. */
+async function agentScan(pairs: number) {
+  const server = net.createServer((s) => s.on("error", () => undefined));
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as net.AddressInfo).port;
+  const clients: net.Socket[] = [];
+  for (let i = 0; i < pairs; i++) {
+    const c = net.connect(port, "127.0.0.1");
+    c.on("error", () => undefined);
+    clients.push(c);
+  }
+  await Promise.all(clients.map((c) => new Promise<void>((r) => (c.readyState === "open" ? r() : c.once("connect", () => r())))));
+  const scanMs: number[] = [];
+  const diffMs: number[] = [];
+  const rawMs: number[] = [];
+  let sockets = 0;
+  let state = emptyAgentState();
+  for (let i = 0; i < 5; i++) {
+    let t = performance.now();
+    for (const f of ["tcp", "tcp6", "udp", "udp6"]) readFileSync(`/proc/net/${f}`, "utf8");
+    rawMs.push(performance.now() - t);
+    t = performance.now();
+    const s = await scanHost();
+    scanMs.push(performance.now() - t);
+    sockets = s.sockets.length;
+    t = performance.now();
+    state = scanToBatches(state, s, { source: "agent:bench", host: "bench", scanId: i, full: i === 0 }).state;
+    diffMs.push(performance.now() - t);
+  }
+  for (const c of clients) c.destroy();
+  server.close();
+  return { sockets, scanMs: +median(scanMs).toFixed(1), diffMs: +median(diffMs).toFixed(1), rawSocketTablesMs: +median(rawMs).toFixed(1), ratioScanToRawTables: +(median(scanMs) / median(rawMs)).toFixed(1) };
+}
+
+export async function benchDiscovery(argv: string[]) {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      hosts: { type: "string", default: "10000" },
+      ticks: { type: "string", default: "4" },
+      "churn-seconds": { type: "string", default: "60" },
+      fanout: { type: "string", default: "1" },
+      "scan-pairs": { type: "string", default: "1000" },
+    },
+  });
+  const hosts = Number(values.hosts);
+  const ticks = Number(values.ticks);
+  const log = makeLogger("bench", true);
+  const nats = await startNats();
+  const tmp = tempDir("orrery-bench-discovery-");
+  try {
+    // The estate and its first two scans; the pure stage's result on them is what "converged" means.
+    let t = performance.now();
+    const estate = makeEstate(hosts, { churn: NO_CHURN, fanout: Number(values.fanout), fullEvery: 1_000_000 });
+    const T = Date.now();
+    const round1 = scanEstate(estate, T).batches;
+    const round2 = scanEstate(estate, T + 5000).batches;
+    const simS = (performance.now() - t) / 1000;
+    const converge = [...round1, ...round2];
+    const payloads = converge.map((b) => encode(DiscoveryBatch, "discovery.v1", b));
+    t = performance.now();
+    const ref = emptyModel();
+    for (let i = 0; i < converge.length; i += 500) applyDiscovery(ref, converge.slice(i, i + 500), T);
+    const stageS = (performance.now() - t) / 1000;
+    const want = { nodes: ref.nodes.size, edges: ref.edges.size };
+    const events = converge.reduce((n, b) => n + b.events.length, 0);
+    console.error(`estate: ${estate.hosts.length} hosts, ${converge.length} messages, ${events} events → ${want.nodes} nodes, ${want.edges} edges (pure stage ${stageS.toFixed(1)} s)`);
+
+    // Raw JetStream: the first round's messages alone, pipelined publish then a durable consumer acking each (the
+    // limit of the bus itself; the pipeline publishes paced, so its ratio also carries the pacing).
+    const raw = await connectBus({ url: nats.url, prefix: uniquePrefix("raw"), name: "bench-raw" });
+    const rawN = round1.length;
+    t = performance.now();
+    await publishAll(raw, round1, payloads.slice(0, rawN), "raw");
+    const rawPubS = (performance.now() - t) / 1000;
+    await raw.jsm.consumers.add(raw.topo.streams.discovery.name, { durable_name: "rawbench", ack_policy: AckPolicy.Explicit });
+    const rc = await raw.js.consumers.get(raw.topo.streams.discovery.name, "rawbench");
+    t = performance.now();
+    let got = 0;
+    for await (const m of await rc.consume({ max_messages: 1000 })) {
+      m.ack();
+      if (++got === rawN) break;
+    }
+    const rawConS = (performance.now() - t) / 1000;
+    await raw.jsm.streams.delete(raw.topo.streams.discovery.name);
+    await raw.close();
+    const rawMsgsPerS = rawN / (rawPubS + rawConS);
+
+    // The pipeline: topology service in-process, Kuzu, delta stream.
+    const bus = await connectBus({ url: nats.url, prefix: uniquePrefix("disc"), name: "bench" });
+    let deltaItems = 0;
+    const sub = bus.nc.subscribe(bus.topo.subjects.topologyDelta, {
+      callback: (_e, m) => {
+        const d = decode(TopologyDelta, "topology.delta.v1", m.data);
+        deltaItems += d.nodesUpserted.length + d.nodesRemoved.length + d.edgesUpserted.length + d.edgesRemoved.length;
+      },
+    });
+    const store = new TimedStore(join(tmp.dir, "kuzu"));
+    const svc = await startTopologyService({ bus, store, log });
+    t = performance.now();
+    await publishPaced(bus, converge, payloads, "c");
+    const pubS = (performance.now() - t) / 1000;
+    await drained(bus);
+    while (svc.model().nodes.size !== want.nodes || svc.model().edges.size !== want.edges) {
+      if (performance.now() - t > 600_000) throw new Error(`did not converge: ${svc.model().nodes.size}/${want.nodes} nodes, ${svc.model().edges.size}/${want.edges} edges`);
+      await Bun.sleep(50);
+    }
+    const convergeS = (performance.now() - t) / 1000;
+    console.error(`converged in ${convergeS.toFixed(1)} s (graph writes ${store.writeS.toFixed(1)} s)`);
+    const stored = await store.query("MATCH (n:Entity) RETURN count(n) AS n");
+    await Bun.sleep(300);
+    const convergeItems = deltaItems;
+    const convergeWriteS = store.writeS;
+
+    // What single writes cost the store at this size (the service's churn path is made of these).
+    const probe = await probeStore(store, svc.model());
+    console.error(`graph store at this size: ${JSON.stringify(probe)}`);
+
+    // Churn: scans with heavy churn, generated up front so only the pipeline is timed; published steadily for at most
+    // --churn-seconds, then drained.
+    estate.opts.churn = HEAVY_CHURN;
+    const churnBatches: Batch[] = [];
+    for (let i = 0; i < ticks; i++) churnBatches.push(...scanEstate(estate, T + 10_000 + i * 5000).batches);
+    const churnPayloads = churnBatches.map((b) => encode(DiscoveryBatch, "discovery.v1", b));
+    deltaItems = 0;
+    store.writeS = 0;
+    store.removedEdges = 0;
+    t = performance.now();
+    const sent = await publishPaced(bus, churnBatches, churnPayloads, "x", 3000, Number(values["churn-seconds"]) * 1000);
+    await drained(bus);
+    await Bun.sleep(200); // let the last deltas arrive on the subscription
+    const churnS = (performance.now() - t) / 1000 - 0.2;
+    churnBatches.length = sent;
+    const churnEvents = churnBatches.reduce((n, b) => n + b.events.length, 0);
+    const churnItems = deltaItems;
+    sub.unsubscribe();
+    await svc.stop();
+    await store.close();
+    await bus.close();
+
+    const scan = await agentScan(Number(values["scan-pairs"]));
+    const report = {
+      bench: "discovery",
+      estate: { hosts: estate.hosts.length, messages: converge.length, events, avgMessageBytes: Math.round(payloads.reduce((n, p) => n + p.byteLength, 0) / payloads.length), simulateSeconds: +simS.toFixed(1) },
+      graph: { nodes: want.nodes, edges: want.edges, storedNodes: stored[0]?.n },
+      converge: { seconds: +convergeS.toFixed(1), publishSeconds: +pubS.toFixed(1), graphWriteSeconds: +convergeWriteS.toFixed(1), deltaItems: convergeItems, itemsPerS: Math.round(convergeItems / convergeS), msgsPerS: Math.round(converge.length / convergeS), goalSeconds: 60 },
+      churn: { ticks, messages: churnBatches.length, events: churnEvents, seconds: +churnS.toFixed(2), graphWriteSeconds: +store.writeS.toFixed(2), edgesRemoved: store.removedEdges, topologyChanges: churnItems, changesPerS: Math.round(churnItems / churnS), msgsPerS: Math.round(churnBatches.length / churnS), goalChangesPerS: 2000 },
+      pureStage: { seconds: +stageS.toFixed(1), msgsPerS: Math.round(converge.length / stageS) },
+      rawJetStream: { messages: rawN, publishMsgsPerS: Math.round(rawN / rawPubS), consumeMsgsPerS: Math.round(rawN / rawConS), publishThenConsumeMsgsPerS: Math.round(rawMsgsPerS) },
+      ratioConvergeMsgsToRawJetStream: +(converge.length / convergeS / rawMsgsPerS).toFixed(3),
+      ratioChurnMsgsToRawJetStream: +(churnBatches.length / churnS / rawMsgsPerS).toFixed(3),
+      graphStoreAtThisSize: probe,
+      agentScan: scan,
+    };
+    console.log(JSON.stringify(report, null, 2));
+    console.log(
+      `\nconverge: ${report.graph.nodes} nodes / ${report.graph.edges} edges from ${report.estate.hosts} hosts in ${report.converge.seconds} s (goal ≤ 60 s)` +
+        `\nchurn: ${report.churn.changesPerS} topology changes/s sustained (${report.churn.topologyChanges} changes in ${report.churn.seconds} s; goal ≥ 2000/s)` +
+        `\nraw JetStream publish+consume of the same messages: ${report.rawJetStream.publishThenConsumeMsgsPerS} msg/s → converge ratio ${report.ratioConvergeMsgsToRawJetStream}, churn ratio ${report.ratioChurnMsgsToRawJetStream}` +
+        `\nagent scan with ${scan.sockets} sockets: ${scan.scanMs} ms (+${scan.diffMs} ms diff); raw socket-table read ${scan.rawSocketTablesMs} ms`,
+    );
+  } finally {
+    await nats.stop();
+    tmp.cleanup();
+  }
+}

@@ -1,0 +1,317 @@
+/**
+ * `bun run bench graph [--nodes 100000 --edges 300000]` — the graph at estate scale, each number next to the raw limit
+ * of what it wraps, measured in the same run:
+ *   - write: discovery batches through JetStream → topology service (a child process, as in production) → Kuzu → deltas,
+ *     against a Kuzu bulk write of the same final graph;
+ *   - impact: p50/p99 of upstream+downstream walks from 1000 random entities on the ImpactIndex folded from the delta
+ *     stream, against a Kuzu variable-length 3-hop query on the same graph;
+ *   - history: the history service storing every delta's change rows in ClickHouse (owner child process), against one
+ *     raw insert of the same rows; then stateAt(T) end to end, against the same aggregation counted inside ClickHouse;
+ *   - memory: peak RSS of the topology service process.
+ */
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import type { Subprocess } from "bun";
+import { encode, decode } from "../pipelines/codec.ts";
+import type { ProcessIdentity } from "../pipelines/contracts/common.ts";
+import { DiscoveryBatch as DiscoveryBatchSchema, type DiscoveryBatch, type DiscoveryEvent } from "../pipelines/contracts/discovery.ts";
+import { TopologyDelta } from "../pipelines/contracts/topology.ts";
+import { applyDelta, emptyMirror } from "../pipelines/stages/apply-delta.ts";
+import { changeRows } from "../pipelines/stages/history.ts";
+import { impact, ImpactIndex } from "../pipelines/stages/impact.ts";
+import { makeClickHouseClient } from "../services/clickhouse/client.ts";
+import { fetchSnapshot } from "../services/gateway/mirror.ts";
+import { KuzuGraphStore } from "../services/graph/kuzu.ts";
+import { ClickHouseHistoryStore } from "../services/history/clickhouse.ts";
+import { historyConsumer, startHistoryService } from "../services/history/service.ts";
+import { connectBus, type Bus } from "../services/shared/bus.ts";
+import { makeLogger } from "../services/shared/log.ts";
+import { startNats } from "../test/helpers/nats.ts";
+import { tempDir, uniquePrefix } from "../test/helpers/tmp.ts";
+
+const SERVICES = 4;
+const t0 = performance.now();
+/** Progress on stderr; the report goes to stdout. */
+const step = (msg: string) => process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(1)} s] ${msg}\n`);
+
+/**
+ * Hosts running SERVICES services each (one listener per service); every service calls `calls` services on other
+ * hosts. Per host: 1 + 2·SERVICES nodes, 2·SERVICES + SERVICES·calls edges. Two full scans per host, since a flow
+ * becomes an edge once it was seen in two scans.
+ */
+function estate(nodes: number, edges: number): { hosts: number; calls: number; rounds: DiscoveryBatch[][] } {
+  const hosts = Math.max(2, Math.round(nodes / (1 + 2 * SERVICES)));
+  const calls = Math.max(1, Math.min(hosts - 1, Math.round((edges / hosts - 2 * SERVICES) / SERVICES)));
+  const ip = (h: number) => `10.${(h >> 16) & 255}.${(h >> 8) & 255}.${h & 255}`;
+  const proc = (h: number, s: number): ProcessIdentity => ({ pid: 1000 + s, exe: `/usr/bin/svc${s}`, comm: `svc${s}`, cmdline: [`svc${s}`, "--serve"], user: "app", uid: 1000, startTime: 1_700_000_000_000 + h, containerId: null });
+  const rounds: DiscoveryBatch[][] = [[], []];
+  for (let h = 0; h < hosts; h++) {
+    const events: DiscoveryEvent[] = [{ type: "host.seen", hostname: `h${h}`, os: "Debian 12", kernel: "6.1", cpus: 4, memTotalBytes: 8e9, ips: [ip(h)] }];
+    for (let s = 0; s < SERVICES; s++) events.push({ type: "listener.seen", proto: "tcp", ip: "0.0.0.0", port: 8000 + s, process: proc(h, s) });
+    for (let s = 0; s < SERVICES; s++)
+      for (let c = 0; c < calls; c++) {
+        // callees: earlier hosts mostly (already announced), spread so the graph has no tight clusters
+        const peer = (h + hosts - 1 - ((c * 7919 + s * 104729) % (hosts - 1))) % hosts;
+        events.push({ type: "connection.seen", proto: "tcp", localIp: ip(h), localPort: 30000 + s * 1000 + c, remoteIp: ip(peer), remotePort: 8000 + ((s + c) % SERVICES), process: proc(h, s) });
+      }
+    for (const [r, round] of rounds.entries())
+      round.push({ schema: "discovery.v1", source: `agent:h${h}`, host: `h${h}`, scanId: r, part: 0, parts: 1, full: true, at: Date.now(), events });
+  }
+  return { hosts, calls, rounds };
+}
+
+async function publishAll(bus: Bus, payloads: { subject: string; data: Uint8Array; id: string }[], inFlight = 500): Promise<void> {
+  let i = 0;
+  const worker = async () => {
+    while (i < payloads.length) {
+      const p = payloads[i++]!;
+      await bus.js.publish(p.subject, p.data, { msgID: p.id, timeout: 60_000 });
+    }
+  };
+  await Promise.all(Array.from({ length: inFlight }, worker));
+}
+
+async function readyLine(proc: Subprocess<"ignore", "pipe", "pipe">, what: string, timeoutMs = 120_000): Promise<Record<string, unknown>> {
+  const reader = proc.stdout.getReader();
+  let out = "";
+  const deadline = Date.now() + timeoutMs;
+  while (!out.includes("\n") && Date.now() < deadline) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    out += new TextDecoder().decode(value);
+  }
+  reader.releaseLock();
+  void proc.stdout.pipeTo(new WritableStream()).catch(() => undefined);
+  if (!out.includes("\n")) throw new Error(`${what} did not start: ${out}`);
+  return JSON.parse(out.split("\n")[0]!);
+}
+
+/** A service as its own process; its log (stderr) goes to a file, printed if the bench fails. */
+function spawn(args: string[], env: Record<string, string>, logFile: string): Subprocess<"ignore", "pipe", "pipe"> {
+  logs.push(logFile);
+  return Bun.spawn([process.execPath, ...args], { cwd: join(import.meta.dir, ".."), env: { ...process.env, ...env }, stdin: "ignore", stdout: "pipe", stderr: Bun.file(logFile) }) as unknown as Subprocess<"ignore", "pipe", "pipe">;
+}
+const logs: string[] = [];
+
+/** kB values of /proc/<pid>/status: VmRSS now, VmHWM the peak. */
+async function rssOf(pid: number): Promise<{ rssMiB: number; peakMiB: number }> {
+  const s = await Bun.file(`/proc/${pid}/status`).text();
+  const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? 0);
+  return { rssMiB: Math.round(kb("VmRSS") / 1024), peakMiB: Math.round(kb("VmHWM") / 1024) };
+}
+
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+};
+const median = (xs: number[]) => pct(xs, 50);
+const ms = (x: number) => +x.toFixed(2);
+
+async function drained(bus: Bus, stream: string, durable: string, total: number): Promise<void> {
+  while (true) {
+    const i = await bus.jsm.consumers.info(stream, durable);
+    if (i.num_pending === 0 && i.num_ack_pending === 0 && i.delivered.stream_seq >= total) return;
+    await Bun.sleep(50);
+  }
+}
+
+export async function benchGraph(argv: string[]) {
+  const { values } = parseArgs({ args: argv, options: { nodes: { type: "string", default: "100000" }, edges: { type: "string", default: "300000" }, queries: { type: "string", default: "1000" } } });
+  const wantNodes = Number(values.nodes);
+  const wantEdges = Number(values.edges);
+  const queries = Number(values.queries);
+  const tmp = tempDir("orrery-bench-graph-");
+  const nats = await startNats();
+  const prefix = uniquePrefix("graph");
+  const children: Subprocess[] = [];
+  const log = makeLogger("bench", true);
+  try {
+    const chProc = spawn(["services/clickhouse/main.ts", "--data-dir", join(tmp.dir, "ch"), "--port", "0"], {}, join(tmp.dir, "clickhouse.log"));
+    children.push(chProc);
+    const chUrl = String((await readyLine(chProc, "ClickHouse owner")).url);
+
+    const { hosts, calls, rounds } = estate(wantNodes, wantEdges);
+    const payloads = rounds.flatMap((round, r) => round.map((b) => ({ subject: `${prefix}.discovery.v1.${b.host}`, data: encode(DiscoveryBatchSchema, "discovery.v1", b), id: `${r}:${b.host}` })));
+    const events = rounds.reduce((n, round) => n + round.reduce((k, b) => k + b.events.length, 0), 0);
+
+    // ---- write: the topology service as its own process, as the supervisor runs it
+    step(`estate: ${hosts} hosts, ${payloads.length} messages, ${events} events; starting the topology service`);
+    const topo = spawn(["services/topology/main.ts"], { NATS_URL: nats.url, ORRERY_PREFIX: prefix, ORRERY_DATA_DIR: join(tmp.dir, "data"), ORRERY_LOG_QUIET: "1" }, join(tmp.dir, "topology.log"));
+    children.push(topo);
+    await readyLine(topo, "topology service");
+    const bus = await connectBus({ url: nats.url, prefix, name: "bench-graph" });
+    let peak = { rssMiB: 0, peakMiB: 0 };
+    const sampler = setInterval(() => void rssOf(topo.pid).then((r) => (peak = r)).catch(() => undefined), 500);
+    let t = performance.now();
+    await publishAll(bus, payloads);
+    const spec = bus.topo.consumers.topology;
+    await drained(bus, spec.stream, spec.durable, payloads.length);
+    const writeS = (performance.now() - t) / 1000;
+    clearInterval(sampler);
+    const rss = await rssOf(topo.pid);
+    step(`written in ${writeS.toFixed(1)} s; fetching the snapshot`);
+    const snap = await fetchSnapshot(bus, 120_000);
+    const items = snap.nodes.length + snap.edges.length;
+
+    // ---- impact: fold the delta stream (what the gateway does) into a mirror and the index, then query
+    step(`snapshot: ${snap.nodes.length} nodes, ${snap.edges.length} edges; reading the delta stream`);
+    const deltaInfo = await bus.jsm.streams.info(bus.topo.streams.topology.name);
+    // Read straight from the stream by sequence: an ordered consumer stalled here on ~400 KB deltas.
+    const deltas: TopologyDelta[] = [];
+    for (let seq = deltaInfo.state.first_seq; seq <= deltaInfo.state.last_seq; seq++) {
+      const m = await bus.jsm.streams.getMessage(bus.topo.streams.topology.name, { seq });
+      if (m) deltas.push(decode(TopologyDelta, "topology.delta.v1", m.data, 64 * 1024 * 1024));
+    }
+    step(`${deltas.length} deltas; folding them into the impact index and querying`);
+    const mirror = emptyMirror();
+    const index = new ImpactIndex();
+    t = performance.now();
+    for (const d of deltas) {
+      applyDelta(mirror, d);
+      index.applyDelta(d);
+    }
+    const foldS = (performance.now() - t) / 1000;
+    t = performance.now();
+    const rebuilt = ImpactIndex.fromMirror(mirror);
+    const rebuildMs = performance.now() - t;
+    const ids = [...mirror.nodes.keys()];
+    let seed = 42;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    const sample = Array.from({ length: queries }, () => ids[Math.floor(rnd() * ids.length)]!);
+    const lat: number[] = [];
+    let reached = 0;
+    for (const id of sample) {
+      const q0 = performance.now();
+      const r = impact(index, { ids: [id], direction: "both", hops: 6 });
+      lat.push(performance.now() - q0);
+      reached += r.upstream.length + r.downstream.length;
+    }
+    const lat3: number[] = [];
+    for (const id of sample) {
+      const q0 = performance.now();
+      impact(index, { ids: [id], direction: "up", hops: 3 });
+      lat3.push(performance.now() - q0);
+    }
+
+    // ---- history: the history service stores the delta stream; then state at T
+    step("impact done; storing history");
+    const history = new ClickHouseHistoryStore(makeClickHouseClient({ url: chUrl, requestTimeoutMs: 300_000 }), { database: "bench", ttlDays: 30 });
+    t = performance.now();
+    const hsvc = await startHistoryService({ bus, store: history, log });
+    const hspec = historyConsumer(bus.topo);
+    await drained(bus, hspec.stream, hspec.durable, deltaInfo.state.messages);
+    const historyS = (performance.now() - t) / 1000;
+    const rows = deltas.flatMap(changeRows);
+    const ch = makeClickHouseClient({ url: chUrl, requestTimeoutMs: 300_000 });
+    await ch.command({ query: "CREATE TABLE bench.raw_rows AS bench.topology_changes" });
+    t = performance.now();
+    await ch.insert({ table: "bench.raw_rows", values: rows, format: "JSONEachRow" });
+    const rawInsertS = (performance.now() - t) / 1000;
+    step(`history stored in ${historyS.toFixed(1)} s, raw insert ${rawInsertS.toFixed(1)} s; state at T`);
+    const lastAt = Math.max(...deltas.map((d) => d.at));
+    const stateRuns: number[] = [];
+    let state = await history.stateAt(lastAt);
+    for (let i = 0; i < 3; i++) {
+      const s0 = performance.now();
+      state = await history.stateAt(lastAt);
+      stateRuns.push(performance.now() - s0);
+    }
+    const midAt = deltas[Math.floor(deltas.length / 2)]!.at;
+    const m0 = performance.now();
+    const midState = await history.stateAt(midAt);
+    const midMs = performance.now() - m0;
+    const engineRuns: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const e0 = performance.now();
+      await (await ch.query({ query: `SELECT count() FROM (SELECT entity, id, argMax(tuple(op, kind, src, dst, name, source, props, firstSeen, lastSeen), tuple(rev, seq)) AS s FROM bench.topology_changes WHERE ts <= fromUnixTimestamp64Milli({t:Int64}) GROUP BY entity, id HAVING tupleElement(s, 1) = 'upsert')`, query_params: { t: lastAt }, format: "JSONEachRow" })).json();
+      engineRuns.push(performance.now() - e0);
+    }
+    await hsvc.stop();
+    await history.close();
+    await ch.close();
+    await bus.close();
+
+    // ---- raw graph store: the topology service lets go of its Kuzu directory; the same graph bulk-written fresh
+    step("raw Kuzu bulk write");
+    topo.kill("SIGTERM");
+    await topo.exited;
+    const rawStore = new KuzuGraphStore(join(tmp.dir, "kuzu-raw"));
+    await rawStore.init();
+    t = performance.now();
+    await rawStore.apply({ nodesUpserted: snap.nodes, edgesUpserted: snap.edges, nodesRemoved: [], edgesRemoved: [], created: new Set([...snap.nodes.map((n) => n.id), ...snap.edges.map((e) => e.id)]) }, 1);
+    const rawGraphS = (performance.now() - t) / 1000;
+    const kuzuLat: number[] = [];
+    for (const id of sample.slice(0, 20)) {
+      const q0 = performance.now();
+      await rawStore.query("MATCH (a:Entity {id: $id})<-[*1..3]-(b:Entity) RETURN count(DISTINCT b.id) AS n", { id }, { timeoutMs: 60_000 });
+      kuzuLat.push(performance.now() - q0);
+    }
+    await rawStore.close();
+
+    const report = {
+      bench: "graph",
+      estate: { hosts, servicesPerHost: SERVICES, callsPerService: calls, messages: payloads.length, events },
+      graph: { nodes: snap.nodes.length, edges: snap.edges.length, rev: snap.rev, deltas: deltas.length },
+      write: {
+        seconds: ms(writeS),
+        itemsPerS: Math.round(items / writeS),
+        eventsPerS: Math.round(events / writeS),
+        rawKuzuBulkSeconds: ms(rawGraphS),
+        rawKuzuItemsPerS: Math.round(items / rawGraphS),
+        ratioToRawStore: +(rawGraphS / writeS).toFixed(3),
+      },
+      impact: {
+        queries,
+        hops: 6,
+        direction: "both",
+        p50Ms: ms(pct(lat, 50)),
+        p99Ms: ms(pct(lat, 99)),
+        maxMs: ms(Math.max(...lat)),
+        avgAffected: Math.round(reached / queries),
+        up3HopsP50Ms: ms(pct(lat3, 50)),
+        up3HopsP99Ms: ms(pct(lat3, 99)),
+        rawKuzu3HopP50Ms: ms(median(kuzuLat)),
+        ratioP50ToKuzu3Hop: +(median(kuzuLat) / pct(lat3, 50)).toFixed(1),
+        foldDeltasSeconds: ms(foldS),
+        rebuildFromMirrorMs: Math.round(rebuildMs),
+        indexMatchesRebuild: JSON.stringify(index.size) === JSON.stringify(rebuilt.size),
+        goalP99Ms: 50,
+      },
+      history: {
+        rows: rows.length,
+        serviceSeconds: ms(historyS),
+        serviceRowsPerS: Math.round(rows.length / historyS),
+        rawInsertRowsPerS: Math.round(rows.length / rawInsertS),
+        ratioToRawInsert: +(rawInsertS / historyS).toFixed(3),
+        stateAtLatestMs: Math.round(median(stateRuns)),
+        stateAtLatest: { nodes: state.nodes.length, edges: state.edges.length, matchesLive: state.nodes.length === snap.nodes.length && state.edges.length === snap.edges.length },
+        stateAtMidMs: Math.round(midMs),
+        stateAtMid: { nodes: midState.nodes.length, edges: midState.edges.length },
+        engineOnlyMs: Math.round(median(engineRuns)),
+        goalMs: 2000,
+      },
+      memory: { topologyServiceRssMiB: rss.rssMiB, topologyServicePeakRssMiB: Math.max(rss.peakMiB, peak.peakMiB), goalMiB: 1024 },
+    };
+    console.log(JSON.stringify(report, null, 2));
+    const ok = (b: boolean) => (b ? "ok" : "MISSED");
+    console.log(
+      `\ngraph: ${report.graph.nodes} nodes, ${report.graph.edges} edges from ${hosts} hosts (${payloads.length} discovery messages, ${events} events)` +
+        `\nwrite: ${report.write.itemsPerS} items/s through JetStream → topology → Kuzu (${report.write.seconds} s); raw Kuzu bulk write ${report.write.rawKuzuItemsPerS} items/s → ratio ${report.write.ratioToRawStore}` +
+        `\nimpact (both, 6 hops, ${queries} random entities): p50 ${report.impact.p50Ms} ms, p99 ${report.impact.p99Ms} ms [${ok(report.impact.p99Ms <= 50)} ≤ 50 ms]; 3-hop upstream p50 ${report.impact.up3HopsP50Ms} ms vs Kuzu 3-hop query ${report.impact.rawKuzu3HopP50Ms} ms` +
+        `\nhistory: ${report.history.serviceRowsPerS} change rows/s via the history service vs raw insert ${report.history.rawInsertRowsPerS} rows/s → ratio ${report.history.ratioToRawInsert}` +
+        `\nstate at T (latest, ${state.nodes.length} nodes): ${report.history.stateAtLatestMs} ms [${ok(report.history.stateAtLatestMs <= 2000)} ≤ 2000 ms]; the aggregation alone in ClickHouse ${report.history.engineOnlyMs} ms` +
+        `\ntopology service RSS: ${rss.rssMiB} MiB, peak ${report.memory.topologyServicePeakRssMiB} MiB [${ok(report.memory.topologyServicePeakRssMiB <= 1024)} ≤ 1024 MiB]`,
+    );
+  } catch (e) {
+    for (const f of logs) process.stderr.write(`--- ${f} (last 3000 bytes)\n${(await Bun.file(f).text().catch(() => "")).slice(-3000)}\n`);
+    for (const c of children) process.stderr.write(`child ${c.pid} exit code ${c.exitCode} signal ${c.signalCode}\n`);
+    throw e;
+  } finally {
+    for (const c of children) {
+      c.kill("SIGTERM");
+      await c.exited;
+    }
+    await nats.stop();
+    tmp.cleanup();
+  }
+}

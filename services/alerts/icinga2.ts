@@ -1,0 +1,211 @@
+/**
+ * Icinga2 event-stream consumer: a long-lived POST /v1/events (newline-delimited JSON) over TLS with the Icinga2 CA,
+ * normalized to alert.v1 and published to JetStream. Reconnects with exponential backoff; on every (re)connect it
+ * re-reads the state of all hosts and services (/v1/objects/*), so what changed while disconnected is not missed,
+ * and it re-reads one object when a downtime ends (the event does not say the state after it).
+ *
+ * Needs an ApiUser with permissions ["events/*", "objects/query/*"] ("actions/*" only for tests that drive checks).
+ */
+import { validate } from "../../pipelines/codec.ts";
+import type { Alert } from "../../pipelines/contracts/alerts.ts";
+import {
+  ICINGA2_EVENT_TYPES,
+  ICINGA2_OBJECT_ATTRS,
+  Icinga2Event,
+  Icinga2Object,
+  normalizeIcinga2Event,
+  normalizeIcinga2Object,
+} from "../../pipelines/stages/alerts.ts";
+import type { Logger } from "../shared/log.ts";
+import type { PublishAlerts } from "./publish.ts";
+
+export interface Icinga2Options {
+  /** https://icinga.example.com:5665 */
+  url: string;
+  user: string;
+  password: string;
+  /** PEM of the Icinga2 CA (its ca.crt); without it the system CAs are used */
+  ca?: string;
+  /** the name in the server certificate when it differs from the URL's host (Icinga2 certs carry the node name) */
+  serverName?: string;
+  /** event queue name; one per consumer (several consumers with one queue share the events) */
+  queue: string;
+  /** Icinga2 filter expression on events, e.g. `event.host.match("prod-*")` */
+  filter?: string;
+  initialBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+export class Icinga2Error extends Error {
+  override readonly name = "Icinga2Error";
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface Icinga2Status {
+  connected: boolean;
+  connects: number;
+  events: number;
+  published: number;
+  lastError: string | null;
+}
+
+export interface Icinga2Consumer {
+  status(): Icinga2Status;
+  stop(): Promise<void>;
+}
+
+export function startIcinga2Consumer(opts: Icinga2Options, deps: { publish: PublishAlerts; log: Logger }): Icinga2Consumer {
+  const { log } = deps;
+  const base = opts.url.replace(/\/+$/, "");
+  const auth = `Basic ${Buffer.from(`${opts.user}:${opts.password}`).toString("base64")}`;
+  const tls = { ...(opts.ca ? { ca: opts.ca } : {}), ...(opts.serverName ? { serverName: opts.serverName } : {}) };
+  const status: Icinga2Status = { connected: false, connects: 0, events: 0, published: 0, lastError: null };
+  const addresses = new Map<string, string>();
+  const addressOf = (h: string) => addresses.get(h);
+  let stopped = false;
+  let abort = new AbortController();
+
+  // Publishing is serialized so events of one object keep their order; a failed publish is retried until it works
+  // or we stop (the resync on the next connect covers anything lost to a crash).
+  let chain: Promise<void> = Promise.resolve();
+  const publish = (alerts: Alert[]) => {
+    if (!alerts.length) return;
+    chain = chain.then(async () => {
+      for (let attempt = 0; !stopped; attempt++) {
+        try {
+          await deps.publish(alerts);
+          status.published += alerts.length;
+          return;
+        } catch (e) {
+          if (attempt % 10 === 0) log.warn("icinga2: publishing alerts failed; retrying", { error: String(e) });
+          await Bun.sleep(Math.min(5000, 100 * 2 ** Math.min(attempt, 6)));
+        }
+      }
+    });
+  };
+
+  const api = async (path: string, body: unknown, signal: AbortSignal): Promise<Response> => {
+    const res = await fetch(`${base}${path}`, {
+      method: "POST",
+      headers: { Authorization: auth, Accept: "application/json", "Content-Type": "application/json", "X-HTTP-Method-Override": path.startsWith("/v1/objects") ? "GET" : "POST" },
+      body: JSON.stringify(body),
+      tls,
+      signal,
+    });
+    if (!res.ok) throw new Icinga2Error(res.status, `icinga2 ${path}: HTTP ${res.status} ${(await res.text()).slice(0, 500)}`);
+    return res;
+  };
+
+  /** Objects with the time the query was sent: their state is at least that fresh, and no fresher (an event that
+   * arrives after the answer but happened before the query must not be overridden, nor the other way round). */
+  const queryObjects = async (kind: "hosts" | "services", filter: string | undefined, signal: AbortSignal) => {
+    const asked = Date.now();
+    const res = await api(`/v1/objects/${kind}`, { attrs: ICINGA2_OBJECT_ATTRS[kind], ...(filter ? { filter } : {}) }, signal);
+    const json = (await res.json()) as { results?: unknown[] };
+    const out: Icinga2Object[] = [];
+    for (const r of json.results ?? []) {
+      try {
+        out.push(validate(Icinga2Object, "icinga2 object", r));
+      } catch (e) {
+        log.warn("icinga2: object skipped", { error: String(e) });
+      }
+    }
+    return { objects: out, asked };
+  };
+
+  const resyncAll = async (signal: AbortSignal) => {
+    const hosts = await queryObjects("hosts", undefined, signal);
+    for (const h of hosts.objects) if (h.attrs.address) addresses.set(h.attrs.name, h.attrs.address);
+    const services = await queryObjects("services", undefined, signal);
+    publish([
+      ...hosts.objects.map((o) => normalizeIcinga2Object(o, hosts.asked, addressOf)),
+      ...services.objects.map((o) => normalizeIcinga2Object(o, services.asked, addressOf)),
+    ].filter((a): a is Alert => a !== null));
+    log.info("icinga2: state resynced", { hosts: hosts.objects.length, services: services.objects.length });
+  };
+
+  const resyncOne = (host: string, service: string | undefined, signal: AbortSignal) => {
+    const filter = service ? `host.name==${JSON.stringify(host)} && service.name==${JSON.stringify(service)}` : `host.name==${JSON.stringify(host)}`;
+    void queryObjects(service ? "services" : "hosts", filter, signal)
+      .then((r) => publish(r.objects.map((o) => normalizeIcinga2Object(o, r.asked, addressOf)).filter((a): a is Alert => a !== null)))
+      .catch((e) => log.warn("icinga2: object resync failed", { host, service, error: String(e) }));
+  };
+
+  const handleLine = (line: string, out: Alert[], signal: AbortSignal) => {
+    if (!line.trim()) return;
+    let ev: Icinga2Event;
+    try {
+      ev = validate(Icinga2Event, "icinga2 event", JSON.parse(line));
+    } catch (e) {
+      log.warn("icinga2: event skipped", { error: String(e).slice(0, 500) });
+      return;
+    }
+    status.events++;
+    const o = normalizeIcinga2Event(ev, addressOf);
+    if (o.kind === "alert") out.push(o.alert);
+    else if (o.kind === "resync") resyncOne(o.host, o.service, signal);
+  };
+
+  const connectOnce = async () => {
+    abort = new AbortController();
+    const signal = abort.signal;
+    const res = await api("/v1/events", { types: ICINGA2_EVENT_TYPES, queue: opts.queue, ...(opts.filter ? { filter: opts.filter } : {}) }, signal);
+    status.connected = true;
+    status.connects++;
+    status.lastError = null;
+    log.info("icinga2: event stream connected", { url: base, connects: status.connects });
+    void resyncAll(signal).catch((e) => log.warn("icinga2: state resync failed", { error: String(e) }));
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    let buf = "";
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += decoder.decode(value, { stream: true });
+      const lines = buf.split("\n");
+      buf = lines.pop()!;
+      const out: Alert[] = [];
+      for (const l of lines) handleLine(l, out, signal);
+      publish(out);
+    }
+  };
+
+  const loop = (async () => {
+    const initial = opts.initialBackoffMs ?? 500;
+    const max = opts.maxBackoffMs ?? 30_000;
+    let attempt = 0;
+    while (!stopped) {
+      const started = Date.now();
+      try {
+        await connectOnce();
+        if (!stopped) status.lastError = "event stream ended";
+      } catch (e) {
+        if (!stopped) status.lastError = e instanceof Error ? e.message : String(e);
+      }
+      status.connected = false;
+      abort.abort();
+      if (stopped) break;
+      // a connection that lived a while resets the backoff
+      if (Date.now() - started > 30_000) attempt = 0;
+      const wait = Math.min(max, initial * 2 ** Math.min(attempt++, 16)) * (0.8 + Math.random() * 0.4);
+      log.warn("icinga2: event stream lost; reconnecting", { error: status.lastError, inMs: Math.round(wait) });
+      const until = Date.now() + wait;
+      while (!stopped && Date.now() < until) await Bun.sleep(Math.min(100, until - Date.now()));
+    }
+  })();
+
+  return {
+    status: () => ({ ...status }),
+    stop: async () => {
+      stopped = true;
+      abort.abort();
+      await loop;
+      await chain;
+    },
+  };
+}

@@ -1,0 +1,34 @@
+import { makeClickHouseClient } from "../clickhouse/client.ts";
+import { startMirror } from "../gateway/mirror.ts";
+import { connectBus } from "../shared/bus.ts";
+import { loadConfig, natsOptions, onShutdown } from "../shared/config.ts";
+import { makeLogger, ready } from "../shared/log.ts";
+import { loadAlertsConfig } from "./config.ts";
+import { ClickHouseAlertHistory } from "./history.ts";
+import { startIcinga2Consumer } from "./icinga2.ts";
+import { alertPublisher } from "./publish.ts";
+import { loadAlertRules } from "./rules.ts";
+import { mirrorView, startAlertsService } from "./service.ts";
+
+const cfg = loadConfig();
+const acfg = loadAlertsConfig(process.env);
+const log = makeLogger("alerts", cfg.ORRERY_LOG_QUIET === "1");
+const rules = await loadAlertRules(acfg.rulesPath);
+const bus = await connectBus(natsOptions(cfg, "orrery-alerts"));
+const history = new ClickHouseAlertHistory(
+  makeClickHouseClient({ url: cfg.CLICKHOUSE_URL, username: cfg.CLICKHOUSE_USER, password: cfg.CLICKHOUSE_PASSWORD }),
+  { database: cfg.CLICKHOUSE_DATABASE, ttlDays: acfg.ttlDays },
+);
+const mirror = await startMirror(bus, log);
+const svc = await startAlertsService({ bus, topology: mirrorView(mirror), rules, history, log, flap: acfg.flap });
+const icinga = acfg.icinga2
+  ? startIcinga2Consumer({ ...acfg.icinga2, queue: acfg.icinga2.queue ?? `orrery-${cfg.ORRERY_PREFIX}` }, { publish: alertPublisher(bus), log })
+  : null;
+onShutdown(async () => {
+  await icinga?.stop();
+  await svc.stop();
+  await mirror.stop();
+  await history.close();
+  await bus.close();
+});
+ready("alerts", { icinga2: acfg.icinga2 ? acfg.icinga2.url : null });

@@ -1,0 +1,52 @@
+/**
+ * Gateway routes for alerts and health, answered by the alerts service over NATS request/reply (<prefix>.rpc.alerts):
+ *   GET /api/alerts[?entity=<id>&limit=N]   current (not resolved) alerts, of one entity or all → {alerts, total}
+ *   GET /api/alerts/unmapped[?limit=N]      alerts no topology entity matched (kept, not dropped) → {alerts, total}
+ *   GET /api/health                         health.state.v1: every entity that is not ok or has alerts
+ * Mount with `extraRoutes: alertRoutes(bus)` (gateway or ingest server).
+ */
+import { z } from "zod";
+import { decode } from "../../pipelines/codec.ts";
+import { AlertsList, type AlertsQuery } from "../../pipelines/contracts/alerts.ts";
+import { HealthState } from "../../pipelines/contracts/health.ts";
+import type { Bus } from "../shared/bus.ts";
+import type { Routes } from "../gateway/http.ts";
+import { alertSubjects } from "./subjects.ts";
+
+const ListParams = z.object({ entity: z.string().min(1).max(512).optional(), limit: z.coerce.number().int().min(1).max(10_000).default(1000) });
+const Reply = z.union([AlertsList, HealthState, z.object({ error: z.string() })]);
+
+const bad = (issues: z.core.$ZodIssue[]) => Response.json({ error: issues.map((i) => `${i.path.join(".") || "query"}: ${i.message}`).join("; ") }, { status: 400 });
+
+/** Asks the alerts service; a missing service is a 503 with the reason. */
+export async function askAlerts(bus: Bus, q: AlertsQuery, timeoutMs = 5000): Promise<Response> {
+  let reply;
+  try {
+    reply = await bus.nc.request(alertSubjects(bus.topo).rpc, new TextEncoder().encode(JSON.stringify(q)), { timeout: timeoutMs });
+  } catch (e) {
+    return Response.json({ error: `alerts service unavailable: ${(e as Error).message}` }, { status: 503 });
+  }
+  const r = decode(Reply, "alerts.reply", reply.data, 256 * 1024 * 1024);
+  if ("error" in r) return Response.json(r, { status: 400 });
+  return Response.json(r);
+}
+
+export function alertRoutes(bus: Bus): Routes {
+  return {
+    "/api/alerts": {
+      GET: (req) => {
+        const p = ListParams.safeParse(Object.fromEntries(new URL(req.url).searchParams));
+        if (!p.success) return bad(p.error.issues);
+        return askAlerts(bus, { op: "list", entity: p.data.entity, limit: p.data.limit });
+      },
+    },
+    "/api/alerts/unmapped": {
+      GET: (req) => {
+        const p = ListParams.omit({ entity: true }).safeParse(Object.fromEntries(new URL(req.url).searchParams));
+        if (!p.success) return bad(p.error.issues);
+        return askAlerts(bus, { op: "unmapped", limit: p.data.limit });
+      },
+    },
+    "/api/health": { GET: () => askAlerts(bus, { op: "health" }) },
+  };
+}

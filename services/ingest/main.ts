@@ -1,0 +1,46 @@
+/**
+ * The ingest service: HTTP webhooks in (Alertmanager, generic JSON, `orrery notify`) and Prometheus remote_write
+ * (POST /api/v1/write) → JetStream.
+ *   env ORRERY_INGEST_HOST (127.0.0.1), ORRERY_INGEST_PORT (7071, 0 = any free port), plus the usual NATS_*.
+ */
+import { z } from "zod";
+import { alertPublisher } from "../alerts/publish.ts";
+import { connectBus } from "../shared/bus.ts";
+import { ConfigError, loadConfig, natsOptions, onShutdown } from "../shared/config.ts";
+import { makeLogger, ready } from "../shared/log.ts";
+import { startIngestServer } from "./server.ts";
+import { jetStreamPublisher, remoteWriteHandler } from "../metrics/remote-write.ts";
+
+const IngestEnv = z.object({
+  ORRERY_INGEST_HOST: z.string().min(1).default("127.0.0.1"),
+  ORRERY_INGEST_PORT: z.coerce.number().int().min(0).max(65535).default(7071),
+});
+
+const cfg = loadConfig();
+const parsed = IngestEnv.safeParse(process.env);
+if (!parsed.success) {
+  throw new ConfigError(`invalid configuration: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message} (got ${JSON.stringify(process.env[String(i.path[0])])})`).join("; ")}`);
+}
+const log = makeLogger("ingest", cfg.ORRERY_LOG_QUIET === "1");
+const bus = await connectBus(natsOptions(cfg, "orrery-ingest"));
+// Prometheus remote_write lands here too: everything that pushes into Orrery comes through one ingest endpoint.
+const remoteWrite = remoteWriteHandler({
+  publish: jetStreamPublisher(bus),
+  source: "prometheus",
+  onResult: (r) => {
+    if (r.firstInvalid) log.warn("remote write: invalid series skipped", { ...r.skipped, first: r.firstInvalid });
+  },
+  onError: (e) => log.warn("remote write publish failed", { error: String(e) }),
+});
+const server = startIngestServer({
+  publishAlerts: alertPublisher(bus),
+  log,
+  host: parsed.data.ORRERY_INGEST_HOST,
+  port: parsed.data.ORRERY_INGEST_PORT,
+  extraRoutes: { "/api/v1/write": { POST: remoteWrite } },
+});
+onShutdown(async () => {
+  await server.stop(true);
+  await bus.close();
+});
+ready("ingest", { url: `http://${parsed.data.ORRERY_INGEST_HOST}:${server.port}` });

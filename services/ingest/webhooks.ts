@@ -1,0 +1,45 @@
+/**
+ * Webhook bodies → alert.v1, per source. Pure: the server does the HTTP and the publishing.
+ *   POST /api/alerts/alertmanager   Alertmanager webhook_config, payload version 4 (grouped alerts, send_resolved)
+ *   POST /api/alerts/generic        GenericWebhook (pipelines/contracts/alerts.ts): one alert or {alerts: [...]}
+ * Icinga2 is pulled from its event stream by the alerts service; Nagios/Icinga notification commands run
+ * `orrery notify`, which posts to the generic endpoint.
+ */
+import { ContractError, validate } from "../../pipelines/codec.ts";
+import { GenericWebhook, type Alert } from "../../pipelines/contracts/alerts.ts";
+import { AlertmanagerWebhook, normalizeAlertmanager, normalizeGeneric } from "../../pipelines/stages/alerts.ts";
+
+export class IngestError extends Error {
+  override readonly name = "IngestError";
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export const ALERT_SOURCES: Record<string, (body: unknown, now: number) => Alert[]> = {
+  alertmanager: (body, now) => normalizeAlertmanager(validate(AlertmanagerWebhook, "alertmanager webhook", body), now),
+  generic: (body, now) => {
+    return validate(GenericWebhook, "generic alert", body).alerts.map((g) => normalizeGeneric(g, now));
+  },
+};
+
+/** Normalizes one webhook body; every refusal is an IngestError with the HTTP status and the reason. */
+export function alertsFromWebhook(source: string, body: unknown, now: number): Alert[] {
+  const normalize = ALERT_SOURCES[source];
+  if (!normalize) {
+    throw new IngestError(
+      404,
+      `unknown alert source "${source}": POST to ${Object.keys(ALERT_SOURCES).map((s) => `/api/alerts/${s}`).join(" or ")} (Icinga2 is read from its API by the alerts service; Nagios uses \`orrery notify\`)`,
+    );
+  }
+  try {
+    // the publisher validates each normalized alert (label limits etc.); a ContractError there is a 400 too
+    return normalize(body, now);
+  } catch (e) {
+    if (e instanceof ContractError) throw new IngestError(400, e.message);
+    throw e;
+  }
+}

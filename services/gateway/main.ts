@@ -8,6 +8,8 @@ import { startMirror } from "./mirror.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { alertRoutes } from "../alerts/routes.ts";
 import { startHealthOverlay } from "./health.ts";
+import { ClickHouseHistoryStore } from "../history/clickhouse.ts";
+import { graphRoutes } from "./routes/graph.ts";
 
 const cfg = loadConfig();
 const log = makeLogger("gateway", cfg.ORRERY_LOG_QUIET === "1");
@@ -18,8 +20,13 @@ const series = new ClickHouseSeriesStore(
 );
 const mirror = await startMirror(bus, log);
 const health = startHealthOverlay(bus, log);
+// The history service owns the change-log table; the gateway only reads it.
+const history = new ClickHouseHistoryStore(
+  makeClickHouseClient({ url: cfg.CLICKHOUSE_URL, username: cfg.CLICKHOUSE_USER, password: cfg.CLICKHOUSE_PASSWORD }),
+  { database: cfg.CLICKHOUSE_DATABASE, ttlDays: cfg.ORRERY_HISTORY_TTL_DAYS },
+);
 const server = startGatewayServer({ bus, mirror, log, host: cfg.ORRERY_GATEWAY_HOST, port: cfg.ORRERY_GATEWAY_PORT, dashboardDir: cfg.ORRERY_DASHBOARD_DIR,
-  extraRoutes: { ...metricsRoutes({ series }), ...alertRoutes(bus) },
+  extraRoutes: { ...metricsRoutes({ series }), ...alertRoutes(bus), ...graphRoutes({ mirror, history, log }) },
   health,
 });
 onShutdown(async () => {
@@ -27,6 +34,7 @@ onShutdown(async () => {
   health.stop();
   await mirror.stop();
   await series.close();
+  await history.close();
   await bus.close();
 });
 ready("gateway", { url: `http://${cfg.ORRERY_GATEWAY_HOST}:${server.port}` });

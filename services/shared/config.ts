@@ -24,6 +24,7 @@ const Env = z.object({
   ORRERY_AGENT_INTERVAL_MS: z.coerce.number().int().min(200).max(3_600_000).default(5000),
   ORRERY_AGENT_FULL_EVERY: z.coerce.number().int().min(1).max(10_000).default(12),
   ORRERY_METRICS_TTL_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
+  ORRERY_HISTORY_TTL_DAYS: z.coerce.number().int().min(1).max(3650).default(90),
   ORRERY_METRICS_1M_TTL_DAYS: z.coerce.number().int().min(1).max(3650).default(90),
   ORRERY_METRICS_1H_TTL_DAYS: z.coerce.number().int().min(1).max(36500).default(730),
   ORRERY_LOG_QUIET: z.enum(["0", "1"]).default("0"),

@@ -41,6 +41,7 @@ try {
   }
   await sup.start(serviceSpec("topology", env, 120_000));
   await sup.start(serviceSpec("metrics", env));
+  await sup.start(serviceSpec("history", env));
   await sup.start(serviceSpec("alerts", env));
   const ingest = await sup.start(serviceSpec("ingest", { ...env, ORRERY_INGEST_PORT: String(await freePort(Number(process.env.ORRERY_INGEST_PORT ?? 7071))) }));
   const gw = await sup.start(serviceSpec("gateway", { ...env, ORRERY_GATEWAY_PORT: String(cfg.ORRERY_GATEWAY_PORT), ORRERY_DASHBOARD_DIR: join(process.cwd(), cfg.ORRERY_DASHBOARD_DIR) }));

@@ -186,12 +186,9 @@ beforeAll(async () => {
   afterStream = { nodes: snap.nodes.map(nodeKey).sort(), edges: snap.edges.map(edgeKey).sort() };
 }, 180_000);
 
-// Known bug (services/topology/service.ts with services/shared/bus.ts): batches a killed process had fetched but not
-// acked are redelivered only after ack_wait (30 s), after every newer batch, and the stage applies those older full
-// scans last: the graph goes back to an older state. (The stage also does not fully recover from a stale full scan
-// at the next full scan; see the report of issue 4.) Remove `.failing` once in-flight batches are replayed in order
-// after a restart, or the stage ignores full scans older than the last one it applied for that source.
-test.failing("after the restart the graph equals the whole stream folded in order into a fresh model", () => {
+// After a restart the service replays what its killed predecessor left unacked, in stream order
+// (rewindToAckFloor), so the graph is the whole stream folded in order.
+test("after the restart the graph equals the whole stream folded in order into a fresh model", () => {
   expect(afterStream).toEqual(expected(batches));
 });
 

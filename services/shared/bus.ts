@@ -103,6 +103,29 @@ export async function ensureConsumer(jsm: JetStreamManager, c: ConsumerSpec): Pr
   }
 }
 
+/**
+ * For a consumer with a single owner whose order matters (topology): messages a dead predecessor had taken but not
+ * acked would come back only after ack_wait — after newer ones. Recreating the durable at its ack floor replays
+ * them in stream order instead. Returns how many messages were outstanding.
+ */
+export async function rewindToAckFloor(jsm: JetStreamManager, c: ConsumerSpec): Promise<number> {
+  const info = await jsm.consumers.info(c.stream, c.durable);
+  const outstanding = info.num_ack_pending + info.num_redelivered;
+  if (info.num_ack_pending === 0) return 0;
+  await jsm.consumers.delete(c.stream, c.durable);
+  await jsm.consumers.add(c.stream, {
+    durable_name: c.durable,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.StartSequence,
+    opt_start_seq: info.ack_floor.stream_seq + 1,
+    filter_subject: c.filterSubject,
+    ack_wait: ns(c.ackWaitMs),
+    max_deliver: c.maxDeliver,
+    max_ack_pending: 10_000,
+  });
+  return outstanding;
+}
+
 /** Validates, then publishes with a Nats-Msg-Id so a retried publish is deduplicated by JetStream. */
 export async function publishEvent<S extends z.ZodType>(
   bus: Bus,

@@ -5,7 +5,7 @@
 import { DiscoveryBatch } from "../../pipelines/contracts/discovery.ts";
 import { TopologyDelta, type TopologySnapshot } from "../../pipelines/contracts/topology.ts";
 import { ageModel, applyDiscovery, isEmpty, modelFromGraph, type AgingOptions, type Changes, type TopologyModel } from "../../pipelines/stages/topology.ts";
-import { publishEvent, runConsumer, type Bus, type ConsumerHandle } from "../shared/bus.ts";
+import { publishEvent, rewindToAckFloor, runConsumer, type Bus, type ConsumerHandle } from "../shared/bus.ts";
 import { GraphStoreError, type GraphStore } from "../graph/port.ts";
 import { CypherRequest, type CypherResponse } from "../../pipelines/contracts/cypher.ts";
 import { ContractError, decode } from "../../pipelines/codec.ts";
@@ -88,6 +88,10 @@ export async function startTopologyService(deps: {
     // The store write is the durable effect; a failed delta publish is retried and must not redeliver the batch.
     await flushQuietly();
   };
+
+  // Discovery must be folded in stream order: replay what a killed predecessor left unacked, in order.
+  const rewound = await rewindToAckFloor(bus.jsm, bus.topo.consumers.topology);
+  if (rewound) log.info("replaying discovery left unacked by the previous run, in order", { messages: rewound });
 
   const consumer: ConsumerHandle = await runConsumer(
     bus,

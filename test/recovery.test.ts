@@ -217,12 +217,9 @@ test("kill -9 mid-stream and restart: the store holds exactly the live model; re
   expect(revs.at(-1)).toBe(snapRev);
 }, 60_000);
 
-// Known bug (services/topology/service.ts): the rev is committed to the graph store before its delta is published, and
-// the pending deltas live only in memory. A kill between the two loses those deltas for good (the redelivered batch
-// then yields no change), leaving a gap in the delta stream: gateways resync, but the history service never sees those
-// changes. It shows in about one run in three here, so the check is skipped rather than flaky; unskip it once the
-// service re-publishes the deltas of the last committed revs after a restart (e.g. an outbox written with the rev).
-test.skip("kill -9 mid-stream and restart: revs are consecutive and folding the delta stream gives the live graph", async () => {
+// The deltas are committed with the graph (the store's outbox) and re-published after a restart, so a kill between
+// commit and publish leaves no gap in the delta stream.
+test("kill -9 mid-stream and restart: revs are consecutive and folding the delta stream gives the live graph", async () => {
   const deltas = await readDeltas();
   expect(deltas.map((d) => d.rev)).toEqual(Array.from({ length: deltas.length }, (_, i) => i + 1));
   const mirror = emptyMirror();

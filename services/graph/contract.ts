@@ -76,6 +76,20 @@ export function graphStoreContract(name: string, make: () => Promise<{ store: Gr
       expect(g.edges.map((e) => e.id).sort()).toEqual([`RUNS:${h.id}->${p.id}`]);
     });
 
+    test("the outbox is written with the changes and cleared up to what was sent, in the same transaction", async () => {
+      const s = await fresh();
+      expect(await s.outbox()).toEqual([]);
+      await s.apply(graph, 1, { entries: [{ rev: 1, body: '{"rev":1}' }], sentUpTo: 0 });
+      await s.apply({ ...none, nodesUpserted: [{ ...p, name: "x" }] }, 3, { entries: [{ rev: 2, body: "b2" }, { rev: 3, body: "b3" }], sentUpTo: 1 });
+      expect(await s.outbox()).toEqual([
+        { rev: 2, body: "b2" },
+        { rev: 3, body: "b3" },
+      ]);
+      await s.apply({ ...none, nodesUpserted: [{ ...p, name: "y" }] }, 4, { entries: [], sentUpTo: 3 });
+      expect(await s.outbox()).toEqual([]);
+      expect((await s.load()).rev).toBe(4);
+    });
+
     test("read-only Cypher with bound parameters answers dependency questions", async () => {
       const s = await fresh();
       await s.apply(graph, 1);

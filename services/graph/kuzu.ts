@@ -9,7 +9,7 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { EdgeKind, type TopoEdge, type TopoNode } from "../../pipelines/contracts/topology.ts";
 import type { Changes } from "../../pipelines/stages/topology.ts";
-import { assertReadOnly, GraphStoreError, type GraphStore, type QueryOptions, type StoredGraph } from "./port.ts";
+import { assertReadOnly, GraphStoreError, type GraphStore, type OutboxEntry, type QueryOptions, type StoredGraph } from "./port.ts";
 
 const EDGE_KINDS = EdgeKind.options;
 /** Below this many new nodes (or new edges of one kind) a batch is MERGEd rather than COPYed. */
@@ -68,10 +68,11 @@ export class KuzuGraphStore implements GraphStore {
           `CREATE REL TABLE IF NOT EXISTS ${k}(FROM Entity TO Entity, id STRING, source STRING, props STRING, firstSeen INT64, lastSeen INT64)`,
         );
       await this.exec("CREATE NODE TABLE IF NOT EXISTS OrreryMeta(key STRING, value INT64, PRIMARY KEY(key))");
+      await this.exec("CREATE NODE TABLE IF NOT EXISTS OrreryOutbox(rev INT64, body STRING, PRIMARY KEY(rev))");
     });
   }
 
-  async apply(c: Changes, rev: number): Promise<void> {
+  async apply(c: Changes, rev: number, outbox?: { entries: OutboxEntry[]; sentUpTo: number }): Promise<void> {
     await this.serial(async () => {
       await this.exec("BEGIN TRANSACTION");
       try {
@@ -119,11 +120,23 @@ export class KuzuGraphStore implements GraphStore {
             );
         }
         await this.run("MERGE (m:OrreryMeta {key: 'rev'}) SET m.value = $rev", { rev });
+        if (outbox) {
+          await this.run("MATCH (o:OrreryOutbox) WHERE o.rev <= $upto DELETE o", { upto: outbox.sentUpTo });
+          if (outbox.entries.length)
+            await this.run("UNWIND $rows AS r MERGE (o:OrreryOutbox {rev: CAST(r.rev AS INT64)}) SET o.body = r.body", { rows: outbox.entries });
+        }
         await this.exec("COMMIT");
       } catch (e) {
         await this.exec("ROLLBACK").catch(() => undefined);
         throw new GraphStoreError("write_failed", `kuzu write failed: ${(e as Error).message}`, { cause: e });
       }
+    });
+  }
+
+  async outbox(): Promise<OutboxEntry[]> {
+    return this.serial(async () => {
+      const rows = await this.all("MATCH (o:OrreryOutbox) RETURN o.rev AS rev, o.body AS body ORDER BY rev", {});
+      return rows.map((r) => ({ rev: Number(r.rev), body: String(r.body) }));
     });
   }
 

@@ -30,7 +30,7 @@ import neo4j, {
 } from "neo4j-driver";
 import { EdgeKind, type TopoEdge, type TopoNode } from "../../pipelines/contracts/topology.ts";
 import type { Changes } from "../../pipelines/stages/topology.ts";
-import { assertReadOnly, GraphStoreError, type GraphStore, type QueryOptions, type StoredGraph } from "./port.ts";
+import { assertReadOnly, GraphStoreError, type GraphStore, type OutboxEntry, type QueryOptions, type StoredGraph } from "./port.ts";
 
 const EDGE_KINDS = EdgeKind.options;
 /** Rows per UNWIND statement: bounded Bolt messages and server memory per statement; all inside one transaction. */
@@ -85,6 +85,7 @@ export class Neo4jGraphStore implements GraphStore {
     const schema = [
       "CREATE CONSTRAINT orrery_entity_id IF NOT EXISTS FOR (n:Entity) REQUIRE n.id IS UNIQUE",
       "CREATE CONSTRAINT orrery_meta_key IF NOT EXISTS FOR (m:OrreryMeta) REQUIRE m.key IS UNIQUE",
+      "CREATE CONSTRAINT orrery_outbox_rev IF NOT EXISTS FOR (o:OrreryOutbox) REQUIRE o.rev IS UNIQUE",
       "CREATE INDEX orrery_entity_kind IF NOT EXISTS FOR (n:Entity) ON (n.kind)",
       "CREATE INDEX orrery_entity_source IF NOT EXISTS FOR (n:Entity) ON (n.source)",
     ];
@@ -106,12 +107,12 @@ export class Neo4jGraphStore implements GraphStore {
     }
   }
 
-  apply(c: Changes, rev: number): Promise<void> {
+  apply(c: Changes, rev: number, outbox?: { entries: OutboxEntry[]; sentUpTo: number }): Promise<void> {
     if (this.closed) return Promise.reject(new GraphStoreError("write_failed", "neo4j store is closed"));
     const run = async () => {
       const session = this.driver.session({ database: this.database, defaultAccessMode: neo4j.session.WRITE });
       try {
-        await session.executeWrite((tx) => writeChanges(tx, c, rev), { metadata: { app: "orrery", op: "apply", rev } });
+        await session.executeWrite((tx) => writeChanges(tx, c, rev, outbox), { metadata: { app: "orrery", op: "apply", rev } });
       } catch (e) {
         throw toGraphStoreError(e, "write", "neo4j write");
       } finally {
@@ -121,6 +122,19 @@ export class Neo4jGraphStore implements GraphStore {
     const next = this.chain.then(run, run);
     this.chain = next.catch(() => undefined);
     return next;
+  }
+
+  async outbox(): Promise<OutboxEntry[]> {
+    if (this.closed) throw new GraphStoreError("query_failed", "neo4j store is closed");
+    const session = this.driver.session({ database: this.database, defaultAccessMode: neo4j.session.READ });
+    try {
+      const r = await session.executeRead((tx) => tx.run("MATCH (o:OrreryOutbox) RETURN o.rev AS rev, o.body AS body ORDER BY rev"));
+      return r.records.map((rec) => ({ rev: Number(toPlain(rec.get("rev"))), body: String(rec.get("body")) }));
+    } catch (e) {
+      throw toGraphStoreError(e, "read", "neo4j outbox");
+    } finally {
+      await session.close();
+    }
   }
 
   async load(): Promise<StoredGraph> {
@@ -172,7 +186,7 @@ function isDriver(x: unknown): x is Driver {
 }
 
 /** One change set, in the order that keeps every step valid: removals first, then nodes, edges, and the rev. */
-async function writeChanges(tx: ManagedTransaction, c: Changes, rev: number): Promise<void> {
+async function writeChanges(tx: ManagedTransaction, c: Changes, rev: number, outbox?: { entries: OutboxEntry[]; sentUpTo: number }): Promise<void> {
   const isNew = (id: string) => c.created?.has(id) ?? false;
   for (const k of EDGE_KINDS) {
     const rows = c.edgesRemoved.filter((e) => e.kind === k).map((e) => ({ src: e.src, dst: e.dst }));
@@ -203,6 +217,13 @@ async function writeChanges(tx: ManagedTransaction, c: Changes, rev: number): Pr
       );
   }
   await tx.run("MERGE (m:OrreryMeta {key: 'rev'}) SET m.value = $rev", { rev: neo4j.int(rev) });
+  if (outbox) {
+    await tx.run("MATCH (o:OrreryOutbox) WHERE o.rev <= $upto DELETE o", { upto: neo4j.int(outbox.sentUpTo) });
+    if (outbox.entries.length)
+      await tx.run("UNWIND $rows AS r MERGE (o:OrreryOutbox {rev: r.rev}) SET o.body = r.body", {
+        rows: outbox.entries.map((e) => ({ rev: neo4j.int(e.rev), body: e.body })),
+      });
+  }
 }
 
 function* batches<T>(rows: T[]): Generator<T[]> {

@@ -12,6 +12,11 @@ export interface StoredGraph {
   edges: TopoEdge[];
 }
 
+export interface OutboxEntry {
+  rev: number;
+  body: string;
+}
+
 export interface QueryOptions {
   /** abort the query after this many ms */
   timeoutMs?: number;
@@ -23,8 +28,14 @@ export interface GraphStore {
   readonly name: string;
   /** Creates schema/constraints idempotently. */
   init(): Promise<void>;
-  /** Writes one batch of net changes atomically, together with the topology rev it brings the store to. */
-  apply(changes: Changes, rev: number): Promise<void>;
+  /**
+   * Writes one batch of net changes atomically, together with the topology rev it brings the store to and the
+   * outbox: the serialized deltas of this batch (published after the commit) — and drops outbox entries up to
+   * `sentUpTo`, already published. A kill between commit and publish loses nothing: the next start re-publishes them.
+   */
+  apply(changes: Changes, rev: number, outbox?: { entries: OutboxEntry[]; sentUpTo: number }): Promise<void>;
+  /** Outbox entries not yet confirmed as published, in rev order. */
+  outbox(): Promise<OutboxEntry[]>;
   /** Everything stored, for rebuilding the live model after a restart. */
   load(): Promise<StoredGraph>;
   /** Read-only Cypher with bound parameters. */

@@ -8,7 +8,7 @@ import { ageModel, applyDiscovery, isEmpty, modelFromGraph, type AgingOptions, t
 import { publishEvent, rewindToAckFloor, runConsumer, type Bus, type ConsumerHandle } from "../shared/bus.ts";
 import { GraphStoreError, type GraphStore } from "../graph/port.ts";
 import { CypherRequest, type CypherResponse } from "../../pipelines/contracts/cypher.ts";
-import { ContractError, decode } from "../../pipelines/codec.ts";
+import { ContractError, decode, validate } from "../../pipelines/codec.ts";
 import type { Logger } from "../shared/log.ts";
 
 export const SNAPSHOT_CHUNK = 1500;
@@ -35,12 +35,17 @@ export async function startTopologyService(deps: {
   let rev = stored.rev;
   log.info("model loaded", { rev, nodes: stored.nodes.length, edges: stored.edges.length });
 
-  const pending: TopologyDelta[] = [];
+  // Deltas committed with the graph (the store's outbox) but not yet confirmed as published: a previous run was
+  // killed between its commit and its publish. They go out first; Nats-Msg-Id makes a second publish a no-op.
+  const pending: TopologyDelta[] = (await store.outbox()).map((e) => validate(TopologyDelta, "topology.delta.v1", JSON.parse(e.body)));
+  if (pending.length) log.info("re-publishing deltas committed but not confirmed sent", { from: pending[0]!.rev, to: pending.at(-1)!.rev });
+  let sentUpTo = pending.length ? pending[0]!.rev - 1 : rev;
   const flush = async () => {
     while (pending.length) {
       const d = pending[0]!;
       await publishEvent(bus, bus.topo.subjects.topologyDelta, TopologyDelta, "topology.delta.v1", d, `${bus.topo.prefix}:delta:${d.rev}`);
       pending.shift();
+      sentUpTo = d.rev;
     }
   };
   const flushQuietly = () => flush().catch((e) => log.warn("delta publish failed; will retry", { error: String(e) }));
@@ -74,7 +79,8 @@ export async function startTopologyService(deps: {
     const deltas = splitDelta(changes, rev, t);
     const next = rev + deltas.length;
     try {
-      await store.apply(changes, next);
+      // The outbox rides in the same transaction; entries already published are dropped in it too.
+      await store.apply(changes, next, { entries: deltas.map((d) => ({ rev: d.rev, body: JSON.stringify(d) })), sentUpTo });
     } catch (e) {
       // The model ran ahead of the store: rebuild it from what is durable, then let the batch be redelivered.
       log.error("graph write failed; rebuilding model from store", { error: String(e) });

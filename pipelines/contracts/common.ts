@@ -20,5 +20,7 @@ export const ProcessIdentity = z.object({
   uid: z.number().int().min(-1),
   startTime: EpochMs,
   containerId: z.string().max(128).nullable().default(null),
+  /** Container image (e.g. `registry/orders:1.4`) where the source knows it; part of the service's identity. */
+  containerImage: z.string().max(512).nullish(),
 });
 export type ProcessIdentity = z.infer<typeof ProcessIdentity>;

@@ -57,7 +57,27 @@ export const ConnectionGone = z.object({
 });
 export type ConnectionGone = z.infer<typeof ConnectionGone>;
 
-export const DiscoveryEvent = z.discriminatedUnion("type", [HostSeen, ListenerSeen, ListenerGone, ConnectionSeen, ConnectionGone]);
+/**
+ * CMDB facts about an entity that discovery cannot see (owner, team, tier…), from an inventory, a registry or a job.
+ * `match` names a host, or the service listening on host:port. The source owns its annotations: when it stops
+ * reporting them (a full batch without them, or aging), the props go with them.
+ */
+export const EntityAnnotated = z.object({
+  type: z.literal("entity.annotated"),
+  match: z.object({ host: z.string().min(1).max(255), port: Port.optional(), proto: Proto.optional() }),
+  props: z.record(z.string().min(1).max(64), z.string().max(1024)).refine((p) => Object.keys(p).length <= 32, { message: "at most 32 props" }),
+});
+export type EntityAnnotated = z.infer<typeof EntityAnnotated>;
+
+/** A name a resolver knows for an address (DNS job, inventory): external endpoints at that IP are named by it. */
+export const NameSeen = z.object({
+  type: z.literal("name.seen"),
+  ip: Ip,
+  name: z.string().min(1).max(255),
+});
+export type NameSeen = z.infer<typeof NameSeen>;
+
+export const DiscoveryEvent = z.discriminatedUnion("type", [HostSeen, ListenerSeen, ListenerGone, ConnectionSeen, ConnectionGone, EntityAnnotated, NameSeen]);
 export type DiscoveryEvent = z.infer<typeof DiscoveryEvent>;
 
 export const MAX_DISCOVERY_EVENTS = 2000;

@@ -8,7 +8,12 @@ import { HealthDelta, HealthState } from "./health.ts";
 
 export const NodeKind = z.enum(["host", "process", "listener", "external"]);
 export type NodeKind = z.infer<typeof NodeKind>;
-export const EdgeKind = z.enum(["RUNS", "LISTENS", "CONNECTS"]);
+/**
+ * RUNS host → process, LISTENS process → listener, CONNECTS process → listener it calls (or → external).
+ * DEPENDS_ON process → process is derived from CONNECTS (caller → the service listening there), so dependency chains
+ * are one directed variable-length pattern: `(lb)-[:DEPENDS_ON*1..6]->(db)`.
+ */
+export const EdgeKind = z.enum(["RUNS", "LISTENS", "CONNECTS", "DEPENDS_ON"]);
 export type EdgeKind = z.infer<typeof EdgeKind>;
 export const Health = z.enum(["ok", "warning", "critical", "unknown", "stale"]);
 

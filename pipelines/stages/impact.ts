@@ -191,4 +191,5 @@ export const DEPENDENCY_RULES: Record<EdgeKind, string> = {
   CONNECTS: "src depends on dst (a caller depends on what it calls)",
   LISTENS: "dst depends on src (a listener depends on its serving process)",
   RUNS: "dst depends on src (a process depends on its host)",
+  DEPENDS_ON: "src depends on dst (derived from CONNECTS: a service depends on the service it calls)",
 };

@@ -320,6 +320,8 @@ const ORDER: Record<DiscoveryEvent["type"], number> = {
   "listener.seen": 2,
   "connection.gone": 3,
   "connection.seen": 4,
+  "name.seen": 5,
+  "entity.annotated": 6,
 };
 
 interface Ctx {

@@ -20,6 +20,7 @@ export const EDGE_COLOR: Record<EdgeKind, string> = {
   RUNS: "rgba(76, 154, 255, 0.30)",
   LISTENS: "rgba(45, 212, 191, 0.35)",
   CONNECTS: "rgba(244, 114, 182, 0.28)",
+  DEPENDS_ON: "rgba(250, 204, 21, 0.22)",
 };
 
 export const HEALTH_COLOR: Record<HealthState, string> = {

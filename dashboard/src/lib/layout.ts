@@ -35,8 +35,8 @@ export interface SimLink extends SimulationLinkDatum<SimNode> {
 }
 
 export const NODE_RADIUS: Record<NodeKind, number> = { host: 9, process: 4.5, listener: 3, external: 5 };
-const LINK_DISTANCE: Record<EdgeKind, number> = { RUNS: 28, LISTENS: 10, CONNECTS: 70 };
-const LINK_STRENGTH: Record<EdgeKind, number> = { RUNS: 0.7, LISTENS: 0.9, CONNECTS: 0.05 };
+const LINK_DISTANCE: Record<EdgeKind, number> = { RUNS: 28, LISTENS: 10, CONNECTS: 70, DEPENDS_ON: 90 };
+const LINK_STRENGTH: Record<EdgeKind, number> = { RUNS: 0.7, LISTENS: 0.9, CONNECTS: 0.05, DEPENDS_ON: 0 };
 const GOLDEN_ANGLE = Math.PI * (3 - Math.sqrt(5));
 /** Reheat cap for incremental changes: a delta nudges the layout, it does not reshuffle it. */
 const MAX_INCREMENTAL_ALPHA = 0.3;
@@ -55,7 +55,7 @@ export class ForceLayout {
   nodes: SimNode[] = [];
   links: SimLink[] = [];
   nodesByKind: Record<NodeKind, SimNode[]> = { host: [], process: [], listener: [], external: [] };
-  linksByKind: Record<EdgeKind, SimLink[]> = { RUNS: [], LISTENS: [], CONNECTS: [] };
+  linksByKind: Record<EdgeKind, SimLink[]> = { RUNS: [], LISTENS: [], CONNECTS: [], DEPENDS_ON: [] };
   #byId = new Map<string, SimNode>();
   #linkById = new Map<string, SimLink>();
   #spiral = 0;

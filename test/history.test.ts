@@ -6,54 +6,22 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { ClickHouseClient } from "@clickhouse/client";
-import type { Subprocess } from "bun";
 import { TopologyDelta, type EdgeKind, type NodeKind, type TopoEdge, type TopologySnapshot, type TopoNode } from "../pipelines/contracts/topology.ts";
 import { applyDelta, emptyMirror, type Mirror } from "../pipelines/stages/apply-delta.ts";
 import { changeRows, HistoryRowError, parseEdgeId, toEdge, toNode, type ChangeRow } from "../pipelines/stages/history.ts";
 import { edgeId } from "../pipelines/stages/topology.ts";
-import { makeClickHouseClient } from "../services/clickhouse/client.ts";
 import { graphRoutes } from "../services/gateway/routes/graph.ts";
 import type { GatewayMirror } from "../services/gateway/mirror.ts";
 import { ClickHouseHistoryStore } from "../services/history/clickhouse.ts";
 import { historyConsumer, startHistoryService, type HistoryService } from "../services/history/service.ts";
 import { connectBus, publishEvent, type Bus } from "../services/shared/bus.ts";
 import { makeLogger } from "../services/shared/log.ts";
+import { startClickHouse, type TestClickHouse } from "./helpers/clickhouse.ts";
 import { startNats, type NatsServer } from "./helpers/nats.ts";
 import { tempDir, uniquePrefix, waitFor } from "./helpers/tmp.ts";
 
 const log = makeLogger("test", true);
 
-/** The ClickHouse owner in its own process: chDB allows one data directory per process (see clickhouse-owner.test.ts). */
-async function startOwner(dataDir: string): Promise<{ url: string; proc: Subprocess<"ignore", "pipe", "pipe">; stop(): Promise<number> }> {
-  const proc = Bun.spawn([process.execPath, "services/clickhouse/main.ts", "--data-dir", dataDir, "--port", "0"], {
-    cwd: `${import.meta.dir}/..`,
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const reader = proc.stdout.getReader();
-  let out = "";
-  const deadline = Date.now() + 30_000;
-  while (!out.includes("\n") && Date.now() < deadline) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    out += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
-  if (!out.includes("\n")) {
-    proc.kill();
-    throw new Error(`ClickHouse owner did not become ready: ${out}${await new Response(proc.stderr).text()}`);
-  }
-  const { url } = JSON.parse(out.split("\n")[0]!) as { url: string };
-  return {
-    url,
-    proc,
-    stop: async () => {
-      proc.kill("SIGTERM");
-      return await proc.exited;
-    },
-  };
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // The script: six deltas at known times (two share a timestamp), with a change, removals and a re-creation.
@@ -142,10 +110,10 @@ describe("change rows (pure)", () => {
 });
 
 let nats: NatsServer;
-let owner: Awaited<ReturnType<typeof startOwner>>;
+let owner: TestClickHouse;
 const chDir = tempDir("orrery-history-ch-");
 beforeAll(async () => {
-  [nats, owner] = await Promise.all([startNats(), startOwner(chDir.dir)]);
+  [nats, owner] = await Promise.all([startNats(), startClickHouse(chDir.dir)]);
 });
 afterAll(async () => {
   await nats?.stop();
@@ -172,8 +140,8 @@ describe("history service", () => {
 
   beforeAll(async () => {
     bus = await connectBus({ url: nats.url, prefix: uniquePrefix("hist"), name: "test" });
-    ch = makeClickHouseClient({ url: owner.url, logErrors: false });
-    store = new ClickHouseHistoryStore(makeClickHouseClient({ url: owner.url, logErrors: false }), { database, ttlDays: 45 });
+    ch = owner.client({ logErrors: false });
+    store = new ClickHouseHistoryStore(owner.client({ logErrors: false }), { database, ttlDays: 45 });
     svc = await startHistoryService({ bus, store, log });
     for (const d of SCRIPT) await publishEvent(bus, bus.topo.subjects.topologyDelta, TopologyDelta, "topology.delta.v1", d, `${bus.topo.prefix}:delta:${d.rev}`);
     await waitFor(async () => svc.rev() === 6 && (await drained()), "history service to store all six deltas");
@@ -274,8 +242,8 @@ describe("history service", () => {
 describe("retention checkpoint", () => {
   test("after a checkpoint, dropping every older row (what TTL does) leaves stateAt exact from the checkpoint on", async () => {
     const database = uniquePrefix("histcp_");
-    const ch = makeClickHouseClient({ url: owner.url, logErrors: false });
-    const store = new ClickHouseHistoryStore(makeClickHouseClient({ url: owner.url, logErrors: false }), { database, ttlDays: 1 });
+    const ch = owner.client({ logErrors: false });
+    const store = new ClickHouseHistoryStore(owner.client({ logErrors: false }), { database, ttlDays: 1 });
     try {
       await store.init();
       await store.insert(SCRIPT);
@@ -308,7 +276,7 @@ describe("graph routes", () => {
   const frames: ((f: TopologyDelta | TopologySnapshot) => void)[] = [];
 
   beforeAll(async () => {
-    store = new ClickHouseHistoryStore(makeClickHouseClient({ url: owner.url, logErrors: false }), { database: uniquePrefix("histr_"), ttlDays: 30 });
+    store = new ClickHouseHistoryStore(owner.client({ logErrors: false }), { database: uniquePrefix("histr_"), ttlDays: 30 });
     await store.init();
     await store.insert(SCRIPT);
     live = oracleAt(T0 + 5000);

@@ -5,51 +5,19 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import type { ClickHouseClient } from "@clickhouse/client";
-import type { Subprocess } from "bun";
 import { MetricBatch, type Sample } from "../pipelines/contracts/metrics.ts";
-import { makeClickHouseClient } from "../services/clickhouse/client.ts";
 import { metricsRoutes } from "../services/gateway/routes/metrics.ts";
 import { ClickHouseSeriesStore, resolutionForStep, resolutionForWindow } from "../services/metrics/clickhouse.ts";
 import { startMetricsService } from "../services/metrics/service.ts";
 import { connectBus, publishEvent, type Bus } from "../services/shared/bus.ts";
 import { makeLogger } from "../services/shared/log.ts";
+import { startClickHouse, type TestClickHouse } from "./helpers/clickhouse.ts";
 import { startNats, type NatsServer } from "./helpers/nats.ts";
 import { tempDir, uniquePrefix, waitFor } from "./helpers/tmp.ts";
 
-/** chDB allows one data dir per process and bun test runs every file in one process: the owner runs as a child. */
-async function startOwnerProcess(dataDir: string): Promise<{ url: string; proc: Subprocess; stop(): Promise<void> }> {
-  const proc = Bun.spawn([process.execPath, "services/clickhouse/main.ts", "--data-dir", dataDir, "--port", "0"], {
-    cwd: join(import.meta.dir, ".."),
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const reader = proc.stdout.getReader();
-  let out = "";
-  const deadline = Date.now() + 30_000;
-  while (!out.includes("\n") && Date.now() < deadline) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    out += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
-  if (!out.includes("\n")) {
-    proc.kill();
-    throw new Error(`ClickHouse owner did not become ready: ${out}${await new Response(proc.stderr).text()}`);
-  }
-  void proc.stderr.pipeTo(new WritableStream()).catch(() => undefined);
-  return {
-    url: (JSON.parse(out.split("\n")[0]!) as { url: string }).url,
-    proc,
-    stop: async () => {
-      proc.kill("SIGTERM");
-      await proc.exited;
-    },
-  };
-}
 
 let nats: NatsServer;
-let owner: Awaited<ReturnType<typeof startOwnerProcess>>;
+let owner: TestClickHouse;
 let bus: Bus;
 let store: ClickHouseSeriesStore;
 let ch: ClickHouseClient;
@@ -66,10 +34,10 @@ const count = async (table: string) =>
 
 beforeAll(async () => {
   nats = await startNats();
-  owner = await startOwnerProcess(join(tmp.dir, "owner"));
+  owner = await startClickHouse(join(tmp.dir, "owner"));
   bus = await connectBus({ url: nats.url, prefix: uniquePrefix("metrics"), name: "test" });
-  ch = makeClickHouseClient({ url: owner.url });
-  store = new ClickHouseSeriesStore(makeClickHouseClient({ url: owner.url }), { database: db, ttlDays: 7, rollup1mTtlDays: 30, rollup1hTtlDays: 400 });
+  ch = owner.client();
+  store = new ClickHouseSeriesStore(owner.client(), { database: db, ttlDays: 7, rollup1mTtlDays: 30, rollup1hTtlDays: 400 });
   svc = await startMetricsService({ bus, store, log: makeLogger("test", true) });
 }, 60_000);
 afterAll(async () => {
@@ -253,7 +221,7 @@ test("retention: TTLs as configured on raw samples and on each rollup, and a cha
   expect(before.samples).toContain("TTL toDateTime(ts) + toIntervalDay(7)");
   expect(before.samples_1m).toMatch(/^AggregatingMergeTree.*TTL t \+ toIntervalDay\(30\)/);
   expect(before.samples_1h).toContain("TTL t + toIntervalDay(400)");
-  const other = new ClickHouseSeriesStore(makeClickHouseClient({ url: owner.url }), { database: db, ttlDays: 14 });
+  const other = new ClickHouseSeriesStore(owner.client(), { database: db, ttlDays: 14 });
   await other.init();
   await other.close();
   const after = await engines();

@@ -6,11 +6,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Subprocess } from "bun";
 import snappy from "snappyjs";
 import { decode, encode } from "../pipelines/codec.ts";
 import { MAX_SAMPLES_PER_BATCH, MetricBatch, type Sample } from "../pipelines/contracts/metrics.ts";
-import { makeClickHouseClient } from "../services/clickhouse/client.ts";
 import { ClickHouseSeriesStore } from "../services/metrics/clickhouse.ts";
 import {
   chunkSamples,
@@ -26,6 +24,7 @@ import {
 import { startMetricsService } from "../services/metrics/service.ts";
 import { connectBus, type Bus } from "../services/shared/bus.ts";
 import { makeLogger } from "../services/shared/log.ts";
+import { startClickHouse, type TestClickHouse } from "./helpers/clickhouse.ts";
 import { startNats, type NatsServer } from "./helpers/nats.ts";
 import { tempDir, uniquePrefix, waitFor } from "./helpers/tmp.ts";
 
@@ -89,7 +88,7 @@ describe("decoder and mapping (pure)", () => {
 });
 
 let nats: NatsServer;
-let owner: { url: string; proc: Subprocess; stop(): Promise<void> };
+let owner: TestClickHouse;
 let bus: Bus;
 let store: ClickHouseSeriesStore;
 let svc: Awaited<ReturnType<typeof startMetricsService>>;
@@ -98,42 +97,12 @@ const results: RemoteWriteResult[] = [];
 const tmp = tempDir("orrery-rw-");
 const db = uniquePrefix("rw").replace(/-/g, "_");
 
-async function startOwnerProcess(dataDir: string) {
-  const proc = Bun.spawn([process.execPath, "services/clickhouse/main.ts", "--data-dir", dataDir, "--port", "0"], {
-    cwd: join(import.meta.dir, ".."),
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const reader = proc.stdout.getReader();
-  let out = "";
-  const deadline = Date.now() + 30_000;
-  while (!out.includes("\n") && Date.now() < deadline) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    out += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
-  if (!out.includes("\n")) {
-    proc.kill();
-    throw new Error(`ClickHouse owner did not become ready: ${out}${await new Response(proc.stderr).text()}`);
-  }
-  void proc.stderr.pipeTo(new WritableStream()).catch(() => undefined);
-  return {
-    url: (JSON.parse(out.split("\n")[0]!) as { url: string }).url,
-    proc,
-    stop: async () => {
-      proc.kill("SIGTERM");
-      await proc.exited;
-    },
-  };
-}
 
 beforeAll(async () => {
   nats = await startNats();
-  owner = await startOwnerProcess(join(tmp.dir, "owner"));
+  owner = await startClickHouse(join(tmp.dir, "owner"));
   bus = await connectBus({ url: nats.url, prefix: uniquePrefix("rw"), name: "test-rw" });
-  store = new ClickHouseSeriesStore(makeClickHouseClient({ url: owner.url }), { database: db, ttlDays: 7 });
+  store = new ClickHouseSeriesStore(owner.client(), { database: db, ttlDays: 7 });
   svc = await startMetricsService({ bus, store, log: makeLogger("test", true) });
   receiver = Bun.serve({
     hostname: "127.0.0.1",

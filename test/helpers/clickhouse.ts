@@ -1,0 +1,60 @@
+/**
+ * ClickHouse for a test: the embedded owner (chDB over ClickHouse's HTTP protocol) as a child process — chDB allows
+ * one data directory per process and `bun test` runs every file in one process — or, when `CLICKHOUSE_URL` is set
+ * (with `CLICKHOUSE_USER` / `CLICKHOUSE_PASSWORD`), a real ClickHouse server. Tests isolate themselves by database
+ * name, so the same tests prove the code against both.
+ */
+import { join } from "node:path";
+import type { ClickHouseClient } from "@clickhouse/client";
+import type { Subprocess } from "bun";
+import { makeClickHouseClient, type ClickHouseClientOptions } from "../../services/clickhouse/client.ts";
+
+export interface TestClickHouse {
+  url: string;
+  /** "owner" (embedded chDB, started here) or "server" (CLICKHOUSE_URL) */
+  kind: "owner" | "server";
+  proc: Subprocess<"ignore", "pipe", "pipe"> | null;
+  client(opts?: Omit<ClickHouseClientOptions, "url">): ClickHouseClient;
+  /** Stops the owner (exit code); a real server is left alone (0). */
+  stop(): Promise<number>;
+}
+
+export async function startClickHouse(dataDir: string, env: Record<string, string> = {}): Promise<TestClickHouse> {
+  const external = process.env.CLICKHOUSE_URL;
+  if (external) {
+    const creds = { username: process.env.CLICKHOUSE_USER ?? "default", password: process.env.CLICKHOUSE_PASSWORD ?? "" };
+    return { url: external, kind: "server", proc: null, client: (o = {}) => makeClickHouseClient({ ...creds, ...o, url: external }), stop: async () => 0 };
+  }
+  const proc = Bun.spawn([process.execPath, "services/clickhouse/main.ts", "--data-dir", dataDir, "--port", "0"], {
+    cwd: join(import.meta.dir, "../.."),
+    env: { ...process.env, ...env },
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const reader = proc.stdout.getReader();
+  let out = "";
+  const deadline = Date.now() + 30_000;
+  while (!out.includes("\n") && Date.now() < deadline) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    out += new TextDecoder().decode(value);
+  }
+  reader.releaseLock();
+  if (!out.includes("\n")) {
+    proc.kill();
+    throw new Error(`ClickHouse owner did not become ready: ${out}${await new Response(proc.stderr).text()}`);
+  }
+  void proc.stderr.pipeTo(new WritableStream()).catch(() => undefined);
+  const url = (JSON.parse(out.split("\n")[0]!) as { url: string }).url;
+  return {
+    url,
+    kind: "owner",
+    proc,
+    client: (o = {}) => makeClickHouseClient({ ...o, url }),
+    stop: async () => {
+      proc.kill("SIGTERM");
+      return await proc.exited;
+    },
+  };
+}

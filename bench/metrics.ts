@@ -223,13 +223,18 @@ export async function benchMetrics(argv: string[]) {
       ratioToRawClient: +(e2eRate / rawClientRate).toFixed(3),
       ratioToRawChdb: +(e2eRate / chdbRate).toFixed(3),
       countCheck: { published: total, stored, rollup1m: in1m, rollup1h: in1h, deadLettered: dlq, rawClientStored: rawStored, ok: stored === total && in1m === total && in1h === total && rawStored === rawRows && dlq === 0 },
+      // Issue 5's goal: ≥ 150k samples/s sustained end to end, and ≥ 50% of the raw insert rate of what it wraps.
+      goal: { samplesPerS: 150_000, ratioToRawClient: 0.5 },
+      goalMet: false,
     };
+    report.goalMet = report.endToEnd.samplesPerS >= report.goal.samplesPerS && report.ratioToRawClient >= report.goal.ratioToRawClient && report.countCheck.ok;
     console.log(JSON.stringify(report, null, 2));
     console.log(
       `\nmetrics end to end (JetStream → service → owner → chDB, with 1m/1h rollups): ${report.endToEnd.samplesPerS} samples/s over ${report.endToEnd.drainedAfterSeconds} s` +
         `\nraw @clickhouse/client inserts into the same owner: ${report.rawClientSameOwner.samplesPerS} samples/s → ratio ${report.ratioToRawClient}` +
         `\nraw chDB session.insert in-process: ${report.rawChdbSessionInsert.samplesPerS} samples/s → ratio ${report.ratioToRawChdb} (without rollups: ${report.rawChdbWithoutRollups.samplesPerS}/s)` +
-        `\ncount check: ${report.countCheck.ok ? "ok" : "MISMATCH"} (published ${total}, stored ${stored}, 1m ${in1m}, 1h ${in1h}, DLQ ${dlq})`,
+        `\ncount check: ${report.countCheck.ok ? "ok" : "MISMATCH"} (published ${total}, stored ${stored}, 1m ${in1m}, 1h ${in1h}, DLQ ${dlq})` +
+        `\ngoal (≥ ${report.goal.samplesPerS} samples/s and ≥ ${report.goal.ratioToRawClient} of raw, nothing lost): ${report.goalMet ? "met" : "NOT met"}`,
     );
     if (!report.countCheck.ok) process.exitCode = 1;
   } finally {

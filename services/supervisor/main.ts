@@ -12,8 +12,9 @@ const stop = async (code = 0) => {
   if (stopping) return;
   stopping = true;
   process.stderr.write("\nstopping Orrery…\n");
-  await sup.stop();
-  process.exit(code);
+  const { killed } = await sup.stop();
+  // a child that had to be SIGKILLed may have lost work: say so in the exit status
+  process.exit(killed.length ? Math.max(code, 1) : code);
 };
 process.on("SIGINT", () => void stop());
 process.on("SIGTERM", () => void stop());

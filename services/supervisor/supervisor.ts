@@ -2,6 +2,12 @@
  * Starts Orrery on one machine as child processes: nats-server (unless NATS_URL is given), the embedded ClickHouse
  * owner (unless CLICKHOUSE_URL is given), then topology, metrics, gateway and the local agent. Each child prints one
  * JSON "ready" line; a child that dies is restarted with backoff; stop() ends them in reverse order.
+ *
+ * Each child runs in its own session (setsid), so a terminal's Ctrl-C — SIGINT to the whole foreground process group —
+ * reaches only the supervisor, which then stops the services first and nats-server last; were they in its group,
+ * nats-server would die while the services are still draining. A child that lost its supervisor still stops: Bun
+ * services watch their parent pid (onShutdown), and every child gets SIGTERM from the kernel when the supervisor dies
+ * (setpriv --pdeathsig, util-linux, when present), which also covers nats-server.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -27,6 +33,15 @@ interface Running {
 
 const ROOT = resolve(import.meta.dir, "../..");
 export const BUN = process.execPath;
+const SETPRIV = Bun.which("setpriv", { PATH: `${process.env.PATH ?? ""}:/usr/bin:/bin` });
+
+/** The command that runs `cmd` in a child that gets SIGTERM when we die (without setpriv, `cmd` itself). */
+export const withParentDeathSignal = (cmd: string[]): string[] => (SETPRIV ? [SETPRIV, "--pdeathsig", "SIGTERM", ...cmd] : cmd);
+
+export interface StopReport {
+  /** children that did not stop within the grace period and were SIGKILLed */
+  killed: string[];
+}
 
 export async function freePort(preferred: number, host = "127.0.0.1"): Promise<number> {
   for (const p of [preferred, 0]) {
@@ -56,8 +71,10 @@ export class Supervisor {
 
   private async spawn(r: Running): Promise<void> {
     const { spec } = r;
-    const proc = Bun.spawn(spec.cmd, {
+    const proc = Bun.spawn(withParentDeathSignal(spec.cmd), {
       cwd: ROOT,
+      detached: true,
+      stdin: "ignore",
       env: { ...process.env, ...spec.env },
       stdout: "pipe",
       stderr: "pipe",
@@ -108,18 +125,27 @@ export class Supervisor {
     await this.spawn(r).catch((e) => this.log.error(`${r.spec.name} restart failed`, { error: String(e) }));
   }
 
-  async stop(): Promise<void> {
+  /** pids of the running children, in start order */
+  pids(): { name: string; pid: number }[] {
+    return this.children.filter((r) => r.proc.exitCode === null).map((r) => ({ name: r.spec.name, pid: r.proc.pid }));
+  }
+
+  /** Stops the children one at a time in reverse start order (services, then the ClickHouse owner, nats-server last). */
+  async stop(graceMs = 10_000): Promise<StopReport> {
     this.stopping = true;
+    const killed: string[] = [];
     for (const r of [...this.children].reverse()) {
-      if (r.proc.exitCode !== null) continue;
+      if (r.proc.exitCode !== null || r.proc.signalCode !== null) continue;
       r.proc.kill("SIGTERM");
-      const done = await Promise.race([r.proc.exited.then(() => true), Bun.sleep(10_000).then(() => false)]);
+      const done = await Promise.race([r.proc.exited.then(() => true), Bun.sleep(graceMs).then(() => false)]);
       if (!done) {
-        this.log.warn(`${r.spec.name} did not stop in 10 s; killing`);
+        this.log.warn(`${r.spec.name} did not stop in ${graceMs / 1000} s; killing`, { pid: r.proc.pid });
+        killed.push(r.spec.name);
         r.proc.kill("SIGKILL");
         await r.proc.exited;
       }
     }
+    return { killed };
   }
 }
 

@@ -1,4 +1,5 @@
 /** Starts the whole platform the way `npm run demo` does (the supervisor as a child process), isolated per test. */
+import { readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import { tempDir, uniquePrefix } from "./tmp.ts";
@@ -11,7 +12,46 @@ export interface Stack {
   dataDir: string;
   proc: Subprocess;
   logs: () => string;
+  /** pids of every process below the supervisor (its children and theirs), from /proc */
+  descendants(): number[];
+  /** Ctrl-C as a terminal sends it: SIGINT to the supervisor's whole process group; resolves with its exit code */
   stop(): Promise<number>;
+}
+
+/** parent pid of every live process, from /proc/<pid>/stat */
+function parents(): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (fields[0] !== "Z") out.set(Number(d), Number(fields[1]));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+export function descendantsOf(root: number): number[] {
+  const pp = parents();
+  const found: number[] = [];
+  const walk = (p: number) => {
+    for (const [pid, ppid] of pp) if (ppid === p) (found.push(pid), walk(pid));
+  };
+  walk(root);
+  return found;
+}
+
+/** whether a process is still running (a zombie is not) */
+export function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+  } catch {
+    return false;
+  }
 }
 
 const ROOT = resolve(import.meta.dir, "../..");
@@ -36,6 +76,8 @@ export async function startStack(env: Record<string, string> = {}, dataDir?: str
     },
     stdout: "pipe",
     stderr: "pipe",
+    // its own process group, like a demo started from a terminal: stop() sends SIGINT to the group as Ctrl-C does
+    detached: true,
   });
   let logs = "";
   void (async () => {
@@ -61,8 +103,9 @@ export async function startStack(env: Record<string, string> = {}, dataDir?: str
         dataDir: tmp.dir,
         proc,
         logs: () => logs,
+        descendants: () => descendantsOf(proc.pid),
         stop: async () => {
-          proc.kill("SIGINT");
+          if (proc.exitCode === null) process.kill(-proc.pid, "SIGINT");
           return await proc.exited;
         },
         cleanup: tmp.cleanup,

@@ -149,6 +149,64 @@ export async function deadLetter(bus: Bus, m: Pick<JsMsg, "subject" | "data" | "
   await bus.js.publish(bus.topo.subjects.dlq(origin), m.data, { headers: h, msgID: `dlq:${origin}:${m.subject}:${m.seq}` });
 }
 
+/**
+ * What a consumer handler throws to say how its failure is to be handled. Anything else (an untyped error) is taken
+ * as possibly transient: nak'ed with a backoff, and dead-lettered on its last allowed delivery.
+ */
+export class PermanentError extends Error {
+  override readonly name = "PermanentError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+/** The message is fine, something it needs is not (a store is down): nak the whole batch, do not look for a culprit. */
+export class TransientError extends Error {
+  override readonly name = "TransientError";
+  constructor(
+    message: string,
+    readonly delayMs?: number,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export type AckDecision =
+  | { kind: "ack" }
+  /** redeliver after delayMs; `shared`: the failure is not this message's (do not split the batch to find one) */
+  | { kind: "nak"; delayMs: number; shared: boolean }
+  /** never redeliver: to the dead-letter stream with the reason, then ack */
+  | { kind: "term"; reason: string };
+
+/** Errors of other ports whose code says the input itself is bad, so retrying can never succeed. */
+const PERMANENT_CODES: Record<string, readonly string[]> = {
+  GraphStoreError: ["bad_request", "read_only"],
+  HistoryStoreError: ["bad_row"],
+  HistoryRowError: [""],
+};
+
+const describe = (e: unknown) => (e instanceof Error ? `${e.name}: ${e.message}` : String(e));
+
+/**
+ * The one mapping from a handler's outcome to what JetStream is told (STYLE.md pattern 4). `err` undefined = success.
+ * On the last allowed delivery a nak becomes a term: JetStream would otherwise stop delivering it without a trace.
+ */
+export function toAckDecision(err: unknown, delivery: { deliveryCount: number; maxDeliver: number } = { deliveryCount: 1, maxDeliver: -1 }): AckDecision {
+  if (err === undefined) return { kind: "ack" };
+  const name = err instanceof Error ? err.name : "";
+  const code = (err as { code?: unknown })?.code;
+  const permanent =
+    err instanceof ContractError ||
+    err instanceof PermanentError ||
+    (name in PERMANENT_CODES && (PERMANENT_CODES[name]!.includes("") || PERMANENT_CODES[name]!.includes(String(code))));
+  if (permanent) return { kind: "term", reason: `handler: ${describe(err)}` };
+  if (delivery.maxDeliver > 0 && delivery.deliveryCount >= delivery.maxDeliver)
+    return { kind: "term", reason: `handler: ${describe(err)} (delivery ${delivery.deliveryCount} of ${delivery.maxDeliver})` };
+  const backoff = Math.min(30_000, 500 * 2 ** Math.min(Math.max(delivery.deliveryCount, 1), 6));
+  if (err instanceof TransientError) return { kind: "nak", delayMs: err.delayMs ?? backoff, shared: true };
+  return { kind: "nak", delayMs: backoff, shared: false };
+}
+
 export interface Decoded<T> {
   msg: JsMsg;
   value: T;
@@ -163,8 +221,14 @@ export interface ConsumerHandle {
 /**
  * Runs a durable pull consumer. Messages are decoded one by one; valid ones are handed to `handle` in micro-batches:
  * whatever arrived while the previous batch was being handled (up to maxBatch), so latency stays low when idle and
- * throughput high under load. The batch is acked after `handle` resolves; if it throws, the batch is nak'ed with a
- * delay and redelivered.
+ * throughput high under load. The batch is acked after `handle` resolves.
+ *
+ * When it throws, `toAckDecision` says what happens. A TransientError naks the whole batch (with a delay). Any other
+ * error might be one poison message's, so the batch is bisected: each half is handled again on its own (in stream
+ * order), until the failing messages are alone; only they are nak'ed (or dead-lettered, for a permanent error or
+ * on their last delivery) and the rest is acked. When both halves of a split fail the cause is taken to be shared
+ * and the split stops there — except for messages on their last delivery, which are always tried alone, so a good
+ * message is never dead-lettered for its neighbour's fault.
  */
 export async function runConsumer<S extends z.ZodType>(
   bus: Bus,
@@ -195,6 +259,67 @@ export async function runConsumer<S extends z.ZodType>(
     signal.wake?.();
   })();
 
+  type Item = Decoded<z.infer<S>>;
+  const isLast = (m: JsMsg) => spec.maxDeliver > 0 && m.info.deliveryCount >= spec.maxDeliver;
+  const terminate = async (m: JsMsg, reason: string) => {
+    try {
+      await deadLetter(bus, m, spec.durable, reason);
+      m.ack();
+    } catch (dlqErr) {
+      opts.onError?.(dlqErr);
+      m.nak(1000);
+    }
+  };
+  const settle = async (items: Item[], err: unknown) => {
+    for (const g of items) {
+      const d = toAckDecision(err, { deliveryCount: g.msg.info.deliveryCount, maxDeliver: spec.maxDeliver });
+      if (d.kind === "ack") g.msg.ack();
+      else if (d.kind === "nak") g.msg.nak(d.delayMs);
+      else await terminate(g.msg, d.reason);
+    }
+  };
+  const attempt = async (items: Item[]): Promise<unknown> => {
+    for (const g of items) g.msg.working(); // the retries of a failed batch must not outlive ack_wait
+    try {
+      await handle(items);
+      return undefined;
+    } catch (e) {
+      return e ?? new Error("handler threw a nullish value");
+    }
+  };
+  /** `err` is what handling `items` together threw. */
+  const isolate = async (items: Item[], err: unknown): Promise<void> => {
+    const d = toAckDecision(err, { deliveryCount: 1, maxDeliver: -1 });
+    if (items.length === 1 || (d.kind === "nak" && d.shared)) {
+      // alone (the failure is this message's), or a shared cause: no culprit to look for — but a message on its
+      // last delivery still gets its own try before it is dead-lettered
+      const last = items.length > 1 ? items.filter((g) => isLast(g.msg)) : [];
+      await settle(items.filter((g) => !last.includes(g)), err);
+      for (const g of last) await settle([g], await attempt([g]));
+      return;
+    }
+    const mid = Math.ceil(items.length / 2);
+    const halves = [items.slice(0, mid), items.slice(mid)];
+    const errs: unknown[] = [];
+    for (const h of halves) {
+      const e = await attempt(h);
+      errs.push(e);
+      if (e === undefined) for (const g of h) g.msg.ack();
+    }
+    const permanent = errs.some((e) => e !== undefined && toAckDecision(e).kind === "term");
+    if (errs[0] !== undefined && errs[1] !== undefined && !permanent) {
+      // both halves fail, and not for a reason of a message's own: most likely one shared cause (a store that is
+      // down), so stop splitting; only what is on its last delivery gets its own try
+      for (let i = 0; i < 2; i++) {
+        const last = halves[i]!.filter((g) => isLast(g.msg));
+        await settle(halves[i]!.filter((g) => !isLast(g.msg)), errs[i]);
+        for (const g of last) await settle([g], await attempt([g]));
+      }
+      return;
+    }
+    for (let i = 0; i < 2; i++) if (errs[i] !== undefined) await isolate(halves[i]!, errs[i]);
+  };
+
   const work = (async () => {
     while (true) {
       if (!queue.length) {
@@ -206,29 +331,22 @@ export async function runConsumer<S extends z.ZodType>(
       const msgs = queue.splice(0, maxBatch);
       room.free?.();
       room.free = null;
-      const good: Decoded<z.infer<S>>[] = [];
+      const good: Item[] = [];
       for (const m of msgs) {
         try {
           good.push({ msg: m, value: decode(schema, schemaName, m.data) });
         } catch (e) {
-          const reason = e instanceof ContractError ? `${e.code}: ${e.message}` : `decode failed: ${String(e)}`;
-          try {
-            await deadLetter(bus, m, spec.durable, reason);
-            m.ack();
-          } catch (dlqErr) {
-            opts.onError?.(dlqErr);
-            m.nak(1000);
-          }
+          await terminate(m, e instanceof ContractError ? `${e.code}: ${e.message}` : `decode failed: ${String(e)}`);
         }
       }
       if (!good.length) continue;
-      try {
-        await handle(good);
+      const err = await attempt(good);
+      if (err === undefined) {
         for (const g of good) g.msg.ack();
-      } catch (e) {
-        opts.onError?.(e);
-        for (const g of good) g.msg.nak(2000);
+        continue;
       }
+      opts.onError?.(err);
+      await isolate(good, err);
     }
   })();
 

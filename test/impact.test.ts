@@ -3,6 +3,7 @@ import { describe, expect, test } from "bun:test";
 import type { EdgeKind, NodeKind, TopoEdge, TopoNode, TopologyDelta } from "../pipelines/contracts/topology.ts";
 import { applyDelta, emptyMirror, type Mirror } from "../pipelines/stages/apply-delta.ts";
 import { dependencyOf, impact, ImpactIndex } from "../pipelines/stages/impact.ts";
+import { HealthImpact } from "../pipelines/stages/health-impact.ts";
 import { edgeId } from "../pipelines/stages/topology.ts";
 
 const node = (id: string, kind: NodeKind): TopoNode => ({ id, kind, name: id, source: "test", props: {}, firstSeen: 1, lastSeen: 1 });
@@ -159,5 +160,94 @@ describe("random graphs", () => {
       }
     }
     expect(compared).toBeGreaterThan(100);
+  });
+});
+
+describe("health impact (HealthImpact): what unhealthy entities affect, kept incrementally", () => {
+  const entries = (ch: { impact: { id: string; hops: number; causes: { id: string }[] }[] }) =>
+    Object.fromEntries(ch.impact.map((e) => [e.id, { hops: e.hops, causes: e.causes.map((c) => c.id) }]));
+
+  test("a critical db listener impacts its callers with hops, colours the edges into it; ok clears both", () => {
+    const m = chain();
+    const hi = new HealthImpact({ hops: 10 });
+    hi.reset(m);
+    hi.setHealth("listener:db", "critical");
+    const ch = hi.flush();
+    expect(entries(ch)).toEqual({
+      "process:app": { hops: 1, causes: ["listener:db"] },
+      "listener:app": { hops: 2, causes: ["listener:db"] },
+      "process:web": { hops: 3, causes: ["listener:db"] },
+      "listener:web": { hops: 4, causes: ["listener:db"] },
+      "process:lb": { hops: 5, causes: ["listener:db"] },
+      "listener:lb": { hops: 6, causes: ["listener:db"] },
+    });
+    expect(ch.impact.every((e) => e.health === "critical" && e.causesTotal === 1)).toBe(true);
+    expect(ch.edges).toEqual([{ id: edgeId("CONNECTS", "process:app", "listener:db"), src: "process:app", dst: "listener:db", health: "critical", cause: "listener:db" }]);
+    expect(hi.flush()).toEqual({ impact: [], impactCleared: [], edges: [], edgesCleared: [] });
+    hi.setHealth("listener:db", "ok");
+    const cleared = hi.flush();
+    expect(cleared.impact).toEqual([]);
+    expect(cleared.impactCleared.sort()).toEqual(["listener:app", "listener:lb", "listener:web", "process:app", "process:lb", "process:web"]);
+    expect(cleared.edgesCleared).toEqual([edgeId("CONNECTS", "process:app", "listener:db")]);
+    expect(hi.state()).toEqual({ impact: [], edges: [] });
+  });
+
+  test("two causes: nearest first, worst health wins; an unhealthy host colours the calls into its processes' listeners", () => {
+    const hi = new HealthImpact({ hops: 3 });
+    hi.reset(chain());
+    hi.setHealth("host:db", "warning");
+    hi.setHealth("process:app", "critical");
+    hi.flush();
+    const web = hi.impactOf("process:web")!;
+    // process:web → listener:app → process:app (2 hops); → … → host:db is 5 hops away, beyond hops=3
+    expect(web).toEqual({ id: "process:web", health: "critical", hops: 2, causes: [{ id: "process:app", health: "critical", hops: 2 }], causesTotal: 1 });
+    const app = hi.impactOf("process:app")!;
+    expect(app).toMatchObject({ health: "warning", hops: 3, causes: [{ id: "host:db", hops: 3 }] });
+    const edges = hi.state().edges.map((e) => [e.id, e.health, e.cause]);
+    expect(edges.sort()).toEqual(
+      [
+        [edgeId("CONNECTS", "process:app", "listener:db"), "warning", "host:db"],
+        [edgeId("CONNECTS", "process:web", "listener:app"), "critical", "process:app"],
+      ].sort(),
+    );
+  });
+
+  test("topology deltas re-walk only what they touch: a removed call clears its callers, a new one adds them; same as a fresh computation", () => {
+    const m = chain();
+    const hi = new HealthImpact({ hops: 10 });
+    hi.reset(m);
+    hi.setHealth("process:db", "critical");
+    hi.flush();
+    const cut: TopologyDelta = { schema: "topology.delta.v1", rev: 2, at: 2, nodesUpserted: [], nodesRemoved: [], edgesUpserted: [], edgesRemoved: [edgeId("CONNECTS", "process:app", "listener:db")] };
+    applyDelta(m, cut);
+    expect(hi.applyDelta(cut)).toBe(true);
+    const ch = hi.flush();
+    expect(ch.impactCleared.sort()).toEqual(["listener:app", "listener:lb", "listener:web", "process:app", "process:lb", "process:web"]);
+    expect(ch.edgesCleared).toEqual([edgeId("CONNECTS", "process:app", "listener:db")]);
+    expect(Object.keys(entries({ impact: hi.state().impact }))).toEqual(["listener:db"]);
+    // a new caller appears and calls the db
+    const add: TopologyDelta = { schema: "topology.delta.v1", rev: 3, at: 3, nodesUpserted: [node("process:batch", "process")], nodesRemoved: [], edgesUpserted: [edge("CONNECTS", "process:batch", "listener:db")], edgesRemoved: [] };
+    applyDelta(m, add);
+    expect(hi.applyDelta(add)).toBe(true);
+    expect(entries(hi.flush())).toEqual({ "process:batch": { hops: 2, causes: ["process:db"] } });
+    expect(hi.applyDelta({ ...add, rev: 5 })).toBe(false);
+    const fresh = new HealthImpact({ hops: 10 });
+    fresh.reset(m);
+    fresh.setHealth("process:db", "critical");
+    fresh.flush();
+    const sortById = <T extends { id: string }>(a: T[]) => [...a].sort((x, y) => x.id.localeCompare(y.id));
+    expect(sortById(hi.state().impact)).toEqual(sortById(fresh.state().impact));
+    expect(sortById(hi.state().edges)).toEqual(sortById(fresh.state().edges));
+  });
+
+  test("a root the graph does not have yet is walked once its node arrives", () => {
+    const m = emptyMirror();
+    const hi = new HealthImpact();
+    hi.reset(m);
+    hi.setHealth("listener:x", "warning");
+    expect(hi.flush().impact).toEqual([]);
+    const d: TopologyDelta = { schema: "topology.delta.v1", rev: 1, at: 1, nodesUpserted: [node("listener:x", "listener"), node("process:c", "process")], nodesRemoved: [], edgesUpserted: [edge("CONNECTS", "process:c", "listener:x")], edgesRemoved: [] };
+    expect(hi.applyDelta(d)).toBe(true);
+    expect(entries(hi.flush())).toEqual({ "process:c": { hops: 1, causes: ["listener:x"] } });
   });
 });

@@ -119,7 +119,9 @@ export const AlertsQuery = z.discriminatedUnion("op", [
   /** current (not resolved) alerts, optionally of one entity */
   z.object({ op: z.literal("list"), entity: Id.optional(), limit: z.number().int().min(1).max(10_000).default(1000) }),
   z.object({ op: z.literal("unmapped"), limit: z.number().int().min(1).max(10_000).default(1000) }),
-  /** health.state.v1 */
+  /** one alert by fingerprint, resolved or not (while the service still holds it): AlertsList of 0 or 1 */
+  z.object({ op: z.literal("alert"), fingerprint: Id }),
+  /** health.state.v1 (or not_ready while the service replays its stream or waits for the topology) */
   z.object({ op: z.literal("health") }),
 ]);
 export type AlertsQuery = z.input<typeof AlertsQuery>;

@@ -2,19 +2,20 @@
  * Gateway routes for alerts and health, answered by the alerts service over NATS request/reply (<prefix>.rpc.alerts):
  *   GET /api/alerts[?entity=<id>&limit=N]   current (not resolved) alerts, of one entity or all → {alerts, total}
  *   GET /api/alerts/unmapped[?limit=N]      alerts no topology entity matched (kept, not dropped) → {alerts, total}
- *   GET /api/health                         health.state.v1: every entity that is not ok or has alerts
+ *   GET /api/health                         health.state.v1: every entity that is not ok or has alerts, edge states,
+ *                                           impact (503 not_ready while the alerts service replays after a restart)
  * Mount with `extraRoutes: alertRoutes(bus)` (gateway or ingest server).
  */
 import { z } from "zod";
 import { decode } from "../../pipelines/codec.ts";
 import { AlertsList, type AlertsQuery } from "../../pipelines/contracts/alerts.ts";
-import { HealthState } from "../../pipelines/contracts/health.ts";
+import { HealthState, NotReady } from "../../pipelines/contracts/health.ts";
 import type { Bus } from "../shared/bus.ts";
-import type { Routes } from "../gateway/http.ts";
+import { HttpError, type Routes } from "../gateway/http.ts";
 import { alertSubjects } from "./subjects.ts";
 
 const ListParams = z.object({ entity: z.string().min(1).max(512).optional(), limit: z.coerce.number().int().min(1).max(10_000).default(1000) });
-const Reply = z.union([AlertsList, HealthState, z.object({ error: z.string() })]);
+const Reply = z.union([AlertsList, HealthState, NotReady, z.object({ error: z.string() })]);
 
 const bad = (issues: z.core.$ZodIssue[]) => Response.json({ error: issues.map((i) => `${i.path.join(".") || "query"}: ${i.message}`).join("; ") }, { status: 400 });
 
@@ -27,6 +28,8 @@ export async function askAlerts(bus: Bus, q: AlertsQuery, timeoutMs = 5000): Pro
     return Response.json({ error: `alerts service unavailable: ${(e as Error).message}` }, { status: 503 });
   }
   const r = decode(Reply, "alerts.reply", reply.data, 256 * 1024 * 1024);
+  // replaying after a restart: the state would be incomplete, so say so (Retry-After) rather than answer
+  if ("code" in r && r.code === "not_ready") return Response.json(r, { status: 503, headers: { "retry-after": "1" } });
   if ("error" in r) return Response.json(r, { status: 400 });
   return Response.json(r);
 }
@@ -48,5 +51,22 @@ export function alertRoutes(bus: Bus): Routes {
       },
     },
     "/api/health": { GET: () => askAlerts(bus, { op: "health" }) },
+  };
+}
+
+/** The entities an alert is mapped to (null: the alerts service does not hold it), for GET /api/impact?alert=. */
+export function alertEntitiesOf(bus: Bus, timeoutMs = 5000): (fingerprint: string) => Promise<string[] | null> {
+  return async (fingerprint) => {
+    let reply;
+    try {
+      reply = await bus.nc.request(alertSubjects(bus.topo).rpc, new TextEncoder().encode(JSON.stringify({ op: "alert", fingerprint } satisfies AlertsQuery)), { timeout: timeoutMs });
+    } catch (e) {
+      throw new HttpError(503, `alerts service unavailable: ${(e as Error).message}`);
+    }
+    const r = decode(Reply, "alerts.reply", reply.data, 256 * 1024 * 1024);
+    if ("code" in r && r.code === "not_ready") throw new HttpError(503, r.error);
+    if ("error" in r) throw new HttpError(400, r.error);
+    if (!("alerts" in r)) throw new HttpError(502, "unexpected reply from the alerts service");
+    return r.alerts[0]?.entities ?? null;
   };
 }

@@ -1,18 +1,25 @@
 /**
  * Alerts service: ALERTS stream (durable consumer "alerts") → dedup + flap damping (AlertBook) → mapping onto the
- * topology → health deltas on <prefix>.health.v1; current alerts and health answered over request/reply
- * (<prefix>.rpc.alerts). History goes to ClickHouse through a second durable consumer ("alerts-history") in large,
- * lingering batches, acked once inserted (a failed insert naks and redelivers; inserts are deduplicated): ClickHouse
- * is never on the health path, and a ClickHouse outage delays history only.
+ * topology → health on the topology (entity health, CONNECTS edge state, and the impact of every unhealthy entity on
+ * what depends on it, pipelines/stages/health-impact.ts) → health.delta.v1 on the HEALTH stream; current alerts and
+ * health answered over request/reply (<prefix>.rpc.alerts). History goes to ClickHouse through a second durable
+ * consumer ("alerts-history") in large, lingering batches, acked once inserted (a failed insert is retried in place
+ * with backoff, without limit; inserts are deduplicated): ClickHouse is never on the health path, and a ClickHouse
+ * outage delays history only.
  *
- * The state lives in memory and is derived from the stream alone: "alerts" acks a batch once it is folded, and after a
- * restart the book is rebuilt by replaying the stream up to that consumer's ack floor, silently.
+ * The state lives in memory and is derived from the stream alone: after a restart the book is rebuilt by replaying
+ * the stream silently, each event folded at the time JetStream stored it (as it was when handled live, so a replay
+ * does not turn a day of changes into a burst that looks like flapping). Until the replay is done and the topology
+ * mirror is synced the RPC answers `not_ready` (never an empty state a wallboard would take for "all clear"), and
+ * nothing is published; then the first delta carries everything (a jump in seq, so readers fetch the state).
  */
-import { DeliverPolicy } from "@nats-io/jetstream";
-import { decode, encode, validate } from "../../pipelines/codec.ts";
+import { DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, type JsMsg } from "@nats-io/jetstream";
+import { decode, encode, MAX_MESSAGE_BYTES, validate } from "../../pipelines/codec.ts";
 import { AlertBatch, AlertsQuery, type Alert, type AlertView, type AlertsList } from "../../pipelines/contracts/alerts.ts";
-import { HealthDelta, HealthState, type HealthEntry } from "../../pipelines/contracts/health.ts";
-import type { TopoNode } from "../../pipelines/contracts/topology.ts";
+import { HealthDelta, HealthState, type HealthDeltaInput, type HealthEntry, type NotReady } from "../../pipelines/contracts/health.ts";
+import type { TopologyDelta, TopologySnapshot, TopoNode } from "../../pipelines/contracts/topology.ts";
+import type { StreamSpec } from "../../pipelines/streams.ts";
+import type { Mirror } from "../../pipelines/stages/apply-delta.ts";
 import {
   buildIndex,
   emptyBook,
@@ -28,24 +35,61 @@ import {
   type FlapConfig,
   type TopologyIndex,
 } from "../../pipelines/stages/alerts.ts";
+import { HealthImpact, type HealthImpactChange, type HealthImpactOptions } from "../../pipelines/stages/health-impact.ts";
 import { ensureConsumer, runConsumer, type Bus, type ConsumerHandle } from "../shared/bus.ts";
 import type { Logger } from "../shared/log.ts";
 import type { AlertHistory } from "./history.ts";
 import { alertSubjects } from "./subjects.ts";
 
-/** What the service needs of the topology: the gateway's mirror (services/gateway/mirror.ts) fits. */
+/** What the service needs of the topology: the gateway's mirror (services/gateway/mirror.ts) fits, see mirrorView. */
 export interface TopologyView {
   synced(): boolean;
   rev(): number;
   nodes(): Iterable<TopoNode>;
+  /** nodes and edges, for impact; without it impact is computed on nodes alone (no edges: nothing is impacted) */
+  mirror?(): Pick<Mirror, "rev" | "nodes" | "edges">;
+  /** every delta after it is applied (and a snapshot after a resync), so impact follows the graph incrementally */
+  onFrame?(f: (frame: TopologyDelta | TopologySnapshot) => void): void;
 }
 
 export interface AlertsService {
   book(): AlertBook;
   seq(): number;
   handled(): number;
+  /** replay done and topology synced: the RPC answers with state */
+  ready(): boolean;
   stop(): Promise<void>;
 }
+
+const ns = (ms: number) => ms * 1_000_000;
+
+async function ensureHealthStream(bus: Bus, s: StreamSpec): Promise<void> {
+  const cfg = {
+    name: s.name,
+    subjects: s.subjects,
+    storage: StorageType.File,
+    retention: RetentionPolicy.Limits,
+    discard: DiscardPolicy.Old,
+    max_age: ns(s.maxAgeMs),
+    max_bytes: s.maxBytes,
+    duplicate_window: ns(s.duplicateWindowMs),
+  };
+  try {
+    await bus.jsm.streams.info(s.name);
+    await bus.jsm.streams.update(s.name, cfg);
+  } catch (e) {
+    if (!/stream not found/i.test(String((e as Error).message))) throw e;
+    await bus.jsm.streams.add(cfg).catch((err) => {
+      if (!/already in use|exists/i.test(String(err.message))) throw err;
+    });
+  }
+}
+
+/** When JetStream stored the message: the time the event was handled live, and the time a replay folds it at. */
+const storedAt = (m: Pick<JsMsg, "time">) => m.time.getTime();
+
+/** Items per health.delta.v1 message before the byte limit is even looked at. */
+const DELTA_ITEMS = 2000;
 
 export async function startAlertsService(deps: {
   bus: Bus;
@@ -54,6 +98,7 @@ export async function startAlertsService(deps: {
   history: AlertHistory;
   log: Logger;
   flap?: Partial<FlapConfig>;
+  impact?: Partial<HealthImpactOptions>;
   now?: () => number;
   /** how often damped changes, topology changes and retention are looked at */
   tickMs?: number;
@@ -68,14 +113,23 @@ export async function startAlertsService(deps: {
   const byEntity = new Map<string, Set<string>>();
   /** what subscribers have been told */
   const published = new Map<string, HealthEntry>();
+  const impact = new HealthImpact(deps.impact);
   // Numbered from the start time so seq keeps increasing across restarts; readers treat any step other than +1 as a
   // gap and fetch health.state.v1.
   let seq = now();
   let handled = 0;
   let index: TopologyIndex | null = null;
   let indexRev = -1;
+  let ready = false;
+  let notReadyWhy = "replaying the alerts stream";
+  /** entities touched before the service was ready: published with the first delta */
+  const held = new Set<string>();
+  const frames: (TopologyDelta | TopologySnapshot)[] = [];
+  topology.onFrame?.((f) => frames.push(f));
+  let impactSynced = false;
 
   await history.init();
+  await ensureHealthStream(bus, subjects.healthStream);
   await ensureConsumer(bus.jsm, subjects.consumer);
   await ensureConsumer(bus.jsm, subjects.historyConsumer);
 
@@ -104,39 +158,139 @@ export async function startAlertsService(deps: {
     else e.via = m?.via ?? "";
   };
 
+  const mirrorOf = (): Pick<Mirror, "rev" | "nodes" | "edges"> =>
+    topology.mirror?.() ?? { rev: topology.rev(), nodes: new Map([...topology.nodes()].map((n) => [n.id, n])), edges: new Map() };
+
+  /** Brings impact's graph to the mirror's rev: delta by delta when it can, from the whole mirror otherwise. */
+  const refreshImpactGraph = () => {
+    if (!impactSynced) {
+      frames.length = 0;
+      impact.reset(mirrorOf());
+      impactSynced = true;
+      return;
+    }
+    for (const f of frames.splice(0)) {
+      if (f.schema === "topology.snapshot.v1") {
+        impact.reset(mirrorOf());
+        frames.length = 0;
+        break;
+      }
+      if (f.rev <= impact.rev) continue;
+      if (!impact.applyDelta(f)) {
+        impact.reset(mirrorOf());
+        frames.length = 0;
+        break;
+      }
+    }
+    if (impact.rev !== topology.rev()) impact.reset(mirrorOf());
+  };
+
   /** Rebuilds the topology index when the mirror moved on, and re-maps every alert (new hosts may map the unmapped). */
   const refreshIndex = (touched: Set<string>) => {
     if (!topology.synced() || topology.rev() === indexRev) return;
     index = buildIndex(topology.nodes());
     indexRev = topology.rev();
     for (const [fp, e] of book.entries) mapEntry(fp, e, touched);
+    refreshImpactGraph();
+    if (!ready) {
+      ready = true;
+      for (const id of byEntity.keys()) touched.add(id);
+      log.info("alerts ready", { alerts: book.entries.size, rev: indexRev });
+    }
+  };
+
+  let publishing: Promise<void> = Promise.resolve();
+  const send = (d: HealthDeltaInput) => {
+    const bytes = encode(HealthDelta, "health.delta.v1", d, 64 * 1024 * 1024);
+    if (bytes.byteLength > MAX_MESSAGE_BYTES) throw new RangeError(`health delta of ${bytes.byteLength} bytes`);
+    const msgID = `health:${d.seq}`;
+    publishing = publishing.then(async () => {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await bus.js.publish(subjects.health, bytes, { msgID, timeout: 10_000 });
+          return;
+        } catch (e) {
+          // the seq gap this leaves makes readers fetch the state; keep trying a few times first (msgID dedups)
+          if (attempt >= 4) return log.warn("health delta not stored", { seq: d.seq, error: String(e) });
+          await Bun.sleep(200 * 2 ** attempt);
+        }
+      }
+    });
+  };
+
+  /** One change may exceed a message: split it into consecutive deltas (each applied in seq order). */
+  type Item = { k: "entities" | "edges" | "edgesCleared" | "impact" | "impactCleared"; v: unknown };
+  const publishChange = (entities: HealthEntry[], ch: HealthImpactChange) => {
+    const items: Item[] = [
+      ...entities.map((v): Item => ({ k: "entities", v })),
+      ...ch.edges.map((v): Item => ({ k: "edges", v })),
+      ...ch.edgesCleared.map((v): Item => ({ k: "edgesCleared", v })),
+      ...ch.impact.map((v): Item => ({ k: "impact", v })),
+      ...ch.impactCleared.map((v): Item => ({ k: "impactCleared", v })),
+    ];
+    const emit = (slice: Item[]) => {
+      const d: Record<Item["k"], unknown[]> = { entities: [], edges: [], edgesCleared: [], impact: [], impactCleared: [] };
+      for (const { k, v } of slice) d[k].push(v);
+      try {
+        send({ schema: "health.delta.v1", seq: seq + 1, at: now(), ...d } as HealthDeltaInput);
+        seq++;
+      } catch (e) {
+        if (!(e instanceof RangeError) || slice.length === 1) throw e;
+        const half = Math.ceil(slice.length / 2);
+        emit(slice.slice(0, half));
+        emit(slice.slice(half));
+      }
+    };
+    for (let i = 0; i < items.length; i += DELTA_ITEMS) emit(items.slice(i, i + DELTA_ITEMS));
   };
 
   const publishHealth = (touched: Set<string>) => {
+    if (!ready) {
+      for (const id of touched) held.add(id);
+      return;
+    }
+    for (const id of held) touched.add(id);
+    held.clear();
+    refreshImpactGraph();
     const entities: HealthEntry[] = [];
     for (const id of touched) {
       const h = healthOfEntity(book, id, byEntity.get(id) ?? []);
       if (sameHealth(published.get(id), h)) continue;
       if (h.health === "ok" && !h.alerts.length) published.delete(id);
       else published.set(id, h);
+      impact.setHealth(id, h.health);
       entities.push(h);
     }
-    if (!entities.length) return;
-    seq++;
-    bus.nc.publish(subjects.health, encode(HealthDelta, "health.delta.v1", { schema: "health.delta.v1", seq, at: now(), entities }, 64 * 1024 * 1024));
+    const ch = impact.flush();
+    if (!entities.length && !ch.impact.length && !ch.impactCleared.length && !ch.edges.length && !ch.edgesCleared.length) return;
+    publishChange(entities, ch);
   };
 
-  const fold = (alerts: Alert[], touched: Set<string>) => {
-    const t = now();
+  const fold = (alerts: Alert[], at: number, touched: Set<string>) => {
     for (const a of alerts) {
-      const outcome = foldAlert(book, a, t);
+      const outcome = foldAlert(book, a, at);
       const e = book.entries.get(a.fingerprint)!;
       if (outcome === "new") mapEntry(a.fingerprint, e, touched);
       if (outcome === "new" || outcome === "changed") for (const id of e.entities) touched.add(id);
     }
   };
 
+  const rpc = bus.nc.subscribe(subjects.rpc, {
+    callback: (err, msg) => {
+      if (err || !msg.reply) return;
+      let reply: unknown;
+      try {
+        const q = decode(AlertsQuery, "alerts.query", msg.data);
+        reply = answer(q);
+      } catch (e) {
+        reply = { error: e instanceof Error ? e.message : String(e) };
+      }
+      msg.respond(new TextEncoder().encode(JSON.stringify(reply)));
+    },
+  });
+
   await replay();
+  notReadyWhy = "waiting for the topology mirror to sync";
 
   const consumer: ConsumerHandle = await runConsumer(
     bus,
@@ -146,10 +300,13 @@ export async function startAlertsService(deps: {
     async (batch) => {
       const touched = new Set<string>();
       refreshIndex(touched);
-      const alerts = batch.flatMap((b) => b.value.alerts);
-      fold(alerts, touched);
+      for (const b of batch) {
+        fold(b.value.alerts, storedAt(b.msg), touched);
+        handled += b.value.alerts.length;
+      }
       publishHealth(touched);
-      handled += alerts.length;
+      // acked once the deltas it caused are stored
+      await publishing;
     },
     { maxBatch: 64, onError: (e) => log.warn("alert batch failed; will be redelivered", { error: String(e) }) },
   );
@@ -169,16 +326,28 @@ export async function startAlertsService(deps: {
         if (known?.length || !index) return known ?? [];
         return mapAlert({ rules, index, alert: a })?.entities ?? [];
       };
-      await history.insert(
-        alerts.map((a) => ({ alert: a, entities: entitiesOf(a) })),
-        stableId(...batch.map((b) => b.value.batchId)),
-      );
+      const rows = alerts.map((a) => ({ alert: a, entities: entitiesOf(a) }));
+      const token = stableId(...batch.map((b) => b.value.batchId));
+      // ClickHouse down: keep the batch in progress (so it is not redelivered meanwhile) and retry with capped
+      // backoff for as long as it takes; only stopping hands it back to JetStream (nak → redelivered later).
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await history.insert(rows, token);
+          break;
+        } catch (e) {
+          if (stopping) throw e;
+          if (attempt % 10 === 0) log.warn("alert history insert failed; retrying", { attempt, error: String(e) });
+          for (const b of batch) b.msg.working();
+          const until = Date.now() + Math.min(30_000, 500 * 2 ** Math.min(attempt, 6));
+          while (!stopping && Date.now() < until) await Bun.sleep(Math.min(250, until - Date.now()));
+        }
+      }
       if (!stopping) await Bun.sleep(historyLinger);
     },
     { maxBatch: 256, onError: (e) => log.warn("alert history insert failed; will be redelivered", { error: String(e) }) },
   );
 
-  const timer = setInterval(() => {
+  const tick = () => {
     try {
       const touched = new Set<string>();
       refreshIndex(touched);
@@ -194,26 +363,19 @@ export async function startAlertsService(deps: {
     } catch (e) {
       log.warn("alerts tick failed", { error: String(e) });
     }
-  }, deps.tickMs ?? 1000);
+  };
+  tick();
+  const timer = setInterval(tick, deps.tickMs ?? 1000);
 
-  const rpc = bus.nc.subscribe(subjects.rpc, {
-    callback: (err, msg) => {
-      if (err || !msg.reply) return;
-      let reply: unknown;
-      try {
-        const q = decode(AlertsQuery, "alerts.query", msg.data);
-        reply = answer(q);
-      } catch (e) {
-        reply = { error: e instanceof Error ? e.message : String(e) };
-      }
-      msg.respond(new TextEncoder().encode(JSON.stringify(reply)));
-    },
-  });
-
-  function answer(q: ReturnType<typeof AlertsQuery.parse>): AlertsList | HealthState {
+  function answer(q: ReturnType<typeof AlertsQuery.parse>): AlertsList | HealthState | NotReady {
+    if (!ready) return { error: `alerts service not ready: ${notReadyWhy}`, code: "not_ready" };
     if (q.op === "health") {
       const entities = [...published.values()];
-      return validate(HealthState, "health.state.v1", { schema: "health.state.v1", seq, at: now(), entities });
+      return validate(HealthState, "health.state.v1", { schema: "health.state.v1", seq, at: now(), entities, ...impact.state() });
+    }
+    if (q.op === "alert") {
+      const e = book.entries.get(q.fingerprint);
+      return { alerts: e ? [viewOf(q.fingerprint, e)] : [], total: e ? 1 : 0 };
     }
     const views: AlertView[] = [];
     let total = 0;
@@ -228,32 +390,37 @@ export async function startAlertsService(deps: {
     return { alerts: views, total };
   }
 
-  /** Rebuilds the book from what was already acked (before a restart), without publishing or writing anything. */
+  /**
+   * Rebuilds the book from everything the stream held at start (what a predecessor acked, and what arrived while no
+   * service ran), without publishing or writing anything. The durable then delivers what it has not acked: folded
+   * again, those events are duplicates of what the replay saw.
+   */
   async function replay() {
-    const info = await bus.jsm.consumers.info(subjects.consumer.stream, subjects.consumer.durable);
-    const floor = info.ack_floor.stream_seq;
-    if (!floor) return;
+    const stream = await bus.jsm.streams.info(subjects.consumer.stream);
+    const last = stream.state.last_seq;
+    if (!stream.state.messages || !last) return;
     const c = await bus.js.consumers.get(subjects.consumer.stream, { deliver_policy: DeliverPolicy.All });
     const started = Date.now();
     let n = 0;
     const touched = new Set<string>();
-    while (true) {
+    let at = 0;
+    while (at < last) {
       const msgs = await c.fetch({ max_messages: 1000, expires: 2000 });
-      let last = 0;
       let got = 0;
       for await (const m of msgs) {
         got++;
-        last = m.seq;
-        if (m.seq > floor) break;
+        at = m.seq;
+        if (m.seq > last) break;
         try {
           const alerts = decode(AlertBatch, "alert.v1", m.data).alerts;
-          fold(alerts, touched);
+          fold(alerts, storedAt(m), touched);
           n += alerts.length;
         } catch {
           // it went to the dead-letter stream the first time round
         }
+        if (m.info.pending === 0) at = Math.max(at, last);
       }
-      if (!got || last >= floor) break;
+      if (!got) break;
     }
     log.info("alerts replayed", { events: n, alerts: book.entries.size, ms: Date.now() - started });
   }
@@ -262,12 +429,14 @@ export async function startAlertsService(deps: {
     book: () => book,
     seq: () => seq,
     handled: () => handled,
+    ready: () => ready,
     stop: async () => {
       clearInterval(timer);
       rpc.unsubscribe();
       stopping = true;
       await consumer.stop();
       await historyConsumer.stop();
+      await publishing;
     },
   };
 }
@@ -290,6 +459,10 @@ export function viewOf(fp: string, e: AlertEntry): AlertView {
 }
 
 /** The gateway's mirror as the service's TopologyView. */
-export function mirrorView(m: { mirror(): { rev: number; nodes: Map<string, TopoNode> }; synced(): boolean }): TopologyView {
-  return { synced: () => m.synced(), rev: () => m.mirror().rev, nodes: () => m.mirror().nodes.values() };
+export function mirrorView(m: {
+  mirror(): Mirror;
+  synced(): boolean;
+  onFrame(f: (frame: TopologyDelta | TopologySnapshot) => void): void;
+}): TopologyView {
+  return { synced: () => m.synced(), rev: () => m.mirror().rev, nodes: () => m.mirror().nodes.values(), mirror: () => m.mirror(), onFrame: (f) => m.onFrame(f) };
 }

@@ -98,7 +98,9 @@ export function startGatewayServer(deps: {
       closeOnBackpressureLimit: true,
       open(ws) {
         if (mirror.synced()) ws.send(JSON.stringify(snapshotOf(mirror.mirror(), Date.now())));
-        if (deps.health) ws.send(JSON.stringify(deps.health.state()));
+        // health with impact and edge states; not before the overlay has the alerts service's state, so a browser
+        // reconnecting to a restarted gateway keeps its wallboard instead of being told "all clear"
+        if (deps.health?.synced()) ws.send(JSON.stringify(deps.health.state()));
         ws.subscribe("topology");
       },
       message() {

@@ -6,7 +6,7 @@ import { makeLogger, ready } from "../shared/log.ts";
 import { startGatewayServer } from "./http.ts";
 import { startMirror } from "./mirror.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
-import { alertRoutes } from "../alerts/routes.ts";
+import { alertEntitiesOf, alertRoutes } from "../alerts/routes.ts";
 import { startHealthOverlay } from "./health.ts";
 import { ClickHouseHistoryStore } from "../history/clickhouse.ts";
 import { graphRoutes } from "./routes/graph.ts";
@@ -26,7 +26,7 @@ const history = new ClickHouseHistoryStore(
   { database: cfg.CLICKHOUSE_DATABASE, ttlDays: cfg.ORRERY_HISTORY_TTL_DAYS },
 );
 const server = startGatewayServer({ bus, mirror, log, host: cfg.ORRERY_GATEWAY_HOST, port: cfg.ORRERY_GATEWAY_PORT, dashboardDir: cfg.ORRERY_DASHBOARD_DIR,
-  extraRoutes: { ...metricsRoutes({ series }), ...alertRoutes(bus), ...graphRoutes({ mirror, history, log }) },
+  extraRoutes: { ...metricsRoutes({ series }), ...alertRoutes(bus), ...graphRoutes({ mirror, history, log, alertEntities: alertEntitiesOf(bus) }) },
   health,
 });
 onShutdown(async () => {

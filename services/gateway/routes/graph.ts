@@ -1,6 +1,7 @@
 /**
  * Graph routes: impact analysis on the live mirror, and topology time travel from the history store.
- *   GET /api/impact?id=&id=…&direction=up|down|both&hops=&kind=&limit=
+ *   GET /api/impact?id=&id=…&alert=<fingerprint>&direction=up|down|both&hops=&kind=&limit=
+ *                                      (an alert stands for the entities it is mapped to; ids and alerts combine)
  *   GET /api/topology/at?t=            the graph as it was at t (topology.snapshot.v1)
  *   GET /api/topology/diff?from=&to=   added / removed / changed nodes and edges between two times
  *   GET /api/topology/replay?from=&to=&limit=   change rows with from < ts ≤ to, in rev order (time slider)
@@ -25,12 +26,13 @@ const Time = z.string().min(1).transform((s, ctx) => {
 });
 
 export const ImpactParams = z.object({
-  id: z.array(z.string().min(1).max(512)).min(1, "at least one id").max(1000),
+  id: z.array(z.string().min(1).max(512)).max(1000).default([]),
+  alert: z.array(z.string().min(1).max(512)).max(100).default([]),
   direction: z.enum(["up", "down", "both"]).default("both"),
   hops: z.coerce.number().int().min(1).max(32).default(6),
   kind: z.array(NodeKind).default([]),
   limit: z.coerce.number().int().min(1).max(100_000).default(DEFAULT_IMPACT_LIMIT),
-});
+}).refine((p) => p.id.length || p.alert.length, { message: "give at least one id or alert", path: ["id"] });
 export const AtParams = z.object({ t: Time });
 export const RangeParams = z.object({ from: Time, to: Time }).refine((p) => p.from < p.to, { message: "from must be before to", path: ["to"] });
 export const ReplayParams = z
@@ -63,7 +65,10 @@ async function fromHistory<T>(f: () => Promise<T>): Promise<T> {
   }
 }
 
-export function graphRoutes(deps: { mirror: GatewayMirror; history: HistoryStore; log?: Logger }): Routes {
+/** An alert's mapped entities (null: no such alert), e.g. `alertEntitiesOf(bus)` from services/alerts/routes.ts. */
+export type AlertEntities = (fingerprint: string) => Promise<string[] | null>;
+
+export function graphRoutes(deps: { mirror: GatewayMirror; history: HistoryStore; log?: Logger; alertEntities?: AlertEntities }): Routes {
   const { mirror, history } = deps;
   let index = ImpactIndex.fromMirror(mirror.mirror());
   const rebuild = () => {
@@ -77,14 +82,26 @@ export function graphRoutes(deps: { mirror: GatewayMirror; history: HistoryStore
 
   return wrap({
     "/api/impact": {
-      GET: (req) => {
-        const p = parse(ImpactParams, query(new URL(req.url), ["id", "kind"]));
+      GET: async (req) => {
+        const p = parse(ImpactParams, query(new URL(req.url), ["id", "kind", "alert"]));
+        const ids = [...p.id];
+        const alerts: Record<string, string[]> = {};
+        if (p.alert.length) {
+          if (!deps.alertEntities) throw new HttpError(501, "alert lookups are not configured on this gateway");
+          for (const fp of p.alert) {
+            const entities = await deps.alertEntities(fp);
+            if (entities === null) throw new HttpError(404, `no such alert: ${fp}`);
+            if (!entities.length) throw new HttpError(404, `alert ${fp} is not mapped onto the topology (GET /api/alerts/unmapped)`);
+            alerts[fp] = entities;
+            ids.push(...entities);
+          }
+        }
         if (!mirror.synced()) throw new HttpError(503, "topology mirror is not synced yet");
         if (index.rev !== mirror.mirror().rev) rebuild();
         const t0 = performance.now();
-        const r = impact(index, { ids: p.id, direction: p.direction, hops: p.hops, kinds: p.kind, limit: p.limit });
+        const r = impact(index, { ids, direction: p.direction, hops: p.hops, kinds: p.kind, limit: p.limit });
         if (!r.roots.length) throw new HttpError(404, `no such entity in the live graph: ${r.missing.join(", ")}`);
-        return Response.json({ ...r, direction: p.direction, hops: p.hops, ms: +(performance.now() - t0).toFixed(3) });
+        return Response.json({ ...r, ...(p.alert.length ? { alerts } : {}), direction: p.direction, hops: p.hops, ms: +(performance.now() - t0).toFixed(3) });
       },
     },
     "/api/topology/at": {

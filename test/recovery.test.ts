@@ -127,7 +127,7 @@ async function storedGraph(): Promise<{ nodes: string[]; edges: string[] }> {
     nodeKey({ ...(r as unknown as TopoNode), props: JSON.parse(String(r.props)) }),
   );
   const edges: string[] = [];
-  for (const kind of ["RUNS", "LISTENS", "CONNECTS"] as const)
+  for (const kind of ["RUNS", "LISTENS", "CONNECTS", "DEPENDS_ON"] as const)
     for (const r of await cypher(`MATCH (a:Entity)-[e:${kind}]->(b:Entity) RETURN e.id AS id, a.id AS src, b.id AS dst, e.source AS source, e.props AS props`))
       edges.push(edgeKey({ ...(r as unknown as TopoEdge), kind, props: JSON.parse(String(r.props)) }));
   return { nodes: nodes.sort(), edges: edges.sort() };

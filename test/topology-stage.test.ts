@@ -83,6 +83,7 @@ describe("topology stage", () => {
     expect(c2.nodesUpserted.map((n) => n.id)).toEqual(["service:h1:app:client"]);
     expect(edgesOf(m)).toEqual([
       "CONNECTS service:h1:app:client listener:h1:tcp:127.0.0.1:5432",
+      "DEPENDS_ON service:h1:app:client service:h1:postgres:5432",
       "LISTENS service:h1:postgres:5432 listener:h1:tcp:127.0.0.1:5432",
       "RUNS host:h1 service:h1:app:client",
       "RUNS host:h1 service:h1:postgres:5432",
@@ -190,12 +191,12 @@ describe("topology stage", () => {
       const c = applyDiscovery(m, batch([gone("10.0.0.1", 42000 + i - 1, "10.0.0.1", 80), conn("10.0.0.1", 42000 + i, "10.0.0.1", 80, poll)]), 6 + i);
       seen.push(c.edgesUpserted.length + c.edgesRemoved.length);
     }
-    expect(seen).toEqual([2, 0, 0, 0, 0, 0]); // RUNS + CONNECTS once, then quiet
+    expect(seen).toEqual([3, 0, 0, 0, 0, 0]); // RUNS + CONNECTS + DEPENDS_ON once, then quiet
     // it stops polling: the edge stays through the grace scans, then goes
     applyDiscovery(m, batch([gone("10.0.0.1", 42006, "10.0.0.1", 80)]), 20);
     expect(m.edges.has("CONNECTS:service:h1:poller:client->listener:h1:tcp:0.0.0.0:80")).toBe(true);
     const last = applyDiscovery(m, batch([]), 21);
-    expect(last.edgesRemoved.map((e) => e.kind).sort()).toEqual(["CONNECTS", "RUNS"]);
+    expect(last.edgesRemoved.map((e) => e.kind).sort()).toEqual(["CONNECTS", "DEPENDS_ON", "RUNS"]);
     expect(last.nodesRemoved).toEqual(["service:h1:poller:client"]);
   });
 

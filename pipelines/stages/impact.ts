@@ -7,7 +7,8 @@
  *   - LISTENS   src → dst : a listener depends on the process (or host) that serves it.  A = dst, B = src
  *   - RUNS      src → dst : a process depends on the host it runs on.                    A = dst, B = src
  * So a client process -CONNECTS-> listener <-LISTENS- server process <-RUNS- host reads "client depends on listener,
- * listener on server, server on host".
+ * listener on server, server on host". DEPENDS_ON (service → service) is derived from exactly such CONNECTS + LISTENS
+ * pairs, so it is not indexed: it would add nothing reachable, only shorten hop counts.
  *
  * upstream(X)   = everything that depends on X, transitively (callers of callers …): the blast radius of X failing.
  * downstream(X) = everything X depends on, transitively: where to look for X's root cause.
@@ -97,6 +98,7 @@ export class ImpactIndex {
   }
 
   private putEdge(e: Pick<TopoEdge, "id" | "kind" | "src" | "dst">) {
+    if (e.kind === "DEPENDS_ON") return; // derived from CONNECTS + LISTENS (see the header)
     if (this.ends.has(e.id)) this.dropEdge(e.id);
     const d = dependencyOf(e);
     this.ends.set(e.id, d);
@@ -191,5 +193,5 @@ export const DEPENDENCY_RULES: Record<EdgeKind, string> = {
   CONNECTS: "src depends on dst (a caller depends on what it calls)",
   LISTENS: "dst depends on src (a listener depends on its serving process)",
   RUNS: "dst depends on src (a process depends on its host)",
-  DEPENDS_ON: "src depends on dst (derived from CONNECTS: a service depends on the service it calls)",
+  DEPENDS_ON: "src depends on dst (derived from CONNECTS: a service depends on the service it calls; impact walks the CONNECTS path instead)",
 };

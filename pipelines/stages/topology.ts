@@ -170,6 +170,16 @@ export interface TopologyModel {
   recovered: Set<string>;
   /** node id → ids of its edges, so removing a node does not scan every edge */
   adjacency: Map<string, Set<string>>;
+  /** listener id → the services with a LISTENS edge to it (DEPENDS_ON derivation) */
+  servedBy: Map<string, Set<string>>;
+  /** DEPENDS_ON edge id → its ends and the listeners through which the caller reaches the served service */
+  dependsVia: Map<string, DependsRec>;
+}
+
+interface DependsRec {
+  src: string;
+  dst: string;
+  via: Set<string>;
 }
 
 export function emptyModel(opts: Partial<StageOptions> = {}): TopologyModel {
@@ -194,6 +204,8 @@ export function emptyModel(opts: Partial<StageOptions> = {}): TopologyModel {
     fullScans: new Map(),
     recovered: new Set(),
     adjacency: new Map(),
+    servedBy: new Map(),
+    dependsVia: new Map(),
   };
 }
 
@@ -421,7 +433,24 @@ function endScan(ctx: Ctx, src: SourceRec) {
         f.lastSeenScan = src.scans;
       }
       if (!f.confirmed && f.seenScans >= confirmScans) confirmFlow(ctx, f);
+      else if (f.edge) seenFlow(ctx, f);
     } else if (src.scans - f.lastSeenScan >= graceScans) removeFlow(ctx, f);
+  }
+}
+
+/** An open confirmed flow refreshes (in the model only) the lastSeen of what it stands for: its edge, its external node, its DEPENDS_ON. */
+function seenFlow(ctx: Ctx, f: FlowRec) {
+  const e = ctx.m.edges.get(f.edge!);
+  if (!e || e.lastSeen === ctx.now) return;
+  e.lastSeen = ctx.now;
+  if (f.dst?.startsWith("external:")) {
+    const n = ctx.m.nodes.get(f.dst);
+    if (n) n.lastSeen = ctx.now;
+  } else if (f.dst && isService(e.src)) {
+    for (const b of ctx.m.servedBy.get(f.dst) ?? []) {
+      const d = ctx.m.edges.get(edgeId("DEPENDS_ON", e.src, b));
+      if (d) d.lastSeen = ctx.now;
+    }
   }
 }
 
@@ -451,10 +480,12 @@ function putEdge(ctx: Ctx, kind: EdgeKind, src: string, dst: string, props: Topo
     return id;
   }
   ctx.t.touchEdge(id);
-  ctx.m.edges.set(id, { id, kind, src, dst, source, props, firstSeen: prev?.firstSeen ?? ctx.now, lastSeen: ctx.now });
+  const e: TopoEdge = { id, kind, src, dst, source, props, firstSeen: prev?.firstSeen ?? ctx.now, lastSeen: ctx.now };
+  ctx.m.edges.set(id, e);
   if (!prev) {
     adj(ctx.m, src).add(id);
     adj(ctx.m, dst).add(id);
+    if (kind === "CONNECTS" || kind === "LISTENS") deriveAdded(ctx.m, e, ctx);
   }
   return id;
 }
@@ -472,6 +503,77 @@ function dropEdge(ctx: Ctx, id: string) {
   ctx.m.edges.delete(id);
   ctx.m.adjacency.get(e.src)?.delete(id);
   ctx.m.adjacency.get(e.dst)?.delete(id);
+  if (e.kind === "CONNECTS" || e.kind === "LISTENS") deriveDropped(ctx, e);
+  else if (e.kind === "DEPENDS_ON") ctx.m.dependsVia.delete(id);
+}
+
+/*
+ * DEPENDS_ON caller → served service is derived from edges, not from flows: it exists while at least one pair
+ * (CONNECTS A → L, LISTENS B → L) does, with A and B services and A ≠ B. Hooked on edge creation and removal, so it
+ * follows every way those edges come and go (flows closing, listeners moving to another service, nodes removed, a
+ * restart recovered from the store) and costs O(edges of the listener that changed), never a scan of the graph. A
+ * restarted server keeps its service id, so its LISTENS edge and the DEPENDS_ON edges on it do not move.
+ */
+const isService = (id: string) => id.startsWith("service:");
+
+/** A new CONNECTS or LISTENS edge: the pairs it makes. `ctx` is absent while a model is rebuilt from the store. */
+function deriveAdded(m: TopologyModel, e: TopoEdge, ctx?: Ctx) {
+  if (!isService(e.src)) return;
+  if (e.kind === "LISTENS") {
+    addTo(m.servedBy, e.dst, e.src);
+    for (const eid of m.adjacency.get(e.dst) ?? []) {
+      const c = m.edges.get(eid);
+      if (c?.kind === "CONNECTS" && c.dst === e.dst && isService(c.src) && c.src !== e.src) dependsLink(m, c.src, e.src, e.dst, ctx);
+    }
+  } else if (e.dst.startsWith("listener:")) {
+    for (const b of m.servedBy.get(e.dst) ?? []) if (b !== e.src) dependsLink(m, e.src, b, e.dst, ctx);
+  }
+}
+
+function deriveDropped(ctx: Ctx, e: TopoEdge) {
+  const m = ctx.m;
+  if (!isService(e.src)) return;
+  if (e.kind === "LISTENS") {
+    removeFrom(m.servedBy, e.dst, e.src);
+    for (const eid of m.adjacency.get(e.dst) ?? []) {
+      const c = m.edges.get(eid);
+      if (c?.kind === "CONNECTS" && c.dst === e.dst && isService(c.src) && c.src !== e.src) dependsUnlink(ctx, c.src, e.src, e.dst);
+    }
+  } else if (e.dst.startsWith("listener:")) {
+    for (const b of m.servedBy.get(e.dst) ?? []) if (b !== e.src) dependsUnlink(ctx, e.src, b, e.dst);
+  }
+}
+
+function dependsLink(m: TopologyModel, a: string, b: string, listener: string, ctx?: Ctx) {
+  const id = edgeId("DEPENDS_ON", a, b);
+  let r = m.dependsVia.get(id);
+  if (!r) m.dependsVia.set(id, (r = { src: a, dst: b, via: new Set() }));
+  if (r.via.has(listener)) return;
+  r.via.add(listener);
+  if (ctx) putDepends(ctx, id, r);
+}
+
+function dependsUnlink(ctx: Ctx, a: string, b: string, listener: string) {
+  const id = edgeId("DEPENDS_ON", a, b);
+  const r = ctx.m.dependsVia.get(id);
+  if (!r?.via.delete(listener)) return;
+  if (r.via.size) putDepends(ctx, id, r);
+  else {
+    ctx.m.dependsVia.delete(id);
+    dropEdge(ctx, id);
+  }
+}
+
+/** The DEPENDS_ON edge as its pairs say: the ports it is reached on ("5432/tcp,5433/tcp"); owned by the caller's source. */
+function putDepends(ctx: Ctx, id: string, r: DependsRec) {
+  const ports = new Set<string>();
+  for (const l of r.via) {
+    const n = ctx.m.nodes.get(l);
+    if (n) ports.add(`${n.props.port}/${n.props.proto}`);
+  }
+  const sorted = [...ports].sort((x, y) => parseInt(x) - parseInt(y) || x.localeCompare(y));
+  const source = ctx.m.nodes.get(r.src)?.source ?? ctx.source;
+  putEdge(ctx, "DEPENDS_ON", r.src, r.dst, { ports: sorted.join(",") }, source);
 }
 
 function dropNode(ctx: Ctx, id: string) {
@@ -948,6 +1050,9 @@ export function modelFromGraph(nodes: TopoNode[], edges: TopoEdge[], opts: Parti
     adj(m, e.src).add(e.id);
     adj(m, e.dst).add(e.id);
   }
+  // DEPENDS_ON bookkeeping from the stored CONNECTS and LISTENS edges (LISTENS first: CONNECTS pair with them).
+  for (const e of edges) if (e.kind === "LISTENS") deriveAdded(m, e);
+  for (const e of edges) if (e.kind === "CONNECTS") deriveAdded(m, e);
   return m;
 }
 
@@ -955,6 +1060,10 @@ export function modelFromGraph(nodes: TopoNode[], edges: TopoEdge[], opts: Parti
 function sweepRecovered(ctx: Ctx) {
   for (const [id, e] of ctx.m.edges)
     if (e.source === ctx.source && e.kind === "CONNECTS" && !ctx.m.edgeRefs.has(id)) dropEdge(ctx, id);
+  // DEPENDS_ON as the surviving pairs say: stored ones nothing backs go, missing ones (a store written before
+  // DEPENDS_ON existed) are made, and the ports summary is brought up to date.
+  for (const [id, e] of ctx.m.edges) if (e.source === ctx.source && e.kind === "DEPENDS_ON" && !ctx.m.dependsVia.has(id)) dropEdge(ctx, id);
+  for (const [id, r] of ctx.m.dependsVia) if (ctx.m.nodes.get(r.src)?.source === ctx.source) putDepends(ctx, id, r);
   for (const id of [...(ctx.m.bySource.get(ctx.source) ?? [])]) {
     const n = ctx.m.nodes.get(id);
     if (!n || n.kind === "host") continue;

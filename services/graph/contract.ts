@@ -10,6 +10,56 @@ const node = (id: string, kind: TopoNode["kind"], props: TopoNode["props"] = {})
 const edge = (kind: TopoEdge["kind"], src: string, dst: string): TopoEdge => ({ id: `${kind}:${src}->${dst}`, kind, src, dst, source: "agent:h1", props: { port: 5432 }, firstSeen: 1, lastSeen: 2 });
 const none = { nodesUpserted: [], nodesRemoved: [], edgesUpserted: [], edgesRemoved: [] };
 
+const byId = (a: { id: string }, b: { id: string }) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+
+/**
+ * Writes smuggled past a checker that strips strings and comments in separate passes, or past a keyword list that
+ * knows only data clauses. Every one must be refused before it reaches the engine.
+ */
+export const BYPASSES = [
+  `MATCH (n:Entity) WHERE n.name = "it's" DETACH DELETE n RETURN 'x'`,
+  "MATCH (n) // it's\nDETACH DELETE n // '\nRETURN 1",
+  "MATCH (n) /* ' */ DETACH DELETE n /* ' */ RETURN 1",
+  "MATCH (n) WHERE n.name = '/*' DETACH DELETE n RETURN '*/'",
+  "MATCH (n) WHERE n.name = '\\\\' DETACH DELETE n RETURN 1",
+  `MATCH (n) WHERE n.name = "\\"" DETACH DELETE n RETURN "'"`,
+  "MATCH (`a``'`) DETACH DELETE `a``'` RETURN '`'",
+  "MATCH (n) WHERE n.name = `x\\` DETACH DELETE n RETURN '`'",
+  "MATCH (n) // comment\u2028DETACH DELETE n",
+  "MATCH (n) //\rDETACH DELETE n",
+  "MATCH (n) RETURN n.id; MATCH (n) RETURN n",
+  "MATCH (n) WHERE 1=1 DETACH\tDELETE n",
+  "MATCH (n) WHERE n.port = 1DELETE n",
+  "MATCH (n) WITH n CALL { WITH n DETACH DELETE n } IN TRANSACTIONS RETURN 1",
+  "MATCH (n) CALL { WITH n RETURN n.id AS i } IN TRANSACTIONS RETURN i",
+  "CALL apoc.cypher.runWrite('MATCH (n) DETACH DELETE n', {})",
+  "CALL dbms.killQuery('query-1')",
+  "CALL `db.labels`()",
+  "CALL threads = 1",
+  "CALL project_graph('g', ['Entity'], ['RUNS'])",
+  "LOAD CSV FROM 'file:///etc/passwd' AS l RETURN l",
+  "LOAD FROM '/etc/passwd' RETURN *",
+  "USE system SHOW USERS",
+  "SHOW TRANSACTIONS",
+  "TERMINATE TRANSACTIONS 'neo4j-transaction-1'",
+  "GRANT ROLE admin TO bob",
+  "DENY READ {*} ON GRAPH * TO bob",
+  "REVOKE ROLE admin FROM bob",
+  "START DATABASE neo4j",
+  "STOP DATABASE neo4j",
+  "BEGIN TRANSACTION",
+  "COMMIT",
+  "CHECKPOINT",
+  "INSTALL httpfs",
+  "ATTACH '/tmp/other' AS o (dbtype kuzu)",
+  "EXPORT DATABASE '/tmp/dump'",
+  "MATCH (n) FOREACH (x IN [1] | SET n.name = 'x')",
+  "MATCH (n:Entity) REMOVE n.name",
+  "DROP TABLE Entity",
+  "ALTER TABLE Entity DROP name",
+  "COPY Entity FROM '/tmp/x.csv'",
+];
+
 export function graphStoreContract(name: string, make: () => Promise<{ store: GraphStore; cleanup: () => Promise<void> }>) {
   describe(`GraphStore contract: ${name}`, () => {
     let cleanups: (() => Promise<void>)[] = [];
@@ -120,6 +170,31 @@ export function graphStoreContract(name: string, make: () => Promise<{ store: Gr
       // a write keyword inside a string literal is just text
       expect(await s.query("MATCH (n:Entity) WHERE n.name = 'CREATE' RETURN n.id AS id")).toEqual([]);
       expect((await s.load()).nodes.length).toBe(4);
+    });
+
+    test("write and admin statements hidden behind quotes, comments and escapes are refused and change nothing", async () => {
+      const s = await fresh();
+      await s.apply(graph, 1);
+      const before = await s.load();
+      for (const q of BYPASSES) {
+        const err = await s.query(q).catch((e) => e);
+        expect(err, q).toBeInstanceOf(GraphStoreError);
+        expect([q, (err as GraphStoreError).code]).toEqual([q, "read_only"]);
+      }
+      const after = await s.load();
+      expect(after.rev).toBe(before.rev);
+      expect(after.nodes.sort(byId)).toEqual(before.nodes.sort(byId));
+      expect(after.edges.sort(byId)).toEqual(before.edges.sort(byId));
+    });
+
+    test("keywords inside strings, names and comments, and read-only procedures, are allowed", async () => {
+      const s = await fresh();
+      await s.apply(graph, 1);
+      expect(await s.query(`MATCH (n:Entity) WHERE n.name = "it's" OR n.name = 'DETACH DELETE' RETURN n.id AS id`)).toEqual([]);
+      expect(await s.query("MATCH (n:Entity) // delete it's\nWHERE n.id = $id /* SET ' */ RETURN n.id AS `create`", { id: h.id })).toEqual([{ create: h.id }]);
+      expect(await s.query("MATCH (n:Entity) WHERE n.name = 'a\\'' OR n.id = $id RETURN n.id AS id;", { id: h.id })).toEqual([{ id: h.id }]);
+      const unterminated = await s.query("MATCH (n:Entity) WHERE n.name = 'x RETURN n").catch((e) => e);
+      expect((unterminated as GraphStoreError).code).toBe("query_failed");
     });
 
     test("a fresh store loads empty at rev 0", async () => {

@@ -3,13 +3,30 @@
  * Model: one node table Entity (kind says host/process/listener/external), one rel table per edge kind.
  * Edge writes use MERGE (a) MERGE (b) MERGE (a)-[]->(b): matching endpoints from UNWIND rows does not use the
  * primary-key index in Kuzu 0.11 (~55 edges/s, LIMITS.md).
+ *
+ * User Cypher runs on a second Connection inside a READ ONLY transaction: Kuzu itself refuses any write there (behind
+ * assertReadOnly), and a slow question does not hold up the writer (Kuzu runs a read transaction beside the write
+ * transaction and the reader sees the last committed state).
  */
 import kuzu, { type Connection, type Database, type KuzuValue, type PreparedStatement } from "kuzu";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import { EdgeKind, type TopoEdge, type TopoNode } from "../../pipelines/contracts/topology.ts";
+import { EdgeKind, TopologySnapshot, type TopoEdge, type TopoNode } from "../../pipelines/contracts/topology.ts";
 import type { Changes } from "../../pipelines/stages/topology.ts";
-import { assertReadOnly, GraphStoreError, type GraphStore, type OutboxEntry, type QueryOptions, type StoredGraph } from "./port.ts";
+import {
+  assertReadOnly,
+  GraphStoreError,
+  validHops,
+  type GraphStore,
+  type ImpactOptions,
+  type Neighbourhood,
+  type NeighbourhoodOptions,
+  type OutboxEntry,
+  type QueryOptions,
+  type StoredGraph,
+  type StoreImpact,
+} from "./port.ts";
+import { storeImpact } from "./store-impact.ts";
 
 const EDGE_KINDS = EdgeKind.options;
 /** Below this many new nodes (or new edges of one kind) a batch is MERGEd rather than COPYed. */
@@ -25,28 +42,38 @@ const statementCaches: Map<string, PreparedStatement>[] = [];
 export class KuzuGraphStore implements GraphStore {
   readonly name = "kuzu";
   private db: Database;
+  /** the writer's connection: apply, load, outbox (serialized on `chain`) */
   private conn: Connection;
+  /** readers' connection: user Cypher, neighbourhood, impact, snapshot (serialized on `readChain`) */
+  private rconn: Connection;
   /** Kuzu allows one write transaction at a time per connection: serialize writers. */
   private chain: Promise<unknown> = Promise.resolve();
-  private statements = new Map<string, PreparedStatement>();
+  private readChain: Promise<unknown> = Promise.resolve();
+  private statements = new Map<Connection, Map<string, PreparedStatement>>();
 
   constructor(readonly path: string) {
     mkdirSync(dirname(path), { recursive: true });
     this.db = new kuzu.Database(path);
     this.conn = new kuzu.Connection(this.db);
-    statementCaches.push(this.statements);
+    this.rconn = new kuzu.Connection(this.db);
+    for (const c of [this.conn, this.rconn]) {
+      const cache = new Map<string, PreparedStatement>();
+      this.statements.set(c, cache);
+      statementCaches.push(cache);
+    }
   }
 
-  private async prepare(cypher: string): Promise<PreparedStatement> {
-    let ps = this.statements.get(cypher);
+  private async prepare(conn: Connection, cypher: string): Promise<PreparedStatement> {
+    const cache = this.statements.get(conn)!;
+    let ps = cache.get(cypher);
     if (!ps) {
-      ps = await this.conn.prepare(cypher);
+      ps = await conn.prepare(cypher);
       // Failed ones are kept too (reachable until exit), but not cached for reuse.
       if (!ps.isSuccess()) {
         statementCaches.push(new Map([[cypher, ps]]));
         throw new Error(ps.getErrorMessage());
       }
-      if (this.statements.size < 1000) this.statements.set(cypher, ps);
+      if (cache.size < 1000) cache.set(cypher, ps);
       else statementCaches.push(new Map([[cypher, ps]]));
     }
     return ps;
@@ -58,11 +85,33 @@ export class KuzuGraphStore implements GraphStore {
     return next;
   }
 
+  /** One read-only transaction on the readers' connection; Kuzu refuses any write inside it. */
+  private readTx<T>(timeoutMs: number, f: () => Promise<T>): Promise<T> {
+    const run = async () => {
+      this.rconn.setQueryTimeout(timeoutMs);
+      await this.execOn(this.rconn, "BEGIN TRANSACTION READ ONLY");
+      try {
+        const out = await f();
+        await this.execOn(this.rconn, "COMMIT");
+        return out;
+      } catch (e) {
+        // Some failures end the transaction already (then ROLLBACK says there is none).
+        await this.execOn(this.rconn, "ROLLBACK").catch(() => undefined);
+        throw e;
+      }
+    };
+    const next = this.readChain.then(run, run);
+    this.readChain = next.catch(() => undefined);
+    return next;
+  }
+
   async init(): Promise<void> {
     await this.serial(async () => {
       await this.exec(
-        "CREATE NODE TABLE IF NOT EXISTS Entity(id STRING, kind STRING, name STRING, source STRING, host STRING, port INT64, exe STRING, props STRING, firstSeen INT64, lastSeen INT64, PRIMARY KEY(id))",
+        "CREATE NODE TABLE IF NOT EXISTS Entity(id STRING, kind STRING, name STRING, source STRING, host STRING, port INT64, exe STRING, props STRING, firstSeen INT64, lastSeen INT64, owner STRING DEFAULT '', PRIMARY KEY(id))",
       );
+      // Data dirs made before `owner` existed get the column (last, as in a fresh table, so COPY's order holds).
+      await this.exec("ALTER TABLE Entity ADD IF NOT EXISTS owner STRING DEFAULT ''");
       for (const k of EDGE_KINDS)
         await this.exec(
           `CREATE REL TABLE IF NOT EXISTS ${k}(FROM Entity TO Entity, id STRING, source STRING, props STRING, firstSeen INT64, lastSeen INT64)`,
@@ -94,13 +143,13 @@ export class KuzuGraphStore implements GraphStore {
         const newNodes = copyNodes ? createdNodes.map(nodeRow) : [];
         if (newNodes.length)
           await this.run(
-            "COPY Entity FROM (UNWIND $rows AS r RETURN r.id, r.kind, r.name, r.source, r.host, CAST(r.port AS INT64), r.exe, r.props, CAST(r.firstSeen AS INT64), CAST(r.lastSeen AS INT64))",
+            "COPY Entity FROM (UNWIND $rows AS r RETURN r.id, r.kind, r.name, r.source, r.host, CAST(r.port AS INT64), r.exe, r.props, CAST(r.firstSeen AS INT64), CAST(r.lastSeen AS INT64), r.owner)",
             { rows: newNodes },
           );
         const changedNodes = copyNodes ? c.nodesUpserted.filter((n) => !isNew(n.id)) : c.nodesUpserted;
         if (changedNodes.length)
           await this.run(
-            "UNWIND $rows AS r MERGE (n:Entity {id: r.id}) SET n.kind = r.kind, n.name = r.name, n.source = r.source, n.host = r.host, n.port = CAST(r.port AS INT64), n.exe = r.exe, n.props = r.props, n.firstSeen = CAST(r.firstSeen AS INT64), n.lastSeen = CAST(r.lastSeen AS INT64)",
+            "UNWIND $rows AS r MERGE (n:Entity {id: r.id}) SET n.kind = r.kind, n.name = r.name, n.source = r.source, n.host = r.host, n.port = CAST(r.port AS INT64), n.exe = r.exe, n.props = r.props, n.firstSeen = CAST(r.firstSeen AS INT64), n.lastSeen = CAST(r.lastSeen AS INT64), n.owner = r.owner",
             { rows: changedNodes.map(nodeRow) },
           );
         for (const k of EDGE_KINDS) {
@@ -135,77 +184,140 @@ export class KuzuGraphStore implements GraphStore {
 
   async outbox(): Promise<OutboxEntry[]> {
     return this.serial(async () => {
-      const rows = await this.all("MATCH (o:OrreryOutbox) RETURN o.rev AS rev, o.body AS body ORDER BY rev", {});
+      const rows = await this.all(this.conn, "MATCH (o:OrreryOutbox) RETURN o.rev AS rev, o.body AS body ORDER BY rev", {});
       return rows.map((r) => ({ rev: Number(r.rev), body: String(r.body) }));
     });
   }
 
   async load(): Promise<StoredGraph> {
-    return this.serial(async () => {
-      const meta = await this.all("MATCH (m:OrreryMeta {key: 'rev'}) RETURN m.value AS v", {});
-      const nodes = (await this.all("MATCH (n:Entity) RETURN n.id AS id, n.kind AS kind, n.name AS name, n.source AS source, n.props AS props, n.firstSeen AS firstSeen, n.lastSeen AS lastSeen", {})).map(
-        (r) => ({ ...r, props: JSON.parse(String(r.props ?? "{}")) }) as TopoNode,
-      );
-      const edges: TopoEdge[] = [];
-      for (const k of EDGE_KINDS) {
-        const rows = await this.all(
-          `MATCH (a:Entity)-[e:${k}]->(b:Entity) RETURN e.id AS id, a.id AS src, b.id AS dst, e.source AS source, e.props AS props, e.firstSeen AS firstSeen, e.lastSeen AS lastSeen`,
-          {},
-        );
-        for (const r of rows) edges.push({ ...r, kind: k, props: JSON.parse(String(r.props ?? "{}")) } as TopoEdge);
-      }
-      return { rev: Number(meta[0]?.v ?? 0), nodes, edges };
-    });
+    return this.serial(() => this.loadOn(this.conn));
+  }
+
+  private async loadOn(conn: Connection): Promise<StoredGraph> {
+    const meta = await this.all(conn, "MATCH (m:OrreryMeta {key: 'rev'}) RETURN m.value AS v", {});
+    const nodes = (await this.all(conn, `MATCH (n:Entity) RETURN ${NODE_COLS}`, {})).map(toNode);
+    const edges: TopoEdge[] = [];
+    for (const k of EDGE_KINDS) for (const r of await this.all(conn, edgeQuery(k, ""), {})) edges.push(toEdge(r, k));
+    return { rev: Number(meta[0]?.v ?? 0), nodes, edges };
   }
 
   async query(cypher: string, params: Record<string, unknown> = {}, opts: QueryOptions = {}): Promise<Record<string, unknown>[]> {
     assertReadOnly(cypher);
+    return this.readQuery(cypher, params, opts);
+  }
+
+  /**
+   * `query` without the client-side check: the engine's READ ONLY transaction is the only guard. For tests of that
+   * guard (as neo4j.ts's runReadQuery); user Cypher goes through `query`.
+   */
+  async readQuery(cypher: string, params: Record<string, unknown> = {}, opts: QueryOptions = {}): Promise<Record<string, unknown>[]> {
     const maxRows = opts.maxRows ?? 10_000;
-    return this.serial(async () => {
-      // Kuzu checks the timeout itself and interrupts the query.
-      this.conn.setQueryTimeout(opts.timeoutMs ?? 10_000);
+    const timeoutMs = opts.timeoutMs ?? 10_000;
+    // Kuzu checks the timeout itself and interrupts the query.
+    return this.readTx(timeoutMs, async () => {
       try {
-        const rows = await this.all(cypher, params);
+        const ps = await this.prepare(this.rconn, cypher);
+        const r = await this.rconn.execute(ps, params as Record<string, KuzuValue>);
+        const qr = Array.isArray(r) ? r[r.length - 1]! : r;
+        // Rows are converted one by one and only up to the limit (getAll of a million rows takes tens of seconds).
+        const rows: Record<string, unknown>[] = [];
+        try {
+          while (rows.length <= maxRows && qr.hasNext()) rows.push(plain(await qr.getNext()));
+        } finally {
+          qr.close();
+        }
         if (rows.length > maxRows) throw new GraphStoreError("too_many_rows", `query returned more than ${maxRows} rows; add LIMIT`);
-        return rows.map(plain);
+        return rows;
       } catch (e) {
         if (e instanceof GraphStoreError) throw e;
         const msg = (e as Error).message;
-        if (/interrupt|timeout/i.test(msg)) throw new GraphStoreError("timeout", `query exceeded ${opts.timeoutMs ?? 10_000} ms`, { cause: e });
+        if (/interrupt|timeout/i.test(msg)) throw new GraphStoreError("timeout", `query exceeded ${timeoutMs} ms`, { cause: e });
+        if (/write query inside a read-only transaction/i.test(msg)) throw new GraphStoreError("read_only", `read-only queries only: ${msg}`, { cause: e });
         throw new GraphStoreError("query_failed", msg, { cause: e });
-      } finally {
-        this.conn.setQueryTimeout(600_000); // back to the writer's generous limit
       }
     });
   }
 
+  async neighbourhood(id: string, opts: NeighbourhoodOptions): Promise<Neighbourhood> {
+    const hops = validHops(opts.hops);
+    const kinds = opts.kinds?.length ? [...new Set(opts.kinds)].filter((k) => EDGE_KINDS.includes(k)) : EDGE_KINDS;
+    return this.internalRead(async () => {
+      // SHORTEST is breadth-first: one path per reached node, so 10 hops on a dense graph does not enumerate walks.
+      const reached = await this.all(this.rconn, `MATCH (a:Entity {id: $id})-[:${kinds.join("|")}* SHORTEST 1..${hops}]-(b:Entity) RETURN DISTINCT b.id AS id`, { id });
+      const root = await this.all(this.rconn, "MATCH (n:Entity {id: $id}) RETURN n.id AS id", { id });
+      if (!root.length) return { nodes: [], edges: [] };
+      const ids = [id, ...reached.map((r) => String(r.id)).filter((x) => x !== id)];
+      const nodes = (await this.all(this.rconn, `MATCH (n:Entity) WHERE n.id IN $ids RETURN ${NODE_COLS}`, { ids })).map(toNode);
+      const edges: TopoEdge[] = [];
+      for (const k of kinds) for (const r of await this.all(this.rconn, edgeQuery(k, "WHERE a.id IN $ids AND b.id IN $ids"), { ids })) edges.push(toEdge(r, k));
+      return { nodes, edges };
+    });
+  }
+
+  async impact(id: string, opts: ImpactOptions): Promise<StoreImpact> {
+    validHops(opts.maxHops, "maxHops");
+    return this.internalRead(() => storeImpact((q, p) => this.all(this.rconn, q, p), id, opts));
+  }
+
+  async exportSnapshot(): Promise<TopologySnapshot> {
+    // One read transaction: nodes, edges and rev from the same committed state, without holding up the writer.
+    const g = await this.internalRead(() => this.loadOn(this.rconn), 600_000);
+    return TopologySnapshot.parse({ schema: "topology.snapshot.v1", rev: g.rev, at: Date.now(), nodes: g.nodes, edges: g.edges });
+  }
+
+  private async internalRead<T>(f: () => Promise<T>, timeoutMs = 60_000): Promise<T> {
+    try {
+      return await this.readTx(timeoutMs, f);
+    } catch (e) {
+      if (e instanceof GraphStoreError) throw e;
+      throw new GraphStoreError("query_failed", `kuzu read failed: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
   async close(): Promise<void> {
     await this.chain;
+    await this.readChain;
+    await this.rconn.close();
     await this.conn.close();
     await this.db.close();
   }
 
   /** Unparameterised statement; its results are closed at once (see statementCaches on native finalizers). */
-  private async exec(cypher: string): Promise<void> {
-    const r = await this.conn.query(cypher);
+  private exec(cypher: string): Promise<void> {
+    return this.execOn(this.conn, cypher);
+  }
+
+  private async execOn(conn: Connection, cypher: string): Promise<void> {
+    const r = await conn.query(cypher);
     for (const qr of Array.isArray(r) ? r : [r]) qr.close();
   }
 
   private async run(cypher: string, params: Record<string, unknown>): Promise<void> {
-    const ps = await this.prepare(cypher);
+    const ps = await this.prepare(this.conn, cypher);
     const r = await this.conn.execute(ps, params as Record<string, KuzuValue>);
     for (const qr of Array.isArray(r) ? r : [r]) qr.close();
   }
 
-  private async all(cypher: string, params: Record<string, unknown>): Promise<Record<string, unknown>[]> {
-    const ps = await this.prepare(cypher);
-    const r = await this.conn.execute(ps, params as Record<string, KuzuValue>);
+  private async all(conn: Connection, cypher: string, params: Record<string, unknown>): Promise<Record<string, unknown>[]> {
+    const ps = await this.prepare(conn, cypher);
+    const r = await conn.execute(ps, params as Record<string, KuzuValue>);
     const qr = Array.isArray(r) ? r[r.length - 1]! : r;
-    const rows = (await qr.getAll()) as Record<string, unknown>[];
-    qr.close();
-    return rows;
+    try {
+      return ((await qr.getAll()) as Record<string, unknown>[]).map(plain);
+    } finally {
+      qr.close();
+    }
   }
 }
+
+const NODE_COLS = "n.id AS id, n.kind AS kind, n.name AS name, n.source AS source, n.props AS props, n.firstSeen AS firstSeen, n.lastSeen AS lastSeen";
+
+function edgeQuery(k: EdgeKind, where: string): string {
+  return `MATCH (a:Entity)-[e:${k}]->(b:Entity) ${where} RETURN e.id AS id, a.id AS src, b.id AS dst, e.source AS source, e.props AS props, e.firstSeen AS firstSeen, e.lastSeen AS lastSeen`;
+}
+
+const toNode = (r: Record<string, unknown>) => ({ ...r, props: JSON.parse(String(r.props ?? "{}")) }) as TopoNode;
+const toEdge = (r: Record<string, unknown>, kind: EdgeKind) => ({ ...r, kind, props: JSON.parse(String(r.props ?? "{}")) }) as TopoEdge;
 
 function nodeRow(n: TopoNode) {
   const p = n.props;
@@ -218,6 +330,7 @@ function nodeRow(n: TopoNode) {
     host: typeof p.host === "string" ? p.host : n.kind === "host" ? n.id.slice(5) : "",
     port: typeof p.port === "number" ? p.port : 0,
     exe: typeof p.exe === "string" ? p.exe : "",
+    owner: typeof p.owner === "string" ? p.owner : "",
     props: JSON.stringify(p),
     firstSeen: n.firstSeen,
     lastSeen: n.lastSeen,
@@ -228,7 +341,10 @@ function edgeRow(e: TopoEdge) {
   return { id: e.id, src: e.src, dst: e.dst, source: e.source, props: JSON.stringify(e.props), firstSeen: e.firstSeen, lastSeen: e.lastSeen };
 }
 
-/** Kuzu returns BigInt for INT64 and node/rel objects with internal ids: make rows JSON-safe. */
+/**
+ * Kuzu returns BigInt for INT64 and node/rel objects with internal ids: make rows JSON-safe. A path (a recursive rel)
+ * already arrives as {_nodes, _rels}, the shape the Neo4j adapter gives its paths.
+ */
 function plain(v: any): any {
   if (typeof v === "bigint") return Number(v);
   if (Array.isArray(v)) return v.map(plain);

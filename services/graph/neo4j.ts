@@ -1,12 +1,20 @@
 /**
  * Neo4j adapter of the GraphStore port (neo4j-driver 6; Neo4j 4.4 and 5.x). Same graph model as the Kuzu adapter, so
  * the same Cypher answers on both: (:Entity {id, kind, name, source, host, port (0 = none), exe ('' = none),
- * props (JSON string), firstSeen, lastSeen}), relationships RUNS / LISTENS / CONNECTS {id, source, props, firstSeen,
- * lastSeen}, and (:OrreryMeta {key: 'rev', value}).
+ * props (JSON string), firstSeen, lastSeen, owner ('' = none)}), relationships RUNS / LISTENS / CONNECTS / DEPENDS_ON
+ * {id, source, props, firstSeen, lastSeen}, and (:OrreryMeta {key: 'rev', value}).
  *
- * Writes: one change set = one write transaction (executeWrite), `UNWIND $rows` batches inside it.
+ * Writes: one change set = one write transaction (executeWrite), `UNWIND $rows` batches of BATCH rows inside it (a
+ * first scan of 100k nodes / 300k edges is ~80 statements in one transaction: bounded Bolt messages, but the whole
+ * transaction state is held by the server until commit — see the README on transaction memory). The transaction
+ * function is idempotent: the driver retries it after transient failures, including a commit whose reply was lost,
+ * so it first reads the stored rev and does nothing when the store is already there (new edges are CREATEd: a
+ * second run would duplicate them).
  * Reads: a READ session + executeRead, so the server itself refuses writes; assertReadOnly gives the clear error first.
- * The server enforces the query timeout (transaction config `timeout`); a client-side guard answers if it does not.
+ * The query time limit is enforced here at timeoutMs (the session is closed in the background, which resets the
+ * connection and so ends the query on the server); the transaction timeout on the server is the backstop.
+ * All sessions of a store share one bookmark manager, so on a cluster a read follows the writes before it (causal
+ * consistency); load() and outbox() run on the leader, since after a restart there are no bookmarks yet.
  */
 import neo4j, {
   isDate,
@@ -25,18 +33,30 @@ import neo4j, {
   isVector,
   Neo4jError,
   type AuthToken,
+  type BookmarkManager,
   type Driver,
   type ManagedTransaction,
 } from "neo4j-driver";
-import { EdgeKind, type TopoEdge, type TopoNode } from "../../pipelines/contracts/topology.ts";
+import { EdgeKind, TopologySnapshot, type TopoEdge, type TopoNode } from "../../pipelines/contracts/topology.ts";
 import type { Changes } from "../../pipelines/stages/topology.ts";
-import { assertReadOnly, GraphStoreError, type GraphStore, type OutboxEntry, type QueryOptions, type StoredGraph } from "./port.ts";
+import {
+  assertReadOnly,
+  GraphStoreError,
+  validHops,
+  type GraphStore,
+  type ImpactOptions,
+  type Neighbourhood,
+  type NeighbourhoodOptions,
+  type OutboxEntry,
+  type QueryOptions,
+  type StoredGraph,
+  type StoreImpact,
+} from "./port.ts";
+import { storeImpact } from "./store-impact.ts";
 
 const EDGE_KINDS = EdgeKind.options;
 /** Rows per UNWIND statement: bounded Bolt messages and server memory per statement; all inside one transaction. */
 const BATCH = 5_000;
-/** The server checks transaction timeouts periodically (every 2 s by default): the client guard waits that much longer. */
-const TIMEOUT_GRACE_MS = 3_000;
 const DEFAULT_TIMEOUT_MS = 10_000;
 const DEFAULT_MAX_ROWS = 10_000;
 
@@ -63,6 +83,8 @@ export class Neo4jGraphStore implements GraphStore {
   /** Change sets are applied in order, one at a time, so the stored rev only moves forward. */
   private chain: Promise<unknown> = Promise.resolve();
   private closed = false;
+  /** Bookmarks of this store's transactions: every session reads what the store wrote before (causal chaining). */
+  private readonly bookmarks: BookmarkManager = neo4j.bookmarkManager();
 
   constructor(target: Driver | Neo4jConfig, opts: { database?: string } = {}) {
     if (isDriver(target)) {
@@ -89,7 +111,7 @@ export class Neo4jGraphStore implements GraphStore {
       "CREATE INDEX orrery_entity_kind IF NOT EXISTS FOR (n:Entity) ON (n.kind)",
       "CREATE INDEX orrery_entity_source IF NOT EXISTS FOR (n:Entity) ON (n.source)",
     ];
-    const session = this.driver.session({ database: this.database, defaultAccessMode: neo4j.session.WRITE });
+    const session = this.session("WRITE");
     try {
       for (const stmt of schema) {
         try {
@@ -110,7 +132,7 @@ export class Neo4jGraphStore implements GraphStore {
   apply(c: Changes, rev: number, outbox?: { entries: OutboxEntry[]; sentUpTo: number }): Promise<void> {
     if (this.closed) return Promise.reject(new GraphStoreError("write_failed", "neo4j store is closed"));
     const run = async () => {
-      const session = this.driver.session({ database: this.database, defaultAccessMode: neo4j.session.WRITE });
+      const session = this.session("WRITE");
       try {
         await session.executeWrite((tx) => writeChanges(tx, c, rev, outbox), { metadata: { app: "orrery", op: "apply", rev } });
       } catch (e) {
@@ -126,9 +148,10 @@ export class Neo4jGraphStore implements GraphStore {
 
   async outbox(): Promise<OutboxEntry[]> {
     if (this.closed) throw new GraphStoreError("query_failed", "neo4j store is closed");
-    const session = this.driver.session({ database: this.database, defaultAccessMode: neo4j.session.READ });
+    const session = this.session("WRITE");
     try {
-      const r = await session.executeRead((tx) => tx.run("MATCH (o:OrreryOutbox) RETURN o.rev AS rev, o.body AS body ORDER BY rev"));
+      // On the leader (a write transaction that only reads): after a restart no bookmark says where to read.
+      const r = await session.executeWrite((tx) => tx.run("MATCH (o:OrreryOutbox) RETURN o.rev AS rev, o.body AS body ORDER BY rev"));
       return r.records.map((rec) => ({ rev: Number(toPlain(rec.get("rev"))), body: String(rec.get("body")) }));
     } catch (e) {
       throw toGraphStoreError(e, "read", "neo4j outbox");
@@ -139,27 +162,10 @@ export class Neo4jGraphStore implements GraphStore {
 
   async load(): Promise<StoredGraph> {
     if (this.closed) throw new GraphStoreError("query_failed", "neo4j store is closed");
-    const session = this.driver.session({ database: this.database, defaultAccessMode: neo4j.session.READ });
+    const session = this.session("WRITE");
     try {
-      return await session.executeRead(async (tx) => {
-        const meta = await tx.run("MATCH (m:OrreryMeta {key: 'rev'}) RETURN m.value AS v");
-        const nodes: TopoNode[] = [];
-        for await (const rec of tx.run(
-          "MATCH (n:Entity) RETURN n.id AS id, n.kind AS kind, n.name AS name, n.source AS source, n.props AS props, n.firstSeen AS firstSeen, n.lastSeen AS lastSeen",
-        )) {
-          const r = toPlain(rec.toObject()) as Record<string, unknown>;
-          nodes.push({ ...r, props: JSON.parse(String(r.props ?? "{}")) } as TopoNode);
-        }
-        const edges: TopoEdge[] = [];
-        for await (const rec of tx.run(
-          "MATCH (a:Entity)-[e]->(b:Entity) WHERE type(e) IN $kinds RETURN e.id AS id, type(e) AS kind, a.id AS src, b.id AS dst, e.source AS source, e.props AS props, e.firstSeen AS firstSeen, e.lastSeen AS lastSeen",
-          { kinds: EDGE_KINDS },
-        )) {
-          const r = toPlain(rec.toObject()) as Record<string, unknown>;
-          edges.push({ ...r, props: JSON.parse(String(r.props ?? "{}")) } as TopoEdge);
-        }
-        return { rev: Number(toPlain(meta.records[0]?.get("v")) ?? 0), nodes, edges };
-      });
+      // On the leader, as outbox(): the model is rebuilt from the latest committed graph.
+      return await session.executeWrite((tx) => loadGraph(tx));
     } catch (e) {
       throw toGraphStoreError(e, "read", "neo4j load");
     } finally {
@@ -170,7 +176,57 @@ export class Neo4jGraphStore implements GraphStore {
   async query(cypher: string, params: Record<string, unknown> = {}, opts: QueryOptions = {}): Promise<Record<string, unknown>[]> {
     assertReadOnly(cypher);
     if (this.closed) throw new GraphStoreError("query_failed", "neo4j store is closed");
-    return runReadQuery(this.driver, this.database, cypher, params, opts);
+    return runReadQuery(this.driver, this.database, cypher, params, opts, this.bookmarks);
+  }
+
+  async neighbourhood(id: string, opts: NeighbourhoodOptions): Promise<Neighbourhood> {
+    const hops = validHops(opts.hops);
+    const kinds = opts.kinds?.length ? [...new Set(opts.kinds)].filter((k) => EDGE_KINDS.includes(k)) : EDGE_KINDS;
+    return this.read("neo4j neighbourhood", async (tx) => {
+      // DISTINCT end nodes and no path variable: the planner expands breadth-first with pruning, not path by path.
+      const reached = await tx.run(`MATCH (a:Entity {id: $id})-[:${kinds.join("|")}*1..${hops}]-(b:Entity) RETURN DISTINCT b.id AS id`, { id });
+      const root = await tx.run("MATCH (n:Entity {id: $id}) RETURN n.id AS id", { id });
+      if (!root.records.length) return { nodes: [], edges: [] };
+      const ids = [id, ...reached.records.map((r) => String(r.get("id"))).filter((x) => x !== id)];
+      const nodes = (await tx.run(`MATCH (n:Entity) WHERE n.id IN $ids RETURN ${NODE_COLS}`, { ids })).records.map((r) => toNode(r.toObject()));
+      const edges = (
+        await tx.run(`MATCH (a:Entity)-[e]->(b:Entity) WHERE a.id IN $ids AND b.id IN $ids AND type(e) IN $kinds RETURN ${EDGE_COLS}`, { ids, kinds })
+      ).records.map((r) => toEdge(r.toObject()));
+      return { nodes, edges };
+    });
+  }
+
+  async impact(id: string, opts: ImpactOptions): Promise<StoreImpact> {
+    validHops(opts.maxHops, "maxHops");
+    return this.read("neo4j impact", (tx) =>
+      storeImpact(async (q, p) => (await tx.run(q, toNeo4jParams(p))).records.map((r) => toPlain(r.toObject()) as Record<string, unknown>), id, opts),
+    );
+  }
+
+  async exportSnapshot(): Promise<TopologySnapshot> {
+    const g = await this.read("neo4j snapshot", (tx) => loadGraph(tx));
+    return TopologySnapshot.parse({ schema: "topology.snapshot.v1", rev: g.rev, at: Date.now(), nodes: g.nodes, edges: g.edges });
+  }
+
+  private session(mode: "READ" | "WRITE") {
+    return this.driver.session({
+      database: this.database,
+      defaultAccessMode: mode === "READ" ? neo4j.session.READ : neo4j.session.WRITE,
+      bookmarkManager: this.bookmarks,
+    });
+  }
+
+  /** Our own read-only Cypher (no user text) in one read transaction. */
+  private async read<T>(what: string, f: (tx: ManagedTransaction) => Promise<T>): Promise<T> {
+    if (this.closed) throw new GraphStoreError("query_failed", "neo4j store is closed");
+    const session = this.session("READ");
+    try {
+      return await session.executeRead(f, { metadata: { app: "orrery", op: what } });
+    } catch (e) {
+      throw toGraphStoreError(e, "read", what);
+    } finally {
+      await session.close();
+    }
   }
 
   async close(): Promise<void> {
@@ -185,8 +241,38 @@ function isDriver(x: unknown): x is Driver {
   return typeof (x as Driver).session === "function" && typeof (x as Driver).close === "function";
 }
 
-/** One change set, in the order that keeps every step valid: removals first, then nodes, edges, and the rev. */
-async function writeChanges(tx: ManagedTransaction, c: Changes, rev: number, outbox?: { entries: OutboxEntry[]; sentUpTo: number }): Promise<void> {
+const NODE_COLS = "n.id AS id, n.kind AS kind, n.name AS name, n.source AS source, n.props AS props, n.firstSeen AS firstSeen, n.lastSeen AS lastSeen";
+const EDGE_COLS = "e.id AS id, type(e) AS kind, a.id AS src, b.id AS dst, e.source AS source, e.props AS props, e.firstSeen AS firstSeen, e.lastSeen AS lastSeen";
+
+function toNode(rec: Record<string, unknown>): TopoNode {
+  const r = toPlain(rec) as Record<string, unknown>;
+  return { ...r, props: JSON.parse(String(r.props ?? "{}")) } as TopoNode;
+}
+
+function toEdge(rec: Record<string, unknown>): TopoEdge {
+  const r = toPlain(rec) as Record<string, unknown>;
+  return { ...r, props: JSON.parse(String(r.props ?? "{}")) } as TopoEdge;
+}
+
+/** The whole stored graph, streamed record by record, in one transaction. */
+async function loadGraph(tx: ManagedTransaction): Promise<StoredGraph> {
+  const meta = await tx.run("MATCH (m:OrreryMeta {key: 'rev'}) RETURN m.value AS v");
+  const nodes: TopoNode[] = [];
+  for await (const rec of tx.run(`MATCH (n:Entity) RETURN ${NODE_COLS}`)) nodes.push(toNode(rec.toObject()));
+  const edges: TopoEdge[] = [];
+  for await (const rec of tx.run(`MATCH (a:Entity)-[e]->(b:Entity) WHERE type(e) IN $kinds RETURN ${EDGE_COLS}`, { kinds: EDGE_KINDS })) edges.push(toEdge(rec.toObject()));
+  return { rev: Number(toPlain(meta.records[0]?.get("v")) ?? 0), nodes, edges };
+}
+
+/**
+ * One change set, in the order that keeps every step valid: removals first, then nodes, edges, and the rev. Returns
+ * false, writing nothing, when the store is already at `rev` or later: this is a retry of a transaction that did
+ * commit (the driver retries when the commit's reply is lost).
+ */
+export async function writeChanges(tx: ManagedTransaction, c: Changes, rev: number, outbox?: { entries: OutboxEntry[]; sentUpTo: number }): Promise<boolean> {
+  const cur = await tx.run("MATCH (m:OrreryMeta {key: 'rev'}) RETURN m.value AS v");
+  const stored = Number(toPlain(cur.records[0]?.get("v")) ?? 0);
+  if (stored >= rev) return false;
   const isNew = (id: string) => c.created?.has(id) ?? false;
   for (const k of EDGE_KINDS) {
     const rows = c.edgesRemoved.filter((e) => e.kind === k).map((e) => ({ src: e.src, dst: e.dst }));
@@ -197,7 +283,7 @@ async function writeChanges(tx: ManagedTransaction, c: Changes, rev: number, out
   // store already has (say, after a crash between write and ack) is updated instead of failing the whole set.
   for (const b of batches(c.nodesUpserted.map(nodeRow)))
     await tx.run(
-      "UNWIND $rows AS r MERGE (n:Entity {id: r.id}) SET n.kind = r.kind, n.name = r.name, n.source = r.source, n.host = r.host, n.port = r.port, n.exe = r.exe, n.props = r.props, n.firstSeen = r.firstSeen, n.lastSeen = r.lastSeen",
+      "UNWIND $rows AS r MERGE (n:Entity {id: r.id}) SET n.kind = r.kind, n.name = r.name, n.source = r.source, n.host = r.host, n.port = r.port, n.exe = r.exe, n.owner = r.owner, n.props = r.props, n.firstSeen = r.firstSeen, n.lastSeen = r.lastSeen",
       { rows: b },
     );
   for (const k of EDGE_KINDS) {
@@ -224,6 +310,7 @@ async function writeChanges(tx: ManagedTransaction, c: Changes, rev: number, out
         rows: outbox.entries.map((e) => ({ rev: neo4j.int(e.rev), body: e.body })),
       });
   }
+  return true;
 }
 
 function* batches<T>(rows: T[]): Generator<T[]> {
@@ -244,6 +331,7 @@ function nodeRow(n: TopoNode) {
     host: typeof p.host === "string" ? p.host : n.kind === "host" ? n.id.slice(5) : "",
     port: neo4j.int(typeof p.port === "number" && Number.isSafeInteger(p.port) ? p.port : 0),
     exe: typeof p.exe === "string" ? p.exe : "",
+    owner: typeof p.owner === "string" ? p.owner : "",
     props: JSON.stringify(p),
     firstSeen: neo4j.int(n.firstSeen),
     lastSeen: neo4j.int(n.lastSeen),
@@ -255,9 +343,11 @@ function edgeRow(e: TopoEdge) {
 }
 
 /**
- * Runs read-only Cypher in a READ session (the server refuses any write), with the timeout in the transaction config
- * and the row limit checked while streaming (the rest of a too-large result is never fetched). Callers that take
- * Cypher from users call assertReadOnly first, as Neo4jGraphStore.query does.
+ * Runs read-only Cypher in a READ session (the server refuses any write), with the row limit checked while streaming
+ * (the rest of a too-large result is never fetched) and the time limit enforced here: at timeoutMs the caller gets a
+ * timeout error and the session is closed in the background (which cancels the result and resets the connection, so
+ * the server stops the query). The same timeout in the transaction config makes the server end it too. Callers that
+ * take Cypher from users call assertReadOnly first, as Neo4jGraphStore.query does.
  */
 export async function runReadQuery(
   driver: Driver,
@@ -265,15 +355,18 @@ export async function runReadQuery(
   cypher: string,
   params: Record<string, unknown> = {},
   opts: QueryOptions = {},
+  bookmarkManager?: BookmarkManager,
 ): Promise<Record<string, unknown>[]> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const maxRows = opts.maxRows ?? DEFAULT_MAX_ROWS;
-  const session = driver.session({ database, defaultAccessMode: neo4j.session.READ, fetchSize: Math.min(maxRows + 1, 1000) });
+  const session = driver.session({ database, defaultAccessMode: neo4j.session.READ, fetchSize: Math.min(maxRows + 1, 1000), bookmarkManager });
+  let timedOut = false;
   const work = session
     .executeRead(
       async (tx) => {
         const rows: Record<string, unknown>[] = [];
         for await (const rec of tx.run(cypher, toNeo4jParams(params))) {
+          if (timedOut) break;
           if (rows.length >= maxRows) throw new GraphStoreError("too_many_rows", `query returned more than ${maxRows} rows; add LIMIT`);
           rows.push(toPlain(rec.toObject()) as Record<string, unknown>);
         }
@@ -285,20 +378,19 @@ export async function runReadQuery(
       throw toGraphStoreError(e, "read", "neo4j query", timeoutMs);
     });
   let timer: ReturnType<typeof setTimeout> | undefined;
-  let guardFired = false;
   const guard = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      guardFired = true;
-      reject(new GraphStoreError("timeout", `query exceeded ${timeoutMs} ms (neo4j had not ended it ${TIMEOUT_GRACE_MS} ms later)`));
-    }, timeoutMs + TIMEOUT_GRACE_MS);
+      timedOut = true;
+      reject(new GraphStoreError("timeout", `query exceeded ${timeoutMs} ms`));
+    }, timeoutMs);
   });
   try {
     return await Promise.race([work, guard]);
   } finally {
     clearTimeout(timer);
     work.catch(() => undefined); // the loser of the race settles later; it is not an unhandled rejection
-    // When the guard won, closing the session (which waits for the running query) must not hold up the caller.
-    if (guardFired) void session.close().catch(() => undefined);
+    // When the time limit won, closing the session (which cancels the running query) must not hold up the caller.
+    if (timedOut) void session.close().catch(() => undefined);
     else await session.close();
   }
 }

@@ -2,7 +2,7 @@
  * GraphStore: the port every graph adapter implements (Kuzu embedded, Neo4j). The topology service writes net changes
  * in batches; readers ask read-only Cypher. One contract suite (./contract.ts) runs against every adapter.
  */
-import type { TopoEdge, TopoNode } from "../../pipelines/contracts/topology.ts";
+import type { EdgeKind, NodeKind, TopoEdge, TopologySnapshot, TopoNode } from "../../pipelines/contracts/topology.ts";
 import type { Changes } from "../../pipelines/stages/topology.ts";
 
 export interface StoredGraph {
@@ -24,9 +24,44 @@ export interface QueryOptions {
   maxRows?: number;
 }
 
+export interface NeighbourhoodOptions {
+  /** edges away from the entity, either direction, 1..MAX_HOPS */
+  hops: number;
+  /** follow only these edge kinds (all when absent or empty) */
+  kinds?: EdgeKind[];
+}
+
+/** The entity, everything within `hops` edges of it, and the edges among them. */
+export interface Neighbourhood {
+  nodes: TopoNode[];
+  edges: TopoEdge[];
+}
+
+export interface ImpactOptions {
+  /** upstream: what depends on the entity (its blast radius); downstream: what it depends on */
+  direction: "upstream" | "downstream" | "both";
+  /** 1..MAX_HOPS */
+  maxHops: number;
+  /** report only these node kinds (traversal passes through every kind) */
+  kinds?: NodeKind[];
+}
+
+export interface ImpactedEntity {
+  id: string;
+  kind: NodeKind;
+  name: string;
+  /** length of the shortest dependency path from the entity */
+  hops: number;
+}
+
+export interface StoreImpact {
+  upstream: ImpactedEntity[];
+  downstream: ImpactedEntity[];
+}
+
 export interface GraphStore {
   readonly name: string;
-  /** Creates schema/constraints idempotently. */
+  /** Creates schema/constraints idempotently (and migrates older schemas). */
   init(): Promise<void>;
   /**
    * Writes one batch of net changes atomically, together with the topology rev it brings the store to and the
@@ -40,13 +75,22 @@ export interface GraphStore {
   load(): Promise<StoredGraph>;
   /** Read-only Cypher with bound parameters. */
   query(cypher: string, params?: Record<string, unknown>, opts?: QueryOptions): Promise<Record<string, unknown>[]>;
+  /** The entity and its surroundings up to `hops` edges away (empty when the entity is not stored). */
+  neighbourhood(id: string, opts: NeighbourhoodOptions): Promise<Neighbourhood>;
+  /**
+   * Impact over the stored graph, with the dependency semantics of pipelines/stages/impact.ts on the raw edges
+   * (CONNECTS: src depends on dst; LISTENS and RUNS: dst depends on src). Each entity once, at its shortest distance.
+   */
+  impact(id: string, opts: ImpactOptions): Promise<StoreImpact>;
+  /** The stored graph as a topology.snapshot.v1 at the stored rev. */
+  exportSnapshot(): Promise<TopologySnapshot>;
   close(): Promise<void>;
 }
 
 export class GraphStoreError extends Error {
   override readonly name = "GraphStoreError";
   constructor(
-    readonly code: "read_only" | "timeout" | "too_many_rows" | "query_failed" | "write_failed",
+    readonly code: "read_only" | "timeout" | "too_many_rows" | "query_failed" | "write_failed" | "bad_request",
     message: string,
     options?: { cause?: unknown },
   ) {
@@ -54,21 +98,139 @@ export class GraphStoreError extends Error {
   }
 }
 
+/** Upper bound of variable-length patterns (neighbourhood, impact). */
+export const MAX_HOPS = 10;
+
 /**
- * Refuses Cypher that writes. Adapters also run queries in read mode where the engine has one (Neo4j READ access);
- * this check gives a clear error first and covers engines without a read mode (Kuzu).
+ * A hop count that is about to be spliced into Cypher (`*1..N`: bounds of variable-length patterns cannot be
+ * parameters in either engine). Only an integer 1..MAX_HOPS passes.
  */
-const WRITE_CLAUSE = /\b(CREATE|MERGE|DELETE|DETACH|SET|REMOVE|DROP|ALTER|COPY|LOAD|INSTALL|ATTACH|DETACH|CHECKPOINT|BEGIN|COMMIT|ROLLBACK|IMPORT|EXPORT|FOREACH)\b/i;
+export function validHops(n: unknown, what = "hops"): number {
+  if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > MAX_HOPS)
+    throw new GraphStoreError("bad_request", `${what} must be an integer from 1 to ${MAX_HOPS} (got ${JSON.stringify(n)})`);
+  return n;
+}
+
+export type CypherToken = { t: "word"; v: string } | { t: "punct"; v: string } | { t: "string" } | { t: "name" } | { t: "number" };
+
+/**
+ * Lexes Cypher the way Kuzu and Neo4j do, in ONE left-to-right pass: '…' and "…" strings with backslash escapes,
+ * `…` names with `` as the escaped backtick (no backslash escapes there), // comments to the end of the line and
+ * /* *\/ comments. Where the engines could disagree this errs toward seeing more code: a line comment ends at any
+ * line or paragraph separator, and words are ASCII runs (a non-ASCII letter splits a word, never hides a keyword).
+ * An unterminated string, name or comment is refused.
+ */
+export function tokenizeCypher(q: string): CypherToken[] {
+  const out: CypherToken[] = [];
+  let i = 0;
+  const n = q.length;
+  const unterminated = (what: string) => new GraphStoreError("query_failed", `unterminated ${what} in the query`);
+  while (i < n) {
+    const c = q[i]!;
+    if (c === "'" || c === '"') {
+      let j = i + 1;
+      for (;;) {
+        if (j >= n) throw unterminated("string literal");
+        const d = q[j]!;
+        if (d === "\\") j += 2;
+        else if (d === c) break;
+        else j++;
+      }
+      out.push({ t: "string" });
+      i = j + 1;
+    } else if (c === "`") {
+      let j = i + 1;
+      for (;;) {
+        if (j >= n) throw unterminated("`name`");
+        if (q[j] === "`") {
+          if (q[j + 1] === "`") j += 2;
+          else break;
+        } else j++;
+      }
+      out.push({ t: "name" });
+      i = j + 1;
+    } else if (c === "/" && q[i + 1] === "/") {
+      let j = i + 2;
+      while (j < n && !/[\n\r\u2028\u2029\u0085\u000b\u000c]/.test(q[j]!)) j++;
+      i = j;
+    } else if (c === "/" && q[i + 1] === "*") {
+      const end = q.indexOf("*/", i + 2);
+      if (end < 0) throw unterminated("/* comment");
+      i = end + 2;
+    } else if (/[A-Za-z_]/.test(c)) {
+      let j = i + 1;
+      while (j < n && /[A-Za-z0-9_]/.test(q[j]!)) j++;
+      out.push({ t: "word", v: q.slice(i, j) });
+      i = j;
+    } else if (/[0-9]/.test(c)) {
+      let j = i + 1;
+      while (j < n && /[0-9]/.test(q[j]!)) j++;
+      out.push({ t: "number" });
+      i = j;
+    } else if (/\s/.test(c)) i++;
+    else {
+      out.push({ t: "punct", v: c });
+      i++;
+    }
+  }
+  return out;
+}
+
+/** Clauses and commands that write data or schema, change sessions or transactions, or administer the server. */
+const REFUSED = new Set(
+  [
+    "CREATE", "MERGE", "DELETE", "DETACH", "SET", "REMOVE", "DROP", "ALTER", "RENAME", "COPY", "LOAD", "INSTALL", "UNINSTALL",
+    "ATTACH", "CHECKPOINT", "BEGIN", "COMMIT", "ROLLBACK", "IMPORT", "EXPORT", "FOREACH", "TERMINATE", "USE", "SHOW",
+    "GRANT", "DENY", "REVOKE", "START", "STOP", "ENABLE", "DEALLOCATE", "REALLOCATE", "TRANSACTIONS",
+  ],
+);
+
+/** Read-only procedures and table functions a user query may CALL (Kuzu table functions; Neo4j built-ins). */
+const CALLABLE = new Set(
+  [
+    // Kuzu
+    "show_tables", "table_info", "show_connection", "show_functions", "show_indexes", "show_sequences", "show_attached_databases",
+    "show_projected_graphs", "show_loaded_extensions", "show_macros", "db_version", "current_setting",
+    // Neo4j
+    "db.labels", "db.relationshipTypes", "db.propertyKeys", "db.schema.visualization", "db.schema.nodeTypeProperties",
+    "db.schema.relTypeProperties", "dbms.components",
+  ].map((s) => s.toLowerCase()),
+);
+
+/**
+ * Refuses Cypher that could write, or change or administer anything. Adapters also run user queries where the engine
+ * refuses writes itself (Neo4j READ access mode, a Kuzu READ ONLY transaction); this check gives a clear error first.
+ */
 export function assertReadOnly(cypher: string): void {
-  // Ignore string literals and comments so `WHERE n.name = 'CREATE'` is allowed.
-  const stripped = cypher
-    .replace(/'(?:[^'\\]|\\.)*'/g, "''")
-    .replace(/"(?:[^"\\]|\\.)*"/g, '""')
-    .replace(/`[^`]*`/g, "``")
-    .replace(/\/\/.*$/gm, "")
-    .replace(/\/\*[\s\S]*?\*\//g, "");
-  const m = WRITE_CLAUSE.exec(stripped);
-  if (m) throw new GraphStoreError("read_only", `read-only queries only: "${m[1]!.toUpperCase()}" is a write or admin clause`);
-  if (/\bCALL\b/i.test(stripped) && !/\bCALL\s+(show_|table_info|db\.|dbms\.components)/i.test(stripped))
-    throw new GraphStoreError("read_only", "read-only queries only: CALL of procedures is not allowed");
+  const toks = tokenizeCypher(cypher);
+  const refuse = (why: string) => {
+    throw new GraphStoreError("read_only", `read-only queries only: ${why}`);
+  };
+  for (let i = 0; i < toks.length; i++) {
+    const tk = toks[i]!;
+    if (tk.t === "punct" && tk.v === ";" && toks.slice(i + 1).length) refuse("one statement per query");
+    if (tk.t !== "word") continue;
+    const w = tk.v.toUpperCase();
+    if (REFUSED.has(w)) refuse(`"${w}" is a write or admin clause`);
+    if (w === "CALL") {
+      const next = toks[i + 1];
+      if (next?.t === "punct" && next.v === "{") continue; // a subquery: its clauses are checked like the rest
+      const parts: string[] = [];
+      let j = i + 1;
+      for (;;) {
+        const p = toks[j];
+        if (p?.t !== "word") break;
+        parts.push(p.v);
+        const dot = toks[j + 1];
+        if (dot?.t === "punct" && dot.v === ".") j += 2;
+        else {
+          j++;
+          break;
+        }
+      }
+      const name = parts.join(".");
+      if (!CALLABLE.has(name.toLowerCase())) refuse(`CALL ${name || "of this"} is not allowed (read-only procedures only: ${[...CALLABLE].join(", ")})`);
+      i = j - 1;
+    }
+  }
 }

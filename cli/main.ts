@@ -7,6 +7,7 @@ import { defineCommand, runMain } from "citty";
 import { cypher } from "./commands/cypher.ts";
 import { strategy } from "./commands/strategy.ts";
 import { notify } from "./commands/notify.ts";
+import { jobs } from "./commands/jobs.ts";
 
 const main = defineCommand({
   meta: { name: "orrery", description: "Orrery: live topology and CMDB" },
@@ -15,6 +16,7 @@ const main = defineCommand({
     cypher,
     strategy,
     notify,
+    jobs,
   },
 });
 

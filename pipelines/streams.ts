@@ -2,6 +2,18 @@
  * Subjects, streams and durable consumers, declared once. A `prefix` namespaces everything so tests (and several
  * Orrery installs on one NATS) never see each other's messages. Version lives in the subject: orrery.discovery.v1.<host>.
  */
+import { MAX_JOB_ACK_WAIT_MS, MAX_JOB_TIMEOUT_MS } from "./contracts/jobs.ts";
+
+/** Dedup window of streams written only by services that publish right away (alerts, topology deltas). */
+export const DEDUP_WINDOW_MS = 2 * 60_000;
+/**
+ * Dedup window of the streams discovery jobs write (discovery, metrics). A job run redelivered after its worker died
+ * is redone from the start, up to timeout + ack_wait after the first attempt published its first item, and
+ * republishes with the same Nats-Msg-Id: the window must cover that, or the redo stores its items again. The cost is
+ * nats-server memory: it keeps every message id of the window (about 100 B each).
+ */
+export const JOB_RESULT_DEDUP_WINDOW_MS = MAX_JOB_TIMEOUT_MS + MAX_JOB_ACK_WAIT_MS + 5 * 60_000;
+
 export interface StreamSpec {
   name: string;
   subjects: string[];
@@ -48,16 +60,16 @@ export function subjectToken(s: string): string {
 export function topologyFor(prefix = "orrery"): Topology {
   if (!/^[a-zA-Z0-9_-]+$/.test(prefix)) throw new Error(`prefix must be [a-zA-Z0-9_-]+, got "${prefix}"`);
   const P = prefix.toUpperCase().replace(/-/g, "_");
-  const stream = (name: string, subjects: string[], maxAgeMs: number, maxBytes: number): StreamSpec => ({
+  const stream = (name: string, subjects: string[], maxAgeMs: number, maxBytes: number, duplicateWindowMs = DEDUP_WINDOW_MS): StreamSpec => ({
     name: `${P}_${name}`,
     subjects,
     maxAgeMs,
     maxBytes,
-    duplicateWindowMs: 2 * 60 * 1000,
+    duplicateWindowMs,
   });
   const streams = {
-    discovery: stream("DISCOVERY", [`${prefix}.discovery.v1.>`], 1 * DAY, 2 * GiB),
-    metrics: stream("METRICS", [`${prefix}.metrics.v1.>`], 1 * DAY, 4 * GiB),
+    discovery: stream("DISCOVERY", [`${prefix}.discovery.v1.>`], 1 * DAY, 2 * GiB, JOB_RESULT_DEDUP_WINDOW_MS),
+    metrics: stream("METRICS", [`${prefix}.metrics.v1.>`], 1 * DAY, 4 * GiB, JOB_RESULT_DEDUP_WINDOW_MS),
     alerts: stream("ALERTS", [`${prefix}.alerts.v1.>`], 7 * DAY, 1 * GiB),
     topology: stream("TOPOLOGY", [`${prefix}.topology.delta.v1`], 1 * DAY, 2 * GiB),
     dlq: stream("DLQ", [`${prefix}.dlq.>`], 14 * DAY, 1 * GiB),

@@ -99,14 +99,27 @@ describe("built-in jobs on loopback", () => {
     expect(s.tls_cert_days_left!.value).toBeGreaterThan(29);
   });
 
-  test("dns: localhost resolves to loopback; with announceHosts it is a host owning its addresses", async () => {
-    const [item] = await collect("dns", { names: ["localhost"], announceHosts: true });
+  test("dns: each resolved address is a name.seen; announceHosts adds a host node that claims no addresses; PTR names", async () => {
+    const [item] = await collect("dns", { names: ["localhost"] });
     const m = Object.fromEntries(item!.samples!.map((s) => [s.metric, s]));
     expect(m.dns_up!.value).toBe(1);
     expect(m.dns_addresses!.labels!.addresses).toContain("127.0.0.1");
-    expect(item!.events![0]).toMatchObject({ type: "host.seen", hostname: "localhost" });
-    const [quiet] = await collect("dns", { names: ["localhost"] });
-    expect(quiet!.events).toBeUndefined();
+    expect(item).toMatchObject({ key: "localhost", host: "localhost", full: true });
+    expect(item!.events).toContainEqual({ type: "name.seen", ip: "127.0.0.1", name: "localhost" });
+    expect(item!.events!.every((e) => e.type === "name.seen")).toBe(true);
+    const [announced] = await collect("dns", { names: ["localhost"], announceHosts: true });
+    expect(announced!.events![0]).toEqual({ type: "host.seen", hostname: "localhost", os: "", kernel: "", cpus: 0, memTotalBytes: 0, ips: [] });
+    // PTR of an address (getnameinfo reads /etc/hosts first: 127.0.0.1 is localhost here); an address with no name has no event
+    const [ptr, none] = await collect("dns", { addresses: ["127.0.0.1", "192.0.2.254"] });
+    expect(ptr).toMatchObject({ key: "ptr:127.0.0.1", host: "127.0.0.1", full: true, events: [{ type: "name.seen", ip: "127.0.0.1" }] });
+    expect((ptr!.events![0] as { name: string }).name.length).toBeGreaterThan(0);
+    expect(none!.events).toBeUndefined();
+    expect(none!.samples!.find((s) => s.metric === "dns_up")!.value).toBe(0);
+    // an unresolvable name reports dns_up 0 and no events: a resolver hiccup does not erase names
+    const [bad] = await collect("dns", { names: ["no-such-name.invalid"] });
+    expect(bad!.events).toBeUndefined();
+    expect(bad!.samples![0]).toMatchObject({ metric: "dns_up", value: 0 });
+    expect(packages.get("dns")!.validateParams({})).toEqual(["params/names: is required", "params/addresses: is required", "params/: must match a schema in anyOf"]);
   });
 });
 
@@ -153,13 +166,17 @@ describe("jobs through a worker on a real nats-server", () => {
   });
 
   test("inventory-csv run → one full discovery batch per host", async () => {
-    const csv = "host,ips,os,ports\ninv-a,10.9.0.1,Debian,22;5432\ninv-b,10.9.0.2,,80\n";
+    const csv = "host,ips,os,owner,team,ports\ninv-a,10.9.0.1,Debian,alice,payments,22;5432@dba\ninv-b,10.9.0.2,,,,80\n";
     const run = await submitRun(bus, { job: "inventory-csv", workerType: "import", params: { csv } });
     await waitFor(() => statuses.find((s) => s.runId === run.runId && s.state === "finished"), "inventory run finished");
     const a = await fetchAll(bus.topo.streams.discovery.name, bus.topo.subjects.discovery("inv-a"), DiscoveryBatch, "discovery.v1");
     expect(a.length).toBe(1);
     expect(a[0]!.source).toBe("job:inventory-csv:inv-a");
-    expect(a[0]!.events.map((e) => (e.type === "listener.seen" ? e.port : e.type))).toEqual(["host.seen", 22, 5432]);
+    expect(a[0]!.events.map((e) => (e.type === "listener.seen" ? e.port : e.type))).toEqual(["host.seen", 22, 5432, "entity.annotated", "entity.annotated", "name.seen"]);
+    expect(a[0]!.events.filter((e) => e.type === "entity.annotated")).toEqual([
+      { type: "entity.annotated", match: { host: "inv-a" }, props: { owner: "alice", team: "payments" } },
+      { type: "entity.annotated", match: { host: "inv-a", port: 5432, proto: "tcp" }, props: { owner: "dba" } },
+    ]);
   });
 
   test("bad parameters and bad CSV are dead-lettered with the reason, not retried", async () => {

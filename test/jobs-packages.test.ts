@@ -3,7 +3,11 @@ import { describe, expect, test } from "bun:test";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BUILTIN_PACKAGES, checkManifest, loadPackages } from "../services/jobs/packages.ts";
-import { parseInventory } from "../services/jobs/inventory.ts";
+import { inventoryEvents, parseInventory } from "../services/jobs/inventory.ts";
+import { DiscoveryEvent } from "../pipelines/contracts/discovery.ts";
+import { MAX_JOB_ACK_WAIT_MS, MAX_JOB_TIMEOUT_MS } from "../pipelines/contracts/jobs.ts";
+import { topologyFor } from "../pipelines/streams.ts";
+import { loadJobsConfig } from "../services/jobs/config.ts";
 import { expandPorts, expandTargets } from "../services/jobs/net.ts";
 import { itemToMessages } from "../services/jobs/results.ts";
 import { JobInputError } from "../services/jobs/sdk.ts";
@@ -79,6 +83,7 @@ describe("package loading", () => {
       mk("d-not-json", "{ name: ");
       mk("e-dup", { ...good, name: "tcp-scan" }, "export async function* run() {}");
       mk("f-bad-schedule", { ...good, name: "badsched", schedule: { every: "0s" } }, "export async function* run() {}");
+      mk("g-long-timeout", { ...good, name: "longrun", timeout: "45m" }, "export async function* run() {}");
       const r = await loadPackages([BUILTIN_PACKAGES, t.dir, join(t.dir, "missing")]);
       expect(r.packages.has("extra")).toBe(true);
       const byFile = Object.fromEntries(r.problems.map((p) => [p.file.replace(t.dir, "T"), p.errors]));
@@ -87,6 +92,10 @@ describe("package loading", () => {
       expect(byFile["T/d-not-json/job.json"]![0]).toStartWith("(root): cannot read JSON:");
       expect(byFile["T/e-dup/job.json"]).toEqual([`name: job "tcp-scan" is already defined by ${join(BUILTIN_PACKAGES, "tcp-scan")}`]);
       expect(byFile["T/f-bad-schedule/job.json"]).toEqual(['schedule.every: "0s" is out of range: between 1s and 7d']);
+      expect(byFile["T/g-long-timeout/job.json"]).toEqual([
+        'timeout: "45m" is over the 30m maximum: a redelivered run\'s results are deduplicated only within the streams\' duplicate window (timeout + ack_wait must fit in it)',
+      ]);
+      expect(r.packages.has("longrun")).toBe(false);
       expect(byFile["T/missing"]).toEqual(["(dir): not a directory"]);
     } finally {
       t.cleanup();
@@ -98,8 +107,8 @@ describe("inventory CSV (d3-dsv, RFC 4180)", () => {
   test("quoted fields, embedded commas/quotes/newlines, CRLF, repeated hosts merge", () => {
     const csv = 'host,ips,os,ports\r\ndb-1,10.0.0.5;10.0.0.6,"Debian 12, ""bookworm""",5432;22/tcp\r\n"web-1",10.0.0.7,"multi\nline",80;443;53/udp\r\ndb-1,,,9100\r\n';
     expect(parseInventory(csv)).toEqual([
-      { host: "db-1", os: 'Debian 12, "bookworm"', ips: ["10.0.0.5", "10.0.0.6"], ports: [{ proto: "tcp", port: 5432 }, { proto: "tcp", port: 22 }, { proto: "tcp", port: 9100 }] },
-      { host: "web-1", os: "multi\nline", ips: ["10.0.0.7"], ports: [{ proto: "tcp", port: 80 }, { proto: "tcp", port: 443 }, { proto: "udp", port: 53 }] },
+      { host: "db-1", os: 'Debian 12, "bookworm"', ips: ["10.0.0.5", "10.0.0.6"], owner: "", team: "", ports: [{ proto: "tcp", port: 5432, owner: "" }, { proto: "tcp", port: 22, owner: "" }, { proto: "tcp", port: 9100, owner: "" }] },
+      { host: "web-1", os: "multi\nline", ips: ["10.0.0.7"], owner: "", team: "", ports: [{ proto: "tcp", port: 80, owner: "" }, { proto: "tcp", port: 443, owner: "" }, { proto: "udp", port: 53, owner: "" }] },
     ]);
   });
 
@@ -112,7 +121,36 @@ describe("inventory CSV (d3-dsv, RFC 4180)", () => {
       err = e;
     }
     expect(err).toBeInstanceOf(JobInputError);
-    expect((err as Error).message).toBe('csv record 3: host is empty; csv record 4, ports: "http" is not a port like 443 or 53/udp; csv record 5, ports: "70000" is not a port like 443 or 53/udp');
+    expect((err as Error).message).toBe('csv record 3: host is empty; csv record 4, ports: "http" is not a port like 443, 53/udp or 5432@owner; csv record 5, ports: "70000" is not a port like 443, 53/udp or 5432@owner');
+    expect(() => parseInventory("host,ports\na,5432@\n")).toThrow('csv record 2, ports: "5432@": the owner after @ must be 1-1024 characters');
+  });
+
+  test("owner and team columns annotate the host; port@owner annotates the service on that port; addresses are named", () => {
+    const [db, web] = parseInventory("host,ips,owner,team,ports\ndb-1,10.0.0.5;10.0.0.6,alice,payments,22;5432@dba-team;53/udp@netops\nweb-1,,,,80\n");
+    expect(db).toMatchObject({ owner: "alice", team: "payments", ports: [{ port: 22, owner: "" }, { port: 5432, owner: "dba-team" }, { port: 53, proto: "udp", owner: "netops" }] });
+    expect(inventoryEvents(db!, false).filter((e) => e.type !== "listener.seen")).toEqual([
+      { type: "host.seen", hostname: "db-1", os: "", kernel: "", cpus: 0, memTotalBytes: 0, ips: ["10.0.0.5", "10.0.0.6"] },
+      { type: "entity.annotated", match: { host: "db-1" }, props: { owner: "alice", team: "payments" } },
+      { type: "entity.annotated", match: { host: "db-1", port: 5432, proto: "tcp" }, props: { owner: "dba-team" } },
+      { type: "entity.annotated", match: { host: "db-1", port: 53, proto: "udp" }, props: { owner: "netops" } },
+      { type: "name.seen", ip: "10.0.0.5", name: "db-1" },
+      { type: "name.seen", ip: "10.0.0.6", name: "db-1" },
+    ]);
+    // annotateOnly: the hosts are the agents' to report; the inventory adds ownership and names only
+    expect(inventoryEvents(db!, true).map((e) => e.type)).toEqual(["entity.annotated", "entity.annotated", "entity.annotated", "name.seen", "name.seen"]);
+    // no owner, no team, no addresses: nothing but what it introduces
+    expect(inventoryEvents(web!, false).map((e) => e.type)).toEqual(["host.seen", "listener.seen"]);
+    for (const e of inventoryEvents(db!, false)) expect(DiscoveryEvent.safeParse(e).success).toBe(true);
+  });
+});
+
+describe("the result streams' dedup window covers a redelivered run", () => {
+  test("discovery and metrics streams keep message ids for the longest timeout + the longest ack_wait", async () => {
+    const t = topologyFor("x");
+    for (const s of [t.streams.discovery, t.streams.metrics]) expect(s.duplicateWindowMs).toBeGreaterThanOrEqual(MAX_JOB_TIMEOUT_MS + MAX_JOB_ACK_WAIT_MS);
+    // every built-in package fits, and ORRERY_JOB_ACK_WAIT_MS is capped at the maximum
+    for (const p of (await loadPackages([BUILTIN_PACKAGES])).packages.values()) expect(p.timeoutMs).toBeLessThanOrEqual(MAX_JOB_TIMEOUT_MS);
+    expect(() => loadJobsConfig({ ORRERY_JOB_ACK_WAIT_MS: String(MAX_JOB_ACK_WAIT_MS + 1) })).toThrow("ORRERY_JOB_ACK_WAIT_MS: Too big");
   });
 });
 

@@ -30,6 +30,24 @@ export const Duration = z.string().superRefine((s, ctx) => {
   else if (ms < MIN_INTERVAL_MS || ms > MAX_INTERVAL_MS) ctx.addIssue({ code: "custom", message: `"${s}" is out of range: between 1s and 7d` });
 });
 
+/**
+ * The longest a run may take. A run redelivered after its worker died is redone from the start and republishes its
+ * items with the same message ids; JetStream drops them only within the duplicate window of the discovery and metrics
+ * streams (JOB_RESULT_DEDUP_WINDOW_MS in pipelines/streams.ts), which must cover timeout + ack_wait. A manifest with a
+ * longer timeout is rejected at package load; the worker's ack_wait is capped at MAX_JOB_ACK_WAIT_MS.
+ */
+export const MAX_JOB_TIMEOUT_MS = 30 * 60_000;
+export const MAX_JOB_ACK_WAIT_MS = 10 * 60_000;
+
+export const JobTimeout = Duration.superRefine((s, ctx) => {
+  const ms = parseDuration(s);
+  if (ms !== null && ms > MAX_JOB_TIMEOUT_MS)
+    ctx.addIssue({
+      code: "custom",
+      message: `"${s}" is over the ${MAX_JOB_TIMEOUT_MS / 60_000}m maximum: a redelivered run's results are deduplicated only within the streams' duplicate window (timeout + ack_wait must fit in it)`,
+    });
+});
+
 /** A parameter schema is a JSON Schema object (compiled with ajv when the package loads). */
 export const ParamSchema = z.record(z.string(), z.unknown()).refine((s) => s.type === "object", {
   message: 'the parameter schema must be a JSON Schema with "type": "object"',
@@ -47,9 +65,53 @@ export const JobManifest = z.strictObject({
   schedule: z.strictObject({ every: Duration, params: z.record(z.string(), z.unknown()).default({}) }).nullable().default(null),
   params: ParamSchema,
   /** How long one run may take before the worker gives up on it. */
-  timeout: Duration.default("5m"),
+  timeout: JobTimeout.default("5m"),
 });
 export type JobManifest = z.infer<typeof JobManifest>;
+
+/**
+ * ORRERY_JOB_SCHEDULES: a JSON file of schedules, so an operator schedules a built-in job with its parameters
+ * without touching the package. `name` (default: the job's name) names the schedule: its run ids are
+ * `<name>@<slot>`, and a schedule named like a package's own `schedule` replaces it.
+ */
+export const ScheduleEntry = z.strictObject({
+  name: Token.optional(),
+  job: Token,
+  every: Duration,
+  params: z.record(z.string(), z.unknown()).default({}),
+});
+export type ScheduleEntry = z.infer<typeof ScheduleEntry>;
+
+export const ScheduleFile = z.strictObject({
+  $schema: z.string().optional(),
+  schedules: z.array(ScheduleEntry).max(10_000),
+});
+export type ScheduleFile = z.infer<typeof ScheduleFile>;
+
+/**
+ * An on-demand run asked of the scheduler (core NATS request/reply, `<prefix>.rpc.jobs.submit`): the scheduler
+ * checks the job and its parameters and queues the run the way it queues scheduled ones (per the placement strategy).
+ */
+export const SubmitRequest = z.object({
+  schema: z.literal("job.submit.v1"),
+  job: Token,
+  params: z.record(z.string(), z.unknown()).default({}),
+  /** optional: a caller-chosen id makes a retried submit idempotent */
+  runId: Id.optional(),
+});
+export type SubmitRequest = z.infer<typeof SubmitRequest>;
+
+export const SubmitReply = z.discriminatedUnion("ok", [
+  z.object({
+    schema: z.literal("job.submitted.v1"),
+    ok: z.literal(true),
+    /** one run per active worker with a strategy; one run on the shared queue without */
+    runs: z.array(z.object({ runId: Id, workerType: Token, assignee: Token.nullable() })).min(1),
+    via: z.enum(["queue", "placement"]),
+  }),
+  z.object({ schema: z.literal("job.submitted.v1"), ok: z.literal(false), code: z.enum(["unknown_job", "bad_params", "not_placed", "bad_request"]), error: z.string() }),
+]);
+export type SubmitReply = z.infer<typeof SubmitReply>;
 
 export const JobRun = z.object({
   schema: z.literal("job.run.v1"),
@@ -77,6 +139,8 @@ export const JobStatus = z.object({
   attempt: z.number().int().positive(),
   items: z.number().int().nonnegative().default(0),
   error: z.string().max(4000).nullable().default(null),
+  /** on "failed": false when the run goes back on the queue for another attempt, true when it was given up */
+  final: z.boolean().optional(),
 });
 export type JobStatus = z.infer<typeof JobStatus>;
 

@@ -14,8 +14,11 @@ export interface WorkerInfo {
 }
 
 export interface PlacementRequest {
+  /** what is placed: a job, or one schedule of it (its name) */
   job: string;
   workerType: string;
+  /** the strategy's `jobs` rule to use when none is named like `job` (a schedule's package name) */
+  rule?: string;
 }
 
 export interface Placement {
@@ -69,7 +72,7 @@ export function place(opts: {
   const plans: JobPlan[] = [...opts.requests]
     .sort((a, b) => a.job.localeCompare(b.job))
     .map((req) => {
-      const rule = strategy.jobs?.[req.job] ?? {};
+      const rule = strategy.jobs?.[req.job] ?? (req.rule !== undefined ? strategy.jobs?.[req.rule] : undefined) ?? {};
       const count = rule.count ?? 1;
       const redundancy = rule.redundancy ?? strategy.redundancy ?? "+0";
       return {

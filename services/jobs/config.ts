@@ -1,7 +1,7 @@
 /** The jobs service's own settings (read once in main.ts, validated with the key's name like services/shared/config.ts). */
 import { hostname } from "node:os";
 import { z } from "zod";
-import { Token } from "../../pipelines/contracts/jobs.ts";
+import { MAX_JOB_ACK_WAIT_MS, Token } from "../../pipelines/contracts/jobs.ts";
 import { ConfigError } from "../shared/config.ts";
 
 const Env = z.object({
@@ -33,7 +33,10 @@ const Env = z.object({
     .string()
     .default("")
     .transform((s) => s.split(":").filter(Boolean)),
-  ORRERY_JOB_ACK_WAIT_MS: z.coerce.number().int().min(500).max(3_600_000).default(30_000),
+  /** capped so that timeout + ack_wait fits in the result streams' dedup window (pipelines/streams.ts) */
+  ORRERY_JOB_ACK_WAIT_MS: z.coerce.number().int().min(500).max(MAX_JOB_ACK_WAIT_MS).default(30_000),
+  /** path of a JSON file of schedules (deploy/schedules.example.json) */
+  ORRERY_JOB_SCHEDULES: z.string().optional(),
   ORRERY_HEARTBEAT_MS: z.coerce.number().int().min(100).max(60_000).default(2000),
   /** default 3 heartbeats */
   ORRERY_WORKER_DEAD_MS: z.coerce.number().int().min(300).max(600_000).optional(),

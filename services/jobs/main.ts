@@ -7,6 +7,7 @@ import { makeLogger, ready } from "../shared/log.ts";
 import { loadJobsConfig } from "./config.ts";
 import { BUILTIN_PACKAGES, loadPackages } from "./packages.ts";
 import { startScheduler, type Scheduler } from "./scheduler.ts";
+import { checkSchedulesText, manifestSchedules, mergeSchedules, type Schedule } from "./schedules.ts";
 import { startWorker, type Worker } from "./worker.ts";
 
 const cfg = loadConfig();
@@ -22,6 +23,19 @@ if (jc.ORRERY_STRATEGY) {
 const { packages, problems } = await loadPackages([BUILTIN_PACKAGES, ...jc.ORRERY_JOB_PACKAGES]);
 for (const p of problems) log.error("job package rejected", { file: p.file, errors: p.errors });
 
+let schedules: Schedule[] = manifestSchedules(packages);
+if (jc.ORRERY_JOB_SCHEDULES) {
+  let text: string;
+  try {
+    text = readFileSync(jc.ORRERY_JOB_SCHEDULES, "utf8");
+  } catch (e) {
+    throw new ConfigError(`ORRERY_JOB_SCHEDULES: cannot read ${jc.ORRERY_JOB_SCHEDULES}: ${(e as Error).message}`);
+  }
+  const r = checkSchedulesText(text, packages);
+  if (!r.ok) throw new ConfigError(`ORRERY_JOB_SCHEDULES ${jc.ORRERY_JOB_SCHEDULES}: ${r.errors.map((e) => `${e.path}: ${e.message}`).join("; ")}`);
+  schedules = mergeSchedules(schedules, r.schedules);
+}
+
 const bus = await connectBus(natsOptions(cfg, `orrery-jobs-${jc.workerId}`));
 let worker: Worker | null = null;
 let scheduler: Scheduler | null = null;
@@ -36,11 +50,11 @@ if (jc.ORRERY_JOBS_MODE !== "scheduler")
     ackWaitMs: jc.ORRERY_JOB_ACK_WAIT_MS,
     heartbeatMs: jc.ORRERY_HEARTBEAT_MS,
   });
-if (jc.ORRERY_JOBS_MODE !== "worker") scheduler = await startScheduler(bus, log, { packages, strategy, deadAfterMs: jc.deadAfterMs });
+if (jc.ORRERY_JOBS_MODE !== "worker") scheduler = await startScheduler(bus, log, { packages, schedules, strategy, deadAfterMs: jc.deadAfterMs });
 
 onShutdown(async () => {
   await worker?.stop();
   await scheduler?.stop();
   await bus.close();
 });
-ready("jobs", { mode: jc.ORRERY_JOBS_MODE, workerId: jc.workerId, jobs: [...packages.keys()], rejected: problems.length });
+ready("jobs", { mode: jc.ORRERY_JOBS_MODE, workerId: jc.workerId, jobs: [...packages.keys()], rejected: problems.length, schedules: schedules.map((s) => `${s.name} every ${s.every}`) });

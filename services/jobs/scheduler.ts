@@ -4,24 +4,32 @@
  *
  * - Slots: slot = floor(now / interval). The run of (job, slot) is published with Nats-Msg-Id `run:<job>:<slot>[:<i>]`,
  *   so a second scheduler (or a restarted one) publishing the same slot is stored once.
+ * - Schedules come from the packages' manifests and the ORRERY_JOB_SCHEDULES file (schedules.ts); each schedule is
+ *   placed on its own (the strategy's `jobs` rules apply by schedule name, else by job name).
  * - Without a strategy a run goes to the worker type's shared queue (any worker takes it). With one, each active
  *   worker of the job gets the run on its own queue.
+ * - On-demand runs (`orrery jobs run`) come as requests on `<prefix>.rpc.jobs.submit` and take the same path: checked
+ *   against the job's parameter schema, then queued per the strategy (the schedule's placement when one has that
+ *   name, else a placement computed for the request) or on the shared queue.
  * - A worker is dead when no heartbeat came for `deadAfterMs` (or it said it is leaving). Its placements are
  *   recomputed at once (its standby takes over, a new standby is chosen), the current slot's run is sent to the new
  *   active (same run id, so results the dead worker already published are not stored twice), and its queue is purged.
  */
 import type { Msg, Subscription } from "@nats-io/transport-node";
 import { decode, encode } from "../../pipelines/codec.ts";
-import { JobRun, PlacementTable, WorkerHeartbeat, type PlacementEntry } from "../../pipelines/contracts/jobs.ts";
+import { JobRun, JobStatus, PlacementTable, SubmitReply, SubmitRequest, WorkerHeartbeat, type PlacementEntry } from "../../pipelines/contracts/jobs.ts";
 import { place, type Placement } from "../../pipelines/strategy/place.ts";
 import type { Strategy } from "../../pipelines/strategy/schema.ts";
 import { publishEvent, type Bus } from "../shared/bus.ts";
 import type { Logger } from "../shared/log.ts";
 import type { JobPackage } from "./packages.ts";
+import { manifestSchedules, type Schedule } from "./schedules.ts";
 import { ensureJobStream, jobsTopology, type JobsTopology } from "./streams.ts";
 
 export interface SchedulerOptions {
   packages: Map<string, JobPackage>;
+  /** default: the packages' own schedules */
+  schedules?: Schedule[];
   strategy: Strategy | null;
   /** a worker without a heartbeat for this long is dead */
   deadAfterMs: number;
@@ -32,6 +40,7 @@ export interface SchedulerOptions {
 
 export interface Scheduler {
   table(): PlacementTable;
+  schedules(): Schedule[];
   /** live workers as last heard */
   workers(): WorkerHeartbeat[];
   stop(): Promise<void>;
@@ -42,10 +51,14 @@ export async function submitRun(bus: Bus, r: { job: string; workerType: string; 
   const jt = jobsTopology(bus.topo.prefix);
   await ensureJobStream(bus.jsm, jt);
   const now = Date.now();
-  const run: JobRun = { schema: "job.run.v1", runId: r.runId ?? `${r.job}@adhoc-${now.toString(36)}-${Math.random().toString(36).slice(2, 8)}`, job: r.job, workerType: r.workerType, params: r.params, slot: 0, requestedAt: now, assignee: null };
+  const run: JobRun = { schema: "job.run.v1", runId: r.runId ?? adhocRunId(r.job, now), job: r.job, workerType: r.workerType, params: r.params, slot: 0, requestedAt: now, assignee: null };
   await publishEvent(bus, jt.subjects.queue(r.workerType), JobRun, "job.run.v1", run, `run:${run.runId}`);
   return run;
 }
+
+export const adhocRunId = (job: string, now = Date.now()) => `${job}@adhoc-${now.toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+
+const MAX_PENDING_ADHOC = 10_000;
 
 export async function startScheduler(bus: Bus, log: Logger, o: SchedulerOptions): Promise<Scheduler> {
   const jt: JobsTopology = jobsTopology(bus.topo.prefix);
@@ -56,7 +69,11 @@ export async function startScheduler(bus: Bus, log: Logger, o: SchedulerOptions)
   const lastSlot = new Map<string, number>();
   let placements: Placement[] = [];
   let table: PlacementTable = { schema: "placement.v1", generation: 0, at: startedAt, workers: [], placements: [] };
-  const scheduled = [...o.packages.values()].filter((p) => p.intervalMs !== null);
+  const scheduled: Schedule[] = o.schedules ?? manifestSchedules(o.packages);
+  const byName = new Map(scheduled.map((sc) => [sc.name, sc]));
+  const requests = () => scheduled.map((sc) => ({ job: sc.name, workerType: sc.workerType, rule: sc.job }));
+  const liveWorkers = (t: number) =>
+    [...seen.values()].filter((x) => x.lastSeen >= t - o.deadAfterMs).map((x) => ({ id: x.hb.workerId, types: x.hb.workerTypes, pool: x.hb.pool, labels: x.hb.labels }));
 
   const hbSub: Subscription = bus.nc.subscribe(jt.subjects.heartbeats, {
     callback: (err, m: Msg) => {
@@ -72,30 +89,109 @@ export async function startScheduler(bus: Bus, log: Logger, o: SchedulerOptions)
   });
   const rpcSub = bus.nc.subscribe(jt.subjects.placementsRpc, { callback: (_e, m) => void m.respond(encode(PlacementTable, "placement.v1", table)) });
 
-  const runFor = (pkg: JobPackage, slot: number, i: number | null, assignee: string | null): JobRun => ({
+  const runFor = (sc: Schedule, slot: number, i: number | null, assignee: string | null): JobRun => ({
     schema: "job.run.v1",
-    runId: i === null ? `${pkg.manifest.name}@${slot}` : `${pkg.manifest.name}@${slot}#${i}`,
-    job: pkg.manifest.name,
-    workerType: pkg.manifest.workerType,
-    params: pkg.manifest.schedule?.params ?? {},
+    runId: i === null ? `${sc.name}@${slot}` : `${sc.name}@${slot}#${i}`,
+    job: sc.job,
+    workerType: sc.workerType,
+    params: sc.params,
     slot,
-    requestedAt: slot * pkg.intervalMs!,
+    requestedAt: slot * sc.intervalMs,
     assignee,
   });
 
   /** Publishes the slot's runs; false when nobody can take them yet (retried next tick). */
-  const publishSlot = async (pkg: JobPackage, slot: number): Promise<boolean> => {
-    const job = pkg.manifest.name;
+  const publishSlot = async (sc: Schedule, slot: number): Promise<boolean> => {
     if (!o.strategy) {
-      await publishEvent(bus, jt.subjects.queue(pkg.manifest.workerType), JobRun, "job.run.v1", runFor(pkg, slot, null, null), `run:${job}:${slot}`);
+      await publishEvent(bus, jt.subjects.queue(sc.workerType), JobRun, "job.run.v1", runFor(sc, slot, null, null), `run:${sc.name}:${slot}`);
       return true;
     }
-    const p = placements.find((x) => x.job === job);
+    const p = placements.find((x) => x.job === sc.name);
     if (!p?.active.length) return false;
     for (const [i, w] of p.active.entries())
-      await publishEvent(bus, jt.subjects.placed(pkg.manifest.workerType, w), JobRun, "job.run.v1", runFor(pkg, slot, i, w), `run:${job}:${slot}:${i}`);
+      await publishEvent(bus, jt.subjects.placed(sc.workerType, w), JobRun, "job.run.v1", runFor(sc, slot, i, w), `run:${sc.name}:${slot}:${i}`);
     return true;
   };
+
+  /** An on-demand run: checked, then queued the way a scheduled run of the same job would be. */
+  const submit = async (req: SubmitRequest): Promise<SubmitReply> => {
+    const fail = (code: "unknown_job" | "bad_params" | "not_placed", error: string): SubmitReply => ({ schema: "job.submitted.v1", ok: false, code, error });
+    const pkg = o.packages.get(req.job);
+    if (!pkg) return fail("unknown_job", `unknown job "${req.job}" (the scheduler has: ${[...o.packages.keys()].sort().join(", ")})`);
+    const bad = pkg.validateParams(req.params);
+    if (bad.length) return fail("bad_params", bad.join("; "));
+    const t = now();
+    const runId = req.runId ?? adhocRunId(req.job, t);
+    const base: JobRun = { schema: "job.run.v1", runId, job: req.job, workerType: pkg.manifest.workerType, params: req.params, slot: 0, requestedAt: t, assignee: null };
+    if (!o.strategy) {
+      await publishEvent(bus, jt.subjects.queue(base.workerType), JobRun, "job.run.v1", base, `run:${runId}`);
+      return { schema: "job.submitted.v1", ok: true, via: "queue", runs: [{ runId, workerType: base.workerType, assignee: null }] };
+    }
+    // The schedule's placement if one is named like the job, else one computed with the current load (not kept).
+    let p = placements.find((x) => x.job === req.job);
+    if (!p?.active.length) {
+      const all = place({
+        strategy: o.strategy,
+        workers: liveWorkers(t),
+        requests: [...requests().filter((r) => r.job !== req.job), { job: req.job, workerType: base.workerType }],
+        previous: placements,
+        random: o.random,
+      });
+      p = all.find((x) => x.job === req.job);
+    }
+    if (!p?.active.length) return fail("not_placed", `no worker of type ${base.workerType} can take it under the strategy: ${p?.degraded ?? "no live workers"}`);
+    const runs: { runId: string; workerType: string; assignee: string }[] = [];
+    for (const [i, w] of p.active.entries()) {
+      const run: JobRun = { ...base, runId: p.active.length > 1 ? `${runId}#${i}` : runId, assignee: w };
+      await publishEvent(bus, jt.subjects.placed(run.workerType, w), JobRun, "job.run.v1", run, `run:${run.runId}`);
+      runs.push({ runId: run.runId, workerType: run.workerType, assignee: w });
+      pendingAdhoc.set(run.runId, run);
+      if (pendingAdhoc.size > MAX_PENDING_ADHOC) pendingAdhoc.delete(pendingAdhoc.keys().next().value!);
+    }
+    return { schema: "job.submitted.v1", ok: true, via: "placement", runs };
+  };
+  // Placed on-demand runs not yet finished: a dead assignee's queue is purged, so they are re-sent to a new active.
+  const pendingAdhoc = new Map<string, JobRun>();
+  const statusSub = bus.nc.subscribe(jt.subjects.statuses, {
+    callback: (_e, m) => {
+      try {
+        const st = decode(JobStatus, "job.status.v1", m.data);
+        // a failed run is either retried by the same worker or dead-lettered: either way no longer ours to move
+        if (st.state !== "started") pendingAdhoc.delete(st.runId);
+      } catch {
+        /* not ours to judge: workers validate their own statuses */
+      }
+    },
+  });
+  const resendAdhoc = async (t: number) => {
+    if (!o.strategy || !pendingAdhoc.size) return;
+    const live = new Set(liveWorkers(t).map((w) => w.id));
+    for (const run of [...pendingAdhoc.values()]) {
+      if (!run.assignee || live.has(run.assignee)) continue;
+      const p = place({ strategy: o.strategy, workers: liveWorkers(t), requests: [...requests().filter((r) => r.job !== run.job), { job: run.job, workerType: run.workerType }], previous: placements, random: o.random }).find(
+        (x) => x.job === run.job,
+      );
+      const w = p?.active[0];
+      if (!w) continue; // tried again next tick
+      const moved: JobRun = { ...run, assignee: w };
+      await publishEvent(bus, jt.subjects.placed(run.workerType, w), JobRun, "job.run.v1", moved, `run:${run.runId}:${w}`);
+      pendingAdhoc.set(run.runId, moved);
+      log.info("on-demand run moved", { runId: run.runId, from: run.assignee, to: w });
+    }
+  };
+  const submitSub = bus.nc.subscribe(jt.subjects.submitRpc, {
+    callback: (_e, m) => {
+      void (async () => {
+        let reply: SubmitReply;
+        try {
+          reply = await submit(decode(SubmitRequest, "job.submit.v1", m.data));
+        } catch (e) {
+          reply = { schema: "job.submitted.v1", ok: false, code: "bad_request", error: e instanceof Error ? e.message : String(e) };
+        }
+        m.respond(encode(SubmitReply, "job.submitted.v1", reply));
+      })();
+    },
+  });
 
   const forget = async (hb: WorkerHeartbeat) => {
     for (const type of hb.workerTypes) {
@@ -114,7 +210,7 @@ export async function startScheduler(bus: Bus, log: Logger, o: SchedulerOptions)
     const next = place({
       strategy: o.strategy,
       workers: live.map((s) => ({ id: s.hb.workerId, types: s.hb.workerTypes, pool: s.hb.pool, labels: s.hb.labels })),
-      requests: scheduled.map((p) => ({ job: p.manifest.name, workerType: p.manifest.workerType })),
+      requests: requests(),
       previous: placements,
       random: o.random,
     });
@@ -128,25 +224,26 @@ export async function startScheduler(bus: Bus, log: Logger, o: SchedulerOptions)
       log.info("placements changed", { generation: table.generation, dead: dead.map((d) => d.hb.workerId), degraded: next.filter((p) => p.degraded).map((p) => `${p.job}: ${p.degraded}`) });
       // A new active of a job gets the run of the current slot (if that slot was already published to someone else).
       for (const p of next) {
-        const pkg = o.packages.get(p.job)!;
+        const sc = byName.get(p.job)!;
         const slot = lastSlot.get(p.job);
         if (slot === undefined) continue;
         const prevActive = before.get(p.job)?.active ?? [];
         for (const [i, w] of p.active.entries())
           if (prevActive[i] !== w)
-            await publishEvent(bus, jt.subjects.placed(pkg.manifest.workerType, w), JobRun, "job.run.v1", runFor(pkg, slot, i, w), `run:${p.job}:${slot}:${i}:${w}`);
+            await publishEvent(bus, jt.subjects.placed(sc.workerType, w), JobRun, "job.run.v1", runFor(sc, slot, i, w), `run:${p.job}:${slot}:${i}:${w}`);
       }
     }
     for (const d of dead) await forget(d.hb);
+    await resendAdhoc(t);
   };
 
   const tick = async () => {
     const t = now();
     await replace(t);
-    for (const pkg of scheduled) {
-      const slot = Math.floor(t / pkg.intervalMs!);
-      if (lastSlot.get(pkg.manifest.name) === slot) continue;
-      if (await publishSlot(pkg, slot)) lastSlot.set(pkg.manifest.name, slot);
+    for (const sc of scheduled) {
+      const slot = Math.floor(t / sc.intervalMs);
+      if (lastSlot.get(sc.name) === slot) continue;
+      if (await publishSlot(sc, slot)) lastSlot.set(sc.name, slot);
     }
   };
 
@@ -162,12 +259,15 @@ export async function startScheduler(bus: Bus, log: Logger, o: SchedulerOptions)
 
   return {
     table: () => table,
+    schedules: () => scheduled,
     workers: () => [...seen.values()].map((s) => s.hb),
     stop: async () => {
       stopped = true;
       await loop;
       hbSub.unsubscribe();
       rpcSub.unsubscribe();
+      submitSub.unsubscribe();
+      statusSub.unsubscribe();
     },
   };
 }

@@ -6,7 +6,7 @@
  *                                        shared by all of them (start another worker and it takes work)
  *   <prefix>.jobs.v1.<type>.on.<worker>  runs the placement put on one worker; durable `jobs-<type>-on-<worker>`
  *
- * Core NATS (no stream): heartbeats, run status events, the placement table and its request/reply.
+ * Core NATS (no stream): heartbeats, run status events, the placement table and its request/reply, on-demand submits.
  */
 import { AckPolicy, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager } from "@nats-io/jetstream";
 
@@ -26,6 +26,8 @@ export interface JobsTopology {
     statuses: string;
     placements: string;
     placementsRpc: string;
+    /** core NATS request/reply: on-demand runs (job.submit.v1 → job.submitted.v1), answered by the scheduler */
+    submitRpc: string;
   };
   durable: { shared: (type: string) => string; placed: (type: string, worker: string) => string };
 }
@@ -44,6 +46,7 @@ export function jobsTopology(prefix: string): JobsTopology {
       statuses: `${prefix}.jobs.status.v1.*`,
       placements: `${prefix}.placements.v1`,
       placementsRpc: `${prefix}.rpc.placements`,
+      submitRpc: `${prefix}.rpc.jobs.submit`,
     },
     durable: { shared: (type) => `jobs-${type}`, placed: (type, worker) => `jobs-${type}-on-${worker}` },
   };

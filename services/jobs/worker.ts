@@ -94,10 +94,10 @@ export async function startWorker(bus: Bus, log: Logger, o: WorkerOptions): Prom
   heartbeat();
   const hbTimer = setInterval(() => heartbeat(), o.heartbeatMs);
 
-  const status = (run: JobRun, state: JobStatus["state"], attempt: number, items = 0, error: string | null = null) =>
+  const status = (run: JobRun, state: JobStatus["state"], attempt: number, items = 0, error: string | null = null, final?: boolean) =>
     bus.nc.publish(
       jt.subjects.status(run.job),
-      encode(JobStatus, "job.status.v1", { schema: "job.status.v1", runId: run.runId, job: run.job, workerId: o.workerId, state, at: Date.now(), attempt, items, error }),
+      encode(JobStatus, "job.status.v1", { schema: "job.status.v1", runId: run.runId, job: run.job, workerId: o.workerId, state, at: Date.now(), attempt, items, error, ...(final === undefined ? {} : { final }) }),
     );
 
   const execute = async (m: JsMsg) => {
@@ -153,7 +153,8 @@ export async function startWorker(bus: Bus, log: Logger, o: WorkerOptions): Prom
       log.info("run finished", { runId: run.runId, job: run.job, items });
     } catch (e) {
       const reason = e instanceof Error ? e.message : String(e);
-      if (e instanceof RunRejected || e instanceof JobInputError || e instanceof ContractError || attempt >= maxDeliver) {
+      const giveUp = e instanceof RunRejected || e instanceof JobInputError || e instanceof ContractError || attempt >= maxDeliver;
+      if (giveUp) {
         // Cannot succeed anywhere (or out of attempts): keep the run with its reason, take it off the queue.
         // Dead-lettered first, then acked (a WorkQueue stream keeps termed messages): the run is kept, with its reason.
         try {
@@ -165,7 +166,7 @@ export async function startWorker(bus: Bus, log: Logger, o: WorkerOptions): Prom
         }
       } else if (stopped) m.nak(0);
       else m.nak(Math.min(60_000, 2000 * attempt));
-      status(run, "failed", attempt, items, reason);
+      status(run, "failed", attempt, items, reason, giveUp);
       log.warn("run failed", { runId: run.runId, job: run.job, attempt, error: reason });
     } finally {
       clearInterval(keepAlive);

@@ -6,6 +6,7 @@
  *   metrics   samples through JetStream → metrics service → ClickHouse owner (with rollups), vs raw inserts
  *   graph     100k nodes / 300k edges: write vs raw Kuzu, impact p50/p99, history state-at-T, topology service RSS
  *   jobs      job runs through the work queue and a worker, vs raw WorkQueue publish + pull + ack; placement timing
+ *   alerts    alert POSTed to ingest → health frame on the gateway WebSocket, p50/p99 at 10k events/s (`alerts --help`)
  */
 import { benchMetrics } from "./metrics.ts";
 import { benchDiscovery } from "./discovery.ts";

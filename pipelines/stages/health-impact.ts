@@ -8,6 +8,8 @@
  * topology delta re-walks only the roots whose walk reached one of the delta's endpoints (a new edge can only extend
  * a walk at a node the walk already reached; a removed one can only cut it there). `flush()` returns the net change
  * against what was last returned, so the caller publishes deltas, never the full set.
+ * DEPENDS_ON edges (derived process → process shortcuts of CONNECTS) are left out: the CONNECTS/LISTENS path they
+ * summarise is walked anyway, and counting them would shorten hops.
  */
 import type { EdgeKind, TopoEdge, TopologyDelta } from "../contracts/topology.ts";
 import type { EdgeHealth, EntityHealth, ImpactCause, ImpactEntry } from "../contracts/health.ts";
@@ -69,11 +71,16 @@ export class HealthImpact {
 
   /** Rebuilds the graph side from a mirror (first sync, resync, gap); every root is walked again at the next flush. */
   reset(m: Pick<Mirror, "rev" | "nodes" | "edges">): void {
-    this.#ix = ImpactIndex.fromMirror(m);
     this.#edges.clear();
     this.#out.clear();
     this.#in.clear();
-    for (const e of m.edges.values()) this.#putEdge(e);
+    const edges = new Map<string, TopoEdge>();
+    for (const e of m.edges.values()) {
+      if (e.kind === "DEPENDS_ON") continue;
+      edges.set(e.id, e);
+      this.#putEdge(e);
+    }
+    this.#ix = ImpactIndex.fromMirror({ rev: m.rev, nodes: m.nodes, edges });
     for (const r of this.#roots.keys()) this.#dirtyRoots.add(r);
     // roots that were walked before but are gone from the graph must be un-walked too
     for (const r of this.#reach.keys()) this.#dirtyRoots.add(r);
@@ -94,9 +101,10 @@ export class HealthImpact {
       if (this.#roots.has(id) || this.#reach.has(id)) this.#dirtyRoots.add(id);
       for (const r of this.#by.get(id)?.keys() ?? []) this.#dirtyRoots.add(r);
     }
-    this.#ix.applyDelta(d);
+    const edgesUpserted = d.edgesUpserted.filter((e) => e.kind !== "DEPENDS_ON");
+    this.#ix.applyDelta({ ...d, edgesUpserted });
     for (const id of d.edgesRemoved) this.#dropEdge(id);
-    for (const e of d.edgesUpserted) this.#putEdge(e);
+    for (const e of edgesUpserted) this.#putEdge(e);
     for (const n of d.nodesRemoved) for (const id of [...(this.#out.get(n) ?? []), ...(this.#in.get(n) ?? [])]) this.#dropEdge(id);
     return true;
   }

@@ -1,0 +1,250 @@
+/**
+ * Health on the topology, through the real pieces: discovery → topology service (Kuzu) → gateway mirror; an alert
+ * POSTed to the ingest → JetStream → alerts service → health.delta.v1 with impact and edge state on the HEALTH stream
+ * → gateway health overlay → WebSocket (deltas to connected browsers, the full state to a new one) and
+ * GET /api/impact?alert=. Then restart safety: the alerts service as a child process, killed with SIGKILL while alerts
+ * fire, more alerts POSTed while it is down, started again: its state holds every alert, nothing flaps, and until it
+ * is ready it says so (never an empty state).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { DeliverPolicy } from "@nats-io/jetstream";
+import type { Subprocess } from "bun";
+import { decode } from "../pipelines/codec.ts";
+import { AlertsList } from "../pipelines/contracts/alerts.ts";
+import { DiscoveryBatch } from "../pipelines/contracts/discovery.ts";
+import { HealthDelta, HealthState, type ImpactEntry } from "../pipelines/contracts/health.ts";
+import { WsFrame } from "../pipelines/contracts/topology.ts";
+import { AlertRules } from "../pipelines/stages/alerts.ts";
+import { edgeId } from "../pipelines/stages/topology.ts";
+import { makeClickHouseClient } from "../services/clickhouse/client.ts";
+import { startGatewayServer } from "../services/gateway/http.ts";
+import { startHealthOverlay, type HealthOverlay } from "../services/gateway/health.ts";
+import { startMirror, type GatewayMirror } from "../services/gateway/mirror.ts";
+import { graphRoutes } from "../services/gateway/routes/graph.ts";
+import { KuzuGraphStore } from "../services/graph/kuzu.ts";
+import { ClickHouseHistoryStore } from "../services/history/clickhouse.ts";
+import { ClickHouseAlertHistory } from "../services/alerts/history.ts";
+import { alertPublisher } from "../services/alerts/publish.ts";
+import { alertEntitiesOf, alertRoutes } from "../services/alerts/routes.ts";
+import { mirrorView, startAlertsService, type AlertsService } from "../services/alerts/service.ts";
+import { alertSubjects } from "../services/alerts/subjects.ts";
+import { startIngestServer } from "../services/ingest/server.ts";
+import { connectBus, publishEvent, type Bus } from "../services/shared/bus.ts";
+import { makeLogger } from "../services/shared/log.ts";
+import { startTopologyService, type TopologyService } from "../services/topology/service.ts";
+import { startNats, type NatsServer } from "./helpers/nats.ts";
+import { tempDir, uniquePrefix, waitFor } from "./helpers/tmp.ts";
+
+const ROOT = resolve(import.meta.dir, "..");
+const log = makeLogger("test", true);
+const tmp = tempDir("orrery-impact-");
+
+let nats: NatsServer;
+let owner: { url: string; proc: Subprocess };
+
+async function startClickHouseOwnerProcess(dataRoot: string) {
+  const proc = Bun.spawn([process.execPath, "services/clickhouse/main.ts", "--data-dir", dataRoot, "--port", "0"], { cwd: ROOT, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const reader = proc.stdout.getReader();
+  let out = "";
+  const deadline = Date.now() + 30_000;
+  while (!out.includes("\n") && Date.now() < deadline) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    out += new TextDecoder().decode(value);
+  }
+  reader.releaseLock();
+  if (!out.includes("\n")) throw new Error(`clickhouse owner did not start: ${out}${await new Response(proc.stderr).text()}`);
+  return { url: (JSON.parse(out.split("\n")[0]!) as { url: string }).url, proc };
+}
+
+beforeAll(async () => {
+  nats = await startNats();
+  owner = await startClickHouseOwnerProcess(join(tmp.dir, "ch"));
+}, 60_000);
+
+afterAll(async () => {
+  owner?.proc.kill("SIGTERM");
+  await owner?.proc.exited;
+  await nats?.stop();
+  tmp.cleanup();
+});
+
+const proc = (pid: number, comm: string) => ({ pid, exe: `/usr/bin/${comm}`, comm, cmdline: [comm], user: "app", uid: 1000, startTime: 7, containerId: null });
+const hostSeen = (host: string, ip: string) => ({ type: "host.seen" as const, hostname: host, os: "Debian", kernel: "6.1", cpus: 2, memTotalBytes: 1e9, ips: [ip] });
+
+/** The estate: web1 nginx (:443) → app1 orders (:8080) → db1 postgres (:5432), each call seen in two scans. */
+async function publishEstate(bus: Bus) {
+  const scan = async (host: string, scanId: number, events: DiscoveryBatch["events"]) =>
+    publishEvent(bus, bus.topo.subjects.discovery(host), DiscoveryBatch, "discovery.v1", { schema: "discovery.v1", source: `agent:${host}`, host, scanId, part: 0, parts: 1, full: false, at: Date.now(), events }, `${host}:${scanId}`);
+  for (const scanId of [1, 2]) {
+    await scan("db1", scanId, [hostSeen("db1", "10.0.0.5"), { type: "listener.seen", proto: "tcp", ip: "0.0.0.0", port: 5432, process: proc(10, "postgres") }]);
+    await scan("app1", scanId, [
+      hostSeen("app1", "10.0.0.6"),
+      { type: "listener.seen", proto: "tcp", ip: "0.0.0.0", port: 8080, process: proc(20, "orders") },
+      { type: "connection.seen", proto: "tcp", localIp: "10.0.0.6", localPort: 41000, remoteIp: "10.0.0.5", remotePort: 5432, process: proc(20, "orders") },
+    ]);
+    await scan("web1", scanId, [
+      hostSeen("web1", "10.0.0.7"),
+      { type: "listener.seen", proto: "tcp", ip: "0.0.0.0", port: 443, process: proc(30, "nginx") },
+      { type: "connection.seen", proto: "tcp", localIp: "10.0.0.7", localPort: 42000, remoteIp: "10.0.0.6", remotePort: 8080, process: proc(30, "nginx") },
+    ]);
+  }
+}
+
+const DB_L = "listener:db1:tcp:0.0.0.0:5432";
+const ORDERS = "service:app1:orders:8080";
+const APP_L = "listener:app1:tcp:0.0.0.0:8080";
+const NGINX = "service:web1:nginx:443";
+const WEB_L = "listener:web1:tcp:0.0.0.0:443";
+const DB_EDGE = edgeId("CONNECTS", ORDERS, DB_L);
+
+const hopsOf = (impact: ImpactEntry[]) => Object.fromEntries(impact.map((e) => [e.id, e.hops]));
+
+async function post(url: string, body: unknown) {
+  const r = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  expect(r.status).toBe(202);
+}
+
+/** Every health.delta.v1 in the HEALTH stream, in order. */
+async function storedDeltas(bus: Bus): Promise<HealthDelta[]> {
+  const s = alertSubjects(bus.topo).healthStream;
+  const info = await bus.jsm.streams.info(s.name);
+  if (!info.state.messages) return [];
+  const c = await bus.js.consumers.get(s.name, { deliver_policy: DeliverPolicy.All });
+  const out: HealthDelta[] = [];
+  const msgs = await c.fetch({ max_messages: info.state.messages, expires: 2000 });
+  for await (const m of msgs) {
+    out.push(decode(HealthDelta, "health.delta.v1", m.data));
+    if (m.info.pending === 0) break;
+  }
+  return out;
+}
+
+describe("impact published on health change", () => {
+  let bus: Bus;
+  let store: KuzuGraphStore;
+  let topo: TopologyService;
+  let mirror: GatewayMirror;
+  let alerts: AlertsService;
+  let overlay: HealthOverlay;
+  let ingest: ReturnType<typeof startIngestServer>;
+  let gateway: ReturnType<typeof startGatewayServer>;
+  let history: ClickHouseAlertHistory;
+  let topoHistory: ClickHouseHistoryStore;
+  const db = uniquePrefix("imp").replace(/-/g, "_");
+
+  beforeAll(async () => {
+    bus = await connectBus({ url: nats.url, prefix: uniquePrefix("imp"), name: "test" });
+    store = new KuzuGraphStore(join(tmp.dir, "kuzu-impact"));
+    topo = await startTopologyService({ bus, store, log });
+    await publishEstate(bus);
+    mirror = await startMirror(bus, log);
+    await waitFor(() => mirror.synced() && mirror.mirror().edges.has(DB_EDGE) && mirror.mirror().edges.has(edgeId("CONNECTS", NGINX, APP_L)), "the estate's calls in the mirror", 30_000);
+    history = new ClickHouseAlertHistory(makeClickHouseClient({ url: owner.url }), { database: db, ttlDays: 7 });
+    alerts = await startAlertsService({ bus, topology: mirrorView(mirror), rules: AlertRules.parse({}), history, log, tickMs: 200 });
+    overlay = startHealthOverlay(bus, log, { retryMs: 200 });
+    ingest = startIngestServer({ publishAlerts: alertPublisher(bus), log, host: "127.0.0.1", port: 0 });
+    topoHistory = new ClickHouseHistoryStore(makeClickHouseClient({ url: owner.url }), { database: db, ttlDays: 7 });
+    mkdirSync(join(tmp.dir, "dist"), { recursive: true });
+    gateway = startGatewayServer({
+      bus,
+      mirror,
+      log,
+      host: "127.0.0.1",
+      port: 0,
+      dashboardDir: join(tmp.dir, "dist"),
+      health: overlay,
+      extraRoutes: { ...alertRoutes(bus), ...graphRoutes({ mirror, history: topoHistory, log, alertEntities: alertEntitiesOf(bus) }) },
+    });
+    await waitFor(() => overlay.synced(), "gateway health overlay synced");
+  }, 90_000);
+
+  afterAll(async () => {
+    await gateway?.stop(true);
+    await ingest?.stop(true);
+    overlay?.stop();
+    await alerts?.stop();
+    await mirror?.stop();
+    await topo?.stop();
+    await store?.close();
+    await history?.close();
+    await topoHistory?.close();
+    await bus?.close();
+  });
+
+  /** A browser: the frames the gateway sends it, validated as the dashboard does. */
+  function browser() {
+    const frames: WsFrame[] = [];
+    const ws = new WebSocket(`ws://127.0.0.1:${gateway.port}/ws`);
+    ws.onmessage = (ev) => frames.push(WsFrame.parse(JSON.parse(String(ev.data))));
+    return { frames, close: () => ws.close(), open: () => waitFor(() => frames.some((f) => f.schema === "topology.snapshot.v1"), "snapshot on the socket") };
+  }
+
+  test("an alert on the db listener → impact lists its callers with hops, the call into it is critical; resolve → cleared", async () => {
+    const a = browser();
+    await a.open();
+    const ingestUrl = `http://127.0.0.1:${ingest.port}/api/alerts/generic`;
+    await post(ingestUrl, { fingerprint: "pg-down", severity: "critical", summary: "postgres refuses connections", target: { host: "db1", service: "PostgreSQL" } });
+
+    // on JetStream, for ITSM subscribers
+    const fired = await waitFor(async () => (await storedDeltas(bus)).find((d) => d.impact.some((e) => e.id === ORDERS)), "impact delta on the HEALTH stream");
+    expect(fired.entities).toEqual([{ id: DB_L, health: "critical", alerts: ["pg-down"] }]);
+    expect(hopsOf(fired.impact)).toEqual({ [ORDERS]: 1, [APP_L]: 2, [NGINX]: 3, [WEB_L]: 4 });
+    expect(fired.impact.find((e) => e.id === NGINX)).toEqual({ id: NGINX, health: "critical", hops: 3, causes: [{ id: DB_L, health: "critical", hops: 3 }], causesTotal: 1 });
+    expect(fired.edges).toEqual([{ id: DB_EDGE, src: ORDERS, dst: DB_L, health: "critical", cause: DB_L }]);
+
+    // the same delta reached the connected browser
+    const live = await waitFor(() => a.frames.find((f): f is HealthDelta => f.schema === "health.delta.v1" && f.seq === fired.seq), "impact delta on the WebSocket");
+    expect(hopsOf(live.impact)).toEqual(hopsOf(fired.impact));
+    // a browser that connects now gets it in the full state, right after the snapshot
+    const b = browser();
+    await b.open();
+    const state = await waitFor(() => b.frames.find((f): f is HealthState => f.schema === "health.state.v1"), "health state for a new browser");
+    expect(b.frames[0]!.schema).toBe("topology.snapshot.v1");
+    expect(hopsOf(state.impact)).toEqual({ [ORDERS]: 1, [APP_L]: 2, [NGINX]: 3, [WEB_L]: 4 });
+    expect(state.edges.map((e) => e.id)).toEqual([DB_EDGE]);
+    b.close();
+
+    // impact by alert
+    const r = await fetch(`http://127.0.0.1:${gateway.port}/api/impact?alert=pg-down&direction=up`);
+    expect(r.status).toBe(200);
+    const body = (await r.json()) as { roots: string[]; upstream: { id: string; hops: number }[]; alerts: Record<string, string[]> };
+    expect(body.roots).toEqual([DB_L]);
+    expect(body.alerts).toEqual({ "pg-down": [DB_L] });
+    expect(hopsOf(body.upstream as ImpactEntry[])).toEqual({ [ORDERS]: 1, [APP_L]: 2, [NGINX]: 3, [WEB_L]: 4 });
+    expect((await fetch(`http://127.0.0.1:${gateway.port}/api/impact?alert=nope`)).status).toBe(404);
+    expect((await fetch(`http://127.0.0.1:${gateway.port}/api/impact`)).status).toBe(400);
+
+    // the topology moves under a standing alert: a new caller of the database is impacted as soon as its call counts
+    for (const scanId of [3, 4]) {
+      await publishEvent(bus, bus.topo.subjects.discovery("app1"), DiscoveryBatch, "discovery.v1", {
+        schema: "discovery.v1", source: "agent:app1", host: "app1", scanId, part: 0, parts: 1, full: false, at: Date.now(),
+        events: [{ type: "connection.seen", proto: "tcp", localIp: "10.0.0.6", localPort: 43000, remoteIp: "10.0.0.5", remotePort: 5432, process: proc(40, "reports") }],
+      }, `app1:${scanId}`);
+    }
+    const REPORTS = "service:app1:reports:client";
+    const moved = await waitFor(() => a.frames.find((f): f is HealthDelta => f.schema === "health.delta.v1" && f.impact.some((e) => e.id === REPORTS)), "impact of a new caller");
+    expect(moved.impact.find((e) => e.id === REPORTS)).toMatchObject({ hops: 1, causes: [{ id: DB_L, hops: 1 }] });
+    expect(moved.edges.map((e) => e.id)).toEqual([edgeId("CONNECTS", REPORTS, DB_L)]);
+
+    // resolved: impact and edge state are cleared, on the stream and on the socket
+    const seenBefore = a.frames.length;
+    await post(ingestUrl, { fingerprint: "pg-down", state: "resolved", severity: "ok", target: { host: "db1", service: "PostgreSQL" } });
+    const cleared = await waitFor(() => a.frames.slice(seenBefore).find((f): f is HealthDelta => f.schema === "health.delta.v1" && f.impactCleared.length > 0), "impact cleared");
+    expect(cleared.entities).toEqual([{ id: DB_L, health: "ok", alerts: [] }]);
+    expect(cleared.impactCleared.sort()).toEqual([APP_L, NGINX, REPORTS, ORDERS, WEB_L].sort());
+    expect(cleared.edgesCleared.sort()).toEqual([DB_EDGE, edgeId("CONNECTS", REPORTS, DB_L)].sort());
+    expect(cleared.impact).toEqual([]);
+    const after = HealthState.parse(await (await fetch(`http://127.0.0.1:${gateway.port}/api/health`)).json());
+    expect(after.impact).toEqual([]);
+    expect(after.edges).toEqual([]);
+    expect(after.entities).toEqual([]);
+    // the stored deltas are numbered without gaps
+    const seqs = (await storedDeltas(bus)).map((d) => d.seq);
+    expect(seqs.length).toBeGreaterThanOrEqual(3);
+    expect(seqs.slice(1).every((s, i) => s === seqs[i]! + 1)).toBe(true);
+    a.close();
+  }, 90_000);
+});

@@ -30,7 +30,7 @@
  *
  * Hot fields (lastSeen) are refreshed in the model only: a change is a new/removed entity or a changed name/props.
  */
-import type { ConnectionSeen, DiscoveryBatch, DiscoveryEvent, HostSeen, ListenerSeen } from "../contracts/discovery.ts";
+import type { ConnectionSeen, DiscoveryBatch, DiscoveryEvent, EntityAnnotated, HostSeen, ListenerSeen } from "../contracts/discovery.ts";
 import type { ProcessIdentity } from "../contracts/common.ts";
 import type { EdgeKind, TopoEdge, TopoNode } from "../contracts/topology.ts";
 
@@ -48,6 +48,8 @@ export interface Changes {
   edgesRemoved: RemovedEdge[];
   /** ids (nodes and edges) among the upserts that did not exist before: stores may bulk-insert these */
   created?: Set<string>;
+  /** input the stage skipped, with the reason (e.g. an annotation of a discovery-owned property); absent when none */
+  rejected?: string[];
 }
 
 export interface StageOptions {
@@ -174,6 +176,31 @@ export interface TopologyModel {
   servedBy: Map<string, Set<string>>;
   /** DEPENDS_ON edge id → its ends and the listeners through which the caller reaches the served service */
   dependsVia: Map<string, DependsRec>;
+  /** `${host}|${proto}|${port}` → services with a LISTENS edge to a listener there (and how many) */
+  servedAt: Map<string, Map<string, number>>;
+  /** service id → its `${host}|${proto}|${port}` keys (and how many listeners each) */
+  serviceAt: Map<string, Map<string, number>>;
+  /** annotation target (`host|h`, `svc|h|proto|port`, `id|<entity>` when recovered from the store) → source → key → value */
+  annotations: Map<string, Map<string, Map<string, AnnValue>>>;
+  /** source → its annotation targets */
+  annotationsBy: Map<string, Set<string>>;
+  /** entity id → the annotation props it carries (merged over the discovery props by putNode) */
+  annotated: Map<string, Annotated>;
+  /** orders annotation writes: on one key, the source that last changed its value wins */
+  annSeq: number;
+}
+
+interface AnnValue {
+  value: string;
+  seq: number;
+  /** scan of its source that last listed it: a completed full scan drops what it did not list */
+  scanId: number;
+}
+
+interface Annotated {
+  props: Record<string, string>;
+  /** JSON {key: source}, stored as props.annotatedBy so a restart knows who owns which prop */
+  by: string;
 }
 
 interface DependsRec {
@@ -206,6 +233,12 @@ export function emptyModel(opts: Partial<StageOptions> = {}): TopologyModel {
     adjacency: new Map(),
     servedBy: new Map(),
     dependsVia: new Map(),
+    servedAt: new Map(),
+    serviceAt: new Map(),
+    annotations: new Map(),
+    annotationsBy: new Map(),
+    annotated: new Map(),
+    annSeq: 0,
   };
 }
 
@@ -287,6 +320,7 @@ export function serviceId(host: string, p: ProcessIdentity, listeners: Iterable<
 class Tracker {
   private nodesBefore = new Map<string, TopoNode | undefined>();
   private edgesBefore = new Map<string, TopoEdge | undefined>();
+  readonly rejected: string[] = [];
   constructor(private m: TopologyModel) {}
   touchNode(id: string) {
     if (!this.nodesBefore.has(id)) this.nodesBefore.set(id, this.m.nodes.get(id));
@@ -314,6 +348,7 @@ class Tracker {
         if (!before) c.created!.add(id);
       }
     }
+    if (this.rejected.length) c.rejected = this.rejected;
     return c;
   }
 }
@@ -405,12 +440,18 @@ function applyOne(m: TopologyModel, t: Tracker, batch: DiscoveryBatch, now: numb
       case "connection.gone":
         closeSocket(m, sockKey(ctx.host, e));
         break;
+      case "entity.annotated":
+        annotationSeen(ctx, e, batch.scanId);
+        break;
+      case "name.seen":
+        break;
     }
   }
   if (scan && scan.partsSeen.size >= scan.parts) {
     // The whole state of this source has arrived: what it no longer lists is gone (scoped to this source only).
     for (const k of [...src.sockets]) if (!scan.sockets.has(k)) closeSocket(m, k);
     for (const id of [...src.listeners]) if (!scan.listeners.has(id)) removeListener(ctx, id);
+    dropAnnotations(ctx, batch.source, (v) => v.scanId !== batch.scanId);
     m.fullScans.delete(batch.source);
     endScan(ctx, src);
     if (m.recovered.delete(batch.source)) sweepRecovered(ctx);
@@ -456,6 +497,8 @@ function seenFlow(ctx: Ctx, f: FlowRec) {
 
 function putNode(ctx: Ctx, id: string, kind: TopoNode["kind"], name: string, props: TopoNode["props"], source = ctx.source) {
   const prev = ctx.m.nodes.get(id);
+  const ann = ctx.m.annotated.get(id);
+  if (ann) props = { ...props, ...ann.props, annotatedBy: ann.by };
   if (prev && prev.name === name && prev.source === source && sameProps(prev.props, props)) {
     prev.lastSeen = ctx.now;
     return;
@@ -521,6 +564,7 @@ function deriveAdded(m: TopologyModel, e: TopoEdge, ctx?: Ctx) {
   if (!isService(e.src)) return;
   if (e.kind === "LISTENS") {
     addTo(m.servedBy, e.dst, e.src);
+    servedAtChange(m, e.src, e.dst, 1, ctx);
     for (const eid of m.adjacency.get(e.dst) ?? []) {
       const c = m.edges.get(eid);
       if (c?.kind === "CONNECTS" && c.dst === e.dst && isService(c.src) && c.src !== e.src) dependsLink(m, c.src, e.src, e.dst, ctx);
@@ -535,6 +579,7 @@ function deriveDropped(ctx: Ctx, e: TopoEdge) {
   if (!isService(e.src)) return;
   if (e.kind === "LISTENS") {
     removeFrom(m.servedBy, e.dst, e.src);
+    servedAtChange(m, e.src, e.dst, -1, ctx);
     for (const eid of m.adjacency.get(e.dst) ?? []) {
       const c = m.edges.get(eid);
       if (c?.kind === "CONNECTS" && c.dst === e.dst && isService(c.src) && c.src !== e.src) dependsUnlink(ctx, c.src, e.src, e.dst);
@@ -997,6 +1042,7 @@ function removeSource(ctx: Ctx, src: SourceRec) {
     if (n?.kind === "external" && ctx.m.nodeRefs.has(id)) continue;
     dropNode(ctx, id);
   }
+  dropAnnotations(ctx, src.id, () => true);
   ctx.m.sources.delete(src.id);
   ctx.m.fullScans.delete(src.id);
   ctx.m.recovered.delete(src.id);
@@ -1050,6 +1096,9 @@ export function modelFromGraph(nodes: TopoNode[], edges: TopoEdge[], opts: Parti
     adj(m, e.src).add(e.id);
     adj(m, e.dst).add(e.id);
   }
+  // Annotations the store carries (props.annotatedBy says whose): kept, owned by their sources, until those sources'
+  // next full scan (which re-lists them under their real targets) or aging says otherwise.
+  for (const n of nodes) if (typeof n.props.annotatedBy === "string") recoverAnnotations(m, n);
   // DEPENDS_ON bookkeeping from the stored CONNECTS and LISTENS edges (LISTENS first: CONNECTS pair with them).
   for (const e of edges) if (e.kind === "LISTENS") deriveAdded(m, e);
   for (const e of edges) if (e.kind === "CONNECTS") deriveAdded(m, e);
@@ -1070,4 +1119,175 @@ function sweepRecovered(ctx: Ctx) {
     const alive = n.kind === "listener" ? ctx.m.listeners.has(id) : n.kind === "external" ? ctx.m.nodeRefs.has(id) : ctx.m.services.has(id);
     if (!alive) dropNode(ctx, id);
   }
+}
+
+/*
+ * Annotations: CMDB facts (owner, team, tier…) a source attaches to a host (`match: {host}`) or to the service
+ * listening on host:port (`match: {host, port, proto = tcp}`). They live beside the entity, not in it: putNode lays
+ * them over the discovery props, so discovery rewriting a node keeps them, and an annotation that arrives before its
+ * entity exists is applied when it appears. The source owns them: a delta batch adds or changes keys, a completed full
+ * scan drops the keys it did not list, aging of the source drops all of them. When two sources set one key, the one
+ * that last changed its value wins; when that one drops it, the other's value comes back.
+ */
+
+/** Props discovery (and aging) owns: an annotation may not set them. */
+export const RESERVED_PROPS: ReadonlySet<string> = new Set([
+  "id", "kind", "name", "source", "props", "firstSeen", "lastSeen",
+  "hostname", "os", "kernel", "cpus", "memTotalBytes", "ips",
+  "host", "service", "ports", "pid", "processes", "exe", "comm", "cmdline", "user", "startTime", "containerId", "containerImage",
+  "proto", "ip", "port", "dnsName", "health", "staleSince", "annotatedBy",
+]);
+
+const portKey = (host: string, proto: string, port: number) => `${host}|${proto}|${port}`;
+
+function annotationTarget(e: EntityAnnotated): string {
+  const { host, port, proto } = e.match;
+  return port === undefined ? `host|${host}` : `svc|${portKey(host, proto ?? "tcp", port)}`;
+}
+
+function annotationSeen(ctx: Ctx, e: EntityAnnotated, scanId: number) {
+  const m = ctx.m;
+  const target = annotationTarget(e);
+  let bySource = m.annotations.get(target);
+  if (!bySource) m.annotations.set(target, (bySource = new Map()));
+  let rec = bySource.get(ctx.source);
+  if (!rec) bySource.set(ctx.source, (rec = new Map()));
+  addTo(m.annotationsBy, ctx.source, target);
+  let changed = false;
+  for (const [k, value] of Object.entries(e.props)) {
+    if (RESERVED_PROPS.has(k)) {
+      ctx.t.rejected.push(`${ctx.source}: entity.annotated ${JSON.stringify(e.match)}: "${k}" is a discovery-owned property; skipped`);
+      continue;
+    }
+    const old = rec.get(k);
+    if (old && old.value === value) old.scanId = scanId;
+    else {
+      rec.set(k, { value, seq: ++m.annSeq, scanId });
+      changed = true;
+    }
+  }
+  if (!rec.size) bySource.delete(ctx.source);
+  if (!bySource.size) m.annotations.delete(target);
+  if (changed) refreshTarget(ctx, target);
+}
+
+/** Drops a source's annotation keys that `drop` selects, and updates the entities they were on. */
+function dropAnnotations(ctx: Ctx, source: string, drop: (v: AnnValue) => boolean) {
+  const m = ctx.m;
+  const targets = m.annotationsBy.get(source);
+  if (!targets) return;
+  for (const target of [...targets]) {
+    const bySource = m.annotations.get(target);
+    const rec = bySource?.get(source);
+    let changed = false;
+    if (rec)
+      for (const [k, v] of rec)
+        if (drop(v)) {
+          rec.delete(k);
+          changed = true;
+        }
+    if (!rec?.size) {
+      bySource?.delete(source);
+      targets.delete(target);
+    }
+    if (bySource && !bySource.size) m.annotations.delete(target);
+    if (changed) refreshTarget(ctx, target);
+  }
+  if (!targets.size) m.annotationsBy.delete(source);
+}
+
+function refreshTarget(ctx: Ctx, target: string) {
+  if (target.startsWith("host|")) refreshAnnotations(ctx, hostId(target.slice(5)));
+  else if (target.startsWith("id|")) refreshAnnotations(ctx, target.slice(3));
+  else for (const svc of [...(ctx.m.servedAt.get(target.slice(4))?.keys() ?? [])]) refreshAnnotations(ctx, svc);
+}
+
+/** The annotation props an entity should carry now: per key, the value of the source that last changed it. */
+function effectiveAnnotations(m: TopologyModel, id: string): Annotated | undefined {
+  const targets = [`id|${id}`];
+  if (id.startsWith("host:")) targets.push(`host|${id.slice(5)}`);
+  else for (const k of m.serviceAt.get(id)?.keys() ?? []) targets.push(`svc|${k}`);
+  const best = new Map<string, { value: string; seq: number; source: string }>();
+  for (const t of targets)
+    for (const [source, rec] of m.annotations.get(t) ?? [])
+      for (const [k, v] of rec) {
+        const b = best.get(k);
+        if (!b || v.seq > b.seq) best.set(k, { value: v.value, seq: v.seq, source });
+      }
+  if (!best.size) return undefined;
+  const props: Record<string, string> = {};
+  const by: Record<string, string> = {};
+  for (const k of [...best.keys()].sort()) {
+    props[k] = best.get(k)!.value;
+    by[k] = best.get(k)!.source;
+  }
+  return { props, by: JSON.stringify(by) };
+}
+
+const sameAnnotated = (a: Annotated | undefined, b: Annotated | undefined) => (!a || !b ? a === b : a.by === b.by && sameProps(a.props, b.props));
+
+function refreshAnnotations(ctx: Ctx, id: string) {
+  const m = ctx.m;
+  const want = effectiveAnnotations(m, id);
+  const had = m.annotated.get(id);
+  if (sameAnnotated(want, had)) return;
+  if (want) m.annotated.set(id, want);
+  else m.annotated.delete(id);
+  const n = m.nodes.get(id);
+  if (!n) return; // applied when the entity appears (putNode)
+  const props = { ...n.props };
+  if (had) {
+    for (const k of Object.keys(had.props)) delete props[k];
+    delete props.annotatedBy;
+  }
+  if (want) Object.assign(props, want.props, { annotatedBy: want.by });
+  ctx.t.touchNode(id);
+  m.nodes.set(id, { ...n, props });
+}
+
+/** A service starts or stops serving a listener at host|proto|port: annotations of that place follow it. */
+function servedAtChange(m: TopologyModel, svc: string, listener: string, delta: 1 | -1, ctx?: Ctx) {
+  const l = m.listeners.get(listener);
+  const n = m.nodes.get(listener);
+  const host = l?.host ?? n?.props.host;
+  const proto = l?.proto ?? n?.props.proto;
+  const port = l?.port ?? n?.props.port;
+  if (typeof host !== "string" || typeof proto !== "string" || typeof port !== "number") return;
+  const key = portKey(host, proto, port);
+  const bump = (map: Map<string, Map<string, number>>, a: string, b: string) => {
+    let inner = map.get(a);
+    if (!inner) map.set(a, (inner = new Map()));
+    const c = (inner.get(b) ?? 0) + delta;
+    if (c > 0) inner.set(b, c);
+    else inner.delete(b);
+    if (!inner.size) map.delete(a);
+    return c;
+  };
+  bump(m.servedAt, key, svc);
+  const c = bump(m.serviceAt, svc, key);
+  if (ctx && ((delta > 0 && c === 1) || (delta < 0 && c === 0)) && m.annotations.has(`svc|${key}`)) refreshAnnotations(ctx, svc);
+}
+
+function recoverAnnotations(m: TopologyModel, n: TopoNode) {
+  let by: unknown;
+  try {
+    by = JSON.parse(String(n.props.annotatedBy));
+  } catch {
+    return;
+  }
+  if (!by || typeof by !== "object") return;
+  const target = `id|${n.id}`;
+  for (const [k, source] of Object.entries(by as Record<string, unknown>)) {
+    const value = n.props[k];
+    if (typeof source !== "string" || typeof value !== "string") continue;
+    let bySource = m.annotations.get(target);
+    if (!bySource) m.annotations.set(target, (bySource = new Map()));
+    let rec = bySource.get(source);
+    if (!rec) bySource.set(source, (rec = new Map()));
+    rec.set(k, { value, seq: 0, scanId: -1 });
+    addTo(m.annotationsBy, source, target);
+    sourceOf(m, source, m.sources.get(source)?.host ?? "");
+  }
+  const eff = effectiveAnnotations(m, n.id);
+  if (eff) m.annotated.set(n.id, eff);
 }

@@ -107,7 +107,9 @@ export async function startTopologyService(deps: {
     (batch) =>
       serial(async () => {
         const t = now();
-        await commit(applyDiscovery(model, batch.map((b) => b.value), t), t);
+        const changes = applyDiscovery(model, batch.map((b) => b.value), t);
+        for (const reason of changes.rejected ?? []) log.warn("discovery input skipped", { reason });
+        await commit(changes, t);
       }),
     { onError: (e) => log.warn("discovery batch failed", { error: String(e) }) },
   );

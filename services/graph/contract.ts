@@ -3,8 +3,9 @@
  * `make` returns a fresh, empty store for each test.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import type { TopoEdge, TopoNode } from "../../pipelines/contracts/topology.ts";
-import { GraphStoreError, type GraphStore } from "./port.ts";
+import { TopologySnapshot, type TopoEdge, type TopoNode } from "../../pipelines/contracts/topology.ts";
+import { impact as indexImpact, ImpactIndex } from "../../pipelines/stages/impact.ts";
+import { GraphStoreError, type GraphStore, type ImpactedEntity } from "./port.ts";
 
 const node = (id: string, kind: TopoNode["kind"], props: TopoNode["props"] = {}): TopoNode => ({ id, kind, name: id.split(":")[1] ?? id, source: "agent:h1", props, firstSeen: 1, lastSeen: 2 });
 const edge = (kind: TopoEdge["kind"], src: string, dst: string): TopoEdge => ({ id: `${kind}:${src}->${dst}`, kind, src, dst, source: "agent:h1", props: { port: 5432 }, firstSeen: 1, lastSeen: 2 });
@@ -59,6 +60,82 @@ export const BYPASSES = [
   "ALTER TABLE Entity DROP name",
   "COPY Entity FROM '/tmp/x.csv'",
 ];
+
+const DAY = 86_400_000;
+const NOW = 1_750_000_000_000;
+
+/**
+ * A small estate as the topology stage builds it: lb → web → app → db, each a service on its own host serving one
+ * listener and calling the next tier's listener (CONNECTS), the derived service → service DEPENDS_ON edges, a cron
+ * job that also uses the database, and an external DNS server. Owners come from props.owner; one edge was last seen
+ * two days ago.
+ */
+export function nocEstate() {
+  const n = (id: string, kind: TopoNode["kind"], name: string, props: TopoNode["props"] = {}): TopoNode => ({ id, kind, name, source: "agent:estate", props, firstSeen: NOW - 10 * DAY, lastSeen: NOW });
+  const e = (kind: TopoEdge["kind"], src: string, dst: string, lastSeen = NOW): TopoEdge => ({ id: `${kind}:${src}->${dst}`, kind, src, dst, source: "agent:estate", props: {}, firstSeen: NOW - 10 * DAY, lastSeen });
+  const nodes: TopoNode[] = [];
+  const edges: TopoEdge[] = [];
+  const tiers = [
+    { host: "lb1", svc: "haproxy", port: 443, owner: "netops" },
+    { host: "web1", svc: "nginx", port: 80, owner: "web" },
+    { host: "app1", svc: "java:orders.jar", port: 8080, owner: "" },
+    { host: "db1", svc: "postgres", port: 5432, owner: "dba" },
+  ];
+  const svc = (t: (typeof tiers)[number]) => `service:${t.host}:${t.svc}:${t.port}`;
+  const lis = (t: (typeof tiers)[number]) => `listener:${t.host}:tcp:0.0.0.0:${t.port}`;
+  for (const t of tiers) {
+    nodes.push(
+      n(`host:${t.host}`, "host", t.host, { host: t.host }),
+      n(svc(t), "process", t.svc, { host: t.host, exe: `/usr/sbin/${t.svc}`, ...(t.owner ? { owner: t.owner } : {}) }),
+      n(lis(t), "listener", `${t.host}:${t.port}`, { host: t.host, port: t.port, proto: "tcp" }),
+    );
+    edges.push(e("RUNS", `host:${t.host}`, svc(t)), e("LISTENS", svc(t), lis(t)));
+  }
+  for (let i = 0; i + 1 < tiers.length; i++) edges.push(e("CONNECTS", svc(tiers[i]!), lis(tiers[i + 1]!)), e("DEPENDS_ON", svc(tiers[i]!), svc(tiers[i + 1]!)));
+  const cron = "service:app1:cron:client";
+  nodes.push(n(cron, "process", "cron", { host: "app1", exe: "/usr/sbin/cron", owner: "" }), n("external:8.8.8.8:53", "external", "8.8.8.8:53", { port: 53 }));
+  edges.push(
+    e("RUNS", "host:app1", cron),
+    e("CONNECTS", cron, lis(tiers[3]!), NOW - 2 * DAY),
+    e("DEPENDS_ON", cron, svc(tiers[3]!), NOW - 2 * DAY),
+    e("CONNECTS", svc(tiers[2]!), "external:8.8.8.8:53"),
+  );
+  return { nodes, edges, lb: svc(tiers[0]!), web: svc(tiers[1]!), app: svc(tiers[2]!), db: svc(tiers[3]!), dbListener: lis(tiers[3]!), cron, now: NOW, day: DAY };
+}
+
+/** The README's NOC questions, as they are printed there (portable between Kuzu and Neo4j). */
+export const NOC_QUERIES = {
+  dependsOnDatabase: `MATCH (db:Entity {kind: 'process'})-[:LISTENS]->(:Entity {kind: 'listener', port: $port})
+MATCH p = (d:Entity)-[:DEPENDS_ON*1..5]->(db)
+RETURN d.name AS dependant, min(length(p)) AS hops
+ORDER BY hops, dependant`,
+  lbToDatabase: `MATCH (lb:Entity {kind: 'process'})-[:LISTENS]->(:Entity {port: $from})
+MATCH (db:Entity {kind: 'process'})-[:LISTENS]->(:Entity {port: $to})
+MATCH p = (lb)-[:DEPENDS_ON*1..6]->(db)
+RETURN nodes(p) AS path, length(p) AS hops
+ORDER BY hops`,
+  /** the names along the path need a list expression, which the two engines spell differently */
+  lbToDatabaseNames: {
+    kuzu: `MATCH (lb:Entity {kind: 'process'})-[:LISTENS]->(:Entity {port: $from})
+MATCH (db:Entity {kind: 'process'})-[:LISTENS]->(:Entity {port: $to})
+MATCH p = (lb)-[:DEPENDS_ON*1..6]->(db)
+RETURN properties(nodes(p), 'name') AS names, length(p) AS hops
+ORDER BY hops`,
+    neo4j: `MATCH (lb:Entity {kind: 'process'})-[:LISTENS]->(:Entity {port: $from})
+MATCH (db:Entity {kind: 'process'})-[:LISTENS]->(:Entity {port: $to})
+MATCH p = (lb)-[:DEPENDS_ON*1..6]->(db)
+RETURN [n IN nodes(p) | n.name] AS names, length(p) AS hops
+ORDER BY hops`,
+  } as Record<string, string>,
+  servicesWithoutOwner: `MATCH (s:Entity {kind: 'process'})
+WHERE s.owner = ''
+RETURN s.host AS host, s.name AS service
+ORDER BY host, service`,
+  edgesNotSeenSince: `MATCH (a:Entity)-[e]->(b:Entity)
+WHERE e.lastSeen < $since
+RETURN e.id AS edge, a.name AS src, b.name AS dst, e.lastSeen AS lastSeen
+ORDER BY edge`,
+};
 
 export function graphStoreContract(name: string, make: () => Promise<{ store: GraphStore; cleanup: () => Promise<void> }>) {
   describe(`GraphStore contract: ${name}`, () => {
@@ -195,6 +272,132 @@ export function graphStoreContract(name: string, make: () => Promise<{ store: Gr
       expect(await s.query("MATCH (n:Entity) WHERE n.name = 'a\\'' OR n.id = $id RETURN n.id AS id;", { id: h.id })).toEqual([{ id: h.id }]);
       const unterminated = await s.query("MATCH (n:Entity) WHERE n.name = 'x RETURN n").catch((e) => e);
       expect((unterminated as GraphStoreError).code).toBe("query_failed");
+    });
+
+    const estate = nocEstate();
+    const withEstate = async () => {
+      const s = await fresh();
+      await s.apply({ nodesUpserted: estate.nodes, nodesRemoved: [], edgesUpserted: estate.edges, edgesRemoved: [], created: new Set([...estate.nodes, ...estate.edges].map((x) => x.id)) }, 3);
+      return s;
+    };
+
+    test("NOC: what depends, transitively, on the database listening on 5432", async () => {
+      const s = await withEstate();
+      expect(await s.query(NOC_QUERIES.dependsOnDatabase, { port: 5432 })).toEqual([
+        { dependant: "cron", hops: 1 },
+        { dependant: "java:orders.jar", hops: 1 },
+        { dependant: "nginx", hops: 2 },
+        { dependant: "haproxy", hops: 3 },
+      ]);
+    });
+
+    test("NOC: paths from the load balancer to the database, as nodes, names and whole paths", async () => {
+      const s = await withEstate();
+      const rows = await s.query(NOC_QUERIES.lbToDatabase, { from: 443, to: 5432 });
+      expect(rows.length).toBe(1);
+      expect(rows[0]!.hops).toBe(3);
+      expect((rows[0]!.path as { id: string; _label: string }[]).map((x) => [x.id, x._label])).toEqual([estate.lb, estate.web, estate.app, estate.db].map((id) => [id, "Entity"]));
+      const names = NOC_QUERIES.lbToDatabaseNames[s.name];
+      expect(names, `no names query for ${s.name}`).toBeDefined();
+      expect(await s.query(names!, { from: 443, to: 5432 })).toEqual([{ names: ["haproxy", "nginx", "java:orders.jar", "postgres"], hops: 3 }]);
+      // a whole path value: {_nodes, _rels} of plain nodes and relationships, linked by _id
+      const [whole] = await s.query("MATCH p = (a:Entity {id: $lb})-[:DEPENDS_ON*1..6]->(b:Entity {id: $db}) RETURN p", { lb: estate.lb, db: estate.db });
+      const path = whole!.p as { _nodes: Record<string, unknown>[]; _rels: Record<string, unknown>[] };
+      expect(path._nodes.map((x) => x.id)).toEqual([estate.lb, estate.web, estate.app, estate.db]);
+      expect(path._rels.map((r) => [r._label, r.id])).toEqual([
+        ["DEPENDS_ON", `DEPENDS_ON:${estate.lb}->${estate.web}`],
+        ["DEPENDS_ON", `DEPENDS_ON:${estate.web}->${estate.app}`],
+        ["DEPENDS_ON", `DEPENDS_ON:${estate.app}->${estate.db}`],
+      ]);
+      expect(path._rels[0]!._src).toEqual(path._nodes[0]!._id);
+      expect(path._rels[2]!._dst).toEqual(path._nodes[3]!._id);
+      expect(JSON.parse(JSON.stringify(path))).toEqual(path);
+    });
+
+    test("NOC: services with no owner, and edges not seen for a day", async () => {
+      const s = await withEstate();
+      expect(await s.query(NOC_QUERIES.servicesWithoutOwner)).toEqual([
+        { host: "app1", service: "cron" },
+        { host: "app1", service: "java:orders.jar" },
+      ]);
+      expect(await s.query(NOC_QUERIES.edgesNotSeenSince, { since: estate.now - estate.day })).toEqual([
+        { edge: `CONNECTS:${estate.cron}->${estate.dbListener}`, src: "cron", dst: "db1:5432", lastSeen: estate.now - 2 * estate.day },
+        { edge: `DEPENDS_ON:${estate.cron}->${estate.db}`, src: "cron", dst: "postgres", lastSeen: estate.now - 2 * estate.day },
+      ]);
+      // owner follows props.owner when it changes
+      const app = estate.nodes.find((x) => x.id === estate.app)!;
+      await s.apply({ ...none, nodesUpserted: [{ ...app, props: { ...app.props, owner: "orders-team" } }] }, 4);
+      expect(await s.query("MATCH (s:Entity {id: $id}) RETURN s.owner AS owner", { id: estate.app })).toEqual([{ owner: "orders-team" }]);
+    });
+
+    test("impact over the stored graph matches ImpactIndex, with path lengths and kind filters", async () => {
+      const s = await withEstate();
+      // ImpactIndex on the same graph without the derived DEPENDS_ON edges (the store's impact follows the raw edges)
+      const raw = estate.edges.filter((x) => x.kind !== "DEPENDS_ON");
+      const ix = ImpactIndex.fromMirror({ rev: 3, nodes: new Map(estate.nodes.map((x) => [x.id, x])), edges: new Map(raw.map((x) => [x.id, x])) });
+      const key = (a: { id: string; hops: number; kind: string }[]) => a.map((x) => `${x.id}@${x.hops}:${x.kind}`).sort();
+      const cases: { id: string; hops: number; kinds?: TopoNode["kind"][] }[] = [
+        { id: estate.db, hops: 10 },
+        { id: estate.db, hops: 2 },
+        { id: "host:db1", hops: 10 },
+        { id: estate.lb, hops: 10 },
+        { id: estate.app, hops: 4 },
+        { id: estate.dbListener, hops: 10, kinds: ["process"] },
+        { id: "host:app1", hops: 10, kinds: ["host", "external"] },
+      ];
+      for (const c of cases) {
+        const want = indexImpact(ix, { ids: [c.id], direction: "both", hops: c.hops, kinds: c.kinds });
+        const got = await s.impact(c.id, { direction: "both", maxHops: c.hops, kinds: c.kinds });
+        expect([c, key(got.upstream)]).toEqual([c, key(want.upstream)]);
+        expect([c, key(got.downstream)]).toEqual([c, key(want.downstream)]);
+        const up = await s.impact(c.id, { direction: "upstream", maxHops: c.hops, kinds: c.kinds });
+        expect(up.downstream).toEqual([]);
+        expect(key(up.upstream)).toEqual(key(want.upstream));
+      }
+      // spelled out once: the blast radius of the database
+      const db = await s.impact(estate.db, { direction: "upstream", maxHops: 10, kinds: ["process"] });
+      const byHops = (a: ImpactedEntity[]) => a.map((x) => [x.name, x.hops]).sort((p, q) => Number(p[1]) - Number(q[1]) || String(p[0]).localeCompare(String(q[0])));
+      expect(byHops(db.upstream)).toEqual([
+        ["cron", 2],
+        ["java:orders.jar", 2],
+        ["nginx", 4],
+        ["haproxy", 6],
+      ]);
+      expect(await s.impact("process:nope", { direction: "both", maxHops: 3 })).toEqual({ upstream: [], downstream: [] });
+      for (const bad of [0, 11, 2.5, Number.NaN, "3" as unknown as number]) {
+        const err = await s.impact(estate.db, { direction: "both", maxHops: bad }).catch((e) => e);
+        expect((err as GraphStoreError).code).toBe("bad_request");
+      }
+    });
+
+    test("neighbourhood: the entity, what is within N edges either way (optionally of some kinds), and the edges among them", async () => {
+      const s = await withEstate();
+      const one = await s.neighbourhood(estate.app, { hops: 1 });
+      expect(one.nodes.map((x) => x.id).sort()).toEqual([estate.app, "host:app1", "listener:app1:tcp:0.0.0.0:8080", "listener:db1:tcp:0.0.0.0:5432", "external:8.8.8.8:53", estate.web, estate.db].sort());
+      expect(one.nodes.find((x) => x.id === estate.app)).toEqual(estate.nodes.find((x) => x.id === estate.app));
+      const ids = new Set(one.nodes.map((x) => x.id));
+      const induced = estate.edges.filter((x) => ids.has(x.src) && ids.has(x.dst));
+      expect(one.edges.map((x) => x.id).sort()).toEqual(induced.map((x) => x.id).sort());
+      const deps = await s.neighbourhood(estate.db, { hops: 3, kinds: ["DEPENDS_ON"] });
+      expect(deps.nodes.map((x) => x.name).sort()).toEqual(["cron", "haproxy", "java:orders.jar", "nginx", "postgres"]);
+      expect(deps.edges.every((x) => x.kind === "DEPENDS_ON")).toBe(true);
+      expect(deps.edges.length).toBe(4);
+      const two = await s.neighbourhood("host:db1", { hops: 2, kinds: ["RUNS", "LISTENS"] });
+      expect(two.nodes.map((x) => x.id).sort()).toEqual(["host:db1", estate.db, estate.dbListener].sort());
+      expect(await s.neighbourhood("host:nope", { hops: 2 })).toEqual({ nodes: [], edges: [] });
+      const err = await s.neighbourhood(estate.db, { hops: 99 }).catch((e) => e);
+      expect((err as GraphStoreError).code).toBe("bad_request");
+    });
+
+    test("exportSnapshot is a valid topology.snapshot.v1 of everything stored, at the stored rev", async () => {
+      const s = await withEstate();
+      const snap = await s.exportSnapshot();
+      expect(TopologySnapshot.parse(snap)).toEqual(snap);
+      expect(snap.rev).toBe(3);
+      expect(snap.nodes.sort(byId)).toEqual([...estate.nodes].sort(byId));
+      expect(snap.edges.sort(byId)).toEqual([...estate.edges].sort(byId));
+      const empty = await (await fresh()).exportSnapshot();
+      expect([empty.rev, empty.nodes, empty.edges]).toEqual([0, [], []]);
     });
 
     test("a fresh store loads empty at rev 0", async () => {

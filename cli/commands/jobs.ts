@@ -227,7 +227,8 @@ export async function runJobsRun(e: JobsEnv, o: RunOptions, io: Io): Promise<num
       runs = reply.runs;
       io.err(`submitted ${runs.map((r) => `${r.runId}${r.assignee ? ` → ${r.assignee}` : ""}`).join(", ")} (via the scheduler, ${reply.via === "placement" ? "placed per the strategy" : "shared queue"})`);
     } catch (err) {
-      if (!/no responders|503|timeout/i.test(String((err as Error).message ?? err))) throw err;
+      // Only when nobody listens: a scheduler that is slow to answer may still queue the run, so no second submit then.
+      if (!/no responders|503/i.test(String((err as Error).message ?? err))) throw err;
       if (!local) {
         io.err(`job ${o.job}: no scheduler answered on ${jt.subjects.submitRpc}, and no local package "${o.job}" says its worker type (local: ${[...packages.keys()].sort().join(", ")})`);
         return 1;

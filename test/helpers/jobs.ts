@@ -74,3 +74,27 @@ export async function spawnJobsProcess(id: string, env: Record<string, string>):
   return { id, proc, stderr: () => err };
 }
 
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `orrery <args>` (cli/main.ts) as a real process and collects its output. */
+export async function runCli(args: string[], env: Record<string, string>, timeoutMs = 60_000): Promise<CliResult> {
+  const proc = Bun.spawn([process.execPath, "run", join(ROOT, "cli/main.ts"), ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
+  const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  clearTimeout(timer);
+  return { code, stdout, stderr };
+}
+
+/** Runs `services/jobs/main.ts` expecting it to refuse to start; returns its exit code and stderr. */
+export async function jobsProcessFails(env: Record<string, string>, timeoutMs = 20_000): Promise<CliResult> {
+  const proc = Bun.spawn([process.execPath, "run", join(ROOT, "services/jobs/main.ts")], { cwd: ROOT, env: { ...process.env, ORRERY_LOG_QUIET: "1", ...env }, stdout: "pipe", stderr: "pipe" });
+  const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  clearTimeout(timer);
+  return { code, stdout, stderr };
+}

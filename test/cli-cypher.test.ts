@@ -7,6 +7,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { formatTable, parseParams, UsageError } from "../cli/commands/cypher.ts";
 import { CypherRequest, type CypherResponse } from "../pipelines/contracts/cypher.ts";
+import { BYPASSES, NOC_QUERIES, nocEstate } from "../services/graph/contract.ts";
+import { KuzuGraphStore } from "../services/graph/kuzu.ts";
+import { answerCypher } from "../services/topology/service.ts";
+import { tempDir } from "./helpers/tmp.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const ROWS = [
@@ -145,5 +149,49 @@ describe("pure parts", () => {
 
   test("formatTable takes the union of columns in first-seen order", () => {
     expect(formatTable([{ a: 1 }, { b: "x", a: 22 }])).toBe([" a  b", "--  -", " 1", "22  x", ""].join("\n"));
+  });
+});
+
+/** The Cypher RPC behind POST /api/cypher (services/topology/service.ts answerCypher) on a real Kuzu store. */
+describe("cypher.v1 RPC on a real Kuzu store", () => {
+  const enc = (req: unknown) => new TextEncoder().encode(JSON.stringify(req));
+  let store: KuzuGraphStore;
+  let tmp: { dir: string; cleanup: () => void };
+  beforeAll(async () => {
+    tmp = tempDir("orrery-cypher-rpc-");
+    store = new KuzuGraphStore(join(tmp.dir, "db"));
+    await store.init();
+    const e = nocEstate();
+    await store.apply({ nodesUpserted: e.nodes, nodesRemoved: [], edgesUpserted: e.edges, edgesRemoved: [] }, 1);
+  });
+  afterAll(async () => {
+    await store.close();
+    tmp.cleanup();
+  });
+
+  test("every bypass string is answered read_only and the graph is unchanged", async () => {
+    const before = await store.load();
+    for (const query of BYPASSES) {
+      const r = await answerCypher(store, enc({ query, params: {} }));
+      expect([query, r.ok ? "ok" : r.code]).toEqual([query, "read_only"]);
+    }
+    expect(await store.load()).toEqual(before);
+  });
+
+  test("questions are answered with bound parameters; limits and bad requests are coded values", async () => {
+    const ok = await answerCypher(store, enc({ query: NOC_QUERIES.servicesWithoutOwner, params: {} }));
+    expect(ok.ok && ok.rows).toEqual([
+      { host: "app1", service: "cron" },
+      { host: "app1", service: "java:orders.jar" },
+    ]);
+    const evil = await answerCypher(store, enc({ query: "MATCH (n:Entity) WHERE n.name = $x RETURN n.id AS id", params: { x: "' OR 1=1 DETACH DELETE n //" } }));
+    expect(evil.ok && evil.rows).toEqual([]);
+    const many = await answerCypher(store, enc({ query: "MATCH (n:Entity) RETURN n.id AS id", maxRows: 3 }));
+    expect(!many.ok && many.code).toBe("too_many_rows");
+    const slow = await answerCypher(store, enc({ query: "UNWIND range(1, 8000) AS i UNWIND range(1, 8000) AS j WITH i, j WHERE (i * j) % 7 = 3 RETURN i ORDER BY i * j LIMIT 1", timeoutMs: 50 }));
+    expect(!slow.ok && slow.code).toBe("timeout");
+    const bad = await answerCypher(store, enc({ query: "" }));
+    expect(!bad.ok && bad.code).toBe("bad_request");
+    expect((await store.load()).nodes.length).toBe(nocEstate().nodes.length);
   });
 });

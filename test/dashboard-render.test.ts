@@ -3,10 +3,11 @@
  * static files, /ws (snapshot, then deltas the test pushes) and the /api reads. Chromium is driven by playwright-core.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, statSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { join, normalize, sep } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import type { TopoEdge, TopoNode, TopologyDelta, TopologySnapshot } from "../pipelines/contracts/topology.ts";
+import type { HealthState } from "../pipelines/contracts/health.ts";
 import { applyDelta, mirrorFromSnapshot, snapshotOf, type Mirror } from "../pipelines/stages/apply-delta.ts";
 import { tempDir } from "./helpers/tmp.ts";
 
@@ -144,8 +145,19 @@ const waitText = (page: Page, testid: string, want: string, timeout = 15_000) =>
 
 let browser: Browser;
 
+/** A build older than its sources (or than the shared contracts it bundles) is rebuilt, so the test sees this code. */
+function newestSource(dir: string): number {
+  let newest = 0;
+  for (const d of [dir, join(ROOT, "pipelines", "contracts"), join(ROOT, "pipelines", "stages")]) {
+    for (const e of readdirSync(d, { recursive: true, withFileTypes: true })) {
+      if (e.isFile()) newest = Math.max(newest, statSync(join(e.parentPath, e.name)).mtimeMs);
+    }
+  }
+  return newest;
+}
+
 beforeAll(async () => {
-  if (!existsSync(join(DIST, "index.html"))) {
+  if (!existsSync(join(DIST, "index.html")) || newestSource(join(ROOT, "dashboard", "src")) > statSync(join(DIST, "index.html")).mtimeMs) {
     const r = Bun.spawnSync([join(ROOT, "node_modules/.bin/vite"), "build"], { cwd: join(ROOT, "dashboard"), stdout: "pipe", stderr: "pipe" });
     if (r.exitCode !== 0) throw new Error(`dashboard build failed: ${r.stderr.toString()}`);
   }
@@ -274,6 +286,88 @@ describe("dashboard in a browser", () => {
       await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
       await waitText(page, "details-name", "postgres");
       expect(await text(page, "details-health")).toBe("critical");
+      expect(errors).toEqual([]);
+    } finally {
+      await close();
+      gw.stop();
+    }
+  });
+
+  test("an unhealthy node's impact is drawn: orange halo on what depends on it, the call into it coloured, listed in details", async () => {
+    const gw = startGateway();
+    const { page, errors, close } = await openDashboard(gw.url);
+    try {
+      await waitText(page, "ws-status", "live");
+      await page.locator('[data-testid="layout-settling"]').waitFor({ state: "detached", timeout: 30_000 });
+      const PG_L = "listener:web-1:tcp:127.0.0.1:5432";
+      const NGINX_L = "listener:web-1:tcp:0.0.0.0:443";
+      const CALL = `CONNECTS:${NGINX}->${PG_L}`;
+      const state: HealthState = {
+        schema: "health.state.v1",
+        seq: 1,
+        at: T0,
+        entities: [{ id: PG, health: "critical", alerts: ["pg-down"] }],
+        edges: [{ id: CALL, src: NGINX, dst: PG_L, health: "critical", cause: PG }],
+        impact: [
+          { id: PG_L, health: "critical", hops: 1, causes: [{ id: PG, health: "critical", hops: 1 }], causesTotal: 1 },
+          { id: NGINX, health: "critical", hops: 2, causes: [{ id: PG, health: "critical", hops: 2 }], causesTotal: 1 },
+          { id: NGINX_L, health: "critical", hops: 3, causes: [{ id: PG, health: "critical", hops: 3 }], causesTotal: 1 },
+        ],
+      };
+      gw.sendRaw(JSON.stringify(state));
+      await waitText(page, "impacted-count", "impacted 3");
+      type Drawn = { id: string; hops: number; x: number; y: number; r: number };
+      const drawn = async () => JSON.parse((await page.locator('[data-testid="graph-canvas"]').getAttribute("data-impacted")) ?? "[]") as Drawn[];
+      await page.waitForFunction(() => JSON.parse(document.querySelector('[data-testid="graph-canvas"]')?.getAttribute("data-impacted") ?? "[]").length === 3);
+      const halos = await drawn();
+      expect(halos.map((h) => [h.id, h.hops])).toEqual([[NGINX_L, 3], [PG_L, 1], [NGINX, 2]].sort((a, b) => (a[0]! < b[0]! ? -1 : 1)));
+      expect(JSON.parse((await page.locator('[data-testid="graph-canvas"]').getAttribute("data-unhealthy-edges")) ?? "[]")).toEqual([CALL]);
+
+      // The pixels: on nginx's halo circle the canvas is orange (#ff7a1a) — and is not once the impact is cleared.
+      const nginx = halos.find((h) => h.id === NGINX)!;
+      const orangeOnRing = (h: Drawn) =>
+        page.evaluate(({ x, y, r }) => {
+          const canvas = document.querySelector('[data-testid="graph-canvas"]') as HTMLCanvasElement;
+          const ctx = canvas.getContext("2d")!;
+          const scale = canvas.width / canvas.getBoundingClientRect().width;
+          let hits = 0;
+          for (let i = 0; i < 36; i++) {
+            const a = (i / 36) * 2 * Math.PI;
+            const px = Math.round((x + Math.cos(a) * r) * scale);
+            const py = Math.round((y + Math.sin(a) * r) * scale);
+            const d = ctx.getImageData(px - 1, py - 1, 3, 3).data;
+            for (let j = 0; j < d.length; j += 4) {
+              if (Math.abs(d[j]! - 255) < 40 && Math.abs(d[j + 1]! - 122) < 40 && d[j + 2]! < 80) {
+                hits++;
+                break;
+              }
+            }
+          }
+          return hits;
+        }, h);
+      expect(await orangeOnRing(nginx)).toBeGreaterThanOrEqual(12);
+
+      // Details: postgres lists what it affects; nginx says what it is impacted by.
+      await page.locator(`[data-node-id="${PG}"]`).click();
+      await waitText(page, "details-name", "postgres");
+      const affects = page.locator('[data-testid="affects"] [data-affected-id]');
+      expect(await affects.evaluateAll((els) => els.map((e) => e.getAttribute("data-affected-id")))).toEqual([PG_L, NGINX, NGINX_L]);
+      expect(await page.locator(`[data-testid="affects"] [data-affected-id="${NGINX}"]`).textContent()).toContain("2 hops");
+      await page.locator(`[data-testid="affects"] [data-affected-id="${NGINX}"]`).click();
+      await waitText(page, "details-name", "nginx");
+      expect(await page.locator(`[data-testid="impacted-by"] [data-cause-id="${PG}"]`).textContent()).toContain("postgres");
+      await page.keyboard.press("Escape");
+      await page.waitForTimeout(900); // the focus transition moves the view
+
+      // Cleared: a delta that resolves it removes the halo and the coloured call.
+      const now = await drawn();
+      const nginxNow = now.find((h) => h.id === NGINX)!;
+      expect(await orangeOnRing(nginxNow)).toBeGreaterThanOrEqual(12);
+      gw.sendRaw(JSON.stringify({ schema: "health.delta.v1", seq: 2, at: T0 + 1, entities: [{ id: PG, health: "ok", alerts: [] }], edges: [], edgesCleared: [CALL], impact: [], impactCleared: [PG_L, NGINX, NGINX_L] }));
+      await waitText(page, "impacted-count", "impacted 0");
+      await page.waitForFunction(() => document.querySelector('[data-testid="graph-canvas"]')?.getAttribute("data-impacted") === "[]");
+      expect(await page.locator('[data-testid="graph-canvas"]').getAttribute("data-unhealthy-edges")).toBe("[]");
+      expect(await orangeOnRing(nginxNow)).toBeLessThan(3);
       expect(errors).toEqual([]);
     } finally {
       await close();

@@ -31,6 +31,14 @@ export const HEALTH_COLOR: Record<HealthState, string> = {
   unknown: "#6e7681",
 };
 
+/**
+ * Impact halo: an entity that depends on an unhealthy one. Orange, a hue no health ring uses, so "affected" never
+ * reads as "failing"; drawn fainter and thinner the further the cause is.
+ */
+export const IMPACT_COLOR = "#ff7a1a";
+export const impactAlpha = (hops: number): number => (hops <= 2 ? 1 : hops <= 4 ? 0.7 : 0.45);
+export const impactWidth = (hops: number): number => (hops <= 1 ? 3 : hops <= 3 ? 2.5 : 2);
+
 /** Lower sorts first: what a NOC needs to see comes to the top of lists. */
 export const HEALTH_RANK: Record<HealthState, number> = { critical: 0, warning: 1, stale: 2, unknown: 3, ok: 4 };
 export const KIND_RANK: Record<NodeKind, number> = { host: 0, process: 1, listener: 2, external: 3 };

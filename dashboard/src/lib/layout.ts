@@ -22,6 +22,9 @@ export interface SimNode extends SimulationNodeDatum {
   kind: NodeKind;
   name: string;
   health: HealthState | null;
+  /** hops to the nearest unhealthy entity this one depends on (null: not impacted) */
+  impactHops: number | null;
+  impactHealth: HealthState | null;
   r: number;
   x: number;
   y: number;
@@ -32,11 +35,24 @@ export interface SimLink extends SimulationLinkDatum<SimNode> {
   kind: EdgeKind;
   source: SimNode;
   target: SimNode;
+  /** a CONNECTS edge into an unhealthy listener carries its health */
+  health: HealthState | null;
 }
+
+const impactOf = (n: { props: Record<string, unknown> }): { hops: number | null; health: HealthState | null } => {
+  const hops = n.props.impactHops;
+  const h = n.props.impactHealth;
+  return { hops: typeof hops === "number" ? hops : null, health: typeof h === "string" ? (h as HealthState) : null };
+};
+const edgeHealthOf = (e: { props: Record<string, unknown> }): HealthState | null => {
+  const h = e.props.alertHealth;
+  return h === "critical" || h === "warning" || h === "unknown" ? h : null;
+};
 
 export const NODE_RADIUS: Record<NodeKind, number> = { host: 9, process: 4.5, listener: 3, external: 5 };
 const LINK_DISTANCE: Record<EdgeKind, number> = { RUNS: 28, LISTENS: 10, CONNECTS: 70, DEPENDS_ON: 90 };
 const LINK_STRENGTH: Record<EdgeKind, number> = { RUNS: 0.7, LISTENS: 0.9, CONNECTS: 0.05, DEPENDS_ON: 0 };
+const ALL_EDGE_KINDS: readonly EdgeKind[] = [...EDGE_KINDS, "DEPENDS_ON"];
 const GOLDEN_ANGLE = Math.PI * (3 - Math.sqrt(5));
 /** Reheat cap for incremental changes: a delta nudges the layout, it does not reshuffle it. */
 const MAX_INCREMENTAL_ALPHA = 0.3;
@@ -50,8 +66,17 @@ export interface SyncResult {
   structural: boolean;
 }
 
+export interface LayoutOptions {
+  /**
+   * Lay out and draw DEPENDS_ON edges too. Off by default: they are derived from CONNECTS (a caller → the service
+   * listening where it calls) and would draw every call twice.
+   */
+  dependsOn?: boolean;
+}
+
 export class ForceLayout {
   readonly sim: Simulation<SimNode, SimLink>;
+  readonly opts: Required<LayoutOptions>;
   nodes: SimNode[] = [];
   links: SimLink[] = [];
   nodesByKind: Record<NodeKind, SimNode[]> = { host: [], process: [], listener: [], external: [] };
@@ -61,7 +86,8 @@ export class ForceLayout {
   #spiral = 0;
   #spacing = 0;
 
-  constructor() {
+  constructor(opts: LayoutOptions = {}) {
+    this.opts = { dependsOn: opts.dependsOn ?? false };
     this.sim = forceSimulation<SimNode, SimLink>()
       .stop()
       .velocityDecay(0.45)
@@ -96,13 +122,16 @@ export class ForceLayout {
     const fresh: SimNode[] = [];
     for (const n of m.nodes.values()) {
       let s = this.#byId.get(n.id);
+      const imp = impactOf(n);
       if (s) {
         s.kind = n.kind;
         s.name = n.name;
         s.health = healthOf(n);
+        s.impactHops = imp.hops;
+        s.impactHealth = imp.health;
         s.r = NODE_RADIUS[n.kind];
       } else {
-        s = { id: n.id, kind: n.kind, name: n.name, health: healthOf(n), r: NODE_RADIUS[n.kind], x: NaN, y: NaN };
+        s = { id: n.id, kind: n.kind, name: n.name, health: healthOf(n), impactHops: imp.hops, impactHealth: imp.health, r: NODE_RADIUS[n.kind], x: NaN, y: NaN };
         fresh.push(s);
       }
       nodes.push(s);
@@ -115,14 +144,16 @@ export class ForceLayout {
     let linksChanged = false;
     const anchors = fresh.length ? new Map<SimNode, SimNode[]>() : null;
     for (const e of m.edges.values()) {
+      if (e.kind === "DEPENDS_ON" && !this.opts.dependsOn) continue;
       const a = nextById.get(e.src);
       const b = nextById.get(e.dst);
       if (!a || !b || a === b) continue;
       let l = this.#linkById.get(e.id);
       if (!l || l.source !== a || l.target !== b || l.kind !== e.kind) {
-        l = { id: e.id, kind: e.kind, source: a, target: b };
+        l = { id: e.id, kind: e.kind, source: a, target: b, health: null };
         linksChanged = true;
       }
+      l.health = edgeHealthOf(e);
       links.push(l);
       nextLinks.set(e.id, l);
       if (anchors) {
@@ -139,7 +170,7 @@ export class ForceLayout {
     this.#byId = nextById;
     this.#linkById = nextLinks;
     this.nodesByKind = bucket(nodes, NODE_KINDS, (n) => n.kind);
-    this.linksByKind = bucket(links, EDGE_KINDS, (l) => l.kind);
+    this.linksByKind = bucket(links, ALL_EDGE_KINDS, (l) => l.kind);
 
     const structural = fresh.length > 0 || removed > 0 || linksChanged;
     if (structural) {

@@ -5,6 +5,7 @@
  * bumped at most once per flush, so a burst of deltas costs one re-render of lists and one layout sync.
  */
 import { WsFrame, type NodeKind, type TopoEdge, type TopoNode } from "../../../pipelines/contracts/topology.ts";
+import type { EdgeHealth, ImpactEntry } from "../../../pipelines/contracts/health.ts";
 import { applyDelta, emptyMirror, mirrorFromSnapshot, type Mirror } from "../../../pipelines/stages/apply-delta.ts";
 import { healthOf, type HealthState } from "./colors.ts";
 
@@ -19,6 +20,13 @@ export interface Neighbour {
   node: TopoNode | undefined;
   otherId: string;
   dir: "out" | "in";
+}
+
+/** An entity an unhealthy one affects (it depends on it), for the details panel. */
+export interface Affected {
+  id: string;
+  node: TopoNode | undefined;
+  hops: number;
 }
 
 export interface ConnectOptions {
@@ -47,6 +55,9 @@ export class TopologyState {
   edgeCount = $state(0);
   kindCounts = $state.raw(zeroKinds());
   healthCounts = $state.raw(zeroHealth());
+  /** Entities impacted by an unhealthy one they depend on, and CONNECTS edges carrying an unhealthy end's state. */
+  impactedCount = $state(0);
+  unhealthyEdgeCount = $state(0);
   /** Epoch ms of the last applied frame. */
   updatedAt = $state<number | null>(null);
   /** Epoch ms of the next reconnect attempt while reconnecting. */
@@ -81,6 +92,26 @@ export class TopologyState {
     return out;
   });
 
+  /** Why the selection is impacted: the unhealthy entities it depends on, nearest first. */
+  impactOfSelected = $derived.by((): ImpactEntry | null => {
+    void this.version;
+    const id = this.selectedId;
+    return id === null ? null : (this.#impact.get(id) ?? null);
+  });
+
+  /** What the selection affects when it is unhealthy: every impacted entity that lists it as a cause. O(impacted). */
+  affectedBySelected = $derived.by((): Affected[] => {
+    void this.version;
+    const id = this.selectedId;
+    if (id === null) return [];
+    const out: Affected[] = [];
+    for (const e of this.#impact.values()) {
+      const c = e.causes.find((x) => x.id === id);
+      if (c) out.push({ id: e.id, node: this.#mirror.nodes.get(e.id), hops: c.hops });
+    }
+    return out.sort((a, b) => a.hops - b.hops || (a.node?.name ?? a.id).localeCompare(b.node?.name ?? b.id));
+  });
+
   select(id: string | null, opts: { focus?: boolean } = {}): void {
     this.selectedId = id;
     if (id !== null && opts.focus) this.focusRequest = { id, seq: ++this.#focusSeq };
@@ -113,18 +144,27 @@ export class TopologyState {
       return "snapshot";
     }
     if (frame.schema === "health.state.v1" || frame.schema === "health.delta.v1") {
-      if (frame.schema === "health.state.v1") this.#health.clear();
+      if (frame.schema === "health.state.v1") {
+        this.#health.clear();
+        this.#impact.clear();
+        this.#edgeHealth.clear();
+      } else {
+        for (const id of frame.impactCleared) this.#impact.delete(id);
+        for (const id of frame.edgesCleared) this.#edgeHealth.delete(id);
+      }
       for (const e of frame.entities) {
         if (e.health === "ok" && e.alerts.length === 0) this.#health.delete(e.id);
         else this.#health.set(e.id, e.health);
       }
+      for (const e of frame.impact) this.#impact.set(e.id, e);
+      for (const e of frame.edges) this.#edgeHealth.set(e.id, e);
       this.#healthDirty = true;
       this.#flushTimer ??= setTimeout(() => this.#flush(), FLUSH_MS);
       return "applied";
     }
     if (this.#awaitingSnapshot) return "ignored";
     if (!applyDelta(this.#mirror, frame)) return "stale";
-    if (this.#health.size) this.#healthDirty = true;
+    if (this.#health.size || this.#impact.size || this.#edgeHealth.size) this.#healthDirty = true;
     this.#flushTimer ??= setTimeout(() => this.#flush(), FLUSH_MS);
     return "applied";
   }
@@ -191,6 +231,9 @@ export class TopologyState {
 
   /** Alert health per entity id, from health frames; shown as props.alertHealth on the nodes. */
   #health = new Map<string, string>();
+  /** Impact per entity id (props.impactHops / impactHealth on the nodes) and edge state (props.alertHealth on edges). */
+  #impact = new Map<string, ImpactEntry>();
+  #edgeHealth = new Map<string, EdgeHealth>();
   #healthDirty = false;
 
   #flush(): void {
@@ -207,7 +250,29 @@ export class TopologyState {
           const { alertHealth: _, ...rest } = n.props;
           n.props = rest;
         }
+        const imp = this.#impact.get(n.id);
+        if (imp) {
+          if (n.props.impactHops !== imp.hops || n.props.impactHealth !== imp.health) n.props = { ...n.props, impactHops: imp.hops, impactHealth: imp.health };
+        } else if ("impactHops" in n.props) {
+          const { impactHops: _h, impactHealth: _i, ...rest } = n.props;
+          n.props = rest;
+        }
       }
+      for (const e of m.edges.values()) {
+        const h = this.#edgeHealth.get(e.id)?.health;
+        if (h !== undefined) {
+          if (e.props.alertHealth !== h) e.props = { ...e.props, alertHealth: h };
+        } else if ("alertHealth" in e.props) {
+          const { alertHealth: _, ...rest } = e.props;
+          e.props = rest;
+        }
+      }
+      let impacted = 0;
+      for (const id of this.#impact.keys()) if (m.nodes.has(id)) impacted++;
+      let edges = 0;
+      for (const id of this.#edgeHealth.keys()) if (m.edges.has(id)) edges++;
+      this.impactedCount = impacted;
+      this.unhealthyEdgeCount = edges;
     }
     const kinds = zeroKinds();
     const health = zeroHealth();

@@ -270,6 +270,9 @@ export function graphStoreContract(name: string, make: () => Promise<{ store: Gr
       expect(await s.query(`MATCH (n:Entity) WHERE n.name = "it's" OR n.name = 'DETACH DELETE' RETURN n.id AS id`)).toEqual([]);
       expect(await s.query("MATCH (n:Entity) // delete it's\nWHERE n.id = $id /* SET ' */ RETURN n.id AS `create`", { id: h.id })).toEqual([{ create: h.id }]);
       expect(await s.query("MATCH (n:Entity) WHERE n.name = 'a\\'' OR n.id = $id RETURN n.id AS id;", { id: h.id })).toEqual([{ id: h.id }]);
+      // read-only procedures of each engine
+      const procs = s.name === "kuzu" ? "CALL show_tables() RETURN name" : "CALL db.labels() YIELD label RETURN label AS name";
+      expect((await s.query(procs)).map((r) => r.name)).toContain("Entity");
       const unterminated = await s.query("MATCH (n:Entity) WHERE n.name = 'x RETURN n").catch((e) => e);
       expect((unterminated as GraphStoreError).code).toBe("query_failed");
     });

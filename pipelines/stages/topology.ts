@@ -30,7 +30,7 @@
  *
  * Hot fields (lastSeen) are refreshed in the model only: a change is a new/removed entity or a changed name/props.
  */
-import type { ConnectionSeen, DiscoveryBatch, DiscoveryEvent, EntityAnnotated, HostSeen, ListenerSeen } from "../contracts/discovery.ts";
+import type { ConnectionSeen, DiscoveryBatch, DiscoveryEvent, EntityAnnotated, HostSeen, ListenerSeen, NameSeen } from "../contracts/discovery.ts";
 import type { ProcessIdentity } from "../contracts/common.ts";
 import type { EdgeKind, TopoEdge, TopoNode } from "../contracts/topology.ts";
 
@@ -161,9 +161,17 @@ export interface TopologyModel {
   /** ip → confirmed flows resolved through its owner (not loopback, not the reporter's own ip) */
   ipFlows: Map<string, Set<string>>;
   /** ip → the host that claims it now and when it last did */
-  ipOwner: Map<string, { host: string; at: number }>;
+  ipOwner: Map<string, IpClaim>;
   /** host → the ips of its latest host.seen */
   hostIps: Map<string, Set<string>>;
+  /** host → job source → the ips of its latest host.seen (a job's claims are weaker than an agent's) */
+  jobIps: Map<string, Map<string, Set<string>>>;
+  /** ip → source → the name a resolver reported (the source that last changed its answer wins) */
+  names: Map<string, Map<string, { name: string; seq: number; scanId: number }>>;
+  /** source → the ips it named */
+  namesBy: Map<string, Set<string>>;
+  /** ip → external node ids at it */
+  externalsAt: Map<string, Set<string>>;
   sources: Map<string, SourceRec>;
   /** source → ids of the nodes it owns */
   bySource: Map<string, Set<string>>;
@@ -188,6 +196,15 @@ export interface TopologyModel {
   annotated: Map<string, Annotated>;
   /** orders annotation writes: on one key, the source that last changed its value wins */
   annSeq: number;
+}
+
+interface IpClaim {
+  host: string;
+  /** when the claim was made (the batch's `at`): among claims of the same standing the newest wins */
+  at: number;
+  /** made by a host agent: only an agent can take an IP from an agent */
+  agent: boolean;
+  source: string;
 }
 
 interface AnnValue {
@@ -226,6 +243,10 @@ export function emptyModel(opts: Partial<StageOptions> = {}): TopologyModel {
     ipFlows: new Map(),
     ipOwner: new Map(),
     hostIps: new Map(),
+    jobIps: new Map(),
+    names: new Map(),
+    namesBy: new Map(),
+    externalsAt: new Map(),
     sources: new Map(),
     bySource: new Map(),
     fullScans: new Map(),
@@ -444,6 +465,7 @@ function applyOne(m: TopologyModel, t: Tracker, batch: DiscoveryBatch, now: numb
         annotationSeen(ctx, e, batch.scanId);
         break;
       case "name.seen":
+        nameSeen(ctx, e, batch.scanId);
         break;
     }
   }
@@ -452,6 +474,7 @@ function applyOne(m: TopologyModel, t: Tracker, batch: DiscoveryBatch, now: numb
     for (const k of [...src.sockets]) if (!scan.sockets.has(k)) closeSocket(m, k);
     for (const id of [...src.listeners]) if (!scan.listeners.has(id)) removeListener(ctx, id);
     dropAnnotations(ctx, batch.source, (v) => v.scanId !== batch.scanId);
+    dropNames(ctx, batch.source, (v) => v.scanId !== batch.scanId);
     m.fullScans.delete(batch.source);
     endScan(ctx, src);
     if (m.recovered.delete(batch.source)) sweepRecovered(ctx);
@@ -630,37 +653,75 @@ function dropNode(ctx: Ctx, id: string) {
   ctx.m.nodes.delete(id);
   ctx.m.nodeRefs.delete(id);
   ctx.m.bySource.get(n.source)?.delete(id);
+  if (n.kind === "external") removeFrom(ctx.m.externalsAt, String(n.props.ip), id);
 }
 
+export const isAgentSource = (source: string) => source.startsWith("agent:");
+
+/**
+ * A host and the IPs it holds. Agents are the authority on their own host: a discovery job's host.seen (a scan, an
+ * inventory) neither rewrites an agent-reported host node nor takes or drops an IP an agent claims; it may claim an
+ * IP nobody's agent holds (so calls to a host only a job knows resolve to its listeners), until an agent claims it.
+ */
 function hostSeen(ctx: Ctx, e: HostSeen, at: number) {
+  const m = ctx.m;
+  const agent = isAgentSource(ctx.source);
   const id = hostId(ctx.host);
-  putNode(ctx, id, "host", e.hostname, {
-    hostname: e.hostname,
-    os: e.os,
-    kernel: e.kernel,
-    cpus: e.cpus,
-    memTotalBytes: e.memTotalBytes,
-    ips: e.ips.join(","),
-  });
+  const node = m.nodes.get(id);
+  if (agent || !node || !isAgentSource(node.source))
+    putNode(ctx, id, "host", e.hostname, {
+      hostname: e.hostname,
+      os: e.os,
+      kernel: e.kernel,
+      cpus: e.cpus,
+      memTotalBytes: e.memTotalBytes,
+      ips: e.ips.join(","),
+    });
   const ips = new Set(e.ips.filter((ip) => !isLoopback(ip)));
-  const before = ctx.m.hostIps.get(ctx.host) ?? new Set<string>();
-  ctx.m.hostIps.set(ctx.host, ips);
+  let before: Set<string>;
+  if (agent) {
+    before = m.hostIps.get(ctx.host) ?? new Set<string>();
+    m.hostIps.set(ctx.host, ips);
+  } else {
+    let bySource = m.jobIps.get(ctx.host);
+    if (!bySource) m.jobIps.set(ctx.host, (bySource = new Map()));
+    before = bySource.get(ctx.source) ?? new Set<string>();
+    if (ips.size) bySource.set(ctx.source, ips);
+    else bySource.delete(ctx.source);
+    if (!bySource.size) m.jobIps.delete(ctx.host);
+  }
   const moved: string[] = [];
   for (const ip of before) {
     if (ips.has(ip)) continue;
-    // No longer listed: the claim ends (only if it is still ours).
-    if (ctx.m.ipOwner.get(ip)?.host === ctx.host) {
-      ctx.m.ipOwner.delete(ip);
+    // No longer listed: the claim ends (only if it is still this reporter's).
+    if (ownsClaim(m.ipOwner.get(ip), ctx.source, ctx.host)) {
+      m.ipOwner.delete(ip);
       moved.push(ip);
     }
   }
   for (const ip of ips) {
-    const o = ctx.m.ipOwner.get(ip);
-    if (o && o.host !== ctx.host && o.at > at) continue; // a newer claim by another host wins over this late one
+    const o = m.ipOwner.get(ip);
+    if (o) {
+      if (o.agent && !agent) continue; // a job never takes an IP from an agent
+      if (o.agent === agent && o.host !== ctx.host && o.at > at) continue; // a newer claim of the same standing wins over this late one
+    }
     if (!o || o.host !== ctx.host) moved.push(ip);
-    ctx.m.ipOwner.set(ip, { host: ctx.host, at });
+    m.ipOwner.set(ip, { host: ctx.host, at, agent, source: ctx.source });
   }
   for (const ip of moved) reresolveIp(ctx, ip);
+}
+
+/** Whether `source` (reporting for `host`) made this claim: an agent's claims are its host's; a job's are its own. */
+function ownsClaim(o: IpClaim | undefined, source: string, host: string): boolean {
+  if (!o || o.host !== host) return false;
+  return isAgentSource(source) ? o.agent : !o.agent && o.source === source;
+}
+
+/** The IPs a host is known by: its agent's, and any job's. */
+function ipsOfHost(m: TopologyModel, host: string): string[] {
+  const out = [...(m.hostIps.get(host) ?? [])];
+  for (const ips of m.jobIps.get(host)?.values() ?? []) out.push(...ips);
+  return out;
 }
 
 function ensureHost(ctx: Ctx): string {
@@ -809,7 +870,7 @@ function detachListener(ctx: Ctx, l: ListenerRec) {
 
 /** A new listener may be what earlier flows were calling: move them off their external nodes. */
 function adoptExternals(ctx: Ctx, e: ListenerSeen) {
-  const ips = WILDCARD.has(e.ip) ? [...(ctx.m.hostIps.get(ctx.host) ?? []), e.ip === "::" ? "::1" : "127.0.0.1"] : [e.ip];
+  const ips = WILDCARD.has(e.ip) ? [...new Set(ipsOfHost(ctx.m, ctx.host)), e.ip === "::" ? "::1" : "127.0.0.1"] : [e.ip];
   for (const ip of ips) {
     const keys = ctx.m.dstFlows.get(externalId(ip, e.port));
     if (keys) for (const k of [...keys]) reresolve(ctx, k);
@@ -934,7 +995,7 @@ function attachFlow(ctx: Ctx, f: FlowRec) {
   if (r.viaOwner) addTo(ctx.m.ipFlows, f.remoteIp, f.key);
   addTo(ctx.m.dstFlows, r.dst, f.key);
   if (r.dst.startsWith("external:")) {
-    if (!ctx.m.nodes.has(r.dst)) putNode(ctx, r.dst, "external", hostPort(f.remoteIp, f.remotePort), { ip: f.remoteIp, port: f.remotePort, proto: f.proto }, f.source);
+    if (!ctx.m.nodes.has(r.dst)) putExternal(ctx, r.dst, { ip: f.remoteIp, port: f.remotePort, proto: f.proto }, f.source);
     ctx.m.nodeRefs.set(r.dst, (ctx.m.nodeRefs.get(r.dst) ?? 0) + 1);
   }
   f.edge = refEdge(ctx, f, r.dst);
@@ -1030,12 +1091,20 @@ function removeSource(ctx: Ctx, src: SourceRec) {
     if (f) removeFlow(ctx, f);
   }
   for (const id of [...src.listeners]) removeListener(ctx, id);
-  for (const [ip, o] of [...ctx.m.ipOwner]) {
-    if (o.host !== src.host) continue;
+  const agent = isAgentSource(src.id);
+  const claimed = agent ? src.host && ctx.m.hostIps.get(src.host) : ctx.m.jobIps.get(src.host)?.get(src.id);
+  for (const ip of claimed || []) {
+    if (!ownsClaim(ctx.m.ipOwner.get(ip), src.id, src.host)) continue;
     ctx.m.ipOwner.delete(ip);
     reresolveIp(ctx, ip);
   }
-  ctx.m.hostIps.delete(src.host);
+  if (agent) ctx.m.hostIps.delete(src.host);
+  else {
+    const bySource = ctx.m.jobIps.get(src.host);
+    bySource?.delete(src.id);
+    if (bySource && !bySource.size) ctx.m.jobIps.delete(src.host);
+  }
+  dropNames(ctx, src.id, () => true);
   for (const id of [...(ctx.m.bySource.get(src.id) ?? [])]) {
     const n = ctx.m.nodes.get(id);
     // External nodes other sources still call stay (their refs say so).
@@ -1084,11 +1153,15 @@ export function modelFromGraph(nodes: TopoNode[], edges: TopoEdge[], opts: Parti
       src.host = host;
       const ips = new Set<string>();
       if (typeof n.props.ips === "string") for (const ip of n.props.ips.split(",")) if (ip && !isLoopback(ip)) ips.add(ip);
-      m.hostIps.set(host, ips);
+      const agent = isAgentSource(n.source);
+      if (agent) m.hostIps.set(host, ips);
+      else if (ips.size) m.jobIps.set(host, new Map([[n.source, ips]]));
       for (const ip of ips) {
         const o = m.ipOwner.get(ip);
-        if (!o || o.at < n.lastSeen) m.ipOwner.set(ip, { host, at: n.lastSeen });
+        if (!o || (agent && !o.agent) || (o.agent === agent && o.at < n.lastSeen)) m.ipOwner.set(ip, { host, at: n.lastSeen, agent, source: n.source });
       }
+    } else if (n.kind === "external" && typeof n.props.ip === "string") {
+      addTo(m.externalsAt, n.props.ip, n.id);
     }
   }
   for (const e of edges) {
@@ -1290,4 +1363,60 @@ function recoverAnnotations(m: TopologyModel, n: TopoNode) {
   }
   const eff = effectiveAnnotations(m, n.id);
   if (eff) m.annotated.set(n.id, eff);
+}
+
+/*
+ * Names: a resolver (the DNS job, an inventory) says which name an IP has. External nodes at that IP are named
+ * `<name>:<port>` with props.dnsName (their id stays external:<ip>:<port>). Per source, its latest answer; across
+ * sources, the one that last changed its answer. Scoped like everything else: a completed full scan drops the names
+ * its source did not list again, aging drops them all.
+ */
+function nameSeen(ctx: Ctx, e: NameSeen, scanId: number) {
+  const m = ctx.m;
+  let bySource = m.names.get(e.ip);
+  if (!bySource) m.names.set(e.ip, (bySource = new Map()));
+  addTo(m.namesBy, ctx.source, e.ip);
+  const old = bySource.get(ctx.source);
+  if (old && old.name === e.name) {
+    old.scanId = scanId;
+    return;
+  }
+  bySource.set(ctx.source, { name: e.name, seq: ++m.annSeq, scanId });
+  renameExternals(ctx, e.ip);
+}
+
+function dropNames(ctx: Ctx, source: string, drop: (v: { scanId: number }) => boolean) {
+  const ips = ctx.m.namesBy.get(source);
+  if (!ips) return;
+  for (const ip of [...ips]) {
+    const bySource = ctx.m.names.get(ip);
+    const v = bySource?.get(source);
+    if (v && !drop(v)) continue;
+    bySource?.delete(source);
+    if (bySource && !bySource.size) ctx.m.names.delete(ip);
+    ips.delete(ip);
+    renameExternals(ctx, ip);
+  }
+  if (!ips.size) ctx.m.namesBy.delete(source);
+}
+
+function dnsNameOf(m: TopologyModel, ip: string): string | undefined {
+  let best: { name: string; seq: number } | undefined;
+  for (const v of m.names.get(ip)?.values() ?? []) if (!best || v.seq > best.seq) best = v;
+  return best?.name;
+}
+
+function putExternal(ctx: Ctx, id: string, at: { ip: string; port: number; proto: string }, source: string) {
+  const dns = dnsNameOf(ctx.m, at.ip);
+  const props: TopoNode["props"] = { ip: at.ip, port: at.port, proto: at.proto };
+  if (dns) props.dnsName = dns;
+  putNode(ctx, id, "external", dns ? `${dns}:${at.port}` : hostPort(at.ip, at.port), props, source);
+  addTo(ctx.m.externalsAt, at.ip, id);
+}
+
+function renameExternals(ctx: Ctx, ip: string) {
+  for (const id of [...(ctx.m.externalsAt.get(ip) ?? [])]) {
+    const n = ctx.m.nodes.get(id);
+    if (n) putExternal(ctx, id, { ip, port: Number(n.props.port), proto: String(n.props.proto) }, n.source);
+  }
 }

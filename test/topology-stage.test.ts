@@ -290,3 +290,24 @@ describe("topology stage", () => {
     expect(m2.nodes.size).toBe(0);
   });
 });
+
+describe("container image identity", () => {
+  test("the image repository (no tag, no digest) is the fingerprint, so an image upgrade is the same service", () => {
+    expect(fingerprint(proc(1, "java", { containerImage: "registry.acme.io/orders:1.4" }))).toBe("image:registry.acme.io/orders");
+    expect(fingerprint(proc(1, "java", { containerImage: "registry:5000/team/orders:1.5@sha256:abc" }))).toBe("image:registry_5000/team/orders");
+    expect(fingerprint(proc(1, "nginx", { containerImage: "nginx" }))).toBe("image:nginx");
+    expect(fingerprint(proc(1, "nginx", { containerImage: null }))).toBe("nginx");
+
+    const m = emptyModel();
+    const v1 = proc(10, "java", { containerImage: "registry/orders:1.4", containerId: "c1", cmdline: ["java", "-jar", "/app/orders-1.4.jar"] });
+    applyDiscovery(m, batch([hostSeen([]), listen(8080, v1)]), 1);
+    const id = "service:h1:image:registry/orders:8080";
+    expect(m.nodes.get(id)!.props).toMatchObject({ containerImage: "registry/orders:1.4", containerId: "c1", pid: 10 });
+    // upgrade: a new container with the next image (and a renamed jar) takes over the port
+    const v2 = proc(20, "java", { containerImage: "registry/orders:1.5", containerId: "c2", cmdline: ["java", "-jar", "/app/orders-1.5.jar"], startTime: 9999 });
+    const c = applyDiscovery(m, batch([listen(8080, v2)]), 2);
+    expect(c.nodesUpserted.map((n) => n.id)).toEqual([id]);
+    expect(c.nodesRemoved).toEqual([]);
+    expect(m.nodes.get(id)!.props).toMatchObject({ containerImage: "registry/orders:1.5", containerId: "c2", pid: 20 });
+  });
+});

@@ -292,12 +292,22 @@ const script = (path: string) => {
 };
 const clean = (s: string) => s.replace(/[:\s|]/g, "_").slice(0, 96);
 
+/** An image reference without its tag or digest: `registry:5000/orders:1.4@sha256:…` → `registry:5000/orders`. */
+export function imageRepository(image: string): string {
+  const noDigest = image.split("@")[0]!;
+  const slash = noDigest.lastIndexOf("/");
+  const colon = noDigest.lastIndexOf(":");
+  return colon > slash ? noDigest.slice(0, colon) : noDigest;
+}
+
 /**
- * What a process is, independent of its pid: the executable's basename, plus for interpreters and VMs the thing they
- * run (`java -jar orders.jar` → "java:orders.jar", `python3 -m celery` → "python3:celery", `bun run api/main.ts` →
- * "bun:api/main.ts").
+ * What a process is, independent of its pid. In a container whose image the source knows: the image repository
+ * (`image:registry/orders`), so an image upgrade is the same service. Otherwise the executable's basename, plus for
+ * interpreters and VMs the thing they run (`java -jar orders.jar` → "java:orders.jar", `python3 -m celery` →
+ * "python3:celery", `bun run api/main.ts` → "bun:api/main.ts").
  */
 export function fingerprint(p: ProcessIdentity): string {
+  if (p.containerImage) return `image:${clean(imageRepository(p.containerImage))}`;
   const exe = (base(p.exe ?? "") || p.comm || "?").replace(/\.exe$/, "");
   if (!INTERPRETERS.test(exe)) return clean(exe);
   const args = p.cmdline.slice(1);
@@ -819,6 +829,7 @@ function refreshService(ctx: Ctx, id: string, host: string, source: string) {
       user: p.user,
       startTime: p.startTime,
       containerId: p.containerId,
+      ...(p.containerImage ? { containerImage: p.containerImage } : {}),
     },
     source,
   );

@@ -57,8 +57,15 @@ export interface StageOptions {
   confirmScans: number;
   /** scans of its source a closed flow is kept before its edge goes */
   graceScans: number;
+  /**
+   * lastSeen in the store trails the model by at most this much: an entity whose lastSeen moved since it was last
+   * written is re-emitted (an upsert) once this long after that write. 0 = never (lastSeen stays in the model).
+   */
+  lastSeenPersistMs: number;
+  /** at most this many such refreshes per applyDiscovery / ageModel call, the longest unchecked first */
+  lastSeenPersistMaxPerBatch: number;
 }
-export const DEFAULT_STAGE_OPTIONS: StageOptions = { confirmScans: 2, graceScans: 2 };
+export const DEFAULT_STAGE_OPTIONS: StageOptions = { confirmScans: 2, graceScans: 2, lastSeenPersistMs: 3_600_000, lastSeenPersistMaxPerBatch: 200 };
 
 export interface AgingOptions {
   /** the sources' nominal scan interval; a source observed scanning slower is judged by its own pace */
@@ -196,6 +203,11 @@ export interface TopologyModel {
   annotated: Map<string, Annotated>;
   /** orders annotation writes: on one key, the source that last changed its value wins */
   annSeq: number;
+  /**
+   * entity or edge id → the lastSeen last written to the store and when it was last checked; in check order (a
+   * Map keeps insertion order and every write or check re-inserts), so the longest unchecked are first.
+   */
+  persisted: Map<string, { lastSeen: number; checkedAt: number }>;
 }
 
 interface IpClaim {
@@ -260,6 +272,7 @@ export function emptyModel(opts: Partial<StageOptions> = {}): TopologyModel {
     annotationsBy: new Map(),
     annotated: new Map(),
     annSeq: 0,
+    persisted: new Map(),
   };
 }
 
@@ -352,7 +365,14 @@ class Tracker {
   private nodesBefore = new Map<string, TopoNode | undefined>();
   private edgesBefore = new Map<string, TopoEdge | undefined>();
   readonly rejected: string[] = [];
+  /** ids to emit even though only lastSeen moved */
+  private forced = new Set<string>();
   constructor(private m: TopologyModel) {}
+  force(id: string, edge: boolean) {
+    if (edge) this.touchEdge(id);
+    else this.touchNode(id);
+    this.forced.add(id);
+  }
   touchNode(id: string) {
     if (!this.nodesBefore.has(id)) this.nodesBefore.set(id, this.m.nodes.get(id));
   }
@@ -365,7 +385,7 @@ class Tracker {
       const now = this.m.nodes.get(id);
       if (!now) {
         if (before) c.nodesRemoved.push(id);
-      } else if (!before || !sameNode(before, now)) {
+      } else if (!before || !sameNode(before, now) || this.forced.has(id)) {
         c.nodesUpserted.push(now);
         if (!before) c.created!.add(id);
       }
@@ -374,7 +394,7 @@ class Tracker {
       const now = this.m.edges.get(id);
       if (!now) {
         if (before) c.edgesRemoved.push({ id, kind: before.kind, src: before.src, dst: before.dst });
-      } else if (!before || !sameEdge(before, now)) {
+      } else if (!before || !sameEdge(before, now) || this.forced.has(id)) {
         c.edgesUpserted.push(now);
         if (!before) c.created!.add(id);
       }
@@ -414,7 +434,46 @@ interface Ctx {
 export function applyDiscovery(m: TopologyModel, batches: DiscoveryBatch | DiscoveryBatch[], now: number): Changes {
   const t = new Tracker(m);
   for (const b of Array.isArray(batches) ? batches : [batches]) applyOne(m, t, b, now);
-  return t.result();
+  return finish(m, t, now);
+}
+
+/**
+ * The call's net changes, plus a bounded number of lastSeen refreshes: entities checked longest ago are looked at
+ * first (a few times the cap at most); one whose lastSeen moved since it was written is emitted. Every entity is
+ * checked once per lastSeenPersistMs as long as calls come often enough (5 × cap per call: ageModel alone, every
+ * 5 s with the default cap, covers 720k entities an hour), so the store's lastSeen trails the model by at most
+ * about lastSeenPersistMs, at one write per entity per period at most.
+ */
+function finish(m: TopologyModel, t: Tracker, now: number): Changes {
+  const period = m.opts.lastSeenPersistMs;
+  if (period > 0) {
+    const max = m.opts.lastSeenPersistMaxPerBatch;
+    let looked = 0;
+    let emitted = 0;
+    for (const [id, r] of m.persisted) {
+      if (r.checkedAt > now - period || emitted >= max || looked++ >= 5 * max) break;
+      m.persisted.delete(id);
+      const cur = m.nodes.get(id) ?? m.edges.get(id);
+      if (!cur) continue;
+      if (cur.lastSeen > r.lastSeen) {
+        t.force(id, !m.nodes.has(id));
+        emitted++;
+      }
+      r.checkedAt = now;
+      m.persisted.set(id, r); // to the back of the queue
+    }
+  }
+  const c = t.result();
+  for (const n of c.nodesUpserted) written(m, n.id, n.lastSeen, now);
+  for (const e of c.edgesUpserted) written(m, e.id, e.lastSeen, now);
+  for (const id of c.nodesRemoved) m.persisted.delete(id);
+  for (const e of c.edgesRemoved) m.persisted.delete(e.id);
+  return c;
+}
+
+function written(m: TopologyModel, id: string, lastSeen: number, now: number) {
+  m.persisted.delete(id);
+  m.persisted.set(id, { lastSeen, checkedAt: now });
 }
 
 function sourceOf(m: TopologyModel, id: string, host: string): SourceRec {
@@ -1147,7 +1206,7 @@ export function ageModel(m: TopologyModel, now: number, opts: Partial<AgingOptio
     if (silent >= o.removeAfter * interval) removeSource(ctx, src);
     else if (silent >= o.staleAfter * interval && !src.stale) markStale(ctx, src);
   }
-  return t.result();
+  return finish(m, t, now);
 }
 
 /** Rebuilds a model from stored nodes and edges (after a restart); listeners and flows are re-learned from the next full scan. */
@@ -1186,6 +1245,10 @@ export function modelFromGraph(nodes: TopoNode[], edges: TopoEdge[], opts: Parti
   // DEPENDS_ON bookkeeping from the stored CONNECTS and LISTENS edges (LISTENS first: CONNECTS pair with them).
   for (const e of edges) if (e.kind === "LISTENS") deriveAdded(m, e);
   for (const e of edges) if (e.kind === "CONNECTS") deriveAdded(m, e);
+  // What the store holds is what was written; the oldest are checked first.
+  const stored: { id: string; lastSeen: number }[] = [...nodes, ...edges].map((x) => ({ id: x.id, lastSeen: x.lastSeen }));
+  stored.sort((a, b) => a.lastSeen - b.lastSeen);
+  for (const x of stored) m.persisted.set(x.id, { lastSeen: x.lastSeen, checkedAt: x.lastSeen });
   return m;
 }
 

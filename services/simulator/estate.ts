@@ -9,9 +9,16 @@
  * Churn, per host per tick (rates are probabilities): process restarts (new pid, same service), client reconnects
  * (new ephemeral ports), short-lived cron processes, service crashes (gone for a few ticks, back under a new pid),
  * host failures (the agent goes silent for a while, then resumes), and deploys (the host is replaced by a new one with
- * a new name on the SAME IP — the IP-reuse case; the old one just stops reporting and must age out).
+ * a new name on the SAME IP — the IP-reuse case; the old one just stops reporting and must age out; its callers
+ * reconnect, as they would when the old process went away).
+ *
+ * Ownership: each host's full state carries `entity.annotated` events (the owner/team an agent's config tags would
+ * give): the host's, and the owner/team of each listening service — except a seeded ~10% left unowned, so "which
+ * services have no owner" has answers. Client-only services (the log shipper) have no port to be matched by, so they
+ * are unowned too. App-tier services and half the caches run in containers: their process identity carries a
+ * container id and image (`registry.example/orders:1.4.<gen>`).
  */
-import type { DiscoveryBatch } from "../../pipelines/contracts/discovery.ts";
+import { MAX_DISCOVERY_EVENTS, type DiscoveryBatch, type DiscoveryEvent } from "../../pipelines/contracts/discovery.ts";
 import type { Sample } from "../../pipelines/contracts/metrics.ts";
 import { emptyAgentState, scanToBatches, type AgentState } from "../agent/diff.ts";
 import type { HostScan, ProcessInfo, SocketInfo } from "../agent/scan.ts";
@@ -27,6 +34,9 @@ export interface Churn {
 export const NO_CHURN: Churn = { restart: 0, reconnect: 0, cron: 0, crash: 0, failure: 0, deploy: 0 };
 export const DEFAULT_CHURN: Churn = { restart: 0.002, reconnect: 0.2, cron: 0.02, crash: 0.001, failure: 0.0005, deploy: 0.0005 };
 
+/** Share of listening services left without an owner annotation. */
+export const UNOWNED_SHARE = 0.1;
+
 export interface EstateOptions {
   seed: number;
   /** each simulated agent sends its full state every N scans */
@@ -34,6 +44,8 @@ export interface EstateOptions {
   /** multiplies how many peers each service calls (1 ≈ 10 nodes and 30 edges per host in the graph) */
   fanout: number;
   churn: Churn;
+  /** entity.annotated owner/team in each host's full state (default true) */
+  owners: boolean;
 }
 
 interface Tier {
@@ -46,17 +58,23 @@ interface Tier {
   ports: number[];
   /** tier called → how many of its hosts each host calls (before fanout) */
   calls: [string, number][];
+  /** the team owning this tier's main service */
+  team: string;
+  /** container image of the main service, when it runs in one (`:<gen>` is appended) */
+  image?: string;
 }
 
 const TIERS: Tier[] = [
-  { tier: "lb", share: 0.04, comm: "haproxy", exe: "/usr/sbin/haproxy", cmdline: ["/usr/sbin/haproxy", "-f", "/etc/haproxy/haproxy.cfg"], user: "haproxy", ports: [80, 443], calls: [["web", 30]] },
-  { tier: "web", share: 0.2, comm: "nginx", exe: "/usr/sbin/nginx", cmdline: ["nginx: master process /usr/sbin/nginx"], user: "www-data", ports: [80], calls: [["app", 20]] },
-  { tier: "app", share: 0.4, comm: "java", exe: "/usr/lib/jvm/java-17/bin/java", cmdline: ["java", "-Xmx2g", "-jar", "/srv/orders.jar"], user: "app", ports: [8080, 8081], calls: [["cache", 10], ["db", 8], ["queue", 7], ["external", 2]] },
-  { tier: "cache", share: 0.12, comm: "redis-server", exe: "/usr/bin/redis-server", cmdline: ["/usr/bin/redis-server *:6379"], user: "redis", ports: [6379], calls: [] },
-  { tier: "db", share: 0.1, comm: "postgres", exe: "/usr/lib/postgresql/16/bin/postgres", cmdline: ["/usr/lib/postgresql/16/bin/postgres", "-D", "/var/lib/postgresql/16/main"], user: "postgres", ports: [5432], calls: [] },
-  { tier: "queue", share: 0.1, comm: "kafka", exe: "/usr/lib/jvm/java-17/bin/java", cmdline: ["java", "-Xmx1g", "kafka.Kafka", "/etc/kafka/server.properties"], user: "kafka", ports: [9092], calls: [] },
-  { tier: "monitor", share: 0.04, comm: "prometheus", exe: "/usr/bin/prometheus", cmdline: ["/usr/bin/prometheus", "--config.file=/etc/prometheus/prometheus.yml"], user: "prometheus", ports: [9090], calls: [] },
+  { tier: "lb", share: 0.04, comm: "haproxy", exe: "/usr/sbin/haproxy", cmdline: ["/usr/sbin/haproxy", "-f", "/etc/haproxy/haproxy.cfg"], user: "haproxy", ports: [80, 443], calls: [["web", 30]], team: "netops" },
+  { tier: "web", share: 0.2, comm: "nginx", exe: "/usr/sbin/nginx", cmdline: ["nginx: master process /usr/sbin/nginx"], user: "www-data", ports: [80], calls: [["app", 20]], team: "frontend" },
+  { tier: "app", share: 0.4, comm: "java", exe: "/usr/lib/jvm/java-17/bin/java", cmdline: ["java", "-Xmx2g", "-jar", "/srv/orders.jar"], user: "app", ports: [8080, 8081], calls: [["cache", 10], ["db", 8], ["queue", 7], ["external", 2]], team: "orders", image: "registry.example/orders:1.4" },
+  { tier: "cache", share: 0.12, comm: "redis-server", exe: "/usr/bin/redis-server", cmdline: ["/usr/bin/redis-server *:6379"], user: "redis", ports: [6379], calls: [], team: "data-platform", image: "docker.io/library/redis:7.2" },
+  { tier: "db", share: 0.1, comm: "postgres", exe: "/usr/lib/postgresql/16/bin/postgres", cmdline: ["/usr/lib/postgresql/16/bin/postgres", "-D", "/var/lib/postgresql/16/main"], user: "postgres", ports: [5432], calls: [], team: "data-platform" },
+  { tier: "queue", share: 0.1, comm: "kafka", exe: "/usr/lib/jvm/java-17/bin/java", cmdline: ["java", "-Xmx1g", "kafka.Kafka", "/etc/kafka/server.properties"], user: "kafka", ports: [9092], calls: [], team: "streaming" },
+  { tier: "monitor", share: 0.04, comm: "prometheus", exe: "/usr/bin/prometheus", cmdline: ["/usr/bin/prometheus", "--config.file=/etc/prometheus/prometheus.yml"], user: "prometheus", ports: [9090], calls: [], team: "observability" },
 ];
+/** People on call, by team (owners are picked from these, seeded). */
+const PEOPLE = ["alice", "bob", "chen", "dana", "emeka", "fatima", "gus", "hana", "ivan", "jo"];
 /** Third parties the apps call (payment, mail, …): nobody here listens there, so they become external nodes. */
 const EXTERNALS = ["203.0.113.10", "203.0.113.20", "198.51.100.7", "198.51.100.8"];
 
@@ -70,6 +88,8 @@ interface SimProc {
   startTime: number;
   ports: number[];
   udp?: number[];
+  /** runs in a container: its id and image */
+  container?: { id: string; image: string };
 }
 
 interface Call {
@@ -121,11 +141,20 @@ function mulberry32(seed: number) {
   };
 }
 
+/** A stable pseudo-random number in [0,1) for (seed, a, b): ownership must not change from scan to scan. */
+function hash01(seed: number, a: number, b: number): number {
+  let h = Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(a + 1, 0xc2b2ae35) ^ Math.imul(b + 7, 0x27d4eb2f);
+  h = Math.imul(h ^ (h >>> 16), 0x7feb352d);
+  h = Math.imul(h ^ (h >>> 15), 0x846ca68b);
+  return ((h ^ (h >>> 16)) >>> 0) / 4294967296;
+}
+const containerId = (seed: number, slot: number, gen: number) => Array.from({ length: 4 }, (_, i) => Math.floor(hash01(seed, slot * 31 + gen, i) * 2 ** 32).toString(16).padStart(8, "0")).join("").padEnd(64, "0");
+
 const ipOf = (slot: number) => `10.${((slot + 1) >> 16) & 255}.${((slot + 1) >> 8) & 255}.${(slot + 1) & 255}`;
 const T0 = 1_700_000_000_000;
 
 export function makeEstate(n: number, opts: Partial<EstateOptions> | number = {}): Estate {
-  const o: EstateOptions = { seed: 1, fullEvery: 12, fanout: 1, churn: DEFAULT_CHURN, ...(typeof opts === "number" ? { seed: opts } : opts) };
+  const o: EstateOptions = { seed: 1, fullEvery: 12, fanout: 1, churn: DEFAULT_CHURN, owners: true, ...(typeof opts === "number" ? { seed: opts } : opts) };
   const e: Estate = { opts: o, hosts: [], byTier: new Map(), rnd: mulberry32(o.seed), tick: 0, nextPid: 1000, retired: [] };
   for (const t of TIERS) {
     const count = Math.max(1, Math.round(n * t.share));
@@ -145,6 +174,8 @@ function newHost(e: Estate, slot: number, tier: string, name: string, gen: numbe
   const t = TIERS.find((x) => x.tier === tier)!;
   const start = T0 + slot * 1000 + gen;
   const p = (comm: string, exe: string, cmdline: string[], user: string, ports: number[], udp?: number[]): SimProc => ({ pid: e.nextPid++, comm, exe, cmdline, user, uid: 1000, startTime: start, ports, udp });
+  const main = p(t.comm, t.exe, t.cmdline, t.user, t.ports);
+  if (t.image && (tier !== "cache" || slot % 2 === 0)) main.container = { id: containerId(e.opts.seed, slot, gen), image: `${t.image}.${gen}` };
   return {
     slot,
     gen,
@@ -152,7 +183,7 @@ function newHost(e: Estate, slot: number, tier: string, name: string, gen: numbe
     ip: ipOf(slot),
     tier,
     procs: [
-      p(t.comm, t.exe, t.cmdline, t.user, t.ports),
+      main,
       p("sshd", "/usr/sbin/sshd", ["sshd: /usr/sbin/sshd -D"], "root", [22]),
       p("node_exporter", "/usr/bin/node_exporter", ["/usr/bin/node_exporter"], "prometheus", [9100]),
       p("filebeat", "/usr/share/filebeat/bin/filebeat", ["/usr/share/filebeat/bin/filebeat", "-c", "/etc/filebeat/filebeat.yml"], "root", []),
@@ -210,6 +241,8 @@ function churn(e: Estate, h: SimHost, now: number): SimHost {
     for (const p of next.procs) p.startTime = now;
     next.calls = planCalls(e, next);
     e.hosts[h.slot] = next;
+    // the old machine's sockets are gone: its callers reconnect (to the same IP, now the new host's)
+    for (const other of e.hosts) for (const call of other.calls) if (call.slot === h.slot) call.localPort = 32768 + Math.floor(r() * 28000);
     return next;
   }
   if (h.silent > 0) {
@@ -266,13 +299,58 @@ export function scanEstate(e: Estate, now: number): { batches: DiscoveryBatch[];
   for (const h of e.hosts) {
     if (h.silent) continue;
     const scan = hostScan(e, h, now, inbound.get(h.slot) ?? []);
-    const r = scanToBatches(h.state, scan, { source: `agent:${h.name}`, host: h.name, scanId: h.scanId, full: h.scanId % e.opts.fullEvery === 0 });
+    const full = h.scanId % e.opts.fullEvery === 0;
+    const r = scanToBatches(h.state, scan, { source: `agent:${h.name}`, host: h.name, scanId: h.scanId, full });
     h.state = r.state;
     h.scanId++;
+    withContainerImages(h, r.batches);
+    if (full && e.opts.owners) appendEvents(r.batches, ownership(e, h));
     batches.push(...r.batches);
     samples.push(...r.samples);
   }
   return { batches, samples };
+}
+
+/** The owner/team annotations of a host and its listening services (a stable ~10% of services left unowned). */
+export function ownership(e: Estate, h: SimHost): DiscoveryEvent[] {
+  const t = TIERS.find((x) => x.tier === h.tier)!;
+  const person = (k: number) => PEOPLE[Math.floor(hash01(e.opts.seed, h.slot * 16 + k, h.gen) * PEOPLE.length)]!;
+  const out: DiscoveryEvent[] = [{ type: "entity.annotated", match: { host: h.name }, props: { owner: person(0), team: "infra" } }];
+  h.procs.forEach((p, i) => {
+    const team = i === 0 ? t.team : "infra";
+    for (const [proto, ports] of [["tcp", p.ports], ["udp", p.udp ?? []]] as const) {
+      const port = ports[0];
+      if (port === undefined) continue;
+      if (hash01(e.opts.seed, h.slot, i + 100) < UNOWNED_SHARE) continue;
+      out.push({ type: "entity.annotated", match: { host: h.name, port, proto }, props: { owner: person(i + 1), team } });
+    }
+  });
+  return out;
+}
+
+/** Adds events to the last batch of a scan, or as one more part when it is full. */
+function appendEvents(batches: DiscoveryBatch[], events: DiscoveryEvent[]) {
+  const last = batches[batches.length - 1];
+  if (!last || !events.length) return;
+  if (last.events.length + events.length <= MAX_DISCOVERY_EVENTS) {
+    last.events.push(...events);
+    return;
+  }
+  const parts = last.parts + 1;
+  for (const b of batches) b.parts = parts;
+  batches.push({ ...last, part: parts - 1, parts, events });
+}
+
+/** The agent reads container ids from cgroups; the image is what a container runtime adds: set it on containers' events. */
+function withContainerImages(h: SimHost, batches: DiscoveryBatch[]) {
+  const byPid = new Map(h.procs.filter((p) => p.container).map((p) => [p.pid, p.container!]));
+  if (!byPid.size) return;
+  for (const b of batches)
+    for (const ev of b.events)
+      if ((ev.type === "listener.seen" || ev.type === "connection.seen") && ev.process) {
+        const c = byPid.get(ev.process.pid);
+        if (c) ev.process = { ...ev.process, containerId: c.id, containerImage: c.image };
+      }
 }
 
 function sock(state: SocketInfo["state"], localIp: string, localPort: number, remoteIp: string, remotePort: number, pid: number, proto: "tcp" | "udp" = "tcp"): SocketInfo {
@@ -306,7 +384,7 @@ function hostScan(e: Estate, h: SimHost, now: number, inbound: SocketInfo[]): Ho
       uid: p.uid,
       user: p.user,
       startTime: p.startTime,
-      containerId: null,
+      containerId: p.container?.id ?? null,
       cpuTicks: Math.floor((now - p.startTime) / 50),
       rssBytes: 64e6 + (p.pid % 64) * 4e6,
     });

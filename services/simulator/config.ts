@@ -1,0 +1,46 @@
+/** The simulator's settings (read once in main.ts), validated with the key's name in every error. */
+import { z } from "zod";
+import { ConfigError } from "../shared/config.ts";
+import { DEFAULT_CHURN, NO_CHURN, type Churn } from "./estate.ts";
+
+const Rate = z.number().min(0).max(1);
+/** ORRERY_SIM_CHURN: "none", "default", or a JSON object of per-host per-tick probabilities (missing keys: default). */
+export const ChurnOverrides = z.strictObject({ restart: Rate, reconnect: Rate, cron: Rate, crash: Rate, failure: Rate, deploy: Rate }).partial();
+
+const Env = z.object({
+  ORRERY_SIM_HOSTS: z.coerce.number().int().min(1).max(100_000).default(40),
+  ORRERY_SIM_INTERVAL_MS: z.coerce.number().int().min(100).max(3_600_000).default(5000),
+  /** discovery events per second across the estate; 0 = as fast as one interval allows (scans still spread over it) */
+  ORRERY_SIM_RATE: z.coerce.number().min(0).max(10_000_000).default(0),
+  ORRERY_SIM_SEED: z.coerce.number().int().min(0).max(2 ** 31 - 1).default(1),
+  ORRERY_SIM_CHURN: z.string().default("default"),
+});
+
+export interface SimConfig {
+  hosts: number;
+  intervalMs: number;
+  rate: number;
+  seed: number;
+  churn: Churn;
+}
+
+export function loadSimConfig(env: Record<string, string | undefined> = process.env): SimConfig {
+  const r = Env.safeParse(env);
+  if (!r.success) throw new ConfigError(`invalid configuration: ${r.error.issues.map((i) => `${String(i.path[0])}: ${i.message} (got ${JSON.stringify(env[String(i.path[0])])})`).join("; ")}`);
+  return { hosts: r.data.ORRERY_SIM_HOSTS, intervalMs: r.data.ORRERY_SIM_INTERVAL_MS, rate: r.data.ORRERY_SIM_RATE, seed: r.data.ORRERY_SIM_SEED, churn: parseChurn(r.data.ORRERY_SIM_CHURN) };
+}
+
+export function parseChurn(text: string): Churn {
+  const t = text.trim();
+  if (t === "none") return { ...NO_CHURN };
+  if (t === "default" || t === "") return { ...DEFAULT_CHURN };
+  let json: unknown;
+  try {
+    json = JSON.parse(t);
+  } catch (e) {
+    throw new ConfigError(`invalid configuration: ORRERY_SIM_CHURN: not JSON (${(e as Error).message}); use "none", "default" or e.g. {"deploy":0.01,"restart":0.05}`);
+  }
+  const r = ChurnOverrides.safeParse(json);
+  if (!r.success) throw new ConfigError(`invalid configuration: ${r.error.issues.map((i) => `ORRERY_SIM_CHURN${i.path.length ? "." + i.path.join(".") : ""}: ${i.message}`).join("; ")}`);
+  return { ...DEFAULT_CHURN, ...r.data };
+}

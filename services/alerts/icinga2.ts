@@ -4,6 +4,13 @@
  * re-reads the state of all hosts and services (/v1/objects/*), so what changed while disconnected is not missed,
  * and it re-reads one object when a downtime ends (the event does not say the state after it).
  *
+ * Icinga2 (2.13 measured) sends nothing on an idle event stream — no keepalive — so a half-open connection (a
+ * crashed host, a dropped NAT entry) would hang the read forever. An idle watchdog therefore probes /v1/status (a
+ * new connection; any HTTP answer counts) after `idleMs` without a byte; a probe that fails or times out aborts the
+ * stream and reconnects.
+ * After `maxIdleMs` of silence it reconnects anyway (a middlebox may have dropped only the stream's connection while
+ * new ones work); the resync on connect makes that lossless.
+ *
  * Needs an ApiUser with permissions ["events/*", "objects/query/*"] ("actions/*" only for tests that drive checks).
  */
 import { validate } from "../../pipelines/codec.ts";
@@ -34,6 +41,24 @@ export interface Icinga2Options {
   filter?: string;
   initialBackoffMs?: number;
   maxBackoffMs?: number;
+  /** silence on the stream before the status probe (default 60 s) */
+  idleMs?: number;
+  /** how long a status probe, or the stream's response headers, may take (default 10 s) */
+  probeTimeoutMs?: number;
+  /** silence after which the stream is re-opened even though probes succeed (default 10 min) */
+  maxIdleMs?: number;
+}
+
+/** Event types asked for: the alert-bearing ones, and DowntimeAdded (a downtime already in effect → re-read). */
+export const ICINGA2_SUBSCRIBED_TYPES = [...ICINGA2_EVENT_TYPES, "DowntimeAdded"] as const;
+
+/** What became of the events of one type, for status and tests: how many, and what they were mapped to. */
+export interface Icinga2TypeStats {
+  received: number;
+  alerts: number;
+  resyncs: number;
+  ignored: number;
+  last?: { kind: "alert"; fingerprint: string; state: Alert["state"]; severity: Alert["severity"] } | { kind: "resync"; host: string; service?: string } | { kind: "ignore"; reason: string };
 }
 
 export class Icinga2Error extends Error {
@@ -52,6 +77,10 @@ export interface Icinga2Status {
   events: number;
   published: number;
   lastError: string | null;
+  /** status probes of an idle stream that succeeded */
+  probes: number;
+  /** per Icinga2 event type */
+  types: Record<string, Icinga2TypeStats>;
 }
 
 export interface Icinga2Consumer {
@@ -64,7 +93,10 @@ export function startIcinga2Consumer(opts: Icinga2Options, deps: { publish: Publ
   const base = opts.url.replace(/\/+$/, "");
   const auth = `Basic ${Buffer.from(`${opts.user}:${opts.password}`).toString("base64")}`;
   const tls = { ...(opts.ca ? { ca: opts.ca } : {}), ...(opts.serverName ? { serverName: opts.serverName } : {}) };
-  const status: Icinga2Status = { connected: false, connects: 0, events: 0, published: 0, lastError: null };
+  const status: Icinga2Status = { connected: false, connects: 0, events: 0, published: 0, lastError: null, probes: 0, types: {} };
+  const idleMs = opts.idleMs ?? 60_000;
+  const probeTimeoutMs = opts.probeTimeoutMs ?? 10_000;
+  const maxIdleMs = opts.maxIdleMs ?? 600_000;
   const addresses = new Map<string, string>();
   const addressOf = (h: string) => addresses.get(h);
   let stopped = false;
@@ -146,26 +178,99 @@ export function startIcinga2Consumer(opts: Icinga2Options, deps: { publish: Publ
       return;
     }
     status.events++;
-    const o = normalizeIcinga2Event(ev, addressOf);
-    if (o.kind === "alert") out.push(o.alert);
-    else if (o.kind === "resync") resyncOne(o.host, o.service, signal);
+    const t = (status.types[ev.type] ??= { received: 0, alerts: 0, resyncs: 0, ignored: 0 });
+    t.received++;
+    let o = normalizeIcinga2Event(ev, addressOf);
+    // a downtime added may already be in effect (DowntimeStarted follows) or start later: re-read the object's state
+    if (ev.type === "DowntimeAdded" && o.kind === "ignore") {
+      const host = ev.downtime?.host_name ?? ev.host;
+      if (host) o = { kind: "resync", host, service: ev.downtime?.service_name || ev.service || undefined };
+    }
+    if (o.kind === "alert") {
+      t.alerts++;
+      t.last = { kind: "alert", fingerprint: o.alert.fingerprint, state: o.alert.state, severity: o.alert.severity };
+      out.push(o.alert);
+    } else if (o.kind === "resync") {
+      t.resyncs++;
+      t.last = o;
+      resyncOne(o.host, o.service, signal);
+    } else {
+      t.ignored++;
+      t.last = o;
+    }
   };
 
   const connectOnce = async () => {
     abort = new AbortController();
-    const signal = abort.signal;
-    const res = await api("/v1/events", { types: ICINGA2_EVENT_TYPES, queue: opts.queue, ...(opts.filter ? { filter: opts.filter } : {}) }, signal);
+    const ctl = abort;
+    const signal = ctl.signal;
+    // a server that accepts the connection but never answers must not hang us either
+    const headersTimer = setTimeout(() => ctl.abort(new Error(`no response to /v1/events within ${probeTimeoutMs} ms`)), probeTimeoutMs);
+    let res: Response;
+    try {
+      res = await api("/v1/events", { types: ICINGA2_SUBSCRIBED_TYPES, queue: opts.queue, ...(opts.filter ? { filter: opts.filter } : {}) }, signal);
+    } finally {
+      clearTimeout(headersTimer);
+    }
+    let lastByte = Date.now();
+    let lastProbe = Date.now();
+    let probing = false;
+    const watchdog = setInterval(() => {
+      const now = Date.now();
+      if (probing || signal.aborted) return;
+      if (now - lastByte >= maxIdleMs) {
+        log.info("icinga2: event stream silent for long; re-opening it", { silentMs: now - lastByte });
+        ctl.abort(new Error(`no bytes for ${Math.round((now - lastByte) / 1000)} s; re-opened as a precaution`));
+        return;
+      }
+      if (now - Math.max(lastByte, lastProbe) < idleMs) return;
+      probing = true;
+      const probeSignal = AbortSignal.any([signal, AbortSignal.timeout(probeTimeoutMs)]);
+      // any HTTP answer proves the server is there (a 403 too: the ApiUser needs no "status/query" permission for it)
+      void fetch(`${base}/v1/status/IcingaApplication`, { headers: { Authorization: auth, Accept: "application/json" }, tls, signal: probeSignal })
+        .then(async (r) => {
+          await r.arrayBuffer();
+          status.probes++;
+          lastProbe = Date.now();
+        })
+        .catch((e) => {
+          if (signal.aborted) return;
+          const why = `no bytes on the event stream for ${Math.round((Date.now() - lastByte) / 1000)} s and the status probe failed: ${e instanceof Error ? e.message : String(e)}`;
+          log.warn("icinga2: event stream idle and server not answering; reconnecting", { error: why });
+          ctl.abort(new Error(why));
+        })
+        .finally(() => (probing = false));
+    }, Math.max(100, Math.min(1000, Math.floor(idleMs / 4))));
+    try {
+      await readStream(res, signal, () => (lastByte = Date.now()));
+    } finally {
+      clearInterval(watchdog);
+    }
+  };
+
+  const readStream = async (res: Response, signal: AbortSignal, onBytes: () => void) => {
     status.connected = true;
     status.connects++;
     status.lastError = null;
     log.info("icinga2: event stream connected", { url: base, connects: status.connects });
     void resyncAll(signal).catch((e) => log.warn("icinga2: state resync failed", { error: String(e) }));
     const reader = res.body!.getReader();
+    // an abort (stop, or the watchdog) ends a read that would otherwise wait forever on a half-open connection
+    const aborted = new Promise<never>((_, reject) => {
+      const fail = () => reject(signal.reason instanceof Error ? signal.reason : new Error("aborted"));
+      if (signal.aborted) fail();
+      else signal.addEventListener("abort", fail, { once: true });
+    });
+    aborted.catch(() => undefined);
     const decoder = new TextDecoder();
     let buf = "";
     while (true) {
-      const { value, done } = await reader.read();
+      const { value, done } = await Promise.race([reader.read(), aborted]).catch((e) => {
+        void reader.cancel().catch(() => undefined);
+        throw e;
+      });
       if (done) break;
+      onBytes();
       buf += decoder.decode(value, { stream: true });
       const lines = buf.split("\n");
       buf = lines.pop()!;
@@ -200,7 +305,7 @@ export function startIcinga2Consumer(opts: Icinga2Options, deps: { publish: Publ
   })();
 
   return {
-    status: () => ({ ...status }),
+    status: () => ({ ...status, types: structuredClone(status.types) }),
     stop: async () => {
       stopped = true;
       abort.abort();

@@ -23,6 +23,12 @@ const Env = z.object({
   ORRERY_HOST_ID: z.string().optional(),
   ORRERY_AGENT_INTERVAL_MS: z.coerce.number().int().min(200).max(3_600_000).default(5000),
   ORRERY_AGENT_FULL_EVERY: z.coerce.number().int().min(1).max(10_000).default(12),
+  /** a source silent for this many intervals has its entities marked stale… */
+  ORRERY_AGING_STALE_AFTER: z.coerce.number().int().min(1).max(100_000).default(3),
+  /** …and for this many (more than the stale count) everything it reported is removed */
+  ORRERY_AGING_REMOVE_AFTER: z.coerce.number().int().min(2).max(1_000_000).default(12),
+  /** the graph store's lastSeen trails the live model by at most about this (0 = lastSeen only in the model) */
+  ORRERY_LASTSEEN_PERSIST_S: z.coerce.number().int().min(0).max(30 * 86_400).default(3600),
   ORRERY_METRICS_TTL_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
   ORRERY_HISTORY_TTL_DAYS: z.coerce.number().int().min(1).max(3650).default(90),
   ORRERY_METRICS_1M_TTL_DAYS: z.coerce.number().int().min(1).max(3650).default(90),
@@ -43,6 +49,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(`invalid configuration: ${msg}`);
   }
   if (r.data.ORRERY_GRAPH === "neo4j" && !r.data.NEO4J_URL) throw new ConfigError("invalid configuration: NEO4J_URL: required when ORRERY_GRAPH=neo4j");
+  if (r.data.ORRERY_AGING_REMOVE_AFTER <= r.data.ORRERY_AGING_STALE_AFTER)
+    throw new ConfigError(
+      `invalid configuration: ORRERY_AGING_REMOVE_AFTER: must be more than ORRERY_AGING_STALE_AFTER (got ${r.data.ORRERY_AGING_REMOVE_AFTER} and ${r.data.ORRERY_AGING_STALE_AFTER})`,
+    );
   return { ...r.data, dataDir: resolve(r.data.ORRERY_DATA_DIR) };
 }
 

@@ -14,7 +14,13 @@ const store: GraphStore =
   cfg.ORRERY_GRAPH === "neo4j"
     ? new Neo4jGraphStore({ url: cfg.NEO4J_URL!, user: cfg.NEO4J_USER, password: cfg.NEO4J_PASSWORD, database: cfg.NEO4J_DATABASE })
     : new KuzuGraphStore(join(cfg.dataDir, "graph", "kuzu"));
-const svc = await startTopologyService({ bus, store, log, aging: { intervalMs: cfg.ORRERY_AGENT_INTERVAL_MS } });
+const svc = await startTopologyService({
+  bus,
+  store,
+  log,
+  aging: { intervalMs: cfg.ORRERY_AGENT_INTERVAL_MS, staleAfter: cfg.ORRERY_AGING_STALE_AFTER, removeAfter: cfg.ORRERY_AGING_REMOVE_AFTER },
+  stage: { lastSeenPersistMs: cfg.ORRERY_LASTSEEN_PERSIST_S * 1000 },
+});
 onShutdown(async () => {
   await svc.stop();
   await store.close();

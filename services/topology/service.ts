@@ -4,7 +4,7 @@
  */
 import { DiscoveryBatch } from "../../pipelines/contracts/discovery.ts";
 import { TopologyDelta, type TopologySnapshot } from "../../pipelines/contracts/topology.ts";
-import { ageModel, applyDiscovery, isEmpty, modelFromGraph, type AgingOptions, type Changes, type TopologyModel } from "../../pipelines/stages/topology.ts";
+import { ageModel, applyDiscovery, isEmpty, modelFromGraph, type AgingOptions, type Changes, type StageOptions, type TopologyModel } from "../../pipelines/stages/topology.ts";
 import { publishEvent, rewindToAckFloor, runConsumer, type Bus, type ConsumerHandle } from "../shared/bus.ts";
 import { GraphStoreError, type GraphStore } from "../graph/port.ts";
 import { CypherRequest, type CypherResponse } from "../../pipelines/contracts/cypher.ts";
@@ -26,12 +26,14 @@ export async function startTopologyService(deps: {
   now?: () => number;
   /** what goes stale and when it is removed; `everyMs` is how often the model is aged */
   aging?: Partial<AgingOptions> & { everyMs?: number };
+  /** the topology stage's options (flow confirmation, lastSeen persistence) */
+  stage?: Partial<StageOptions>;
 }): Promise<TopologyService> {
   const { bus, store, log } = deps;
   const now = deps.now ?? Date.now;
   await store.init();
   const stored = await store.load();
-  let model = modelFromGraph(stored.nodes, stored.edges);
+  let model = modelFromGraph(stored.nodes, stored.edges, deps.stage);
   let rev = stored.rev;
   log.info("model loaded", { rev, nodes: stored.nodes.length, edges: stored.edges.length });
 
@@ -85,7 +87,7 @@ export async function startTopologyService(deps: {
       // The model ran ahead of the store: rebuild it from what is durable, then let the batch be redelivered.
       log.error("graph write failed; rebuilding model from store", { error: String(e) });
       const s = await store.load();
-      model = modelFromGraph(s.nodes, s.edges);
+      model = modelFromGraph(s.nodes, s.edges, deps.stage);
       rev = s.rev;
       throw e;
     }

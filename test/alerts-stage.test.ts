@@ -202,7 +202,39 @@ describe("mapping", () => {
     const custom = rules({ rules: [{ name: "node-job", when: { labels: { job: "^node$" } }, to: { process: "node_exporter" } }] });
     expect(mapAlert({ rules: custom, index, alert: am! })).toEqual({ entities: ["process:db1:200:1"], via: "rule:node-job" });
     expect(() => rules({ rules: [{ name: "bad", when: { check: "(" }, to: { port: 1 } }] })).toThrow(/regular expression/);
-    expect(() => rules({ rules: [{ name: "none", when: { check: "x" }, to: {} }] })).toThrow(/port, a process or the host/);
+    expect(() => rules({ rules: [{ name: "none", when: { check: "x" }, to: {} }] })).toThrow(/port, a process, the host/);
+  });
+
+  test("alerts without a host: the orrery_entity label names the entity; rules place label-only alerts by entity id or process fingerprint across hosts", () => {
+    const SERVICES: TopoNode[] = [
+      ...NODES,
+      node("host:app1", "host", "app1", { hostname: "app1", ips: "10.0.0.21" }),
+      node("host:app2", "host", "app2", { hostname: "app2", ips: "10.0.0.22" }),
+      node("service:app1:java:orders.jar:8080", "process", "java:orders.jar", { host: "app1", exe: "/usr/bin/java" }),
+      node("service:app2:java:orders.jar:8080", "process", "java:orders.jar", { host: "app2", exe: "/usr/bin/java" }),
+      node("service:app2:java:billing.jar:9090", "process", "java:billing.jar", { host: "app2", exe: "/usr/bin/java" }),
+    ];
+    const idx = buildIndex(SERVICES);
+    const m = (a: Alert, r?: AlertRulesInput) => mapAlert({ rules: rules(r), index: idx, alert: a });
+    // a Prometheus alert on a job: no instance, so no host
+    const [jobAlert] = normalizeAlertmanager(validate(AlertmanagerWebhook, "am", { ...AM_FIRING, alerts: [{ ...AM_FIRING.alerts[0]!, labels: { alertname: "OrdersErrorRate", job: "orders", severity: "critical" } }] }), 1);
+    expect(jobAlert!.target.host).toBeUndefined();
+    expect(m(jobAlert!)).toBeNull();
+    const byFingerprint: AlertRulesInput = { rules: [{ name: "orders-job", when: { labels: { job: "^orders$" } }, to: { fingerprint: "java:orders.jar" } }] };
+    expect(m(jobAlert!, byFingerprint)).toEqual({ entities: ["service:app1:java:orders.jar:8080", "service:app2:java:orders.jar:8080"], via: "rule:orders-job" });
+    // with a host, the same rule keeps to that host's services
+    expect(m({ ...jobAlert!, target: { ...jobAlert!.target, host: "app2" } }, byFingerprint)).toEqual({ entities: ["service:app2:java:orders.jar:8080"], via: "rule:orders-job" });
+    const byId: AlertRulesInput = { rules: [{ name: "billing", when: { labels: { job: "^billing$" } }, to: { entity: "service:app2:java:billing.jar:9090" } }] };
+    expect(m({ ...jobAlert!, labels: { ...jobAlert!.labels, job: "billing" } }, byId)).toEqual({ entities: ["service:app2:java:billing.jar:9090"], via: "rule:billing" });
+    // a label-only rule also applies to an alert with no check name at all
+    expect(m(alert({}, { job: "billing" }), byId)?.entities).toEqual(["service:app2:java:billing.jar:9090"]);
+    // an entity id nobody has: the rule does not apply
+    expect(m(alert({}, { job: "billing" }), { rules: [{ name: "gone", when: { labels: { job: "." } }, to: { entity: "service:nowhere:x:1" } }] })).toBeNull();
+    // the label wins over everything, host hints included; an id the graph lacks falls back to the usual mapping
+    expect(m(alert({ host: "db1", service: "PostgreSQL" }, { orrery_entity: "service:app1:java:orders.jar:8080" }))).toEqual({ entities: ["service:app1:java:orders.jar:8080"], via: "label:orrery_entity" });
+    expect(m(alert({}, { orrery_entity: "host:app2" }))).toEqual({ entities: ["host:app2"], via: "label:orrery_entity" });
+    expect(m(alert({ host: "db1", service: "PostgreSQL" }, { orrery_entity: "service:ghost:x:1" }))?.via).toBe("rule:postgresql");
+    expect(() => rules({ rules: [{ name: "none", when: { labels: { job: "x" } }, to: {} }] })).toThrow(/an entity or a fingerprint/);
   });
 
   test("port in check names", () => {

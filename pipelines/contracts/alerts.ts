@@ -109,7 +109,7 @@ export const AlertView = z.object({
   at: EpochMs,
   /** topology entity ids it is mapped to; [] = unmapped */
   entities: z.array(Id),
-  /** how it was mapped: "rule:<name>", "port", "port-in-check-name", "process-name", "host", "host-fallback", "" */
+  /** how it was mapped: "label:orrery_entity", "rule:<name>", "port", "port-in-check-name", "process-name", "host", "host-fallback", "" */
   via: z.string(),
 });
 export type AlertView = z.infer<typeof AlertView>;

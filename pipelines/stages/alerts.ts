@@ -660,8 +660,17 @@ export const MapRule = z
         process: Regex.optional(),
         /** the alert's host itself (disk, memory, load, ping: host-level checks) */
         host: z.boolean().optional(),
+        /** one topology entity by id (e.g. "service:app1:java:orders.jar:8080"): no host needed */
+        entity: z.string().min(1).max(512).optional(),
+        /**
+         * every service with this process fingerprint (e.g. "java:orders.jar", "postgres"), on the alert's host when it
+         * has one there, else on every host: places alerts that carry no host (`job="orders"`)
+         */
+        fingerprint: z.string().min(1).max(256).optional(),
       })
-      .refine((t) => t.port !== undefined || t.process || t.host, { message: "a rule maps `to` a port, a process or the host" }),
+      .refine((t) => t.port !== undefined || t.process || t.host || t.entity || t.fingerprint, {
+        message: "a rule maps `to` a port, a process, the host, an entity or a fingerprint",
+      }),
   });
 export type MapRule = z.infer<typeof MapRule>;
 
@@ -720,6 +729,10 @@ interface ProcRef {
   exe: string;
 }
 export interface TopologyIndex {
+  /** every entity id (for explicit ids: the `orrery_entity` label, rules `to.entity`) */
+  ids: Set<string>;
+  /** process fingerprint → service ids on any host (rules `to.fingerprint`) */
+  byFingerprint: Map<string, { id: string; host: string }[]>;
   hostsByName: Map<string, string>;
   hostsByIp: Map<string, string>;
   /** `${hostId}|${port}` → listener ids */
@@ -730,7 +743,7 @@ export interface TopologyIndex {
 
 /** Builds the lookup tables mapping needs from topology nodes (a mirror's nodes). */
 export function buildIndex(nodes: Iterable<TopoNode>): TopologyIndex {
-  const idx: TopologyIndex = { hostsByName: new Map(), hostsByIp: new Map(), listeners: new Map(), processes: new Map() };
+  const idx: TopologyIndex = { ids: new Set(), byFingerprint: new Map(), hostsByName: new Map(), hostsByIp: new Map(), listeners: new Map(), processes: new Map() };
   const addName = (name: unknown, id: string) => {
     if (typeof name !== "string" || !name) return;
     const n = name.toLowerCase();
@@ -739,6 +752,7 @@ export function buildIndex(nodes: Iterable<TopoNode>): TopologyIndex {
     if (short !== n && !isIp(n) && !idx.hostsByName.has(short)) idx.hostsByName.set(short, id);
   };
   for (const n of nodes) {
+    idx.ids.add(n.id);
     if (n.kind === "host") {
       addName(n.id.slice("host:".length), n.id);
       addName(n.name, n.id);
@@ -764,10 +778,28 @@ export function buildIndex(nodes: Iterable<TopoNode>): TopologyIndex {
       const ref = { id: n.id, name: n.name.toLowerCase(), exe: exe.toLowerCase() };
       if (list) list.push(ref);
       else idx.processes.set(`host:${host}`, [ref]);
+      const fp = fingerprintOfServiceId(n.id, host);
+      if (fp) {
+        const same = idx.byFingerprint.get(fp);
+        if (same) same.push({ id: n.id, host: `host:${host}` });
+        else idx.byFingerprint.set(fp, [{ id: n.id, host: `host:${host}` }]);
+      }
     }
   }
   return idx;
 }
+
+/** `service:<host>:<fingerprint>:<ports>` → the fingerprint (which may itself hold ':', e.g. "java:orders.jar"). */
+export function fingerprintOfServiceId(id: string, host: string): string | null {
+  const head = `service:${host}:`;
+  if (!id.startsWith(head)) return null;
+  const rest = id.slice(head.length);
+  const cut = rest.lastIndexOf(":");
+  return cut > 0 ? rest.slice(0, cut) : null;
+}
+
+/** The label an alert names its topology entity with, when the source knows it exactly. */
+export const ENTITY_LABEL = "orrery_entity";
 
 export interface Mapping {
   entities: string[];
@@ -820,31 +852,44 @@ function ruleMatches(rule: MapRule, alert: Alert): boolean {
 }
 
 /**
- * Maps an alert onto topology entities: its host (by name, alias or IP), then, for a service/check alert, in order:
- * rules (user rules, then DEFAULT_RULES) → listener on a port or matching processes; the port the source gave
+ * Maps an alert onto topology entities: the entity its `orrery_entity` label names; else rules (user rules, then
+ * DEFAULT_RULES; those on the check name only for a service/check alert) → an entity by id, the services with a
+ * fingerprint (no host needed), or on its host (by name, alias or IP) the listener on a port, matching processes or
+ * the host itself; then, for a service/check alert on a known host: the port the source gave
  * (Alertmanager instance="host:port"); a port in the check name; a process named like the check; the host itself.
- * Returns null when the host is not in the topology (the alert is kept as unmapped).
+ * Returns null when nothing names an entity and the host is not in the topology (the alert is kept as unmapped).
  */
 export function mapAlert(args: { rules: AlertRules; index: TopologyIndex; alert: Alert }): Mapping | null {
   const { rules, index: idx, alert } = args;
+  // the source named the entity: nothing to guess (when the graph does not have it (yet), map as usual)
+  const explicit = alert.labels[ENTITY_LABEL];
+  if (explicit && idx.ids.has(explicit)) return { entities: [explicit], via: `label:${ENTITY_LABEL}` };
   const host = resolveHost(idx, rules, alert.target);
-  if (!host) return null;
-  const listenersOn = (port: number) => idx.listeners.get(`${host}|${port}`) ?? [];
-  const processesLike = (match: (p: ProcRef) => boolean) => (idx.processes.get(host) ?? []).filter(match).map((p) => p.id);
+  const listenersOn = (port: number) => (host ? (idx.listeners.get(`${host}|${port}`) ?? []) : []);
+  const processesLike = (match: (p: ProcRef) => boolean) => (host ? (idx.processes.get(host) ?? []) : []).filter(match).map((p) => p.id);
   const all = rules.useDefaultRules ? [...rules.rules, ...DEFAULT_RULES] : rules.rules;
   const hasCheck = !!alert.target.service || alert.target.port !== undefined;
-  if (hasCheck) {
-    for (const r of all) {
-      if (!ruleMatches(r, alert)) continue;
-      if (r.to.host) return { entities: [host], via: `rule:${r.name}` };
-      const found: string[] = [];
-      if (r.to.port !== undefined) found.push(...listenersOn(r.to.port));
-      if (r.to.process) {
-        const pr = re(r.to.process);
-        found.push(...processesLike((p) => pr.test(p.name) || pr.test(p.exe)));
-      }
-      if (found.length) return { entities: found, via: `rule:${r.name}` };
+  // label-only rules apply to any alert; rules on the check name need one
+  for (const r of all) {
+    if (!hasCheck && r.when.check) continue;
+    if (!ruleMatches(r, alert)) continue;
+    if (r.to.host && host) return { entities: [host], via: `rule:${r.name}` };
+    const found: string[] = [];
+    if (r.to.entity && idx.ids.has(r.to.entity)) found.push(r.to.entity);
+    if (r.to.fingerprint) {
+      const same = idx.byFingerprint.get(r.to.fingerprint) ?? [];
+      const here = host ? same.filter((s) => s.host === host) : [];
+      found.push(...(here.length ? here : same).map((s) => s.id));
     }
+    if (r.to.port !== undefined) found.push(...listenersOn(r.to.port));
+    if (r.to.process) {
+      const pr = re(r.to.process);
+      found.push(...processesLike((p) => pr.test(p.name) || pr.test(p.exe)));
+    }
+    if (found.length) return { entities: [...new Set(found)], via: `rule:${r.name}` };
+  }
+  if (!host) return null;
+  if (hasCheck) {
     if (alert.target.port !== undefined) {
       const l = listenersOn(alert.target.port);
       if (l.length) return { entities: l, via: "port" };

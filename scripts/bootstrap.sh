@@ -8,6 +8,20 @@ mode="${1:-demo}"
 cd "$(dirname "$0")/.."
 PATH="$PATH:/usr/sbin:/usr/local/sbin:/sbin"
 
+# The dashboard's build (Vite 8, vite-plugin-svelte 7) needs Node ^20.19, ^22.12 or >= 24: say so before npm does
+# something confusing. (Bun, which runs everything else, comes from npm.)
+if ! command -v node >/dev/null 2>&1; then
+  echo "bootstrap: Node.js is not installed: Orrery needs Node 20.19+ (or 22.12+, or 24+) and npm" >&2
+  exit 1
+fi
+node_version="$(node -p process.versions.node)"
+node_ok="$(node -p '(([M, m]) => (M === 20 && m >= 19) || (M === 22 && m >= 12) || M >= 24)(process.versions.node.split(".").map(Number))')"
+if [ "$node_ok" != "true" ]; then
+  echo "bootstrap: Node $node_version is too old for the dashboard build (Vite 8): Orrery needs Node 20.19+, 22.12+ or 24+." >&2
+  echo "bootstrap: upgrade Node (e.g. from NodeSource or nvm) and run this again." >&2
+  exit 1
+fi
+
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
   if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else echo "bootstrap: not root and no sudo: install the Debian packages below by hand" >&2; fi

@@ -185,6 +185,15 @@ export class ClickHouseHistoryStore implements HistoryStore {
     return { from, to, changes, truncated: rows.length > limit };
   }
 
+  async bounds(): Promise<{ earliest: number | null; latest: number | null }> {
+    const r = await this.compact<[number | string, number | string, number | string]>(
+      `SELECT count(), toUnixTimestamp64Milli(min(ts)), toUnixTimestamp64Milli(max(ts)) FROM ${this.t}`,
+      {},
+    );
+    const [n, lo, hi] = r[0] ?? [0, 0, 0];
+    return Number(n) > 0 ? { earliest: Number(lo), latest: Number(hi) } : { earliest: null, latest: null };
+  }
+
   async checkpoint(at: number): Promise<number> {
     await this.guard("write_failed", async () => {
       await this.ch.command({

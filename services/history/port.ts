@@ -23,6 +23,8 @@ export interface HistoryStore {
   stateAt(t: number): Promise<TopologySnapshot>;
   diff(from: number, to: number): Promise<TopologyDiff>;
   replay(from: number, to: number, limit: number): Promise<Replay>;
+  /** ts of the oldest and newest retained row (null: the log is empty); the time slider's range starts at `earliest`. */
+  bounds(): Promise<{ earliest: number | null; latest: number | null }>;
   /**
    * Re-stamps every entity alive at `at` with ts = at, so "state at T ≥ at" no longer needs rows older than `at` and
    * retention (TTL) can drop them. Idempotent per `at`. Returns the checkpoint's row count.

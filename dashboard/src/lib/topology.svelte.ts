@@ -9,7 +9,8 @@ import type { EdgeHealth, ImpactEntry } from "../../../pipelines/contracts/healt
 import { applyDelta, emptyMirror, mirrorFromSnapshot, type Mirror } from "../../../pipelines/stages/apply-delta.ts";
 import { healthOf, type HealthState } from "./colors.ts";
 
-export type ConnStatus = "connecting" | "live" | "reconnecting" | "closed";
+/** "history": a past state loaded by the time slider (lib/timetravel.svelte.ts), not a socket. */
+export type ConnStatus = "connecting" | "live" | "reconnecting" | "closed" | "history";
 
 /** What became of one frame; the socket handler and tests act on it. */
 export type IngestOutcome = "snapshot" | "applied" | "stale" | "ignored" | "rejected";

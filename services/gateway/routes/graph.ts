@@ -5,6 +5,7 @@
  *   GET /api/topology/at?t=            the graph as it was at t (topology.snapshot.v1)
  *   GET /api/topology/diff?from=&to=   added / removed / changed nodes and edges between two times
  *   GET /api/topology/replay?from=&to=&limit=   change rows with from < ts ≤ to, in rev order (time slider)
+ *   GET /api/topology/range            {earliest, latest, now}: the oldest and newest retained change (null when none)
  * Times are epoch milliseconds or ISO 8601. The impact index follows the mirror delta by delta and rebuilds itself
  * from the mirror after a resync or a gap, so a query never scans all edges.
  */
@@ -115,6 +116,9 @@ export function graphRoutes(deps: { mirror: GatewayMirror; history: HistoryStore
         const p = parse(RangeParams, query(new URL(req.url)));
         return Response.json(await fromHistory(() => history.diff(p.from, p.to)));
       },
+    },
+    "/api/topology/range": {
+      GET: async () => Response.json({ ...(await fromHistory(() => history.bounds())), now: Date.now() }),
     },
     "/api/topology/replay": {
       GET: async (req) => {

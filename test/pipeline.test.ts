@@ -12,7 +12,8 @@ import type { ConsumerSpec } from "../pipelines/streams.ts";
 import { connectBus, ensureConsumer, PermanentError, publishEvent, runConsumer, toAckDecision, TransientError, type Bus } from "../services/shared/bus.ts";
 import { makeLogger } from "../services/shared/log.ts";
 import { startTopologyService, type TopologyService } from "../services/topology/service.ts";
-import { fetchSnapshot } from "../services/gateway/mirror.ts";
+import { fetchSnapshot, startMirror } from "../services/gateway/mirror.ts";
+import { startGatewayServer } from "../services/gateway/http.ts";
 import { DiscoveryBatch as DiscoveryBatchSchema } from "../pipelines/contracts/discovery.ts";
 import { startNats, type NatsServer } from "./helpers/nats.ts";
 import { tempDir, uniquePrefix, waitFor } from "./helpers/tmp.ts";
@@ -271,5 +272,39 @@ describe("runConsumer when the handler throws", () => {
     const dl = await deadLetters("down", 12);
     expect(dl.map((d) => d.n).sort((a, b) => a - b)).toEqual([...Array(12).keys()]);
     expect(new Set(dl.map((d) => d.reason))).toEqual(new Set(["handler: TransientError: store is down (delivery 2 of 2)"]));
+  }, 60_000);
+});
+
+describe("gateway /api/snapshot", () => {
+  test("answers 503 {error: 'not synced'} until the mirror has its first snapshot, then the graph", async () => {
+    const tmp = tempDir();
+    const bus = await connectBus({ url: nats.url, prefix: uniquePrefix("snap"), name: "test" });
+    const mirror = await startMirror(bus, log);
+    const server = startGatewayServer({ bus, mirror, log, host: "127.0.0.1", port: 0, dashboardDir: tmp.dir });
+    const base = `http://127.0.0.1:${server.port}`;
+    let svc: TopologyService | undefined;
+    let store: KuzuGraphStore | undefined;
+    try {
+      // no topology service on this prefix yet: nobody answers the snapshot request
+      const early = await fetch(`${base}/api/snapshot`);
+      expect(early.status).toBe(503);
+      expect(await early.json()).toEqual({ error: "not synced" });
+      expect((await fetch(`${base}/healthz`)).status).toBe(503);
+
+      store = new KuzuGraphStore(join(tmp.dir, "kuzu"));
+      svc = await startTopologyService({ bus, store, log });
+      const snap = await waitFor(async () => {
+        const r = await fetch(`${base}/api/snapshot`);
+        return r.status === 200 ? r.json() : null;
+      }, "snapshot served once synced", 20_000);
+      expect(snap).toMatchObject({ schema: "topology.snapshot.v1", nodes: [], edges: [] });
+    } finally {
+      await server.stop(true);
+      await mirror.stop();
+      await svc?.stop();
+      await store?.close();
+      await bus.close();
+      tmp.cleanup();
+    }
   }, 60_000);
 });

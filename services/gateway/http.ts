@@ -80,7 +80,8 @@ export function startGatewayServer(deps: {
         const m = mirror.mirror();
         return Response.json({ status: mirror.synced() ? "ok" : "syncing", rev: m.rev, nodes: m.nodes.size, edges: m.edges.size }, { status: mirror.synced() ? 200 : 503 });
       },
-      "/api/snapshot": () => Response.json(snapshotOf(mirror.mirror(), Date.now())),
+      // before the mirror has its first snapshot it is empty, and an empty graph would read as "nothing is running"
+      "/api/snapshot": () => (mirror.synced() ? Response.json(snapshotOf(mirror.mirror(), Date.now())) : Response.json({ error: "not synced" }, { status: 503 })),
       "/api/cypher": { POST: guard((req) => cypher(deps.bus, req)) },
     },
     fetch(req, srv) {

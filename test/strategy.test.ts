@@ -140,6 +140,25 @@ describe("placement: pick modes", () => {
     expect(byId(ps, "j3").degraded).toContain("no live worker with room (worker type net, pools b)");
   });
 
+  test("a schedule is placed under its own name; the job's rule applies when none is named like the schedule", () => {
+    const s = strategy({ pick: "first", jobs: { "tcp-scan": { pools: ["c"], count: 1 }, "office-scan": { pools: ["b"] } } });
+    const ps = place({
+      strategy: s,
+      workers: ws,
+      requests: [
+        { job: "dmz-scan", workerType: "net", rule: "tcp-scan" },
+        { job: "office-scan", workerType: "net", rule: "tcp-scan" },
+        { job: "tcp-scan", workerType: "net" },
+        { job: "other", workerType: "net", rule: "nosuch" },
+      ],
+    });
+    expect(byId(ps, "dmz-scan").active).toEqual(["c1"]); // the tcp-scan rule
+    expect(byId(ps, "office-scan").active).toEqual(["b1"]); // its own rule wins
+    expect(byId(ps, "tcp-scan").active).toEqual(["c1"]);
+    expect(byId(ps, "other").active).toEqual(["a1"]); // no rule: the defaults
+    expect(ps.every((p) => !("rule" in p))).toBe(true);
+  });
+
   test("pool membership by name or by labels", () => {
     const s = strategy({ pools: [pool("aws", "eu", 1, 5, { cloud: "aws" }), pool("dc", "fra", 1, 5)] });
     expect(poolOf(s, { pool: "", labels: { cloud: "aws", x: "y" } })?.name).toBe("aws");

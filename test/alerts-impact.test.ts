@@ -15,7 +15,8 @@ import { decode } from "../pipelines/codec.ts";
 import { AlertsList } from "../pipelines/contracts/alerts.ts";
 import { DiscoveryBatch } from "../pipelines/contracts/discovery.ts";
 import { HealthDelta, HealthState, type ImpactEntry } from "../pipelines/contracts/health.ts";
-import { WsFrame } from "../pipelines/contracts/topology.ts";
+import { WsFrame, type TopoEdge, type TopoNode } from "../pipelines/contracts/topology.ts";
+import { applyDelta, emptyMirror } from "../pipelines/stages/apply-delta.ts";
 import { AlertRules } from "../pipelines/stages/alerts.ts";
 import { edgeId } from "../pipelines/stages/topology.ts";
 import { makeClickHouseClient } from "../services/clickhouse/client.ts";
@@ -27,7 +28,7 @@ import { KuzuGraphStore } from "../services/graph/kuzu.ts";
 import { ClickHouseHistoryStore } from "../services/history/clickhouse.ts";
 import { ClickHouseAlertHistory } from "../services/alerts/history.ts";
 import { alertPublisher } from "../services/alerts/publish.ts";
-import { alertEntitiesOf, alertRoutes } from "../services/alerts/routes.ts";
+import { alertEntitiesOf, alertRoutes, fetchHealthState } from "../services/alerts/routes.ts";
 import { mirrorView, startAlertsService, type AlertsService } from "../services/alerts/service.ts";
 import { alertSubjects } from "../services/alerts/subjects.ts";
 import { startIngestServer } from "../services/ingest/server.ts";
@@ -114,10 +115,10 @@ async function storedDeltas(bus: Bus): Promise<HealthDelta[]> {
   if (!info.state.messages) return [];
   const c = await bus.js.consumers.get(s.name, { deliver_policy: DeliverPolicy.All });
   const out: HealthDelta[] = [];
-  const msgs = await c.fetch({ max_messages: info.state.messages, expires: 2000 });
-  for await (const m of msgs) {
+  while (out.length < info.state.messages) {
+    const m = await c.next({ expires: 2000 });
+    if (!m) break;
     out.push(decode(HealthDelta, "health.delta.v1", m.data));
-    if (m.info.pending === 0) break;
   }
   return out;
 }
@@ -247,4 +248,55 @@ describe("impact published on health change", () => {
     expect(seqs.slice(1).every((s, i) => s === seqs[i]! + 1)).toBe(true);
     a.close();
   }, 90_000);
+});
+
+describe("a large blast radius", () => {
+  test("8000 callers of a failing listener: the health state is answered in parts and read back whole", async () => {
+    const bus = await connectBus({ url: nats.url, prefix: uniquePrefix("big"), name: "test" });
+    const history = new ClickHouseAlertHistory(makeClickHouseClient({ url: owner.url }), { database: uniquePrefix("big").replace(/-/g, "_"), ttlDays: 7 });
+    const m = emptyMirror();
+    const n = (id: string, kind: TopoNode["kind"], props: TopoNode["props"] = {}): TopoNode => ({ id, kind, name: id, source: "test", props, firstSeen: 1, lastSeen: 1 });
+    const e = (kind: TopoEdge["kind"], src: string, dst: string): TopoEdge => ({ id: edgeId(kind, src, dst), kind, src, dst, source: "test", props: {}, firstSeen: 1, lastSeen: 1 });
+    const L = "listener:db9:tcp:0.0.0.0:5432";
+    const nodes = [n("host:db9", "host", { hostname: "db9" }), n(L, "listener", { host: "db9", port: 5432, proto: "tcp", ip: "0.0.0.0" })];
+    const edges: TopoEdge[] = [];
+    for (let i = 0; i < 8000; i++) {
+      nodes.push(n(`service:client${i}:worker-with-a-long-name:client`, "process", { host: `client${i}` }));
+      edges.push(e("CONNECTS", `service:client${i}:worker-with-a-long-name:client`, L));
+    }
+    applyDelta(m, { rev: 1, nodesUpserted: nodes, nodesRemoved: [], edgesUpserted: edges, edgesRemoved: [] });
+    const alerts = await startAlertsService({
+      bus,
+      topology: { synced: () => true, rev: () => m.rev, nodes: () => m.nodes.values(), mirror: () => m },
+      rules: AlertRules.parse({}),
+      history,
+      log,
+      tickMs: 200,
+    });
+    try {
+      await alertPublisher(bus)([
+        { id: "big-1", source: "generic", fingerprint: "db9-down", severity: "critical", state: "firing", summary: "", labels: {}, target: { host: "db9", service: "PostgreSQL" }, startsAt: Date.now(), endsAt: null, at: Date.now() },
+      ]);
+      const state = await waitFor(async () => {
+        const s = await fetchHealthState(bus);
+        return "schema" in s && s.impact.length === 8000 ? s : null;
+      }, "the whole impact in the state", 30_000, 250);
+      expect(state.entities).toEqual([{ id: L, health: "critical", alerts: ["db9-down"] }]);
+      expect(new Set(state.impact.map((i) => i.id)).size).toBe(8000);
+      expect(state.impact.every((i) => i.hops === 1 && i.causes[0]!.id === L)).toBe(true);
+      expect(state.edges.length).toBe(8000);
+      // it does not fit one message: a reader that cannot take parts is told why
+      const single = await bus.nc.request(alertSubjects(bus.topo).rpc, new TextEncoder().encode(JSON.stringify({ op: "health" })), { timeout: 5000 });
+      expect(JSON.parse(new TextDecoder().decode(single.data)).error).toContain("parts: true");
+      // and the deltas that carried it were split to fit too, in consecutive seqs
+      const stored = await storedDeltas(bus);
+      expect(stored.length).toBeGreaterThan(1);
+      expect(stored.flatMap((d) => d.impact).length).toBe(8000);
+      expect(stored.every((d, i) => i === 0 || d.seq === stored[i - 1]!.seq + 1)).toBe(true);
+    } finally {
+      await alerts.stop();
+      await history.close();
+      await bus.close();
+    }
+  }, 60_000);
 });

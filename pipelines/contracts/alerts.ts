@@ -122,7 +122,11 @@ export const AlertsQuery = z.discriminatedUnion("op", [
   /** one alert by fingerprint, resolved or not (while the service still holds it): AlertsList of 0 or 1 */
   z.object({ op: z.literal("alert"), fingerprint: Id }),
   /** health.state.v1 (or not_ready while the service replays its stream or waits for the topology) */
-  z.object({ op: z.literal("health") }),
+  z.object({
+    op: z.literal("health"),
+    /** the reader accepts health.state.v1 in several messages (HealthStatePart) when it exceeds one */
+    parts: z.boolean().default(false),
+  }),
 ]);
 export type AlertsQuery = z.input<typeof AlertsQuery>;
 export const AlertsList = z.object({ alerts: z.array(AlertView), total: z.number().int().nonnegative() });

@@ -79,6 +79,13 @@ export const HealthState = z.object({
 });
 export type HealthState = z.infer<typeof HealthState>;
 
+/**
+ * A state too large for one message is answered (to `{op: "health", parts: true}`) as several messages to the reply
+ * subject, each a slice of the arrays with the same seq; the reader concatenates parts 0 … parts-1.
+ */
+export const HealthStatePart = HealthState.extend({ part: z.number().int().nonnegative(), parts: z.number().int().positive() });
+export type HealthStatePart = z.infer<typeof HealthStatePart>;
+
 /** What the alerts service answers while it is still replaying its stream or waiting for the topology. */
 export const NotReady = z.object({ error: z.string(), code: z.literal("not_ready") });
 export type NotReady = z.infer<typeof NotReady>;

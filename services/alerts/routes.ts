@@ -9,7 +9,8 @@
 import { z } from "zod";
 import { decode } from "../../pipelines/codec.ts";
 import { AlertsList, type AlertsQuery } from "../../pipelines/contracts/alerts.ts";
-import { HealthState, NotReady } from "../../pipelines/contracts/health.ts";
+import { HealthState, HealthStatePart, NotReady } from "../../pipelines/contracts/health.ts";
+import { createInbox } from "@nats-io/transport-node";
 import type { Bus } from "../shared/bus.ts";
 import { HttpError, type Routes } from "../gateway/http.ts";
 import { alertSubjects } from "./subjects.ts";
@@ -50,7 +51,18 @@ export function alertRoutes(bus: Bus): Routes {
         return askAlerts(bus, { op: "unmapped", limit: p.data.limit });
       },
     },
-    "/api/health": { GET: () => askAlerts(bus, { op: "health" }) },
+    "/api/health": {
+      GET: async () => {
+        let r;
+        try {
+          r = await fetchHealthState(bus);
+        } catch (e) {
+          return Response.json({ error: `alerts service unavailable: ${(e as Error).message}` }, { status: 503 });
+        }
+        if ("code" in r && r.code === "not_ready") return Response.json(r, { status: 503, headers: { "retry-after": "1" } });
+        return Response.json(r, { status: "error" in r ? 400 : 200 });
+      },
+    },
   };
 }
 
@@ -69,4 +81,33 @@ export function alertEntitiesOf(bus: Bus, timeoutMs = 5000): (fingerprint: strin
     if (!("alerts" in r)) throw new HttpError(502, "unexpected reply from the alerts service");
     return r.alerts[0]?.entities ?? null;
   };
+}
+
+const StatePiece = z.union([HealthStatePart, HealthState, NotReady, z.object({ error: z.string() })]);
+
+/**
+ * health.state.v1 from the alerts service, in one message or in parts (a large estate's impact exceeds one); a
+ * NotReady or an error as a value. Throws when the service does not answer within `timeoutMs`.
+ */
+export async function fetchHealthState(bus: Bus, timeoutMs = 5000): Promise<HealthState | NotReady | { error: string }> {
+  const inbox = createInbox();
+  const sub = bus.nc.subscribe(inbox);
+  const timer = setTimeout(() => sub.unsubscribe(), timeoutMs);
+  try {
+    bus.nc.publish(alertSubjects(bus.topo).rpc, new TextEncoder().encode(JSON.stringify({ op: "health", parts: true } satisfies AlertsQuery)), { reply: inbox });
+    const parts: HealthStatePart[] = [];
+    for await (const m of sub) {
+      const r = decode(StatePiece, "health.state.v1", m.data);
+      if (!("part" in r)) return r;
+      parts[r.part] = r;
+      if (parts.filter(Boolean).length === r.parts) {
+        const first = parts[0]!;
+        return { schema: "health.state.v1", seq: first.seq, at: first.at, entities: parts.flatMap((p) => p.entities), edges: parts.flatMap((p) => p.edges), impact: parts.flatMap((p) => p.impact) };
+      }
+    }
+    throw new Error(`no complete health state within ${timeoutMs} ms (is the alerts service running?)`);
+  } finally {
+    clearTimeout(timer);
+    sub.unsubscribe();
+  }
 }

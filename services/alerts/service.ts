@@ -279,13 +279,20 @@ export async function startAlertsService(deps: {
     callback: (err, msg) => {
       if (err || !msg.reply) return;
       let reply: unknown;
+      let parts = false;
       try {
         const q = decode(AlertsQuery, "alerts.query", msg.data);
+        parts = q.op === "health" && q.parts;
         reply = answer(q);
       } catch (e) {
         reply = { error: e instanceof Error ? e.message : String(e) };
       }
-      msg.respond(new TextEncoder().encode(JSON.stringify(reply)));
+      const bytes = new TextEncoder().encode(JSON.stringify(reply));
+      if (bytes.byteLength <= MAX_MESSAGE_BYTES) return void msg.respond(bytes);
+      if (!parts || !(reply as HealthState).schema) {
+        return void msg.respond(new TextEncoder().encode(JSON.stringify({ error: `the answer is ${bytes.byteLength} bytes, over one message: ask for health with parts: true (a list with a lower limit)` })));
+      }
+      for (const p of stateParts(reply as HealthState, bytes.byteLength)) msg.respond(p);
     },
   });
 
@@ -439,6 +446,27 @@ export async function startAlertsService(deps: {
       await publishing;
     },
   };
+}
+
+/** health.state.v1 as HealthStatePart messages, each under the message limit; the arrays sliced in order. */
+export function stateParts(state: HealthState, bytes: number): Uint8Array[] {
+  type K = "entities" | "edges" | "impact";
+  const items: { k: K; v: unknown }[] = [
+    ...state.entities.map((v) => ({ k: "entities" as K, v })),
+    ...state.edges.map((v) => ({ k: "edges" as K, v })),
+    ...state.impact.map((v) => ({ k: "impact" as K, v })),
+  ];
+  for (let n = Math.ceil((bytes * 1.25) / MAX_MESSAGE_BYTES); ; n *= 2) {
+    const per = Math.ceil(items.length / n);
+    const out: Uint8Array[] = [];
+    const parts = Math.ceil(items.length / per);
+    for (let i = 0; i < parts; i++) {
+      const slice: Record<K, unknown[]> = { entities: [], edges: [], impact: [] };
+      for (const { k, v } of items.slice(i * per, (i + 1) * per)) slice[k].push(v);
+      out.push(new TextEncoder().encode(JSON.stringify({ schema: "health.state.v1", seq: state.seq, at: state.at, ...slice, part: i, parts })));
+    }
+    if (out.every((b) => b.byteLength <= MAX_MESSAGE_BYTES) || per === 1) return out;
+  }
 }
 
 export function viewOf(fp: string, e: AlertEntry): AlertView {

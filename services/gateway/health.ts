@@ -6,11 +6,11 @@
  * every second until it gets one. Browsers get the state right after their topology snapshot, then every delta.
  */
 import { decode } from "../../pipelines/codec.ts";
-import { HealthDelta, HealthState, NotReady, type EdgeHealth, type HealthEntry, type ImpactEntry } from "../../pipelines/contracts/health.ts";
+import { HealthDelta, type EdgeHealth, type HealthEntry, type HealthState, type ImpactEntry } from "../../pipelines/contracts/health.ts";
+import { fetchHealthState } from "../alerts/routes.ts";
 import { alertSubjects } from "../alerts/subjects.ts";
 import type { Bus } from "../shared/bus.ts";
 import type { Logger } from "../shared/log.ts";
-import { z } from "zod";
 
 export interface HealthOverlay {
   state(): HealthState;
@@ -19,8 +19,6 @@ export interface HealthOverlay {
   onFrame(f: (frame: HealthDelta | HealthState) => void): void;
   stop(): void;
 }
-
-const StateReply = z.union([HealthState, NotReady, z.object({ error: z.string() })]);
 
 export function startHealthOverlay(bus: Bus, log: Logger, opts: { retryMs?: number } = {}): HealthOverlay {
   const subjects = alertSubjects(bus.topo);
@@ -55,8 +53,7 @@ export function startHealthOverlay(bus: Bus, log: Logger, opts: { retryMs?: numb
   const resync = () =>
     (fetching ??= (async () => {
       try {
-        const r = await bus.nc.request(subjects.rpc, new TextEncoder().encode(JSON.stringify({ op: "health" })), { timeout: 5000 });
-        const s = decode(StateReply, "health.state.v1", r.data, 256 * 1024 * 1024);
+        const s = await fetchHealthState(bus);
         if (!("schema" in s)) {
           // not ready (replaying) or an error: keep what the wallboards show, ask again shortly
           synced = false;

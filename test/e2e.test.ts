@@ -9,7 +9,7 @@ import { connect, type Socket } from "node:net";
 import { createServer, type Server } from "node:net";
 import { WsFrame } from "../pipelines/contracts/topology.ts";
 import { applyDelta, mirrorFromSnapshot, type Mirror } from "../pipelines/stages/apply-delta.ts";
-import { startStack, type Stack } from "./helpers/stack.ts";
+import { expectCleanCtrlC, startStack, type Stack } from "./helpers/stack.ts";
 import { waitFor } from "./helpers/tmp.ts";
 
 const HOST = "e2e-host";
@@ -27,8 +27,7 @@ afterAll(async () => {
   server?.close();
   await browser?.close();
   if (stack) {
-    const code = await stack.stop();
-    expect(code).toBe(0); // Ctrl-C stops every child cleanly
+    if (stack.proc.exitCode === null) await stack.stop();
     stack.cleanup();
   }
 });
@@ -125,3 +124,7 @@ test("a new listener and a connection to it appear in the WebSocket stream, the 
   ws.close();
   expect(frames.length).toBeGreaterThan(1);
 });
+
+test("Ctrl-C (SIGINT to the whole process group) stops every child cleanly, services first and nats-server last", async () => {
+  await expectCleanCtrlC(stack);
+}, 60_000);

@@ -4,21 +4,8 @@
  * child SIGKILLed, no process left, and nats-server still up while the services drain.
  */
 import { expect, test } from "bun:test";
-import { alive, startStack, type Stack } from "./helpers/stack.ts";
+import { alive, expectCleanCtrlC, startStack } from "./helpers/stack.ts";
 import { tempDir, waitFor } from "./helpers/tmp.ts";
-
-async function expectCleanCtrlC(stack: Stack): Promise<void> {
-  const children = stack.descendants();
-  expect(children.length).toBeGreaterThanOrEqual(10); // nats-server, chDB owner, the services, agent, simulator
-  expect(await stack.stop()).toBe(0);
-  const logs = stack.logs();
-  expect(logs).not.toContain("did not stop");
-  // a service that lost nats-server while draining logs its failed pulls/acks with this reason
-  expect(logs).not.toMatch(/server shutdown|CONNECTION_CLOSED|connection closed/i);
-  await waitFor(() => children.every((p) => !alive(p)), "every child of the supervisor gone", 5000).catch(() => {
-    throw new Error(`left running: ${children.filter(alive).join(", ")}`);
-  });
-}
 
 test("stop with Ctrl-C, start again on the same data directory: graph and series are still there", async () => {
   const tmp = tempDir("orrery-restart-");

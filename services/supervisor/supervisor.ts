@@ -136,6 +136,7 @@ export class Supervisor {
     const killed: string[] = [];
     for (const r of [...this.children].reverse()) {
       if (r.proc.exitCode !== null || r.proc.signalCode !== null) continue;
+      const t0 = performance.now();
       r.proc.kill("SIGTERM");
       const done = await Promise.race([r.proc.exited.then(() => true), Bun.sleep(graceMs).then(() => false)]);
       if (!done) {
@@ -143,7 +144,7 @@ export class Supervisor {
         killed.push(r.spec.name);
         r.proc.kill("SIGKILL");
         await r.proc.exited;
-      }
+      } else process.stderr.write(`[supervisor] stopped ${r.spec.name} (${((performance.now() - t0) / 1000).toFixed(1)} s)\n`);
     }
     return { killed };
   }

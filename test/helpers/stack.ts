@@ -1,8 +1,9 @@
 /** Starts the whole platform the way `npm run demo` does (the supervisor as a child process), isolated per test. */
+import { expect } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
-import { tempDir, uniquePrefix } from "./tmp.ts";
+import { tempDir, uniquePrefix, waitFor } from "./tmp.ts";
 
 export interface Stack {
   dashboard: string;
@@ -114,4 +115,26 @@ export async function startStack(env: Record<string, string> = {}, dataDir?: str
   }
   proc.kill("SIGKILL");
   throw new Error(`stack did not start:\n${out}\n${logs}`);
+}
+
+/**
+ * Ctrl-C as a terminal sends it, and what a clean stop means: exit 0, no child SIGKILLed, every process of the stack
+ * gone, and no service that lost nats-server while it was still draining.
+ */
+export async function expectCleanCtrlC(stack: Stack): Promise<void> {
+  const children = stack.descendants();
+  expect(children.length).toBeGreaterThanOrEqual(10); // nats-server, chDB owner, the services, agent, simulator
+  expect(await stack.stop()).toBe(0);
+  const logs = stack.logs();
+  expect(logs).not.toContain("did not stop");
+  // a service that lost nats-server while draining logs its failed pulls/acks with this reason
+  expect(logs).not.toMatch(/server shutdown|CONNECTION_CLOSED|connection closed/i);
+  // one at a time in reverse start order: the services, then the ClickHouse owner, nats-server last
+  const order = [...logs.matchAll(/\[supervisor\] stopped (\S+)/g)].map((m) => m[1]);
+  expect(order.length).toBeGreaterThanOrEqual(10);
+  expect(order.slice(-2)).toEqual(["clickhouse", "nats"]);
+  expect(order.indexOf("gateway")).toBeLessThan(order.indexOf("topology"));
+  await waitFor(() => children.every((p) => !alive(p)), "every child of the supervisor gone", 5000).catch(() => {
+    throw new Error(`left running: ${children.filter(alive).join(", ")}`);
+  });
 }

@@ -130,6 +130,14 @@ export async function startAlertsService(deps: {
 
   await history.init();
   await ensureHealthStream(bus, subjects.healthStream);
+  // Past the last delta a predecessor stored (a busy service can number faster than the clock): the first delta
+  // after a restart always leaves a gap, so every reader fetches the state rather than folding onto an old one.
+  try {
+    const last = await bus.jsm.streams.getMessage(subjects.healthStream.name, { last_by_subj: subjects.health });
+    if (last) seq = Math.max(seq, decode(HealthDelta, "health.delta.v1", last.data).seq + 1);
+  } catch {
+    // no delta stored yet
+  }
   await ensureConsumer(bus.jsm, subjects.consumer);
   await ensureConsumer(bus.jsm, subjects.historyConsumer);
 

@@ -89,7 +89,7 @@ export function startHealthOverlay(bus: Bus, log: Logger, opts: { retryMs?: numb
         return;
       }
       if (!synced || d.seq !== seq + 1) {
-        if (d.seq <= seq && synced) return; // a duplicate
+        // a gap, a restarted alerts service, or a publish retried after a lost ack: the state settles it
         synced = false;
         void resync();
         return;

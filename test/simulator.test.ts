@@ -242,9 +242,11 @@ describe("the simulator process on a real nats-server", () => {
     const sent = within(0, 3000);
     const maxScan = Math.max(...capped.map((s) => s.events));
     console.log(`rate ${RATE}/s: ${sent} events in 3 s (largest host scan ${maxScan} events)`);
-    expect(sent).toBeLessThanOrEqual(RATE * 3 + RATE / 10 + maxScan);
+    // the bucket allows burst (rate/10) + rate × t; arrival times are taken here, so allow 100 ms of delivery jitter
+    const allowed = (ms: number) => RATE / 10 + (RATE * (ms + 100)) / 1000 + maxScan;
+    expect(sent).toBeLessThanOrEqual(allowed(3000));
     expect(sent).toBeGreaterThan(RATE * 3 * 0.7);
-    for (const [a, b] of [[0, 1000], [1000, 2000], [2000, 3000]] as const) expect(within(a, b)).toBeLessThanOrEqual(RATE + RATE / 10 + maxScan);
+    for (const [a, b] of [[0, 1000], [1000, 2000], [2000, 3000]] as const) expect(within(a, b)).toBeLessThanOrEqual(allowed(1000));
 
     const spread = await observe({ ORRERY_SIM_HOSTS: "20", ORRERY_SIM_INTERVAL_MS: "2000", ORRERY_SIM_CHURN: "none" }, 1500);
     const firstTick = spread.filter((s) => s.at < 2000);

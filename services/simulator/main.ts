@@ -43,7 +43,8 @@ const loop = (async () => {
       const byHost = new Map<string, DiscoveryBatch[]>();
       for (const b of batches) byHost.set(b.host, [...(byHost.get(b.host) ?? []), b]);
       const groups = [...byHost.values()];
-      const times = planTick(groups.map((g) => g.reduce((n, b) => n + b.events.length, 0)), deadline, sim.intervalMs, bucket);
+      // planned from when the scan is ready (not the deadline): sends planned for the time the scan took would go out at once
+      const times = planTick(groups.map((g) => g.reduce((n, b) => n + b.events.length, 0)), Math.max(deadline, Date.now()), sim.intervalMs, bucket);
       for (const [i, g] of groups.entries()) {
         await sleepUntil(times[i]!);
         if (stopped) break;

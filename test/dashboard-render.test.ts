@@ -56,6 +56,8 @@ function fixtureSnapshot(): TopologySnapshot {
     edge("LISTENS", PG, "listener:web-1:tcp:127.0.0.1:5432"),
     edge("CONNECTS", NGINX, "listener:web-1:tcp:127.0.0.1:5432"),
     edge("CONNECTS", NGINX, "external:203.0.113.7:443"),
+    // derived from the CONNECTS into postgres's listener: in the mirror, not drawn by default
+    edge("DEPENDS_ON", NGINX, PG),
   ];
   return { schema: "topology.snapshot.v1", rev: 7, at: T0, nodes, edges };
 }
@@ -84,6 +86,8 @@ function startGateway() {
       const url = new URL(req.url);
       if (url.pathname === "/ws") return srv.upgrade(req) ? undefined : new Response("upgrade failed", { status: 400 });
       if (url.pathname === "/api/snapshot") return Response.json(snapshotOf(mirror, Date.now()));
+      // The time bar asks for the history range at start (no history here).
+      if (url.pathname === "/api/topology/range") return Response.json({ earliest: null, latest: null, now: Date.now() });
       if (url.pathname === "/api/metrics/latest") {
         const entity = url.searchParams.get("entity") ?? "";
         if (entity !== HOST) return Response.json({ error: "no metrics" }, { status: 404 });
@@ -322,6 +326,9 @@ describe("dashboard in a browser", () => {
       const halos = await drawn();
       expect(halos.map((h) => [h.id, h.hops])).toEqual([[NGINX_L, 3], [PG_L, 1], [NGINX, 2]].sort((a, b) => (a[0]! < b[0]! ? -1 : 1)));
       expect(JSON.parse((await page.locator('[data-testid="graph-canvas"]').getAttribute("data-unhealthy-edges")) ?? "[]")).toEqual([CALL]);
+      // DEPENDS_ON is in the mirror (the edge count) but not laid out or drawn: it would duplicate the CONNECTS
+      expect(await text(page, "edge-count")).toBe("7");
+      expect(JSON.parse((await page.locator('[data-testid="graph-canvas"]').getAttribute("data-links")) ?? "{}")).toEqual({ RUNS: 2, LISTENS: 2, CONNECTS: 2, DEPENDS_ON: 0 });
 
       // The pixels: on nginx's halo circle the canvas is orange (#ff7a1a) — and is not once the impact is cleared.
       const nginx = halos.find((h) => h.id === NGINX)!;

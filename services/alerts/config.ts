@@ -8,6 +8,9 @@ const Env = z.object({
   ORRERY_ALERT_FLAP_WINDOW_S: z.coerce.number().int().min(1).max(86_400).default(600),
   ORRERY_ALERT_FLAP_THRESHOLD: z.coerce.number().int().min(2).max(1000).default(5),
   ORRERY_ALERTS_TTL_DAYS: z.coerce.number().int().min(1).max(3650).default(90),
+  /** how far the impact of an unhealthy entity is followed (graph edges) and how many entities one may impact */
+  ORRERY_IMPACT_HOPS: z.coerce.number().int().min(1).max(32).default(8),
+  ORRERY_IMPACT_LIMIT: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
   ICINGA2_URL: z.url().optional(),
   ICINGA2_USER: z.string().min(1).optional(),
   ICINGA2_PASSWORD: z.string().min(1).optional(),
@@ -23,6 +26,7 @@ export interface AlertsConfig {
   rulesPath?: string;
   flap: { windowMs: number; threshold: number };
   ttlDays: number;
+  impact: { hops: number; limit: number };
   icinga2?: { url: string; user: string; password: string; ca?: string; serverName?: string; queue?: string; filter?: string };
 }
 
@@ -49,6 +53,7 @@ export function loadAlertsConfig(env: Record<string, string | undefined>): Alert
     rulesPath: e.ORRERY_ALERT_RULES,
     flap: { windowMs: e.ORRERY_ALERT_FLAP_WINDOW_S * 1000, threshold: e.ORRERY_ALERT_FLAP_THRESHOLD },
     ttlDays: e.ORRERY_ALERTS_TTL_DAYS,
+    impact: { hops: e.ORRERY_IMPACT_HOPS, limit: e.ORRERY_IMPACT_LIMIT },
     icinga2: e.ICINGA2_URL
       ? { url: e.ICINGA2_URL, user: e.ICINGA2_USER!, password: e.ICINGA2_PASSWORD!, ca, serverName: e.ICINGA2_TLS_SERVERNAME, queue: e.ICINGA2_QUEUE, filter: e.ICINGA2_FILTER }
       : undefined,

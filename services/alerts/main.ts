@@ -20,7 +20,7 @@ const history = new ClickHouseAlertHistory(
   { database: cfg.CLICKHOUSE_DATABASE, ttlDays: acfg.ttlDays },
 );
 const mirror = await startMirror(bus, log);
-const svc = await startAlertsService({ bus, topology: mirrorView(mirror), rules, history, log, flap: acfg.flap });
+const svc = await startAlertsService({ bus, topology: mirrorView(mirror), rules, history, log, flap: acfg.flap, impact: acfg.impact });
 const icinga = acfg.icinga2
   ? startIcinga2Consumer({ ...acfg.icinga2, queue: acfg.icinga2.queue ?? `orrery-${cfg.ORRERY_PREFIX}` }, { publish: alertPublisher(bus), log })
   : null;

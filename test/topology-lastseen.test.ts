@@ -50,18 +50,21 @@ test("refreshes come once lastSeenPersistMs after the last write, capped per cal
   expect(maxLag(m, s)).toBeLessThanOrEqual(1000);
 });
 
-test("something no longer seen is not rewritten; its stored lastSeen is its real last sighting", () => {
+test("an open connection's edge, DEPENDS_ON and external node are seen at each scan of their source; what nothing sees is not rewritten", () => {
   const m = emptyModel({ confirmScans: 1, lastSeenPersistMs: 1000, lastSeenPersistMaxPerBatch: 50 });
   const s = store();
-  s.apply(applyDiscovery(m, batch([hostSeen(["10.0.0.1"]), conn("10.0.0.1", 40000, "10.0.0.9", 443, proc(2, "app"))], { at: 0 }), 0));
-  s.apply(applyDiscovery(m, batch([], { at: 500 }), 500)); // the flow is open: its edge and external node were seen
-  s.apply(applyDiscovery(m, batch([{ type: "connection.gone", proto: "tcp", localIp: "10.0.0.1", localPort: 40000, remoteIp: "10.0.0.9", remotePort: 443 }], { at: 600 }), 600));
-  // grace: the closed flow's edge stays one more scan; nothing sees the host either
-  for (let t = 700; t <= 3000; t += 100) s.apply(ageModel(m, t, { intervalMs: 100_000 }));
-  const edge = [...m.edges.values()].find((e) => e.kind === "CONNECTS")!;
-  expect(s.rows.get(edge.id)!.lastSeen).toBe(500);
-  expect(s.rows.get("external:10.0.0.9:443")!.lastSeen).toBe(500);
-  expect(s.rows.get("host:h1")!.lastSeen).toBe(0);
+  s.apply(applyDiscovery(m, batch([hostSeen(["10.0.0.2"], "db"), listen(5432, proc(1, "postgres"))], { host: "db", at: 0 }), 0));
+  s.apply(applyDiscovery(m, batch([hostSeen(["10.0.0.1"]), conn("10.0.0.1", 40000, "10.0.0.9", 443, proc(2, "app")), conn("10.0.0.1", 40001, "10.0.0.2", 5432, proc(2, "app"))], { at: 0 }), 0));
+  // h1 keeps scanning (deltas with nothing new: its connections stay open); db goes quiet
+  for (let t = 100; t <= 2500; t += 100) s.apply(applyDiscovery(m, batch([], { at: t }), t));
+  const ids = ["CONNECTS:service:h1:app:client->external:10.0.0.9:443", "DEPENDS_ON:service:h1:app:client->service:db:postgres:5432", "external:10.0.0.9:443"];
+  for (const id of ids) expect(s.rows.get(id)!.lastSeen).toBeGreaterThanOrEqual(2500 - 1000);
+  expect(s.rows.get("host:h1")!.lastSeen).toBe(0); // no host.seen since
+  expect(s.rows.get("host:db")!.lastSeen).toBe(0);
+  // h1 goes silent too: they reach its last scan, and advance no further however often the model is aged
+  for (let t = 2600; t <= 6000; t += 100) s.apply(ageModel(m, t, { intervalMs: 100_000 }));
+  for (const id of ids) expect(s.rows.get(id)!.lastSeen).toBe(2500);
+  expect(maxLag(m, s)).toBe(0);
 });
 
 test("at scale the trickle is bounded per call and keeps every stored lastSeen within the period", () => {

@@ -191,6 +191,8 @@ export interface TopologyModel {
   servedBy: Map<string, Set<string>>;
   /** DEPENDS_ON edge id → its ends and the listeners through which the caller reaches the served service */
   dependsVia: Map<string, DependsRec>;
+  /** caller's source → DEPENDS_ON edges the stored pairs imply but the store lacks (made at its first full scan) */
+  dependsMissing: Map<string, Set<string>>;
   /** `${host}|${proto}|${port}` → services with a LISTENS edge to a listener there (and how many) */
   servedAt: Map<string, Map<string, number>>;
   /** service id → its `${host}|${proto}|${port}` keys (and how many listeners each) */
@@ -266,6 +268,7 @@ export function emptyModel(opts: Partial<StageOptions> = {}): TopologyModel {
     adjacency: new Map(),
     servedBy: new Map(),
     dependsVia: new Map(),
+    dependsMissing: new Map(),
     servedAt: new Map(),
     serviceAt: new Map(),
     annotations: new Map(),
@@ -368,6 +371,13 @@ class Tracker {
   /** ids to emit even though only lastSeen moved */
   private forced = new Set<string>();
   constructor(private m: TopologyModel) {}
+  /** the state before this call, for an id touched in it */
+  nodeBefore(id: string): TopoNode | undefined {
+    return this.nodesBefore.get(id);
+  }
+  edgeBefore(id: string): TopoEdge | undefined {
+    return this.edgesBefore.get(id);
+  }
   force(id: string, edge: boolean) {
     if (edge) this.touchEdge(id);
     else this.touchNode(id);
@@ -455,6 +465,12 @@ function finish(m: TopologyModel, t: Tracker, now: number): Changes {
       m.persisted.delete(id);
       const cur = m.nodes.get(id) ?? m.edges.get(id);
       if (!cur) continue;
+      if (LIVE.has(cur.kind)) {
+        // These exist only while open connections back them, so they were seen at their source's latest scan
+        // (refreshed here, once a period, rather than per flow per scan).
+        const at = m.sources.get(cur.source)?.lastBatchAt;
+        if (at !== undefined && at > cur.lastSeen) cur.lastSeen = at;
+      }
       if (cur.lastSeen > r.lastSeen) {
         t.force(id, !m.nodes.has(id));
         emitted++;
@@ -470,6 +486,9 @@ function finish(m: TopologyModel, t: Tracker, now: number): Changes {
   for (const e of c.edgesRemoved) m.persisted.delete(e.id);
   return c;
 }
+
+/** Kinds that exist only while confirmed, open (or just closed, within grace) connections back them. */
+const LIVE = new Set<string>(["CONNECTS", "DEPENDS_ON", "external"]);
 
 function written(m: TopologyModel, id: string, lastSeen: number, now: number) {
   m.persisted.delete(id);
@@ -566,24 +585,7 @@ function endScan(ctx: Ctx, src: SourceRec) {
         f.lastSeenScan = src.scans;
       }
       if (!f.confirmed && f.seenScans >= confirmScans) confirmFlow(ctx, f);
-      else if (f.edge) seenFlow(ctx, f);
     } else if (src.scans - f.lastSeenScan >= graceScans) removeFlow(ctx, f);
-  }
-}
-
-/** An open confirmed flow refreshes (in the model only) the lastSeen of what it stands for: its edge, its external node, its DEPENDS_ON. */
-function seenFlow(ctx: Ctx, f: FlowRec) {
-  const e = ctx.m.edges.get(f.edge!);
-  if (!e || e.lastSeen === ctx.now) return;
-  e.lastSeen = ctx.now;
-  if (f.dst?.startsWith("external:")) {
-    const n = ctx.m.nodes.get(f.dst);
-    if (n) n.lastSeen = ctx.now;
-  } else if (f.dst && isService(e.src)) {
-    for (const b of ctx.m.servedBy.get(f.dst) ?? []) {
-      const d = ctx.m.edges.get(edgeId("DEPENDS_ON", e.src, b));
-      if (d) d.lastSeen = ctx.now;
-    }
   }
 }
 
@@ -598,7 +600,7 @@ function putNode(ctx: Ctx, id: string, kind: TopoNode["kind"], name: string, pro
   ctx.t.touchNode(id);
   if (prev && prev.source !== source) ctx.m.bySource.get(prev.source)?.delete(id);
   if (!prev || prev.source !== source) indexSource(ctx.m, source, id);
-  ctx.m.nodes.set(id, { id, kind, name, source, props, firstSeen: prev?.firstSeen ?? ctx.now, lastSeen: ctx.now });
+  ctx.m.nodes.set(id, { id, kind, name, source, props, firstSeen: (prev ?? ctx.t.nodeBefore(id))?.firstSeen ?? ctx.now, lastSeen: ctx.now });
 }
 
 function indexSource(m: TopologyModel, source: string, id: string) {
@@ -615,7 +617,8 @@ function putEdge(ctx: Ctx, kind: EdgeKind, src: string, dst: string, props: Topo
     return id;
   }
   ctx.t.touchEdge(id);
-  const e: TopoEdge = { id, kind, src, dst, source, props, firstSeen: prev?.firstSeen ?? ctx.now, lastSeen: ctx.now };
+  // firstSeen survives a drop and re-creation within one call (a listener changing owner, a restarted server)
+  const e: TopoEdge = { id, kind, src, dst, source, props, firstSeen: (prev ?? ctx.t.edgeBefore(id))?.firstSeen ?? ctx.now, lastSeen: ctx.now };
   ctx.m.edges.set(id, e);
   if (!prev) {
     adj(ctx.m, src).add(id);
@@ -1245,6 +1248,7 @@ export function modelFromGraph(nodes: TopoNode[], edges: TopoEdge[], opts: Parti
   // DEPENDS_ON bookkeeping from the stored CONNECTS and LISTENS edges (LISTENS first: CONNECTS pair with them).
   for (const e of edges) if (e.kind === "LISTENS") deriveAdded(m, e);
   for (const e of edges) if (e.kind === "CONNECTS") deriveAdded(m, e);
+  for (const [id, r] of m.dependsVia) if (!m.edges.has(id)) addTo(m.dependsMissing, m.nodes.get(r.src)?.source ?? "", id);
   // What the store holds is what was written; the oldest are checked first.
   const stored: { id: string; lastSeen: number }[] = [...nodes, ...edges].map((x) => ({ id: x.id, lastSeen: x.lastSeen }));
   stored.sort((a, b) => a.lastSeen - b.lastSeen);
@@ -1254,12 +1258,26 @@ export function modelFromGraph(nodes: TopoNode[], edges: TopoEdge[], opts: Parti
 
 /** After a restart, the first full scan of a source confirms what still exists; the rest of its entities go. */
 function sweepRecovered(ctx: Ctx) {
-  for (const [id, e] of ctx.m.edges)
-    if (e.source === ctx.source && e.kind === "CONNECTS" && !ctx.m.edgeRefs.has(id)) dropEdge(ctx, id);
-  // DEPENDS_ON as the surviving pairs say: stored ones nothing backs go, missing ones (a store written before
-  // DEPENDS_ON existed) are made, and the ports summary is brought up to date.
-  for (const [id, e] of ctx.m.edges) if (e.source === ctx.source && e.kind === "DEPENDS_ON" && !ctx.m.dependsVia.has(id)) dropEdge(ctx, id);
-  for (const [id, r] of ctx.m.dependsVia) if (ctx.m.nodes.get(r.src)?.source === ctx.source) putDepends(ctx, id, r);
+  const m = ctx.m;
+  // The source's edges, found through its nodes (a CONNECTS or DEPENDS_ON edge starts at a node of its source), so
+  // each source's first full scan after a restart costs its own part of the graph, not the whole graph.
+  const own = new Set<string>();
+  for (const id of m.bySource.get(ctx.source) ?? [])
+    for (const eid of m.adjacency.get(id) ?? []) if (m.edges.get(eid)?.source === ctx.source) own.add(eid);
+  for (const id of own) if (m.edges.get(id)?.kind === "CONNECTS" && !m.edgeRefs.has(id)) dropEdge(ctx, id);
+  // DEPENDS_ON as the surviving pairs say: stored ones nothing backs go, the ports summary is brought up to date, and
+  // missing ones (a store written before DEPENDS_ON existed) are made.
+  for (const id of own) {
+    if (m.edges.get(id)?.kind !== "DEPENDS_ON") continue;
+    const r = m.dependsVia.get(id);
+    if (r) putDepends(ctx, id, r);
+    else dropEdge(ctx, id);
+  }
+  for (const id of m.dependsMissing.get(ctx.source) ?? []) {
+    const r = m.dependsVia.get(id);
+    if (r && !m.edges.has(id)) putDepends(ctx, id, r);
+  }
+  m.dependsMissing.delete(ctx.source);
   for (const id of [...(ctx.m.bySource.get(ctx.source) ?? [])]) {
     const n = ctx.m.nodes.get(id);
     if (!n || n.kind === "host") continue;

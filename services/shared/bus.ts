@@ -278,8 +278,9 @@ export async function runConsumer<S extends z.ZodType>(
       else await terminate(g.msg, d.reason);
     }
   };
-  const attempt = async (items: Item[]): Promise<unknown> => {
-    for (const g of items) g.msg.working(); // the retries of a failed batch must not outlive ack_wait
+  const attempt = async (items: Item[], retry = true): Promise<unknown> => {
+    // the retries of a failed batch must not outlive ack_wait (not on the first try: that would double the acks sent)
+    if (retry) for (const g of items) g.msg.working();
     try {
       await handle(items);
       return undefined;
@@ -340,7 +341,7 @@ export async function runConsumer<S extends z.ZodType>(
         }
       }
       if (!good.length) continue;
-      const err = await attempt(good);
+      const err = await attempt(good, false);
       if (err === undefined) {
         for (const g of good) g.msg.ack();
         continue;

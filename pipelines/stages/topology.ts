@@ -900,8 +900,10 @@ function refreshService(ctx: Ctx, id: string, host: string, source: string) {
 
 function listenerSeen(ctx: Ctx, src: SourceRec, e: ListenerSeen): string {
   const id = listenerId(ctx.host, e.proto, e.ip, e.port);
-  const host = ensureHost(ctx);
   const prev = ctx.m.listeners.get(id);
+  // A job seeing a socket an agent reports (with its process) learns nothing new and must not take it over.
+  if (prev && prev.source !== ctx.source && isAgentSource(prev.source) && !isAgentSource(ctx.source)) return id;
+  const host = ensureHost(ctx);
   const proc = e.process ? procOf(ctx, e.process) : null;
   const pk = proc?.key ?? null;
   putNode(ctx, id, "listener", `${e.proto}/${e.port}`, { host: ctx.host, proto: e.proto, ip: e.ip, port: e.port });
@@ -963,17 +965,28 @@ function removeListener(ctx: Ctx, id: string) {
   dropNode(ctx, id);
 }
 
+/**
+ * The listener a connection to ip:port on a host reaches: the one bound to that ip, else a wildcard (or loopback for
+ * loopback). An agent's listener comes before one a job inferred (a port scan or an inventory sees an open port, the
+ * agent sees the process serving it).
+ */
 function findListener(m: TopologyModel, host: string, proto: string, ip: string, port: number): string | undefined {
   const set = m.listenerIndex.get(`${host}|${proto}|${port}`);
   if (!set) return undefined;
-  let wildcard: string | undefined;
+  let best: string | undefined;
+  let bestScore = -1;
   for (const id of set) {
     const l = m.listeners.get(id);
     if (!l) continue;
-    if (l.ip === ip) return id;
-    if (WILDCARD.has(l.ip) || (isLoopback(ip) && isLoopback(l.ip))) wildcard = id;
+    const exact = l.ip === ip;
+    if (!exact && !WILDCARD.has(l.ip) && !(isLoopback(ip) && isLoopback(l.ip))) continue;
+    const score = (isAgentSource(l.source) ? 2 : 0) + (exact ? 1 : 0);
+    if (score > bestScore) {
+      best = id;
+      bestScore = score;
+    }
   }
-  return wildcard;
+  return best;
 }
 
 /** Where a flow's remote end is, and whether that answer hangs on who owns the IP. */

@@ -12,7 +12,9 @@ import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { TopologyDelta, type EdgeKind, type NodeKind, type TopoEdge, type TopoNode } from "../pipelines/contracts/topology.ts";
-import { applyDelta, emptyMirror, snapshotOf, type Mirror } from "../pipelines/stages/apply-delta.ts";
+import { applyDelta, emptyMirror, mirrorFromSnapshot, snapshotOf, type Mirror } from "../pipelines/stages/apply-delta.ts";
+import { changeRows } from "../pipelines/stages/history.ts";
+import { cutPage, deltaOfRows, groupByRev } from "../dashboard/src/lib/replay.ts";
 import { edgeId } from "../pipelines/stages/topology.ts";
 import { startGatewayServer } from "../services/gateway/http.ts";
 import { startMirror, type GatewayMirror } from "../services/gateway/mirror.ts";
@@ -165,6 +167,28 @@ async function clickTime(page: Page, t: number) {
   await page.mouse.click(box.x + thumb / 2 + ((t - min) / (max - min)) * (box.width - thumb), box.y + box.height / 2);
 }
 
+describe("replay pages (pure)", () => {
+  test("change rows of a delta fold back into the same delta", () => {
+    const d = delta(9, T2, {
+      nodesUpserted: [{ ...node(PG, "process", "postgres"), props: { pid: 202, user: "postgres", tls: true, note: null } }],
+      edgesUpserted: [edge("RUNS", HOST, PG)],
+      edgesRemoved: [edgeId("RUNS", HOST, NGINX)],
+      nodesRemoved: [NGINX],
+    });
+    expect(deltaOfRows(changeRows(d))).toEqual(d);
+    expect(() => deltaOfRows([...changeRows(d), ...changeRows({ ...d, rev: 10 })])).toThrow("rows of revs 9 and 10");
+  });
+
+  test("a page cut at its limit keeps whole milliseconds; one millisecond over the limit jumps", () => {
+    const [r1, r2, r3] = SCRIPT.map(changeRows) as [ReturnType<typeof changeRows>, ReturnType<typeof changeRows>, ReturnType<typeof changeRows>];
+    expect(groupByRev([...r2, ...r3]).map((g) => g.map((r) => r.rev))).toEqual([[2, 2], [3, 3]]);
+    expect(cutPage({ changes: [...r2, ...r3], truncated: false }, T3 + 5)).toEqual({ rows: [...r2, ...r3], fetchedTo: T3 + 5 });
+    // rev 3 was cut after its first row: it is asked for again, from just before its ts
+    expect(cutPage({ changes: [...r2, r3[0]!], truncated: true }, T3 + 5)).toEqual({ rows: r2, fetchedTo: T3 - 1 });
+    expect(cutPage({ changes: r1.slice(0, 2), truncated: true }, T3)).toEqual({ jumpTo: T1 });
+  });
+});
+
 describe("wallboard time slider", () => {
   let bus: Bus;
   let topo: Awaited<ReturnType<typeof playTopologyService>>;
@@ -287,6 +311,32 @@ describe("wallboard time slider", () => {
       await close();
     }
   }, 120_000);
+
+  test("stateAt(T) + replay pages of 3 rows, cut and resumed as the slider does = stateAt(now)", async () => {
+    const to = Date.now();
+    const fold = mirrorFromSnapshot(await reader.stateAt(T1));
+    let from = T1;
+    let midDeltaCuts = 0;
+    for (let pages = 0; ; pages++) {
+      expect(pages).toBeLessThan(20);
+      const page = await reader.replay(from, to, 3);
+      const cut = cutPage(page, to);
+      if ("jumpTo" in cut) {
+        Object.assign(fold, mirrorFromSnapshot(await reader.stateAt(cut.jumpTo)));
+        from = cut.jumpTo;
+        continue;
+      }
+      if (cut.rows.length < page.changes.length) midDeltaCuts++;
+      for (const g of groupByRev(cut.rows)) expect(applyDelta(fold, deltaOfRows(g))).toBe(true);
+      from = cut.fetchedTo;
+      if (!page.truncated) break;
+    }
+    expect(midDeltaCuts).toBeGreaterThan(0);
+    const want = await reader.stateAt(to);
+    expect(fold.rev).toBe(want.rev);
+    expect([...fold.nodes.values()].sort((a, b) => a.id.localeCompare(b.id))).toEqual([...want.nodes].sort((a, b) => a.id.localeCompare(b.id)));
+    expect([...fold.edges.keys()].sort()).toEqual(want.edges.map((e) => e.id).sort());
+  });
 
   test("a failing history API is shown as an error; the graph stays on screen", async () => {
     // Same live graph, but the history store points at a database that does not exist: every history query fails.

@@ -7,8 +7,9 @@
  * Failed or malformed answers become `error` (shown by TimeSlider) and leave the graph on screen as it was.
  */
 import { z } from "zod";
-import type { TopoEdge, TopoNode, TopologyDelta } from "../../../pipelines/contracts/topology.ts";
+import type { TopologyDelta } from "../../../pipelines/contracts/topology.ts";
 import { ChangeRow } from "../../../pipelines/stages/history.ts";
+import { cutPage, deltaOfRows, groupByRev } from "./replay.ts";
 import { TopologyState } from "./topology.svelte.ts";
 
 export type TimeMode = "live" | "history";
@@ -42,20 +43,6 @@ export function formatTime(t: number, now = Date.now()): string {
   const p = (n: number) => String(n).padStart(2, "0");
   const time = `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
   return d.toDateString() === new Date(now).toDateString() ? time : `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${time}`;
-}
-
-/** One rev's change rows → the topology.delta.v1 it came from (rows of one rev share its ts; order as changeRows). */
-export function deltaOfRows(rows: ChangeRow[]): TopologyDelta {
-  const first = rows[0]!;
-  const d: TopologyDelta = { schema: "topology.delta.v1", rev: first.rev, at: first.ts, nodesUpserted: [], nodesRemoved: [], edgesUpserted: [], edgesRemoved: [] };
-  for (const r of rows) {
-    if (r.op === "remove") (r.entity === "node" ? d.nodesRemoved : d.edgesRemoved).push(r.id);
-    else if (r.entity === "node")
-      d.nodesUpserted.push({ id: r.id, kind: r.kind as TopoNode["kind"], name: r.name, source: r.source, props: JSON.parse(r.props), firstSeen: r.firstSeen, lastSeen: r.lastSeen });
-    else
-      d.edgesUpserted.push({ id: r.id, kind: r.kind as TopoEdge["kind"], src: r.src, dst: r.dst, source: r.source, props: JSON.parse(r.props), firstSeen: r.firstSeen, lastSeen: r.lastSeen });
-  }
-  return d;
 }
 
 export class TimeTravel {
@@ -141,9 +128,14 @@ export class TimeTravel {
 
   /** Shows the graph as it was at t (pauses a replay). Resolves false when it could not (see `error`). */
   async seek(t: number): Promise<boolean> {
+    // The slider's right end is now: that is the live graph.
+    if (t >= this.#clock() - 1000) {
+      this.goLive();
+      return true;
+    }
     this.pause();
     const seq = ++this.#seq;
-    t = Math.round(Math.min(t, this.#clock()));
+    t = Math.round(t);
     if (this.mode === "live") this.past.selectedId = this.live.selectedId;
     this.mode = "history";
     this.target = t;
@@ -230,11 +222,10 @@ export class TimeTravel {
     if (!this.#fetching && this.#fetchedTo < Math.min(wall, at + dt + 2000 * this.speed)) void this.#fetchPage(seq, Math.min(wall, this.#fetchedTo + Math.max(4000 * this.speed, 1000)));
     // The cursor never passes what has been fetched: the graph shown is exactly the state at `at`.
     const cursor = Math.min(at + dt, this.#fetchedTo);
-    let i = 0;
-    while (i < this.#queue.length && this.#queue[i]!.ts <= cursor) {
-      let j = i;
-      while (j < this.#queue.length && this.#queue[j]!.rev === this.#queue[i]!.rev) j++;
-      const rows = this.#queue.slice(i, j);
+    let applied = 0;
+    for (const rows of groupByRev(this.#queue)) {
+      if (rows[0]!.ts > cursor) break;
+      applied += rows.length;
       let delta: TopologyDelta;
       try {
         delta = deltaOfRows(rows);
@@ -243,17 +234,12 @@ export class TimeTravel {
       }
       const outcome = this.past.ingest(delta);
       if (outcome === "rejected") return this.#fail(`bad replay rows at rev ${delta.rev}: ${this.past.lastError}`);
-      if (outcome === "stale") {
-        // Revs restarted (a graph store rebuilt from scratch): take the state at this change instead.
-        this.#queue = this.#queue.slice(j);
-        if (!(await this.#load(delta.at, seq))) return this.pause();
-        i = 0;
-        continue;
-      }
-      i = j;
+      // Revs restarted (a graph store rebuilt from scratch): take the state at this change instead.
+      if (outcome === "stale" && !(await this.#load(delta.at, seq))) return this.pause();
+      if (seq !== this.#seq) return;
     }
-    this.#queue = this.#queue.slice(i);
-    if (seq !== this.#seq) return;
+    // Pages are only appended meanwhile, so the applied rows are still the queue's first ones.
+    this.#queue = this.#queue.slice(applied);
     this.at = Math.max(at, cursor);
     if (this.at >= wall - 1000 && this.#fetchedTo >= wall - 1000 && !this.#queue.length) this.goLive();
   }
@@ -266,23 +252,15 @@ export class TimeTravel {
       const r = await this.#get(`/api/topology/replay?from=${from}&to=${Math.floor(to)}&limit=${this.#pageLimit}`, ReplayPage);
       if (seq !== this.#seq || !this.playing) return;
       if (!r.ok) return this.#fail(`replay failed: ${r.error}`);
-      const rows = r.data.changes;
-      if (!r.data.truncated) {
-        this.#queue.push(...rows);
-        this.#fetchedTo = Math.floor(to);
-        return;
-      }
-      // Cut at a whole millisecond (a delta's rows share its ts; ts grows with rev), and ask again from there.
-      const lastTs = rows[rows.length - 1]!.ts;
-      const kept = rows.filter((x) => x.ts < lastTs);
-      if (kept.length) {
-        this.#queue.push(...kept);
-        this.#fetchedTo = lastTs - 1;
+      const cut = cutPage(r.data, Math.floor(to));
+      if ("rows" in cut) {
+        this.#queue.push(...cut.rows);
+        this.#fetchedTo = cut.fetchedTo;
         return;
       }
       // More changes in one millisecond than a page holds: jump to the state just after them.
       this.#queue = [];
-      if (await this.#load(lastTs, seq)) this.#fetchedTo = lastTs;
+      if (await this.#load(cut.jumpTo, seq)) this.#fetchedTo = cut.jumpTo;
       else this.pause();
     } finally {
       this.#fetching = false;

@@ -144,3 +144,19 @@ describe("DEPENDS_ON", () => {
     expect(c.nodesUpserted.map((n) => n.id)).toEqual([APP]);
   });
 });
+
+test("after a restart, a caller whose full scan comes before its server's keeps its cross-host edges: no change at all", () => {
+  const m1 = estate([5432]);
+  const ev = [hostSeen(["10.0.0.1"]), conn("10.0.0.1", 40000, "10.0.0.2", 5432, app)];
+  applyDiscovery(m1, batch(ev), 2);
+  applyDiscovery(m1, batch([]), 3);
+  const m2 = modelFromGraph([...m1.nodes.values()], [...m1.edges.values()]);
+  expect(changed(applyDiscovery(m2, batch(ev, { full: true }), 4))).toBe(0);
+  expect(changed(applyDiscovery(m2, batch([hostSeen(["10.0.0.2"], "db"), listen(5432, pg)], { host: "db", full: true }), 5))).toBe(0);
+  expect(changed(applyDiscovery(m2, batch([]), 6))).toBe(0);
+  expect(edgesOf(m2)).toEqual(edgesOf(m1));
+  // the server's next full scan no longer lists the port: listener, service and the dependency go
+  const gone = applyDiscovery(m2, batch([hostSeen(["10.0.0.2"], "db")], { host: "db", full: true }), 7);
+  expect(gone.nodesRemoved.sort()).toEqual(["listener:db:tcp:0.0.0.0:5432", "service:db:postgres:5432"]);
+  expect(edgesOf(m2, "DEPENDS_ON")).toEqual([]);
+});

@@ -1248,6 +1248,15 @@ export function modelFromGraph(nodes: TopoNode[], edges: TopoEdge[], opts: Parti
       }
     } else if (n.kind === "external" && typeof n.props.ip === "string") {
       addTo(m.externalsAt, n.props.ip, n.id);
+    } else if (n.kind === "listener") {
+      // Listeners are resolvable at once, so a caller whose full scan comes before its server's keeps its edges
+      // (no flicker). Who serves them is learned from the server's next scan; its full scan drops those it no longer lists.
+      const { host, proto, ip, port } = n.props;
+      if (typeof host === "string" && typeof proto === "string" && typeof ip === "string" && typeof port === "number") {
+        m.listeners.set(n.id, { id: n.id, source: n.source, host, proto, ip, port, proc: null });
+        addTo(m.listenerIndex, `${host}|${proto}|${port}`, n.id);
+        src.listeners.add(n.id);
+      }
     }
   }
   for (const e of edges) {

@@ -76,7 +76,9 @@ describe("orrery jobs run, through the scheduler (no strategy)", () => {
   let env: Record<string, string>;
   let bus: Bus;
   beforeAll(async () => {
-    env = { NATS_URL: nats.url, ORRERY_PREFIX: prefix, ORRERY_JOB_PACKAGES: pkgs };
+    const schedules = join(tmp.dir, "run-schedules.json");
+    writeFileSync(schedules, JSON.stringify({ schedules: [{ name: "cli-sched", job: "slow-items", every: "1h", params: { items: 2, delayMs: 0, host: "from-schedule" } }] }));
+    env = { NATS_URL: nats.url, ORRERY_PREFIX: prefix, ORRERY_JOB_PACKAGES: pkgs, ORRERY_JOB_SCHEDULES: schedules };
     bus = await connectBus({ url: nats.url, prefix, name: "test" });
     buses.push(bus);
     procs.push(await spawnJobsProcess("rw1", { ...env, ORRERY_JOBS_MODE: "all", ORRERY_WORKER_TYPES: "net,import,slowtest" }));
@@ -101,6 +103,19 @@ describe("orrery jobs run, through the scheduler (no strategy)", () => {
     expect(JSON.parse(j.stdout)).toMatchObject([{ state: "finished", items: 3, workerId: "rw1", job: "slow-items" }]);
   }, 60_000);
 
+  test("a schedule's name runs that schedule now: its job and parameters (or --params)", async () => {
+    const r = await runCli(["jobs", "run", "cli-sched", "--wait", "--json"], env);
+    expect(r.code).toBe(0);
+    const [st] = JSON.parse(r.stdout);
+    expect(st).toMatchObject({ job: "slow-items", state: "finished", items: 2 });
+    expect(st.runId).toMatch(/^cli-sched@adhoc-/);
+    const over = await runCli(["jobs", "run", "cli-sched", "--params", '{"items":1,"delayMs":0,"host":"from-schedule"}', "--wait", "--json"], env);
+    expect(JSON.parse(over.stdout)[0]).toMatchObject({ job: "slow-items", state: "finished", items: 1 });
+    const bad = await runCli(["jobs", "run", "cli-sched", "--params", '{"items":0}'], env);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain("job cli-sched: params/delayMs: is required");
+  }, 60_000);
+
   test("bad params are refused with their path before anything is queued; unknown jobs and failed runs exit 1", async () => {
     const bad = await runCli(["jobs", "run", "tcp-scan", "--params", '{"targets":[]}'], env);
     expect(bad.code).toBe(1);
@@ -112,7 +127,7 @@ describe("orrery jobs run, through the scheduler (no strategy)", () => {
     // not a local package: the scheduler says it does not know it either
     const unknown = await runCli(["jobs", "run", "nosuch"], env);
     expect(unknown.code).toBe(1);
-    expect(unknown.stderr).toContain('job nosuch: unknown_job: unknown job "nosuch" (the scheduler has: dns, http-probe, inventory-csv, slow-items, tcp-scan)');
+    expect(unknown.stderr).toContain('job nosuch: unknown_job: unknown job "nosuch" (the scheduler has: dns, http-probe, inventory-csv, slow-items, tcp-scan; schedules: cli-sched)');
     // a run that fails on the worker (bad CSV: given up at once) → its reason, exit 1
     const failed = await runCli(["jobs", "run", "inventory-csv", "--params", JSON.stringify({ csv: "host,ports\n,22\n" }), "--wait"], env);
     expect(failed.code).toBe(1);

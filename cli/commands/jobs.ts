@@ -2,7 +2,8 @@
  * `orrery jobs list` — the job packages this install loads (built-ins plus ORRERY_JOB_PACKAGES), the worker types they
  * need, and the schedules (package manifests plus ORRERY_JOB_SCHEDULES); with --live, the workers heard on NATS.
  *
- * `orrery jobs run NAME --params '{"targets":["10.0.0.0/24"],"ports":[22]}' [--wait]` — an on-demand run, asked of
+ * `orrery jobs run NAME --params '{"targets":["10.0.0.0/24"],"ports":[22]}' [--wait]` — an on-demand run (NAME: a job,
+ * or a schedule: run now with its job, placement and, without --params, its parameters), asked of
  * the scheduler over NATS (`<prefix>.rpc.jobs.submit`), which checks the parameters and queues the run exactly as
  * it queues scheduled ones (per the placement strategy). When no scheduler answers, the run goes straight to the
  * worker type's shared queue (said on stderr). With --wait it follows the run's status events and prints the outcome.
@@ -159,16 +160,18 @@ export async function runJobsList(e: JobsEnv, o: ListOptions, io: Io): Promise<n
 }
 
 export interface RunOptions {
+  /** a job name, or a schedule's name */
   job: string;
-  params: Record<string, unknown>;
+  /** undefined: {} for a job, the schedule's parameters for a schedule */
+  params: Record<string, unknown> | undefined;
   wait: boolean;
   waitMs: number;
   json: boolean;
 }
 
 /** Parses `--params`: a JSON object, or `@file.json`. */
-export function parseRunParams(raw: string | undefined): Record<string, unknown> {
-  if (raw === undefined || raw === "") return {};
+export function parseRunParams(raw: string | undefined): Record<string, unknown> | undefined {
+  if (raw === undefined || raw === "") return undefined;
   let text = raw;
   if (raw.startsWith("@")) {
     try {
@@ -189,11 +192,13 @@ export function parseRunParams(raw: string | undefined): Record<string, unknown>
 
 /** `jobs run`: returns the exit code. */
 export async function runJobsRun(e: JobsEnv, o: RunOptions, io: Io): Promise<number> {
-  const { packages } = await loadLocal(e);
-  const local = packages.get(o.job);
+  const { packages, schedules } = await loadLocal(e);
+  const schedule = schedules.find((s) => s.name === o.job);
+  const local = packages.get(o.job) ?? (schedule ? packages.get(schedule.job) : undefined);
+  const params = o.params ?? schedule?.params ?? {};
   // Checked here too when the package is known locally: the error comes before any NATS round trip.
   if (local) {
-    const bad = local.validateParams(o.params);
+    const bad = local.validateParams(params);
     if (bad.length) {
       for (const b of bad) io.err(`job ${o.job}: ${b}`);
       return 1;
@@ -204,7 +209,8 @@ export async function runJobsRun(e: JobsEnv, o: RunOptions, io: Io): Promise<num
     const jt = jobsTopology(e.prefix);
     const statuses: JobStatus[] = [];
     let wake: () => void = () => undefined;
-    const sub = bus.nc.subscribe(jt.subjects.status(o.job), {
+    // every job's statuses: a schedule's name is not its job's, and the reply says which runs to follow
+    const sub = bus.nc.subscribe(jt.subjects.statuses, {
       callback: (_err, m) => {
         try {
           statuses.push(decode(JobStatus, "job.status.v1", m.data));
@@ -217,7 +223,7 @@ export async function runJobsRun(e: JobsEnv, o: RunOptions, io: Io): Promise<num
     await bus.nc.flush();
     let runs: { runId: string; assignee: string | null }[];
     try {
-      const req: SubmitRequest = { schema: "job.submit.v1", job: o.job, params: o.params };
+      const req: SubmitRequest = { schema: "job.submit.v1", job: o.job, ...(o.params ? { params: o.params } : {}) };
       const m = await bus.nc.request(jt.subjects.submitRpc, encode(SubmitRequest, "job.submit.v1", req), { timeout: 5000 });
       const reply = decode(SubmitReply, "job.submitted.v1", m.data);
       if (!reply.ok) {
@@ -233,7 +239,7 @@ export async function runJobsRun(e: JobsEnv, o: RunOptions, io: Io): Promise<num
         io.err(`job ${o.job}: no scheduler answered on ${jt.subjects.submitRpc}, and no local package "${o.job}" says its worker type (local: ${[...packages.keys()].sort().join(", ")})`);
         return 1;
       }
-      const run = await submitRun(bus, { job: o.job, workerType: local.manifest.workerType, params: o.params });
+      const run = await submitRun(bus, { job: local.manifest.name, workerType: local.manifest.workerType, params });
       runs = [{ runId: run.runId, assignee: null }];
       io.err(`submitted ${run.runId} to the shared ${local.manifest.workerType} queue (no scheduler answered, so no placement strategy applied)`);
     }
@@ -302,8 +308,8 @@ const list = defineCommand({
 const run = defineCommand({
   meta: { name: "run", description: "Submit an on-demand run of a job over NATS (through the scheduler, per the placement strategy)" },
   args: {
-    name: { type: "positional", required: true, description: "job name (see `orrery jobs list`)" },
-    params: { type: "string", description: "parameters: a JSON object, or @file.json" },
+    name: { type: "positional", required: true, description: "a job, or a schedule (its job, placement and parameters) — see `orrery jobs list`" },
+    params: { type: "string", description: "parameters: a JSON object, or @file.json (default: the schedule's, for a schedule)" },
     wait: { type: "boolean", description: "wait for the run to finish and print the outcome" },
     timeout: { type: "string", description: "with --wait: give up after this long, e.g. 10m", default: "30m" },
     json: { type: "boolean", description: "print JSON" },

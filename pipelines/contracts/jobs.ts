@@ -94,8 +94,10 @@ export type ScheduleFile = z.infer<typeof ScheduleFile>;
  */
 export const SubmitRequest = z.object({
   schema: z.literal("job.submit.v1"),
+  /** a job (package) name, or a schedule's name: that schedule's job, placement and (unless given) parameters */
   job: Token,
-  params: z.record(z.string(), z.unknown()).default({}),
+  /** absent: the schedule's parameters when `job` names a schedule, else {} */
+  params: z.record(z.string(), z.unknown()).optional(),
   /** optional: a caller-chosen id makes a retried submit idempotent */
   runId: Id.optional(),
 });
@@ -106,7 +108,7 @@ export const SubmitReply = z.discriminatedUnion("ok", [
     schema: z.literal("job.submitted.v1"),
     ok: z.literal(true),
     /** one run per active worker with a strategy; one run on the shared queue without */
-    runs: z.array(z.object({ runId: Id, workerType: Token, assignee: Token.nullable() })).min(1),
+    runs: z.array(z.object({ runId: Id, job: Token, workerType: Token, assignee: Token.nullable() })).min(1),
     via: z.enum(["queue", "placement"]),
   }),
   z.object({ schema: z.literal("job.submitted.v1"), ok: z.literal(false), code: z.enum(["unknown_job", "bad_params", "not_placed", "bad_request"]), error: z.string() }),

@@ -116,42 +116,48 @@ export async function startScheduler(bus: Bus, log: Logger, o: SchedulerOptions)
   /** An on-demand run: checked, then queued the way a scheduled run of the same job would be. */
   const submit = async (req: SubmitRequest): Promise<SubmitReply> => {
     const fail = (code: "unknown_job" | "bad_params" | "not_placed", error: string): SubmitReply => ({ schema: "job.submitted.v1", ok: false, code, error });
-    const pkg = o.packages.get(req.job);
-    if (!pkg) return fail("unknown_job", `unknown job "${req.job}" (the scheduler has: ${[...o.packages.keys()].sort().join(", ")})`);
-    const bad = pkg.validateParams(req.params);
+    // `job` names a package, or a schedule (run now with its job, its placement and, unless given, its parameters)
+    const name = req.job;
+    const sc = byName.get(name);
+    const pkg = o.packages.get(name) ?? (sc ? o.packages.get(sc.job) : undefined);
+    if (!pkg)
+      return fail("unknown_job", `unknown job "${name}" (the scheduler has: ${[...o.packages.keys()].sort().join(", ")}${scheduled.length ? `; schedules: ${scheduled.map((x) => x.name).join(", ")}` : ""})`);
+    const params = req.params ?? (sc ? sc.params : {});
+    const bad = pkg.validateParams(params);
     if (bad.length) return fail("bad_params", bad.join("; "));
     const t = now();
-    const runId = req.runId ?? adhocRunId(req.job, t);
-    const base: JobRun = { schema: "job.run.v1", runId, job: req.job, workerType: pkg.manifest.workerType, params: req.params, slot: 0, requestedAt: t, assignee: null };
+    const runId = req.runId ?? adhocRunId(name, t);
+    const job = pkg.manifest.name;
+    const base: JobRun = { schema: "job.run.v1", runId, job, workerType: pkg.manifest.workerType, params, slot: 0, requestedAt: t, assignee: null };
     if (!o.strategy) {
       await publishEvent(bus, jt.subjects.queue(base.workerType), JobRun, "job.run.v1", base, `run:${runId}`);
-      return { schema: "job.submitted.v1", ok: true, via: "queue", runs: [{ runId, workerType: base.workerType, assignee: null }] };
+      return { schema: "job.submitted.v1", ok: true, via: "queue", runs: [{ runId, job, workerType: base.workerType, assignee: null }] };
     }
-    // The schedule's placement if one is named like the job, else one computed with the current load (not kept).
-    let p = placements.find((x) => x.job === req.job);
+    // The schedule's placement when one has this name, else one computed with the current load (not kept).
+    let p = placements.find((x) => x.job === name);
     if (!p?.active.length) {
       const all = place({
         strategy: o.strategy,
         workers: liveWorkers(t),
-        requests: [...requests().filter((r) => r.job !== req.job), { job: req.job, workerType: base.workerType }],
+        requests: [...requests().filter((r) => r.job !== name), { job: name, workerType: base.workerType, rule: job }],
         previous: placements,
         random: o.random,
       });
-      p = all.find((x) => x.job === req.job);
+      p = all.find((x) => x.job === name);
     }
     if (!p?.active.length) return fail("not_placed", `no worker of type ${base.workerType} can take it under the strategy: ${p?.degraded ?? "no live workers"}`);
-    const runs: { runId: string; workerType: string; assignee: string }[] = [];
+    const runs: { runId: string; job: string; workerType: string; assignee: string }[] = [];
     for (const [i, w] of p.active.entries()) {
       const run: JobRun = { ...base, runId: p.active.length > 1 ? `${runId}#${i}` : runId, assignee: w };
       await publishEvent(bus, jt.subjects.placed(run.workerType, w), JobRun, "job.run.v1", run, `run:${run.runId}`);
-      runs.push({ runId: run.runId, workerType: run.workerType, assignee: w });
-      pendingAdhoc.set(run.runId, run);
+      runs.push({ runId: run.runId, job, workerType: run.workerType, assignee: w });
+      pendingAdhoc.set(run.runId, { run, placeAs: name });
       if (pendingAdhoc.size > MAX_PENDING_ADHOC) pendingAdhoc.delete(pendingAdhoc.keys().next().value!);
     }
     return { schema: "job.submitted.v1", ok: true, via: "placement", runs };
   };
   // Placed on-demand runs not yet finished: a dead assignee's queue is purged, so they are re-sent to a new active.
-  const pendingAdhoc = new Map<string, JobRun>();
+  const pendingAdhoc = new Map<string, { run: JobRun; placeAs: string }>();
   const statusSub = bus.nc.subscribe(jt.subjects.statuses, {
     callback: (_e, m) => {
       try {
@@ -166,16 +172,20 @@ export async function startScheduler(bus: Bus, log: Logger, o: SchedulerOptions)
   const resendAdhoc = async (t: number) => {
     if (!o.strategy || !pendingAdhoc.size) return;
     const live = new Set(liveWorkers(t).map((w) => w.id));
-    for (const run of [...pendingAdhoc.values()]) {
+    for (const { run, placeAs } of [...pendingAdhoc.values()]) {
       if (!run.assignee || live.has(run.assignee)) continue;
-      const p = place({ strategy: o.strategy, workers: liveWorkers(t), requests: [...requests().filter((r) => r.job !== run.job), { job: run.job, workerType: run.workerType }], previous: placements, random: o.random }).find(
-        (x) => x.job === run.job,
-      );
+      const p = place({
+        strategy: o.strategy,
+        workers: liveWorkers(t),
+        requests: [...requests().filter((r) => r.job !== placeAs), { job: placeAs, workerType: run.workerType, rule: run.job }],
+        previous: placements,
+        random: o.random,
+      }).find((x) => x.job === placeAs);
       const w = p?.active[0];
       if (!w) continue; // tried again next tick
       const moved: JobRun = { ...run, assignee: w };
       await publishEvent(bus, jt.subjects.placed(run.workerType, w), JobRun, "job.run.v1", moved, `run:${run.runId}:${w}`);
-      pendingAdhoc.set(run.runId, moved);
+      pendingAdhoc.set(run.runId, { run: moved, placeAs });
       log.info("on-demand run moved", { runId: run.runId, from: run.assignee, to: w });
     }
   };

@@ -20,6 +20,7 @@ import { startGatewayServer } from "../services/gateway/http.ts";
 import { startMirror, type GatewayMirror } from "../services/gateway/mirror.ts";
 import { graphRoutes } from "../services/gateway/routes/graph.ts";
 import { ClickHouseHistoryStore } from "../services/history/clickhouse.ts";
+import type { HistoryStore } from "../services/history/port.ts";
 import { startHistoryService, type HistoryService } from "../services/history/service.ts";
 import { connectBus, publishEvent, type Bus } from "../services/shared/bus.ts";
 import { makeLogger } from "../services/shared/log.ts";
@@ -362,6 +363,33 @@ describe("wallboard time slider", () => {
       await close();
       await gw.stop(true);
       await broken.close();
+    }
+  }, 60_000);
+
+  test("a malformed history answer is shown as an error, not drawn", async () => {
+    // The store answers, but with a node kind the contract does not know (what a newer or broken gateway might send).
+    const bad: HistoryStore = Object.assign(Object.create(reader) as ClickHouseHistoryStore, {
+      stateAt: async (t: number) => {
+        const s = await reader.stateAt(t);
+        return { ...s, nodes: [...s.nodes, { ...s.nodes[0]!, id: "planet:mars", kind: "planet" as NodeKind }] };
+      },
+    });
+    const gw = startGatewayServer({ bus, mirror, log, host: "127.0.0.1", port: 0, dashboardDir: DIST, extraRoutes: graphRoutes({ mirror, history: bad, log }) });
+    const { page, errors, close } = await openDashboard(`http://127.0.0.1:${gw.port}/`);
+    const live = [...mirror.mirror().nodes.keys()];
+    try {
+      await waitShown(page, live, "live");
+      await page.waitForFunction((t) => Number(document.querySelector<HTMLInputElement>('[data-testid="time-slider"]')?.min) === t, T1);
+      await clickTime(page, T2 + 30 * MIN);
+      const err = page.locator('[data-testid="timetravel-error"]');
+      await err.waitFor({ timeout: 15_000 });
+      expect(await err.textContent()).toMatch(/^bad topology for .+: invalid frame: nodes\.\d+\.kind /);
+      await waitShown(page, live, "live");
+      expect(await page.locator('[data-node-id="planet:mars"]').count()).toBe(0);
+      expect(errors).toEqual([]);
+    } finally {
+      await close();
+      await gw.stop(true);
     }
   }, 60_000);
 });

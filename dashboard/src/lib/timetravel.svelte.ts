@@ -77,6 +77,8 @@ export class TimeTravel {
   #queue: ChangeRow[] = [];
   #fetching = false;
   #ticking = false;
+  /** Bumped by every play(), so a page asked for before a pause is dropped when it lands after the next play. */
+  #playGen = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
   #lastTick = 0;
 
@@ -167,6 +169,7 @@ export class TimeTravel {
   play(): void {
     if (this.mode !== "history" || this.at === null || this.playing || this.loading) return;
     this.playing = true;
+    this.#playGen++;
     this.#fetchedTo = this.at;
     this.#queue = [];
     this.#lastTick = this.#clock();
@@ -246,11 +249,12 @@ export class TimeTravel {
 
   async #fetchPage(seq: number, to: number): Promise<void> {
     const from = this.#fetchedTo;
+    const gen = this.#playGen;
     if (to <= from) return;
     this.#fetching = true;
     try {
       const r = await this.#get(`/api/topology/replay?from=${from}&to=${Math.floor(to)}&limit=${this.#pageLimit}`, ReplayPage);
-      if (seq !== this.#seq || !this.playing) return;
+      if (seq !== this.#seq || gen !== this.#playGen || !this.playing) return;
       if (!r.ok) return this.#fail(`replay failed: ${r.error}`);
       const cut = cutPage(r.data, Math.floor(to));
       if ("rows" in cut) {

@@ -57,3 +57,21 @@ test("a child that ignores SIGTERM is SIGKILLed after the grace period, and stop
   expect(Date.now() - t0).toBeLessThan(5000);
   expect(pids.filter(alive)).toEqual([]);
 });
+
+test("the supervisor killed with SIGKILL: every child stops on its own (no orphans, nats-server included)", async () => {
+  const stack = await startStack({ ORRERY_SIMULATE: "0" });
+  try {
+    const children = stack.descendants();
+    expect(children.length).toBeGreaterThanOrEqual(10);
+    process.kill(stack.proc.pid, "SIGKILL");
+    await stack.proc.exited;
+    // nats-server gets SIGTERM from the kernel (pdeathsig); the services see their parent change. A service whose stop
+    // waits on the dead NATS gives up by itself: the agent after its publish timeout (30 s), others after 15 s.
+    await waitFor(() => children.every((p) => !alive(p)), "every orphaned child gone", 45_000).catch(() => {
+      throw new Error(`left running: ${children.filter(alive).join(", ")}`);
+    });
+  } finally {
+    for (const p of stack.descendants()) process.kill(p, "SIGKILL");
+    stack.cleanup();
+  }
+}, 60_000);

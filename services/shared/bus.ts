@@ -51,7 +51,10 @@ export async function connectBus(opts: { url: string; prefix?: string; name: str
     jsm,
     topo,
     close: async () => {
-      await nc.drain().catch(() => nc.close());
+      // Drain flushes what is pending; but with the server gone (it died with the supervisor) a drain waits for a
+      // reconnect that never comes, so after a few seconds the connection is just closed.
+      const drained = await Promise.race([nc.drain().then(() => true, () => false), Bun.sleep(5000).then(() => false)]);
+      if (!drained) await nc.close().catch(() => undefined);
     },
   };
 }

@@ -64,12 +64,18 @@ export function natsOptions(c: Config, name: string) {
  * Runs `stop` once on SIGINT/SIGTERM — or when the parent process dies (our parent pid changes), so a service whose
  * supervisor was killed never lingers as an orphan — then exits.
  */
-export function onShutdown(stop: () => Promise<void>): void {
+export function onShutdown(stop: () => Promise<void>, opts: { deadlineMs?: number } = {}): void {
   let stopping = false;
   const handler = async () => {
     if (stopping) return;
     stopping = true;
     clearInterval(watch);
+    // A stop that cannot finish (its NATS server died with the supervisor, so a drain waits for a reconnect that
+    // never comes) must not keep an orphan alive: nobody is left to SIGKILL it.
+    setTimeout(() => {
+      process.stderr.write(`${JSON.stringify({ t: new Date().toISOString(), level: "warn", msg: "shutdown did not finish in time; exiting" })}\n`);
+      process.exit(1);
+    }, opts.deadlineMs ?? 15_000);
     try {
       await stop();
     } finally {

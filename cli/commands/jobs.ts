@@ -141,20 +141,20 @@ export async function runJobsList(e: JobsEnv, o: ListOptions, io: Io): Promise<n
   } else {
     io.out("PACKAGES\n" + table([["name", "version", "worker type", "timeout", "dir"], ...pkgs.map((p) => [p.manifest.name, p.manifest.version, p.manifest.workerType, p.manifest.timeout, p.dir])]));
     io.out(
-      "WORKER TYPES\n" +
+      "\nWORKER TYPES\n" +
         table([
           ["type", "jobs", ...(workers ? ["live workers"] : [])],
           ...[...types].map(([type, jobs]) => [type, jobs.join(","), ...(workers ? [workers.filter((w) => w.workerTypes.includes(type)).map((w) => `${w.workerId}${w.pool ? `@${w.pool}` : ""}`).join(",") || "(none)"] : [])]),
         ]),
     );
     io.out(
-      "SCHEDULES\n" +
+      "\nSCHEDULES\n" +
         (schedules.length
           ? table([["name", "job", "every", "from", "params"], ...schedules.map((s) => [s.name, s.job, s.every, s.origin === "file" ? "ORRERY_JOB_SCHEDULES" : "manifest", JSON.stringify(s.params)])])
           : "(none: every built-in job runs on demand only; see ORRERY_JOB_SCHEDULES)\n"),
     );
     if (placements?.placements.length)
-      io.out("PLACEMENTS\n" + table([["schedule", "active", "standby", "degraded"], ...placements.placements.map((p) => [p.job, p.active.join(","), p.standby.join(","), p.degraded ?? ""])]));
+      io.out("\nPLACEMENTS\n" + table([["schedule", "active", "standby", "degraded"], ...placements.placements.map((p) => [p.job, p.active.join(","), p.standby.join(","), p.degraded ?? ""])]));
   }
   return scheduleErrors.length ? 2 : 0;
 }

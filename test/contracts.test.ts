@@ -308,7 +308,7 @@ contract("schedule file", ScheduleFile, { schedules: [{ job: "dns", every: "1h",
   ["a bad interval", (v) => void (v.schedules[0].every = "0s"), "schedules.0.every"],
 ]);
 contract("job.submit.v1", SubmitRequest, { schema: "job.submit.v1", job: "dns", params: {} }, [["a job name with spaces", (v) => void (v.job = "d n s"), "job"]]);
-contract("job.submitted.v1", SubmitReply, { schema: "job.submitted.v1", ok: true, runs: [{ runId: "r1", workerType: "net", assignee: null }], via: "queue" }, [
+contract("job.submitted.v1", SubmitReply, { schema: "job.submitted.v1", ok: true, runs: [{ runId: "r1", job: "dns", workerType: "net", assignee: null }], via: "queue" }, [
   ["ok without runs", (v) => void (v.runs = []), "runs"],
   ["a refusal with an unknown code", () => ({ schema: "job.submitted.v1", ok: false, code: "nope", error: "x" }), "code"],
 ]);

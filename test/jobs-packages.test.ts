@@ -10,6 +10,7 @@ import { topologyFor } from "../pipelines/streams.ts";
 import { loadJobsConfig } from "../services/jobs/config.ts";
 import { expandPorts, expandTargets } from "../services/jobs/net.ts";
 import { itemToMessages } from "../services/jobs/results.ts";
+import { DiscoveryBatch } from "../pipelines/contracts/discovery.ts";
 import { JobInputError } from "../services/jobs/sdk.ts";
 import { tempDir } from "./helpers/tmp.ts";
 
@@ -176,5 +177,14 @@ describe("targets, ports, result ids", () => {
     expect(a.metrics[0]!.batch.source).toBe("job:tcp-scan");
     // a full item with no events still reports (everything this job knew about the host is gone)
     expect(itemToMessages(run, { key: "h", host: "h" }, 5).discovery[0]!.batch.events).toEqual([]);
+  });
+
+  test("results declare the run's interval, so aging waits for the next run (on demand: an hour)", () => {
+    const item = { key: "10.0.0.1", host: "10.0.0.1", events: [] };
+    const scheduled = itemToMessages({ job: "tcp-scan", runId: "tcp-scan@42", requestedAt: 1000, everyMs: 300_000 }, item, 5);
+    expect(scheduled.discovery[0]!.batch.intervalMs).toBe(300_000);
+    const adhoc = itemToMessages({ job: "tcp-scan", runId: "tcp-scan@adhoc-1", requestedAt: 1000 }, item, 5);
+    expect(adhoc.discovery[0]!.batch.intervalMs).toBe(3_600_000);
+    expect(DiscoveryBatch.safeParse(scheduled.discovery[0]!.batch).success).toBe(true);
   });
 });

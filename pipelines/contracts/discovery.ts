@@ -95,6 +95,11 @@ export const DiscoveryBatch = z.object({
   /** A full batch carries the whole state of the source: what it does not list is gone. */
   full: z.boolean(),
   at: EpochMs,
+  /**
+   * How often this source reports (ms), when it is not every few seconds — e.g. a job's schedule. Aging judges the
+   * source by it: silent for staleAfter × intervalMs → stale, removeAfter × intervalMs → removed.
+   */
+  intervalMs: z.number().int().min(1000).max(31 * 86_400_000).optional(),
   events: z.array(DiscoveryEvent).max(MAX_DISCOVERY_EVENTS),
 });
 export type DiscoveryBatch = z.infer<typeof DiscoveryBatch>;

@@ -127,6 +127,8 @@ export const JobRun = z.object({
   requestedAt: EpochMs,
   /** The worker a placed run is for (null: any worker of the type). */
   assignee: Token.nullable().default(null),
+  /** A scheduled run's interval (ms): its results declare it, so aging waits for the next run. Absent on demand. */
+  everyMs: z.number().int().positive().optional(),
 });
 export type JobRun = z.infer<typeof JobRun>;
 

@@ -59,6 +59,11 @@ export interface Changes {
   created?: Set<string>;
   /** input the stage skipped, with the reason (e.g. an annotation of a discovery-owned property); absent when none */
   rejected?: string[];
+  /**
+   * sources whose declared reporting interval changed (ms; 0 = the source is gone): stores keep them, so a restarted
+   * topology service ages a job that runs hourly by its hour, not by the agents' seconds
+   */
+  sourceIntervals?: Record<string, number>;
 }
 
 export interface StageOptions {
@@ -141,6 +146,8 @@ interface SourceRec {
   lastScanAt: number;
   /** observed spacing of its scans */
   intervalMs: number;
+  /** the interval the source says it reports at (DiscoveryBatch.intervalMs, e.g. a job's schedule); 0 = none */
+  declaredIntervalMs: number;
   stale: boolean;
   flows: Set<string>;
   listeners: Set<string>;
@@ -189,6 +196,8 @@ export interface TopologyModel {
   /** ip → external node ids at it */
   externalsAt: Map<string, Set<string>>;
   sources: Map<string, SourceRec>;
+  /** declared source intervals changed since the last Changes were handed out (0 = source gone) */
+  intervalsChanged: Map<string, number>;
   /** source → ids of the nodes it owns */
   bySource: Map<string, Set<string>>;
   fullScans: Map<string, FullScan>;
@@ -271,6 +280,7 @@ export function emptyModel(opts: Partial<StageOptions> = {}): TopologyModel {
     namesBy: new Map(),
     externalsAt: new Map(),
     sources: new Map(),
+    intervalsChanged: new Map(),
     bySource: new Map(),
     fullScans: new Map(),
     recovered: new Set(),
@@ -489,6 +499,12 @@ function finish(m: TopologyModel, t: Tracker, now: number): Changes {
     }
   }
   const c = t.result();
+  // They ride with the next graph change (a source's first batch always brings one), so a store write always moves
+  // the rev: a change set of intervals alone would look like a retried transaction to the Neo4j adapter.
+  if (m.intervalsChanged.size && !isEmpty(c)) {
+    c.sourceIntervals = Object.fromEntries(m.intervalsChanged);
+    m.intervalsChanged.clear();
+  }
   for (const n of c.nodesUpserted) written(m, n.id, n.lastSeen, now);
   for (const e of c.edgesUpserted) written(m, e.id, e.lastSeen, now);
   for (const id of c.nodesRemoved) m.persisted.delete(id);
@@ -507,7 +523,7 @@ function written(m: TopologyModel, id: string, lastSeen: number, now: number) {
 function sourceOf(m: TopologyModel, id: string, host: string): SourceRec {
   let s = m.sources.get(id);
   if (!s) {
-    s = { id, host, scans: 0, lastBatchAt: undefined, lastScanId: -1, lastScanAt: 0, intervalMs: 0, stale: false, flows: new Set(), listeners: new Set(), sockets: new Set() };
+    s = { id, host, scans: 0, lastBatchAt: undefined, lastScanId: -1, lastScanAt: 0, intervalMs: 0, declaredIntervalMs: 0, stale: false, flows: new Set(), listeners: new Set(), sockets: new Set() };
     m.sources.set(id, s);
   }
   return s;
@@ -518,6 +534,10 @@ function applyOne(m: TopologyModel, t: Tracker, batch: DiscoveryBatch, now: numb
   const src = sourceOf(m, batch.source, batch.host);
   src.host = batch.host;
   src.lastBatchAt = now;
+  if (batch.intervalMs !== undefined && batch.intervalMs !== src.declaredIntervalMs) {
+    src.declaredIntervalMs = batch.intervalMs;
+    m.intervalsChanged.set(src.id, batch.intervalMs);
+  }
   if (src.stale) unmarkStale(ctx, src);
   if (batch.scanId !== src.lastScanId) {
     if (src.lastScanAt && batch.at > src.lastScanAt) {
@@ -1208,6 +1228,7 @@ function removeSource(ctx: Ctx, src: SourceRec) {
   }
   dropAnnotations(ctx, src.id, () => true);
   ctx.m.sources.delete(src.id);
+  if (src.declaredIntervalMs) ctx.m.intervalsChanged.set(src.id, 0);
   ctx.m.fullScans.delete(src.id);
   ctx.m.recovered.delete(src.id);
   if (!ctx.m.bySource.get(src.id)?.size) ctx.m.bySource.delete(src.id);
@@ -1225,7 +1246,7 @@ export function ageModel(m: TopologyModel, now: number, opts: Partial<AgingOptio
       src.lastBatchAt = now; // recovered from the store: the clock starts now
       continue;
     }
-    const interval = Math.max(o.intervalMs, src.intervalMs);
+    const interval = Math.max(o.intervalMs, src.intervalMs, src.declaredIntervalMs);
     const silent = now - src.lastBatchAt;
     const ctx: Ctx = { m, t, source: src.id, host: src.host, now };
     if (silent >= o.removeAfter * interval) removeSource(ctx, src);
@@ -1235,7 +1256,7 @@ export function ageModel(m: TopologyModel, now: number, opts: Partial<AgingOptio
 }
 
 /** Rebuilds a model from stored nodes and edges (after a restart); listeners and flows are re-learned from the next full scan. */
-export function modelFromGraph(nodes: TopoNode[], edges: TopoEdge[], opts: Partial<StageOptions> = {}): TopologyModel {
+export function modelFromGraph(nodes: TopoNode[], edges: TopoEdge[], opts: Partial<StageOptions> = {}, sourceIntervals: Record<string, number> = {}): TopologyModel {
   const m = emptyModel(opts);
   for (const n of nodes) {
     m.nodes.set(n.id, n);
@@ -1280,6 +1301,10 @@ export function modelFromGraph(nodes: TopoNode[], edges: TopoEdge[], opts: Parti
   for (const e of edges) if (e.kind === "LISTENS") deriveAdded(m, e);
   for (const e of edges) if (e.kind === "CONNECTS") deriveAdded(m, e);
   for (const [id, r] of m.dependsVia) if (!m.edges.has(id)) addTo(m.dependsMissing, m.nodes.get(r.src)?.source ?? "", id);
+  for (const [id, ms] of Object.entries(sourceIntervals)) {
+    const src = m.sources.get(id);
+    if (src && ms > 0) src.declaredIntervalMs = ms;
+  }
   // What the store holds is what was written; the oldest are checked first.
   const stored: { id: string; lastSeen: number }[] = [...nodes, ...edges].map((x) => ({ id: x.id, lastSeen: x.lastSeen }));
   stored.sort((a, b) => a.lastSeen - b.lastSeen);

@@ -404,7 +404,18 @@ export function graphStoreContract(name: string, make: () => Promise<{ store: Gr
 
     test("a fresh store loads empty at rev 0", async () => {
       const s = await fresh();
-      expect(await s.load()).toEqual({ rev: 0, nodes: [], edges: [] });
+      expect(await s.load()).toEqual({ rev: 0, nodes: [], edges: [], sourceIntervals: {} });
+    });
+
+    test("declared source intervals are stored with the changes, updated, and dropped when the source goes", async () => {
+      const s = await fresh();
+      const none = { nodesUpserted: [], nodesRemoved: [], edgesUpserted: [], edgesRemoved: [] };
+      await s.apply({ ...none, sourceIntervals: { "job:tcp-scan:10.0.0.0/24": 300_000, "job:inventory-csv:db1": 86_400_000 } }, 1);
+      expect((await s.load()).sourceIntervals).toEqual({ "job:tcp-scan:10.0.0.0/24": 300_000, "job:inventory-csv:db1": 86_400_000 });
+      await s.apply({ ...none, sourceIntervals: { "job:tcp-scan:10.0.0.0/24": 600_000, "job:inventory-csv:db1": 0 } }, 2);
+      const g = await s.load();
+      expect(g.sourceIntervals).toEqual({ "job:tcp-scan:10.0.0.0/24": 600_000 });
+      expect(g.rev).toBe(2);
     });
 
     test("node and relationship values come back as plain JSON with their label and properties", async () => {

@@ -16,6 +16,9 @@ import type { Changes } from "../../pipelines/stages/topology.ts";
 import {
   assertReadOnly,
   GraphStoreError,
+  INTERVAL_KEY,
+  intervalRows,
+  intervalsFrom,
   validHops,
   type GraphStore,
   type ImpactOptions,
@@ -169,6 +172,9 @@ export class KuzuGraphStore implements GraphStore {
             );
         }
         await this.run("MERGE (m:OrreryMeta {key: 'rev'}) SET m.value = $rev", { rev });
+        const iv = intervalRows(c);
+        if (iv.set.length) await this.run("UNWIND $rows AS r MERGE (m:OrreryMeta {key: r.key}) SET m.value = CAST(r.value AS INT64)", { rows: iv.set });
+        if (iv.del.length) await this.run("UNWIND $keys AS k MATCH (m:OrreryMeta {key: k}) DELETE m", { keys: iv.del });
         if (outbox) {
           await this.run("MATCH (o:OrreryOutbox) WHERE o.rev <= $upto DELETE o", { upto: outbox.sentUpTo });
           if (outbox.entries.length)
@@ -198,7 +204,8 @@ export class KuzuGraphStore implements GraphStore {
     const nodes = (await this.all(conn, `MATCH (n:Entity) RETURN ${NODE_COLS}`, {})).map(toNode);
     const edges: TopoEdge[] = [];
     for (const k of EDGE_KINDS) for (const r of await this.all(conn, edgeQuery(k, ""), {})) edges.push(toEdge(r, k));
-    return { rev: Number(meta[0]?.v ?? 0), nodes, edges };
+    const intervals = await this.all(conn, "MATCH (m:OrreryMeta) WHERE m.key STARTS WITH $p RETURN m.key AS k, m.value AS v", { p: INTERVAL_KEY });
+    return { rev: Number(meta[0]?.v ?? 0), nodes, edges, sourceIntervals: intervalsFrom(intervals) };
   }
 
   async query(cypher: string, params: Record<string, unknown> = {}, opts: QueryOptions = {}): Promise<Record<string, unknown>[]> {

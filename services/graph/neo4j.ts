@@ -42,6 +42,9 @@ import type { Changes } from "../../pipelines/stages/topology.ts";
 import {
   assertReadOnly,
   GraphStoreError,
+  INTERVAL_KEY,
+  intervalRows,
+  intervalsFrom,
   validHops,
   type GraphStore,
   type ImpactOptions,
@@ -261,7 +264,9 @@ async function loadGraph(tx: ManagedTransaction): Promise<StoredGraph> {
   for await (const rec of tx.run(`MATCH (n:Entity) RETURN ${NODE_COLS}`)) nodes.push(toNode(rec.toObject()));
   const edges: TopoEdge[] = [];
   for await (const rec of tx.run(`MATCH (a:Entity)-[e]->(b:Entity) WHERE type(e) IN $kinds RETURN ${EDGE_COLS}`, { kinds: EDGE_KINDS })) edges.push(toEdge(rec.toObject()));
-  return { rev: Number(toPlain(meta.records[0]?.get("v")) ?? 0), nodes, edges };
+  const iv = await tx.run("MATCH (m:OrreryMeta) WHERE m.key STARTS WITH $p RETURN m.key AS k, m.value AS v", { p: INTERVAL_KEY });
+  const sourceIntervals = intervalsFrom(iv.records.map((r) => ({ k: r.get("k"), v: toPlain(r.get("v")) })));
+  return { rev: Number(toPlain(meta.records[0]?.get("v")) ?? 0), nodes, edges, sourceIntervals };
 }
 
 /**
@@ -303,6 +308,9 @@ export async function writeChanges(tx: ManagedTransaction, c: Changes, rev: numb
       );
   }
   await tx.run("MERGE (m:OrreryMeta {key: 'rev'}) SET m.value = $rev", { rev: neo4j.int(rev) });
+  const iv = intervalRows(c);
+  if (iv.set.length) await tx.run("UNWIND $rows AS r MERGE (m:OrreryMeta {key: r.key}) SET m.value = r.value", { rows: iv.set.map((r) => ({ key: r.key, value: neo4j.int(r.value) })) });
+  if (iv.del.length) await tx.run("UNWIND $keys AS k MATCH (m:OrreryMeta {key: k}) DELETE m", { keys: iv.del });
   if (outbox) {
     await tx.run("MATCH (o:OrreryOutbox) WHERE o.rev <= $upto DELETE o", { upto: neo4j.int(outbox.sentUpTo) });
     if (outbox.entries.length)

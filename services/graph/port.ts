@@ -10,6 +10,23 @@ export interface StoredGraph {
   rev: number;
   nodes: TopoNode[];
   edges: TopoEdge[];
+  /** declared reporting intervals of sources (Changes.sourceIntervals), ms */
+  sourceIntervals: Record<string, number>;
+}
+
+/** OrreryMeta keys holding source intervals: `interval:<source>`. */
+export const INTERVAL_KEY = "interval:";
+/** Changes.sourceIntervals (they always come with graph changes) as rows to set and keys to delete (0 = the source is gone). */
+export function intervalRows(c: Changes): { set: { key: string; value: number }[]; del: string[] } {
+  const set: { key: string; value: number }[] = [];
+  const del: string[] = [];
+  for (const [id, ms] of Object.entries(c.sourceIntervals ?? {})) (ms > 0 ? set.push({ key: INTERVAL_KEY + id, value: ms }) : del.push(INTERVAL_KEY + id));
+  return { set, del };
+}
+export function intervalsFrom(rows: Record<string, unknown>[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const r of rows) out[String(r.k).slice(INTERVAL_KEY.length)] = Number(r.v);
+  return out;
 }
 
 export interface OutboxEntry {

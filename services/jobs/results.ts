@@ -12,7 +12,13 @@ export interface ResultMessages {
 /** Scoped cleanup is per source, so each host a job reports on is its own source: job:<name>:<host>. */
 export const jobSource = (job: string, host: string) => `job:${job}:${host}`;
 
-export function itemToMessages(run: Pick<JobRun, "job" | "runId" | "requestedAt">, item: JobItem, at: number): ResultMessages {
+/**
+ * How long an on-demand run's results count as current: they declare this interval, so aging marks them stale after
+ * 3 h and removes them after 12 h without a new run (schedule a job to keep its results).
+ */
+export const ADHOC_INTERVAL_MS = 3_600_000;
+
+export function itemToMessages(run: Pick<JobRun, "job" | "runId" | "requestedAt" | "everyMs">, item: JobItem, at: number): ResultMessages {
   const out: ResultMessages = { discovery: [], metrics: [] };
   const base = `${run.runId}:${item.key}`;
   if (item.events?.length || (item.host && item.full !== false)) {
@@ -33,6 +39,8 @@ export function itemToMessages(run: Pick<JobRun, "job" | "runId" | "requestedAt"
           parts,
           full: item.full !== false,
           at,
+          // a run every 5 min is judged by 5 min, not by the agents' seconds (at least the contract's 1 s)
+          intervalMs: Math.max(1000, Math.min(run.everyMs ?? ADHOC_INTERVAL_MS, 31 * 86_400_000)),
           events: events.slice(part * MAX_DISCOVERY_EVENTS, (part + 1) * MAX_DISCOVERY_EVENTS),
         },
       });

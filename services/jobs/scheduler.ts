@@ -97,6 +97,7 @@ export async function startScheduler(bus: Bus, log: Logger, o: SchedulerOptions)
     params: sc.params,
     slot,
     requestedAt: slot * sc.intervalMs,
+    everyMs: sc.intervalMs,
     assignee,
   });
 

@@ -33,7 +33,7 @@ export async function startTopologyService(deps: {
   const now = deps.now ?? Date.now;
   await store.init();
   const stored = await store.load();
-  let model = modelFromGraph(stored.nodes, stored.edges, deps.stage);
+  let model = modelFromGraph(stored.nodes, stored.edges, deps.stage, stored.sourceIntervals);
   let rev = stored.rev;
   log.info("model loaded", { rev, nodes: stored.nodes.length, edges: stored.edges.length });
 
@@ -87,7 +87,7 @@ export async function startTopologyService(deps: {
       // The model ran ahead of the store: rebuild it from what is durable, then let the batch be redelivered.
       log.error("graph write failed; rebuilding model from store", { error: String(e) });
       const s = await store.load();
-      model = modelFromGraph(s.nodes, s.edges, deps.stage);
+      model = modelFromGraph(s.nodes, s.edges, deps.stage, s.sourceIntervals);
       rev = s.rev;
       throw e;
     }

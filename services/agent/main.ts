@@ -3,12 +3,11 @@
  * Built into one executable by scripts/build-agent.sh (`bun build --compile`); runs with no Bun or Node installed.
  */
 import { readFileSync } from "node:fs";
-import { hostname } from "node:os";
 import { connectBus } from "../shared/bus.ts";
 import { makeLogger, ready } from "../shared/log.ts";
 import { makeAgent } from "./agent.ts";
 import { AgentConfigError, resolveAgentConfig, USAGE } from "./config.ts";
-import { describePids, scanHost } from "./scan.ts";
+import { describePids, readHostname, scanHost } from "./scan.ts";
 
 let resolved;
 try {
@@ -24,7 +23,8 @@ if (resolved.help) {
 }
 const cfg = resolved.config;
 const log = makeLogger("agent", cfg.quiet);
-const host = cfg.hostId ?? hostname();
+// The host's name, not the container's when the agent runs in one with the host's /proc and /etc mounted.
+const host = cfg.hostId ?? readHostname({ procRoot: cfg.procRoot, etcRoot: cfg.etcRoot });
 let bus;
 try {
   bus = await connectBus({ url: cfg.natsUrl, prefix: cfg.prefix, name: `orrery-agent-${host}`, user: cfg.natsUser, pass: cfg.natsPass, token: cfg.natsToken });

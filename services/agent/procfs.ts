@@ -273,3 +273,39 @@ export function parseStatmRssPages(text: string): number {
   const n = Number(text.split(" ")[1]);
   return Number.isFinite(n) ? n : 0;
 }
+
+/**
+ * /proc/<pid>/net/fib_trie → the IPv4 addresses local to that network namespace: the leaves marked "/32 host LOCAL"
+ * (the kernel's local routing table, what `ip addr` shows). Each appears under both the Main and Local tables, and
+ * network/broadcast leaves ("/24 link UNICAST", "/32 link BROADCAST") are not addresses of the host.
+ */
+export function parseFibTrieLocal(text: string): string[] {
+  const out = new Set<string>();
+  let leaf: string | null = null;
+  for (const line of text.split("\n")) {
+    const t = line.trim();
+    if (t.startsWith("|-- ")) leaf = t.slice(4);
+    else if (t.startsWith("+-- ") || t.endsWith(":")) leaf = null;
+    else if (leaf !== null && t.startsWith("/32 host LOCAL")) out.add(leaf);
+  }
+  return [...out];
+}
+
+const IFA_SCOPE_HOST = 0x10;
+
+/**
+ * /proc/<pid>/net/if_inet6 ("addr ifindex prefixlen scope flags name", the address as 32 hex digits in network
+ * order) → that namespace's IPv6 addresses, loopback (host scope) excluded, as os.networkInterfaces() lists them.
+ */
+export function parseIfInet6(text: string): string[] {
+  const out: string[] = [];
+  for (const line of text.split("\n")) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 6 || f[0]!.length !== 32 || !/^[0-9a-fA-F]{32}$/.test(f[0]!)) continue;
+    if (parseInt(f[3]!, 16) === IFA_SCOPE_HOST) continue;
+    const groups: number[] = [];
+    for (let i = 0; i < 32; i += 4) groups.push(parseInt(f[0]!.slice(i, i + 4), 16));
+    out.push(formatIPv6Groups(groups));
+  }
+  return [...new Set(out)];
+}

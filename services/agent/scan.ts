@@ -7,12 +7,14 @@
 // established hash (~4 ms here even when nearly empty, more with thousands of TIME_WAITs). Per-process identity files
 // are few (socket owners only) and read synchronously.
 
-import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
 import { readdir, readFile, readlink } from "node:fs/promises";
 import { cpus as osCpus, hostname as osHostname, networkInterfaces } from "node:os";
 import {
   parseCgroup,
   parseCmdline,
+  parseFibTrieLocal,
+  parseIfInet6,
   parseLoadavg,
   parseMeminfo,
   parseOsRelease,
@@ -24,6 +26,7 @@ import {
   parseSystemStat,
   socketInodeFromLink,
   type NetProto,
+  type ProcNetRow,
 } from "./procfs.ts";
 
 export interface ProcessInfo {
@@ -52,6 +55,11 @@ export interface SocketInfo {
   state: "listen" | "established" | "other";
   inode: number;
   uid: number;
+  /**
+   * Set for a socket of another network namespace than the host's (a container's): the id of that namespace (the
+   * inode of its tcp table in procfs). Its wildcard listeners are reported once per address of that namespace.
+   */
+  netns?: number;
   /** Owning process; null when it could not be read (see unreadablePids) or the socket has no inode (TIME_WAIT). */
   pid: number | null;
 }
@@ -87,12 +95,18 @@ export interface BlindSpot {
 export interface ScanOptions {
   /** Where procfs is mounted; "/host/proc" when the agent runs in a container with the host's /proc mounted. */
   procRoot?: string;
-  /** Where os-release and passwd are read from. */
+  /** Where os-release, passwd and hostname are read from ("/host/etc" next to "/host/proc"). */
   etcRoot?: string;
+  /**
+   * Whose network namespace is the host's: "self" (the agent's own, /proc/net) or "init" (pid 1's, /proc/1/net).
+   * Defaults to "init" when procRoot is not /proc: an agent in a container reading the host's /proc through a mount
+   * would otherwise see /proc/net = its own namespace's sockets, and its own interfaces' IPs.
+   */
+  hostNetns?: "self" | "init";
 }
 
 // USER_HZ is 100 on every Linux ABI we target; sysconf(_SC_CLK_TCK) is not reachable from JS.
-const CLK_TCK = 100;
+export const CLK_TCK = 100;
 const PAGE_SIZE = 4096;
 
 const NET_TABLES: ReadonlyArray<{ file: string; proto: NetProto; family: 4 | 6 }> = [
@@ -105,21 +119,25 @@ const NET_TABLES: ReadonlyArray<{ file: string; proto: NetProto; family: 4 | 6 }
 export async function scanHost(opts: ScanOptions = {}): Promise<HostScan> {
   const proc = opts.procRoot ?? "/proc";
   const etc = opts.etcRoot ?? "/etc";
+  const mode = opts.hostNetns ?? (proc === "/proc" ? "self" : "init");
   const at = Date.now();
+  // pid 1's view when asked for, unless it cannot be read (hidepid): then ours, which is all we can see.
+  const net = mode === "init" && netnsId(`${proc}/1/net`) !== null ? `${proc}/1/net` : `${proc}/net`;
 
   const systemStat = parseSystemStat(readText(`${proc}/stat`) ?? "");
-  const facts = readFacts(proc, etc, systemStat.cpus);
+  const facts = readFacts(proc, etc, systemStat.cpus, mode === "init" ? net : null);
 
   // The socket tables and the fd walk are independent; running them together overlaps the kernel's table walk
   // (milliseconds with many TIME_WAIT sockets) with the fd readlinks.
   const [tables, { owners, unreadablePids, inodesByPid }] = await Promise.all([
-    Promise.all(NET_TABLES.map((t) => readTextAsync(`${proc}/net/${t.file}`))),
+    Promise.all(NET_TABLES.map((t) => readTextAsync(`${net}/${t.file}`))),
     mapSocketOwners(proc),
   ]);
-  const rows = NET_TABLES.flatMap((t, i) => {
+  const rows: (ProcNetRow & { netns?: number })[] = NET_TABLES.flatMap((t, i) => {
     const text = tables[i];
     return text == null ? [] : parseProcNetTcp(text, t.family, t.proto);
   });
+  rows.push(...otherNetnsRows(proc, netnsId(net), rows, inodesByPid));
   const leaders = workerLeaders(rows, owners, inodesByPid);
   // Only a process of the same program is a worker: systemd (pid 1) holds socket-activated listeners of others.
   const commOf = (pid: number) => parseProcStat(readText(`${proc}/${pid}/stat`) ?? "")?.comm;
@@ -127,7 +145,7 @@ export async function scanHost(opts: ScanOptions = {}): Promise<HostScan> {
 
   const users = parsePasswd(readText(`${etc}/passwd`) ?? "");
   const processes = new Map<number, ProcessInfo>();
-  // owners also holds unix sockets and sockets of other network namespaces; only owners of listed sockets count.
+  // owners also holds unix sockets; only owners of listed sockets count.
   const ownerPids = new Set<number>();
   const ownerOf = (inode: number) => {
     const pid = inode === 0 ? undefined : owners.get(inode);
@@ -144,7 +162,7 @@ export async function scanHost(opts: ScanOptions = {}): Promise<HostScan> {
 
   const sockets: SocketInfo[] = rows.map((r) => {
     const pid = ownerOf(r.inode);
-    return {
+    const s: SocketInfo = {
       proto: r.proto,
       family: r.family,
       localIp: r.localIp,
@@ -157,10 +175,66 @@ export async function scanHost(opts: ScanOptions = {}): Promise<HostScan> {
       // A process that exited between the fd walk and the identity read is not reported as an owner.
       pid: pid !== undefined && processes.has(pid) ? pid : null,
     };
+    if (r.netns !== undefined) s.netns = r.netns;
+    return s;
   });
 
   return { at, facts, sockets, processes, unreadablePids };
 }
+
+/**
+ * Identifies a network namespace by the inode of its tcp table: procfs gives each namespace its own entries, and
+ * every /proc/<pid>/net/tcp of one namespace is the same entry. Unlike /proc/<pid>/ns/net, it can be stat'ed
+ * without ptrace rights over the process (even root is denied pid 1's ns/net on some hosts, this one included).
+ */
+function netnsId(netDir: string): number | null {
+  try {
+    return statSync(`${netDir}/tcp`).ino;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Sockets of processes in other network namespaces (containers with their own network) are not in the host's
+ * tables: a process holding a socket inode the host tables lack may be in one. Each such namespace is read once,
+ * through /proc/<pid>/net of the first process found in it. Its addresses are its own (a container's IP, not the
+ * host's): a wildcard listener is reported once per address of the namespace, and loopback sockets are left out,
+ * since they are reachable only inside it and would alias the host's own 127.0.0.1.
+ */
+function otherNetnsRows(proc: string, hostNs: number | null, hostRows: ProcNetRow[], inodesByPid: Map<number, number[]>): (ProcNetRow & { netns: number })[] {
+  if (hostNs === null) return []; // no host table read: nothing to tell the others apart from
+  const known = new Set<number>();
+  for (const r of hostRows) if (r.inode !== 0) known.add(r.inode);
+  const seenNs = new Set<number>();
+  if (hostNs !== null) seenNs.add(hostNs);
+  const out: (ProcNetRow & { netns: number })[] = [];
+  for (const [pid, inodes] of inodesByPid) {
+    // Most such processes hold only unix sockets (never in any table); the stat settles it, once per process.
+    if (inodes.every((i) => known.has(i))) continue;
+    const dir = `${proc}/${pid}/net`;
+    const ns = netnsId(dir);
+    if (ns === null || seenNs.has(ns)) continue;
+    seenNs.add(ns);
+    const ips = namespaceIps(dir);
+    const v4 = ips.filter((ip) => !ip.includes(":"));
+    for (const t of NET_TABLES) {
+      const text = readText(`${dir}/${t.file}`);
+      if (text == null) continue;
+      for (const r of parseProcNetTcp(text, t.family, t.proto)) {
+        if (r.inode !== 0) known.add(r.inode);
+        if (isLoopbackIp(r.localIp)) continue;
+        if (r.state === "listen" && (r.localIp === "0.0.0.0" || r.localIp === "::")) {
+          // "::" without IPV6_V6ONLY also takes IPv4, as it does on the host.
+          for (const ip of r.localIp === "::" ? ips : v4) out.push({ ...r, localIp: ip, netns: ns });
+        } else out.push({ ...r, netns: ns });
+      }
+    }
+  }
+  return out;
+}
+
+const isLoopbackIp = (ip: string) => ip.startsWith("127.") || ip === "::1";
 
 /**
  * Walks /proc/<pid>/fd/* and maps every socket inode to the lowest pid holding it (forked servers share a listener;
@@ -281,28 +355,48 @@ function readProcess(proc: string, pid: number, btime: number, users: Map<number
   };
 }
 
-function readFacts(proc: string, etc: string, cpus: number): HostFacts {
+function readFacts(proc: string, etc: string, cpus: number, hostNet: string | null): HostFacts {
   const mem = parseMeminfo(readText(`${proc}/meminfo`) ?? "");
   const os =
     parseOsRelease(readText(`${etc}/os-release`) ?? readText(`${etc}/../usr/lib/os-release`) ?? "") ?? "Linux";
   return {
-    hostname: readText(`${proc}/sys/kernel/hostname`)?.trim() || osHostname(),
+    hostname: readHostname({ procRoot: proc, etcRoot: etc, hostNetns: hostNet === null ? "self" : "init" }),
     os,
     kernel: readText(`${proc}/sys/kernel/osrelease`)?.trim() ?? "",
     cpus: cpus || osCpus().length,
     memTotalBytes: mem.memTotalBytes,
     memAvailableBytes: mem.memAvailableBytes,
     load1: parseLoadavg(readText(`${proc}/loadavg`) ?? ""),
-    ips: hostIps(),
+    ips: hostNet === null ? interfaceIps() : namespaceIps(hostNet),
   };
 }
 
-function hostIps(): string[] {
+/**
+ * The host's name. /proc/sys/kernel/hostname answers for the reader's UTS namespace, so inside a container (host
+ * /proc mounted or not) it is the container's name: there the host's /etc/hostname (etcRoot) comes first.
+ */
+export function readHostname(opts: ScanOptions = {}): string {
+  const proc = opts.procRoot ?? "/proc";
+  const etc = opts.etcRoot ?? "/etc";
+  const mode = opts.hostNetns ?? (proc === "/proc" ? "self" : "init");
+  const fromEtc = () => readText(`${etc}/hostname`)?.split("\n")[0]!.trim();
+  const fromKernel = () => readText(`${proc}/sys/kernel/hostname`)?.trim();
+  return (mode === "init" ? fromEtc() || fromKernel() : fromKernel()) || osHostname();
+}
+
+/** The agent's own interfaces' addresses (loopback excluded): the host's when the agent runs in its namespace. */
+function interfaceIps(): string[] {
   const ips = new Set<string>();
   for (const addrs of Object.values(networkInterfaces())) {
     for (const a of addrs ?? []) if (!a.internal) ips.add(a.address);
   }
   return [...ips];
+}
+
+/** A network namespace's addresses (loopback excluded) from its procfs files, whichever namespace the agent is in. */
+function namespaceIps(netDir: string): string[] {
+  const v4 = parseFibTrieLocal(readText(`${netDir}/fib_trie`) ?? "").filter((ip) => !isLoopbackIp(ip));
+  return [...v4, ...parseIfInet6(readText(`${netDir}/if_inet6`) ?? "")];
 }
 
 async function readTextAsync(path: string): Promise<string | null> {

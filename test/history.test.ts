@@ -320,6 +320,17 @@ describe("graph routes", () => {
     expect(replay.body.truncated).toBe(true);
   });
 
+  test("times may be relative to now: `now`, `-15m`, `-1d` (the script is in 2030, so now is before all of it)", async () => {
+    const now = await get("/api/topology/at?t=now");
+    expect(now.status).toBe(200);
+    expect([now.body.nodes.length, now.body.edges.length]).toEqual([0, 0]);
+    const day = await get("/api/topology/diff?from=-1d&to=now");
+    expect(day.status).toBe(200);
+    expect(day.body.nodes.added).toEqual([]);
+    const whole = await get(`/api/topology/diff?from=-15m&to=${T0 + 3000}`);
+    expect(whole.body.nodes.added.length).toBeGreaterThan(0);
+  });
+
   test("bad input gets 400 with the reason; an unknown entity 404", async () => {
     const cases: [string, RegExp][] = [
       ["/api/impact", /id: /],
@@ -327,7 +338,8 @@ describe("graph routes", () => {
       [`/api/impact?id=${H}&hops=0`, /hops/],
       [`/api/impact?id=${H}&kind=router`, /kind/],
       ["/api/topology/at", /t: /],
-      ["/api/topology/at?t=yesterday", /epoch milliseconds or an ISO 8601 time/],
+      ["/api/topology/at?t=yesterday", /epoch milliseconds, an ISO 8601 time, "now" or "-<n>s\|m\|h\|d"/],
+      ["/api/topology/at?t=-5w", /got "-5w"/],
       [`/api/topology/diff?from=${T0 + 10}&to=${T0}`, /from must be before to/],
       [`/api/topology/replay?from=${T0}&to=${T0 + 10}&limit=0`, /limit/],
     ];

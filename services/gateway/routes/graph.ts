@@ -17,10 +17,13 @@ import type { Logger } from "../../shared/log.ts";
 import { HttpError, toHttpError, type Routes } from "../http.ts";
 import type { GatewayMirror } from "../mirror.ts";
 
+const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+/** A time: epoch ms, ISO 8601, `now`, or a duration before now (`-15m`, `-1d`). */
 const Time = z.string().min(1).transform((s, ctx) => {
-  const n = /^\d+$/.test(s) ? Number(s) : Date.parse(s);
+  const rel = /^-(\d+)([smhd])$/.exec(s);
+  const n = s === "now" ? Date.now() : rel ? Date.now() - Number(rel[1]) * UNIT_MS[rel[2]!]! : /^\d+$/.test(s) ? Number(s) : Date.parse(s);
   if (!Number.isSafeInteger(n) || n < 0) {
-    ctx.addIssue({ code: "custom", message: `expected epoch milliseconds or an ISO 8601 time, got "${s}"` });
+    ctx.addIssue({ code: "custom", message: `expected epoch milliseconds, an ISO 8601 time, "now" or "-<n>s|m|h|d", got "${s}"` });
     return z.NEVER;
   }
   return n;

@@ -6,14 +6,18 @@ import type { ProcessIdentity } from "../../pipelines/contracts/common.ts";
 import type { DiscoveryBatch, DiscoveryEvent } from "../../pipelines/contracts/discovery.ts";
 import type { Sample } from "../../pipelines/contracts/metrics.ts";
 import { hostId, hostPort, serviceId } from "../../pipelines/stages/topology.ts";
-import type { HostScan, ProcessInfo, SocketInfo } from "./scan.ts";
+import { CLK_TCK, type HostScan, type ProcessInfo, type SocketInfo } from "./scan.ts";
 
 export interface AgentState {
   listeners: Map<string, DiscoveryEvent & { type: "listener.seen" }>;
   conns: Map<string, DiscoveryEvent & { type: "connection.seen" }>;
+  /** pid → its CPU ticks and start time at the last published scan (a rate needs two scans of the same process) */
+  cpu: Map<number, { ticks: number; startTime: number }>;
+  /** when the last published scan was taken (ms) */
+  at: number | null;
 }
 
-export const emptyAgentState = (): AgentState => ({ listeners: new Map(), conns: new Map() });
+export const emptyAgentState = (): AgentState => ({ listeners: new Map(), conns: new Map(), cpu: new Map(), at: null });
 
 /** Stays well under the per-message limit even with long command lines. */
 const MAX_EVENTS = 1000;
@@ -44,6 +48,8 @@ export interface ScanResult {
 
 export function scanToBatches(prev: AgentState, scan: HostScan, o: { source: string; host: string; scanId: number; full: boolean }): ScanResult {
   const state = emptyAgentState();
+  state.at = scan.at;
+  for (const p of scan.processes.values()) state.cpu.set(p.pid, { ticks: p.cpuTicks, startTime: p.startTime });
   for (const s of scan.sockets) {
     const process = identity(s.pid == null ? undefined : scan.processes.get(s.pid));
     if (s.state === "listen") {
@@ -81,7 +87,7 @@ export function scanToBatches(prev: AgentState, scan: HostScan, o: { source: str
         events.push({ type: "connection.gone", proto: c.proto, localIp: c.localIp, localPort: c.localPort, remoteIp: c.remoteIp, remotePort: c.remotePort });
   }
 
-  return { batches: chunk(events, scan.at, o), samples: samplesOf(scan, state, o.host), state };
+  return { batches: chunk(events, scan.at, o), samples: samplesOf(scan, prev, state, o.host), state };
 }
 
 function chunk(events: DiscoveryEvent[], at: number, o: { source: string; host: string; scanId: number; full: boolean }): DiscoveryBatch[] {
@@ -101,7 +107,7 @@ function chunk(events: DiscoveryEvent[], at: number, o: { source: string; host: 
   return groups.map((g, part) => ({ schema: "discovery.v1", source: o.source, host: o.host, scanId: o.scanId, part, parts: groups.length, full: o.full, at, events: g }));
 }
 
-function samplesOf(scan: HostScan, state: AgentState, host: string): Sample[] {
+function samplesOf(scan: HostScan, prev: AgentState, state: AgentState, host: string): Sample[] {
   const ts = scan.at;
   const h = hostId(host);
   const f = scan.facts;
@@ -137,7 +143,12 @@ function samplesOf(scan: HostScan, state: AgentState, host: string): Sample[] {
     if (!id) continue;
     const labels = { pid: String(p.pid) };
     out.push({ entity: entityOf(id), metric: "process_rss_bytes", ts, value: p.rssBytes, labels });
-    out.push({ entity: entityOf(id), metric: "process_cpu_ticks", ts, value: p.cpuTicks, labels });
+    out.push({ entity: entityOf(id), metric: "process_cpu_seconds_total", ts, value: p.cpuTicks / CLK_TCK, labels });
+    // Cores used since the last scan: only for the same process (a pid reused by another has another start time).
+    const before = prev.cpu.get(p.pid);
+    const seconds = prev.at === null ? 0 : (scan.at - prev.at) / 1000;
+    if (before && before.startTime === p.startTime && seconds > 0 && p.cpuTicks >= before.ticks)
+      out.push({ entity: entityOf(id), metric: "process_cpu_cores", ts, value: (p.cpuTicks - before.ticks) / CLK_TCK / seconds, labels });
   }
   return out;
 }

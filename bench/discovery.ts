@@ -1,5 +1,5 @@
 /**
- * `bun run bench discovery [--hosts 10000] [--ticks 4] [--churn-seconds 60] [--fanout 1] [--scan-pairs 1000]`
+ * `bun run bench discovery [--hosts 10000] [--ticks 4] [--churn-seconds 60] [--fanout 1] [--scan-pairs 1000] [--scan-procs 50] [--agent-only]`
  *
  * A simulated estate (services/simulator/estate.ts: agents' own diff, full state then deltas) through a real
  * nats-server → the topology service in-process (pure stage + Kuzu + delta stream), as bench/pipeline.ts does:
@@ -9,11 +9,10 @@
  *   2. churn: `ticks` scans with heavy churn (restarts, reconnects, cron jobs, crashes, failures, deploys with IP reuse);
  *      topology changes/s = items in the published deltas / seconds to drain.
  *   3. raw JetStream: the same first-round messages published (pipelined) and consumed (ack each), same run.
- *   4. agent scan: one /proc scan of this machine with ~2k extra loopback sockets opened for the purpose, vs the raw
- *      read of the socket tables it must parse.
+ *   4. agent scan: /proc scans of this machine with ~2k extra loopback sockets held by 50 child processes, vs the raw
+ *      read of the socket tables it must parse and a bare fd walk (`--agent-only` runs just this part).
  */
-import { readFileSync } from "node:fs";
-import * as net from "node:net";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { AckPolicy } from "@nats-io/jetstream";
@@ -107,38 +106,99 @@ async function probeStore(store: KuzuGraphStore, model: ReturnType<typeof emptyM
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-/** One scan of this machine with many sockets open: the agent's cost per scan, next to the raw table reads. */
-async function agentScan(pairs: number) {
-  const server = net.createServer((s) => s.on("error", () => undefined));
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const port = (server.address() as net.AddressInfo).port;
-  const clients: net.Socket[] = [];
-  for (let i = 0; i < pairs; i++) {
-    const c = net.connect(port, "127.0.0.1");
-    c.on("error", () => undefined);
-    clients.push(c);
+/**
+ * One scan of this machine with many sockets open, spread over `procs` child processes (each listens on loopback and
+ * holds its share of connections to itself, both ends), so the /proc/<pid>/fd walk has many processes to cover: the
+ * agent's cost per scan, next to the raw cost of reading the socket tables it must parse and of walking the fds.
+ */
+async function agentScan(pairs: number, procs: number) {
+  const per = Math.max(1, Math.ceil(pairs / procs));
+  const js = `const net = require("node:net");
+    const srv = net.createServer((s) => s.on("error", () => {}));
+    srv.listen(0, "127.0.0.1", async () => {
+      const port = srv.address().port;
+      const cs = [];
+      for (let i = 0; i < ${per}; i++) cs.push(new Promise((r) => { const c = net.connect(port, "127.0.0.1", r); c.on("error", () => {}); }));
+      await Promise.all(cs);
+      console.log("ready");
+    });
+    process.stdin.on("data", () => {}); process.stdin.on("end", () => process.exit(0));`;
+  const children = Array.from({ length: procs }, () => Bun.spawn([process.execPath, "--smol", "-e", js], { stdin: "pipe", stdout: "pipe", stderr: "inherit" }));
+  try {
+    await Promise.all(children.map((c) => c.stdout.getReader().read()));
+    const childPids = new Set(children.map((c) => c.pid));
+    const scanMs: number[] = [];
+    const diffMs: number[] = [];
+    const rawTablesMs: number[] = [];
+    const rawFdWalkMs: number[] = [];
+    let sockets = 0;
+    let childSockets = 0;
+    let pids = 0;
+    let state = emptyAgentState();
+    for (let i = 0; i < 7; i++) {
+      let t = performance.now();
+      for (const f of ["tcp", "tcp6", "udp", "udp6"]) readFileSync(`/proc/net/${f}`, "utf8");
+      rawTablesMs.push(performance.now() - t);
+      t = performance.now();
+      pids = rawFdWalk();
+      rawFdWalkMs.push(performance.now() - t);
+      t = performance.now();
+      const s = await scanHost();
+      scanMs.push(performance.now() - t);
+      sockets = s.sockets.length;
+      childSockets = s.sockets.filter((x) => x.pid !== null && childPids.has(x.pid)).length;
+      t = performance.now();
+      state = scanToBatches(state, s, { source: "agent:bench", host: "bench", scanId: i, full: i === 0 }).state;
+      diffMs.push(performance.now() - t);
+    }
+    const m = (xs: number[]) => +median(xs).toFixed(1);
+    return {
+      sockets,
+      childProcesses: procs,
+      socketsOwnedByChildren: childSockets,
+      expectedChildSockets: procs * (2 * per + 1),
+      processesWalked: pids,
+      scanMs: m(scanMs),
+      diffMs: m(diffMs),
+      rawSocketTablesMs: m(rawTablesMs),
+      rawFdWalkMs: m(rawFdWalkMs),
+      ratioScanToRawTables: +(median(scanMs) / median(rawTablesMs)).toFixed(1),
+      ratioScanToRawTablesPlusFdWalk: +(median(scanMs) / (median(rawTablesMs) + median(rawFdWalkMs))).toFixed(2),
+    };
+  } finally {
+    for (const c of children) c.kill();
+    await Promise.all(children.map((c) => c.exited));
   }
-  await Promise.all(clients.map((c) => new Promise<void>((r) => (c.readyState === "open" ? r() : c.once("connect", () => r())))));
-  const scanMs: number[] = [];
-  const diffMs: number[] = [];
-  const rawMs: number[] = [];
-  let sockets = 0;
-  let state = emptyAgentState();
-  for (let i = 0; i < 5; i++) {
-    let t = performance.now();
-    for (const f of ["tcp", "tcp6", "udp", "udp6"]) readFileSync(`/proc/net/${f}`, "utf8");
-    rawMs.push(performance.now() - t);
-    t = performance.now();
-    const s = await scanHost();
-    scanMs.push(performance.now() - t);
-    sockets = s.sockets.length;
-    t = performance.now();
-    state = scanToBatches(state, s, { source: "agent:bench", host: "bench", scanId: i, full: i === 0 }).state;
-    diffMs.push(performance.now() - t);
+}
+
+/** The least any owner lookup costs: readdir + readlink of every fd of every process, synchronously. */
+function rawFdWalk(): number {
+  let n = 0;
+  for (const name of readdirSync("/proc")) {
+    if (!/^[0-9]+$/.test(name)) continue;
+    n++;
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${name}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        readlinkSync(`/proc/${name}/fd/${fd}`);
+      } catch {
+        // closed meanwhile
+      }
+    }
   }
-  for (const c of clients) c.destroy();
-  server.close();
-  return { sockets, scanMs: +median(scanMs).toFixed(1), diffMs: +median(diffMs).toFixed(1), rawSocketTablesMs: +median(rawMs).toFixed(1), ratioScanToRawTables: +(median(scanMs) / median(rawMs)).toFixed(1) };
+  return n;
+}
+
+function printAgentScan(scan: Awaited<ReturnType<typeof agentScan>>) {
+  return (
+    `agent scan with ${scan.sockets} sockets (${scan.socketsOwnedByChildren}/${scan.expectedChildSockets} in ${scan.childProcesses} child processes, ${scan.processesWalked} processes walked): ` +
+    `${scan.scanMs} ms (+${scan.diffMs} ms diff); raw socket-table read ${scan.rawSocketTablesMs} ms, raw fd walk ${scan.rawFdWalkMs} ms`
+  );
 }
 
 export async function benchDiscovery(argv: string[]) {
@@ -150,8 +210,16 @@ export async function benchDiscovery(argv: string[]) {
       "churn-seconds": { type: "string", default: "60" },
       fanout: { type: "string", default: "1" },
       "scan-pairs": { type: "string", default: "1000" },
+      "scan-procs": { type: "string", default: "50" },
+      "agent-only": { type: "boolean", default: false },
     },
   });
+  if (values["agent-only"]) {
+    const scan = await agentScan(Number(values["scan-pairs"]), Number(values["scan-procs"]));
+    console.log(JSON.stringify({ bench: "discovery", agentScan: scan }, null, 2));
+    console.log(`\n${printAgentScan(scan)}`);
+    return;
+  }
   const hosts = Number(values.hosts);
   const ticks = Number(values.ticks);
   const log = makeLogger("bench", true);
@@ -247,7 +315,7 @@ export async function benchDiscovery(argv: string[]) {
     await store.close();
     await bus.close();
 
-    const scan = await agentScan(Number(values["scan-pairs"]));
+    const scan = await agentScan(Number(values["scan-pairs"]), Number(values["scan-procs"]));
     const report = {
       bench: "discovery",
       estate: { hosts: estate.hosts.length, messages: converge.length, events, avgMessageBytes: Math.round(payloads.reduce((n, p) => n + p.byteLength, 0) / payloads.length), simulateSeconds: +simS.toFixed(1) },
@@ -266,7 +334,7 @@ export async function benchDiscovery(argv: string[]) {
       `\nconverge: ${report.graph.nodes} nodes / ${report.graph.edges} edges from ${report.estate.hosts} hosts in ${report.converge.seconds} s (goal ≤ 60 s)` +
         `\nchurn: ${report.churn.changesPerS} topology changes/s sustained (${report.churn.topologyChanges} changes in ${report.churn.seconds} s; goal ≥ 2000/s)` +
         `\nraw JetStream publish+consume of the same messages: ${report.rawJetStream.publishThenConsumeMsgsPerS} msg/s → converge ratio ${report.ratioConvergeMsgsToRawJetStream}, churn ratio ${report.ratioChurnMsgsToRawJetStream}` +
-        `\nagent scan with ${scan.sockets} sockets: ${scan.scanMs} ms (+${scan.diffMs} ms diff); raw socket-table read ${scan.rawSocketTablesMs} ms`,
+        `\n${printAgentScan(scan)}`,
     );
   } finally {
     await nats.stop();

@@ -86,6 +86,27 @@ describe("orrery-agent executable", () => {
     }
   }, 60_000);
 
+  test("the README's command line (--nats, --interval, --config) runs: short spellings of --nats-url and --interval-ms", async () => {
+    const prefix = uniquePrefix("agentreadme");
+    const cfg = join(tmp.dir, "readme-agent.json");
+    writeFileSync(cfg, JSON.stringify({ prefix, hostId: "readme-host" }));
+    const p = Bun.spawn([bin, "--nats", nats.url, "--interval", "700", "--config", cfg], { env: bare(), stdout: "pipe", stderr: "pipe" });
+    let bus: Bus | undefined;
+    try {
+      const { value } = await p.stdout.getReader().read();
+      expect(JSON.parse(new TextDecoder().decode(value).split("\n")[0]!)).toMatchObject({ event: "ready", host: "readme-host", prefix, intervalMs: 700 });
+      bus = await connectBus({ url: nats.url, prefix, name: "agent-readme-test" });
+      const c = await bus.js.consumers.get(bus.topo.streams.discovery.name, { deliver_policy: DeliverPolicy.All });
+      const m = await c.next({ expires: 15_000 });
+      expect(decode(DiscoveryBatch, "discovery.v1", m!.data)).toMatchObject({ source: "agent:readme-host", scanId: 0 });
+      p.kill("SIGTERM");
+      expect(await p.exited).toBe(0);
+    } finally {
+      p.kill("SIGKILL");
+      await bus?.close();
+    }
+  }, 60_000);
+
   test("--help prints usage and exits 0", async () => {
     const r = await run(["--help"]);
     expect(r.code).toBe(0);
@@ -135,5 +156,15 @@ describe("agent configuration precedence", () => {
     expect(() => resolveAgentConfig([], { ORRERY_AGENT_CONFIG: "x.json" }, () => JSON.stringify({ intervalMs: 5 }))).toThrow(/config file x.json key "intervalMs"/);
     expect(() => resolveAgentConfig(["-c", "missing.json"], {}, () => { throw new Error("ENOENT"); })).toThrow(AgentConfigError);
     expect(() => resolveAgentConfig(["extra"], {}, () => "")).toThrow(/positional/i);
+  });
+});
+
+describe("agent flag spellings", () => {
+  test("--nats and --interval are --nats-url and --interval-ms; giving both spellings of one is an error", () => {
+    const r = resolveAgentConfig(["--nats", "nats://short:4222", "--interval", "2500"], {}, () => "");
+    expect(r).toMatchObject({ help: false, config: { natsUrl: "nats://short:4222", intervalMs: 2500 } });
+    expect(() => resolveAgentConfig(["--interval", "soon"], {}, () => "")).toThrow(/flag --interval: /);
+    expect(() => resolveAgentConfig(["--nats", "nats://a:1", "--nats-url", "nats://b:1"], {}, () => "")).toThrow(/--nats and --nats-url are the same setting/);
+    expect(() => resolveAgentConfig(["--interval", "1000", "--interval-ms", "1000"], {}, () => "")).toThrow(AgentConfigError);
   });
 });

@@ -37,12 +37,14 @@ Usage: orrery-agent [options]
 Options (each also settable in the config file, key in brackets, and the environment):
   -c, --config <file>       JSON config file                       env ORRERY_AGENT_CONFIG
       --nats-url <url>      NATS server [natsUrl]                   env NATS_URL           (nats://127.0.0.1:4222)
+      --nats <url>          same as --nats-url
       --nats-user <user>    [natsUser]                              env NATS_USER
       --nats-pass <pass>    [natsPass]                              env NATS_PASS
       --nats-token <token>  [natsToken]                             env NATS_TOKEN
       --prefix <p>          subject/stream prefix [prefix]          env ORRERY_PREFIX      (orrery)
       --host-id <id>        host id [hostId]                        env ORRERY_HOST_ID     (hostname)
       --interval-ms <ms>    scan interval [intervalMs]              env ORRERY_AGENT_INTERVAL_MS (5000)
+      --interval <ms>       same as --interval-ms
       --full-every <n>      every nth scan is a full state [fullEvery] env ORRERY_AGENT_FULL_EVERY (12)
       --proc-root <dir>     procfs to read [procRoot]               env ORRERY_PROC_ROOT   (/proc)
       --etc-root <dir>      where passwd/os-release are [etcRoot]   env ORRERY_ETC_ROOT    (/etc)
@@ -57,12 +59,14 @@ Exit codes: 0 ok, 1 runtime failure (e.g. NATS unreachable), 2 bad flags or conf
 const FLAGS = {
   config: { type: "string", short: "c" },
   "nats-url": { type: "string" },
+  nats: { type: "string" },
   "nats-user": { type: "string" },
   "nats-pass": { type: "string" },
   "nats-token": { type: "string" },
   prefix: { type: "string" },
   "host-id": { type: "string" },
   "interval-ms": { type: "string" },
+  interval: { type: "string" },
   "full-every": { type: "string" },
   "proc-root": { type: "string" },
   "etc-root": { type: "string" },
@@ -97,6 +101,9 @@ export function resolveAgentConfig(argv: string[], env: Record<string, string | 
     throw new AgentConfigError(`${(e as Error).message} (see --help)`);
   }
   if (flags.help) return { help: true };
+  // Short spellings of two long flags; both at once would leave one silently ignored.
+  for (const [short, long] of [["nats", "nats-url"], ["interval", "interval-ms"]] as const)
+    if (flags[short] !== undefined && flags[long] !== undefined) throw new AgentConfigError(`--${short} and --${long} are the same setting: give one (see --help)`);
 
   let file: Record<string, unknown> = {};
   const path = flags.config ?? env.ORRERY_AGENT_CONFIG;
@@ -129,12 +136,14 @@ export function resolveAgentConfig(argv: string[], env: Record<string, string | 
     if (v !== undefined && v !== "") set(key, v, `environment variable ${name}`);
   }
   const flagKey: Record<string, keyof AgentConfig> = {
+    nats: "natsUrl",
     "nats-url": "natsUrl",
     "nats-user": "natsUser",
     "nats-pass": "natsPass",
     "nats-token": "natsToken",
     prefix: "prefix",
     "host-id": "hostId",
+    interval: "intervalMs",
     "interval-ms": "intervalMs",
     "full-every": "fullEvery",
     "proc-root": "procRoot",

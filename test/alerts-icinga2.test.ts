@@ -11,7 +11,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { connect as tcpConnect, createServer, type Server, type Socket } from "node:net";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { DeliverPolicy } from "@nats-io/jetstream";
 import type { Subprocess } from "bun";
 import { decode } from "../pipelines/codec.ts";
@@ -20,7 +20,6 @@ import { HealthDelta, type HealthEntry } from "../pipelines/contracts/health.ts"
 import type { TopoNode } from "../pipelines/contracts/topology.ts";
 import { mirrorFromSnapshot } from "../pipelines/stages/apply-delta.ts";
 import { AlertRules } from "../pipelines/stages/alerts.ts";
-import { makeClickHouseClient } from "../services/clickhouse/client.ts";
 import { ClickHouseAlertHistory } from "../services/alerts/history.ts";
 import { startIcinga2Consumer, type Icinga2Consumer } from "../services/alerts/icinga2.ts";
 import { alertPublisher } from "../services/alerts/publish.ts";
@@ -28,10 +27,10 @@ import { startAlertsService, type AlertsService } from "../services/alerts/servi
 import { alertSubjects } from "../services/alerts/subjects.ts";
 import { connectBus, type Bus } from "../services/shared/bus.ts";
 import { makeLogger } from "../services/shared/log.ts";
+import { startClickHouse, type TestClickHouse } from "./helpers/clickhouse.ts";
 import { startNats, type NatsServer } from "./helpers/nats.ts";
 import { tempDir, uniquePrefix, waitFor } from "./helpers/tmp.ts";
 
-const ROOT = resolve(import.meta.dir, "..");
 const log = makeLogger("test", true);
 const tmp = tempDir("orrery-icinga2-");
 const NODE = "orrery-test-node";
@@ -40,7 +39,7 @@ const API_PASSWORD = "s3cret-" + Math.random().toString(36).slice(2);
 
 let nats: NatsServer;
 let bus: Bus;
-let owner: { url: string; proc: Subprocess };
+let owner: TestClickHouse;
 let history: ClickHouseAlertHistory;
 let alerts: AlertsService;
 let consumer: Icinga2Consumer;
@@ -78,21 +77,6 @@ async function freePort(): Promise<number> {
   const p = s.port!;
   await s.stop(true);
   return p;
-}
-
-async function startClickHouseOwnerProcess(dataRoot: string) {
-  const proc = Bun.spawn([process.execPath, "services/clickhouse/main.ts", "--data-dir", dataRoot, "--port", "0"], { cwd: ROOT, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  const reader = proc.stdout.getReader();
-  let out = "";
-  const deadline = Date.now() + 30_000;
-  while (!out.includes("\n") && Date.now() < deadline) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    out += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
-  if (!out.includes("\n")) throw new Error(`clickhouse owner did not start: ${out}${await new Response(proc.stderr).text()}`);
-  return { url: (JSON.parse(out.split("\n")[0]!) as { url: string }).url, proc };
 }
 
 const ca = () => readFileSync(join(dirs.data!, "certs", "ca.crt"), "utf8");
@@ -225,8 +209,8 @@ object Notification "ops-db1" {
 
   nats = await startNats();
   bus = await connectBus({ url: nats.url, prefix: uniquePrefix("icinga"), name: "test" });
-  owner = await startClickHouseOwnerProcess(join(tmp.dir, "ch"));
-  history = new ClickHouseAlertHistory(makeClickHouseClient({ url: owner.url }), { database: uniquePrefix("ic").replace(/-/g, "_"), ttlDays: 7 });
+  owner = await startClickHouse(join(tmp.dir, "ch"));
+  history = new ClickHouseAlertHistory(owner.client(), { database: uniquePrefix("ic").replace(/-/g, "_"), ttlDays: 7 });
   alerts = await startAlertsService({
     bus,
     topology: { synced: () => true, rev: () => mirror.rev, nodes: () => mirror.nodes.values() },
@@ -250,8 +234,7 @@ afterAll(async () => {
   if (icinga && icinga.exitCode === null) await stopIcinga();
   await alerts?.stop();
   await history?.close();
-  owner?.proc.kill("SIGTERM");
-  await owner?.proc.exited;
+  await owner?.stop();
   await bus?.close();
   await nats?.stop();
   tmp.cleanup();
@@ -278,7 +261,7 @@ test("passive check results → event stream → alert.v1 → health on the post
   expect(crit).toMatchObject({ source: "icinga2", severity: "critical", summary: "CRITICAL - connection refused", target: { host: "db1", service: "PostgreSQL", address: "10.0.0.5" } });
   // CheckResult and StateChange both arrived; they are one event (same id): one row in the history
   await waitFor(() => consumer.status().events >= eventsBefore + 2, "CheckResult and StateChange events");
-  const ch = makeClickHouseClient({ url: owner.url });
+  const ch = owner.client();
   const rows = await waitFor(async () => {
     const r = await (await ch.query({ query: `SELECT id, state FROM ${history.table} FINAL WHERE fingerprint = {fp:String}`, query_params: { fp: crit.fingerprint }, format: "JSONEachRow" })).json<{ id: string; state: string }>();
     return r.some((x) => x.id === crit.id) ? r : null;

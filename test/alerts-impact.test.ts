@@ -8,9 +8,8 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { DeliverPolicy } from "@nats-io/jetstream";
-import type { Subprocess } from "bun";
 import { decode } from "../pipelines/codec.ts";
 import { AlertsList } from "../pipelines/contracts/alerts.ts";
 import { DiscoveryBatch } from "../pipelines/contracts/discovery.ts";
@@ -19,7 +18,6 @@ import { WsFrame, type TopoEdge, type TopoNode } from "../pipelines/contracts/to
 import { applyDelta, emptyMirror } from "../pipelines/stages/apply-delta.ts";
 import { AlertRules } from "../pipelines/stages/alerts.ts";
 import { edgeId } from "../pipelines/stages/topology.ts";
-import { makeClickHouseClient } from "../services/clickhouse/client.ts";
 import { startGatewayServer } from "../services/gateway/http.ts";
 import { startHealthOverlay, type HealthOverlay } from "../services/gateway/health.ts";
 import { startMirror, type GatewayMirror } from "../services/gateway/mirror.ts";
@@ -35,39 +33,23 @@ import { startIngestServer } from "../services/ingest/server.ts";
 import { connectBus, publishEvent, type Bus } from "../services/shared/bus.ts";
 import { makeLogger } from "../services/shared/log.ts";
 import { startTopologyService, type TopologyService } from "../services/topology/service.ts";
+import { startClickHouse, type TestClickHouse } from "./helpers/clickhouse.ts";
 import { startNats, type NatsServer } from "./helpers/nats.ts";
 import { tempDir, uniquePrefix, waitFor } from "./helpers/tmp.ts";
 
-const ROOT = resolve(import.meta.dir, "..");
 const log = makeLogger("test", true);
 const tmp = tempDir("orrery-impact-");
 
 let nats: NatsServer;
-let owner: { url: string; proc: Subprocess };
-
-async function startClickHouseOwnerProcess(dataRoot: string) {
-  const proc = Bun.spawn([process.execPath, "services/clickhouse/main.ts", "--data-dir", dataRoot, "--port", "0"], { cwd: ROOT, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  const reader = proc.stdout.getReader();
-  let out = "";
-  const deadline = Date.now() + 30_000;
-  while (!out.includes("\n") && Date.now() < deadline) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    out += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
-  if (!out.includes("\n")) throw new Error(`clickhouse owner did not start: ${out}${await new Response(proc.stderr).text()}`);
-  return { url: (JSON.parse(out.split("\n")[0]!) as { url: string }).url, proc };
-}
+let owner: TestClickHouse;
 
 beforeAll(async () => {
   nats = await startNats();
-  owner = await startClickHouseOwnerProcess(join(tmp.dir, "ch"));
+  owner = await startClickHouse(join(tmp.dir, "ch"));
 }, 60_000);
 
 afterAll(async () => {
-  owner?.proc.kill("SIGTERM");
-  await owner?.proc.exited;
+  await owner?.stop();
   await nats?.stop();
   tmp.cleanup();
 });
@@ -143,11 +125,11 @@ describe("impact published on health change", () => {
     await publishEstate(bus);
     mirror = await startMirror(bus, log);
     await waitFor(() => mirror.synced() && mirror.mirror().edges.has(DB_EDGE) && mirror.mirror().edges.has(edgeId("CONNECTS", NGINX, APP_L)), "the estate's calls in the mirror", 30_000);
-    history = new ClickHouseAlertHistory(makeClickHouseClient({ url: owner.url }), { database: db, ttlDays: 7 });
+    history = new ClickHouseAlertHistory(owner.client(), { database: db, ttlDays: 7 });
     alerts = await startAlertsService({ bus, topology: mirrorView(mirror), rules: AlertRules.parse({}), history, log, tickMs: 200 });
     overlay = startHealthOverlay(bus, log, { retryMs: 200 });
     ingest = startIngestServer({ publishAlerts: alertPublisher(bus), log, host: "127.0.0.1", port: 0 });
-    topoHistory = new ClickHouseHistoryStore(makeClickHouseClient({ url: owner.url }), { database: db, ttlDays: 7 });
+    topoHistory = new ClickHouseHistoryStore(owner.client(), { database: db, ttlDays: 7 });
     mkdirSync(join(tmp.dir, "dist"), { recursive: true });
     gateway = startGatewayServer({
       bus,
@@ -253,7 +235,7 @@ describe("impact published on health change", () => {
 describe("a large blast radius", () => {
   test("8000 callers of a failing listener: the health state is answered in parts and read back whole", async () => {
     const bus = await connectBus({ url: nats.url, prefix: uniquePrefix("big"), name: "test" });
-    const history = new ClickHouseAlertHistory(makeClickHouseClient({ url: owner.url }), { database: uniquePrefix("big").replace(/-/g, "_"), ttlDays: 7 });
+    const history = new ClickHouseAlertHistory(owner.client(), { database: uniquePrefix("big").replace(/-/g, "_"), ttlDays: 7 });
     const m = emptyMirror();
     const n = (id: string, kind: TopoNode["kind"], props: TopoNode["props"] = {}): TopoNode => ({ id, kind, name: id, source: "test", props, firstSeen: 1, lastSeen: 1 });
     const e = (kind: TopoEdge["kind"], src: string, dst: string): TopoEdge => ({ id: edgeId(kind, src, dst), kind, src, dst, source: "test", props: {}, firstSeen: 1, lastSeen: 1 });

@@ -20,6 +20,7 @@ import { startIngestServer } from "../services/ingest/server.ts";
 import { connectBus, publishEvent, type Bus } from "../services/shared/bus.ts";
 import { makeLogger } from "../services/shared/log.ts";
 import { startTopologyService, type TopologyService } from "../services/topology/service.ts";
+import { startClickHouse, type TestClickHouse } from "./helpers/clickhouse.ts";
 import { startNats, type NatsServer } from "./helpers/nats.ts";
 import { tempDir, uniquePrefix, waitFor } from "./helpers/tmp.ts";
 import { z } from "zod";
@@ -30,28 +31,13 @@ const tmp = tempDir("orrery-alerts-restart-");
 const prefix = uniquePrefix("arst");
 
 let nats: NatsServer;
-let owner: { url: string; proc: Subprocess };
+let owner: TestClickHouse;
 let bus: Bus;
 let store: KuzuGraphStore;
 let topo: TopologyService;
 let ingest: ReturnType<typeof startIngestServer>;
 let overlay: HealthOverlay;
 let child: Subprocess | null = null;
-
-async function startClickHouseOwnerProcess(dataRoot: string) {
-  const proc = Bun.spawn([process.execPath, "services/clickhouse/main.ts", "--data-dir", dataRoot, "--port", "0"], { cwd: ROOT, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  const reader = proc.stdout.getReader();
-  let out = "";
-  const deadline = Date.now() + 30_000;
-  while (!out.includes("\n") && Date.now() < deadline) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    out += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
-  if (!out.includes("\n")) throw new Error(`clickhouse owner did not start: ${out}${await new Response(proc.stderr).text()}`);
-  return { url: (JSON.parse(out.split("\n")[0]!) as { url: string }).url, proc };
-}
 
 /** The alerts service as `npm run demo` runs it; resolves once it printed its ready line (replay done). */
 async function startAlertsChild(): Promise<Subprocess> {
@@ -96,7 +82,7 @@ const hostSeen = (host: string, ip: string) => ({ type: "host.seen" as const, ho
 
 beforeAll(async () => {
   nats = await startNats();
-  owner = await startClickHouseOwnerProcess(join(tmp.dir, "ch"));
+  owner = await startClickHouse(join(tmp.dir, "ch"));
   bus = await connectBus({ url: nats.url, prefix, name: "test" });
   store = new KuzuGraphStore(join(tmp.dir, "kuzu"));
   topo = await startTopologyService({ bus, store, log });
@@ -124,8 +110,7 @@ afterAll(async () => {
   await topo?.stop();
   await store?.close();
   await bus?.close();
-  owner?.proc.kill("SIGTERM");
-  await owner?.proc.exited;
+  await owner?.stop();
   await nats?.stop();
   tmp.cleanup();
 });

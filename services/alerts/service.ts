@@ -13,12 +13,11 @@
  * mirror is synced the RPC answers `not_ready` (never an empty state a wallboard would take for "all clear"), and
  * nothing is published; then the first delta carries everything (a jump in seq, so readers fetch the state).
  */
-import { DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, type JsMsg } from "@nats-io/jetstream";
+import { DeliverPolicy, type JsMsg } from "@nats-io/jetstream";
 import { decode, encode, MAX_MESSAGE_BYTES, validate } from "../../pipelines/codec.ts";
 import { AlertBatch, AlertsQuery, type Alert, type AlertView, type AlertsList } from "../../pipelines/contracts/alerts.ts";
 import { HealthDelta, HealthState, type HealthDeltaInput, type HealthEntry, type NotReady } from "../../pipelines/contracts/health.ts";
 import type { TopologyDelta, TopologySnapshot, TopoNode } from "../../pipelines/contracts/topology.ts";
-import type { StreamSpec } from "../../pipelines/streams.ts";
 import type { Mirror } from "../../pipelines/stages/apply-delta.ts";
 import {
   buildIndex,
@@ -36,7 +35,7 @@ import {
   type TopologyIndex,
 } from "../../pipelines/stages/alerts.ts";
 import { HealthImpact, type HealthImpactChange, type HealthImpactOptions } from "../../pipelines/stages/health-impact.ts";
-import { ensureConsumer, runConsumer, type Bus, type ConsumerHandle } from "../shared/bus.ts";
+import { ensureConsumer, ensureStream, runConsumer, type Bus, type ConsumerHandle } from "../shared/bus.ts";
 import type { Logger } from "../shared/log.ts";
 import type { AlertHistory } from "./history.ts";
 import { alertSubjects } from "./subjects.ts";
@@ -61,29 +60,7 @@ export interface AlertsService {
   stop(): Promise<void>;
 }
 
-const ns = (ms: number) => ms * 1_000_000;
 
-async function ensureHealthStream(bus: Bus, s: StreamSpec): Promise<void> {
-  const cfg = {
-    name: s.name,
-    subjects: s.subjects,
-    storage: StorageType.File,
-    retention: RetentionPolicy.Limits,
-    discard: DiscardPolicy.Old,
-    max_age: ns(s.maxAgeMs),
-    max_bytes: s.maxBytes,
-    duplicate_window: ns(s.duplicateWindowMs),
-  };
-  try {
-    await bus.jsm.streams.info(s.name);
-    await bus.jsm.streams.update(s.name, cfg);
-  } catch (e) {
-    if (!/stream not found/i.test(String((e as Error).message))) throw e;
-    await bus.jsm.streams.add(cfg).catch((err) => {
-      if (!/already in use|exists/i.test(String(err.message))) throw err;
-    });
-  }
-}
 
 /** When JetStream stored the message: the time the event was handled live, and the time a replay folds it at. */
 const storedAt = (m: Pick<JsMsg, "time">) => m.time.getTime();
@@ -129,7 +106,7 @@ export async function startAlertsService(deps: {
   let impactSynced = false;
 
   await history.init();
-  await ensureHealthStream(bus, subjects.healthStream);
+  await ensureStream(bus.jsm, subjects.healthStream);
   // Past the last delta a predecessor stored (a busy service can number faster than the clock): the first delta
   // after a restart always leaves a gap, so every reader fetches the state rather than folding onto an old one.
   try {

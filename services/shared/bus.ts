@@ -64,7 +64,8 @@ export async function ensureStreams(jsm: JetStreamManager, topo: Topology): Prom
   for (const c of Object.values(topo.consumers)) await ensureConsumer(jsm, c);
 }
 
-async function ensureStream(jsm: JetStreamManager, s: StreamSpec): Promise<void> {
+/** Creates or updates one stream (idempotent); services with streams of their own call it too. */
+export async function ensureStream(jsm: JetStreamManager, s: StreamSpec): Promise<void> {
   const cfg = {
     name: s.name,
     subjects: s.subjects,

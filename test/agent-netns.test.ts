@@ -3,7 +3,7 @@
 // namespace (`unshare --net`, as root).
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -270,6 +270,52 @@ describe("on this machine", () => {
       server.close();
     }
   });
+
+  test("an agent in its own network and UTS namespaces with the host's /proc bind-mounted (a container) reports the host", async () => {
+    if (!sameNetnsAsInit) {
+      console.log("skipped: this test runs in another network namespace than pid 1");
+      return;
+    }
+    const server = net.createServer();
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const dir = mkdtempSync(join(tmpdir(), "orrery-hostproc-"));
+    try {
+      const port = (server.address() as net.AddressInfo).port;
+      const scanTs = join(import.meta.dir, "..", "services", "agent", "scan.ts");
+      const js = `const { scanHost } = await import(${JSON.stringify(scanTs)});
+        const out = {};
+        for (const procRoot of [process.argv[1], "/proc"]) {
+          const s = await scanHost({ procRoot, etcRoot: "/etc" });
+          out[procRoot === "/proc" ? "self" : "mounted"] = { facts: s.facts, sockets: s.sockets };
+        }
+        console.log(JSON.stringify(out));`;
+      // As a container runtime sets one up: own network (only lo), own hostname, host /proc mounted elsewhere.
+      const script = `hostname agent-ctr && mount --bind /proc "$1" && exec "$0" -e '${js}' "$1"`;
+      const p = Bun.spawn(["unshare", "--net", "--uts", "--mount", "sh", "-c", script, process.execPath, dir], { stdout: "pipe", stderr: "pipe" });
+      const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+      if (code !== 0 && process.getuid!() !== 0) {
+        console.log(`skipped: unshare is not permitted here (${err.trim()})`);
+        return;
+      }
+      expect(code).toBe(0);
+      const r = JSON.parse(out) as Record<"self" | "mounted", { facts: { hostname: string; ips: string[] }; sockets: { localPort: number; state: string; pid: number | null }[] }>;
+      const ours = (v: "self" | "mounted") => r[v].sockets.filter((s) => s.state === "listen" && s.localPort === port);
+      expect(ours("mounted")).toEqual([expect.objectContaining({ localIp: "127.0.0.1", pid: process.pid })]);
+      const own = Object.values(networkInterfaces())
+        .flat()
+        .filter((a) => a && !a.internal)
+        .map((a) => a!.address);
+      expect(r.mounted.facts.ips.sort()).toEqual([...new Set(own)].sort());
+      if (existsSync("/etc/hostname")) expect(r.mounted.facts.hostname).toBe(readFileSync("/etc/hostname", "utf8").trim());
+      // what the agent saw before the fix, and still sees with procRoot /proc: its own namespace
+      expect(ours("self")).toEqual([]);
+      expect(r.self.facts.ips).toEqual([]);
+      expect(r.self.facts.hostname).toBe("agent-ctr");
+    } finally {
+      server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
 
   test("a listener and a connection inside a new network namespace (unshare --net) are reported under that process", async () => {
     const port = 20000 + Math.floor(Math.random() * 20000);

@@ -49,3 +49,32 @@ test("process metrics and connection counts use the service id the topology stag
   expect([...entities]).toEqual(["service:h:api:8080"]);
   expect(m.nodes.has("service:h:api:8080")).toBe(true);
 });
+
+test("inbound connections count per client IP (not per client port); outbound ones per remote endpoint", () => {
+  const proc = { pid: 10, ppid: 1, comm: "api", exe: "/usr/bin/api", cmdline: ["api"], uid: 0, user: "root", startTime: 5, containerId: null, cpuTicks: 7, rssBytes: 4096 };
+  const sock = (localIp: string, localPort: number, remoteIp: string, remotePort: number, state: "listen" | "established", inode: number) =>
+    ({ proto: "tcp" as const, family: 4 as const, localIp, localPort, remoteIp, remotePort, state, inode, uid: 0, pid: 10 });
+  const scan: HostScan = {
+    at: 1000,
+    facts: { hostname: "h", os: "Linux", kernel: "6", cpus: 2, memTotalBytes: 1, memAvailableBytes: 1, load1: 0, ips: ["10.0.0.1"] },
+    sockets: [
+      sock("0.0.0.0", 8080, "0.0.0.0", 0, "listen", 1),
+      sock("10.0.0.1", 8080, "10.0.0.7", 50001, "established", 2),
+      sock("10.0.0.1", 8080, "10.0.0.7", 50002, "established", 3),
+      sock("10.0.0.1", 8080, "10.0.0.8", 41000, "established", 4),
+      sock("10.0.0.1", 40000, "10.0.0.9", 5432, "established", 5),
+      sock("10.0.0.1", 40001, "10.0.0.9", 5432, "established", 6),
+    ],
+    processes: new Map([[10, proc]]),
+    unreadablePids: [],
+  };
+  const r = scanToBatches(emptyAgentState(), scan, { source: "agent:h", host: "h", scanId: 0, full: true });
+  const counts = r.samples.filter((s) => s.metric.startsWith("connections")).map((s) => [s.entity, s.metric, s.labels, s.value]);
+  expect(counts.sort()).toEqual(
+    [
+      ["service:h:api:8080", "connections_in", { client: "10.0.0.7" }, 2],
+      ["service:h:api:8080", "connections_in", { client: "10.0.0.8" }, 1],
+      ["service:h:api:8080", "connections", { remote: "10.0.0.9:5432" }, 2],
+    ].sort(),
+  );
+});

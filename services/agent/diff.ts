@@ -19,6 +19,8 @@ export interface AgentState {
 
 export const emptyAgentState = (): AgentState => ({ listeners: new Map(), conns: new Map(), cpu: new Map(), at: null });
 
+const WILDCARD = new Set(["0.0.0.0", "::"]);
+
 /** Stays well under the per-message limit even with long command lines. */
 const MAX_EVENTS = 1000;
 const MAX_BYTES = 512 * 1024;
@@ -126,18 +128,29 @@ function samplesOf(scan: HostScan, prev: AgentState, state: AgentState, host: st
     list.push({ proto: l.proto, port: l.port });
     portsOf.set(l.process.pid, list);
   }
-  const entityOf = (p: ProcessIdentity) => serviceId(host, p, portsOf.get(p.pid) ?? []);
+  const entities = new Map<number, string>();
+  const entityOf = (p: ProcessIdentity) => {
+    let e = entities.get(p.pid);
+    if (e === undefined) entities.set(p.pid, (e = serviceId(host, p, portsOf.get(p.pid) ?? [])));
+    return e;
+  };
+  // The server end of a connection (its local port is one of our listeners) is counted by client IP: per client
+  // port, every inbound connection would be a series of its own.
+  const listening = new Set<string>();
+  for (const l of state.listeners.values()) listening.add(`${l.proto}|${WILDCARD.has(l.ip) ? "*" : l.ip}|${l.port}`);
+  const inbound = (c: { proto: string; localIp: string; localPort: number }) =>
+    listening.has(`${c.proto}|*|${c.localPort}`) || listening.has(`${c.proto}|${c.localIp}|${c.localPort}`);
   // Connection counts per (service, remote endpoint): the hot numbers live in metrics, not in the graph.
-  const pairs = new Map<string, { entity: string; remote: string; n: number }>();
+  const pairs = new Map<string, { entity: string; metric: string; labels: Record<string, string>; n: number }>();
   for (const c of state.conns.values()) {
     const entity = c.process ? entityOf(c.process) : h;
-    const remote = hostPort(c.remoteIp, c.remotePort);
-    const k = `${entity}|${remote}`;
-    const p = pairs.get(k) ?? { entity, remote, n: 0 };
+    const [metric, labels] = inbound(c) ? ["connections_in", { client: c.remoteIp }] : ["connections", { remote: hostPort(c.remoteIp, c.remotePort) }];
+    const k = `${entity}|${metric}|${labels.client ?? labels.remote}`;
+    const p = pairs.get(k) ?? { entity, metric, labels, n: 0 };
     p.n++;
     pairs.set(k, p);
   }
-  for (const p of pairs.values()) out.push({ entity: p.entity, metric: "connections", ts, value: p.n, labels: { remote: p.remote } });
+  for (const p of pairs.values()) out.push({ entity: p.entity, metric: p.metric, ts, value: p.n, labels: p.labels });
   for (const p of scan.processes.values()) {
     const id = identity(p);
     if (!id) continue;

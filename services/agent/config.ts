@@ -47,11 +47,13 @@ Options (each also settable in the config file, key in brackets, and the environ
       --interval <ms>       same as --interval-ms
       --full-every <n>      every nth scan is a full state [fullEvery] env ORRERY_AGENT_FULL_EVERY (12)
       --proc-root <dir>     procfs to read [procRoot]               env ORRERY_PROC_ROOT   (/proc)
-      --etc-root <dir>      where passwd/os-release are [etcRoot]   env ORRERY_ETC_ROOT    (/etc)
+      --etc-root <dir>      where passwd/os-release/hostname are [etcRoot] env ORRERY_ETC_ROOT (/etc)
       --quiet               warnings and errors only [quiet]        env ORRERY_LOG_QUIET=1
       --once                one scan, publish, exit [once]
   -h, --help                this help
 
+In a container, mount the host's /proc and /etc (e.g. at /host/proc, /host/etc) and point these at them: with a
+proc root other than /proc the agent reads the host's network namespace (pid 1's), not its own.
 Precedence: flags > environment > config file > defaults. Runs unprivileged: processes of other users are then
 reported as blind spots (log line and the agent_unreadable_processes metric); run as root to see every owner.
 Exit codes: 0 ok, 1 runtime failure (e.g. NATS unreachable), 2 bad flags or configuration.`;

@@ -123,6 +123,7 @@ describe("kuzu adapter", () => {
       for (const q of [
         "CREATE NODE TABLE Entity(id STRING, kind STRING, name STRING, source STRING, host STRING, port INT64, exe STRING, props STRING, firstSeen INT64, lastSeen INT64, PRIMARY KEY(id))",
         "CREATE NODE TABLE OrreryMeta(key STRING, value INT64, PRIMARY KEY(key))",
+        "CREATE REL TABLE RUNS(FROM Entity TO Entity, id STRING, source STRING, props STRING, firstSeen INT64, lastSeen INT64)",
         "CREATE (:Entity {id: 'host:old', kind: 'host', name: 'old', source: 'agent:old', host: 'old', port: 0, exe: '', props: '{}', firstSeen: 1, lastSeen: 2})",
         "CREATE (:OrreryMeta {key: 'rev', value: 5})",
       ]) {
@@ -145,5 +146,13 @@ describe("kuzu adapter", () => {
       { o: "ops", c: 1050 },
       { o: "team-a", c: 1 },
     ]);
+    // and the updateTag columns (nodes and relationships): old rows 0, written ones their rev, bulk-copied included
+    expect(await s.query("MATCH (n:Entity) RETURN n.updateTag AS tag, count(*) AS c ORDER BY tag")).toEqual([
+      { tag: 0, c: 1 },
+      { tag: 6, c: 2101 },
+    ]);
+    const runs = many.map((h) => ({ id: `RUNS:${h.id}->${p.id}`, kind: "RUNS" as const, src: h.id, dst: p.id, source: "agent:h1", props: {}, firstSeen: 1, lastSeen: 2 }));
+    await s.apply({ nodesUpserted: [], nodesRemoved: [], edgesUpserted: runs, edgesRemoved: [], created: new Set(runs.map((e) => e.id)) }, 7);
+    expect(await s.query("MATCH ()-[e:RUNS]->() RETURN e.updateTag AS tag, count(*) AS c")).toEqual([{ tag: 7, c: 2100 }]);
   });
 });

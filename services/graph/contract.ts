@@ -407,6 +407,23 @@ export function graphStoreContract(name: string, make: () => Promise<{ store: Gr
       expect(await s.load()).toEqual({ rev: 0, nodes: [], edges: [], sourceIntervals: {} });
     });
 
+    test("every written node and relationship carries the rev of its write as updateTag", async () => {
+      const s = await fresh();
+      const h = node("host:h1", "host");
+      const p = node("service:h1:psql:client", "process");
+      const l = node("listener:h1:tcp:0.0.0.0:5432", "listener", { port: 5432 });
+      await s.apply({ ...none, nodesUpserted: [h, p, l], edgesUpserted: [edge("RUNS", h.id, p.id), edge("CONNECTS", p.id, l.id)], created: new Set([h.id, p.id, l.id]) }, 4);
+      await s.apply({ ...none, nodesUpserted: [{ ...p, props: { pid: 9 } }], edgesUpserted: [{ ...edge("CONNECTS", p.id, l.id), lastSeen: 9 }] }, 7);
+      const nodes = await s.query("MATCH (n:Entity) RETURN n.id AS id, n.updateTag AS tag ORDER BY id");
+      expect(nodes).toEqual([
+        { id: h.id, tag: 4 },
+        { id: l.id, tag: 4 },
+        { id: p.id, tag: 7 },
+      ]);
+      const since = await s.query("MATCH (a:Entity)-[e]->(b:Entity) WHERE e.updateTag > $rev RETURN e.id AS id", { rev: 4 });
+      expect(since).toEqual([{ id: `CONNECTS:${p.id}->${l.id}` }]);
+    });
+
     test("declared source intervals are stored with the changes, updated, and dropped when the source goes", async () => {
       const s = await fresh();
       const none = { nodesUpserted: [], nodesRemoved: [], edgesUpserted: [], edgesRemoved: [] };

@@ -111,14 +111,18 @@ export class KuzuGraphStore implements GraphStore {
   async init(): Promise<void> {
     await this.serial(async () => {
       await this.exec(
-        "CREATE NODE TABLE IF NOT EXISTS Entity(id STRING, kind STRING, name STRING, source STRING, host STRING, port INT64, exe STRING, props STRING, firstSeen INT64, lastSeen INT64, owner STRING DEFAULT '', PRIMARY KEY(id))",
+        "CREATE NODE TABLE IF NOT EXISTS Entity(id STRING, kind STRING, name STRING, source STRING, host STRING, port INT64, exe STRING, props STRING, firstSeen INT64, lastSeen INT64, owner STRING DEFAULT '', updateTag INT64 DEFAULT 0, PRIMARY KEY(id))",
       );
-      // Data dirs made before `owner` existed get the column (last, as in a fresh table, so COPY's order holds).
+      // Data dirs made before `owner` / `updateTag` existed get the columns (last, in the order of a fresh table, so
+      // COPY's column order holds).
       await this.exec("ALTER TABLE Entity ADD IF NOT EXISTS owner STRING DEFAULT ''");
-      for (const k of EDGE_KINDS)
+      await this.exec("ALTER TABLE Entity ADD IF NOT EXISTS updateTag INT64 DEFAULT 0");
+      for (const k of EDGE_KINDS) {
         await this.exec(
-          `CREATE REL TABLE IF NOT EXISTS ${k}(FROM Entity TO Entity, id STRING, source STRING, props STRING, firstSeen INT64, lastSeen INT64)`,
+          `CREATE REL TABLE IF NOT EXISTS ${k}(FROM Entity TO Entity, id STRING, source STRING, props STRING, firstSeen INT64, lastSeen INT64, updateTag INT64 DEFAULT 0)`,
         );
+        await this.exec(`ALTER TABLE ${k} ADD IF NOT EXISTS updateTag INT64 DEFAULT 0`);
+      }
       await this.exec("CREATE NODE TABLE IF NOT EXISTS OrreryMeta(key STRING, value INT64, PRIMARY KEY(key))");
       await this.exec("CREATE NODE TABLE IF NOT EXISTS OrreryOutbox(rev INT64, body STRING, PRIMARY KEY(rev))");
     });
@@ -143,31 +147,31 @@ export class KuzuGraphStore implements GraphStore {
         const isNew = (id: string) => c.created?.has(id) ?? false;
         const createdNodes = c.nodesUpserted.filter((n) => isNew(n.id));
         const copyNodes = bulk(createdNodes.length);
-        const newNodes = copyNodes ? createdNodes.map(nodeRow) : [];
+        const newNodes = copyNodes ? createdNodes.map((n) => nodeRow(n, rev)) : [];
         if (newNodes.length)
           await this.run(
-            "COPY Entity FROM (UNWIND $rows AS r RETURN r.id, r.kind, r.name, r.source, r.host, CAST(r.port AS INT64), r.exe, r.props, CAST(r.firstSeen AS INT64), CAST(r.lastSeen AS INT64), r.owner)",
+            "COPY Entity FROM (UNWIND $rows AS r RETURN r.id, r.kind, r.name, r.source, r.host, CAST(r.port AS INT64), r.exe, r.props, CAST(r.firstSeen AS INT64), CAST(r.lastSeen AS INT64), r.owner, CAST(r.updateTag AS INT64))",
             { rows: newNodes },
           );
         const changedNodes = copyNodes ? c.nodesUpserted.filter((n) => !isNew(n.id)) : c.nodesUpserted;
         if (changedNodes.length)
           await this.run(
-            "UNWIND $rows AS r MERGE (n:Entity {id: r.id}) SET n.kind = r.kind, n.name = r.name, n.source = r.source, n.host = r.host, n.port = CAST(r.port AS INT64), n.exe = r.exe, n.props = r.props, n.firstSeen = CAST(r.firstSeen AS INT64), n.lastSeen = CAST(r.lastSeen AS INT64), n.owner = r.owner",
-            { rows: changedNodes.map(nodeRow) },
+            "UNWIND $rows AS r MERGE (n:Entity {id: r.id}) SET n.kind = r.kind, n.name = r.name, n.source = r.source, n.host = r.host, n.port = CAST(r.port AS INT64), n.exe = r.exe, n.props = r.props, n.firstSeen = CAST(r.firstSeen AS INT64), n.lastSeen = CAST(r.lastSeen AS INT64), n.owner = r.owner, n.updateTag = CAST(r.updateTag AS INT64)",
+            { rows: changedNodes.map((n) => nodeRow(n, rev)) },
           );
         for (const k of EDGE_KINDS) {
           const createdOfKind = c.edgesUpserted.filter((e) => e.kind === k && isNew(e.id));
           const copyEdges = bulk(createdOfKind.length);
-          const created = copyEdges ? createdOfKind.map(edgeRow) : [];
+          const created = copyEdges ? createdOfKind.map((e) => edgeRow(e, rev)) : [];
           if (created.length)
             await this.run(
-              `COPY ${k} FROM (UNWIND $rows AS r RETURN r.src, r.dst, r.id, r.source, r.props, CAST(r.firstSeen AS INT64), CAST(r.lastSeen AS INT64))`,
+              `COPY ${k} FROM (UNWIND $rows AS r RETURN r.src, r.dst, r.id, r.source, r.props, CAST(r.firstSeen AS INT64), CAST(r.lastSeen AS INT64), CAST(r.updateTag AS INT64))`,
               { rows: created },
             );
-          const rows = c.edgesUpserted.filter((e) => e.kind === k && !(copyEdges && isNew(e.id))).map(edgeRow);
+          const rows = c.edgesUpserted.filter((e) => e.kind === k && !(copyEdges && isNew(e.id))).map((e) => edgeRow(e, rev));
           if (rows.length)
             await this.run(
-              `UNWIND $rows AS r MERGE (a:Entity {id: r.src}) MERGE (b:Entity {id: r.dst}) MERGE (a)-[e:${k} {id: r.id}]->(b) SET e.source = r.source, e.props = r.props, e.firstSeen = r.firstSeen, e.lastSeen = r.lastSeen`,
+              `UNWIND $rows AS r MERGE (a:Entity {id: r.src}) MERGE (b:Entity {id: r.dst}) MERGE (a)-[e:${k} {id: r.id}]->(b) SET e.source = r.source, e.props = r.props, e.firstSeen = r.firstSeen, e.lastSeen = r.lastSeen, e.updateTag = CAST(r.updateTag AS INT64)`,
               { rows },
             );
         }
@@ -326,7 +330,8 @@ function edgeQuery(k: EdgeKind, where: string): string {
 const toNode = (r: Record<string, unknown>) => ({ ...r, props: JSON.parse(String(r.props ?? "{}")) }) as TopoNode;
 const toEdge = (r: Record<string, unknown>, kind: EdgeKind) => ({ ...r, kind, props: JSON.parse(String(r.props ?? "{}")) }) as TopoEdge;
 
-function nodeRow(n: TopoNode) {
+/** A row as stored; `updateTag` is the topology rev of the write (cartography's update tag). */
+function nodeRow(n: TopoNode, updateTag: number) {
   const p = n.props;
   return {
     id: n.id,
@@ -341,11 +346,12 @@ function nodeRow(n: TopoNode) {
     props: JSON.stringify(p),
     firstSeen: n.firstSeen,
     lastSeen: n.lastSeen,
+    updateTag,
   };
 }
 
-function edgeRow(e: TopoEdge) {
-  return { id: e.id, src: e.src, dst: e.dst, source: e.source, props: JSON.stringify(e.props), firstSeen: e.firstSeen, lastSeen: e.lastSeen };
+function edgeRow(e: TopoEdge, updateTag: number) {
+  return { id: e.id, src: e.src, dst: e.dst, source: e.source, props: JSON.stringify(e.props), firstSeen: e.firstSeen, lastSeen: e.lastSeen, updateTag };
 }
 
 /**

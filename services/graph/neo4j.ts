@@ -286,24 +286,24 @@ export async function writeChanges(tx: ManagedTransaction, c: Changes, rev: numb
   for (const b of batches(c.nodesRemoved)) await tx.run("UNWIND $ids AS i MATCH (n:Entity {id: i}) DETACH DELETE n", { ids: b });
   // Nodes always MERGE: the unique constraint makes it an index lookup, and a node the model thinks is new but the
   // store already has (say, after a crash between write and ack) is updated instead of failing the whole set.
-  for (const b of batches(c.nodesUpserted.map(nodeRow)))
+  for (const b of batches(c.nodesUpserted.map((n) => nodeRow(n, rev))))
     await tx.run(
-      "UNWIND $rows AS r MERGE (n:Entity {id: r.id}) SET n.kind = r.kind, n.name = r.name, n.source = r.source, n.host = r.host, n.port = r.port, n.exe = r.exe, n.owner = r.owner, n.props = r.props, n.firstSeen = r.firstSeen, n.lastSeen = r.lastSeen",
+      "UNWIND $rows AS r MERGE (n:Entity {id: r.id}) SET n.kind = r.kind, n.name = r.name, n.source = r.source, n.host = r.host, n.port = r.port, n.exe = r.exe, n.owner = r.owner, n.props = r.props, n.firstSeen = r.firstSeen, n.lastSeen = r.lastSeen, n.updateTag = r.updateTag",
       { rows: b },
     );
   for (const k of EDGE_KINDS) {
     // New edges are CREATEd: MERGE of a relationship checks the existing ones between the two endpoints, which a
     // host with thousands of RUNS edges makes costly on a first full scan. Endpoints MERGE as in the Kuzu adapter.
-    const created = c.edgesUpserted.filter((e) => e.kind === k && isNew(e.id)).map(edgeRow);
+    const created = c.edgesUpserted.filter((e) => e.kind === k && isNew(e.id)).map((e) => edgeRow(e, rev));
     for (const b of batches(created))
       await tx.run(
-        `UNWIND $rows AS r MERGE (a:Entity {id: r.src}) MERGE (b:Entity {id: r.dst}) CREATE (a)-[e:${k} {id: r.id}]->(b) SET e.source = r.source, e.props = r.props, e.firstSeen = r.firstSeen, e.lastSeen = r.lastSeen`,
+        `UNWIND $rows AS r MERGE (a:Entity {id: r.src}) MERGE (b:Entity {id: r.dst}) CREATE (a)-[e:${k} {id: r.id}]->(b) SET e.source = r.source, e.props = r.props, e.firstSeen = r.firstSeen, e.lastSeen = r.lastSeen, e.updateTag = r.updateTag`,
         { rows: b },
       );
-    const changed = c.edgesUpserted.filter((e) => e.kind === k && !isNew(e.id)).map(edgeRow);
+    const changed = c.edgesUpserted.filter((e) => e.kind === k && !isNew(e.id)).map((e) => edgeRow(e, rev));
     for (const b of batches(changed))
       await tx.run(
-        `UNWIND $rows AS r MERGE (a:Entity {id: r.src}) MERGE (b:Entity {id: r.dst}) MERGE (a)-[e:${k} {id: r.id}]->(b) SET e.source = r.source, e.props = r.props, e.firstSeen = r.firstSeen, e.lastSeen = r.lastSeen`,
+        `UNWIND $rows AS r MERGE (a:Entity {id: r.src}) MERGE (b:Entity {id: r.dst}) MERGE (a)-[e:${k} {id: r.id}]->(b) SET e.source = r.source, e.props = r.props, e.firstSeen = r.firstSeen, e.lastSeen = r.lastSeen, e.updateTag = r.updateTag`,
         { rows: b },
       );
   }
@@ -329,7 +329,7 @@ function* batches<T>(rows: T[]): Generator<T[]> {
  * The driver sends every JS number as a Cypher FLOAT: integer columns are sent as Integer so they are stored as
  * INTEGER (`range(0, n.port)` and `LIMIT $n` need that), exactly as Kuzu stores them as INT64.
  */
-function nodeRow(n: TopoNode) {
+function nodeRow(n: TopoNode, updateTag: number) {
   const p = n.props;
   return {
     id: n.id,
@@ -343,11 +343,13 @@ function nodeRow(n: TopoNode) {
     props: JSON.stringify(p),
     firstSeen: neo4j.int(n.firstSeen),
     lastSeen: neo4j.int(n.lastSeen),
+    /** the topology rev of the write (cartography's update tag) */
+    updateTag: neo4j.int(updateTag),
   };
 }
 
-function edgeRow(e: TopoEdge) {
-  return { id: e.id, src: e.src, dst: e.dst, source: e.source, props: JSON.stringify(e.props), firstSeen: neo4j.int(e.firstSeen), lastSeen: neo4j.int(e.lastSeen) };
+function edgeRow(e: TopoEdge, updateTag: number) {
+  return { id: e.id, src: e.src, dst: e.dst, source: e.source, props: JSON.stringify(e.props), firstSeen: neo4j.int(e.firstSeen), lastSeen: neo4j.int(e.lastSeen), updateTag: neo4j.int(updateTag) };
 }
 
 /**

@@ -24,8 +24,12 @@ import { tempDir, uniquePrefix } from "../test/helpers/tmp.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 
+/** --cpu-prof DIR: each service child writes a markdown CPU profile there when it exits */
+let cpuProfDir: string | null = null;
+
 async function child(args: string[], env: Record<string, string>): Promise<{ proc: Subprocess; ready: Record<string, unknown>; logs: () => string }> {
-  const proc = Bun.spawn([process.execPath, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const prof = cpuProfDir ? ["--cpu-prof-md", `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=${args[0]!.split("/")[1]}.md`] : [];
+  const proc = Bun.spawn([process.execPath, ...prof, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   let logs = "";
   void (async () => {
     for await (const c of proc.stderr as ReadableStream<Uint8Array>) logs = (logs + new TextDecoder().decode(c)).slice(-20_000);
@@ -67,7 +71,7 @@ interface Conn {
   buf: Uint8Array;
   out: Uint8Array | null;
 }
-class HttpLoad {
+export class HttpLoad {
   private conns: Conn[] = [];
   private idle: Conn[] = [];
   private queue: { req: Uint8Array; resolve: (status: number) => void }[] = [];
@@ -157,15 +161,18 @@ export async function benchAlerts(argv: string[]) {
       rate: { type: "string", default: "10000" },
       seconds: { type: "string", default: "60" },
       hosts: { type: "string", default: "5000" },
+      "cpu-prof": { type: "string" },
       help: { type: "boolean", default: false },
     },
   });
+  cpuProfDir = values["cpu-prof"] ? resolve(values["cpu-prof"]) : null;
   if (values.help) {
     console.log(`bench alerts: alert POSTed to ingest → health frame on the gateway WebSocket, p50/p99 at an offered rate
 
   --rate N      offered alert events per second, open loop (default 10000)
   --seconds N   how long to offer them (default 60; e.g. 15 for a quick check)
   --hosts N     hosts in the synthetic estate (default 5000)
+  --cpu-prof DIR  each service writes a markdown CPU profile (bun --cpu-prof-md) into DIR when it stops
 
 Reports JSON: alertToWallboardMs (the measure), alertToHealthDeltaMs (on the NATS subject, before the gateway),
 acceptedMs (POST → 202), CPU per process, raw NATS pub→sub, and goalMet (p99 ≤ 250 ms at ≥ 10k events/s achieved).`);

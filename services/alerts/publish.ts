@@ -1,14 +1,22 @@
 /**
- * Publishing normalized alerts to JetStream as alert.v1 batches (one message per source and flush).
+ * Publishing normalized alerts to JetStream as alert.v1 batches, by group commit.
  *
- * Alerts handed in within a short linger (a webhook's group, and the concurrent requests Bun.serve handles meanwhile)
- * are coalesced per source into messages of up to MAX_ALERTS_PER_MESSAGE; each caller's promise
- * resolves once JetStream has stored every message carrying its alerts, and rejects if any was not stored (or with a
- * ContractError, before anything is queued, if one of its alerts is invalid). One
- * JetStream round trip per request capped the ingest near 4–5k requests/s here.
- * Nats-Msg-Id = batchId = hash of the event ids: a batch published again (a retry of the same group) is stored once;
- * a retry coalesced differently is stored again and folded idempotently downstream (dedup by fingerprint and state,
- * history by event id).
+ * Idle, a call's alerts go out at once (after the current event-loop turn, so the requests Bun.serve parsed in that
+ * turn share the message). While a publish is in flight, what arrives waits and goes out together as soon as it is
+ * acked, or after `lingerMs` as a second, pipelined message while fewer than `maxInFlight` are in flight: the batch
+ * size follows the load, and an alert never waits for a timer unless a publish is already in flight. Per source,
+ * messages carry up to MAX_ALERTS_PER_MESSAGE alerts and stay under the message byte limit (split otherwise). Each
+ * caller's promise resolves once JetStream has stored every message carrying its alerts, and rejects if any was not
+ * stored (or with a ContractError, before anything is queued, if one of its alerts is invalid). One JetStream
+ * round trip per request sits at the awaited-publish limit (~9.7k msg/s here) and queues at 10k requests/s.
+ *
+ * Dedup: Nats-Msg-Id = batchId = `<source>:` + hash of the event ids, so a message published again (the same batch)
+ * is stored once. Since a retried request may be coalesced with different neighbours, the publisher also remembers
+ * the event ids it stored (or is storing) for `dedupWindowMs` (JetStream's duplicate window, 2 min), at most
+ * `dedupMaxIds` of them: a retry of events this process already stored resolves without publishing them again, a
+ * retry of events still in flight waits for that publish. Across a restart of the publisher (or with several ingest
+ * replicas) or past those bounds, a retry coalesced differently is stored again; the alerts service folds it as a
+ * duplicate (same fingerprint, state and severity) and history collapses it by event id.
  */
 import { MAX_MESSAGE_BYTES, validate } from "../../pipelines/codec.ts";
 import { Alert, MAX_ALERTS_PER_MESSAGE, type AlertBatch } from "../../pipelines/contracts/alerts.ts";
@@ -41,31 +49,84 @@ function splitBySize(source: string, alerts: Alert[]): { batchId: string; bytes:
   return [...splitBySize(source, alerts.slice(0, half)), ...splitBySize(source, alerts.slice(half))];
 }
 
-/**
- * `lingerMs`: how long the first alert of a batch waits for company. 0 flushes after the current event-loop turn;
- * the default 2 ms coalesces requests arriving over a few turns, which cut the ingest's NATS socket writes (the
- * largest cost in its profile at 5k requests/s) several-fold for a 2 ms latency cost.
- */
-export function alertPublisher(bus: Bus, opts: { lingerMs?: number } = {}): PublishAlerts {
-  const linger = opts.lingerMs ?? 2;
-  let queue: Waiter[] = [];
-  let scheduled = false;
+export interface AlertPublisherOptions {
+  /** messages in flight at once; what arrives while they are waits for the next ack (default 2) */
+  maxInFlight?: number;
+  /**
+   * under load only (a publish in flight and a slot free): how long new alerts wait for company before going out as a
+   * pipelined message (default 2 ms). Idle, nothing waits for a timer.
+   */
+  lingerMs?: number;
+  /** how long a stored event id is remembered, so a retry of it is not published again (default 120 s) */
+  dedupWindowMs?: number;
+  /** at most this many remembered event ids, the oldest forgotten first (default 200k) */
+  dedupMaxIds?: number;
+  now?: () => number;
+}
 
-  const flush = async () => {
-    scheduled = false;
+export function alertPublisher(bus: Bus, opts: AlertPublisherOptions = {}): PublishAlerts {
+  const maxInFlight = Math.max(1, opts.maxInFlight ?? 2);
+  const linger = opts.lingerMs ?? 2;
+  const dedupWindow = opts.dedupWindowMs ?? 120_000;
+  const dedupMax = opts.dedupMaxIds ?? 200_000;
+  const now = opts.now ?? Date.now;
+  let queue: Waiter[] = [];
+  let inFlight = 0;
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  let immediate = false;
+  /** event id → when it was handed to JetStream and the promise of its message's ack (insertion order = age) */
+  const known = new Map<string, { at: number; stored: Promise<void> }>();
+
+  const forgetOld = () => {
+    const cutoff = now() - dedupWindow;
+    for (const [id, k] of known) {
+      if (k.at >= cutoff && known.size <= dedupMax) break;
+      known.delete(id);
+    }
+  };
+
+  /** Decides when the queue goes out: at once when idle, on the next ack or after the linger when busy. */
+  const kick = () => {
+    if (!queue.length || immediate) return;
+    if (inFlight === 0) {
+      if (timer) clearTimeout(timer);
+      timer = null;
+      immediate = true;
+      setImmediate(() => {
+        immediate = false;
+        flush();
+      });
+    } else if (inFlight < maxInFlight && !timer) {
+      timer = setTimeout(() => {
+        timer = null;
+        flush();
+      }, linger);
+    }
+  };
+
+  const flush = () => {
+    if (!queue.length) return;
     const waiters = queue;
     queue = [];
+    forgetOld();
     // per source, in arrival order, cut at the message limit; each waiter depends on the messages carrying its alerts
+    // (or on the earlier message that already carries one of its events)
     const chunks: { source: string; alerts: Alert[] }[] = [];
     const open = new Map<string, number>();
-    const deps = waiters.map(() => new Set<number>());
-    // the same event twice in one flush (Icinga2's CheckResult and StateChange of one check) goes out once
-    const placed = new Map<string, number>();
+    const deps = waiters.map(() => [] as Promise<void>[]);
+    const chunkOf = new Map<string, number>();
+    const placedIn = waiters.map(() => new Set<number>());
     waiters.forEach((w, wi) => {
       for (const a of w.alerts) {
-        const already = placed.get(a.id);
+        const earlier = known.get(a.id);
+        if (earlier) {
+          deps[wi]!.push(earlier.stored);
+          continue;
+        }
+        // the same event twice in one flush (Icinga2's CheckResult and StateChange of one check) goes out once
+        const already = chunkOf.get(a.id);
         if (already !== undefined) {
-          deps[wi]!.add(already);
+          placedIn[wi]!.add(already);
           continue;
         }
         let ci = open.get(a.source);
@@ -74,19 +135,41 @@ export function alertPublisher(bus: Bus, opts: { lingerMs?: number } = {}): Publ
           open.set(a.source, ci);
         }
         chunks[ci]!.alerts.push(a);
-        placed.set(a.id, ci);
-        deps[wi]!.add(ci);
+        chunkOf.set(a.id, ci);
+        placedIn[wi]!.add(ci);
       }
     });
+    if (!chunks.length) {
+      for (const [wi, w] of waiters.entries()) Promise.all(deps[wi]!).then(() => w.resolve(), w.reject);
+      return;
+    }
+    inFlight++;
     const sent = chunks.map(async ({ source, alerts }) => {
       for (const { batchId, bytes } of splitBySize(source, alerts)) {
         await bus.js.publish(bus.topo.subjects.alerts(source), bytes, { msgID: batchId, timeout: 30_000 });
       }
     });
-    waiters.forEach((w, wi) => {
-      Promise.all([...deps[wi]!].map((ci) => sent[ci]!)).then(() => w.resolve(), w.reject);
+    const at = now();
+    chunks.forEach(({ alerts }, ci) => {
+      const stored = sent[ci]!;
+      for (const a of alerts) known.set(a.id, { at, stored });
+      // not stored: forget it, so a retry publishes it again
+      stored.catch(() => {
+        for (const a of alerts) if (known.get(a.id)?.stored === stored) known.delete(a.id);
+      });
     });
-    await Promise.allSettled(sent);
+    waiters.forEach((w, wi) => {
+      Promise.all([...deps[wi]!, ...[...placedIn[wi]!].map((ci) => sent[ci]!)]).then(() => w.resolve(), w.reject);
+    });
+    void Promise.allSettled(sent).then(() => {
+      inFlight--;
+      // group commit: what queued up meanwhile goes out now
+      if (queue.length && inFlight < maxInFlight) {
+        if (timer) clearTimeout(timer);
+        timer = null;
+        flush();
+      }
+    });
   };
 
   return (input) => {
@@ -100,11 +183,7 @@ export function alertPublisher(bus: Bus, opts: { lingerMs?: number } = {}): Publ
     }
     return new Promise<void>((resolve, reject) => {
       queue.push({ alerts, resolve, reject });
-      if (!scheduled) {
-        scheduled = true;
-        if (linger > 0) setTimeout(() => void flush(), linger);
-        else setImmediate(() => void flush());
-      }
+      kick();
     });
   };
 }

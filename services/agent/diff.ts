@@ -52,6 +52,7 @@ export function scanToBatches(prev: AgentState, scan: HostScan, o: { source: str
   const state = emptyAgentState();
   state.at = scan.at;
   for (const p of scan.processes.values()) state.cpu.set(p.pid, { ticks: p.cpuTicks, startTime: p.startTime });
+  for (const [pid, w] of scan.workers ?? []) state.cpu.set(pid, { ticks: w.cpuTicks, startTime: w.startTime });
   for (const s of scan.sockets) {
     const process = identity(s.pid == null ? undefined : scan.processes.get(s.pid));
     if (s.state === "listen") {
@@ -151,17 +152,35 @@ function samplesOf(scan: HostScan, prev: AgentState, state: AgentState, host: st
     pairs.set(k, p);
   }
   for (const p of pairs.values()) out.push({ entity: p.entity, metric: p.metric, ts, value: p.n, labels: p.labels });
+  // A process's cost includes its folded workers' (the master of a pre-fork server does little itself).
+  const workersOf = new Map<number, { pid: number; cpuTicks: number; startTime: number; rssBytes: number }[]>();
+  for (const [pid, w] of scan.workers ?? []) {
+    const list = workersOf.get(w.leader) ?? [];
+    list.push({ pid, ...w });
+    workersOf.set(w.leader, list);
+  }
+  const seconds = prev.at === null ? 0 : (scan.at - prev.at) / 1000;
+  // CPU seconds a process used since the last scan, or null when it is not the process seen then (pid reused).
+  const used = (p: { pid: number; cpuTicks: number; startTime: number }) => {
+    const before = prev.cpu.get(p.pid);
+    return before && before.startTime === p.startTime && p.cpuTicks >= before.ticks ? (p.cpuTicks - before.ticks) / CLK_TCK : null;
+  };
   for (const p of scan.processes.values()) {
     const id = identity(p);
     if (!id) continue;
+    const group = [p, ...(workersOf.get(p.pid) ?? [])];
     const labels = { pid: String(p.pid) };
-    out.push({ entity: entityOf(id), metric: "process_rss_bytes", ts, value: p.rssBytes, labels });
-    out.push({ entity: entityOf(id), metric: "process_cpu_seconds_total", ts, value: p.cpuTicks / CLK_TCK, labels });
-    // Cores used since the last scan: only for the same process (a pid reused by another has another start time).
-    const before = prev.cpu.get(p.pid);
-    const seconds = prev.at === null ? 0 : (scan.at - prev.at) / 1000;
-    if (before && before.startTime === p.startTime && seconds > 0 && p.cpuTicks >= before.ticks)
-      out.push({ entity: entityOf(id), metric: "process_cpu_cores", ts, value: (p.cpuTicks - before.ticks) / CLK_TCK / seconds, labels });
+    const entity = entityOf(id);
+    out.push({ entity, metric: "process_rss_bytes", ts, value: group.reduce((n, q) => n + q.rssBytes, 0), labels });
+    out.push({ entity, metric: "process_cpu_seconds_total", ts, value: group.reduce((n, q) => n + q.cpuTicks, 0) / CLK_TCK, labels });
+    if (group.length > 1) out.push({ entity, metric: "process_workers", ts, value: group.length - 1, labels });
+    // Cores used since the last scan, when the process is the one seen then; a worker new since then adds from
+    // its next scan on.
+    const own = used(p);
+    if (own !== null && seconds > 0) {
+      const cpu = group.slice(1).reduce((n, q) => n + (used(q) ?? 0), own);
+      out.push({ entity, metric: "process_cpu_cores", ts, value: cpu / seconds, labels });
+    }
   }
   return out;
 }

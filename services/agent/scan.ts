@@ -27,6 +27,7 @@ import {
   socketInodeFromLink,
   type NetProto,
   type ProcNetRow,
+  type ProcStat,
 } from "./procfs.ts";
 
 export interface ProcessInfo {
@@ -83,6 +84,19 @@ export interface HostScan {
   processes: Map<number, ProcessInfo>;
   /** Processes whose fds we were denied: their sockets show pid null. An unprivileged agent reports its blind spots. */
   unreadablePids: number[];
+  /**
+   * Worker processes folded into a socket owner (nginx, gunicorn and php-fpm workers do the serving while the master
+   * idles): their cost, so the service's CPU and memory include them. Absent when the source has none to report.
+   */
+  workers?: Map<number, WorkerCost>;
+}
+
+export interface WorkerCost {
+  /** the process (in `processes`) it is folded into */
+  leader: number;
+  startTime: number;
+  cpuTicks: number;
+  rssBytes: number;
 }
 
 /** Who a blind spot is (stat and status are world-readable even when fds are not). */
@@ -140,8 +154,12 @@ export async function scanHost(opts: ScanOptions = {}): Promise<HostScan> {
   rows.push(...otherNetnsRows(proc, netnsId(net), rows, inodesByPid));
   const leaders = workerLeaders(rows, owners, inodesByPid);
   // Only a process of the same program is a worker: systemd (pid 1) holds socket-activated listeners of others.
-  const commOf = (pid: number) => parseProcStat(readText(`${proc}/${pid}/stat`) ?? "")?.comm;
-  for (const [w, l] of leaders) if (commOf(w) !== commOf(l)) leaders.delete(w);
+  const stats = new Map<number, ProcStat | null>();
+  const statOf = (pid: number) => {
+    if (!stats.has(pid)) stats.set(pid, parseProcStat(readText(`${proc}/${pid}/stat`) ?? ""));
+    return stats.get(pid) ?? null;
+  };
+  for (const [w, l] of leaders) if (statOf(w)?.comm !== statOf(l)?.comm) leaders.delete(w);
 
   const users = parsePasswd(readText(`${etc}/passwd`) ?? "");
   const processes = new Map<number, ProcessInfo>();
@@ -158,6 +176,19 @@ export async function scanHost(opts: ScanOptions = {}): Promise<HostScan> {
   for (const pid of ownerPids) {
     const info = readProcess(proc, pid, systemStat.btime, users);
     if (info) processes.set(pid, info);
+  }
+
+  const workers = new Map<number, WorkerCost>();
+  for (const [w, l] of leaders) {
+    const st = statOf(w);
+    if (!st || !processes.has(l)) continue;
+    const statm = readText(`${proc}/${w}/statm`);
+    workers.set(w, {
+      leader: l,
+      startTime: Math.round((systemStat.btime + st.starttime / CLK_TCK) * 1000),
+      cpuTicks: st.utime + st.stime,
+      rssBytes: statm === null ? 0 : parseStatmRssPages(statm) * PAGE_SIZE,
+    });
   }
 
   const sockets: SocketInfo[] = rows.map((r) => {
@@ -179,7 +210,7 @@ export async function scanHost(opts: ScanOptions = {}): Promise<HostScan> {
     return s;
   });
 
-  return { at, facts, sockets, processes, unreadablePids };
+  return { at, facts, sockets, processes, unreadablePids, workers };
 }
 
 /**

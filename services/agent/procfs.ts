@@ -29,14 +29,38 @@ const TCP_LISTEN = 0x0a;
  * connect()ed one is TCP_ESTABLISHED.
  */
 export function parseProcNetTcp(text: string, family: 4 | 6, proto: NetProto = "tcp"): ProcNetRow[] {
+  // Hot path (one row per socket, thousands per scan): fields are found by scanning for blanks rather than by
+  // splitting each line with a regex, and each distinct address is decoded once (a host has few).
   const rows: ProcNetRow[] = [];
-  const lines = text.split("\n");
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i]!;
-    const f = line.trim().split(/\s+/);
-    if (f.length < 10) continue;
-    const local = decodeEndpoint(f[1]!, family);
-    const remote = decodeEndpoint(f[2]!, family);
+  const ips = new Map<string, string | null>();
+  const endpoint = (s: string) => {
+    const colon = s.indexOf(":");
+    if (colon < 0) return null;
+    const hex = s.slice(0, colon);
+    let ip = ips.get(hex);
+    if (ip === undefined) ips.set(hex, (ip = family === 4 ? decodeIPv4Hex(hex) : decodeIPv6Hex(hex)));
+    const port = parseInt(s.slice(colon + 1), 16);
+    return ip === null || !Number.isFinite(port) ? null : { ip, port };
+  };
+  const f: string[] = new Array(10);
+  let pos = text.indexOf("\n") + 1; // the header line
+  if (pos === 0) return rows;
+  while (pos < text.length) {
+    let end = text.indexOf("\n", pos);
+    if (end < 0) end = text.length;
+    let n = 0;
+    let i = pos;
+    while (n < 10) {
+      while (i < end && (text.charCodeAt(i) === 32 || text.charCodeAt(i) === 9)) i++;
+      if (i >= end) break;
+      const start = i;
+      while (i < end && text.charCodeAt(i) !== 32 && text.charCodeAt(i) !== 9) i++;
+      f[n++] = text.slice(start, i);
+    }
+    pos = end + 1;
+    if (n < 10) continue;
+    const local = endpoint(f[1]!);
+    const remote = endpoint(f[2]!);
     if (!local || !remote) continue;
     const stateCode = parseInt(f[3]!, 16);
     const uid = Number(f[7]);
@@ -71,16 +95,6 @@ function socketState(proto: NetProto, code: number, remote: { ip: string; port: 
 
 function isUnspecified(ip: string): boolean {
   return ip === "0.0.0.0" || ip === "::";
-}
-
-function decodeEndpoint(s: string, family: 4 | 6): { ip: string; port: number } | null {
-  const colon = s.indexOf(":");
-  if (colon < 0) return null;
-  const hex = s.slice(0, colon);
-  const port = parseInt(s.slice(colon + 1), 16);
-  if (!Number.isFinite(port)) return null;
-  const ip = family === 4 ? decodeIPv4Hex(hex) : decodeIPv6Hex(hex);
-  return ip === null ? null : { ip, port };
 }
 
 /** "0100007F" → "127.0.0.1" (one little-endian 32-bit word). */

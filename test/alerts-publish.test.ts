@@ -156,3 +156,22 @@ test("a publish JetStream does not ack rejects every caller (the ingest answers 
     await ingest.stop(true);
   }
 });
+
+test("under load (a flush within the linger) an alert waits for company at most the linger; idle again, it goes at once", async () => {
+  const bus = await freshBus("pub-linger");
+  const publish = alertPublisher(bus, { lingerMs: 1_000 });
+  let t = performance.now();
+  await publish([alert(1)]);
+  expect(performance.now() - t).toBeLessThan(500);
+  // right after a flush: waits for the linger to pass, with whatever else arrives meanwhile
+  t = performance.now();
+  await Promise.all([publish([alert(2)]), Bun.sleep(100).then(() => publish([alert(3)]))]);
+  const waited = performance.now() - t;
+  expect(waited).toBeGreaterThan(700);
+  expect(waited).toBeLessThan(3_000);
+  await Bun.sleep(1_200);
+  t = performance.now();
+  await publish([alert(4)]);
+  expect(performance.now() - t).toBeLessThan(500);
+  expect((await storedMessages(bus)).map((m) => m.alerts.map((a) => a.id))).toEqual([["ev-bench-1"], ["ev-bench-2", "ev-bench-3"], ["ev-bench-4"]]);
+});

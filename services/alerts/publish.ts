@@ -2,9 +2,10 @@
  * Publishing normalized alerts to JetStream as alert.v1 batches, by group commit.
  *
  * Idle, a call's alerts go out at once (after the current event-loop turn, so the requests Bun.serve parsed in that
- * turn share the message). While a publish is in flight, what arrives waits and goes out together as soon as it is
- * acked, or after `lingerMs` as a second, pipelined message while fewer than `maxInFlight` are in flight: the batch
- * size follows the load, and an alert never waits for a timer unless a publish is already in flight. Per source,
+ * turn share the message). Under load (the last flush less than `lingerMs` ago) what arrives waits until `lingerMs`
+ * after that flush and goes out together, pipelined; with `maxInFlight` flushes unacked it waits for the next ack and
+ * goes out with everything that queued up meanwhile. So the batch size follows the load, an idle alert never waits
+ * for a timer, and under load no alert waits longer than the linger or one JetStream round trip. Per source,
  * messages carry up to MAX_ALERTS_PER_MESSAGE alerts and stay under the message byte limit (split otherwise). Each
  * caller's promise resolves once JetStream has stored every message carrying its alerts, and rejects if any was not
  * stored (or with a ContractError, before anything is queued, if one of its alerts is invalid). One JetStream
@@ -50,11 +51,11 @@ function splitBySize(source: string, alerts: Alert[]): { batchId: string; bytes:
 }
 
 export interface AlertPublisherOptions {
-  /** messages in flight at once; what arrives while they are waits for the next ack (default 2) */
+  /** flushes unacked at once; what arrives while that many are waits for the next ack (default 4) */
   maxInFlight?: number;
   /**
-   * under load only (a publish in flight and a slot free): how long new alerts wait for company before going out as a
-   * pipelined message (default 2 ms). Idle, nothing waits for a timer.
+   * under load only (a flush in flight or within the last lingerMs): how long new alerts wait for company before
+   * going out (default 2 ms). Idle, nothing waits for a timer.
    */
   lingerMs?: number;
   /** how long a stored event id is remembered, so a retry of it is not published again (default 120 s) */
@@ -65,15 +66,15 @@ export interface AlertPublisherOptions {
 }
 
 export function alertPublisher(bus: Bus, opts: AlertPublisherOptions = {}): PublishAlerts {
-  const maxInFlight = Math.max(1, opts.maxInFlight ?? 2);
+  const maxInFlight = Math.max(1, opts.maxInFlight ?? 4);
   const linger = opts.lingerMs ?? 2;
   const dedupWindow = opts.dedupWindowMs ?? 120_000;
   const dedupMax = opts.dedupMaxIds ?? 200_000;
   const now = opts.now ?? Date.now;
   let queue: Waiter[] = [];
   let inFlight = 0;
-  let timer: ReturnType<typeof setTimeout> | null = null;
-  let immediate = false;
+  let scheduled = false;
+  let lastFlush = -Infinity;
   /** event id → when it was handed to JetStream and the promise of its message's ack (insertion order = age) */
   const known = new Map<string, { at: number; stored: Promise<void> }>();
 
@@ -85,29 +86,28 @@ export function alertPublisher(bus: Bus, opts: AlertPublisherOptions = {}): Publ
     }
   };
 
-  /** Decides when the queue goes out: at once when idle, on the next ack or after the linger when busy. */
+  /**
+   * Decides when the queue goes out: at once when idle (nothing in flight, no flush within the linger), else when
+   * `lingerMs` have passed since the last flush (so under load about one message per source and linger), and never
+   * with more than `maxInFlight` unacked: then on the next ack, with everything that queued up meanwhile.
+   */
   const kick = () => {
-    if (!queue.length || immediate) return;
-    if (inFlight === 0) {
-      if (timer) clearTimeout(timer);
-      timer = null;
-      immediate = true;
-      setImmediate(() => {
-        immediate = false;
-        flush();
-      });
-    } else if (inFlight < maxInFlight && !timer) {
-      timer = setTimeout(() => {
-        timer = null;
-        flush();
-      }, linger);
-    }
+    if (!queue.length || scheduled || inFlight >= maxInFlight) return;
+    scheduled = true;
+    const wait = lastFlush + linger - now();
+    const go = () => {
+      scheduled = false;
+      flush();
+    };
+    if (wait <= 0) setImmediate(go);
+    else setTimeout(go, Math.min(wait, linger));
   };
 
   const flush = () => {
     if (!queue.length) return;
     const waiters = queue;
     queue = [];
+    lastFlush = now();
     forgetOld();
     // per source, in arrival order, cut at the message limit; each waiter depends on the messages carrying its alerts
     // (or on the earlier message that already carries one of its events)
@@ -163,12 +163,7 @@ export function alertPublisher(bus: Bus, opts: AlertPublisherOptions = {}): Publ
     });
     void Promise.allSettled(sent).then(() => {
       inFlight--;
-      // group commit: what queued up meanwhile goes out now
-      if (queue.length && inFlight < maxInFlight) {
-        if (timer) clearTimeout(timer);
-        timer = null;
-        flush();
-      }
+      kick();
     });
   };
 

@@ -201,8 +201,10 @@ acceptedMs (POST → 202), CPU per process, raw NATS pub→sub, and goalMet (p99
     }
     const CHUNK = 1500;
     const parts = Math.max(1, Math.ceil(nodes.length / CHUNK));
+    let snapshotRequests = 0;
     bus.nc.subscribe(bus.topo.subjects.snapshotRpc, {
       callback: (_e, m) => {
+        snapshotRequests++;
         for (let p = 0; p < parts; p++) {
           m.respond(new TextEncoder().encode(JSON.stringify({ schema: "topology.snapshot.v1", rev: 1, at: Date.now(), nodes: nodes.slice(p * CHUNK, (p + 1) * CHUNK), edges: [], part: p, parts })));
         }
@@ -425,6 +427,8 @@ acceptedMs (POST → 202), CPU per process, raw NATS pub→sub, and goalMet (p99
       observed: { wallboard: onWs.latencies.length, natsSubject: onNats.latencies.length, of: total },
       websocket: { frames: wsFrames, healthFrames: wsHealthFrames, megabytes: +(wsBytes / 1e6).toFixed(1), closed: wsClosed },
       healthDeltasOnSubject: onNats.deltas(),
+      /** topology snapshots the services asked the bench for (once each at start; more means resyncs) */
+      snapshotRequests,
       drainSeconds: +drainSeconds.toFixed(2),
       /** CPU seconds used during the run, per process; the machine has 2 cores shared with whatever else runs */
       cpuSeconds: cpu,

@@ -11,13 +11,12 @@
  * stored (or with a ContractError, before anything is queued, if one of its alerts is invalid). One JetStream
  * round trip per request sits at the awaited-publish limit (~9.7k msg/s here) and queues at 10k requests/s.
  *
- * Dedup: Nats-Msg-Id = batchId = `<source>:` + hash of the event ids, so a message published again (the same batch)
- * is stored once. Since a retried request may be coalesced with different neighbours, the publisher also remembers
- * the event ids it stored (or is storing) for `dedupWindowMs` (JetStream's duplicate window, 2 min), at most
- * `dedupMaxIds` of them: a retry of events this process already stored resolves without publishing them again, a
- * retry of events still in flight waits for that publish. Across a restart of the publisher (or with several ingest
- * replicas) or past those bounds, a retry coalesced differently is stored again; the alerts service folds it as a
- * duplicate (same fingerprint, state and severity) and history collapses it by event id.
+ * Dedup (unchanged by group commit): Nats-Msg-Id = batchId = `<source>:` + hash of the event ids, so the same events
+ * published again in the same grouping (an idle retry, a sender re-sending one request alone, the same webhook group)
+ * are stored once by JetStream's 2-minute duplicate window. A retry coalesced with different neighbours gets another
+ * id and is stored again; its events keep their ids, so the alerts service folds them as duplicates (same
+ * fingerprint, state and severity) and history collapses them by event id. (Remembering stored event ids here would
+ * close that gap for one process, but a map of ~10k ids/s cost the ingest more CPU than the load left it.)
  */
 import { MAX_MESSAGE_BYTES, validate } from "../../pipelines/codec.ts";
 import { Alert, MAX_ALERTS_PER_MESSAGE, type AlertBatch } from "../../pipelines/contracts/alerts.ts";
@@ -58,34 +57,17 @@ export interface AlertPublisherOptions {
    * going out (default 2 ms). Idle, nothing waits for a timer.
    */
   lingerMs?: number;
-  /** how long a stored event id is remembered, so a retry of it is not published again (default 120 s) */
-  dedupWindowMs?: number;
-  /** at most this many remembered event ids, the oldest forgotten first (default 200k) */
-  dedupMaxIds?: number;
   now?: () => number;
 }
 
 export function alertPublisher(bus: Bus, opts: AlertPublisherOptions = {}): PublishAlerts {
   const maxInFlight = Math.max(1, opts.maxInFlight ?? 4);
   const linger = opts.lingerMs ?? 2;
-  const dedupWindow = opts.dedupWindowMs ?? 120_000;
-  const dedupMax = opts.dedupMaxIds ?? 200_000;
   const now = opts.now ?? Date.now;
   let queue: Waiter[] = [];
   let inFlight = 0;
   let scheduled = false;
   let lastFlush = -Infinity;
-  /** event id → when it was handed to JetStream and the promise of its message's ack (insertion order = age) */
-  const known = new Map<string, { at: number; stored: Promise<void> }>();
-
-  const forgetOld = () => {
-    const cutoff = now() - dedupWindow;
-    for (const [id, k] of known) {
-      if (k.at >= cutoff && known.size <= dedupMax) break;
-      known.delete(id);
-    }
-  };
-
   /**
    * Decides when the queue goes out: at once when idle (nothing in flight, no flush within the linger), else when
    * `lingerMs` have passed since the last flush (so under load about one message per source and linger), and never
@@ -108,25 +90,17 @@ export function alertPublisher(bus: Bus, opts: AlertPublisherOptions = {}): Publ
     const waiters = queue;
     queue = [];
     lastFlush = now();
-    forgetOld();
     // per source, in arrival order, cut at the message limit; each waiter depends on the messages carrying its alerts
-    // (or on the earlier message that already carries one of its events)
     const chunks: { source: string; alerts: Alert[] }[] = [];
     const open = new Map<string, number>();
-    const deps = waiters.map(() => [] as Promise<void>[]);
-    const chunkOf = new Map<string, number>();
-    const placedIn = waiters.map(() => new Set<number>());
+    const deps = waiters.map(() => new Set<number>());
+    // the same event twice in one flush (Icinga2's CheckResult and StateChange of one check) goes out once
+    const placed = new Map<string, number>();
     waiters.forEach((w, wi) => {
       for (const a of w.alerts) {
-        const earlier = known.get(a.id);
-        if (earlier) {
-          deps[wi]!.push(earlier.stored);
-          continue;
-        }
-        // the same event twice in one flush (Icinga2's CheckResult and StateChange of one check) goes out once
-        const already = chunkOf.get(a.id);
+        const already = placed.get(a.id);
         if (already !== undefined) {
-          placedIn[wi]!.add(already);
+          deps[wi]!.add(already);
           continue;
         }
         let ci = open.get(a.source);
@@ -135,31 +109,19 @@ export function alertPublisher(bus: Bus, opts: AlertPublisherOptions = {}): Publ
           open.set(a.source, ci);
         }
         chunks[ci]!.alerts.push(a);
-        chunkOf.set(a.id, ci);
-        placedIn[wi]!.add(ci);
+        placed.set(a.id, ci);
+        deps[wi]!.add(ci);
       }
     });
-    if (!chunks.length) {
-      for (const [wi, w] of waiters.entries()) Promise.all(deps[wi]!).then(() => w.resolve(), w.reject);
-      return;
-    }
     inFlight++;
     const sent = chunks.map(async ({ source, alerts }) => {
       for (const { batchId, bytes } of splitBySize(source, alerts)) {
         await bus.js.publish(bus.topo.subjects.alerts(source), bytes, { msgID: batchId, timeout: 30_000 });
       }
     });
-    const at = now();
-    chunks.forEach(({ alerts }, ci) => {
-      const stored = sent[ci]!;
-      for (const a of alerts) known.set(a.id, { at, stored });
-      // not stored: forget it, so a retry publishes it again
-      stored.catch(() => {
-        for (const a of alerts) if (known.get(a.id)?.stored === stored) known.delete(a.id);
-      });
-    });
     waiters.forEach((w, wi) => {
-      Promise.all([...deps[wi]!, ...[...placedIn[wi]!].map((ci) => sent[ci]!)]).then(() => w.resolve(), w.reject);
+      const d = deps[wi]!;
+      (d.size === 1 ? sent[d.values().next().value!]! : Promise.all([...d].map((ci) => sent[ci]!))).then(() => w.resolve(), w.reject);
     });
     void Promise.allSettled(sent).then(() => {
       inFlight--;

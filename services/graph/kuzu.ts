@@ -9,8 +9,8 @@
  * transaction and the reader sees the last committed state).
  */
 import kuzu, { type Connection, type Database, type KuzuValue, type PreparedStatement } from "kuzu";
-import { mkdirSync } from "node:fs";
-import { dirname } from "node:path";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { EdgeKind, TopologySnapshot, type TopoEdge, type TopoNode } from "../../pipelines/contracts/topology.ts";
 import type { Changes } from "../../pipelines/stages/topology.ts";
 import {
@@ -51,6 +51,8 @@ export class KuzuGraphStore implements GraphStore {
   private rconn: Connection;
   /** Kuzu allows one write transaction at a time per connection: serialize writers. */
   private chain: Promise<unknown> = Promise.resolve();
+  /** bulk-copy files written (names them) */
+  private copies = 0;
   private readChain: Promise<unknown> = Promise.resolve();
   private statements = new Map<Connection, Map<string, PreparedStatement>>();
 
@@ -149,9 +151,11 @@ export class KuzuGraphStore implements GraphStore {
         const copyNodes = bulk(createdNodes.length);
         const newNodes = copyNodes ? createdNodes.map((n) => nodeRow(n, rev)) : [];
         if (newNodes.length)
-          await this.run(
-            "COPY Entity FROM (UNWIND $rows AS r RETURN r.id, r.kind, r.name, r.source, r.host, CAST(r.port AS INT64), r.exe, r.props, CAST(r.firstSeen AS INT64), CAST(r.lastSeen AS INT64), r.owner, CAST(r.updateTag AS INT64))",
-            { rows: newNodes },
+          await this.copy("Entity", NODE_COPY_COLS, newNodes, () =>
+            this.run(
+              "COPY Entity FROM (UNWIND $rows AS r RETURN r.id, r.kind, r.name, r.source, r.host, CAST(r.port AS INT64), r.exe, r.props, CAST(r.firstSeen AS INT64), CAST(r.lastSeen AS INT64), r.owner, CAST(r.updateTag AS INT64))",
+              { rows: newNodes },
+            ),
           );
         const changedNodes = copyNodes ? c.nodesUpserted.filter((n) => !isNew(n.id)) : c.nodesUpserted;
         if (changedNodes.length)
@@ -164,9 +168,11 @@ export class KuzuGraphStore implements GraphStore {
           const copyEdges = bulk(createdOfKind.length);
           const created = copyEdges ? createdOfKind.map((e) => edgeRow(e, rev)) : [];
           if (created.length)
-            await this.run(
-              `COPY ${k} FROM (UNWIND $rows AS r RETURN r.src, r.dst, r.id, r.source, r.props, CAST(r.firstSeen AS INT64), CAST(r.lastSeen AS INT64), CAST(r.updateTag AS INT64))`,
-              { rows: created },
+            await this.copy(k, EDGE_COPY_COLS, created, () =>
+              this.run(
+                `COPY ${k} FROM (UNWIND $rows AS r RETURN r.src, r.dst, r.id, r.source, r.props, CAST(r.firstSeen AS INT64), CAST(r.lastSeen AS INT64), CAST(r.updateTag AS INT64))`,
+                { rows: created },
+              ),
             );
           const rows = c.edgesUpserted.filter((e) => e.kind === k && !(copyEdges && isNew(e.id))).map((e) => edgeRow(e, rev));
           if (rows.length)
@@ -303,6 +309,39 @@ export class KuzuGraphStore implements GraphStore {
     for (const qr of Array.isArray(r) ? r : [r]) qr.close();
   }
 
+  /**
+   * Bulk-inserts rows with COPY FROM a CSV file in `<db>.copy/`: at 100k nodes / 300k edges that is ~9× faster than
+   * COPY FROM an UNWIND subquery (a 190k-edge batch: ~5 s against ~48 s here), the difference between a 10k-host
+   * estate converging in a minute or in several. Every value is quoted (RFC 4180, quotes doubled), so '' stays an
+   * empty string. A row with a line break in a value takes the subquery path (`fallback`): Kuzu's parallel CSV reader
+   * splits on newlines.
+   */
+  private async copy(table: string, cols: readonly string[], rows: Record<string, unknown>[], fallback: () => Promise<void>): Promise<void> {
+    const lines: string[] = [];
+    for (const r of rows) {
+      const fields: string[] = [];
+      for (const c of cols) {
+        const v = r[c];
+        if (typeof v === "number") fields.push(String(v));
+        else {
+          const str = String(v ?? "");
+          if (str.includes("\n") || str.includes("\r")) return fallback();
+          fields.push(`"${str.replaceAll('"', '""')}"`);
+        }
+      }
+      lines.push(fields.join(","));
+    }
+    const dir = `${this.path}.copy`;
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, `${table}-${process.pid}-${++this.copies}.csv`);
+    writeFileSync(file, lines.join("\n") + "\n");
+    try {
+      await this.exec(`COPY ${table} FROM '${file.replaceAll("\\", "\\\\").replaceAll("'", "\\'")}' (HEADER=false, DELIM=',', QUOTE='"', ESCAPE='"')`);
+    } finally {
+      rmSync(file, { force: true });
+    }
+  }
+
   private async run(cypher: string, params: Record<string, unknown>): Promise<void> {
     const ps = await this.prepare(this.conn, cypher);
     const r = await this.conn.execute(ps, params as Record<string, KuzuValue>);
@@ -320,6 +359,10 @@ export class KuzuGraphStore implements GraphStore {
     }
   }
 }
+
+/** Column order of the tables, as COPY from a file takes them (migrated columns were appended in this order too). */
+const NODE_COPY_COLS = ["id", "kind", "name", "source", "host", "port", "exe", "props", "firstSeen", "lastSeen", "owner", "updateTag"] as const;
+const EDGE_COPY_COLS = ["src", "dst", "id", "source", "props", "firstSeen", "lastSeen", "updateTag"] as const;
 
 const NODE_COLS = "n.id AS id, n.kind AS kind, n.name AS name, n.source AS source, n.props AS props, n.firstSeen AS firstSeen, n.lastSeen AS lastSeen";
 

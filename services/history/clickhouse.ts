@@ -90,14 +90,16 @@ export class ClickHouseHistoryStore implements HistoryStore {
     const [text, rev] = await Promise.all([
       this.guard("query_failed", async () => {
         const rs = await this.ch.query({
-          query: `SELECT entity, id, tupleElement(s, 2), tupleElement(s, 3), tupleElement(s, 4), tupleElement(s, 5), tupleElement(s, 6),
-                         tupleElement(s, 7), tupleElement(s, 8), tupleElement(s, 9)
-                  FROM (SELECT entity, id, argMax(tuple(${STATE_COLS}), tuple(rev, seq)) AS s
+          // The latest row of each entity by (rev, seq): sorting in the table's key order and keeping one row per
+          // key (LIMIT 1 BY) measured ~2× faster than argMax over a tuple of every column (hash aggregation carries
+          // the props strings through its states).
+          query: `SELECT entity, id, kind, src, dst, name, source, props, firstSeen, lastSeen
+                  FROM (SELECT entity, id, op, kind, src, dst, name, source, props, firstSeen, lastSeen
                         FROM ${this.t} WHERE ts <= fromUnixTimestamp64Milli({t:Int64})
-                        GROUP BY entity, id HAVING tupleElement(s, 1) = 'upsert')`,
+                        ORDER BY entity, id, rev DESC, seq DESC LIMIT 1 BY entity, id)
+                  WHERE op = 'upsert'`,
           query_params: { t },
           format: "TabSeparated",
-          clickhouse_settings: { optimize_aggregation_in_order: 0 },
         });
         return rs.text();
       }),

@@ -85,42 +85,48 @@ export class ClickHouseHistoryStore implements HistoryStore {
   }
 
   async stateAt(t: number): Promise<TopologySnapshot> {
-    // The whole graph comes back (~400k rows at 100k nodes): TabSeparated, flat columns and hash aggregation measured
-    // ~40% faster end to end than JSON here (the owner's text output and the client's parse dominate, not the engine).
-    const [text, rev] = await Promise.all([
+    // The whole graph comes back (~630k rows at 100k nodes): TabSeparated and flat columns measured ~40% faster end to
+    // end than JSON here (the owner's text output and the client's parse dominate, not the engine). Nodes and edges
+    // are two queries in parallel (the key starts with `entity`, so each reads only its range), and the nodes are
+    // parsed while the edges are still being read.
+    const part = (entity: "node" | "edge") =>
       this.guard("query_failed", async () => {
         const rs = await this.ch.query({
           // The latest row of each entity by (rev, seq): sorting in the table's key order and keeping one row per
           // key (LIMIT 1 BY) measured ~2× faster than argMax over a tuple of every column (hash aggregation carries
           // the props strings through its states).
-          query: `SELECT entity, id, kind, src, dst, name, source, props, firstSeen, lastSeen
-                  FROM (SELECT entity, id, op, kind, src, dst, name, source, props, firstSeen, lastSeen
-                        FROM ${this.t} WHERE ts <= fromUnixTimestamp64Milli({t:Int64})
-                        ORDER BY entity, id, rev DESC, seq DESC LIMIT 1 BY entity, id)
+          query: `SELECT id, kind, src, dst, name, source, props, firstSeen, lastSeen
+                  FROM (SELECT id, op, kind, src, dst, name, source, props, firstSeen, lastSeen
+                        FROM ${this.t} WHERE entity = {entity:String} AND ts <= fromUnixTimestamp64Milli({t:Int64})
+                        ORDER BY id, rev DESC, seq DESC LIMIT 1 BY id)
                   WHERE op = 'upsert'`,
-          query_params: { t },
+          query_params: { t, entity },
           format: "TabSeparated",
         });
         return rs.text();
-      }),
+      });
+    const parse = <T>(text: string, make: (r: EntityRow) => T, entity: "node" | "edge"): T[] => {
+      const out: T[] = [];
+      this.rows(() => {
+        let start = 0;
+        while (start < text.length) {
+          let end = text.indexOf("\n", start);
+          if (end < 0) end = text.length;
+          const f = text.slice(start, end).split("\t");
+          start = end + 1;
+          if (f.length !== 9) throw new HistoryRowError(`history row: expected 9 columns, got ${f.length}`);
+          const u = (i: number) => unescapeTsv(f[i]!);
+          out.push(make({ entity, id: u(0), kind: u(1), src: u(2), dst: u(3), name: u(4), source: u(5), props: u(6), firstSeen: Number(f[7]), lastSeen: Number(f[8]) }));
+        }
+      });
+      return out;
+    };
+    const [nodes, edges, rev] = await Promise.all([
+      part("node").then((text) => parse(text, toNode, "node")),
+      part("edge").then((text) => parse(text, toEdge, "edge")),
       this.revAt(t),
     ]);
-    const snap: TopologySnapshot = { schema: "topology.snapshot.v1", rev, at: t, nodes: [], edges: [] };
-    this.rows(() => {
-      let start = 0;
-      while (start < text.length) {
-        let end = text.indexOf("\n", start);
-        if (end < 0) end = text.length;
-        const f = text.slice(start, end).split("\t");
-        start = end + 1;
-        if (f.length !== 10) throw new HistoryRowError(`history row: expected 10 columns, got ${f.length}`);
-        const u = (i: number) => unescapeTsv(f[i]!);
-        const r: EntityRow = { entity: entityOf(f[0]!), id: u(1), kind: u(2), src: u(3), dst: u(4), name: u(5), source: u(6), props: u(7), firstSeen: Number(f[8]), lastSeen: Number(f[9]) };
-        if (r.entity === "node") snap.nodes.push(toNode(r));
-        else snap.edges.push(toEdge(r));
-      }
-    });
-    return snap;
+    return { schema: "topology.snapshot.v1", rev, at: t, nodes, edges };
   }
 
   private async revAt(t: number): Promise<number> {

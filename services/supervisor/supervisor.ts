@@ -154,7 +154,10 @@ export function natsServerSpec(dataDir: string, port: number, binary: string): C
   const dir = join(dataDir, "nats");
   mkdirSync(dir, { recursive: true });
   const conf = join(dir, "nats.conf");
-  writeFileSync(conf, `listen: 127.0.0.1:${port}\nmax_payload: 8MB\njetstream { store_dir: "${join(dir, "jetstream")}" }\n`);
+  // JetStream reserves every stream's max_bytes (~11 GiB for Orrery's streams) against max_file_store, by default 75%
+  // of the free disk: without an explicit cap the demo would not start on a machine with less than ~15 GB free. The
+  // streams' own limits bound what is stored.
+  writeFileSync(conf, `listen: 127.0.0.1:${port}\nmax_payload: 8MB\njetstream { store_dir: "${join(dir, "jetstream")}", max_file_store: 64G }\n`);
   return {
     name: "nats",
     cmd: [binary, "-c", conf],

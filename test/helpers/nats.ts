@@ -21,7 +21,9 @@ export function natsServerBinary(): string {
 export async function startNats(opts: { dir?: string; port?: number } = {}): Promise<NatsServer> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), "orrery-nats-"));
   const conf = join(dir, "nats.conf");
-  writeFileSync(conf, `listen: 127.0.0.1:${opts.port ?? -1}\njetstream { store_dir: "${join(dir, "js")}" }\n`);
+  // Every prefix declares its streams with production limits (~11 GiB of max_bytes), and JetStream reserves them
+  // against max_file_store (by default 75% of the free disk): a test server holds many prefixes and little data.
+  writeFileSync(conf, `listen: 127.0.0.1:${opts.port ?? -1}\njetstream { store_dir: "${join(dir, "js")}", max_file_store: 100T }\n`);
   const proc = Bun.spawn([natsServerBinary(), "-c", conf], { stdout: "pipe", stderr: "pipe" });
   const port = await waitForPort(proc);
   const url = `nats://127.0.0.1:${port}`;

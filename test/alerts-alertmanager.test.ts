@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { writeFileSync, mkdirSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { DeliverPolicy } from "@nats-io/jetstream";
 import type { Subprocess } from "bun";
 import { decode } from "../pipelines/codec.ts";
@@ -14,7 +14,6 @@ import { AlertBatch, AlertsList, type Alert } from "../pipelines/contracts/alert
 import { DiscoveryBatch } from "../pipelines/contracts/discovery.ts";
 import { HealthDelta, HealthState } from "../pipelines/contracts/health.ts";
 import { AlertRules } from "../pipelines/stages/alerts.ts";
-import { makeClickHouseClient } from "../services/clickhouse/client.ts";
 import { startMirror, type GatewayMirror } from "../services/gateway/mirror.ts";
 import { KuzuGraphStore } from "../services/graph/kuzu.ts";
 import { ClickHouseAlertHistory } from "../services/alerts/history.ts";
@@ -26,10 +25,10 @@ import { startIngestServer } from "../services/ingest/server.ts";
 import { connectBus, publishEvent, type Bus } from "../services/shared/bus.ts";
 import { makeLogger } from "../services/shared/log.ts";
 import { startTopologyService, type TopologyService } from "../services/topology/service.ts";
+import { startClickHouse, type TestClickHouse } from "./helpers/clickhouse.ts";
 import { startNats, type NatsServer } from "./helpers/nats.ts";
 import { tempDir, uniquePrefix, waitFor } from "./helpers/tmp.ts";
 
-const ROOT = resolve(import.meta.dir, "..");
 const AM_BIN = "/usr/bin/prometheus-alertmanager";
 const log = makeLogger("test", true);
 const tmp = tempDir("orrery-am-");
@@ -40,7 +39,7 @@ let bus: Bus;
 let store: KuzuGraphStore;
 let topo: TopologyService;
 let mirror: GatewayMirror;
-let owner: { url: string; proc: Subprocess };
+let owner: TestClickHouse;
 let history: ClickHouseAlertHistory;
 let alerts: AlertsService;
 let ingest: ReturnType<typeof startIngestServer>;
@@ -53,21 +52,6 @@ async function freePort(): Promise<number> {
   const p = s.port!;
   await s.stop(true);
   return p;
-}
-
-async function startClickHouseOwnerProcess(dataRoot: string) {
-  const proc = Bun.spawn([process.execPath, "services/clickhouse/main.ts", "--data-dir", dataRoot, "--port", "0"], { cwd: ROOT, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  const reader = proc.stdout.getReader();
-  let out = "";
-  const deadline = Date.now() + 30_000;
-  while (!out.includes("\n") && Date.now() < deadline) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    out += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
-  if (!out.includes("\n")) throw new Error(`clickhouse owner did not start: ${out}${await new Response(proc.stderr).text()}`);
-  return { url: (JSON.parse(out.split("\n")[0]!) as { url: string }).url, proc };
 }
 
 const proc = (pid: number, comm: string) => ({ pid, exe: `/usr/lib/postgresql/15/bin/${comm}`, comm, cmdline: [comm], user: "postgres", uid: 110, startTime: 7, containerId: null });
@@ -88,8 +72,8 @@ beforeAll(async () => {
   mirror = await startMirror(bus, log);
   await waitFor(() => mirror.synced() && mirror.mirror().nodes.has("listener:db1:tcp:0.0.0.0:5432"), "topology mirror with db1's listener");
 
-  owner = await startClickHouseOwnerProcess(join(tmp.dir, "ch"));
-  history = new ClickHouseAlertHistory(makeClickHouseClient({ url: owner.url }), { database: db, ttlDays: 7 });
+  owner = await startClickHouse(join(tmp.dir, "ch"));
+  history = new ClickHouseAlertHistory(owner.client(), { database: db, ttlDays: 7 });
   alerts = await startAlertsService({ bus, topology: mirrorView(mirror), rules: AlertRules.parse({}), history, log, tickMs: 200 });
   bus.nc.subscribe(alertSubjects(bus.topo).health, { callback: (_e, m) => void deltas.push(decode(HealthDelta, "health.delta.v1", m.data)) });
   ingest = startIngestServer({ publishAlerts: alertPublisher(bus), log, host: "127.0.0.1", port: 0, extraRoutes: alertRoutes(bus) });
@@ -130,8 +114,7 @@ afterAll(async () => {
   await topo?.stop();
   await store?.close();
   await history?.close();
-  owner?.proc.kill("SIGTERM");
-  await owner?.proc.exited;
+  await owner?.stop();
   await bus?.close();
   await nats?.stop();
   tmp.cleanup();
@@ -210,7 +193,7 @@ test("Alertmanager firing → JetStream → mapped to db1's postgres listener �
   const seqs = deltas.map((d) => d.seq);
   expect(seqs.slice(1).every((s, i) => s > seqs[i]!)).toBe(true);
 
-  const ch = makeClickHouseClient({ url: owner.url });
+  const ch = owner.client();
   const rows = await waitFor(async () => {
     const r = await (await ch.query({ query: `SELECT state, entities FROM ${db}.alerts_history WHERE fingerprint = {fp:String} ORDER BY at`, query_params: { fp: firing.fingerprint }, format: "JSONEachRow" })).json<{ state: string; entities: string[] }>();
     return r.some((x) => x.state === "resolved") ? r : null;

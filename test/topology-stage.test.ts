@@ -1,50 +1,7 @@
 import { describe, expect, test } from "bun:test";
-import type { DiscoveryBatch, DiscoveryEvent } from "../pipelines/contracts/discovery.ts";
-import type { ProcessIdentity } from "../pipelines/contracts/common.ts";
+import type { DiscoveryEvent } from "../pipelines/contracts/discovery.ts";
 import { ageModel, applyDiscovery, emptyModel, fingerprint, identityPorts, modelFromGraph, type Changes, type TopologyModel } from "../pipelines/stages/topology.ts";
-
-const proc = (pid: number, comm: string, o: Partial<ProcessIdentity> = {}): ProcessIdentity => ({
-  pid,
-  exe: `/usr/bin/${comm}`,
-  comm,
-  cmdline: [comm],
-  user: "app",
-  uid: 1000,
-  startTime: 1000 + pid,
-  containerId: null,
-  ...o,
-});
-let scanSeq = 1;
-const batch = (events: DiscoveryEvent[], o: Partial<DiscoveryBatch> = {}): DiscoveryBatch => ({
-  schema: "discovery.v1",
-  source: `agent:${o.host ?? "h1"}`,
-  host: "h1",
-  scanId: scanSeq++,
-  part: 0,
-  parts: 1,
-  full: false,
-  at: 1,
-  events,
-  ...o,
-});
-const hostSeen = (ips: string[], hostname = "h1"): DiscoveryEvent & { type: "host.seen" } => ({ type: "host.seen", hostname, os: "Debian", kernel: "6", cpus: 2, memTotalBytes: 1, ips });
-const listen = (port: number, p: ProcessIdentity | null, ip = "0.0.0.0"): DiscoveryEvent => ({ type: "listener.seen", proto: "tcp", ip, port, process: p });
-const conn = (localIp: string, localPort: number, remoteIp: string, remotePort: number, p: ProcessIdentity | null): DiscoveryEvent => ({
-  type: "connection.seen",
-  proto: "tcp",
-  localIp,
-  localPort,
-  remoteIp,
-  remotePort,
-  process: p,
-});
-const gone = (localIp: string, localPort: number, remoteIp: string, remotePort: number): DiscoveryEvent => ({ type: "connection.gone", proto: "tcp", localIp, localPort, remoteIp, remotePort });
-const edgesOf = (m: TopologyModel, kind?: string) =>
-  [...m.edges.values()]
-    .filter((e) => !kind || e.kind === kind)
-    .map((e) => `${e.kind} ${e.src} ${e.dst}`)
-    .sort();
-const changed = (c: Changes) => c.nodesUpserted.length + c.nodesRemoved.length + c.edgesUpserted.length + c.edgesRemoved.length;
+import { batch, changed, conn, edgesOf, gone, hostSeen, listen, proc } from "./helpers/discovery.ts";
 
 describe("service identity", () => {
   test("fingerprint: the binary, plus what an interpreter runs", () => {

@@ -30,7 +30,7 @@ export const batch = (events: DiscoveryEvent[], o: Partial<DiscoveryBatch> = {})
   ...o,
 });
 
-export const hostSeen = (ips: string[], hostname = "h1"): DiscoveryEvent => ({ type: "host.seen", hostname, os: "Debian", kernel: "6", cpus: 2, memTotalBytes: 1, ips });
+export const hostSeen = (ips: string[], hostname = "h1"): DiscoveryEvent & { type: "host.seen" } => ({ type: "host.seen", hostname, os: "Debian", kernel: "6", cpus: 2, memTotalBytes: 1, ips });
 export const listen = (port: number, p: ProcessIdentity | null, ip = "0.0.0.0", proto: "tcp" | "udp" = "tcp"): DiscoveryEvent => ({ type: "listener.seen", proto, ip, port, process: p });
 export const unlisten = (port: number, ip = "0.0.0.0", proto: "tcp" | "udp" = "tcp"): DiscoveryEvent => ({ type: "listener.gone", proto, ip, port });
 export const conn = (localIp: string, localPort: number, remoteIp: string, remotePort: number, p: ProcessIdentity | null): DiscoveryEvent => ({

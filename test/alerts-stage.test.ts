@@ -277,6 +277,24 @@ describe("dedup, flap damping, health", () => {
     expect(tickBook(book, 70_000).forgotten).toEqual(["fp1"]);
   });
 
+  test("the clock visits only what is due: steadily firing alerts leave book.due, a change brings them back", () => {
+    const book = emptyBook({ windowMs: 1000, threshold: 4, retainResolvedMs: 60_000 });
+    for (let i = 0; i < 1000; i++) foldAlert(book, mk("firing", "critical", 1, `steady-${i}`), 1);
+    foldAlert(book, mk("firing", "critical", 1, "gone"), 1);
+    foldAlert(book, mk("resolved", "ok", 2, "gone"), 2);
+    expect(book.due.size).toBe(1001);
+    tickBook(book, 5000); // the change of "gone" aged out of the window; firing ones have nothing to wait for
+    expect([...book.due]).toEqual(["gone"]); // resolved: waits to be forgotten
+    const t = tickBook(book, 70_000);
+    expect(t.forgotten).toEqual(["gone"]);
+    expect(t.forgottenEntities.get("gone")).toEqual([]);
+    expect(book.due.size).toBe(0);
+    expect(book.entries.size).toBe(1000);
+    // a steady alert that changes is due again, and its damped change still goes out
+    expect(foldAlert(book, mk("resolved", "ok", 80_000, "steady-7"), 80_000)).toBe("changed");
+    expect([...book.due]).toEqual(["steady-7"]);
+  });
+
   test("health: worst firing severity; acknowledged counts as listed, not as colour; resolved drops out", () => {
     const book = emptyBook();
     foldAlert(book, mk("firing", "warning", 1, "a"), 1);

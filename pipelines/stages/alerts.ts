@@ -493,10 +493,16 @@ export interface AlertEntry {
 export interface AlertBook {
   entries: Map<string, AlertEntry>;
   flap: FlapConfig;
+  /**
+   * fingerprints the clock still has work for: a damped change to publish, changes in the flap window to age out, or
+   * a resolved alert to forget. A steadily firing alert is not in it, so a tick costs what is due, not the book's size
+   * (at 10k alert events/s the book grows by hundreds of thousands of entries).
+   */
+  due: Set<string>;
 }
 
 export function emptyBook(flap: FlapConfig = DEFAULT_FLAP): AlertBook {
-  return { entries: new Map(), flap };
+  return { entries: new Map(), flap, due: new Set() };
 }
 
 export type FoldOutcome = "new" | "changed" | "duplicate" | "stale" | "damped";
@@ -506,6 +512,7 @@ const sameEffective = (a: Effective, b: Effective) => a.state === b.state && a.s
 /** Folds one alert event into the book. "new"/"changed" mean the published state changed (health may follow). */
 export function foldAlert(book: AlertBook, alert: Alert, now: number): FoldOutcome {
   const e = book.entries.get(alert.fingerprint);
+  book.due.add(alert.fingerprint); // tickBook drops it again when there is nothing to wait for
   if (!e) {
     book.entries.set(alert.fingerprint, {
       last: alert,
@@ -543,12 +550,18 @@ export function foldAlert(book: AlertBook, alert: Alert, now: number): FoldOutco
  * Time passes: publishes damped changes whose window has passed (or that stopped flapping) and forgets resolved
  * alerts past retention. Returns the fingerprints whose published state changed, and those forgotten.
  */
-export function tickBook(book: AlertBook, now: number): { changed: string[]; forgotten: string[] } {
+export function tickBook(book: AlertBook, now: number): { changed: string[]; forgotten: string[]; forgottenEntities: Map<string, string[]> } {
   const changed: string[] = [];
   const forgotten: string[] = [];
+  const forgottenEntities = new Map<string, string[]>();
   const w = book.flap.windowMs;
-  // runs every second over every alert: no allocation unless something is due
-  for (const [fp, e] of book.entries) {
+  // runs every second over the alerts something is due for (book.due), not the whole book
+  for (const fp of book.due) {
+    const e = book.entries.get(fp);
+    if (!e) {
+      book.due.delete(fp);
+      continue;
+    }
     if (e.changes.length && now - e.changes[0]! >= w) {
       e.changes = e.changes.filter((t) => now - t < w);
       e.flapping = e.changes.length >= book.flap.threshold;
@@ -562,10 +575,14 @@ export function tickBook(book: AlertBook, now: number): { changed: string[]; for
       }
     } else if (e.published.state === "resolved" && now - e.publishedAt > book.flap.retainResolvedMs) {
       book.entries.delete(fp);
+      book.due.delete(fp);
       forgotten.push(fp);
+      forgottenEntities.set(fp, e.entities);
+      continue;
     }
+    if (!e.pending && !e.changes.length && e.published.state !== "resolved") book.due.delete(fp);
   }
-  return { changed, forgotten };
+  return { changed, forgotten, forgottenEntities };
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -343,12 +343,13 @@ export async function startAlertsService(deps: {
     try {
       const touched = new Set<string>();
       refreshIndex(touched);
-      const { changed, forgotten } = tickBook(book, now());
+      const { changed, forgottenEntities } = tickBook(book, now());
       for (const fp of changed) for (const id of book.entries.get(fp)?.entities ?? []) touched.add(id);
-      for (const fp of forgotten) {
-        for (const [id, set] of byEntity) {
-          if (set.delete(fp)) touched.add(id);
-          if (!set.size) byEntity.delete(id);
+      for (const [fp, ids] of forgottenEntities) {
+        for (const id of ids) {
+          const set = byEntity.get(id);
+          if (set?.delete(fp)) touched.add(id);
+          if (set && !set.size) byEntity.delete(id);
         }
       }
       publishHealth(touched);

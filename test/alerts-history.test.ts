@@ -5,49 +5,32 @@
  * data, every event is in `alerts_history` exactly once, nothing dead-lettered.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { join, resolve } from "node:path";
-import type { Subprocess } from "bun";
+import { join } from "node:path";
 import { decode } from "../pipelines/codec.ts";
 import { HealthDelta } from "../pipelines/contracts/health.ts";
 import type { TopoNode } from "../pipelines/contracts/topology.ts";
 import { AlertRules, normalizeGeneric } from "../pipelines/stages/alerts.ts";
 import { GenericAlert } from "../pipelines/contracts/alerts.ts";
-import { makeClickHouseClient } from "../services/clickhouse/client.ts";
 import { ClickHouseAlertHistory } from "../services/alerts/history.ts";
 import { alertPublisher } from "../services/alerts/publish.ts";
 import { startAlertsService, type AlertsService } from "../services/alerts/service.ts";
 import { alertSubjects } from "../services/alerts/subjects.ts";
 import { connectBus, type Bus } from "../services/shared/bus.ts";
 import { makeLogger } from "../services/shared/log.ts";
+import { startClickHouse, type TestClickHouse } from "./helpers/clickhouse.ts";
 import { startNats, type NatsServer } from "./helpers/nats.ts";
 import { tempDir, uniquePrefix, waitFor } from "./helpers/tmp.ts";
 
-const ROOT = resolve(import.meta.dir, "..");
 const log = makeLogger("test", true);
 const tmp = tempDir("orrery-alert-history-");
 const db = uniquePrefix("ah").replace(/-/g, "_");
 
 let nats: NatsServer;
 let bus: Bus;
-let owner: { url: string; proc: Subprocess };
+let owner: TestClickHouse;
 let history: ClickHouseAlertHistory;
 let alerts: AlertsService;
 const deltas: HealthDelta[] = [];
-
-async function startOwner(port: number) {
-  const proc = Bun.spawn([process.execPath, "services/clickhouse/main.ts", "--data-dir", join(tmp.dir, "ch"), "--port", String(port)], { cwd: ROOT, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  const reader = proc.stdout.getReader();
-  let out = "";
-  const deadline = Date.now() + 30_000;
-  while (!out.includes("\n") && Date.now() < deadline) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    out += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
-  if (!out.includes("\n")) throw new Error(`clickhouse owner did not start: ${out}${await new Response(proc.stderr).text()}`);
-  return { url: (JSON.parse(out.split("\n")[0]!) as { url: string }).url, proc };
-}
 
 const node = (id: string, kind: TopoNode["kind"], props: TopoNode["props"]): TopoNode => ({ id, kind, name: id, source: "test", props, firstSeen: 1, lastSeen: 1 });
 const nodes = new Map([["host:db1", node("host:db1", "host", { hostname: "db1" })]]);
@@ -55,8 +38,8 @@ const nodes = new Map([["host:db1", node("host:db1", "host", { hostname: "db1" }
 beforeAll(async () => {
   nats = await startNats();
   bus = await connectBus({ url: nats.url, prefix: uniquePrefix("ah"), name: "test" });
-  owner = await startOwner(0);
-  history = new ClickHouseAlertHistory(makeClickHouseClient({ url: owner.url }), { database: db, ttlDays: 7 });
+  owner = await startClickHouse(join(tmp.dir, "ch"), { embedded: true });
+  history = new ClickHouseAlertHistory(owner.client(), { database: db, ttlDays: 7 });
   alerts = await startAlertsService({
     bus,
     topology: { synced: () => true, rev: () => 1, nodes: () => nodes.values() },
@@ -72,8 +55,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await alerts?.stop();
   await history?.close();
-  owner?.proc.kill("SIGTERM");
-  await owner?.proc.exited;
+  await owner?.stop();
   await bus?.close();
   await nats?.stop();
   tmp.cleanup();
@@ -82,7 +64,7 @@ afterAll(async () => {
 const alert = (fp: string, at: number) => normalizeGeneric(GenericAlert.parse({ fingerprint: fp, severity: "warning", target: { host: "db1" }, at }), at);
 
 async function historyCount(fps: string[]): Promise<number> {
-  const ch = makeClickHouseClient({ url: owner.url });
+  const ch = owner.client();
   try {
     const r = await (await ch.query({ query: `SELECT count() AS n FROM ${history.table} FINAL WHERE has({fps:Array(String)}, fingerprint)`, query_params: { fps }, format: "JSONEachRow" })).json<{ n: string }>();
     return Number(r[0]!.n);
@@ -100,8 +82,8 @@ test("a ClickHouse outage delays history, never loses it: retried until the owne
   await waitFor(async () => (await historyCount(["before"])) === 1, "history row before the outage");
 
   const port = Number(new URL(owner.url).port);
-  owner.proc.kill("SIGKILL");
-  await owner.proc.exited;
+  owner.proc!.kill("SIGKILL");
+  await owner.proc!.exited;
   const during = Array.from({ length: 5 }, (_, i) => `during-${i}`);
   for (const [i, fp] of during.entries()) await pub([alert(fp, t0 + 1000 + i)]);
   // health does not wait for ClickHouse
@@ -113,7 +95,7 @@ test("a ClickHouse outage delays history, never loses it: retried until the owne
   // retried in place, not by redelivery: an outage of any length burns no deliveries
   expect(pending.num_redelivered).toBe(0);
 
-  owner = await startOwner(port);
+  owner = await startClickHouse(join(tmp.dir, "ch"), { embedded: true, port });
   expect(owner.url).toContain(`:${port}`);
   await waitFor(async () => (await historyCount(during)) === during.length, "history rows after the outage", 60_000, 500);
   expect(await historyCount(["before", ...during])).toBe(1 + during.length);

@@ -19,15 +19,19 @@ export interface TestClickHouse {
   stop(): Promise<number>;
 }
 
-export async function startClickHouse(dataDir: string, env: Record<string, string> = {}): Promise<TestClickHouse> {
-  const external = process.env.CLICKHOUSE_URL;
+/**
+ * `port` fixes the owner's port (a test that kills and restarts it); `embedded` always starts the owner, for tests
+ * of the owner itself or of an outage of it.
+ */
+export async function startClickHouse(dataDir: string, opts: { env?: Record<string, string>; port?: number; embedded?: boolean } = {}): Promise<TestClickHouse> {
+  const external = opts.embedded ? undefined : process.env.CLICKHOUSE_URL;
   if (external) {
     const creds = { username: process.env.CLICKHOUSE_USER ?? "default", password: process.env.CLICKHOUSE_PASSWORD ?? "" };
     return { url: external, kind: "server", proc: null, client: (o = {}) => makeClickHouseClient({ ...creds, ...o, url: external }), stop: async () => 0 };
   }
-  const proc = Bun.spawn([process.execPath, "services/clickhouse/main.ts", "--data-dir", dataDir, "--port", "0"], {
+  const proc = Bun.spawn([process.execPath, "services/clickhouse/main.ts", "--data-dir", dataDir, "--port", String(opts.port ?? 0)], {
     cwd: join(import.meta.dir, "../.."),
-    env: { ...process.env, ...env },
+    env: { ...process.env, ...opts.env },
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",

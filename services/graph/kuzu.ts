@@ -56,9 +56,13 @@ export class KuzuGraphStore implements GraphStore {
   private readChain: Promise<unknown> = Promise.resolve();
   private statements = new Map<Connection, Map<string, PreparedStatement>>();
 
-  constructor(readonly path: string) {
+  /** `bufferPoolMiB`: Kuzu's page cache; unset, Kuzu takes up to 80% of the machine's memory as pages are touched. */
+  constructor(
+    readonly path: string,
+    opts: { bufferPoolMiB?: number } = {},
+  ) {
     mkdirSync(dirname(path), { recursive: true });
-    this.db = new kuzu.Database(path);
+    this.db = new kuzu.Database(path, opts.bufferPoolMiB ? opts.bufferPoolMiB * 1024 * 1024 : 0);
     this.conn = new kuzu.Connection(this.db);
     this.rconn = new kuzu.Connection(this.db);
     for (const c of [this.conn, this.rconn]) {

@@ -35,6 +35,11 @@ const Env = z.object({
   ORRERY_METRICS_1H_TTL_DAYS: z.coerce.number().int().min(1).max(36500).default(730),
   ORRERY_LOG_QUIET: z.enum(["0", "1"]).default("0"),
   ORRERY_GRAPH: z.enum(["kuzu", "neo4j"]).default("kuzu"),
+  /**
+   * Kuzu's buffer pool (unset: Kuzu's default, 80% of the machine's memory, taken as pages are touched). A write
+   * transaction's local storage lives in it too: 256 MiB fails the first full scan of a 10k-host estate.
+   */
+  ORRERY_KUZU_BUFFER_MIB: z.coerce.number().int().min(64).max(1_048_576).optional(),
   NEO4J_URL: z.string().optional(),
   NEO4J_USER: z.string().optional(),
   NEO4J_PASSWORD: z.string().optional(),

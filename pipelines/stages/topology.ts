@@ -108,8 +108,8 @@ interface ProcRec {
   source: string;
   ident: ProcessIdentity;
   fp: string;
-  listeners: Set<string>;
-  flows: Set<string>;
+  listeners: Bag;
+  flows: Bag;
   /** flows of this process that are edges */
   confirmed: number;
   /** the service it is a member of (it has a listener or a confirmed flow), else null */
@@ -126,7 +126,7 @@ interface FlowRec {
   proto: string;
   remoteIp: string;
   remotePort: number;
-  sockets: Set<string>;
+  sockets: Bag;
   seenScans: number;
   lastSeenScan: number;
   confirmed: boolean;
@@ -149,9 +149,9 @@ interface SourceRec {
   /** the interval the source says it reports at (DiscoveryBatch.intervalMs, e.g. a job's schedule); 0 = none */
   declaredIntervalMs: number;
   stale: boolean;
-  flows: Set<string>;
-  listeners: Set<string>;
-  sockets: Set<string>;
+  flows: Bag;
+  listeners: Bag;
+  sockets: Bag;
 }
 
 interface FullScan {
@@ -168,10 +168,10 @@ export interface TopologyModel {
   edges: Map<string, TopoEdge>;
   listeners: Map<string, ListenerRec>;
   /** `${host}|${proto}|${port}` → listener ids */
-  listenerIndex: Map<string, Set<string>>;
+  listenerIndex: Map<string, Bag>;
   procs: Map<string, ProcRec>;
   /** service node id → member process keys */
-  services: Map<string, Set<string>>;
+  services: Map<string, Bag>;
   flows: Map<string, FlowRec>;
   /** socket key (host, proto, local, remote) → flow key */
   sockets: Map<string, string>;
@@ -180,9 +180,9 @@ export interface TopologyModel {
   /** how many confirmed flows keep an external node alive */
   nodeRefs: Map<string, number>;
   /** dst node id (listener or external) → confirmed flows pointing at it */
-  dstFlows: Map<string, Set<string>>;
+  dstFlows: Map<string, Bag>;
   /** ip → confirmed flows resolved through its owner (not loopback, not the reporter's own ip) */
-  ipFlows: Map<string, Set<string>>;
+  ipFlows: Map<string, Bag>;
   /** ip → the host that claims it now and when it last did */
   ipOwner: Map<string, IpClaim>;
   /** host → the ips of its latest host.seen */
@@ -192,33 +192,33 @@ export interface TopologyModel {
   /** ip → source → the name a resolver reported (the source that last changed its answer wins) */
   names: Map<string, Map<string, { name: string; seq: number; scanId: number }>>;
   /** source → the ips it named */
-  namesBy: Map<string, Set<string>>;
+  namesBy: Map<string, Bag>;
   /** ip → external node ids at it */
-  externalsAt: Map<string, Set<string>>;
+  externalsAt: Map<string, Bag>;
   sources: Map<string, SourceRec>;
   /** declared source intervals changed since the last Changes were handed out (0 = source gone) */
   intervalsChanged: Map<string, number>;
   /** source → ids of the nodes it owns */
-  bySource: Map<string, Set<string>>;
+  bySource: Map<string, Bag>;
   fullScans: Map<string, FullScan>;
   /** Sources whose entities were loaded from the store after a restart and not yet confirmed by a full scan. */
   recovered: Set<string>;
   /** node id → ids of its edges, so removing a node does not scan every edge */
-  adjacency: Map<string, Set<string>>;
+  adjacency: Map<string, Bag>;
   /** listener id → the services with a LISTENS edge to it (DEPENDS_ON derivation) */
-  servedBy: Map<string, Set<string>>;
+  servedBy: Map<string, Bag>;
   /** DEPENDS_ON edge id → its ends and the listeners through which the caller reaches the served service */
   dependsVia: Map<string, DependsRec>;
   /** caller's source → DEPENDS_ON edges the stored pairs imply but the store lacks (made at its first full scan) */
-  dependsMissing: Map<string, Set<string>>;
+  dependsMissing: Map<string, Bag>;
   /** `${host}|${proto}|${port}` → services with a LISTENS edge to a listener there (and how many) */
-  servedAt: Map<string, Map<string, number>>;
+  servedAt: Map<string, Counts>;
   /** service id → its `${host}|${proto}|${port}` keys (and how many listeners each) */
-  serviceAt: Map<string, Map<string, number>>;
+  serviceAt: Map<string, Counts>;
   /** annotation target (`host|h`, `svc|h|proto|port`, `id|<entity>` when recovered from the store) → source → key → value */
   annotations: Map<string, Map<string, Map<string, AnnValue>>>;
   /** source → its annotation targets */
-  annotationsBy: Map<string, Set<string>>;
+  annotationsBy: Map<string, Bag>;
   /** entity id → the annotation props it carries (merged over the discovery props by putNode) */
   annotated: Map<string, Annotated>;
   /** orders annotation writes: on one key, the source that last changed its value wins */
@@ -255,8 +255,75 @@ interface Annotated {
 interface DependsRec {
   src: string;
   dst: string;
-  via: Set<string>;
+  via: Bag;
 }
+
+/*
+ * Memory: the model holds ~1M small collections at 100k nodes / 500k edges, and a JSC Set costs ~280 bytes with one
+ * element and ~3 KB with twenty (a Map the same), against ~60 and ~200 for an array. So small collections are arrays
+ * (insertion order kept, as a Set's) and become a Set past BAG_MAX, where a linear scan would start to cost.
+ */
+type Bag = string[] | Set<string>;
+const BAG_MAX = 48;
+
+function bagAdd(b: Bag, v: string): Bag {
+  if (!Array.isArray(b)) {
+    b.add(v);
+    return b;
+  }
+  if (b.includes(v)) return b;
+  if (b.length < BAG_MAX) {
+    b.push(v);
+    return b;
+  }
+  const s = new Set(b);
+  s.add(v);
+  return s;
+}
+function bagDelete(b: Bag, v: string): boolean {
+  if (!Array.isArray(b)) return b.delete(v);
+  const i = b.indexOf(v);
+  if (i < 0) return false;
+  b.splice(i, 1);
+  return true;
+}
+const bagHas = (b: Bag, v: string) => (Array.isArray(b) ? b.includes(v) : b.has(v));
+const bagSize = (b: Bag) => (Array.isArray(b) ? b.length : b.size);
+
+/** key → count, as [key, count, key, count …] while small (see Bag), a Map past BAG_MAX keys */
+type Counts = (string | number)[] | Map<string, number>;
+
+/** Adds `delta` to `key`'s count (dropping it at 0); returns the new count. */
+function countAdd(c: Counts, key: string, delta: number): { c: Counts; n: number } {
+  if (!Array.isArray(c)) {
+    const n = (c.get(key) ?? 0) + delta;
+    if (n > 0) c.set(key, n);
+    else c.delete(key);
+    return { c, n };
+  }
+  for (let i = 0; i < c.length; i += 2)
+    if (c[i] === key) {
+      const n = (c[i + 1] as number) + delta;
+      if (n > 0) c[i + 1] = n;
+      else c.splice(i, 2);
+      return { c, n };
+    }
+  if (delta <= 0) return { c, n: delta };
+  if (c.length < 2 * BAG_MAX) {
+    c.push(key, delta);
+    return { c, n: delta };
+  }
+  const m = new Map<string, number>();
+  for (let i = 0; i < c.length; i += 2) m.set(c[i] as string, c[i + 1] as number);
+  m.set(key, delta);
+  return { c: m, n: delta };
+}
+function* countKeys(c: Counts | undefined): Generator<string> {
+  if (!c) return;
+  if (!Array.isArray(c)) yield* c.keys();
+  else for (let i = 0; i < c.length; i += 2) yield c[i] as string;
+}
+const countSize = (c: Counts) => (Array.isArray(c) ? c.length / 2 : c.size);
 
 export function emptyModel(opts: Partial<StageOptions> = {}): TopologyModel {
   return {
@@ -523,7 +590,7 @@ function written(m: TopologyModel, id: string, lastSeen: number, now: number) {
 function sourceOf(m: TopologyModel, id: string, host: string): SourceRec {
   let s = m.sources.get(id);
   if (!s) {
-    s = { id, host, scans: 0, lastBatchAt: undefined, lastScanId: -1, lastScanAt: 0, intervalMs: 0, declaredIntervalMs: 0, stale: false, flows: new Set(), listeners: new Set(), sockets: new Set() };
+    s = { id, host, scans: 0, lastBatchAt: undefined, lastScanId: -1, lastScanAt: 0, intervalMs: 0, declaredIntervalMs: 0, stale: false, flows: [], listeners: [], sockets: [] };
     m.sources.set(id, s);
   }
   return s;
@@ -605,10 +672,10 @@ function endScan(ctx: Ctx, src: SourceRec) {
   for (const k of [...src.flows]) {
     const f = ctx.m.flows.get(k);
     if (!f) {
-      src.flows.delete(k);
+      bagDelete(src.flows, k);
       continue;
     }
-    if (f.sockets.size) {
+    if (bagSize(f.sockets)) {
       if (f.lastSeenScan !== src.scans) {
         f.seenScans++;
         f.lastSeenScan = src.scans;
@@ -627,15 +694,13 @@ function putNode(ctx: Ctx, id: string, kind: TopoNode["kind"], name: string, pro
     return;
   }
   ctx.t.touchNode(id);
-  if (prev && prev.source !== source) ctx.m.bySource.get(prev.source)?.delete(id);
+  if (prev && prev.source !== source) removeFrom(ctx.m.bySource, prev.source, id, false);
   if (!prev || prev.source !== source) indexSource(ctx.m, source, id);
   ctx.m.nodes.set(id, { id, kind, name, source, props, firstSeen: (prev ?? ctx.t.nodeBefore(id))?.firstSeen ?? ctx.now, lastSeen: ctx.now });
 }
 
 function indexSource(m: TopologyModel, source: string, id: string) {
-  let s = m.bySource.get(source);
-  if (!s) m.bySource.set(source, (s = new Set()));
-  s.add(id);
+  addTo(m.bySource, source, id);
 }
 
 function putEdge(ctx: Ctx, kind: EdgeKind, src: string, dst: string, props: TopoEdge["props"] = {}, source = ctx.source): string {
@@ -650,17 +715,11 @@ function putEdge(ctx: Ctx, kind: EdgeKind, src: string, dst: string, props: Topo
   const e: TopoEdge = { id, kind, src, dst, source, props, firstSeen: (prev ?? ctx.t.edgeBefore(id))?.firstSeen ?? ctx.now, lastSeen: ctx.now };
   ctx.m.edges.set(id, e);
   if (!prev) {
-    adj(ctx.m, src).add(id);
-    adj(ctx.m, dst).add(id);
+    addTo(ctx.m.adjacency, src, id);
+    addTo(ctx.m.adjacency, dst, id);
     if (kind === "CONNECTS" || kind === "LISTENS") deriveAdded(ctx.m, e, ctx);
   }
   return id;
-}
-
-function adj(m: TopologyModel, node: string): Set<string> {
-  let s = m.adjacency.get(node);
-  if (!s) m.adjacency.set(node, (s = new Set()));
-  return s;
 }
 
 function dropEdge(ctx: Ctx, id: string) {
@@ -668,8 +727,8 @@ function dropEdge(ctx: Ctx, id: string) {
   if (!e) return;
   ctx.t.touchEdge(id);
   ctx.m.edges.delete(id);
-  ctx.m.adjacency.get(e.src)?.delete(id);
-  ctx.m.adjacency.get(e.dst)?.delete(id);
+  removeFrom(ctx.m.adjacency, e.src, id, false);
+  removeFrom(ctx.m.adjacency, e.dst, id, false);
   if (e.kind === "CONNECTS" || e.kind === "LISTENS") deriveDropped(ctx, e);
   else if (e.kind === "DEPENDS_ON") ctx.m.dependsVia.delete(id);
 }
@@ -716,17 +775,17 @@ function deriveDropped(ctx: Ctx, e: TopoEdge) {
 function dependsLink(m: TopologyModel, a: string, b: string, listener: string, ctx?: Ctx) {
   const id = edgeId("DEPENDS_ON", a, b);
   let r = m.dependsVia.get(id);
-  if (!r) m.dependsVia.set(id, (r = { src: a, dst: b, via: new Set() }));
-  if (r.via.has(listener)) return;
-  r.via.add(listener);
+  if (!r) m.dependsVia.set(id, (r = { src: a, dst: b, via: [] }));
+  if (bagHas(r.via, listener)) return;
+  r.via = bagAdd(r.via, listener);
   if (ctx) putDepends(ctx, id, r);
 }
 
 function dependsUnlink(ctx: Ctx, a: string, b: string, listener: string) {
   const id = edgeId("DEPENDS_ON", a, b);
   const r = ctx.m.dependsVia.get(id);
-  if (!r?.via.delete(listener)) return;
-  if (r.via.size) putDepends(ctx, id, r);
+  if (!r || !bagDelete(r.via, listener)) return;
+  if (bagSize(r.via)) putDepends(ctx, id, r);
   else {
     ctx.m.dependsVia.delete(id);
     dropEdge(ctx, id);
@@ -753,7 +812,7 @@ function dropNode(ctx: Ctx, id: string) {
   ctx.t.touchNode(id);
   ctx.m.nodes.delete(id);
   ctx.m.nodeRefs.delete(id);
-  ctx.m.bySource.get(n.source)?.delete(id);
+  removeFrom(ctx.m.bySource, n.source, id, false);
   if (n.kind === "external") removeFrom(ctx.m.externalsAt, String(n.props.ip), id);
 }
 
@@ -835,7 +894,7 @@ function procOf(ctx: Ctx, p: ProcessIdentity): ProcRec {
   const key = procKey(ctx.host, p);
   let r = ctx.m.procs.get(key);
   if (!r) {
-    r = { key, host: ctx.host, source: ctx.source, ident: p, fp: fingerprint(p), listeners: new Set(), flows: new Set(), confirmed: 0, service: null, ports: null };
+    r = { key, host: ctx.host, source: ctx.source, ident: p, fp: fingerprint(p), listeners: [], flows: [], confirmed: 0, service: null, ports: null };
     ctx.m.procs.set(key, r);
   } else r.ident = p;
   return r;
@@ -856,21 +915,18 @@ function desiredService(m: TopologyModel, p: ProcRec): string {
  * confirmed flow), moving its LISTENS and CONNECTS edges along when that changes; forgets it when nothing holds it.
  */
 function syncProc(ctx: Ctx, p: ProcRec) {
-  const active = p.listeners.size > 0 || p.confirmed > 0;
+  const active = bagSize(p.listeners) > 0 || p.confirmed > 0;
   const want = active ? desiredService(ctx.m, p) : null;
   const old = p.service;
   if (old && old !== want) {
     for (const id of p.listeners) dropEdge(ctx, edgeId("LISTENS", old, id));
-    const members = ctx.m.services.get(old);
-    members?.delete(p.key);
+    removeFrom(ctx.m.services, old, p.key, false);
     p.service = null;
     refreshService(ctx, old, p.host, p.source);
   }
   if (want) {
     p.service = want;
-    let members = ctx.m.services.get(want);
-    if (!members) ctx.m.services.set(want, (members = new Set()));
-    members.add(p.key);
+    addTo(ctx.m.services, want, p.key);
     refreshService(ctx, want, p.host, p.source);
     for (const id of p.listeners) putEdge(ctx, "LISTENS", want, id, {}, p.source);
   }
@@ -882,7 +938,7 @@ function syncProc(ctx: Ctx, p: ProcRec) {
       f.edge = refEdge(ctx, f, f.dst);
     }
   }
-  if (!active && !p.flows.size) ctx.m.procs.delete(p.key);
+  if (!active && !bagSize(p.flows)) ctx.m.procs.delete(p.key);
 }
 
 /** A service node mirrors its members: the lowest pid speaks for it; without members it goes. */
@@ -944,15 +1000,10 @@ function listenerSeen(ctx: Ctx, src: SourceRec, e: ListenerSeen): string {
   if (prev) detachListener(ctx, prev);
   const rec: ListenerRec = { id, source: ctx.source, host: ctx.host, proto: e.proto, ip: e.ip, port: e.port, proc: pk };
   ctx.m.listeners.set(id, rec);
-  src.listeners.add(id);
-  if (!prev) {
-    const ik = `${ctx.host}|${e.proto}|${e.port}`;
-    let set = ctx.m.listenerIndex.get(ik);
-    if (!set) ctx.m.listenerIndex.set(ik, (set = new Set()));
-    set.add(id);
-  }
+  src.listeners = bagAdd(src.listeners, id);
+  if (!prev) addTo(ctx.m.listenerIndex, `${ctx.host}|${e.proto}|${e.port}`, id);
   if (proc) {
-    proc.listeners.add(id);
+    proc.listeners = bagAdd(proc.listeners, id);
     syncProc(ctx, proc);
   } else putEdge(ctx, "LISTENS", host, id);
   if (!prev) adoptExternals(ctx, e);
@@ -968,7 +1019,7 @@ function detachListener(ctx: Ctx, l: ListenerRec) {
   const p = ctx.m.procs.get(l.proc);
   if (!p) return;
   if (p.service) dropEdge(ctx, edgeId("LISTENS", p.service, l.id));
-  p.listeners.delete(l.id);
+  bagDelete(p.listeners, l.id);
   syncProc(ctx, p);
 }
 
@@ -985,8 +1036,9 @@ function removeListener(ctx: Ctx, id: string) {
   const l = ctx.m.listeners.get(id);
   if (!l) return;
   ctx.m.listeners.delete(id);
-  ctx.m.sources.get(l.source)?.listeners.delete(id);
-  ctx.m.listenerIndex.get(`${l.host}|${l.proto}|${l.port}`)?.delete(id);
+  const owner = ctx.m.sources.get(l.source);
+  if (owner) bagDelete(owner.listeners, id);
+  removeFrom(ctx.m.listenerIndex, `${l.host}|${l.proto}|${l.port}`, id, false);
   detachListener(ctx, l);
   // Flows that pointed at it now point wherever resolution says (another listener, or an external node).
   const keys = ctx.m.dstFlows.get(id);
@@ -1050,7 +1102,7 @@ function connectionSeen(ctx: Ctx, src: SourceRec, e: ConnectionSeen): string | n
       proto: e.proto,
       remoteIp: e.remoteIp,
       remotePort: e.remotePort,
-      sockets: new Set(),
+      sockets: [],
       seenScans: 0,
       lastSeenScan: src.scans,
       confirmed: false,
@@ -1058,17 +1110,17 @@ function connectionSeen(ctx: Ctx, src: SourceRec, e: ConnectionSeen): string | n
       edge: null,
     };
     ctx.m.flows.set(fk, f);
-    src.flows.add(fk);
-    proc?.flows.add(fk);
+    src.flows = bagAdd(src.flows, fk);
+    if (proc) proc.flows = bagAdd(proc.flows, fk);
     // A dependency the graph already holds (another process of the service, or recovered from the store) needs no
     // second look.
     const owner = proc ? desiredService(ctx.m, proc) : hostId(ctx.host);
     const { dst } = resolveRemote(ctx.m, ctx.host, e.proto, e.remoteIp, e.remotePort);
     if (ctx.m.opts.confirmScans <= 1 || ctx.m.edges.has(edgeId("CONNECTS", owner, dst))) confirmFlow(ctx, f);
   }
-  f.sockets.add(sk);
+  f.sockets = bagAdd(f.sockets, sk);
   ctx.m.sockets.set(sk, fk);
-  src.sockets.add(sk);
+  src.sockets = bagAdd(src.sockets, sk);
   return sk;
 }
 
@@ -1077,20 +1129,26 @@ function closeSocket(m: TopologyModel, sk: string) {
   if (fk === undefined) return;
   m.sockets.delete(sk);
   const f = m.flows.get(fk);
-  f?.sockets.delete(sk);
-  if (f) m.sources.get(f.source)?.sockets.delete(sk);
+  if (!f) return;
+  bagDelete(f.sockets, sk);
+  const src = m.sources.get(f.source);
+  if (src) bagDelete(src.sockets, sk);
 }
 
-function addTo(map: Map<string, Set<string>>, k: string, v: string) {
-  let s = map.get(k);
-  if (!s) map.set(k, (s = new Set()));
-  s.add(v);
+function addTo(map: Map<string, Bag>, k: string, v: string) {
+  const s = map.get(k);
+  if (!s) map.set(k, [v]);
+  else {
+    const t = bagAdd(s, v);
+    if (t !== s) map.set(k, t);
+  }
 }
-function removeFrom(map: Map<string, Set<string>>, k: string, v: string) {
+/** `dropEmpty` false keeps an emptied entry (as the Sets it replaces were kept), so iteration order does not move. */
+function removeFrom(map: Map<string, Bag>, k: string, v: string, dropEmpty = true) {
   const s = map.get(k);
   if (!s) return;
-  s.delete(v);
-  if (!s.size) map.delete(k);
+  bagDelete(s, v);
+  if (dropEmpty && !bagSize(s)) map.delete(k);
 }
 
 function confirmFlow(ctx: Ctx, f: FlowRec) {
@@ -1164,11 +1222,12 @@ function reresolveIp(ctx: Ctx, ip: string) {
 function removeFlow(ctx: Ctx, f: FlowRec) {
   for (const sk of f.sockets) ctx.m.sockets.delete(sk);
   ctx.m.flows.delete(f.key);
-  ctx.m.sources.get(f.source)?.flows.delete(f.key);
+  const src = ctx.m.sources.get(f.source);
+  if (src) bagDelete(src.flows, f.key);
   detachFlow(ctx, f);
   const p = f.proc ? ctx.m.procs.get(f.proc) : undefined;
   if (p) {
-    p.flows.delete(f.key);
+    bagDelete(p.flows, f.key);
     if (f.confirmed) p.confirmed--;
     syncProc(ctx, p);
   }
@@ -1231,7 +1290,8 @@ function removeSource(ctx: Ctx, src: SourceRec) {
   if (src.declaredIntervalMs) ctx.m.intervalsChanged.set(src.id, 0);
   ctx.m.fullScans.delete(src.id);
   ctx.m.recovered.delete(src.id);
-  if (!ctx.m.bySource.get(src.id)?.size) ctx.m.bySource.delete(src.id);
+  const owned = ctx.m.bySource.get(src.id);
+  if (!owned || !bagSize(owned)) ctx.m.bySource.delete(src.id);
 }
 
 /**
@@ -1285,14 +1345,14 @@ export function modelFromGraph(nodes: TopoNode[], edges: TopoEdge[], opts: Parti
       if (typeof host === "string" && typeof proto === "string" && typeof ip === "string" && typeof port === "number") {
         m.listeners.set(n.id, { id: n.id, source: n.source, host, proto, ip, port, proc: null });
         addTo(m.listenerIndex, `${host}|${proto}|${port}`, n.id);
-        src.listeners.add(n.id);
+        src.listeners = bagAdd(src.listeners, n.id);
       }
     }
   }
   for (const e of edges) {
     m.edges.set(e.id, e);
-    adj(m, e.src).add(e.id);
-    adj(m, e.dst).add(e.id);
+    addTo(m.adjacency, e.src, e.id);
+    addTo(m.adjacency, e.dst, e.id);
   }
   // Annotations the store carries (props.annotatedBy says whose): kept, owned by their sources, until those sources'
   // next full scan (which re-lists them under their real targets) or aging says otherwise.
@@ -1409,25 +1469,25 @@ function dropAnnotations(ctx: Ctx, source: string, drop: (v: AnnValue) => boolea
         }
     if (!rec?.size) {
       bySource?.delete(source);
-      targets.delete(target);
+      bagDelete(targets, target);
     }
     if (bySource && !bySource.size) m.annotations.delete(target);
     if (changed) refreshTarget(ctx, target);
   }
-  if (!targets.size) m.annotationsBy.delete(source);
+  if (!bagSize(targets)) m.annotationsBy.delete(source);
 }
 
 function refreshTarget(ctx: Ctx, target: string) {
   if (target.startsWith("host|")) refreshAnnotations(ctx, hostId(target.slice(5)));
   else if (target.startsWith("id|")) refreshAnnotations(ctx, target.slice(3));
-  else for (const svc of [...(ctx.m.servedAt.get(target.slice(4))?.keys() ?? [])]) refreshAnnotations(ctx, svc);
+  else for (const svc of [...countKeys(ctx.m.servedAt.get(target.slice(4)))]) refreshAnnotations(ctx, svc);
 }
 
 /** The annotation props an entity should carry now: per key, the value of the source that last changed it. */
 function effectiveAnnotations(m: TopologyModel, id: string): Annotated | undefined {
   const targets = [`id|${id}`];
   if (id.startsWith("host:")) targets.push(`host|${id.slice(5)}`);
-  else for (const k of m.serviceAt.get(id)?.keys() ?? []) targets.push(`svc|${k}`);
+  else for (const k of countKeys(m.serviceAt.get(id))) targets.push(`svc|${k}`);
   const best = new Map<string, { value: string; seq: number; source: string }>();
   for (const t of targets)
     for (const [source, rec] of m.annotations.get(t) ?? [])
@@ -1475,14 +1535,12 @@ function servedAtChange(m: TopologyModel, svc: string, listener: string, delta: 
   const port = l?.port ?? n?.props.port;
   if (typeof host !== "string" || typeof proto !== "string" || typeof port !== "number") return;
   const key = portKey(host, proto, port);
-  const bump = (map: Map<string, Map<string, number>>, a: string, b: string) => {
-    let inner = map.get(a);
-    if (!inner) map.set(a, (inner = new Map()));
-    const c = (inner.get(b) ?? 0) + delta;
-    if (c > 0) inner.set(b, c);
-    else inner.delete(b);
-    if (!inner.size) map.delete(a);
-    return c;
+  const bump = (map: Map<string, Counts>, a: string, b: string) => {
+    const inner = map.get(a) ?? [];
+    const r = countAdd(inner, b, delta);
+    if (!countSize(r.c)) map.delete(a);
+    else if (r.c !== inner || !map.has(a)) map.set(a, r.c);
+    return r.n;
   };
   bump(m.servedAt, key, svc);
   const c = bump(m.serviceAt, svc, key);
@@ -1542,10 +1600,10 @@ function dropNames(ctx: Ctx, source: string, drop: (v: { scanId: number }) => bo
     if (v && !drop(v)) continue;
     bySource?.delete(source);
     if (bySource && !bySource.size) ctx.m.names.delete(ip);
-    ips.delete(ip);
+    bagDelete(ips, ip);
     renameExternals(ctx, ip);
   }
-  if (!ips.size) ctx.m.namesBy.delete(source);
+  if (!bagSize(ips)) ctx.m.namesBy.delete(source);
 }
 
 function dnsNameOf(m: TopologyModel, ip: string): string | undefined {

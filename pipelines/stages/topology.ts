@@ -228,6 +228,10 @@ export interface TopologyModel {
    * Map keeps insertion order and every write or check re-inserts), so the longest unchecked are first.
    */
   persisted: Map<string, { lastSeen: number; checkedAt: number }>;
+  /** shared, frozen edge props (see edgeProps) */
+  edgePropsCache: Map<string, TopoEdge["props"]>;
+  /** one copy of strings that repeat across records (hosts, sources, IPs, protocols; see intern) */
+  strings: Map<string, string>;
 }
 
 interface IpClaim {
@@ -362,6 +366,8 @@ export function emptyModel(opts: Partial<StageOptions> = {}): TopologyModel {
     annotated: new Map(),
     annSeq: 0,
     persisted: new Map(),
+    edgePropsCache: new Map(),
+    strings: new Map(),
   };
 }
 
@@ -596,10 +602,24 @@ function sourceOf(m: TopologyModel, id: string, host: string): SourceRec {
   return s;
 }
 
+/**
+ * Every decoded message brings its own copies of the same host, source, IP and protocol strings; records keep the
+ * model's one copy instead (~100 bytes each, several per flow). Bounded: past the cap the table starts over, which
+ * costs sharing, never correctness.
+ */
+function intern(m: TopologyModel, s: string): string {
+  const t = m.strings.get(s);
+  if (t !== undefined) return t;
+  if (m.strings.size >= 500_000) m.strings.clear();
+  m.strings.set(s, s);
+  return s;
+}
+
 function applyOne(m: TopologyModel, t: Tracker, batch: DiscoveryBatch, now: number): void {
-  const ctx: Ctx = { m, t, source: batch.source, host: batch.host, now };
-  const src = sourceOf(m, batch.source, batch.host);
-  src.host = batch.host;
+  const host = intern(m, batch.host);
+  const ctx: Ctx = { m, t, source: intern(m, batch.source), host, now };
+  const src = sourceOf(m, ctx.source, host);
+  src.host = host;
   src.lastBatchAt = now;
   if (batch.intervalMs !== undefined && batch.intervalMs !== src.declaredIntervalMs) {
     src.declaredIntervalMs = batch.intervalMs;
@@ -696,17 +716,41 @@ function putNode(ctx: Ctx, id: string, kind: TopoNode["kind"], name: string, pro
   ctx.t.touchNode(id);
   if (prev && prev.source !== source) removeFrom(ctx.m.bySource, prev.source, id, false);
   if (!prev || prev.source !== source) indexSource(ctx.m, source, id);
-  ctx.m.nodes.set(id, { id, kind, name, source, props, firstSeen: (prev ?? ctx.t.nodeBefore(id))?.firstSeen ?? ctx.now, lastSeen: ctx.now });
+  ctx.m.nodes.set(id, { id: prev?.id ?? id, kind, name, source, props, firstSeen: (prev ?? ctx.t.nodeBefore(id))?.firstSeen ?? ctx.now, lastSeen: ctx.now });
 }
 
 function indexSource(m: TopologyModel, source: string, id: string) {
   addTo(m.bySource, source, id);
 }
 
-function putEdge(ctx: Ctx, kind: EdgeKind, src: string, dst: string, props: TopoEdge["props"] = {}, source = ctx.source): string {
-  const id = edgeId(kind, src, dst);
+/** Props of edges without any (RUNS, LISTENS): one frozen object for all of them. */
+const EMPTY_PROPS: TopoEdge["props"] = Object.freeze({});
+
+/**
+ * Edge props repeat across edges (a CONNECTS edge's {proto, port}, a DEPENDS_ON edge's {ports}): one frozen object per
+ * distinct value instead of one per edge (~130 bytes each at 500k edges).
+ */
+function edgeProps(m: TopologyModel, kind: "CONNECTS" | "DEPENDS_ON", s: string, port = 0): TopoEdge["props"] {
+  const key = kind === "DEPENDS_ON" ? `D ${s}` : `C ${port} ${s}`;
+  let p = m.edgePropsCache.get(key);
+  if (!p) {
+    if (m.edgePropsCache.size >= 50_000) m.edgePropsCache.clear(); // a bound on memory, not a correctness matter
+    const made: TopoEdge["props"] = kind === "DEPENDS_ON" ? { ports: s } : { proto: s, port };
+    p = Object.freeze(made);
+    m.edgePropsCache.set(key, p);
+  }
+  return p;
+}
+
+/**
+ * Returns the edge's id, the model's own copy of the string when it has one (callers keep it: one string per id).
+ * `props` are shared between edges (see edgeProps): never changed in place.
+ */
+function putEdge(ctx: Ctx, kind: EdgeKind, src: string, dst: string, props: TopoEdge["props"] = EMPTY_PROPS, source = ctx.source, knownId?: string): string {
+  let id = knownId ?? edgeId(kind, src, dst);
   const prev = ctx.m.edges.get(id);
-  if (prev && prev.source === source && sameProps(prev.props, props)) {
+  if (prev) id = prev.id;
+  if (prev && prev.source === source && (prev.props === props || sameProps(prev.props, props))) {
     prev.lastSeen = ctx.now;
     return id;
   }
@@ -801,7 +845,7 @@ function putDepends(ctx: Ctx, id: string, r: DependsRec) {
   }
   const sorted = [...ports].sort((x, y) => parseInt(x) - parseInt(y) || x.localeCompare(y));
   const source = ctx.m.nodes.get(r.src)?.source ?? ctx.source;
-  putEdge(ctx, "DEPENDS_ON", r.src, r.dst, { ports: sorted.join(",") }, source);
+  putEdge(ctx, "DEPENDS_ON", r.src, r.dst, edgeProps(ctx.m, "DEPENDS_ON", sorted.join(",")), source, id);
 }
 
 function dropNode(ctx: Ctx, id: string) {
@@ -916,7 +960,9 @@ function desiredService(m: TopologyModel, p: ProcRec): string {
  */
 function syncProc(ctx: Ctx, p: ProcRec) {
   const active = bagSize(p.listeners) > 0 || p.confirmed > 0;
-  const want = active ? desiredService(ctx.m, p) : null;
+  let want = active ? desiredService(ctx.m, p) : null;
+  // the one string per service id the model already holds, not a fresh copy per sync
+  if (want !== null) want = want === p.service ? p.service : (ctx.m.nodes.get(want)?.id ?? want);
   const old = p.service;
   if (old && old !== want) {
     for (const id of p.listeners) dropEdge(ctx, edgeId("LISTENS", old, id));
@@ -928,7 +974,7 @@ function syncProc(ctx: Ctx, p: ProcRec) {
     p.service = want;
     addTo(ctx.m.services, want, p.key);
     refreshService(ctx, want, p.host, p.source);
-    for (const id of p.listeners) putEdge(ctx, "LISTENS", want, id, {}, p.source);
+    for (const id of p.listeners) putEdge(ctx, "LISTENS", want, id, EMPTY_PROPS, p.source);
   }
   // Confirmed flows follow their process's service.
   for (const k of p.flows) {
@@ -980,7 +1026,7 @@ function refreshService(ctx: Ctx, id: string, host: string, source: string) {
     },
     source,
   );
-  putEdge(ctx, "RUNS", hostId(host), id, {}, source);
+  putEdge(ctx, "RUNS", hostId(host), id, EMPTY_PROPS, source);
 }
 
 function listenerSeen(ctx: Ctx, src: SourceRec, e: ListenerSeen): string {
@@ -998,7 +1044,7 @@ function listenerSeen(ctx: Ctx, src: SourceRec, e: ListenerSeen): string {
     return id;
   }
   if (prev) detachListener(ctx, prev);
-  const rec: ListenerRec = { id, source: ctx.source, host: ctx.host, proto: e.proto, ip: e.ip, port: e.port, proc: pk };
+  const rec: ListenerRec = { id, source: ctx.source, host: ctx.host, proto: intern(ctx.m, e.proto), ip: intern(ctx.m, e.ip), port: e.port, proc: pk };
   ctx.m.listeners.set(id, rec);
   src.listeners = bagAdd(src.listeners, id);
   if (!prev) addTo(ctx.m.listenerIndex, `${ctx.host}|${e.proto}|${e.port}`, id);
@@ -1099,8 +1145,8 @@ function connectionSeen(ctx: Ctx, src: SourceRec, e: ConnectionSeen): string | n
       source: ctx.source,
       host: ctx.host,
       proc: proc?.key ?? null,
-      proto: e.proto,
-      remoteIp: e.remoteIp,
+      proto: intern(ctx.m, e.proto),
+      remoteIp: intern(ctx.m, e.remoteIp),
       remotePort: e.remotePort,
       sockets: [],
       seenScans: 0,
@@ -1191,7 +1237,7 @@ function detachFlow(ctx: Ctx, f: FlowRec) {
 function refEdge(ctx: Ctx, f: FlowRec, dst: string): string {
   const p = f.proc ? ctx.m.procs.get(f.proc) : undefined;
   const owner = p?.service ?? hostId(f.host);
-  const id = putEdge(ctx, "CONNECTS", owner, dst, { proto: f.proto, port: f.remotePort }, f.source);
+  const id = putEdge(ctx, "CONNECTS", owner, dst, edgeProps(ctx.m, "CONNECTS", f.proto, f.remotePort), f.source);
   ctx.m.edgeRefs.set(id, (ctx.m.edgeRefs.get(id) ?? 0) + 1);
   return id;
 }

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import type { ClickHouseClient } from "@clickhouse/client";
 import { MetricBatch, type Sample } from "../pipelines/contracts/metrics.ts";
 import { metricsRoutes } from "../services/gateway/routes/metrics.ts";
-import { ClickHouseSeriesStore, resolutionForStep, resolutionForWindow } from "../services/metrics/clickhouse.ts";
+import { ClickHouseSeriesStore, legacyRollupViews, resolutionForStep, resolutionForWindow, schemaStatements } from "../services/metrics/clickhouse.ts";
 import { startMetricsService } from "../services/metrics/service.ts";
 import { connectBus, publishEvent, type Bus } from "../services/shared/bus.ts";
 import { makeLogger } from "../services/shared/log.ts";
@@ -86,6 +86,11 @@ test("samples published as batches are queryable as a series, latest values and 
   ]);
 
   expect(await count("samples")).toBe(120);
+  // The reads above ran before any rollup step (raw rows above the step watermark are folded in at read time);
+  // after a step the rollup tables hold the same, once.
+  const beforeStep = await store.series({ entity: "host:h1", metric: "host_load1", from: t0, to: t0 + 3_600_000, stepSeconds: 60, agg: "max" });
+  await svc.rollupNow();
+  expect(await store.series({ entity: "host:h1", metric: "host_load1", from: t0, to: t0 + 3_600_000, stepSeconds: 60, agg: "max" })).toEqual(beforeStep);
   const rollup = async (table: string) =>
     (await (await ch.query({ query: `SELECT sum(count) AS n, sum(sum) AS s, min(min) AS lo, max(max) AS hi FROM ${db}.${table} WHERE entity = 'host:h1'`, format: "JSONEachRow" })).json<Record<string, string | number>>())[0]!;
   // (UInt64 comes back quoted from clickhouse-server and as a number from chDB)
@@ -207,6 +212,113 @@ describe("many entities", () => {
     } finally {
       await server.stop(true);
     }
+  });
+});
+
+describe("rollup steps against the real owner: exactly once", () => {
+  const rdb = uniquePrefix("mr").replace(/-/g, "_");
+  const open = async () => {
+    const s = new ClickHouseSeriesStore(owner.client(), { database: rdb, ttlDays: 7 });
+    await s.init();
+    return s;
+  };
+  let s1: ClickHouseSeriesStore;
+  // 3 minutes of one series at 1 Hz, value = second within the minute
+  const minute = (m: number, tag = "") => Array.from({ length: 60 }, (_, i) => ({ entity: "host:r", metric: `cpu${tag}`, ts: t0 + m * 60_000 + i * 1000, value: i, labels: {} }));
+  const tables = async () => {
+    const one = async (table: string) =>
+      (await (await ch.query({ query: `SELECT t, sum(count) AS n, sum(sum) AS s, max(max) AS hi FROM ${rdb}.${table} WHERE metric = 'cpu' GROUP BY t ORDER BY t`, format: "JSONEachRow" })).json<Record<string, string | number>>()).map((r) => ({ t: String(r.t), n: Number(r.n), s: Number(r.s), hi: Number(r.hi) }));
+    return { m1: await one("samples_1m"), h1: await one("samples_1h") };
+  };
+  const reads = () =>
+    Promise.all([
+      s1.series({ entity: "host:r", metric: "cpu", from: t0, to: t0 + 600_000, stepSeconds: 60 }),
+      s1.series({ entity: "host:r", metric: "cpu", from: t0, to: t0 + 3_600_000, stepSeconds: 3600, agg: "max" }),
+      s1.top({ metric: "cpu", windowSeconds: 3600, n: 5, at: t0 + 3_600_000, by: "avg" }),
+      s1.latestMany({ entities: ["host:r"], at: t0 + 3_600_000 }),
+    ]);
+  beforeAll(async () => {
+    s1 = await open();
+  });
+  afterAll(() => s1?.close());
+
+  test("a crash after the plan, after one rollup, or after both (before done) is redone without doubling", async () => {
+    await s1.insert(minute(0), "r0");
+    expect((await s1.rollup()).step).toEqual({ from: 0, to: expect.any(Number) });
+    const m0 = { t: expect.any(String), n: 60, s: 1770, hi: 59 };
+    expect((await tables()).m1).toEqual([m0]);
+
+    for (const [k, crashAfter] of [[1, "plan"], [2, "1m"], [3, "both"]] as const) {
+      await s1.insert(minute(k), `r${k}`);
+      const next = (await s1.planRollup())!;
+      expect(next.redone).toBe(false);
+      if (crashAfter !== "plan") await s1.applyRollup(next.plan, "samples_1m");
+      if (crashAfter === "both") await s1.applyRollup(next.plan, "samples_1h");
+      // the process dies here; a new one picks the recorded plan up
+      const s2 = await open();
+      expect(await s2.rollup()).toEqual({ step: next.plan, redone: true, done: next.plan.to });
+      expect(await s2.rollup()).toEqual({ redone: false, done: next.plan.to });
+      await s2.close();
+      const { m1, h1 } = await tables();
+      expect(m1).toEqual(Array.from({ length: k + 1 }, () => m0));
+      expect(h1).toEqual([{ t: expect.any(String), n: 60 * (k + 1), s: 1770 * (k + 1), hi: 59 }]);
+    }
+  });
+
+  test("a redelivered batch makes no new rows to roll up; late samples are folded into their old buckets", async () => {
+    const before = await reads();
+    const done = (await s1.readState()).done;
+    await s1.insert(minute(1), "r1");
+    expect(await s1.rollup()).toEqual({ redone: false, done });
+    expect(await reads()).toEqual(before);
+
+    // late: ten more samples for minute 0, after minute 0 was rolled up
+    await s1.insert(Array.from({ length: 10 }, (_, i) => ({ entity: "host:r", metric: "cpu", ts: t0 + i * 1000 + 500, value: 100, labels: {} })), "late");
+    const exactBeforeStep = await reads();
+    expect(exactBeforeStep[0][0]).toEqual({ t: t0, v: (1770 + 1000) / 70 });
+    expect(exactBeforeStep[1]).toEqual([{ t: t0, v: 100 }]);
+    expect((await s1.rollup()).step).toBeDefined();
+    expect(await reads()).toEqual(exactBeforeStep);
+    const { m1, h1 } = await tables();
+    expect(m1[0]).toEqual({ t: expect.any(String), n: 70, s: 2770, hi: 100 });
+    expect(h1).toEqual([{ t: expect.any(String), n: 250, s: 1770 * 4 + 1000, hi: 100 }]);
+  });
+
+  test("a read waits for a step in flight instead of counting its rows twice", async () => {
+    await s1.insert(minute(5), "r5");
+    const expected = await reads();
+    const next = (await s1.planRollup())!;
+    await s1.applyRollup(next.plan, "samples_1m");
+    await s1.applyRollup(next.plan, "samples_1h");
+    // rollups hold the step's rows, the watermark does not say so yet: a read now must wait for completeRollup
+    const pending = reads();
+    let settled = false;
+    void pending.then(() => (settled = true));
+    await Bun.sleep(150);
+    expect(settled).toBe(false);
+    await s1.completeRollup(next.plan);
+    expect(await pending).toEqual(expected);
+  });
+
+  test("a database from before rollup steps: its views' rollups are kept, the views dropped, nothing counted twice", async () => {
+    const old = uniquePrefix("mo").replace(/-/g, "_");
+    const legacy = schemaStatements(old, { raw: 7, m1: 90, h1: 730 }).slice(0, 4).map((q) => q.replace(", enable_block_number_column = 1", ""));
+    for (const query of [...legacy, ...legacyRollupViews(old)]) await ch.command({ query });
+    await ch.insert({ table: `${old}.samples`, values: minute(0).map((x) => ({ ...x })), format: "JSONEachRow" });
+    const s3 = new ClickHouseSeriesStore(owner.client(), { database: old, ttlDays: 7 });
+    await s3.init();
+    const views = await (await ch.query({ query: `SELECT name FROM system.tables WHERE database = {db:String} AND engine = 'MaterializedView'`, query_params: { db: old }, format: "JSONEachRow" })).json();
+    expect(views).toEqual([]);
+    expect(await s3.rollup()).toEqual({ redone: false, done: expect.any(Number) });
+    await s3.insert(minute(1), "new");
+    expect((await s3.rollup()).step).toBeDefined();
+    const n = async (table: string) => Number((await (await ch.query({ query: `SELECT sum(count) AS n FROM ${old}.${table}`, format: "JSONEachRow" })).json<{ n: string }>())[0]!.n);
+    expect([await n("samples_1m"), await n("samples_1h")]).toEqual([120, 120]);
+    expect(await s3.series({ entity: "host:r", metric: "cpu", from: t0, to: t0 + 120_000, stepSeconds: 60 })).toEqual([
+      { t: t0, v: 29.5 },
+      { t: t0 + 60_000, v: 29.5 },
+    ]);
+    await s3.close();
   });
 });
 

@@ -1,3 +1,4 @@
+import { z } from "zod";
 import { makeClickHouseClient } from "../clickhouse/client.ts";
 import { connectBus } from "../shared/bus.ts";
 import { loadConfig, natsOptions, onShutdown } from "../shared/config.ts";
@@ -6,13 +7,19 @@ import { ClickHouseSeriesStore } from "./clickhouse.ts";
 import { startMetricsService } from "./service.ts";
 
 const cfg = loadConfig();
+// How often the rollups are stepped (ms). Read here, with its name in the error, until it joins the shared config.
+const rollup = z.coerce.number().int().min(100).max(3_600_000).default(5000).safeParse(process.env.ORRERY_METRICS_ROLLUP_MS);
+if (!rollup.success) {
+  process.stderr.write(`metrics: invalid configuration: ORRERY_METRICS_ROLLUP_MS: ${rollup.error.issues[0]?.message} (got ${JSON.stringify(process.env.ORRERY_METRICS_ROLLUP_MS)})\n`);
+  process.exit(2);
+}
 const log = makeLogger("metrics", cfg.ORRERY_LOG_QUIET === "1");
 const bus = await connectBus(natsOptions(cfg, "orrery-metrics"));
 const store = new ClickHouseSeriesStore(
   makeClickHouseClient({ url: cfg.CLICKHOUSE_URL, username: cfg.CLICKHOUSE_USER, password: cfg.CLICKHOUSE_PASSWORD }),
   { database: cfg.CLICKHOUSE_DATABASE, ttlDays: cfg.ORRERY_METRICS_TTL_DAYS, rollup1mTtlDays: cfg.ORRERY_METRICS_1M_TTL_DAYS, rollup1hTtlDays: cfg.ORRERY_METRICS_1H_TTL_DAYS },
 );
-const svc = await startMetricsService({ bus, store, log });
+const svc = await startMetricsService({ bus, store, log, options: { rollupIntervalMs: rollup.data } });
 onShutdown(async () => {
   await svc.stop();
   await store.close();

@@ -56,6 +56,11 @@ export interface SeriesStore {
   init(): Promise<void>;
   /** Inserts one batch; `batchId` makes a redelivered batch a no-op (rollups included). */
   insert(samples: Sample[], batchId: string): Promise<void>;
+  /**
+   * Folds what was inserted since the last call into the rollups, exactly once even across crashes. Reads are exact
+   * whether or not it has run; it keeps them cheap. One process calls it per store.
+   */
+  rollup(): Promise<{ done: number }>;
   series(q: SeriesQuery): Promise<Point[]>;
   /** The latest value of every metric of one entity (within a day). */
   latest(entity: string): Promise<Record<string, Point>>;

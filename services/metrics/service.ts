@@ -11,6 +11,10 @@
  *   table and in each rollup) but a redelivered message then arrives in another combination and is written twice;
  *   producers batch instead (the agent per scan, remote_write per request, up to MAX_SAMPLES_PER_BATCH).
  * Messages that fail validation go to the dead-letter stream with the reason; a failed insert is nak'ed and retried.
+ *
+ * Beside the inserts, a loop folds what was inserted into the 1m/1h rollups every `rollupIntervalMs` (store.rollup():
+ * one step for many batches instead of a materialized view per insert; reads stay exact in between). A failed step
+ * is retried at the next tick, and stop() runs a last step so a clean shutdown leaves the rollups current.
  */
 import type { JsMsg } from "@nats-io/jetstream";
 import { ContractError, decode } from "../../pipelines/codec.ts";
@@ -24,6 +28,8 @@ export interface MetricsServiceOptions {
   concurrency?: number;
   /** client-side prefetch, bytes (default 4 MiB) */
   prefetchBytes?: number;
+  /** how often the rollups are brought up to date, ms (default 5000) */
+  rollupIntervalMs?: number;
 }
 
 interface Pending {
@@ -34,6 +40,8 @@ interface Pending {
 export async function startMetricsService(deps: { bus: Bus; store: SeriesStore; log: Logger; options?: MetricsServiceOptions }) {
   const concurrency = deps.options?.concurrency ?? 2;
   const prefetchBytes = deps.options?.prefetchBytes ?? 4 * 1024 * 1024;
+  const rollupIntervalMs = deps.options?.rollupIntervalMs ?? 5000;
+  if (!(Number.isFinite(rollupIntervalMs) && rollupIntervalMs > 0)) throw new Error(`rollupIntervalMs must be > 0, got ${rollupIntervalMs}`);
   await deps.store.init();
   const { bus } = deps;
   const spec = bus.topo.consumers.metrics;
@@ -98,13 +106,33 @@ export async function startMetricsService(deps: { bus: Bus; store: SeriesStore; 
     await Promise.all(running);
   })();
 
+  // Rollup steps, one at a time; `rolledUp` is the newest block the rollups are complete to.
+  let rolledUp = 0;
+  let stepping: Promise<void> = Promise.resolve();
+  const step = () =>
+    (stepping = stepping.then(async () => {
+      try {
+        rolledUp = (await deps.store.rollup()).done;
+      } catch (e) {
+        deps.log.warn("rollup step failed; will be retried", { error: String(e) });
+      }
+    }));
+  const ticker = setInterval(step, rollupIntervalMs);
+
   const done = Promise.all([pump, work]).then(() => undefined);
   return {
     written: () => written,
+    /** Run a rollup step now (after any in progress); resolves to the block the rollups are complete to. */
+    rollupNow: async () => {
+      await step();
+      return rolledUp;
+    },
     done,
     stop: async () => {
+      clearInterval(ticker);
       await messages.close();
       await done;
+      await step();
     },
   };
 }

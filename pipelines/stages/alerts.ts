@@ -15,7 +15,10 @@ import type { TopoNode } from "../contracts/topology.ts";
 
 /** Stable short id of a tuple of strings (event ids, default fingerprints). */
 export function stableId(...parts: (string | number | null | undefined)[]): string {
-  return createHash("sha256").update(parts.map((p) => String(p ?? "")).join("\u0000")).digest("hex").slice(0, 24);
+  const text = parts.map((p) => String(p ?? "")).join("\u0000");
+  // the same SHA-256; Bun's hasher costs half of node:crypto's per call (two per alert event on the ingest)
+  if (typeof Bun !== "undefined") return new Bun.CryptoHasher("sha256").update(text).digest("hex").slice(0, 24);
+  return createHash("sha256").update(text).digest("hex").slice(0, 24);
 }
 
 const clip = (s: string, n: number) => (s.length > n ? s.slice(0, n) : s);
@@ -499,10 +502,33 @@ export interface AlertBook {
    * (at 10k alert events/s the book grows by hundreds of thousands of entries).
    */
   due: Set<string>;
+  /**
+   * when the clock needs to look at each due fingerprint next: second → fingerprints. A tick visits only the seconds
+   * that have come (a fingerprint may sit in more than one; a visit before its time just schedules it again), so a
+   * resolved alert waiting an hour to be forgotten costs two visits, not one per second.
+   */
+  dueAt: Map<number, string[]>;
 }
 
 export function emptyBook(flap: FlapConfig = DEFAULT_FLAP): AlertBook {
-  return { entries: new Map(), flap, due: new Set() };
+  return { entries: new Map(), flap, due: new Set(), dueAt: new Map() };
+}
+
+const dueSecond = (t: number) => Math.floor(t / 1000);
+function scheduleDue(book: AlertBook, fp: string, at: number) {
+  const k = dueSecond(at);
+  const list = book.dueAt.get(k);
+  if (list) list.push(fp);
+  else book.dueAt.set(k, [fp]);
+}
+
+/** The earliest time tickBook could change something for this entry (no later than its condition comes true). */
+function nextDue(e: AlertEntry, flap: FlapConfig, now: number): number {
+  let at = Infinity;
+  if (e.changes.length) at = e.changes[0]! + flap.windowMs;
+  if (e.pending) at = Math.min(at, e.flapping ? e.publishedAt + flap.windowMs : now);
+  else if (e.published.state === "resolved") at = Math.min(at, e.publishedAt + flap.retainResolvedMs);
+  return at;
 }
 
 export type FoldOutcome = "new" | "changed" | "duplicate" | "stale" | "damped";
@@ -513,6 +539,7 @@ const sameEffective = (a: Effective, b: Effective) => a.state === b.state && a.s
 export function foldAlert(book: AlertBook, alert: Alert, now: number): FoldOutcome {
   const e = book.entries.get(alert.fingerprint);
   book.due.add(alert.fingerprint); // tickBook drops it again when there is nothing to wait for
+  scheduleDue(book, alert.fingerprint, now);
   if (!e) {
     book.entries.set(alert.fingerprint, {
       last: alert,
@@ -555,33 +582,47 @@ export function tickBook(book: AlertBook, now: number): { changed: string[]; for
   const forgotten: string[] = [];
   const forgottenEntities = new Map<string, string[]>();
   const w = book.flap.windowMs;
-  // runs every second over the alerts something is due for (book.due), not the whole book
-  for (const fp of book.due) {
-    const e = book.entries.get(fp);
-    if (!e) {
-      book.due.delete(fp);
-      continue;
-    }
-    if (e.changes.length && now - e.changes[0]! >= w) {
-      e.changes = e.changes.filter((t) => now - t < w);
-      e.flapping = e.changes.length >= book.flap.threshold;
-    }
-    if (e.pending) {
-      if (!e.flapping || now - e.publishedAt >= w) {
-        e.published = { state: e.last.state, severity: e.last.severity };
-        e.publishedAt = now;
-        e.pending = false;
-        changed.push(fp);
+  // runs every second over the alerts something is due for by now (book.dueAt), not the whole book
+  const upTo = dueSecond(now);
+  const seconds = [...book.dueAt.keys()].filter((k) => k <= upTo);
+  const visited = new Set<string>();
+  const again: [string, number][] = [];
+  for (const k of seconds) {
+    const list = book.dueAt.get(k)!;
+    book.dueAt.delete(k);
+    for (const fp of list) {
+      if (visited.has(fp) || !book.due.has(fp)) continue;
+      visited.add(fp);
+      const e = book.entries.get(fp);
+      if (!e) {
+        book.due.delete(fp);
+        continue;
       }
-    } else if (e.published.state === "resolved" && now - e.publishedAt > book.flap.retainResolvedMs) {
-      book.entries.delete(fp);
-      book.due.delete(fp);
-      forgotten.push(fp);
-      forgottenEntities.set(fp, e.entities);
-      continue;
+      if (e.changes.length && now - e.changes[0]! >= w) {
+        e.changes = e.changes.filter((t) => now - t < w);
+        e.flapping = e.changes.length >= book.flap.threshold;
+      }
+      if (e.pending) {
+        if (!e.flapping || now - e.publishedAt >= w) {
+          e.published = { state: e.last.state, severity: e.last.severity };
+          e.publishedAt = now;
+          e.pending = false;
+          changed.push(fp);
+        }
+      } else if (e.published.state === "resolved" && now - e.publishedAt > book.flap.retainResolvedMs) {
+        book.entries.delete(fp);
+        book.due.delete(fp);
+        forgotten.push(fp);
+        forgottenEntities.set(fp, e.entities);
+        continue;
+      }
+      if (!e.pending && !e.changes.length && e.published.state !== "resolved") book.due.delete(fp);
+      // a visit before its time (the second has come, the millisecond not yet) lands in this second again: next tick
+      else again.push([fp, Math.max(nextDue(e, book.flap, now), now)]);
     }
-    if (!e.pending && !e.changes.length && e.published.state !== "resolved") book.due.delete(fp);
   }
+  // after the visits: a second still to be visited in this tick must not get (and then skip) a fingerprint already seen
+  for (const [fp, at] of again) scheduleDue(book, fp, at);
   return { changed, forgotten, forgottenEntities };
 }
 
@@ -610,6 +651,82 @@ export function healthOfEntity(book: AlertBook, id: string, fingerprints: Iterab
   }
   h.alerts.sort();
   return h;
+}
+
+/**
+ * Per entity, the alerts that count for it (sorted) and how many firing ones of each health, kept up to date as
+ * alerts change: an entity's health then costs its own counting alerts, not a look-up of every alert ever mapped to
+ * it (under an alert storm an entity collects hundreds of resolved alerts that stay in the book for an hour).
+ * `update(fp, entry)` after anything that changes an entry's published state or its entities (or with undefined
+ * when it is forgotten); `health(id)` equals healthOfEntity over the fingerprints mapped to `id`.
+ */
+export class EntityHealthIndex {
+  #of = new Map<string, { alerts: string[]; firing: [number, number, number, number] }>();
+  /** the fingerprints that count for some entity: those entities, and the alert's health rank if firing (else -1) */
+  #by = new Map<string, { entities: readonly string[]; rank: number }>();
+
+  /** Records `fp`'s current contribution; returns whether it changed (its old and new entities need a look then). */
+  update(fp: string, e: AlertEntry | undefined): boolean {
+    const before = this.#by.get(fp);
+    const counts = !!e && countsForHealth(e) && e.entities.length > 0;
+    if (!counts) {
+      if (!before) return false;
+      for (const id of before.entities) this.#remove(id, fp, before.rank);
+      this.#by.delete(fp);
+      return true;
+    }
+    const entities = e!.entities.length > 1 ? [...new Set(e!.entities)] : e!.entities;
+    const rank = e!.published.state === "firing" ? RANK[severityHealth(e!.published.severity)] : -1;
+    if (before && before.rank === rank && sameList(before.entities, entities)) return false;
+    if (before) for (const id of before.entities) this.#remove(id, fp, before.rank);
+    for (const id of entities) this.#add(id, fp, rank);
+    this.#by.set(fp, { entities: entities.slice(), rank });
+    return true;
+  }
+
+  health(id: string): HealthEntry {
+    const a = this.#of.get(id);
+    if (!a) return { id, health: "ok", alerts: [] };
+    let health: EntityHealth = "ok";
+    for (let r = 3; r > 0; r--) {
+      if (a.firing[r]! > 0) {
+        health = HEALTH_OF_RANK[r]!;
+        break;
+      }
+    }
+    return { id, health, alerts: a.alerts.slice() };
+  }
+
+  #add(id: string, fp: string, rank: number) {
+    let a = this.#of.get(id);
+    if (!a) this.#of.set(id, (a = { alerts: [], firing: [0, 0, 0, 0] }));
+    const at = lowerBound(a.alerts, fp);
+    if (a.alerts[at] !== fp) a.alerts.splice(at, 0, fp);
+    if (rank >= 0) a.firing[rank]!++;
+  }
+
+  #remove(id: string, fp: string, rank: number) {
+    const a = this.#of.get(id);
+    if (!a) return;
+    const at = lowerBound(a.alerts, fp);
+    if (a.alerts[at] === fp) a.alerts.splice(at, 1);
+    if (rank >= 0) a.firing[rank]!--;
+    if (!a.alerts.length) this.#of.delete(id);
+  }
+}
+
+const HEALTH_OF_RANK: EntityHealth[] = ["ok", "unknown", "warning", "critical"];
+const sameList = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
+/** first index in sorted `xs` whose item is ≥ x (the order of Array.prototype.sort on strings) */
+function lowerBound(xs: string[], x: string): number {
+  let lo = 0;
+  let hi = xs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (xs[mid]! < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /** entity id → fingerprints mapped to it, for every entry in the book. */

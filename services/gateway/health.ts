@@ -5,12 +5,16 @@
  * not answer, the last known state stays: a wallboard is never cleared for want of an answer; the overlay asks again
  * every second until it gets one. Browsers get the state right after their topology snapshot, then every delta.
  */
+import { z } from "zod";
 import { decode } from "../../pipelines/codec.ts";
 import { HealthDelta, type EdgeHealth, type HealthEntry, type HealthState, type ImpactEntry } from "../../pipelines/contracts/health.ts";
 import { fetchHealthState } from "../alerts/routes.ts";
 import { alertSubjects } from "../alerts/subjects.ts";
 import type { Bus } from "../shared/bus.ts";
 import type { Logger } from "../shared/log.ts";
+
+/** health.delta.v1 compiled by zod (generated parser); a delta it refuses is parsed by zod's runtime, same errors. */
+const HealthDeltaCompiled = z.compile(HealthDelta);
 
 export interface HealthOverlay {
   state(): HealthState;
@@ -83,7 +87,7 @@ export function startHealthOverlay(bus: Bus, log: Logger, opts: { retryMs?: numb
       if (err) return;
       let d: HealthDelta;
       try {
-        d = decode(HealthDelta, "health.delta.v1", m.data, 64 * 1024 * 1024);
+        d = decode(HealthDeltaCompiled, "health.delta.v1", m.data, 64 * 1024 * 1024);
       } catch (e) {
         log.warn("bad health delta skipped", { error: String(e) });
         return;
@@ -112,6 +116,111 @@ export function startHealthOverlay(bus: Bus, log: Logger, opts: { retryMs?: numb
       stopped = true;
       if (retry) clearTimeout(retry);
       sub.unsubscribe();
+    },
+  };
+}
+
+/**
+ * Several health deltas as one, equal to applying them in order the way readers do (cleared ids first, then the
+ * entries): per id the last entry wins, an id cleared after it was set is cleared, one set after it was cleared is
+ * set (and may stay listed as cleared too: readers clear before they set). seq and at are the last delta's.
+ */
+export class HealthDeltaMerge {
+  #last: HealthDelta | null = null;
+  #n = 0;
+  #entities = new Map<string, HealthDelta["entities"][number]>();
+  #edges = new Map<string, EdgeHealth>();
+  #edgesCleared = new Set<string>();
+  #impact = new Map<string, ImpactEntry>();
+  #impactCleared = new Set<string>();
+
+  get size(): number {
+    return this.#n;
+  }
+
+  add(d: HealthDelta): void {
+    this.#n++;
+    this.#last = d;
+    for (const e of d.entities) this.#entities.set(e.id, e);
+    for (const id of d.edgesCleared) {
+      this.#edges.delete(id);
+      this.#edgesCleared.add(id);
+    }
+    for (const e of d.edges) this.#edges.set(e.id, e);
+    for (const id of d.impactCleared) {
+      this.#impact.delete(id);
+      this.#impactCleared.add(id);
+    }
+    for (const e of d.impact) this.#impact.set(e.id, e);
+  }
+
+  /** The merged delta (the delta itself when there was one), and an empty merge again; null when there was none. */
+  take(): HealthDelta | null {
+    const last = this.#last;
+    if (!last) return null;
+    const out: HealthDelta =
+      this.#n === 1
+        ? last
+        : {
+            schema: "health.delta.v1",
+            seq: last.seq,
+            at: last.at,
+            entities: [...this.#entities.values()],
+            edges: [...this.#edges.values()],
+            edgesCleared: [...this.#edgesCleared],
+            impact: [...this.#impact.values()],
+            impactCleared: [...this.#impactCleared],
+          };
+    this.#last = null;
+    this.#n = 0;
+    this.#entities.clear();
+    this.#edges.clear();
+    this.#edgesCleared.clear();
+    this.#impact.clear();
+    this.#impactCleared.clear();
+    return out;
+  }
+}
+
+/**
+ * Health frames to browsers, coalesced per tick: idle, a delta goes out at once; under load (a frame went out less
+ * than `windowMs` ago) the deltas that arrive wait until `windowMs` after it and go out as one merged frame. So a
+ * wallboard gets at most one health frame per tick, in which an entity hit many times appears once, and the gateway
+ * serialises once per tick instead of once per delta. A health.state.v1 supersedes whatever is pending and goes out
+ * at once.
+ */
+export function healthFrameCoalescer(send: (frame: HealthDelta | HealthState) => void, opts: { windowMs?: number; now?: () => number } = {}) {
+  const windowMs = opts.windowMs ?? 50;
+  const now = opts.now ?? (() => performance.now());
+  const pending = new HealthDeltaMerge();
+  let lastSent = -Infinity;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const flush = () => {
+    timer = undefined;
+    const d = pending.take();
+    if (!d) return;
+    lastSent = now();
+    send(d);
+  };
+  return {
+    push(f: HealthDelta | HealthState) {
+      if (f.schema === "health.state.v1") {
+        if (timer) clearTimeout(timer);
+        timer = undefined;
+        pending.take();
+        lastSent = now();
+        send(f);
+        return;
+      }
+      pending.add(f);
+      if (timer) return;
+      const wait = lastSent + windowMs - now();
+      if (wait <= 0) flush();
+      else timer = setTimeout(flush, wait);
+    },
+    stop() {
+      if (timer) clearTimeout(timer);
+      timer = undefined;
     },
   };
 }

@@ -8,7 +8,7 @@ import type { GatewayMirror } from "./mirror.ts";
 import { CypherRequest, CypherResponse } from "../../pipelines/contracts/cypher.ts";
 import { decode } from "../../pipelines/codec.ts";
 import type { Bus } from "../shared/bus.ts";
-import type { HealthOverlay } from "./health.ts";
+import { healthFrameCoalescer, type HealthOverlay } from "./health.ts";
 
 export class HttpError extends Error {
   constructor(
@@ -60,6 +60,8 @@ export function startGatewayServer(deps: {
   dashboardDir: string;
   extraRoutes?: Routes;
   health?: HealthOverlay;
+  /** health deltas to browsers are coalesced to at most one frame per this many ms under load (default 50) */
+  healthCoalesceMs?: number;
 }) {
   const { mirror } = deps;
   const root = resolve(deps.dashboardDir);
@@ -115,7 +117,11 @@ export function startGatewayServer(deps: {
     if (sent === 0 && server.subscriberCount("topology") > 0) deps.log.warn("delta dropped for some clients", { rev: f.rev });
   });
 
-  deps.health?.onFrame((f) => server.publish("topology", JSON.stringify(f)));
+  if (deps.health) {
+    // (a tick still pending when the server stops publishes to no one: publish returns 0)
+    const health = healthFrameCoalescer((f) => server.publish("topology", JSON.stringify(f)), { windowMs: deps.healthCoalesceMs });
+    deps.health.onFrame((f) => health.push(f));
+  }
 
   return server;
 }

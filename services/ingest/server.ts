@@ -57,7 +57,8 @@ export function startIngestServer(deps: IngestDeps): Server<undefined> {
   };
 
   const postAlerts = guard(async (req) => {
-    const source = decodeURIComponent(new URL(req.url).pathname.split("/")[3] ?? "");
+    // Bun's router has parsed (and percent-decoded) it already
+    const source = (req as Request & { params?: { source?: string } }).params?.source ?? decodeURIComponent(new URL(req.url).pathname.split("/")[3] ?? "");
     const body = await readJson(req, MAX_ALERT_BODY_BYTES);
     const alerts = alertsFromWebhook(source, body, now());
     try {

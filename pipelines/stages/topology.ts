@@ -126,7 +126,8 @@ interface FlowRec {
   proto: string;
   remoteIp: string;
   remotePort: number;
-  sockets: Bag;
+  /** its open sockets: mostly one */
+  sockets: Slot;
   seenScans: number;
   lastSeenScan: number;
   confirmed: boolean;
@@ -261,7 +262,8 @@ interface Annotated {
 interface DependsRec {
   src: string;
   dst: string;
-  via: Bag;
+  /** mostly one listener */
+  via: Slot;
 }
 
 /*
@@ -295,6 +297,19 @@ function bagDelete(b: Bag, v: string): boolean {
 }
 const bagHas = (b: Bag, v: string) => (Array.isArray(b) ? b.includes(v) : b.has(v));
 const bagSize = (b: Bag) => (Array.isArray(b) ? b.length : b.size);
+
+/** A Bag that is mostly of one element holds it alone (another ~60 bytes saved on each of ~200k flows and pairs). */
+type Slot = undefined | string | Bag;
+const slotAdd = (s: Slot, v: string): Slot => (s === undefined ? v : typeof s === "string" ? (s === v ? s : [s, v]) : bagAdd(s, v));
+const slotHas = (s: Slot, v: string) => (s === undefined ? false : typeof s === "string" ? s === v : bagHas(s, v));
+const slotSize = (s: Slot) => (s === undefined ? 0 : typeof s === "string" ? 1 : bagSize(s));
+/** The slot without `v` (the same Bag, changed in place, when it is one). */
+function slotDelete(s: Slot, v: string): Slot {
+  if (typeof s === "string") return s === v ? undefined : s;
+  if (s !== undefined) bagDelete(s, v);
+  return s;
+}
+const slotValues = (s: Slot): Iterable<string> => (s === undefined ? [] : typeof s === "string" ? [s] : s);
 
 /** key → count, as [key, count, key, count …] while small (see Bag), a Map past BAG_MAX keys */
 type Counts = (string | number)[] | Map<string, number>;
@@ -717,7 +732,7 @@ function endScan(ctx: Ctx, src: SourceRec) {
       bagDelete(src.flows, k);
       continue;
     }
-    if (bagSize(f.sockets)) {
+    if (slotSize(f.sockets)) {
       if (f.lastSeenScan !== src.scans) {
         f.seenScans++;
         f.lastSeenScan = src.scans;
@@ -841,17 +856,18 @@ function deriveDropped(ctx: Ctx, e: TopoEdge) {
 function dependsLink(m: TopologyModel, a: string, b: string, listener: string, ctx?: Ctx) {
   const id = edgeId("DEPENDS_ON", a, b);
   let r = m.dependsVia.get(id);
-  if (!r) m.dependsVia.set(id, (r = { src: a, dst: b, via: [] }));
-  if (bagHas(r.via, listener)) return;
-  r.via = bagAdd(r.via, listener);
+  if (!r) m.dependsVia.set(id, (r = { src: a, dst: b, via: undefined }));
+  if (slotHas(r.via, listener)) return;
+  r.via = slotAdd(r.via, listener);
   if (ctx) putDepends(ctx, id, r);
 }
 
 function dependsUnlink(ctx: Ctx, a: string, b: string, listener: string) {
   const id = edgeId("DEPENDS_ON", a, b);
   const r = ctx.m.dependsVia.get(id);
-  if (!r || !bagDelete(r.via, listener)) return;
-  if (bagSize(r.via)) putDepends(ctx, id, r);
+  if (!r || !slotHas(r.via, listener)) return;
+  r.via = slotDelete(r.via, listener);
+  if (slotSize(r.via)) putDepends(ctx, id, r);
   else {
     ctx.m.dependsVia.delete(id);
     dropEdge(ctx, id);
@@ -861,7 +877,7 @@ function dependsUnlink(ctx: Ctx, a: string, b: string, listener: string) {
 /** The DEPENDS_ON edge as its pairs say: the ports it is reached on ("5432/tcp,5433/tcp"); owned by the caller's source. */
 function putDepends(ctx: Ctx, id: string, r: DependsRec) {
   const ports = new Set<string>();
-  for (const l of r.via) {
+  for (const l of slotValues(r.via)) {
     const n = ctx.m.nodes.get(l);
     if (n) ports.add(`${n.props.port}/${n.props.proto}`);
   }
@@ -1170,7 +1186,7 @@ function connectionSeen(ctx: Ctx, src: SourceRec, e: ConnectionSeen): string | n
       proto: intern(ctx.m, e.proto),
       remoteIp: intern(ctx.m, e.remoteIp),
       remotePort: e.remotePort,
-      sockets: [],
+      sockets: undefined,
       seenScans: 0,
       lastSeenScan: src.scans,
       confirmed: false,
@@ -1186,7 +1202,7 @@ function connectionSeen(ctx: Ctx, src: SourceRec, e: ConnectionSeen): string | n
     const { dst } = resolveRemote(ctx.m, ctx.host, e.proto, e.remoteIp, e.remotePort);
     if (ctx.m.opts.confirmScans <= 1 || ctx.m.edges.has(edgeId("CONNECTS", owner, dst))) confirmFlow(ctx, f);
   }
-  f.sockets = bagAdd(f.sockets, sk);
+  f.sockets = slotAdd(f.sockets, sk);
   ctx.m.sockets.set(sk, fk);
   src.sockets = bagAdd(src.sockets, sk);
   return sk;
@@ -1198,7 +1214,7 @@ function closeSocket(m: TopologyModel, sk: string) {
   m.sockets.delete(sk);
   const f = m.flows.get(fk);
   if (!f) return;
-  bagDelete(f.sockets, sk);
+  f.sockets = slotDelete(f.sockets, sk);
   const src = m.sources.get(f.source);
   if (src) bagDelete(src.sockets, sk);
 }
@@ -1288,7 +1304,7 @@ function reresolveIp(ctx: Ctx, ip: string) {
 }
 
 function removeFlow(ctx: Ctx, f: FlowRec) {
-  for (const sk of f.sockets) ctx.m.sockets.delete(sk);
+  for (const sk of slotValues(f.sockets)) ctx.m.sockets.delete(sk);
   ctx.m.flows.delete(f.key);
   const src = ctx.m.sources.get(f.source);
   if (src) bagDelete(src.flows, f.key);

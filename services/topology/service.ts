@@ -13,6 +13,14 @@ import type { Logger } from "../shared/log.ts";
 
 export const SNAPSHOT_CHUNK = 1500;
 
+/**
+ * A change set of at least this many items (a first scan of an estate, a restart's replay; an everyday batch is a few
+ * hundred) is followed by a garbage collection. Such a write leaves tens of MB behind (decoded messages, keys,
+ * deltas, store rows), and JSC lets its heap grow to about twice the live model before it collects, a peak the process
+ * keeps: at 100k nodes / 533k edges the peak RSS was ~1.5× what collecting after bulk writes leaves it at.
+ */
+export const COLLECT_AFTER_ITEMS = 10_000;
+
 export interface TopologyService {
   model(): TopologyModel;
   rev(): number;
@@ -28,9 +36,12 @@ export async function startTopologyService(deps: {
   aging?: Partial<AgingOptions> & { everyMs?: number };
   /** the topology stage's options (flow confirmation, lastSeen persistence) */
   stage?: Partial<StageOptions>;
+  /** called after a change set of COLLECT_AFTER_ITEMS or more; default: a full, concurrent collection (Bun.gc(false)) */
+  collect?: () => void;
 }): Promise<TopologyService> {
   const { bus, store, log } = deps;
   const now = deps.now ?? Date.now;
+  const collect = deps.collect ?? (() => Bun.gc(false));
   await store.init();
   const stored = await store.load();
   let model = modelFromGraph(stored.nodes, stored.edges, deps.stage, stored.sourceIntervals);
@@ -122,7 +133,9 @@ export async function startTopologyService(deps: {
         behind = last.pending > 0;
         const changes = applyDiscovery(model, batch.map((b) => b.value), t);
         for (const reason of changes.rejected ?? []) log.warn("discovery input skipped", { reason });
+        const items = changes.nodesUpserted.length + changes.edgesUpserted.length + changes.nodesRemoved.length + changes.edgesRemoved.length;
         await commit(changes, t);
+        if (items >= COLLECT_AFTER_ITEMS) collect();
       }),
     // Up to 2000 messages per change set when a backlog builds (a first scan of a large estate, a restart): the
     // graph store's bulk write has a fixed cost per batch that grows with the graph, so fewer, larger writes converge
@@ -198,23 +211,22 @@ export const DELTA_CHUNK = 1500;
  * node upserts, then edge upserts, then edge removals, then node removals.
  */
 export function splitDelta(c: Changes, fromRev: number, at: number): TopologyDelta[] {
-  type Item = ["nu", TopologyDelta["nodesUpserted"][number]] | ["eu", TopologyDelta["edgesUpserted"][number]] | ["er", string] | ["nr", string];
-  const items: Item[] = [
-    ...c.nodesUpserted.map((n): Item => ["nu", n]),
-    ...c.edgesUpserted.map((e): Item => ["eu", e]),
-    ...c.edgesRemoved.map((e): Item => ["er", e.id]),
-    ...c.nodesRemoved.map((id): Item => ["nr", id]),
-  ];
   const out: TopologyDelta[] = [];
-  for (let i = 0; i < items.length; i += DELTA_CHUNK) {
-    const d: TopologyDelta = { schema: "topology.delta.v1", rev: fromRev + out.length + 1, at, nodesUpserted: [], nodesRemoved: [], edgesUpserted: [], edgesRemoved: [] };
-    for (const it of items.slice(i, i + DELTA_CHUNK)) {
-      if (it[0] === "nu") d.nodesUpserted.push(it[1]);
-      else if (it[0] === "eu") d.edgesUpserted.push(it[1]);
-      else if (it[0] === "er") d.edgesRemoved.push(it[1]);
-      else d.nodesRemoved.push(it[1]);
+  let d: TopologyDelta | undefined;
+  let n = 0;
+  // Walks the four lists in that order, DELTA_CHUNK items a delta (no intermediate list of every item).
+  const next = () => {
+    if (!d || n === DELTA_CHUNK) {
+      d = { schema: "topology.delta.v1", rev: fromRev + out.length + 1, at, nodesUpserted: [], nodesRemoved: [], edgesUpserted: [], edgesRemoved: [] };
+      out.push(d);
+      n = 0;
     }
-    out.push(d);
-  }
+    n++;
+    return d;
+  };
+  for (const x of c.nodesUpserted) next().nodesUpserted.push(x);
+  for (const x of c.edgesUpserted) next().edgesUpserted.push(x);
+  for (const x of c.edgesRemoved) next().edgesRemoved.push(x.id);
+  for (const x of c.nodesRemoved) next().nodesRemoved.push(x);
   return out;
 }

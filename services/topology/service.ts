@@ -36,12 +36,14 @@ export async function startTopologyService(deps: {
   aging?: Partial<AgingOptions> & { everyMs?: number };
   /** the topology stage's options (flow confirmation, lastSeen persistence) */
   stage?: Partial<StageOptions>;
-  /** called after a change set of COLLECT_AFTER_ITEMS or more; default: a full, concurrent collection (Bun.gc(false)) */
+  /** called after a change set of `collectAfterItems` (COLLECT_AFTER_ITEMS) or more; default: Bun.gc(false) */
   collect?: () => void;
+  collectAfterItems?: number;
 }): Promise<TopologyService> {
   const { bus, store, log } = deps;
   const now = deps.now ?? Date.now;
   const collect = deps.collect ?? (() => Bun.gc(false));
+  const collectAfter = deps.collectAfterItems ?? COLLECT_AFTER_ITEMS;
   await store.init();
   const stored = await store.load();
   let model = modelFromGraph(stored.nodes, stored.edges, deps.stage, stored.sourceIntervals);
@@ -135,7 +137,7 @@ export async function startTopologyService(deps: {
         for (const reason of changes.rejected ?? []) log.warn("discovery input skipped", { reason });
         const items = changes.nodesUpserted.length + changes.edgesUpserted.length + changes.nodesRemoved.length + changes.edgesRemoved.length;
         await commit(changes, t);
-        if (items >= COLLECT_AFTER_ITEMS) collect();
+        if (items >= collectAfter) collect();
       }),
     // Up to 2000 messages per change set when a backlog builds (a first scan of a large estate, a restart): the
     // graph store's bulk write has a fixed cost per batch that grows with the graph, so fewer, larger writes converge

@@ -5,13 +5,14 @@
  * service (services/metrics/main.ts, its own process, as deployed) writes them into ClickHouse through the embedded
  * owner (its own process) and steps the 1m/1h rollups; the time runs until the last sample is stored and acked (reads
  * are exact from then on; the time until the rollup tables themselves hold everything is reported too). Next to it,
- * in the same run, with the same rollup strategy (one insert per batch, a rollup step every `--rollup-ms`):
- * - raw client: the same rows inserted straight into the same owner with @clickhouse/client (same schema, same batch
- *   size, two inserts in flight, the store's rollup step alongside) — the limit of what the service wraps;
- * - raw chDB: the same rows through chDB's `session.insert` (raw buffer) in a child process with the same steps on a
- *   second connection, the engine's own limit.
- * And, labelled legacy, the strategy before: raw client and raw chDB with the two per-insert materialized views, and
- * raw chDB without any rollups.
+ * in the same run, with the same strategy (up to 50k samples per insert — 10 batches of 5000 — with the per-batch
+ * markers and their lookup, and a rollup step every `--rollup-ms`):
+ * - raw client: the same rows inserted straight into the same owner through the store's insertMany (@clickhouse/client,
+ *   same schema, two inserts in flight, the store's rollup step alongside) — the limit of what the service wraps;
+ * - raw chDB: the same rows through chDB's `session.insert` (raw buffer) in a child process, same combination, lookup
+ *   and steps (on a second connection) — the engine's own limit.
+ * And, labelled legacy, the strategy before: one insert per batch with its batchId as deduplication token and the
+ * two per-insert materialized views (raw client and raw chDB), and raw chDB with one insert per batch and no rollups.
  * Ends with a count check: every published sample is in `samples` and counted once in each rollup.
  */
 import { mkdirSync } from "node:fs";
@@ -19,8 +20,9 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { Subprocess } from "bun";
 import { makeClickHouseClient } from "../services/clickhouse/client.ts";
-import { ClickHouseSeriesStore, legacyRollupViews, rollupStepStatements, schemaStatements } from "../services/metrics/clickhouse.ts";
+import { ClickHouseSeriesStore, legacyRollupViews, markerGroups, markerLookupParams, rollupStepStatements, schemaStatements, storedMarkersQuery } from "../services/metrics/clickhouse.ts";
 import { connectBus } from "../services/shared/bus.ts";
+import type { Sample } from "../pipelines/contracts/metrics.ts";
 import { startNats } from "../test/helpers/nats.ts";
 import { tempDir, uniquePrefix } from "../test/helpers/tmp.ts";
 
@@ -67,6 +69,12 @@ function batchPayload(shape: Shape, k: number): Uint8Array {
     out += `${g === k * shape.batch ? "" : ","}${seriesOf(shape, series).head}${ts},"value":${((g * 7919) % 100_000) / 100},"labels":{"job":"node"}}`;
   }
   return new TextEncoder().encode(out + "]}");
+}
+
+function batchSamples(shape: Shape, k: number): { batchId: string; samples: Sample[] } {
+  const samples: Sample[] = [];
+  for (let g = k * shape.batch; g < (k + 1) * shape.batch; g++) samples.push(sampleAt(shape, g));
+  return { batchId: `raw-${k}`, samples };
 }
 
 function batchRows(shape: Shape, k: number): unknown[][] {
@@ -125,6 +133,8 @@ export async function benchMetrics(argv: string[]) {
   cpuProfDir = values["cpu-prof"] ? resolve(values["cpu-prof"]) : null;
   const seconds = Number(values.seconds);
   const rollupMs = Number(values["rollup-ms"]);
+  // batches per insert in the raw references: what the service combines at most (its maxInsertSamples, 50k)
+  const combine = Math.max(1, Math.floor(50_000 / Number(values.batch)));
   if (!(rollupMs > 0)) throw new Error("--rollup-ms must be > 0");
   const shape: Shape = { entities: Number(values.entities), metrics: Number(values.metrics), batch: Number(values.batch), base: Date.now() - 3_600_000 };
   if (!(seconds > 0) || !(shape.batch > 0 && shape.batch <= 10_000)) throw new Error("--seconds must be > 0 and --batch in 1..10000");
@@ -201,6 +211,8 @@ export async function benchMetrics(argv: string[]) {
     const e2eStore = new ClickHouseSeriesStore(stateClient, { database: db, ttlDays: 30 });
     while ((await e2eStore.readState()).done < (await e2eStore.newestBlock())) await Bun.sleep(50);
     const rolledUpS = (performance.now() - t0) / 1000;
+    // every insert takes the table's next block number: messages per insert as the service combined them
+    const e2eInserts = await e2eStore.newestBlock();
     await e2eStore.close();
     const stored = await count(`SELECT count() AS c FROM ${db}.samples`);
     const in1m = await count(`SELECT sum(count) AS c FROM ${db}.samples_1m`);
@@ -224,6 +236,13 @@ export async function benchMetrics(argv: string[]) {
       const until = start + rawSeconds * 1000;
       const worker = async () => {
         while (performance.now() < until) {
+          if (strategy === "steps") {
+            // as the service does: several batches per insert (store.insertMany, markers and lookup included)
+            const group = Array.from({ length: combine }, () => batchSamples(shape, rk++));
+            await store.insertMany(group);
+            rows += combine * shape.batch;
+            continue;
+          }
           const id = rk++;
           const batch = batchRows(shape, id);
           await ch.insert({
@@ -231,7 +250,7 @@ export async function benchMetrics(argv: string[]) {
             columns: ["entity", "metric", "ts", "value", "labels"],
             values: batch,
             format: "JSONCompactEachRow",
-            clickhouse_settings: { insert_deduplication_token: `raw-${id}`, ...(strategy === "steps" ? {} : { deduplicate_blocks_in_dependent_materialized_views: 1 }) },
+            clickhouse_settings: { insert_deduplication_token: `raw-${id}`, deduplicate_blocks_in_dependent_materialized_views: 1 },
           });
           rows += batch.length;
         }
@@ -263,7 +282,7 @@ export async function benchMetrics(argv: string[]) {
     const rawChdb = async (mode: ChdbMode) => {
       const dir = join(tmp.dir, `chdb-${mode}`);
       mkdirSync(dir, { recursive: true });
-      const p = spawn(["bench/metrics.ts", "--raw-chdb", dir, String(rawSeconds), JSON.stringify(shape), mode, String(rollupMs)]);
+      const p = spawn(["bench/metrics.ts", "--raw-chdb", dir, String(rawSeconds), JSON.stringify(shape), mode, String(rollupMs), String(combine)]);
       children.push(p);
       return (await readyLine(p, "raw chDB child")) as { rows: number; seconds: number; rolledUp: number };
     };
@@ -286,6 +305,7 @@ export async function benchMetrics(argv: string[]) {
         published,
         samplesPerS: Math.round(e2eRate),
         storedByDeadlinePerS: Math.round(storedAtDeadline / publishedS),
+        messagesPerInsert: +(k / Math.max(1, e2eInserts)).toFixed(1),
       },
       // same strategy as the service: one insert per batch, a rollup step every rollupStepMs
       rawClientSameOwner: { rows: rawSteps.rows, seconds: +rawSteps.seconds.toFixed(1), samplesPerS: Math.round(rawClientRate) },
@@ -337,7 +357,13 @@ type ChdbMode = "steps" | "legacy-mv" | "none";
  * Child: raw chDB inserts of the same rows for N seconds; prints {rows, seconds, rolledUp}. "steps" runs the
  * service's rollup steps (same statements and tokens, state rows included) on a second connection every rollupMs.
  */
-async function rawChdbChild(dir: string, secondsArg: string, shapeArg: string, mode: ChdbMode, rollupMs: number) {
+/** {name:Type} placeholders as literals: the child talks to chDB directly, with the bench's own (plain) values. */
+function inlineParams(sql: string, params: Record<string, unknown>): string {
+  const lit = (v: unknown): string => (Array.isArray(v) ? `[${v.map(lit).join(",")}]` : typeof v === "number" ? String(v) : `'${String(v).replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`);
+  return sql.replace(/\{(\w+):[^}]+\}/g, (_, name: string) => lit(params[name]));
+}
+
+async function rawChdbChild(dir: string, secondsArg: string, shapeArg: string, mode: ChdbMode, rollupMs: number, combine: number) {
   const { Session } = await import("chdb");
   const shape = JSON.parse(shapeArg) as Shape;
   const session = new Session(dir);
@@ -364,10 +390,21 @@ async function rawChdbChild(dir: string, secondsArg: string, shapeArg: string, m
       if (inserting) await step();
     }
   })();
-  for (let k = 0; performance.now() < until; k++) {
-    const body = Buffer.from(batchRows(shape, k).map((r) => JSON.stringify(r)).join("\n"));
-    await session.insert({ table: "raw.samples", values: body, format: "JSONCompactEachRow", settings: { insert_deduplication_token: `raw-${k}`, ...(mode === "legacy-mv" ? { deduplicate_blocks_in_dependent_materialized_views: 1 } : {}) } });
-    rows += shape.batch;
+  for (let k = 0; performance.now() < until; ) {
+    if (mode !== "steps") {
+      const body = Buffer.from(batchRows(shape, k).map((r) => JSON.stringify(r)).join("\n"));
+      await session.insert({ table: "raw.samples", values: body, format: "JSONCompactEachRow", columns: ["entity", "metric", "ts", "value", "labels"], settings: { insert_deduplication_token: `raw-${k}`, ...(mode === "legacy-mv" ? { deduplicate_blocks_in_dependent_materialized_views: 1 } : {}) } });
+      rows += shape.batch;
+      k++;
+      continue;
+    }
+    // as the service's store does: `combine` batches per insert, a marker per batch-day, one marker lookup first
+    const groups = markerGroups(Array.from({ length: combine }, () => batchSamples(shape, k++)));
+    await session.queryAsync(inlineParams(storedMarkersQuery("raw.samples"), markerLookupParams(groups)), { format: "JSONEachRow" });
+    const lines: string[] = [];
+    for (const g of groups) g.samples.forEach((x, i) => lines.push(JSON.stringify([x.entity, x.metric, x.ts, x.value, x.labels, i === 0 ? g.batchId : ""])));
+    await session.insert({ table: "raw.samples", values: Buffer.from(lines.join("\n")), format: "JSONCompactEachRow", columns: ["entity", "metric", "ts", "value", "labels", "batch"], settings: { insert_deduplication_token: `raw-${k}` } });
+    rows += combine * shape.batch;
   }
   const seconds = (performance.now() - start) / 1000;
   inserting = false;
@@ -380,11 +417,11 @@ async function rawChdbChild(dir: string, secondsArg: string, shapeArg: string, m
 }
 
 if (import.meta.main) {
-  const [flag, dir, secs, shape, mode, rollupMs] = process.argv.slice(2);
-  if (flag !== "--raw-chdb" || !dir || !secs || !shape || !["steps", "legacy-mv", "none"].includes(mode ?? "") || !(Number(rollupMs) > 0)) {
+  const [flag, dir, secs, shape, mode, rollupMs, combine] = process.argv.slice(2);
+  if (flag !== "--raw-chdb" || !dir || !secs || !shape || !["steps", "legacy-mv", "none"].includes(mode ?? "") || !(Number(rollupMs) > 0) || !(Number(combine) >= 1)) {
     console.error("bench/metrics.ts is run by `bun run bench metrics`");
     process.exit(2);
   }
-  await rawChdbChild(dir, secs, shape, mode as ChdbMode, Number(rollupMs));
+  await rawChdbChild(dir, secs, shape, mode as ChdbMode, Number(rollupMs), Number(combine));
   process.exit(0);
 }

@@ -5,7 +5,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import type { ClickHouseClient } from "@clickhouse/client";
-import { MetricBatch, type Sample } from "../pipelines/contracts/metrics.ts";
+import { decode } from "../pipelines/codec.ts";
+import { MAX_SAMPLES_PER_BATCH, MetricBatch, type Sample } from "../pipelines/contracts/metrics.ts";
+import { conformsToMetricBatch, decodeMetricBatch } from "../services/metrics/batch.ts";
 import { metricsRoutes } from "../services/gateway/routes/metrics.ts";
 import { ClickHouseSeriesStore, legacyRollupViews, resolutionForStep, resolutionForWindow, schemaStatements } from "../services/metrics/clickhouse.ts";
 import { startMetricsService } from "../services/metrics/service.ts";
@@ -55,6 +57,54 @@ test("the step picks the table: the coarsest rollup whose buckets divide it", ()
   expect([60, 599, 600, 86_400, 2 * 86_400, 7 * 86_400].map(resolutionForWindow)).toEqual(["raw", "raw", "1m", "1m", "1m", "1h"]);
 });
 
+test("the fast metrics.v1 check gives the schema's answer: the same batch, or the same error, on valid, boundary and broken input", () => {
+  let seed = 42;
+  const rnd = (n: number) => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  const sample = (): Record<string, unknown> => ({ entity: "host:a", metric: "cpu_util", ts: 1_700_000_000_000, value: 0.5, labels: { job: "node" } });
+  const edits: ((s: Record<string, unknown>) => void)[] = [
+    (s) => (s.entity = ""), (s) => (s.entity = "e".repeat(512)), (s) => (s.entity = "e".repeat(513)), (s) => (s.entity = 7),
+    (s) => (s.metric = "bad name"), (s) => (s.metric = "9lives"), (s) => (s.metric = "a:b_c9"), (s) => (s.metric = "m".repeat(200)), (s) => (s.metric = "m".repeat(201)), (s) => (s.metric = ""),
+    (s) => (s.ts = -1), (s) => (s.ts = 1.5), (s) => (s.ts = 2 ** 53), (s) => (s.ts = 2 ** 53 - 1), (s) => (s.ts = "1"), (s) => (s.ts = 0), (s) => delete s.ts,
+    (s) => (s.value = 1e308), (s) => (s.value = -0), (s) => (s.value = "1"), (s) => (s.value = null), (s) => delete s.value,
+    (s) => delete s.labels, (s) => (s.labels = {}), (s) => (s.labels = []), (s) => (s.labels = null), (s) => (s.labels = { k: 1 }),
+    (s) => (s.labels = Object.fromEntries(Array.from({ length: 64 }, (_, i) => [`l${i}`, "v"]))), (s) => (s.labels = Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`l${i}`, "v"]))),
+    (s) => (s.labels = { ["k".repeat(256)]: "v".repeat(4096) }), (s) => (s.labels = { ["k".repeat(257)]: "v" }), (s) => (s.labels = { k: "v".repeat(4097) }),
+    (s) => (s.extra = "ignored"), () => undefined,
+  ];
+  const batchEdits: ((b: Record<string, unknown>) => void)[] = [
+    (b) => (b.schema = "metrics.v2"), (b) => (b.source = ""), (b) => (b.batchId = "x".repeat(513)), (b) => (b.samples = []), (b) => (b.samples = "no"),
+    (b) => (b.samples = Array.from({ length: MAX_SAMPLES_PER_BATCH }, sample)), (b) => (b.samples = Array.from({ length: MAX_SAMPLES_PER_BATCH + 1 }, sample)), (b) => (b.extra = 1), () => undefined,
+  ];
+  const answer = (f: () => MetricBatch) => {
+    try {
+      const b = f();
+      return { ok: { source: b.source, batchId: b.batchId, samples: b.samples.map((s) => [s.entity, s.metric, s.ts, s.value, s.labels]) } };
+    } catch (e) {
+      return { error: `${(e as Error).name}: ${(e as Error).message}` };
+    }
+  };
+  const inputs: string[] = ["not json", "null", "[]", JSON.stringify({ schema: "metrics.v1" })];
+  for (let i = 0; i < 400; i++) {
+    const samples = Array.from({ length: 1 + rnd(4) }, sample);
+    for (const s of samples) if (rnd(2)) edits[rnd(edits.length)]!(s);
+    const b: Record<string, unknown> = { schema: "metrics.v1", source: "agent:h", batchId: `b${i}`, samples };
+    if (rnd(4) === 0) batchEdits[rnd(batchEdits.length)]!(b);
+    inputs.push(JSON.stringify(b));
+  }
+  let fast = 0;
+  for (const input of inputs) {
+    const bytes = new TextEncoder().encode(input);
+    if (conformsToMetricBatch(JSON.parse(input.startsWith("not") ? "null" : input))) fast++;
+    expect({ input: input.slice(0, 200), ...answer(() => decodeMetricBatch(bytes)) }).toEqual({ input: input.slice(0, 200), ...answer(() => decode(MetricBatch, "metrics.v1", bytes)) });
+  }
+  // both paths were exercised
+  expect(fast).toBeGreaterThan(50);
+  expect(inputs.length - fast).toBeGreaterThan(50);
+});
+
 test("samples published as batches are queryable as a series, latest values and all, and a redelivered batch doubles neither raw rows nor rollups", async () => {
   const samples = Array.from({ length: 120 }, (_, i) => ({ entity: "host:h1", metric: "host_load1", ts: t0 + i * 1000, value: i % 60, labels: {} }));
   await publish("b1", samples.slice(0, 60));
@@ -99,6 +149,16 @@ test("samples published as batches are queryable as a series, latest values and 
   expect(await store.latest("host:h1")).toEqual({ host_load1: { t: t0 + 119_000, v: 59 } });
   const injected = await store.series({ entity: "host:h1' OR 1=1 --", metric: "host_load1", from: t0, to: t0 + 120_000, stepSeconds: 60 });
   expect(injected).toEqual([]);
+});
+
+test("a burst of messages, old batchIds among them under new message ids, is combined into few inserts and stored once", async () => {
+  const before = svc.written();
+  const burst = Array.from({ length: 12 }, (_, i) => ({ id: `burst-${i % 8}`, msg: `burst-msg-${i}` }));
+  const samplesOf = (id: string) => Array.from({ length: 30 }, (_, j) => ({ entity: `host:${id}`, metric: "burst_m", ts: t0 + j * 1000, value: j, labels: {} }));
+  await Promise.all(burst.map((b) => publish(b.id, samplesOf(b.id), b.msg)));
+  await waitFor(() => svc.written() >= before + 12 * 30, "burst handled");
+  const rows = await (await ch.query({ query: `SELECT count() AS n, uniqExact(entity) AS e FROM ${db}.samples WHERE metric = 'burst_m'`, format: "JSONEachRow" })).json<{ n: string | number; e: string | number }>();
+  expect([Number(rows[0]!.n), Number(rows[0]!.e)]).toEqual([8 * 30, 8]);
 });
 
 test("a message that breaks the contract goes to the dead-letter stream with the reason, and the service goes on", async () => {
@@ -212,6 +272,46 @@ describe("many entities", () => {
     } finally {
       await server.stop(true);
     }
+  });
+});
+
+describe("combined inserts against the real owner: each batch stored once, whatever it is combined with", () => {
+  const cdb = uniquePrefix("mc").replace(/-/g, "_");
+  let cs: ClickHouseSeriesStore;
+  const batch = (id: string, n: number, at = t0) => ({ batchId: id, samples: Array.from({ length: n }, (_, i) => ({ entity: `host:${id}`, metric: "mem", ts: at + i * 1000, value: i, labels: { id } })) });
+  const perEntity = async () =>
+    Object.fromEntries(
+      (await (await ch.query({ query: `SELECT entity, count() AS n FROM ${cdb}.samples GROUP BY entity ORDER BY entity`, format: "JSONEachRow" })).json<{ entity: string; n: string | number }>()).map((r) => [r.entity, Number(r.n)]),
+    );
+  beforeAll(async () => {
+    cs = new ClickHouseSeriesStore(owner.client(), { database: cdb, ttlDays: 7 });
+    await cs.init();
+  });
+  afterAll(() => cs?.close());
+
+  test("redelivered batches in other combinations, and a batchId twice in one insert, are stored once; rollups count them once", async () => {
+    expect(await cs.insertMany([batch("a", 100), batch("b", 50)])).toEqual({ samples: 150, skippedBatchDays: 0 });
+    expect(await cs.insertMany([batch("b", 50), batch("c", 70), batch("c", 70)])).toEqual({ samples: 70, skippedBatchDays: 1 });
+    expect(await cs.insertMany([batch("a", 100)])).toEqual({ samples: 0, skippedBatchDays: 1 });
+    await cs.insert(batch("c", 70).samples, "c");
+    expect(await perEntity()).toEqual({ "host:a": 100, "host:b": 50, "host:c": 70 });
+    await cs.rollup();
+    const rolled = await (await ch.query({ query: `SELECT sum(count) AS n FROM ${cdb}.samples_1m`, format: "JSONEachRow" })).json<{ n: string | number }>();
+    expect(Number(rolled[0]!.n)).toBe(220);
+    // only the first sample of each batch-day carries the marker
+    const markers = await (await ch.query({ query: `SELECT batch, count() AS n FROM ${cdb}.samples WHERE batch != '' GROUP BY batch ORDER BY batch`, format: "JSONEachRow" })).json<{ batch: string; n: string | number }>();
+    expect(markers.map((m) => [m.batch, Number(m.n)])).toEqual([["a", 1], ["b", 1], ["c", 1]]);
+  });
+
+  test("a batch across midnight is marked per day: a day already stored is left out, the other day stored", async () => {
+    const midnight = Math.ceil(t0 / 86_400_000) * 86_400_000;
+    const d = batch("d", 20, midnight - 10_000);
+    // as if an earlier attempt had stored only the first day's part before the process died
+    expect(await cs.insertMany([{ batchId: "d", samples: d.samples.slice(0, 10) }])).toEqual({ samples: 10, skippedBatchDays: 0 });
+    expect(await cs.insertMany([d, batch("e", 5)])).toEqual({ samples: 15, skippedBatchDays: 1 });
+    expect((await perEntity())["host:d"]).toBe(20);
+    expect(await cs.insertMany([d])).toEqual({ samples: 0, skippedBatchDays: 2 });
+    expect((await perEntity())["host:d"]).toBe(20);
   });
 });
 

@@ -56,6 +56,8 @@ export interface SeriesStore {
   init(): Promise<void>;
   /** Inserts one batch; `batchId` makes a redelivered batch a no-op (rollups included). */
   insert(samples: Sample[], batchId: string): Promise<void>;
+  /** Inserts several batches in one write, each stored once by its batchId whatever it is combined with. */
+  insertMany(batches: { batchId: string; samples: Sample[] }[]): Promise<unknown>;
   /**
    * Folds what was inserted since the last call into the rollups, exactly once even across crashes. Reads are exact
    * whether or not it has run; it keeps them cheap. One process calls it per store.

@@ -6,10 +6,10 @@
  * - the client-side prefetch is bounded in bytes, so messages never wait in our buffer past their ack deadline (a
  *   buffer of 1000 large messages outlived ack_wait, got redelivered over and over, and hit max_deliver — lost);
  * - a fixed number of inserts is in flight (the owner runs one query per chDB connection; more only queue);
- * - one insert per message, with the message's batchId as ClickHouse's deduplication token, so a redelivery is a
- *   no-op. Combining messages into one insert would be faster for tiny messages (each insert makes a part in the raw
- *   table and in each rollup) but a redelivered message then arrives in another combination and is written twice;
- *   producers batch instead (the agent per scan, remote_write per request, up to MAX_SAMPLES_PER_BATCH).
+ * - each insert takes whatever messages are waiting, up to `maxInsertSamples` (store.insertMany: one part for many
+ *   messages; at 5000-sample messages chDB spent more on making parts than on rows). The store finds batches that
+ *   were stored before by their markers, so a redelivered message is a no-op in any combination; a message whose
+ *   batchId is already in an insert in flight waits for it (then it is found stored), never rides along.
  * Messages that fail validation go to the dead-letter stream with the reason; a failed insert is nak'ed and retried.
  *
  * Beside the inserts, a loop folds what was inserted into the 1m/1h rollups every `rollupIntervalMs` (store.rollup():
@@ -17,17 +17,20 @@
  * is retried at the next tick, and stop() runs a last step so a clean shutdown leaves the rollups current.
  */
 import type { JsMsg } from "@nats-io/jetstream";
-import { ContractError, decode } from "../../pipelines/codec.ts";
-import { MetricBatch } from "../../pipelines/contracts/metrics.ts";
+import { ContractError } from "../../pipelines/codec.ts";
+import type { MetricBatch } from "../../pipelines/contracts/metrics.ts";
 import { deadLetter, type Bus } from "../shared/bus.ts";
 import type { Logger } from "../shared/log.ts";
+import { decodeMetricBatch } from "./batch.ts";
 import type { SeriesStore } from "./port.ts";
 
 export interface MetricsServiceOptions {
   /** inserts in flight (default 2) */
   concurrency?: number;
-  /** client-side prefetch, bytes (default 4 MiB) */
+  /** client-side prefetch, bytes (default 16 MiB) */
   prefetchBytes?: number;
+  /** most samples one insert combines (default 50 000; a single larger message still goes alone) */
+  maxInsertSamples?: number;
   /** how often the rollups are brought up to date, ms (default 5000) */
   rollupIntervalMs?: number;
 }
@@ -39,7 +42,8 @@ interface Pending {
 
 export async function startMetricsService(deps: { bus: Bus; store: SeriesStore; log: Logger; options?: MetricsServiceOptions }) {
   const concurrency = deps.options?.concurrency ?? 2;
-  const prefetchBytes = deps.options?.prefetchBytes ?? 4 * 1024 * 1024;
+  const prefetchBytes = deps.options?.prefetchBytes ?? 16 * 1024 * 1024;
+  const maxInsertSamples = deps.options?.maxInsertSamples ?? 50_000;
   const rollupIntervalMs = deps.options?.rollupIntervalMs ?? 5000;
   if (!(Number.isFinite(rollupIntervalMs) && rollupIntervalMs > 0)) throw new Error(`rollupIntervalMs must be > 0, got ${rollupIntervalMs}`);
   await deps.store.init();
@@ -54,22 +58,50 @@ export async function startMetricsService(deps: { bus: Bus; store: SeriesStore; 
   const wake = () => waiters.splice(0).forEach((w) => w());
   let ended = false;
 
-  const insert = async ({ msg, batch }: Pending) => {
+  // batchIds in inserts now in flight: a message with one of these waits until that insert is done
+  const inFlight = new Set<string>();
+  const insert = async (group: Pending[]) => {
+    for (const p of group) inFlight.add(p.batch.batchId);
     try {
-      await deps.store.insert(batch.samples, batch.batchId);
-      msg.ack();
-      written += batch.samples.length;
+      await deps.store.insertMany(group.map((p) => p.batch));
+      for (const p of group) {
+        p.msg.ack();
+        written += p.batch.samples.length;
+      }
     } catch (e) {
-      deps.log.warn("metric insert failed; will be redelivered", { error: String(e), batchId: batch.batchId });
-      msg.nak(2000);
+      deps.log.warn("metric insert failed; will be redelivered", { error: String(e), batchIds: group.map((p) => p.batch.batchId) });
+      for (const p of group) p.msg.nak(2000);
+    } finally {
+      for (const p of group) inFlight.delete(p.batch.batchId);
     }
+  };
+
+  /** The next insert: waiting messages in arrival order up to maxInsertSamples, skipping batchIds in flight. */
+  const takeGroup = (): Pending[] => {
+    const group: Pending[] = [];
+    const ids = new Set<string>();
+    let n = 0;
+    for (let i = 0; i < queue.length; ) {
+      const p = queue[i]!;
+      const id = p.batch.batchId;
+      if (inFlight.has(id) || ids.has(id) || (group.length > 0 && n + p.batch.samples.length > maxInsertSamples)) {
+        i++;
+        if (group.length > 0 && n + p.batch.samples.length > maxInsertSamples) break;
+        continue;
+      }
+      group.push(p);
+      ids.add(id);
+      n += p.batch.samples.length;
+      queue.splice(i, 1);
+    }
+    return group;
   };
 
   // Pump: decode as messages arrive; invalid ones go to the DLQ.
   const pump = (async () => {
     for await (const m of messages) {
       try {
-        queue.push({ msg: m, batch: decode(MetricBatch, "metrics.v1", m.data) });
+        queue.push({ msg: m, batch: decodeMetricBatch(m.data) });
         wake();
       } catch (e) {
         const reason = e instanceof ContractError ? `${e.code}: ${e.message}` : `decode failed: ${String(e)}`;
@@ -90,13 +122,14 @@ export async function startMetricsService(deps: { bus: Bus; store: SeriesStore; 
   const work = (async () => {
     const running = new Set<Promise<void>>();
     while (true) {
-      if (!queue.length || inflight >= concurrency) {
-        if (ended && !queue.length) break;
+      const group = queue.length && inflight < concurrency ? takeGroup() : [];
+      if (!group.length) {
+        if (ended && !queue.length && !running.size) break;
         await new Promise<void>((r) => waiters.push(r));
         continue;
       }
       inflight++;
-      const p = insert(queue.shift()!).finally(() => {
+      const p = insert(group).finally(() => {
         inflight--;
         running.delete(p);
         wake();

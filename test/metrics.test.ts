@@ -374,6 +374,10 @@ describe("rollup steps against the real owner: exactly once", () => {
 
     // late: ten more samples for minute 0, after minute 0 was rolled up
     await s1.insert(Array.from({ length: 10 }, (_, i) => ({ entity: "host:r", metric: "cpu", ts: t0 + i * 1000 + 500, value: 100, labels: {} })), "late");
+    // one merged part now holds rolled-up rows and the late ones: reads and the step must split it by row
+    await ch.command({ query: `OPTIMIZE TABLE ${rdb}.samples FINAL` });
+    const parts = await (await ch.query({ query: `SELECT count() AS n, uniqExact(partition) AS p FROM system.parts WHERE database = {db:String} AND table = 'samples' AND active`, query_params: { db: rdb }, format: "JSONEachRow" })).json<{ n: string | number; p: string | number }>();
+    expect(Number(parts[0]!.n)).toBe(Number(parts[0]!.p));
     const exactBeforeStep = await reads();
     expect(exactBeforeStep[0][0]).toEqual({ t: t0, v: (1770 + 1000) / 70 });
     expect(exactBeforeStep[1]).toEqual([{ t: t0, v: 100 }]);

@@ -97,12 +97,22 @@ function rollupColumns(bucket: string): string {
 }
 
 /**
- * Raw rows whose block number is in (from, to]. The part-name test lets the engine skip whole parts (name
- * `<partition>_<min block>_<max block>_<level>`; our partition ids are numbers, no underscores) before it reads rows.
+ * Raw rows (metric, entity, ts, value) whose block number is in (from, to], matching `where`. Parts are chosen by
+ * name (`<partition>_<min block>_<max block>_<level>`; our partition ids are numbers, no underscores), so the engine
+ * skips the others before it reads rows. A part wholly inside the range is read without a row filter; only a merged
+ * part that straddles an end is filtered by `_block_number` row by row (that filter cost more than the aggregation).
  */
-function blockRange(from: string, to?: string): string {
-  const part = `toUInt64(splitByChar('_', _part)[3]) > ${from}` + (to ? ` AND toUInt64(splitByChar('_', _part)[2]) <= ${to}` : "");
-  return `${part} AND _block_number > ${from}` + (to ? ` AND _block_number <= ${to}` : "");
+function rawRowsInBlocks(table: string, where: string, from: string, to?: string): string {
+  const lo = `toUInt64(splitByChar('_', _part)[2])`;
+  const hi = `toUInt64(splitByChar('_', _part)[3])`;
+  const inside = `${lo} > ${from}` + (to ? ` AND ${hi} <= ${to}` : "");
+  const straddles = `${hi} > ${from} AND ` + (to ? `${lo} <= ${to} AND (${lo} <= ${from} OR ${hi} > ${to})` : `${lo} <= ${from}`);
+  const rows = `_block_number > ${from}` + (to ? ` AND _block_number <= ${to}` : "");
+  return `(
+      SELECT metric, entity, ts, value FROM ${table} WHERE ${where} AND ${inside}
+      UNION ALL
+      SELECT metric, entity, ts, value FROM ${table} WHERE ${where} AND ${straddles} AND ${rows}
+    )`;
 }
 
 /** The DDL of the samples table, the rollup tables and the rollup state (idempotent), in order. */
@@ -192,8 +202,7 @@ export function rollupStepStatements(db: string, plan: RollupPlan): { table: str
     token: `rollup:samples_${r}:${plan.from}:${plan.to}`,
     query: `INSERT INTO ${db}.samples_${r} (metric, entity, t, sum, count, min, max, last, last_ts)
       SELECT ${rollupColumns(bucket)}
-      FROM ${db}.samples
-      WHERE ${blockRange(String(plan.from), String(plan.to))}
+      FROM ${rawRowsInBlocks(`${db}.samples`, "1", String(plan.from), String(plan.to))}
       GROUP BY metric, entity, t
       ORDER BY metric, entity, t`,
   }));
@@ -486,8 +495,7 @@ storedMarkersQuery(this.table("raw")), markerLookupParams(groups));
     return `(
         SELECT metric, entity, t, sum, count, min, max, last, last_ts FROM ${this.table(r)} WHERE ${keys} AND ${where("t")}
         UNION ALL
-        SELECT ${rollupColumns(bucket)} FROM ${this.table("raw")}
-        WHERE ${keys} AND ${where(rawT)} AND ${blockRange("{done:UInt64}")}
+        SELECT ${rollupColumns(bucket)} FROM ${rawRowsInBlocks(this.table("raw"), `${keys} AND ${where(rawT)}`, "{done:UInt64}")}
         GROUP BY metric, entity, t
       )`;
   }

@@ -1,5 +1,5 @@
 /**
- * `bun run bench metrics [--seconds 60] [--batch 5000] [--entities 5000] [--metrics 20] [--rollup-ms 5000] [--cpu-prof DIR]`
+ * `bun run bench metrics [--seconds 60] [--batch 5000] [--entities 5000] [--metrics 20] [--rollup-ms 15000] [--cpu-prof DIR]`
  *
  * End-to-end samples/s: a load generator publishes metrics.v1 batches to JetStream for N seconds while the metrics
  * service (services/metrics/main.ts, its own process, as deployed) writes them into ClickHouse through the embedded
@@ -126,7 +126,7 @@ export async function benchMetrics(argv: string[]) {
       batch: { type: "string", default: "5000" },
       entities: { type: "string", default: "5000" },
       metrics: { type: "string", default: "20" },
-      "rollup-ms": { type: "string", default: "5000" },
+      "rollup-ms": { type: "string", default: "15000" },
       "cpu-prof": { type: "string" },
     },
   });

@@ -400,7 +400,11 @@ describe("rollup steps against the real owner: exactly once", () => {
     void pending.then(() => (settled = true));
     await Bun.sleep(150);
     expect(settled).toBe(false);
-    await s1.completeRollup(next.plan);
+    // once the 1m rollup is marked, its reads go on; the 1h ones (series at 3600 s, latest) still wait
+    await s1.markRolledUp(next.plan, "samples_1m");
+    expect(await s1.series({ entity: "host:r", metric: "cpu", from: t0, to: t0 + 600_000, stepSeconds: 60 })).toEqual(expected[0]);
+    expect(settled).toBe(false);
+    await s1.markRolledUp(next.plan, "samples_1h");
     expect(await pending).toEqual(expected);
   });
 

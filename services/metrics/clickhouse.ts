@@ -22,7 +22,7 @@
  * start; rows numbered in it are immutable, so the step is deterministic and can be redone:
  *   1. record the plan (from, to) in `rollup_state`;
  *   2. INSERT … SELECT into each rollup with the deduplication token `rollup:<table>:<from>:<to>`;
- *   3. record `done` = to.
+ *   3. record each rollup done up to `to` (after its own insert).
  * A crash anywhere redoes the recorded plan with the same tokens: a rollup insert that had landed is dropped as a
  * duplicate, one that had not lands now. Late samples (old timestamps, new inserts) get new block numbers and are
  * folded into their old buckets by the next step.
@@ -155,7 +155,7 @@ export function schemaStatements(db: string, ttl: { raw: number; m1: number; h1:
         SETTINGS non_replicated_deduplication_window = 10000, ttl_only_drop_parts = 1`,
     );
   }
-  // Two rows, 'planned' and 'done', each kept at its newest block (ReplacingMergeTree by to_block; reads take max).
+  // Rows 'planned', 'samples_1m', 'samples_1h' (done), each kept at its newest block (ReplacingMergeTree by to_block).
   out.push(
     `CREATE TABLE IF NOT EXISTS ${db}.rollup_state (
         step LowCardinality(String),
@@ -181,6 +181,11 @@ export function legacyRollupViews(db: string): string[] {
         FROM ${db}.samples GROUP BY metric, entity, t`,
   );
 }
+
+export type RollupTable = "samples_1m" | "samples_1h";
+
+/** A plan older than this is taken for one whose stepper died mid-step (steps take seconds). */
+const STALE_PLAN_MS = 60_000;
 
 /** A rollup step: raw rows with block numbers in (from, to]. */
 export interface RollupPlan {
@@ -328,7 +333,7 @@ export class ClickHouseSeriesStore implements SeriesStore {
     if (!views.length) return;
     const top = await this.newestBlock();
     const state = await this.readState();
-    if (top > state.done) await this.writeState("done", { from: state.done, to: top });
+    if (top > state.done) for (const { r } of ROLLUPS) await this.markRolledUp({ from: state.done, to: top }, `samples_${r}`);
     for (const { name } of views) await this.ch.command({ query: `DROP VIEW IF EXISTS ${this.db}.${name}` });
   }
 
@@ -411,18 +416,27 @@ storedMarkersQuery(this.table("raw")), markerLookupParams(groups));
     return Number(rows[0]?.b ?? 0);
   }
 
-  /** The recorded plan and how far the rollups are done (0/0 before the first step). */
-  async readState(): Promise<{ planned: RollupPlan; done: number }> {
-    const rows = await this.rows<{ step: string; f: string | number; t: string | number }>(
-      `SELECT step, argMax(from_block, to_block) AS f, max(to_block) AS t FROM ${this.db}.rollup_state GROUP BY step`,
+  /**
+   * The recorded plan (with its age, by the server's clock) and how far each rollup is done; `done` is where both
+   * are (0 before the first step).
+   */
+  async readState(): Promise<{ planned: RollupPlan & { ageMs: number }; done: number; doneBy: Record<RollupTable, number> }> {
+    const rows = await this.rows<{ step: string; f: string | number; t: string | number; age: string | number }>(
+      `SELECT step, argMax(from_block, to_block) AS f, max(to_block) AS t, dateDiff('millisecond', argMax(at, to_block), now64(3)) AS age
+       FROM ${this.db}.rollup_state GROUP BY step`,
       {},
     );
     const get = (step: string) => rows.find((r) => r.step === step);
     const planned = get("planned");
-    return { planned: { from: Number(planned?.f ?? 0), to: Number(planned?.t ?? 0) }, done: Number(get("done")?.t ?? 0) };
+    const doneBy = { samples_1m: Number(get("samples_1m")?.t ?? 0), samples_1h: Number(get("samples_1h")?.t ?? 0) };
+    return {
+      planned: { from: Number(planned?.f ?? 0), to: Number(planned?.t ?? 0), ageMs: Number(planned?.age ?? 0) },
+      done: Math.min(doneBy.samples_1m, doneBy.samples_1h),
+      doneBy,
+    };
   }
 
-  private async writeState(step: "planned" | "done", plan: RollupPlan): Promise<void> {
+  private async writeState(step: "planned" | RollupTable, plan: RollupPlan): Promise<void> {
     await this.ch.insert({
       table: `${this.db}.rollup_state`,
       columns: ["step", "from_block", "to_block"],
@@ -439,7 +453,7 @@ storedMarkersQuery(this.table("raw")), markerLookupParams(groups));
    */
   async planRollup(): Promise<{ plan: RollupPlan; redone: boolean } | undefined> {
     const state = await this.readState();
-    if (state.planned.to > state.done) return { plan: state.planned, redone: true };
+    if (state.planned.to > state.done) return { plan: { from: state.planned.from, to: state.planned.to }, redone: true };
     const top = await this.newestBlock();
     if (top <= state.done) return undefined;
     const plan = { from: state.done, to: top };
@@ -448,40 +462,53 @@ storedMarkersQuery(this.table("raw")), markerLookupParams(groups));
   }
 
   /** Step 2: fold the plan's raw rows into one rollup (each call is idempotent: the insert carries its token). */
-  async applyRollup(plan: RollupPlan, table: "samples_1m" | "samples_1h"): Promise<void> {
+  async applyRollup(plan: RollupPlan, table: RollupTable): Promise<void> {
     const s = rollupStepStatements(this.db, plan).find((x) => x.table === table)!;
     await this.ch.command({ query: s.query, clickhouse_settings: { insert_deduplication_token: s.token, max_insert_block_size: "10000000" } });
   }
 
-  /** Step 3: record the plan as done. */
-  async completeRollup(plan: RollupPlan): Promise<void> {
-    await this.writeState("done", plan);
+  /** Step 3: record that a rollup holds the plan's rows (reads of it stop adding them from raw). */
+  async markRolledUp(plan: RollupPlan, table: RollupTable): Promise<void> {
+    await this.writeState(table, plan);
   }
 
-  /** One whole step: plan, fold into both rollups, record done. Call from one process at a time. */
+  /** Step 3 for both rollups. */
+  async completeRollup(plan: RollupPlan): Promise<void> {
+    for (const { r } of ROLLUPS) await this.markRolledUp(plan, `samples_${r}`);
+  }
+
+  /**
+   * One whole step: plan, then for each rollup fold and mark (so a read of the 1m rollup waits only for the 1m
+   * insert, not for the whole step). Call from one process at a time.
+   */
   async rollup(): Promise<RollupResult> {
     const next = await this.planRollup();
     if (!next) return { redone: false, done: (await this.readState()).done };
-    for (const { r } of ROLLUPS) await this.applyRollup(next.plan, `samples_${r}`);
-    await this.completeRollup(next.plan);
+    for (const { r } of ROLLUPS) {
+      await this.applyRollup(next.plan, `samples_${r}`);
+      await this.markRolledUp(next.plan, `samples_${r}`);
+    }
     return { step: next.plan, redone: next.redone, done: next.plan.to };
   }
 
   /**
-   * A rollup read, exact: rows rolled up so far plus the raw rows above `done`. Retried when a step was planned
-   * while it ran (its rows could then be in both halves); waits while a step is in flight. After ~2 s of a step
-   * that never finishes (its process died mid-step) it answers anyway, as it would have before the step.
+   * A read of one rollup, exact: its rows so far plus the raw rows above where it is done. Retried when a step was
+   * planned while it ran (its rows could then be in both halves); waits while that rollup's insert is in flight. A
+   * plan older than a minute belongs to a stepper that died mid-step: then it answers anyway, as before the step
+   * (counting that step's rows twice at worst, until the stepper is back and finishes it).
    */
-  private async consistent<T>(run: (done: number) => Promise<T>): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
+  private async consistent<T>(table: RollupTable, run: (done: number) => Promise<T>): Promise<T> {
+    const started = Date.now();
+    for (;;) {
       const before = await this.readState();
-      const giveUp = attempt >= 80;
-      if (before.planned.to > before.done && !giveUp) {
+      const done = before.doneBy[table];
+      const stale = before.planned.ageMs > STALE_PLAN_MS || Date.now() - started > STALE_PLAN_MS;
+      if (before.planned.to > done && !stale) {
         await Bun.sleep(25);
         continue;
       }
-      const result = await run(before.done);
-      if (giveUp || (await this.readState()).planned.to === before.planned.to) return result;
+      const result = await run(done);
+      if (stale || (await this.readState()).planned.to === before.planned.to) return result;
     }
   }
 
@@ -524,7 +551,7 @@ storedMarkersQuery(this.table("raw")), markerLookupParams(groups));
       `metric = {metric:String} AND entity = {entity:String}`,
       (t) => `${t} >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND ${t} < toDateTime(intDiv({to:Int64} + 999, 1000), 'UTC')`,
     );
-    return this.consistent(async (done) =>
+    return this.consistent(`samples_${r}`, async (done) =>
       toPoints(
         await this.rows(
           `SELECT toUnixTimestamp(toStartOfInterval(t, toIntervalSecond({step:UInt32}))) * 1000 AS b, ${ROLLUP_AGG[agg]} AS v
@@ -552,7 +579,7 @@ storedMarkersQuery(this.table("raw")), markerLookupParams(groups));
       (t) =>
         `${t} >= toStartOfHour(toDateTime(intDiv({at:Int64}, 1000) - {lookback:UInt32}, 'UTC')) AND ${t} <= toDateTime(intDiv({at:Int64}, 1000), 'UTC')`,
     );
-    const rows = await this.consistent((done) =>
+    const rows = await this.consistent("samples_1h", (done) =>
       this.rows<{ entity: string; metric: string; lt: string | number; v: number | string }>(
         `SELECT entity, metric, toUnixTimestamp64Milli(max(last_ts)) AS lt, argMaxMerge(last) AS v
          FROM ${source}
@@ -593,7 +620,7 @@ storedMarkersQuery(this.table("raw")), markerLookupParams(groups));
       `metric = {metric:String}`,
       (t) => `${t} >= toDateTime(intDiv({from:Int64}, 1000), 'UTC') AND ${t} < toDateTime(intDiv({at:Int64} + 999, 1000), 'UTC')`,
     );
-    return this.consistent(async (done) =>
+    return this.consistent(`samples_${r}`, async (done) =>
       toEntries(
         await this.rows(
           `SELECT entity, ${ROLLUP_AGG[by]} AS v FROM ${source}

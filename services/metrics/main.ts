@@ -8,7 +8,7 @@ import { startMetricsService } from "./service.ts";
 
 const cfg = loadConfig();
 // How often the rollups are stepped (ms). Read here, with its name in the error, until it joins the shared config.
-const rollup = z.coerce.number().int().min(100).max(3_600_000).default(5000).safeParse(process.env.ORRERY_METRICS_ROLLUP_MS);
+const rollup = z.coerce.number().int().min(100).max(3_600_000).default(15_000).safeParse(process.env.ORRERY_METRICS_ROLLUP_MS);
 if (!rollup.success) {
   process.stderr.write(`metrics: invalid configuration: ORRERY_METRICS_ROLLUP_MS: ${rollup.error.issues[0]?.message} (got ${JSON.stringify(process.env.ORRERY_METRICS_ROLLUP_MS)})\n`);
   process.exit(2);

@@ -31,7 +31,7 @@ export interface MetricsServiceOptions {
   prefetchBytes?: number;
   /** most samples one insert combines (default 50 000; a single larger message still goes alone) */
   maxInsertSamples?: number;
-  /** how often the rollups are brought up to date, ms (default 5000) */
+  /** how often the rollups are brought up to date, ms (default 15 000; reads are exact in between) */
   rollupIntervalMs?: number;
 }
 
@@ -44,7 +44,7 @@ export async function startMetricsService(deps: { bus: Bus; store: SeriesStore; 
   const concurrency = deps.options?.concurrency ?? 2;
   const prefetchBytes = deps.options?.prefetchBytes ?? 16 * 1024 * 1024;
   const maxInsertSamples = deps.options?.maxInsertSamples ?? 50_000;
-  const rollupIntervalMs = deps.options?.rollupIntervalMs ?? 5000;
+  const rollupIntervalMs = deps.options?.rollupIntervalMs ?? 15_000;
   if (!(Number.isFinite(rollupIntervalMs) && rollupIntervalMs > 0)) throw new Error(`rollupIntervalMs must be > 0, got ${rollupIntervalMs}`);
   await deps.store.init();
   const { bus } = deps;

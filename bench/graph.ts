@@ -113,8 +113,10 @@ const median = (xs: number[]) => pct(xs, 50);
 const sameIds = (a: { id: string }[], b: Map<string, unknown>) => a.length === b.size && a.every((x) => b.has(x.id));
 const ms = (x: number) => +x.toFixed(2);
 
-async function drained(bus: Bus, stream: string, durable: string, total: number): Promise<void> {
+/** Until the consumer has acked `total` messages; fails at once if `worker` (the process consuming) exits. */
+async function drained(bus: Bus, stream: string, durable: string, total: number, worker?: Subprocess): Promise<void> {
   while (true) {
+    if (worker && (worker.exitCode !== null || worker.signalCode)) throw new Error(`the consumer ended (${worker.signalCode ?? `exit code ${worker.exitCode}`}) before draining ${stream}; the last lines of its log are above`);
     // A busy event loop (the in-process history service decoding large deltas) can time out one info request.
     const i = await bus.jsm.consumers.info(stream, durable).catch(() => null);
     if (i && i.num_pending === 0 && i.num_ack_pending === 0 && i.delivered.stream_seq >= total) return;
@@ -153,7 +155,7 @@ export async function benchGraph(argv: string[]) {
     let t = performance.now();
     await publishAll(bus, payloads);
     const spec = bus.topo.consumers.topology;
-    await drained(bus, spec.stream, spec.durable, payloads.length);
+    await drained(bus, spec.stream, spec.durable, payloads.length, topo);
     const writeS = (performance.now() - t) / 1000;
     clearInterval(sampler);
     const rss = await rssOf(topo.pid);

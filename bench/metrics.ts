@@ -1,11 +1,11 @@
 /**
- * `bun run bench metrics [--seconds 60] [--batch 5000] [--entities 5000] [--metrics 20] [--rollup-ms 15000] [--cpu-prof DIR]`
+ * `bun run bench metrics [--seconds 60] [--batch 5000] [--entities 5000] [--metrics 20] [--rollup-ms 15000] [--max-insert 100000] [--cpu-prof DIR]`
  *
  * End-to-end samples/s: a load generator publishes metrics.v1 batches to JetStream for N seconds while the metrics
  * service (services/metrics/main.ts, its own process, as deployed) writes them into ClickHouse through the embedded
  * owner (its own process) and steps the 1m/1h rollups; the time runs until the last sample is stored and acked (reads
  * are exact from then on; the time until the rollup tables themselves hold everything is reported too). Next to it,
- * in the same run, with the same strategy (up to 50k samples per insert — 10 batches of 5000 — with the per-batch
+ * in the same run, with the same strategy (up to `--max-insert` samples per insert — 20 batches of 5000 — with the per-batch
  * markers and their lookup, and a rollup step every `--rollup-ms`):
  * - raw client: the same rows inserted straight into the same owner through the store's insertMany (@clickhouse/client,
  *   same schema, two inserts in flight, the store's rollup step alongside) — the limit of what the service wraps;
@@ -127,14 +127,17 @@ export async function benchMetrics(argv: string[]) {
       entities: { type: "string", default: "5000" },
       metrics: { type: "string", default: "20" },
       "rollup-ms": { type: "string", default: "15000" },
+      "max-insert": { type: "string", default: "100000" },
       "cpu-prof": { type: "string" },
     },
   });
   cpuProfDir = values["cpu-prof"] ? resolve(values["cpu-prof"]) : null;
   const seconds = Number(values.seconds);
   const rollupMs = Number(values["rollup-ms"]);
-  // batches per insert in the raw references: what the service combines at most (its maxInsertSamples, 50k)
-  const combine = Math.max(1, Math.floor(50_000 / Number(values.batch)));
+  // batches per insert in the raw references: what the service combines at most (its maxInsertSamples)
+  const maxInsert = Number(values["max-insert"]);
+  if (!(maxInsert >= 1)) throw new Error("--max-insert must be ≥ 1");
+  const combine = Math.max(1, Math.floor(maxInsert / Number(values.batch)));
   if (!(rollupMs > 0)) throw new Error("--rollup-ms must be > 0");
   const shape: Shape = { entities: Number(values.entities), metrics: Number(values.metrics), batch: Number(values.batch), base: Date.now() - 3_600_000 };
   if (!(seconds > 0) || !(shape.batch > 0 && shape.batch <= 10_000)) throw new Error("--seconds must be > 0 and --batch in 1..10000");
@@ -150,7 +153,7 @@ export async function benchMetrics(argv: string[]) {
     const count = async (query: string) => Number((await (await ch.query({ query, format: "JSONEachRow" })).json<{ c: string | number }>())[0]!.c);
 
     // 1. End to end: generator → JetStream → metrics service (own process) → owner → chDB
-    const svc = spawn(["services/metrics/main.ts"], { NATS_URL: nats.url, ORRERY_PREFIX: prefix, CLICKHOUSE_URL: ownerUrl, CLICKHOUSE_DATABASE: db, ORRERY_LOG_QUIET: "1", ORRERY_METRICS_ROLLUP_MS: String(rollupMs) });
+    const svc = spawn(["services/metrics/main.ts"], { NATS_URL: nats.url, ORRERY_PREFIX: prefix, CLICKHOUSE_URL: ownerUrl, CLICKHOUSE_DATABASE: db, ORRERY_LOG_QUIET: "1", ORRERY_METRICS_ROLLUP_MS: String(rollupMs), ORRERY_METRICS_MAX_INSERT_SAMPLES: String(maxInsert) });
     children.push(svc);
     await readyLine(svc, "metrics service");
     const bus = await connectBus({ url: nats.url, prefix, name: "bench-metrics" });
@@ -297,7 +300,7 @@ export async function benchMetrics(argv: string[]) {
     const chdbRate = rate(chdbSteps);
     const report = {
       bench: "metrics",
-      shape: { entities: shape.entities, metricsPerEntity: shape.metrics, samplesPerBatch: shape.batch, bytesPerBatch: batchPayload(shape, 0).byteLength, rollupStepMs: rollupMs },
+      shape: { entities: shape.entities, metricsPerEntity: shape.metrics, samplesPerBatch: shape.batch, bytesPerBatch: batchPayload(shape, 0).byteLength, rollupStepMs: rollupMs, maxInsertSamples: maxInsert },
       endToEnd: {
         publishSeconds: +publishedS.toFixed(1),
         drainedAfterSeconds: +e2eS.toFixed(1),
@@ -307,7 +310,7 @@ export async function benchMetrics(argv: string[]) {
         storedByDeadlinePerS: Math.round(storedAtDeadline / publishedS),
         messagesPerInsert: +(k / Math.max(1, e2eInserts)).toFixed(1),
       },
-      // same strategy as the service: one insert per batch, a rollup step every rollupStepMs
+      // same strategy as the service: up to maxInsertSamples per insert with batch markers, a rollup step every rollupStepMs
       rawClientSameOwner: { rows: rawSteps.rows, seconds: +rawSteps.seconds.toFixed(1), samplesPerS: Math.round(rawClientRate) },
       rawChdbSessionInsert: { rows: chdbSteps.rows, seconds: +chdbSteps.seconds.toFixed(1), samplesPerS: Math.round(chdbRate) },
       // the strategy before (two materialized views fired by every insert), and no rollups at all

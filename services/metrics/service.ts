@@ -27,9 +27,9 @@ import type { SeriesStore } from "./port.ts";
 export interface MetricsServiceOptions {
   /** inserts in flight (default 2) */
   concurrency?: number;
-  /** client-side prefetch, bytes (default 16 MiB) */
+  /** client-side prefetch, bytes (default: room for two full inserts in flight and a third waiting, ≥ 16 MiB) */
   prefetchBytes?: number;
-  /** most samples one insert combines (default 50 000; a single larger message still goes alone) */
+  /** most samples one insert combines (default 100 000; a single larger message still goes alone) */
   maxInsertSamples?: number;
   /** how often the rollups are brought up to date, ms (default 15 000; reads are exact in between) */
   rollupIntervalMs?: number;
@@ -42,8 +42,9 @@ interface Pending {
 
 export async function startMetricsService(deps: { bus: Bus; store: SeriesStore; log: Logger; options?: MetricsServiceOptions }) {
   const concurrency = deps.options?.concurrency ?? 2;
-  const prefetchBytes = deps.options?.prefetchBytes ?? 16 * 1024 * 1024;
-  const maxInsertSamples = deps.options?.maxInsertSamples ?? 50_000;
+  const maxInsertSamples = deps.options?.maxInsertSamples ?? 100_000;
+  // a 5000-sample message is ~500 KB; at ~30 messages/s a full buffer waits ~2 s, far inside ack_wait (30 s)
+  const prefetchBytes = deps.options?.prefetchBytes ?? Math.max(16 * 1024 * 1024, Math.ceil(maxInsertSamples / 5000) * 3 * 600 * 1024);
   const rollupIntervalMs = deps.options?.rollupIntervalMs ?? 15_000;
   if (!(Number.isFinite(rollupIntervalMs) && rollupIntervalMs > 0)) throw new Error(`rollupIntervalMs must be > 0, got ${rollupIntervalMs}`);
   await deps.store.init();

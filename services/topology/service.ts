@@ -150,10 +150,11 @@ export async function startTopologyService(deps: {
         await commit(changes, t);
         if (items >= collectAfter) collect();
       }),
-    // Up to 2000 messages per change set when a backlog builds (a first scan of a large estate, a restart): the
-    // graph store's bulk write has a fixed cost per batch that grows with the graph, so fewer, larger writes converge
-    // a 10k-host estate several times faster. When idle, batches stay as small as what arrived.
-    { maxBatch: 2000, onError: (e) => log.warn("discovery batch failed", { error: String(e) }) },
+    // Up to 6000 messages per change set when a backlog builds (a first scan of a large estate, a restart): the
+    // graph store's bulk write has a fixed cost per batch that grows with the graph (a COPY's commit: 1-3 s into a
+    // 400k-edge table), so fewer, larger writes converge a 10k-host estate faster (bench discovery: ~56 s against
+    // ~62 s with 2000). When idle, batches stay as small as what arrived.
+    { maxBatch: 6000, onError: (e) => log.warn("discovery batch failed", { error: String(e) }) },
   );
 
   const ager = setInterval(

@@ -33,6 +33,10 @@ const Env = z.object({
   ORRERY_HISTORY_TTL_DAYS: z.coerce.number().int().min(1).max(3650).default(90),
   ORRERY_METRICS_1M_TTL_DAYS: z.coerce.number().int().min(1).max(3650).default(90),
   ORRERY_METRICS_1H_TTL_DAYS: z.coerce.number().int().min(1).max(36500).default(730),
+  /** how often the metrics service folds newly inserted samples into the 1m/1h rollups */
+  ORRERY_METRICS_ROLLUP_MS: z.coerce.number().int().min(100).max(3_600_000).default(15_000),
+  /** the most samples one ClickHouse insert combines (several metric messages per insert) */
+  ORRERY_METRICS_MAX_INSERT_SAMPLES: z.coerce.number().int().min(1).max(1_000_000).default(100_000),
   ORRERY_LOG_QUIET: z.enum(["0", "1"]).default("0"),
   ORRERY_GRAPH: z.enum(["kuzu", "neo4j"]).default("kuzu"),
   /**

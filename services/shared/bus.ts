@@ -240,7 +240,15 @@ export async function runConsumer<S extends z.ZodType>(
   schema: S,
   schemaName: string,
   handle: (batch: Decoded<z.infer<S>>[]) => Promise<void>,
-  opts: { maxBatch?: number; onError?: (e: unknown) => void } = {},
+  opts: {
+    maxBatch?: number;
+    onError?: (e: unknown) => void;
+    /**
+     * When fewer than maxBatch messages are here but JetStream says more are pending, wait up to this long for them
+     * once (a backlog is still being fetched): one large batch instead of a batch of one message followed by another.
+     */
+    lingerMs?: number;
+  } = {},
 ): Promise<ConsumerHandle> {
   const maxBatch = opts.maxBatch ?? 500;
   const consumer = await bus.js.consumers.get(spec.stream, spec.durable);
@@ -332,6 +340,10 @@ export async function runConsumer<S extends z.ZodType>(
         await new Promise<void>((r) => (signal.wake = r));
         signal.wake = null;
         continue;
+      }
+      if (opts.lingerMs && queue.length < maxBatch && !ended && queue[queue.length - 1]!.info.pending > 0) {
+        const deadline = performance.now() + opts.lingerMs;
+        while (queue.length < maxBatch && !ended && performance.now() < deadline) await Bun.sleep(Math.min(5, Math.max(1, deadline - performance.now())));
       }
       const msgs = queue.splice(0, maxBatch);
       room.free?.();

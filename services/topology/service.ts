@@ -10,6 +10,15 @@ import { GraphStoreError, type GraphStore } from "../graph/port.ts";
 import { CypherRequest, type CypherResponse } from "../../pipelines/contracts/cypher.ts";
 import { ContractError, decode, validate } from "../../pipelines/codec.ts";
 import type { Logger } from "../shared/log.ts";
+import { z } from "zod";
+
+/**
+ * The hot-path schemas compiled by zod (z.compile, as in the alerts service): the same schemas parsed by generated
+ * code, ~4× cheaper on discovery batches; what the fast path refuses goes through zod's runtime parser, so errors
+ * read as before.
+ */
+const DiscoveryBatchCompiled = z.compile(DiscoveryBatch);
+const TopologyDeltaCompiled = z.compile(TopologyDelta);
 
 export const SNAPSHOT_CHUNK = 1500;
 
@@ -69,7 +78,7 @@ export async function startTopologyService(deps: {
   const flush = async () => {
     while (pending.length) {
       const d = pending[0]!;
-      await publishEvent(bus, bus.topo.subjects.topologyDelta, TopologyDelta, "topology.delta.v1", d, `${bus.topo.prefix}:delta:${d.rev}`);
+      await publishEvent(bus, bus.topo.subjects.topologyDelta, TopologyDeltaCompiled, "topology.delta.v1", d, `${bus.topo.prefix}:delta:${d.rev}`);
       pending.shift();
       sentUpTo = d.rev;
     }
@@ -132,7 +141,7 @@ export async function startTopologyService(deps: {
   const consumer: ConsumerHandle = await runConsumer(
     bus,
     bus.topo.consumers.topology,
-    DiscoveryBatch,
+    DiscoveryBatchCompiled,
     "discovery.v1",
     (batch) =>
       serial(async () => {
@@ -154,7 +163,8 @@ export async function startTopologyService(deps: {
     // graph store's bulk write has a fixed cost per batch that grows with the graph (a COPY's commit: 1-3 s into a
     // 400k-edge table), so fewer, larger writes converge a 10k-host estate faster (bench discovery: ~56 s against
     // ~62 s with 2000). When idle, batches stay as small as what arrived.
-    { maxBatch: 6000, onError: (e) => log.warn("discovery batch failed", { error: String(e) }) },
+    // While a backlog is being fetched, wait up to 50 ms for it rather than writing the first message alone.
+    { maxBatch: 6000, lingerMs: 50, onError: (e) => log.warn("discovery batch failed", { error: String(e) }) },
   );
 
   const ager = setInterval(
@@ -175,6 +185,8 @@ export async function startTopologyService(deps: {
       snapshotSub.unsubscribe();
       cypherSub.unsubscribe();
       await consumer.stop();
+      // an aging pass or batch already running finishes before the caller closes the store under it
+      await chain;
       await flush().catch(() => undefined);
     },
   };

@@ -392,15 +392,7 @@ export class ClickHouseSeriesStore implements SeriesStore {
 
   /** Which of these markers are stored: one lookup on the primary key (metric, entity, ts), checked exactly here. */
   private async storedMarkers(groups: MarkerGroup[]): Promise<Set<string>> {
-    const firsts = groups.map((g) => g.samples[0]!);
-    let lo = Infinity;
-    let hi = -Infinity;
-    for (const s of firsts) {
-      lo = Math.min(lo, s.ts);
-      hi = Math.max(hi, s.ts);
-    }
-    const rows = await this.rows<{ batch: string; metric: string; entity: string; t: string | number }>(
-storedMarkersQuery(this.table("raw")), markerLookupParams(groups));
+    const rows = await this.rows<{ batch: string; metric: string; entity: string; t: string | number }>(storedMarkersQuery(this.table("raw")), markerLookupParams(groups));
     return new Set(rows.map((r) => markerKey(r.batch, { metric: r.metric, entity: r.entity, ts: Number(r.t) })));
   }
 

@@ -3,7 +3,7 @@
  * Model: one node table Entity (kind says host/process/listener/external), one rel table per edge kind.
  * Writes are per-row prepared statements with scalar parameters (endpoints looked up by primary key), large batches
  * of new entities a bulk COPY from a CSV file: matching endpoints from UNWIND rows does not use the primary-key index
- * in Kuzu 0.11 (~55 edges/s, LIMITS.md), and MERGE from UNWIND rows is ~5× slower than one CREATE per row.
+ * in Kuzu 0.11 (~55 edges/s, LIMITS.md), and MERGE from UNWIND rows is several times slower than one CREATE per row.
  *
  * User Cypher runs on a second Connection inside a READ ONLY transaction: Kuzu itself refuses any write there (behind
  * assertReadOnly), and a slow question does not hold up the writer (Kuzu runs a read transaction beside the write
@@ -144,8 +144,8 @@ export class KuzuGraphStore implements GraphStore {
       try {
         // Per-row prepared statements, not UNWIND: Kuzu 0.11 plans `UNWIND $rows MATCH/MERGE` as joins that do not use
         // the primary-key index well; one execute per row with scalar parameters looks each endpoint up by key. At 100k
-        // nodes / 466k edges that measured ~3k created edges/s against ~600/s for UNWIND MERGE, and ~4.5k changed
-        // nodes/s against ~2.2k/s (bench discovery reports the rates of the single writes in the same run).
+        // nodes / 466k edges, bench discovery's single-write rates went from ~505-580 created edges/s (UNWIND MERGE)
+        // to ~1.4-2k/s.
         for (const k of EDGE_KINDS) {
           const rows = c.edgesRemoved.filter((e) => e.kind === k).map((e) => ({ src: e.src, dst: e.dst }));
           if (rows.length) await this.each(`MATCH (a:Entity {id: $src})-[e:${k}]->(b:Entity {id: $dst}) DELETE e`, rows);

@@ -182,6 +182,24 @@ export async function startAlertsService(deps: {
     if (impact.rev !== topology.rev()) impact.reset(mirrorOf());
   };
 
+  /** The book's clock to now: damped changes whose window passed are published, long-resolved alerts forgotten. */
+  const advanceClock = (touched: Set<string>) => {
+    const { changed, forgottenEntities } = tickBook(book, now());
+    for (const fp of changed) {
+      const e = book.entries.get(fp);
+      healthIx.update(fp, e);
+      for (const id of e?.entities ?? []) touched.add(id);
+    }
+    for (const [fp, ids] of forgottenEntities) {
+      healthIx.update(fp, undefined);
+      for (const id of ids) {
+        const set = byEntity.get(id);
+        if (set?.delete(fp)) touched.add(id);
+        if (set && !set.size) byEntity.delete(id);
+      }
+    }
+  };
+
   /** Rebuilds the topology index when the mirror moved on, and re-maps every alert (new hosts may map the unmapped). */
   const refreshIndex = (touched: Set<string>) => {
     if (!topology.synced() || topology.rev() === indexRev) return;
@@ -190,6 +208,9 @@ export async function startAlertsService(deps: {
     for (const [fp, e] of book.entries) mapEntry(fp, e, touched);
     refreshImpactGraph();
     if (!ready) {
+      // Replay folded changes at their stored times; some were damped then and are due by now. The first answer
+      // (whichever of the clock or a live batch makes the service ready) must already hold them.
+      advanceClock(touched);
       ready = true;
       for (const id of byEntity.keys()) touched.add(id);
       log.info("alerts ready", { alerts: book.entries.size, rev: indexRev });
@@ -358,20 +379,7 @@ export async function startAlertsService(deps: {
     try {
       const touched = new Set<string>();
       refreshIndex(touched);
-      const { changed, forgottenEntities } = tickBook(book, now());
-      for (const fp of changed) {
-        const e = book.entries.get(fp);
-        healthIx.update(fp, e);
-        for (const id of e?.entities ?? []) touched.add(id);
-      }
-      for (const [fp, ids] of forgottenEntities) {
-        healthIx.update(fp, undefined);
-        for (const id of ids) {
-          const set = byEntity.get(id);
-          if (set?.delete(fp)) touched.add(id);
-          if (set && !set.size) byEntity.delete(id);
-        }
-      }
+      advanceClock(touched);
       publishHealth(touched);
     } catch (e) {
       log.warn("alerts tick failed", { error: String(e) });

@@ -36,13 +36,16 @@ const t0 = performance.now();
 const step = (msg: string) => process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(1)} s] ${msg}\n`);
 
 /**
- * Hosts running SERVICES services each (one listener per service); every service calls `calls` services on other
- * hosts. Per host: 1 + 2·SERVICES nodes, 2·SERVICES + SERVICES·calls edges. Two full scans per host, since a flow
- * becomes an edge once it was seen in two scans.
+ * Hosts running SERVICES services each (one listener per service); a host's services make `calls` calls to services on other
+ * hosts. Per host: 1 + 2·SERVICES nodes (the host, a process and a listener per service) and 2·SERVICES + 2·calls
+ * edges (RUNS and LISTENS per service; per call a CONNECTS edge and the DEPENDS_ON edge the stage derives from it),
+ * the host's `calls` spread over its services. Two full scans per host, since a flow becomes an edge once it was seen
+ * in two scans.
  */
 function estate(nodes: number, edges: number): { hosts: number; calls: number; rounds: DiscoveryBatch[][] } {
   const hosts = Math.max(2, Math.round(nodes / (1 + 2 * SERVICES)));
-  const calls = Math.max(1, Math.min(hosts - 1, Math.round((edges / hosts - 2 * SERVICES) / SERVICES)));
+  const calls = Math.max(1, Math.min(SERVICES * (hosts - 1), Math.round((edges / hosts - 2 * SERVICES) / 2)));
+  const callsOf = (s: number) => Math.floor(calls / SERVICES) + (s < calls % SERVICES ? 1 : 0);
   const ip = (h: number) => `10.${(h >> 16) & 255}.${(h >> 8) & 255}.${h & 255}`;
   const proc = (h: number, s: number): ProcessIdentity => ({ pid: 1000 + s, exe: `/usr/bin/svc${s}`, comm: `svc${s}`, cmdline: [`svc${s}`, "--serve"], user: "app", uid: 1000, startTime: 1_700_000_000_000 + h, containerId: null });
   const rounds: DiscoveryBatch[][] = [[], []];
@@ -50,10 +53,10 @@ function estate(nodes: number, edges: number): { hosts: number; calls: number; r
     const events: DiscoveryEvent[] = [{ type: "host.seen", hostname: `h${h}`, os: "Debian 12", kernel: "6.1", cpus: 4, memTotalBytes: 8e9, ips: [ip(h)] }];
     for (let s = 0; s < SERVICES; s++) events.push({ type: "listener.seen", proto: "tcp", ip: "0.0.0.0", port: 8000 + s, process: proc(h, s) });
     for (let s = 0; s < SERVICES; s++)
-      for (let c = 0; c < calls; c++) {
+      for (let c = 0; c < callsOf(s); c++) {
         // callees: hosts announced earlier (the first few hosts call later ones), spread so there are no tight clusters.
         // Calls to hosts not yet seen would become external nodes first and move later, through the slow MERGE path.
-        const span = h > calls ? h : hosts - 1;
+        const span = h > callsOf(s) ? h : hosts - 1;
         const peer = (h + hosts - 1 - ((c * 7919 + s * 104729 + h) % span)) % hosts;
         events.push({ type: "connection.seen", proto: "tcp", localIp: ip(h), localPort: 30000 + s * 1000 + c, remoteIp: ip(peer), remotePort: 8000 + ((s + c) % SERVICES), process: proc(h, s) });
       }
@@ -260,7 +263,7 @@ export async function benchGraph(argv: string[]) {
 
     const report = {
       bench: "graph",
-      estate: { hosts, servicesPerHost: SERVICES, callsPerService: calls, messages: payloads.length, events },
+      estate: { hosts, servicesPerHost: SERVICES, callsPerHost: calls, messages: payloads.length, events },
       graph: { nodes: snap.nodes.length, edges: snap.edges.length, rev: snap.rev, deltas: deltas.length },
       write: {
         seconds: ms(writeS),

@@ -203,6 +203,24 @@ export function graphStoreContract(name: string, make: () => Promise<{ store: Gr
       expect(g.edges.map((e) => e.id).sort()).toEqual([`RUNS:${h.id}->${p.id}`]);
     });
 
+    test("hundreds of edges removed in one write go, and only those (adapters may delete many at once)", async () => {
+      const s = await fresh();
+      const servers = Array.from({ length: 30 }, (_, i) => node(`listener:h1:tcp:0.0.0.0:${9000 + i}`, "listener", { port: 9000 + i, proto: "tcp", host: "h1" }));
+      const clients = Array.from({ length: 20 }, (_, i) => node(`process:h1:${100 + i}:1`, "process", { pid: 100 + i, exe: "/usr/bin/c", host: "h1" }));
+      const conns = clients.flatMap((c) => servers.map((l) => edge("CONNECTS", c.id, l.id)));
+      const all = [...clients, ...servers];
+      await s.apply({ ...none, nodesUpserted: all, edgesUpserted: conns, created: new Set([...all, ...conns].map((x) => x.id)) }, 1);
+      // 450 of the 600 go (every server but the first ten, for each client), with their endpoints still there
+      const gone = conns.filter((e) => !servers.slice(0, 10).some((l) => l.id === e.dst));
+      await s.apply({ ...none, edgesRemoved: gone.map((e) => ({ id: e.id, kind: e.kind, src: e.src, dst: e.dst })) }, 2);
+      const g = await s.load();
+      expect(g.edges.map((e) => e.id).sort()).toEqual(conns.filter((e) => !gone.includes(e)).map((e) => e.id).sort());
+      expect(g.nodes.length).toBe(all.length);
+      // and a few, the other way (one by one in the Kuzu adapter)
+      await s.apply({ ...none, edgesRemoved: [conns[0]!].map((e) => ({ id: e.id, kind: e.kind, src: e.src, dst: e.dst })) }, 3);
+      expect((await s.load()).edges.length).toBe(conns.length - gone.length - 1);
+    });
+
     test("the outbox is written with the changes and cleared up to what was sent, in the same transaction", async () => {
       const s = await fresh();
       expect(await s.outbox()).toEqual([]);
@@ -215,6 +233,19 @@ export function graphStoreContract(name: string, make: () => Promise<{ store: Gr
       await s.apply({ ...none, nodesUpserted: [{ ...p, name: "y" }] }, 4, { entries: [], sentUpTo: 3 });
       expect(await s.outbox()).toEqual([]);
       expect((await s.load()).rev).toBe(4);
+    });
+
+    test("a checkpoint between writes keeps every write, and writes go on after it", async () => {
+      const s = await fresh();
+      await s.apply(graph, 1);
+      await s.checkpoint();
+      await s.apply({ ...none, nodesUpserted: [{ ...p, name: "after" }], edgesRemoved: [{ id: `CONNECTS:${p.id}->${l.id}`, kind: "CONNECTS", src: p.id, dst: l.id }] }, 2);
+      await s.checkpoint();
+      await s.checkpoint(); // nothing new: still fine
+      const g = await s.load();
+      expect(g.rev).toBe(2);
+      expect(g.nodes.find((n) => n.id === p.id)!.name).toBe("after");
+      expect(g.edges.map((e) => e.id).sort()).toEqual(graph.edgesUpserted.filter((e) => e.kind !== "CONNECTS").map((e) => e.id).sort());
     });
 
     test("read-only Cypher with bound parameters answers dependency questions", async () => {

@@ -35,6 +35,12 @@ import { storeImpact } from "./store-impact.ts";
 const EDGE_KINDS = EdgeKind.options;
 /** Below this many new nodes (or new edges of one kind) a batch is created row by row rather than COPYed. */
 const BULK_MIN = 4000;
+/**
+ * From this many removed edges of one kind, they are deleted by one statement. Kuzu 0.11 plans `UNWIND $ids … WHERE
+ * e.id = x` as a hash join of the ids against a scan of the rel table: at ~100k-200k edges of a kind that is ~80-130 ms
+ * for 3000 deletes, where one delete per row (endpoints by key, then their adjacency) is ~0.8 ms each.
+ */
+const JOIN_DELETE_MIN = 100;
 
 const CREATE_NODE =
   "CREATE (n:Entity {id: $id, kind: $kind, name: $name, source: $source, host: $host, port: $port, exe: $exe, props: $props, firstSeen: $firstSeen, lastSeen: $lastSeen, owner: $owner, updateTag: $updateTag})";
@@ -60,11 +66,21 @@ export class KuzuGraphStore implements GraphStore {
   private readChain: Promise<unknown> = Promise.resolve();
   private statements = new Map<Connection, Map<string, PreparedStatement>>();
 
-  /** `bufferPoolMiB`: Kuzu's page cache; unset, Kuzu takes up to 80% of the machine's memory as pages are touched. */
+  private readonly checkpointThresholdMiB: number;
+
+  /**
+   * `bufferPoolMiB`: Kuzu's page cache; unset, Kuzu takes up to 80% of the machine's memory as pages are touched.
+   * `checkpointThresholdMiB`: the WAL size at which a commit also checkpoints (Kuzu's default is 16). Each checkpoint
+   * re-lays out the edge lists touched since the last one, and in Kuzu 0.11 that costs more the more checkpoints came
+   * before it: at 100k nodes / 300k edges under churn, one after every ~4k changes took 3 s, growing to 70 s, where one
+   * checkpoint of the same ~120k changes took 5 s. So checkpoints are rare (64 MiB of WAL, ~200k changes) and the
+   * topology service also asks for one when it is idle (`checkpoint()`), which keeps the WAL a restart replays short.
+   */
   constructor(
     readonly path: string,
-    opts: { bufferPoolMiB?: number } = {},
+    opts: { bufferPoolMiB?: number; checkpointThresholdMiB?: number } = {},
   ) {
+    this.checkpointThresholdMiB = opts.checkpointThresholdMiB ?? 64;
     mkdirSync(dirname(path), { recursive: true });
     this.db = new kuzu.Database(path, opts.bufferPoolMiB ? opts.bufferPoolMiB * 1024 * 1024 : 0);
     this.conn = new kuzu.Connection(this.db);
@@ -133,6 +149,7 @@ export class KuzuGraphStore implements GraphStore {
         );
         await this.exec(`ALTER TABLE ${k} ADD IF NOT EXISTS updateTag INT64 DEFAULT 0`);
       }
+      await this.exec(`CALL checkpoint_threshold=${Math.round(this.checkpointThresholdMiB * 1024 * 1024)}`);
       await this.exec("CREATE NODE TABLE IF NOT EXISTS OrreryMeta(key STRING, value INT64, PRIMARY KEY(key))");
       await this.exec("CREATE NODE TABLE IF NOT EXISTS OrreryOutbox(rev INT64, body STRING, PRIMARY KEY(rev))");
     });
@@ -146,9 +163,12 @@ export class KuzuGraphStore implements GraphStore {
         // the primary-key index well; one execute per row with scalar parameters looks each endpoint up by key. At 100k
         // nodes / 466k edges, bench discovery's single-write rates went from ~505-580 created edges/s (UNWIND MERGE)
         // to ~1.4-2k/s.
+        // Removed edges: one by one (endpoints by primary key) when few; many at once as a hash join of their ids
+        // against one scan of the kind's table, which costs about what ~100 single deletes do but stays flat after.
         for (const k of EDGE_KINDS) {
-          const rows = c.edgesRemoved.filter((e) => e.kind === k).map((e) => ({ src: e.src, dst: e.dst }));
-          if (rows.length) await this.each(`MATCH (a:Entity {id: $src})-[e:${k}]->(b:Entity {id: $dst}) DELETE e`, rows);
+          const gone = c.edgesRemoved.filter((e) => e.kind === k);
+          if (gone.length >= JOIN_DELETE_MIN) await this.run(`UNWIND $ids AS x MATCH (a:Entity)-[e:${k}]->(b:Entity) WHERE e.id = x DELETE e`, { ids: gone.map((e) => e.id) });
+          else if (gone.length) await this.each(`MATCH (a:Entity {id: $src})-[e:${k}]->(b:Entity {id: $dst}) DELETE e`, gone.map((e) => ({ src: e.src, dst: e.dst })));
         }
         if (c.nodesRemoved.length) await this.each("MATCH (n:Entity {id: $id}) DETACH DELETE n", c.nodesRemoved.map((id) => ({ id })));
         // New entities are created; large batches of them (a first scan, a new estate) are bulk-copied from a CSV file.
@@ -202,6 +222,20 @@ export class KuzuGraphStore implements GraphStore {
       } catch (e) {
         await this.exec("ROLLBACK").catch(() => undefined);
         throw new GraphStoreError("write_failed", `kuzu write failed: ${(e as Error).message}`, { cause: e });
+      }
+    });
+  }
+
+  /**
+   * Writes what the WAL holds into the data files now (between writes, on the writer's chain). Kuzu waits for open
+   * read transactions first, up to its own timeout; if one outlasts it, this fails and the next checkpoint catches up.
+   */
+  async checkpoint(): Promise<void> {
+    await this.serial(async () => {
+      try {
+        await this.exec("CHECKPOINT");
+      } catch (e) {
+        throw new GraphStoreError("write_failed", `kuzu checkpoint failed: ${(e as Error).message}`, { cause: e });
       }
     });
   }

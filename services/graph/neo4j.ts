@@ -232,6 +232,9 @@ export class Neo4jGraphStore implements GraphStore {
     }
   }
 
+  /** The Neo4j server runs its own checkpoints (db.checkpoint.interval.*); nothing to do from here. */
+  async checkpoint(): Promise<void> {}
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

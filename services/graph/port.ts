@@ -86,6 +86,11 @@ export interface GraphStore {
    * `sentUpTo`, already published. A kill between commit and publish loses nothing: the next start re-publishes them.
    */
   apply(changes: Changes, rev: number, outbox?: { entries: OutboxEntry[]; sentUpTo: number }): Promise<void>;
+  /**
+   * Moves what the store keeps in its log into its data files now, where it defers that (Kuzu's WAL, checkpointed
+   * rarely since each checkpoint is costly); the topology service calls it when idle. Nothing changes for readers.
+   */
+  checkpoint(): Promise<void>;
   /** Outbox entries not yet confirmed as published, in rev order. */
   outbox(): Promise<OutboxEntry[]>;
   /** Everything stored, for rebuilding the live model after a restart. */

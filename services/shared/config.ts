@@ -44,6 +44,8 @@ const Env = z.object({
    * transaction's local storage lives in it too: 256 MiB fails the first full scan of a 10k-host estate.
    */
   ORRERY_KUZU_BUFFER_MIB: z.coerce.number().int().min(64).max(1_048_576).optional(),
+  /** WAL size at which a Kuzu commit also checkpoints (each checkpoint is costly: kuzu.ts); idle ones come anyway */
+  ORRERY_KUZU_CHECKPOINT_MIB: z.coerce.number().int().min(1).max(65_536).default(64),
   NEO4J_URL: z.string().optional(),
   NEO4J_USER: z.string().optional(),
   NEO4J_PASSWORD: z.string().optional(),

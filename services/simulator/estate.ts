@@ -41,7 +41,7 @@ export interface EstateOptions {
   seed: number;
   /** each simulated agent sends its full state every N scans */
   fullEvery: number;
-  /** multiplies how many peers each service calls (1 ≈ 10 nodes and 30 edges per host in the graph) */
+  /** multiplies how many peers each service calls (1 ≈ 10 nodes and 47 edges per host in the graph, 0.45 ≈ 30) */
   fanout: number;
   churn: Churn;
   /** entity.annotated owner/team in each host's full state (default true) */

@@ -13,7 +13,7 @@ const bus = await connectBus(natsOptions(cfg, "orrery-topology"));
 const store: GraphStore =
   cfg.ORRERY_GRAPH === "neo4j"
     ? new Neo4jGraphStore({ url: cfg.NEO4J_URL!, user: cfg.NEO4J_USER, password: cfg.NEO4J_PASSWORD, database: cfg.NEO4J_DATABASE })
-    : new KuzuGraphStore(join(cfg.dataDir, "graph", "kuzu"), { bufferPoolMiB: cfg.ORRERY_KUZU_BUFFER_MIB });
+    : new KuzuGraphStore(join(cfg.dataDir, "graph", "kuzu"), { bufferPoolMiB: cfg.ORRERY_KUZU_BUFFER_MIB, checkpointThresholdMiB: cfg.ORRERY_KUZU_CHECKPOINT_MIB });
 const svc = await startTopologyService({
   bus,
   store,

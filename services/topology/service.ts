@@ -59,6 +59,8 @@ export async function startTopologyService(deps: {
   /** called after a change set of `collectAfterItems` (COLLECT_AFTER_ITEMS) or more; default: Bun.gc(false) */
   collect?: () => void;
   collectAfterItems?: number;
+  /** how long writes must pause before the store is asked to checkpoint (default 10 s) */
+  checkpointIdleMs?: number;
 }): Promise<TopologyService> {
   const { bus, store, log } = deps;
   const now = deps.now ?? Date.now;
@@ -108,6 +110,17 @@ export async function startTopologyService(deps: {
     return p;
   };
 
+  // Once writes pause, the store moves its log into its data files (Kuzu checkpoints rarely on its own: see kuzu.ts),
+  // so the cost falls in a quiet moment and a restart has little log to replay.
+  let idleTimer: ReturnType<typeof setTimeout> | undefined;
+  const idleCheckpointAfterThis = () => {
+    clearTimeout(idleTimer);
+    idleTimer = setTimeout(
+      () => void serial(() => store.checkpoint()).catch((e) => log.warn("graph checkpoint failed; the next one catches up", { error: String(e) })),
+      deps.checkpointIdleMs ?? 10_000,
+    );
+  };
+
   /** Writes one change set durably, then queues its deltas. On a failed write the model is rebuilt from the store. */
   const commit = async (changes: Changes, t: number) => {
     if (isEmpty(changes)) return;
@@ -125,6 +138,7 @@ export async function startTopologyService(deps: {
       throw e;
     }
     rev = next;
+    idleCheckpointAfterThis();
     pending.push(...deltas);
     // The store write is the durable effect; a failed delta publish is retried and must not redeliver the batch.
     await flushQuietly();
@@ -183,6 +197,7 @@ export async function startTopologyService(deps: {
     stop: async () => {
       clearInterval(retry);
       clearInterval(ager);
+      clearTimeout(idleTimer);
       snapshotSub.unsubscribe();
       cypherSub.unsubscribe();
       await consumer.stop();

@@ -46,6 +46,31 @@ const CREATE_NODE =
   "CREATE (n:Entity {id: $id, kind: $kind, name: $name, source: $source, host: $host, port: $port, exe: $exe, props: $props, firstSeen: $firstSeen, lastSeen: $lastSeen, owner: $owner, updateTag: $updateTag})";
 
 /**
+ * Statements of one phase of a write (rows independent of each other) kept in flight on the writer's connection.
+ * Kuzu runs them one at a time under the connection's lock, each binding its own parameters; having the next one
+ * queued hides the binding's hand-off between them (~15% per row at 4, measured on 2 cores).
+ */
+const IN_FLIGHT = 4;
+
+/** Runs `f` over `rows` with up to IN_FLIGHT at once; on a failure, starts no more and rethrows once all settled. */
+async function inFlight<T>(rows: T[], f: (row: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failed: { error: unknown } | null = null;
+  const worker = async () => {
+    while (!failed && next < rows.length) {
+      const row = rows[next++]!;
+      try {
+        await f(row);
+      } catch (error) {
+        failed ??= { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, rows.length) }, worker));
+  if (failed) throw (failed as { error: unknown }).error;
+}
+
+/**
  * Kuzu's Node binding segfaults when a PreparedStatement is garbage-collected after its Database was closed (it has
  * no close()). Statements are cached per store and every cache is kept reachable for the life of the process, so
  * their finalizers never run against a closed database. The cost is a few statements per store ever opened.
@@ -387,10 +412,10 @@ export class KuzuGraphStore implements GraphStore {
   /** One execute of a prepared statement per row (scalar parameters). */
   private async each(cypher: string, rows: Record<string, unknown>[]): Promise<void> {
     const ps = await this.prepare(this.conn, cypher);
-    for (const row of rows) {
+    await inFlight(rows, async (row) => {
       const r = await this.conn.execute(ps, row as Record<string, KuzuValue>);
       for (const qr of Array.isArray(r) ? r : [r]) qr.close();
-    }
+    });
   }
 
   /** `each` for a statement returning `count(…) AS n`: the rows it matched nothing for. */
@@ -398,7 +423,7 @@ export class KuzuGraphStore implements GraphStore {
     if (!rows.length) return [];
     const ps = await this.prepare(this.conn, cypher);
     const missed: Record<string, unknown>[] = [];
-    for (const row of rows) {
+    await inFlight(rows, async (row) => {
       const r = await this.conn.execute(ps, row as Record<string, KuzuValue>);
       const qrs = Array.isArray(r) ? r : [r];
       try {
@@ -407,7 +432,7 @@ export class KuzuGraphStore implements GraphStore {
       } finally {
         for (const qr of qrs) qr.close();
       }
-    }
+    });
     return missed;
   }
 

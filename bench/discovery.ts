@@ -4,10 +4,10 @@
  * A simulated estate (services/simulator/estate.ts: agents' own diff, full state then deltas) through a real
  * nats-server → the topology service in-process (pure stage + Kuzu + delta stream), as bench/pipeline.ts does:
  *   1. converge: the first two scans of every host (the second confirms the flows) published as fast as possible;
- *      seconds until the service's model holds exactly the graph the pure stage computes from the same batches and
- *      every message is acked (written to Kuzu).
+ *      seconds until the service's model holds exactly the graph the pure stage computes from the same batches,
+ *      every message is acked (written to Kuzu) and the store has checkpointed.
  *   2. churn: `ticks` scans with heavy churn (restarts, reconnects, cron jobs, crashes, failures, deploys with IP reuse);
- *      topology changes/s = items in the published deltas / seconds to drain.
+ *      topology changes/s = items in the published deltas / seconds to drain them and checkpoint what they wrote.
  *   3. raw JetStream: the same first-round messages published (pipelined) and consumed (ack each), same run.
  *   4. agent scan: /proc scans of this machine with ~2k extra loopback sockets held by 50 child processes, vs the raw
  *      read of the socket tables it must parse and a bare fd walk (`--agent-only` runs just this part).

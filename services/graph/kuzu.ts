@@ -1,9 +1,11 @@
 /**
  * Kuzu adapter (embedded default). One read-write process per database directory: the topology service owns it.
  * Model: one node table Entity (kind says host/process/listener/external), one rel table per edge kind.
- * Writes are per-row prepared statements with scalar parameters (endpoints looked up by primary key), large batches
- * of new entities a bulk COPY from a CSV file: matching endpoints from UNWIND rows does not use the primary-key index
- * in Kuzu 0.11 (~55 edges/s, LIMITS.md), and MERGE from UNWIND rows is several times slower than one CREATE per row.
+ * Writes are per-row prepared statements with scalar parameters (endpoints looked up by primary key), kept a few in
+ * flight; large batches of new entities a bulk COPY from a CSV file; many removed edges one hash join of their ids.
+ * Matching endpoints from UNWIND rows does not use the primary-key index in Kuzu 0.11 (~55 edges/s, LIMITS.md), and
+ * MERGE from UNWIND rows is several times slower than one CREATE per row. A COPY into a non-empty table checkpoints
+ * at its commit, so it is kept for large batches; Kuzu's own checkpoints are made rare (checkpointThresholdMiB).
  *
  * User Cypher runs on a second Connection inside a READ ONLY transaction: Kuzu itself refuses any write there (behind
  * assertReadOnly), and a slow question does not hold up the writer (Kuzu runs a read transaction beside the write

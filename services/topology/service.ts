@@ -112,12 +112,21 @@ export async function startTopologyService(deps: {
 
   // Once writes pause, the store moves its log into its data files (Kuzu checkpoints rarely on its own: see kuzu.ts),
   // so the cost falls in a quiet moment and a restart has little log to replay.
+  // Idle means idle when it runs too: queued behind a long write that has just committed, it is skipped (each Kuzu
+  // checkpoint makes the next one dearer, so one in the middle of a busy spell costs twice).
+  const idleMs = deps.checkpointIdleMs ?? 10_000;
   let idleTimer: ReturnType<typeof setTimeout> | undefined;
+  let lastCommitAt = 0;
   const idleCheckpointAfterThis = () => {
+    lastCommitAt = performance.now();
     clearTimeout(idleTimer);
     idleTimer = setTimeout(
-      () => void serial(() => store.checkpoint()).catch((e) => log.warn("graph checkpoint failed; the next one catches up", { error: String(e) })),
-      deps.checkpointIdleMs ?? 10_000,
+      () =>
+        void serial(async () => {
+          // (a commit since this timer was set has set a fresh one)
+          if (performance.now() - lastCommitAt >= idleMs * 0.9) await store.checkpoint();
+        }).catch((e) => log.warn("graph checkpoint failed; the next one catches up", { error: String(e) })),
+      idleMs,
     );
   };
 

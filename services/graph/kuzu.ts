@@ -39,8 +39,8 @@ const EDGE_KINDS = EdgeKind.options;
 const BULK_MIN = 4000;
 /**
  * From this many removed edges of one kind, they are deleted by one statement. Kuzu 0.11 plans `UNWIND $ids … WHERE
- * e.id = x` as a hash join of the ids against a scan of the rel table: at ~100k-200k edges of a kind that is ~80-130 ms
- * for 3000 deletes, where one delete per row (endpoints by key, then their adjacency) is ~0.8 ms each.
+ * e.id = x` as a hash join of the ids against a scan of the rel table: in a throwaway micro-benchmark at 200k edges of a
+ * kind, ~80-130 ms for 3000 deletes, where one delete per row (endpoints by key, then their adjacency) took ~0.8 ms.
  */
 const JOIN_DELETE_MIN = 100;
 
@@ -50,7 +50,8 @@ const CREATE_NODE =
 /**
  * Statements of one phase of a write (rows independent of each other) kept in flight on the writer's connection.
  * Kuzu runs them one at a time under the connection's lock, each binding its own parameters; having the next one
- * queued hides the binding's hand-off between them (~15% per row at 4, measured on 2 cores).
+ * queued hides the binding's hand-off between them (~15% per row at 4 in a throwaway micro-benchmark; in bench
+ * discovery, churn went from 1.5k to 2.6k changes/s in the run that added it, where the event loop is busy too).
  */
 const IN_FLIGHT = 4;
 
@@ -99,8 +100,8 @@ export class KuzuGraphStore implements GraphStore {
    * `bufferPoolMiB`: Kuzu's page cache; unset, Kuzu takes up to 80% of the machine's memory as pages are touched.
    * `checkpointThresholdMiB`: the WAL size at which a commit also checkpoints (Kuzu's default is 16). Each checkpoint
    * re-lays out the edge lists touched since the last one, and in Kuzu 0.11 that costs more the more checkpoints came
-   * before it: at 100k nodes / 300k edges under churn, one after every ~4k changes took 3 s, growing to 70 s, where one
-   * checkpoint of the same ~120k changes took 5 s. So checkpoints are rare (64 MiB of WAL, ~200k changes) and the
+   * before it: in a throwaway experiment at 100k nodes / 300k edges under churn, one after every ~4k changes took 3 s,
+   * growing to 70 s, where one checkpoint of the same ~120k changes took 5 s. So checkpoints are rare (64 MiB of WAL, ~200k changes) and the
    * topology service also asks for one when it is idle (`checkpoint()`), which keeps the WAL a restart replays short.
    */
   constructor(
@@ -254,8 +255,8 @@ export class KuzuGraphStore implements GraphStore {
   }
 
   /**
-   * Writes what the WAL holds into the data files now (between writes, on the writer's chain). Kuzu waits for open
-   * read transactions first, up to its own timeout; if one outlasts it, this fails and the next checkpoint catches up.
+   * Writes what the WAL holds into the data files now (between writes, on the writer's chain). If Kuzu refuses (it
+   * must first wait for open read transactions), this fails with write_failed and a later checkpoint catches up.
    */
   async checkpoint(): Promise<void> {
     await this.serial(async () => {

@@ -25,7 +25,7 @@ import { KuzuGraphStore } from "../services/graph/kuzu.ts";
 import { ClickHouseHistoryStore } from "../services/history/clickhouse.ts";
 import { historyConsumer, startHistoryService } from "../services/history/service.ts";
 import { connectBus, type Bus } from "../services/shared/bus.ts";
-import { TOPOLOGY_LAUNCH_ENV } from "../services/topology/service.ts";
+import { topologyLaunchEnv } from "../services/topology/service.ts";
 import { makeLogger } from "../services/shared/log.ts";
 import { startNats } from "../test/helpers/nats.ts";
 import { tempDir, uniquePrefix } from "../test/helpers/tmp.ts";
@@ -149,7 +149,7 @@ export async function benchGraph(argv: string[]) {
 
     // ---- write: the topology service as its own process, as the supervisor runs it
     step(`estate: ${hosts} hosts, ${payloads.length} messages, ${events} events; starting the topology service`);
-    const topo = spawn(["services/topology/main.ts"], { ...TOPOLOGY_LAUNCH_ENV, NATS_URL: nats.url, ORRERY_PREFIX: prefix, ORRERY_DATA_DIR: join(tmp.dir, "data"), ORRERY_LOG_QUIET: "1" }, join(tmp.dir, "topology.log"));
+    const topo = spawn(["services/topology/main.ts"], { ...topologyLaunchEnv(), NATS_URL: nats.url, ORRERY_PREFIX: prefix, ORRERY_DATA_DIR: join(tmp.dir, "data"), ORRERY_LOG_QUIET: "1" }, join(tmp.dir, "topology.log"));
     children.push(topo);
     await readyLine(topo, "topology service");
     const bus = await connectBus({ url: nats.url, prefix, name: "bench-graph" });

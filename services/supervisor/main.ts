@@ -2,7 +2,7 @@
 import { join } from "node:path";
 import { loadConfig } from "../shared/config.ts";
 import { makeLogger } from "../shared/log.ts";
-import { TOPOLOGY_LAUNCH_ENV } from "../topology/service.ts";
+import { topologyLaunchEnv } from "../topology/service.ts";
 import { freePort, natsServerSpec, serviceSpec, Supervisor } from "./supervisor.ts";
 
 const cfg = loadConfig();
@@ -41,9 +41,9 @@ try {
     const r = await sup.start(serviceSpec("clickhouse", { ...env, CLICKHOUSE_OWNER_PORT: String(port) }));
     env.CLICKHOUSE_URL = String(r.url);
   }
-  // JSC is told the topology service's memory budget (see TOPOLOGY_LAUNCH_ENV); a BUN_JSC_forceRAMSize set by the
-  // operator wins.
-  const topoEnv = { ...TOPOLOGY_LAUNCH_ENV, ...(process.env.BUN_JSC_forceRAMSize ? { BUN_JSC_forceRAMSize: process.env.BUN_JSC_forceRAMSize } : {}) };
+  // JSC is told the topology service's memory budget and glibc how to hand Kuzu's buffers back (see
+  // TOPOLOGY_LAUNCH_ENV); the same variable set by the operator wins.
+  const topoEnv = topologyLaunchEnv();
   await sup.start(serviceSpec("topology", { ...env, ...topoEnv }, 120_000));
   await sup.start(serviceSpec("metrics", env));
   await sup.start(serviceSpec("history", env));

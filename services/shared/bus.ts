@@ -248,18 +248,25 @@ export async function runConsumer<S extends z.ZodType>(
      * once (a backlog is still being fetched): one large batch instead of a batch of one message followed by another.
      */
     lingerMs?: number;
+    /**
+     * Messages held here beyond the batch being handled: the local queue stops at `queued` (default 2 × maxBatch) and
+     * the client pulls `pullWindow` at a time (default maxBatch, at least 100). A consumer of large messages whose
+     * batches are slow to handle sets them lower: all of them sit in memory meanwhile.
+     */
+    queued?: number;
+    pullWindow?: number;
   } = {},
 ): Promise<ConsumerHandle> {
   const maxBatch = opts.maxBatch ?? 500;
   const consumer = await bus.js.consumers.get(spec.stream, spec.durable);
-  const messages = await consumer.consume({ max_messages: Math.max(maxBatch, 100) });
+  const messages = await consumer.consume({ max_messages: opts.pullWindow ?? Math.max(maxBatch, 100) });
   const queue: JsMsg[] = [];
   const signal: { wake: (() => void) | null } = { wake: null };
   let ended = false;
 
   // Bounded: the pump stops taking messages while the local queue is full, so nothing waits here long enough to
   // outlive ack_wait and be redelivered (a backlog stays in JetStream, where it belongs).
-  const highWater = maxBatch * 2;
+  const highWater = opts.queued ?? maxBatch * 2;
   const room: { free: (() => void) | null } = { free: null };
   const pump = (async () => {
     for await (const m of messages) {

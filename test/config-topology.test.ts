@@ -9,6 +9,12 @@ test("defaults: stale after 3 intervals, removed after 12, lastSeen persisted ho
   expect([d.ORRERY_AGING_STALE_AFTER, d.ORRERY_AGING_REMOVE_AFTER, d.ORRERY_LASTSEEN_PERSIST_S]).toEqual([5, 60, 0]);
 });
 
+test("Kuzu's buffer pool is 512 MiB unless set (half the topology service's 1 GiB budget); below 64 MiB is refused", () => {
+  expect(loadConfig({}).ORRERY_KUZU_BUFFER_MIB).toBe(512);
+  expect(loadConfig({ ORRERY_KUZU_BUFFER_MIB: "2048" }).ORRERY_KUZU_BUFFER_MIB).toBe(2048);
+  expect(() => loadConfig({ ORRERY_KUZU_BUFFER_MIB: "32" })).toThrow(/ORRERY_KUZU_BUFFER_MIB/);
+});
+
 test("bad values name the key and what was given", () => {
   const bad = (env: Record<string, string>) => {
     try {

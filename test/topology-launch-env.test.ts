@@ -10,7 +10,7 @@ describe("the topology service's launch environment", () => {
     const mine = topologyLaunchEnv({ GLIBC_TUNABLES: "glibc.malloc.arena_max=1", BUN_JSC_forceRAMSize: "" });
     expect(mine.GLIBC_TUNABLES).toBe("glibc.malloc.arena_max=1");
     // an empty variable is not a choice
-    expect(mine.BUN_JSC_forceRAMSize).toBe(String(1024 * 1024 * 1024));
+    expect(mine.BUN_JSC_forceRAMSize).toBe(String(512 * 1024 * 1024));
   });
 
   test.skipIf(!existsSync(LD_SO))("this machine's glibc takes the malloc tunables as written (it ignores ones it cannot parse)", () => {

@@ -95,6 +95,7 @@ export class KuzuGraphStore implements GraphStore {
   private statements = new Map<Connection, Map<string, PreparedStatement>>();
 
   private readonly checkpointThresholdMiB: number;
+  private readonly bufferPoolMiB: number | undefined;
 
   /**
    * `bufferPoolMiB`: Kuzu's page cache; unset, Kuzu takes up to 80% of the machine's memory as pages are touched.
@@ -109,6 +110,7 @@ export class KuzuGraphStore implements GraphStore {
     opts: { bufferPoolMiB?: number; checkpointThresholdMiB?: number } = {},
   ) {
     this.checkpointThresholdMiB = opts.checkpointThresholdMiB ?? 64;
+    this.bufferPoolMiB = opts.bufferPoolMiB;
     mkdirSync(dirname(path), { recursive: true });
     this.db = new kuzu.Database(path, opts.bufferPoolMiB ? opts.bufferPoolMiB * 1024 * 1024 : 0);
     this.conn = new kuzu.Connection(this.db);
@@ -249,7 +251,10 @@ export class KuzuGraphStore implements GraphStore {
         await this.exec("COMMIT");
       } catch (e) {
         await this.exec("ROLLBACK").catch(() => undefined);
-        throw new GraphStoreError("write_failed", `kuzu write failed: ${(e as Error).message}`, { cause: e });
+        const msg = (e as Error).message;
+        // (a write larger than the buffer pool can hold: say which setting gives it room)
+        const hint = /buffer (pool|manager)/i.test(msg) ? ` (the write did not fit in Kuzu's buffer pool of ${this.bufferPoolMiB ?? "default"} MiB: raise ORRERY_KUZU_BUFFER_MIB)` : "";
+        throw new GraphStoreError("write_failed", `kuzu write failed: ${msg}${hint}`, { cause: e });
       }
     });
   }

@@ -40,10 +40,11 @@ const Env = z.object({
   ORRERY_LOG_QUIET: z.enum(["0", "1"]).default("0"),
   ORRERY_GRAPH: z.enum(["kuzu", "neo4j"]).default("kuzu"),
   /**
-   * Kuzu's buffer pool (unset: Kuzu's default, 80% of the machine's memory, taken as pages are touched). A write
-   * transaction's local storage lives in it too: 256 MiB fails the first full scan of a 10k-host estate.
+   * Kuzu's buffer pool: its page cache, and a write transaction's local storage lives in it too. 512 MiB, half the
+   * topology service's 1 GiB budget, holds the first full scan of a 10k-host estate (256 MiB fails it); Kuzu's own
+   * default is 80% of the machine's memory, taken as pages are touched.
    */
-  ORRERY_KUZU_BUFFER_MIB: z.coerce.number().int().min(64).max(1_048_576).optional(),
+  ORRERY_KUZU_BUFFER_MIB: z.coerce.number().int().min(64).max(1_048_576).default(512),
   /** WAL size at which a Kuzu commit also checkpoints (each checkpoint is costly: kuzu.ts); idle ones come anyway */
   ORRERY_KUZU_CHECKPOINT_MIB: z.coerce.number().int().min(1).max(65_536).default(64),
   NEO4J_URL: z.string().optional(),

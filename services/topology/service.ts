@@ -40,21 +40,23 @@ export const COLLECT_AFTER_ITEMS = 10_000;
 export const COLLECT_BEFORE_ITEMS = 30_000;
 
 /**
- * The environment the topology service is launched with (services/supervisor/main.ts and bench/graph.ts).
+ * The environment the topology service is launched with (services/supervisor/main.ts and bench/graph.ts). Its
+ * memory budget is 1 GiB (the goal of issue 4): the JS heap is told half of it, Kuzu's buffer pool takes the other
+ * half by default (ORRERY_KUZU_BUFFER_MIB, 512).
  * - BUN_JSC_forceRAMSize: JSC sizes heap growth by the machine's RAM: on a 24 GiB machine it lets the ~450 MB model
- *   heap of a 100k-node estate grow to about twice that before a full collection. Told the service's own memory
- *   budget (1 GiB, the goal of issue 4) it collects at 1.25–1.5× instead: in the graph bench peak RSS 2041 → 1706 MiB
- *   at the same write throughput (the pure stage folding that estate: +~10% CPU). A 512 MiB budget gave the same
- *   peak there (the graph store's commit sets it), so the service's whole budget is what JSC is told.
+ *   heap of a 100k-node estate grow to about twice that before a full collection. Told 1 GiB it collects at
+ *   1.25–1.5× instead (in the graph bench of the time, peak RSS 2041 → 1706 MiB at the same write throughput).
  * - GLIBC_TUNABLES: Kuzu's native code allocates with glibc malloc (Bun's own allocator, mimalloc, is not exported to
  *   addons). glibc raises its mmap threshold each time a large block is freed, so the large, short-lived buffers of a
  *   Kuzu commit soon come from the heap and stay resident after it. A fixed 128 KiB threshold (which also turns the
- *   dynamic raising off) and trimming the heap top at 128 KiB hand them back when freed. Measured in bench graph
- *   (100k nodes / 311k edges, one run each): RSS once built 904 → 767 MiB, peak 1235 → 1114 MiB, write 32.7 → 29.0 s.
- *   A 64 KiB threshold with two arenas gave the same (770 / 1118 MiB).
+ *   dynamic raising off) and trimming the heap top at 128 KiB hand them back when freed.
+ * Measured in bench graph (100k nodes / 311k edges): with a 1 GiB JS budget and Kuzu's own buffer pool, the malloc
+ * thresholds took RSS once built 882–943 → 767–797 MiB and the peak 1.18–1.28 GiB → 1101–1124 MiB. With what came
+ * after them (gzipped outbox, a GC before bulk commits), peak 1054–1072 MiB at a 1 GiB JS budget (with or without a
+ * 512 MiB pool), 1026–1045 MiB at 512–768 MiB without the pool cap, and 919–968 MiB (three runs) with both halves.
  */
 export const TOPOLOGY_LAUNCH_ENV: Readonly<Record<string, string>> = {
-  BUN_JSC_forceRAMSize: String(1024 * 1024 * 1024),
+  BUN_JSC_forceRAMSize: String(512 * 1024 * 1024),
   GLIBC_TUNABLES: "glibc.malloc.mmap_threshold=131072:glibc.malloc.trim_threshold=131072",
 };
 

@@ -35,7 +35,8 @@ export const COLLECT_AFTER_ITEMS = 10_000;
  * A change set of at least this many items (a bulk build, not churn's few thousand) is preceded by a full, synchronous
  * collection, so the garbage of the previous one is gone before the graph store's commit, which sets the service's
  * peak memory (Kuzu checkpoints at the commit of a large COPY write). With the smaller consumer queue below, in bench
- * graph (two runs each, 100k nodes / 311k edges): peak 1115 / 1064 MiB before, 1059 / 1009 MiB after.
+ * graph (two runs each, 100k nodes / 311k edges, the 1 GiB JS budget of the time): peak 1064 / 1115 MiB before,
+ * 1054 / 1055 MiB after.
  */
 export const COLLECT_BEFORE_ITEMS = 30_000;
 
@@ -53,7 +54,7 @@ export const COLLECT_BEFORE_ITEMS = 30_000;
  * Measured in bench graph (100k nodes / 311k edges): with a 1 GiB JS budget and Kuzu's own buffer pool, the malloc
  * thresholds took RSS once built 882–943 → 767–797 MiB and the peak 1.18–1.28 GiB → 1101–1124 MiB. With what came
  * after them (gzipped outbox, a GC before bulk commits), peak 1054–1072 MiB at a 1 GiB JS budget (with or without a
- * 512 MiB pool), 1026–1045 MiB at 512–768 MiB without the pool cap, and 919–968 MiB (three runs) with both halves.
+ * 512 MiB pool), 1026–1045 MiB at 512–768 MiB without the pool cap, and 902–970 MiB (six runs) with both halves.
  */
 export const TOPOLOGY_LAUNCH_ENV: Readonly<Record<string, string>> = {
   BUN_JSC_forceRAMSize: String(512 * 1024 * 1024),

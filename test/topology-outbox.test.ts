@@ -78,3 +78,19 @@ test("a restarted service publishes the deltas its predecessor committed but did
     await store.close();
   }
 });
+
+test("an outbox entry that cannot be read stops the start with an error naming its rev, and the graph stays as it was", async () => {
+  const path = join(tmp.dir, "kuzu-bad");
+  const first = new KuzuGraphStore(path);
+  await first.init();
+  const a = node("a");
+  await first.apply({ nodesUpserted: [a], nodesRemoved: [], edgesUpserted: [], edgesRemoved: [], created: new Set([a.id]) }, 1, { entries: [{ rev: 1, body: "gz1:bm90IGd6aXA=" }], sentUpTo: 0 });
+  await first.close();
+  const store = new KuzuGraphStore(path);
+  try {
+    await expect(startTopologyService({ bus, store, log: makeLogger("test", true) })).rejects.toThrow(/outbox entry for rev 1 cannot be read/);
+    expect((await store.load()).nodes.map((n) => n.id)).toEqual([a.id]);
+  } finally {
+    await store.close();
+  }
+});

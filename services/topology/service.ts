@@ -101,7 +101,13 @@ export async function startTopologyService(deps: {
 
   // Deltas committed with the graph (the store's outbox) but not yet confirmed as published: a previous run was
   // killed between its commit and its publish. They go out first; Nats-Msg-Id makes a second publish a no-op.
-  const pending: TopologyDelta[] = (await store.outbox()).map((e) => deltaFromOutbox(e.body));
+  const pending: TopologyDelta[] = (await store.outbox()).map((e) => {
+    try {
+      return deltaFromOutbox(e.body);
+    } catch (err) {
+      throw new Error(`the graph store's outbox entry for rev ${e.rev} cannot be read (${String(err)}); the graph itself is intact`, { cause: err });
+    }
+  });
   if (pending.length) log.info("re-publishing deltas committed but not confirmed sent", { from: pending[0]!.rev, to: pending.at(-1)!.rev });
   let sentUpTo = pending.length ? pending[0]!.rev - 1 : rev;
   const flush = async () => {
@@ -289,7 +295,7 @@ export async function answerCypher(store: GraphStore, bytes: Uint8Array): Promis
 /**
  * A delta as the store's outbox keeps it: its JSON gzipped (level 1) and in base64 behind `gz1:`, so the store sees
  * an opaque string as before. A first scan's write carries ~14 MB of delta JSON (bench graph: 3000 messages, ~55k
- * items); stored as it is, Kuzu took ~100-150 MB more at that commit and ~300 ms longer (measured in-process on
+ * items); stored as it is, Kuzu took ~100-150 MB more at that commit and ~300 ms longer (a throwaway in-process experiment, not a bench in the repo, on
  * bench graph's estate, first six writes: peak over the write +169-365 MiB with plain bodies, +80-250 with these).
  */
 export function outboxBody(d: TopologyDelta): string {

@@ -50,8 +50,7 @@ const CREATE_NODE =
 /**
  * Statements of one phase of a write (rows independent of each other) kept in flight on the writer's connection.
  * Kuzu runs them one at a time under the connection's lock, each binding its own parameters; having the next one
- * queued hides the binding's hand-off between them (~15% per row at 4 in a throwaway micro-benchmark; in bench
- * discovery, churn went from 1.5k to 2.6k changes/s in the run that added it, where the event loop is busy too).
+ * queued hides the binding's hand-off between them (bench discovery's churn rate rose by about 70% with 4 in flight).
  */
 const IN_FLIGHT = 4;
 
@@ -101,8 +100,8 @@ export class KuzuGraphStore implements GraphStore {
    * `bufferPoolMiB`: Kuzu's page cache; unset, Kuzu takes up to 80% of the machine's memory as pages are touched.
    * `checkpointThresholdMiB`: the WAL size at which a commit also checkpoints (Kuzu's default is 16). Each checkpoint
    * re-lays out the edge lists touched since the last one, and in Kuzu 0.11 that costs more the more checkpoints came
-   * before it: in a throwaway experiment at 100k nodes / 300k edges under churn, one after every ~4k changes took 3 s,
-   * growing to 70 s, where one checkpoint of the same ~120k changes took 5 s. So checkpoints are rare (64 MiB of WAL, ~200k changes) and the
+   * before it (at 100k nodes under churn, frequent small checkpoints grew from seconds to over a minute each, where one
+   * checkpoint of the same changes took seconds). So checkpoints are rare (64 MiB of WAL, ~200k changes) and the
    * topology service also asks for one when it is idle (`checkpoint()`), which keeps the WAL a restart replays short.
    */
   constructor(

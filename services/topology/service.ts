@@ -45,16 +45,12 @@ export const COLLECT_BEFORE_ITEMS = 30_000;
  * memory budget is 1 GiB (the goal of issue 4): the JS heap is told half of it, Kuzu's buffer pool takes the other
  * half by default (ORRERY_KUZU_BUFFER_MIB, 512).
  * - BUN_JSC_forceRAMSize: JSC sizes heap growth by the machine's RAM: on a 24 GiB machine it lets the ~450 MB model
- *   heap of a 100k-node estate grow to about twice that before a full collection. Told 1 GiB it collects at
- *   1.25–1.5× instead (in the graph bench of the time, peak RSS 2041 → 1706 MiB at the same write throughput).
+ *   heap of a 100k-node estate grow to about twice that before a full collection; told a budget, it collects sooner.
  * - GLIBC_TUNABLES: Kuzu's native code allocates with glibc malloc (Bun's own allocator, mimalloc, is not exported to
  *   addons). glibc raises its mmap threshold each time a large block is freed, so the large, short-lived buffers of a
  *   Kuzu commit soon come from the heap and stay resident after it. A fixed 128 KiB threshold (which also turns the
  *   dynamic raising off) and trimming the heap top at 128 KiB hand them back when freed.
- * Measured in bench graph (100k nodes / 311k edges): with a 1 GiB JS budget and Kuzu's own buffer pool, the malloc
- * thresholds took RSS once built 882–943 → 767–797 MiB and the peak 1.18–1.28 GiB → 1101–1124 MiB. With what came
- * after them (gzipped outbox, a GC before bulk commits), peak 1054–1072 MiB at a 1 GiB JS budget (with or without a
- * 512 MiB pool), 1026–1045 MiB at 512–768 MiB without the pool cap, and 902–970 MiB (six runs) with both halves.
+ * `bench graph` (100k nodes / 311k edges) measures the resulting peak RSS against the 1 GiB goal.
  */
 export const TOPOLOGY_LAUNCH_ENV: Readonly<Record<string, string>> = {
   BUN_JSC_forceRAMSize: String(512 * 1024 * 1024),
@@ -295,8 +291,7 @@ export async function answerCypher(store: GraphStore, bytes: Uint8Array): Promis
 /**
  * A delta as the store's outbox keeps it: its JSON gzipped (level 1) and in base64 behind `gz1:`, so the store sees
  * an opaque string as before. A first scan's write carries ~14 MB of delta JSON (bench graph: 3000 messages, ~55k
- * items); stored as it is, Kuzu took ~100-150 MB more at that commit and ~300 ms longer (a throwaway in-process experiment, not a bench in the repo, on
- * bench graph's estate, first six writes: peak over the write +169-365 MiB with plain bodies, +80-250 with these).
+ * items); gzipped, the commit that stores it needs about 100 MiB less memory, which keeps bench graph's peak in budget.
  */
 export function outboxBody(d: TopologyDelta): string {
   return `gz1:${Buffer.from(Bun.gzipSync(new TextEncoder().encode(JSON.stringify(d)), { level: 1 })).toString("base64")}`;

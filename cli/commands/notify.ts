@@ -17,7 +17,8 @@
 import { defineCommand, runMain } from "citty";
 import { GenericAlert } from "../../pipelines/contracts/alerts.ts";
 import { validate, ContractError } from "../../pipelines/codec.ts";
-import { alertFromMacros, MacroError, NAGIOS_MACROS, type NagiosMacros } from "../../pipelines/stages/alerts.ts";
+import { alertFromMacros, MacroError } from "../../pipelines/stages/alerts/nagios.ts";
+import { NAGIOS_MACROS, type NagiosMacros } from "../../pipelines/contracts/vendors/nagios.ts";
 
 /** flag → macro */
 const FLAGS = {

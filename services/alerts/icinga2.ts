@@ -15,14 +15,8 @@
  */
 import { validate } from "../../pipelines/codec.ts";
 import type { Alert } from "../../pipelines/contracts/alerts.ts";
-import {
-  ICINGA2_EVENT_TYPES,
-  ICINGA2_OBJECT_ATTRS,
-  Icinga2Event,
-  Icinga2Object,
-  normalizeIcinga2Event,
-  normalizeIcinga2Object,
-} from "../../pipelines/stages/alerts.ts";
+import { normalizeIcinga2Event, normalizeIcinga2Object } from "../../pipelines/stages/alerts/icinga2.ts";
+import { ICINGA2_EVENT_TYPES, ICINGA2_OBJECT_ATTRS, Icinga2Event, Icinga2Object } from "../../pipelines/contracts/vendors/icinga2.ts";
 import type { Logger } from "../shared/log.ts";
 import type { PublishAlerts } from "./publish.ts";
 

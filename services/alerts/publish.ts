@@ -21,7 +21,7 @@
 import { z } from "zod";
 import { MAX_MESSAGE_BYTES, validate } from "../../pipelines/codec.ts";
 import { Alert, MAX_ALERTS_PER_MESSAGE, type AlertBatch } from "../../pipelines/contracts/alerts.ts";
-import { stableId } from "../../pipelines/stages/alerts.ts";
+import { stableId } from "../../pipelines/stages/alerts/normalize.ts";
 import type { Bus } from "../shared/bus.ts";
 
 export type PublishAlerts = (alerts: Alert[]) => Promise<void>;

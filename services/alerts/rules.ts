@@ -13,7 +13,7 @@
  */
 import { resolve } from "node:path";
 import { validate } from "../../pipelines/codec.ts";
-import { AlertRules, type AlertRulesInput } from "../../pipelines/stages/alerts.ts";
+import { AlertRules, type AlertRulesInput } from "../../pipelines/stages/alerts/mapping.ts";
 
 export class RulesError extends Error {
   override readonly name = "RulesError";

@@ -20,21 +20,10 @@ import { AlertBatch, AlertsQuery, type Alert, type AlertView, type AlertsList } 
 import { HealthDelta, HealthState, type HealthDeltaInput, type HealthEntry, type NotReady } from "../../pipelines/contracts/health.ts";
 import type { TopologyDelta, TopologySnapshot, TopoNode } from "../../pipelines/contracts/topology.ts";
 import type { Mirror } from "../../pipelines/stages/apply-delta.ts";
-import {
-  buildIndex,
-  emptyBook,
-  EntityHealthIndex,
-  foldAlert,
-  mapAlert,
-  sameHealth,
-  stableId,
-  tickBook,
-  type AlertBook,
-  type AlertEntry,
-  type AlertRules,
-  type FlapConfig,
-  type TopologyIndex,
-} from "../../pipelines/stages/alerts.ts";
+import { type AlertBook, type AlertEntry, emptyBook, type FlapConfig, foldAlert, tickBook } from "../../pipelines/stages/alerts/book.ts";
+import { EntityHealthIndex, sameHealth } from "../../pipelines/stages/alerts/health.ts";
+import { type AlertRules, buildIndex, mapAlert, type TopologyIndex } from "../../pipelines/stages/alerts/mapping.ts";
+import { stableId } from "../../pipelines/stages/alerts/normalize.ts";
 import { HealthImpact, type HealthImpactChange, type HealthImpactOptions } from "../../pipelines/stages/health-impact.ts";
 import { ensureConsumer, ensureStream, runConsumer, type Bus, type ConsumerHandle } from "../shared/bus.ts";
 import type { Logger } from "../shared/log.ts";

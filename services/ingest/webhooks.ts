@@ -8,7 +8,9 @@
 import { z } from "zod";
 import { ContractError, validate } from "../../pipelines/codec.ts";
 import { GenericWebhook, type Alert } from "../../pipelines/contracts/alerts.ts";
-import { AlertmanagerWebhook, normalizeAlertmanager, normalizeGeneric } from "../../pipelines/stages/alerts.ts";
+import { AlertmanagerWebhook } from "../../pipelines/contracts/vendors/alertmanager.ts";
+import { normalizeAlertmanager } from "../../pipelines/stages/alerts/alertmanager.ts";
+import { normalizeGeneric } from "../../pipelines/stages/alerts/generic.ts";
 
 export class IngestError extends Error {
   override readonly name = "IngestError";

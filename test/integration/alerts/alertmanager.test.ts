@@ -13,7 +13,7 @@ import { decode } from "../../../pipelines/codec.ts";
 import { AlertBatch, AlertsList, type Alert } from "../../../pipelines/contracts/alerts.ts";
 import { DiscoveryBatch } from "../../../pipelines/contracts/discovery.ts";
 import { HealthDelta, HealthState } from "../../../pipelines/contracts/health.ts";
-import { AlertRules } from "../../../pipelines/stages/alerts.ts";
+import { AlertRules } from "../../../pipelines/stages/alerts/mapping.ts";
 import { startMirror, type GatewayMirror } from "../../../services/gateway/mirror.ts";
 import { KuzuGraphStore } from "../../../services/graph/kuzu.ts";
 import { ClickHouseAlertHistory } from "../../../services/alerts/history.ts";

@@ -19,7 +19,7 @@ import { AlertBatch, type Alert } from "../../../pipelines/contracts/alerts.ts";
 import { HealthDelta, type HealthEntry } from "../../../pipelines/contracts/health.ts";
 import type { TopoNode } from "../../../pipelines/contracts/topology.ts";
 import { mirrorFromSnapshot } from "../../../pipelines/stages/apply-delta.ts";
-import { AlertRules } from "../../../pipelines/stages/alerts.ts";
+import { AlertRules } from "../../../pipelines/stages/alerts/mapping.ts";
 import { ClickHouseAlertHistory } from "../../../services/alerts/history.ts";
 import { startIcinga2Consumer, type Icinga2Consumer } from "../../../services/alerts/icinga2.ts";
 import { alertPublisher } from "../../../services/alerts/publish.ts";

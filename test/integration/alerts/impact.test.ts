@@ -16,7 +16,7 @@ import { DiscoveryBatch } from "../../../pipelines/contracts/discovery.ts";
 import { HealthDelta, HealthState, type ImpactEntry } from "../../../pipelines/contracts/health.ts";
 import { WsFrame, type TopoEdge, type TopoNode } from "../../../pipelines/contracts/topology.ts";
 import { applyDelta, emptyMirror } from "../../../pipelines/stages/apply-delta.ts";
-import { AlertRules } from "../../../pipelines/stages/alerts.ts";
+import { AlertRules } from "../../../pipelines/stages/alerts/mapping.ts";
 import { edgeId } from "../../../pipelines/stages/topology.ts";
 import { startGatewayServer } from "../../../services/gateway/http.ts";
 import { startHealthOverlay, type HealthOverlay } from "../../../services/gateway/health.ts";

@@ -10,7 +10,9 @@ import { z } from "zod";
 import { ContractError, validate } from "../../../pipelines/codec.ts";
 import { Alert, AlertBatch, GenericWebhook } from "../../../pipelines/contracts/alerts.ts";
 import { HealthDelta, type HealthEntry, type HealthState } from "../../../pipelines/contracts/health.ts";
-import { AlertmanagerWebhook, emptyBook, EntityHealthIndex, foldAlert, healthOfEntity, tickBook } from "../../../pipelines/stages/alerts.ts";
+import { emptyBook, foldAlert, tickBook } from "../../../pipelines/stages/alerts/book.ts";
+import { EntityHealthIndex, healthOfEntity } from "../../../pipelines/stages/alerts/health.ts";
+import { AlertmanagerWebhook } from "../../../pipelines/contracts/vendors/alertmanager.ts";
 import { healthFrameCoalescer, HealthDeltaMerge } from "../../../services/gateway/health.ts";
 
 /** A small deterministic PRNG, so a failure reproduces. */

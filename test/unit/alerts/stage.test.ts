@@ -7,28 +7,16 @@ import { describe, expect, test } from "bun:test";
 import { validate } from "../../../pipelines/codec.ts";
 import { Alert, GenericWebhook } from "../../../pipelines/contracts/alerts.ts";
 import type { TopoNode } from "../../../pipelines/contracts/topology.ts";
-import {
-  AlertRules,
-  AlertmanagerWebhook,
-  alertFromMacros,
-  buildIndex,
-  emptyBook,
-  foldAlert,
-  healthMap,
-  healthOfEntity,
-  Icinga2Event,
-  Icinga2Object,
-  MacroError,
-  mapAlert,
-  normalizeAlertmanager,
-  normalizeGeneric,
-  normalizeIcinga2Event,
-  normalizeIcinga2Object,
-  parseInstance,
-  portInCheckName,
-  tickBook,
-  type AlertRulesInput,
-} from "../../../pipelines/stages/alerts.ts";
+import { normalizeAlertmanager } from "../../../pipelines/stages/alerts/alertmanager.ts";
+import { emptyBook, foldAlert, tickBook } from "../../../pipelines/stages/alerts/book.ts";
+import { normalizeGeneric } from "../../../pipelines/stages/alerts/generic.ts";
+import { healthMap, healthOfEntity } from "../../../pipelines/stages/alerts/health.ts";
+import { normalizeIcinga2Event, normalizeIcinga2Object } from "../../../pipelines/stages/alerts/icinga2.ts";
+import { AlertRules, type AlertRulesInput, buildIndex, mapAlert, portInCheckName } from "../../../pipelines/stages/alerts/mapping.ts";
+import { alertFromMacros, MacroError } from "../../../pipelines/stages/alerts/nagios.ts";
+import { parseInstance } from "../../../pipelines/stages/alerts/normalize.ts";
+import { AlertmanagerWebhook } from "../../../pipelines/contracts/vendors/alertmanager.ts";
+import { Icinga2Event, Icinga2Object } from "../../../pipelines/contracts/vendors/icinga2.ts";
 import { macrosFrom } from "../../../cli/commands/notify.ts";
 
 // Recorded from prometheus-alertmanager 0.25.0 (webhook_configs, send_resolved: true).
@@ -152,7 +140,7 @@ describe("normalize", () => {
   });
 });
 
-// A topology as the topology stage builds it (ids and props as in pipelines/stages/topology.ts).
+// A topology as the topology stage builds it (ids and props as in pipelines/stages/topology/).
 const node = (id: string, kind: TopoNode["kind"], name: string, props: TopoNode["props"]): TopoNode => ({ id, kind, name, source: "agent:x", props, firstSeen: 1, lastSeen: 1 });
 const NODES: TopoNode[] = [
   node("host:db1", "host", "db1.prod.example.com", { hostname: "db1.prod.example.com", ips: "10.0.0.5,127.0.0.1" }),

@@ -19,7 +19,7 @@ import { AckPolicy } from "@nats-io/jetstream";
 import { DiscoveryBatch, type DiscoveryBatch as Batch } from "../pipelines/contracts/discovery.ts";
 import { TopologyDelta } from "../pipelines/contracts/topology.ts";
 import { decode, encode } from "../pipelines/codec.ts";
-import { applyDiscovery, emptyModel } from "../pipelines/stages/topology.ts";
+import { applyDiscovery, emptyModel } from "../pipelines/stages/topology/index.ts";
 import { scanToBatches, emptyAgentState } from "../services/agent/diff.ts";
 import { scanHost } from "../services/agent/scan.ts";
 import { KuzuGraphStore } from "../services/graph/kuzu.ts";

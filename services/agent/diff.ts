@@ -5,7 +5,8 @@
 import type { ProcessIdentity } from "../../pipelines/contracts/common.ts";
 import type { DiscoveryBatch, DiscoveryEvent } from "../../pipelines/contracts/discovery.ts";
 import type { Sample } from "../../pipelines/contracts/metrics.ts";
-import { hostId, hostPort, serviceId } from "../../pipelines/stages/topology.ts";
+import { serviceId } from "../../pipelines/stages/topology/identity.ts";
+import { hostId, hostPort } from "../../pipelines/stages/topology/ids.ts";
 import { CLK_TCK, type HostScan, type ProcessInfo, type SocketInfo } from "./scan.ts";
 
 export interface AgentState {

@@ -15,7 +15,7 @@ import kuzu, { type Connection, type Database, type KuzuValue, type PreparedStat
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { EdgeKind, TopologySnapshot, type TopoEdge, type TopoNode } from "../../pipelines/contracts/topology.ts";
-import type { Changes } from "../../pipelines/stages/topology.ts";
+import type { Changes } from "../../pipelines/stages/topology/index.ts";
 import {
   assertReadOnly,
   GraphStoreError,

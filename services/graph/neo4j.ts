@@ -38,7 +38,7 @@ import neo4j, {
   type ManagedTransaction,
 } from "neo4j-driver";
 import { EdgeKind, TopologySnapshot, type TopoEdge, type TopoNode } from "../../pipelines/contracts/topology.ts";
-import type { Changes } from "../../pipelines/stages/topology.ts";
+import type { Changes } from "../../pipelines/stages/topology/index.ts";
 import {
   assertReadOnly,
   GraphStoreError,

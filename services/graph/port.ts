@@ -3,7 +3,7 @@
  * in batches; readers ask read-only Cypher. One contract suite (./contract.ts) runs against every adapter.
  */
 import type { EdgeKind, NodeKind, TopoEdge, TopologySnapshot, TopoNode } from "../../pipelines/contracts/topology.ts";
-import type { Changes } from "../../pipelines/stages/topology.ts";
+import type { Changes } from "../../pipelines/stages/topology/index.ts";
 
 export interface StoredGraph {
   /** last topology rev written */
@@ -109,14 +109,18 @@ export interface GraphStore {
   close(): Promise<void>;
 }
 
-export class GraphStoreError extends Error {
+export type GraphStoreErrorCode = "read_only" | "timeout" | "too_many_rows" | "query_failed" | "write_failed" | "bad_request" | "unavailable";
+
+/**
+ * `unavailable`: the store cannot be reached or is refusing work for now (a consumer waits it out); `bad_request` and
+ * `read_only`: the request itself is wrong (never retried); the rest are not known to be either.
+ */
+export class GraphStoreError extends PortError<GraphStoreErrorCode> {
   override readonly name = "GraphStoreError";
-  constructor(
-    readonly code: "read_only" | "timeout" | "too_many_rows" | "query_failed" | "write_failed" | "bad_request",
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
+  get kind(): FailureKind {
+    if (this.code === "unavailable") return "transient";
+    if (this.code === "bad_request" || this.code === "read_only") return "permanent";
+    return "unknown";
   }
 }
 

@@ -4,7 +4,7 @@
  */
 import { DiscoveryBatch } from "../../pipelines/contracts/discovery.ts";
 import { TopologyDelta, type TopologySnapshot } from "../../pipelines/contracts/topology.ts";
-import { ageModel, applyDiscovery, isEmpty, modelFromGraph, type AgingOptions, type Changes, type StageOptions, type TopologyModel } from "../../pipelines/stages/topology.ts";
+import { ageModel, applyDiscovery, isEmpty, modelFromGraph, type AgingOptions, type Changes, type StageOptions, type TopologyModel } from "../../pipelines/stages/topology/index.ts";
 import { publishEvent, rewindToAckFloor, runConsumer, type Bus, type ConsumerHandle } from "../shared/bus.ts";
 import { GraphStoreError, type GraphStore } from "../graph/port.ts";
 import { CypherRequest, type CypherResponse } from "../../pipelines/contracts/cypher.ts";
@@ -39,30 +39,6 @@ export const COLLECT_AFTER_ITEMS = 10_000;
  * 1054 / 1055 MiB after.
  */
 export const COLLECT_BEFORE_ITEMS = 30_000;
-
-/**
- * The environment the topology service is launched with (services/supervisor/main.ts and bench/graph.ts). Its
- * memory budget is 1 GiB (the goal of issue 4): the JS heap is told half of it, Kuzu's buffer pool takes the other
- * half by default (ORRERY_KUZU_BUFFER_MIB, 512).
- * - BUN_JSC_forceRAMSize: JSC sizes heap growth by the machine's RAM: on a 24 GiB machine it lets the ~450 MB model
- *   heap of a 100k-node estate grow to about twice that before a full collection; told a budget, it collects sooner.
- * - GLIBC_TUNABLES: Kuzu's native code allocates with glibc malloc (Bun's own allocator, mimalloc, is not exported to
- *   addons). glibc raises its mmap threshold each time a large block is freed, so the large, short-lived buffers of a
- *   Kuzu commit soon come from the heap and stay resident after it. A fixed 128 KiB threshold (which also turns the
- *   dynamic raising off) and trimming the heap top at 128 KiB hand them back when freed.
- * `bench graph` (100k nodes / 311k edges) measures the resulting peak RSS against the 1 GiB goal.
- */
-export const TOPOLOGY_LAUNCH_ENV: Readonly<Record<string, string>> = {
-  BUN_JSC_forceRAMSize: String(512 * 1024 * 1024),
-  GLIBC_TUNABLES: "glibc.malloc.mmap_threshold=131072:glibc.malloc.trim_threshold=131072",
-};
-
-/** TOPOLOGY_LAUNCH_ENV, where the operator's own environment does not set the same variable (theirs wins). */
-export function topologyLaunchEnv(env: Record<string, string | undefined> = process.env): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(TOPOLOGY_LAUNCH_ENV)) out[k] = env[k] || v;
-  return out;
-}
 
 export interface TopologyService {
   model(): TopologyModel;

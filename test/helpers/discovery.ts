@@ -1,7 +1,7 @@
 /** Builders for discovery batches in pure-stage tests (no servers needed). */
 import type { DiscoveryBatch, DiscoveryEvent } from "../../pipelines/contracts/discovery.ts";
 import type { ProcessIdentity } from "../../pipelines/contracts/common.ts";
-import type { Changes, TopologyModel } from "../../pipelines/stages/topology.ts";
+import type { Changes, TopologyModel } from "../../pipelines/stages/topology/index.ts";
 
 export const proc = (pid: number, comm: string, o: Partial<ProcessIdentity> = {}): ProcessIdentity => ({
   pid,

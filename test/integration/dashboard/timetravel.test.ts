@@ -15,9 +15,9 @@ import { TopologyDelta, type EdgeKind, type NodeKind, type TopoEdge, type TopoNo
 import { applyDelta, emptyMirror, mirrorFromSnapshot, snapshotOf, type Mirror } from "../../../pipelines/stages/apply-delta.ts";
 import { changeRows } from "../../../pipelines/stages/history.ts";
 import { cutPage, deltaOfRows, groupByRev } from "../../../dashboard/src/lib/replay.ts";
-import { edgeId } from "../../../pipelines/stages/topology.ts";
+import { edgeId } from "../../../pipelines/stages/topology/ids.ts";
 import { startGatewayServer } from "../../../services/gateway/http.ts";
-import { startMirror, type GatewayMirror } from "../../../services/gateway/mirror.ts";
+import { startMirror, type TopologyMirror } from "../../../services/topology/client.ts";
 import { graphRoutes } from "../../../services/gateway/routes/graph.ts";
 import { ClickHouseHistoryStore } from "../../../services/history/clickhouse.ts";
 import type { HistoryStore } from "../../../services/history/port.ts";
@@ -196,7 +196,7 @@ describe("wallboard time slider", () => {
   let history: HistoryService;
   let store: ClickHouseHistoryStore;
   let reader: ClickHouseHistoryStore;
-  let mirror: GatewayMirror;
+  let mirror: TopologyMirror;
   let gateway: ReturnType<typeof startGatewayServer>;
   const database = uniquePrefix("tt_");
 

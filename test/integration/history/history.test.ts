@@ -9,9 +9,9 @@ import type { ClickHouseClient } from "@clickhouse/client";
 import { TopologyDelta, type EdgeKind, type NodeKind, type TopoEdge, type TopologySnapshot, type TopoNode } from "../../../pipelines/contracts/topology.ts";
 import { applyDelta, emptyMirror, type Mirror } from "../../../pipelines/stages/apply-delta.ts";
 import { changeRows, HistoryRowError, parseEdgeId, toEdge, toNode, type ChangeRow } from "../../../pipelines/stages/history.ts";
-import { edgeId } from "../../../pipelines/stages/topology.ts";
+import { edgeId } from "../../../pipelines/stages/topology/ids.ts";
 import { graphRoutes } from "../../../services/gateway/routes/graph.ts";
-import type { GatewayMirror } from "../../../services/gateway/mirror.ts";
+import type { TopologyMirror } from "../../../services/topology/client.ts";
 import { ClickHouseHistoryStore } from "../../../services/history/clickhouse.ts";
 import { historyConsumer, startHistoryService, type HistoryService } from "../../../services/history/service.ts";
 import { connectBus, publishEvent, type Bus } from "../../../services/shared/bus.ts";
@@ -281,7 +281,7 @@ describe("graph routes", () => {
     await store.insert(SCRIPT);
     live = oracleAt(T0 + 5000);
     // The gateway's mirror interface over an in-memory mirror: the routes only read it and follow its frames.
-    const mirror: GatewayMirror = { mirror: () => live, synced: () => true, onFrame: (f) => void frames.push(f), stop: async () => undefined };
+    const mirror: TopologyMirror = { mirror: () => live, synced: () => true, onFrame: (f) => void frames.push(f), stop: async () => undefined };
     server = Bun.serve({ port: 0, hostname: "127.0.0.1", routes: graphRoutes({ mirror, history: store }), fetch: () => new Response("not found", { status: 404 }) } as Parameters<typeof Bun.serve>[0]);
     base = `http://127.0.0.1:${server.port}`;
   });

@@ -4,7 +4,7 @@ import { connect } from "@nats-io/transport-node";
 import { decode } from "../../../pipelines/codec.ts";
 import { DiscoveryBatch, type EntityAnnotated } from "../../../pipelines/contracts/discovery.ts";
 import { MetricBatch } from "../../../pipelines/contracts/metrics.ts";
-import { ageModel, applyDiscovery, emptyModel, type Changes } from "../../../pipelines/stages/topology.ts";
+import { ageModel, applyDiscovery, emptyModel, type Changes } from "../../../pipelines/stages/topology/index.ts";
 import { loadSimConfig, parseChurn } from "../../../services/simulator/config.ts";
 import { DEFAULT_CHURN, makeEstate, NO_CHURN, scanEstate } from "../../../services/simulator/estate.ts";
 import { nextTick, planTick, TokenBucket } from "../../../services/simulator/pace.ts";

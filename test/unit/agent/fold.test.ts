@@ -3,7 +3,7 @@
 import { expect, test } from "bun:test";
 import { workerLeaders, type HostScan } from "../../../services/agent/scan.ts";
 import { emptyAgentState, scanToBatches } from "../../../services/agent/diff.ts";
-import { applyDiscovery, emptyModel } from "../../../pipelines/stages/topology.ts";
+import { applyDiscovery, emptyModel } from "../../../pipelines/stages/topology/index.ts";
 
 test("a process holding a listening socket a lower pid owns is that pid's worker; unrelated sockets do not fold", () => {
   const rows = [

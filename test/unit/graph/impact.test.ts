@@ -4,7 +4,7 @@ import type { EdgeKind, NodeKind, TopoEdge, TopoNode, TopologyDelta } from "../.
 import { applyDelta, emptyMirror, type Mirror } from "../../../pipelines/stages/apply-delta.ts";
 import { dependencyOf, impact, ImpactIndex } from "../../../pipelines/stages/impact.ts";
 import { HealthImpact } from "../../../pipelines/stages/health-impact.ts";
-import { edgeId } from "../../../pipelines/stages/topology.ts";
+import { edgeId } from "../../../pipelines/stages/topology/ids.ts";
 
 const node = (id: string, kind: NodeKind): TopoNode => ({ id, kind, name: id, source: "test", props: {}, firstSeen: 1, lastSeen: 1 });
 const edge = (kind: EdgeKind, src: string, dst: string): TopoEdge => ({ id: edgeId(kind, src, dst), kind, src, dst, source: "test", props: {}, firstSeen: 1, lastSeen: 1 });

@@ -1,6 +1,6 @@
 // CMDB annotations (entity.annotated) and resolver names (name.seen) in the pure topology stage.
 import { describe, expect, test } from "bun:test";
-import { ageModel, applyDiscovery, emptyModel, modelFromGraph, type Changes, type TopologyModel } from "../../../pipelines/stages/topology.ts";
+import { ageModel, applyDiscovery, emptyModel, modelFromGraph, type Changes, type TopologyModel } from "../../../pipelines/stages/topology/index.ts";
 import { annotate, batch, changed, conn, edgesOf, hostSeen, listen, nameSeen, proc } from "../../helpers/discovery.ts";
 
 const INV = "job:inventory";

@@ -1,6 +1,6 @@
 // DEPENDS_ON service → service, derived by the pure topology stage from CONNECTS + LISTENS pairs.
 import { describe, expect, test } from "bun:test";
-import { ageModel, applyDiscovery, emptyModel, modelFromGraph, type Changes } from "../../../pipelines/stages/topology.ts";
+import { ageModel, applyDiscovery, emptyModel, modelFromGraph, type Changes } from "../../../pipelines/stages/topology/index.ts";
 import { batch, changed, conn, edgesOf, gone, hostSeen, listen, proc } from "../../helpers/discovery.ts";
 
 const APP = "service:h1:app:client";

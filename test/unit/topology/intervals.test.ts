@@ -2,7 +2,7 @@
 // also after a restart, from the intervals the store keeps.
 import { expect, test } from "bun:test";
 import type { TopoEdge, TopoNode } from "../../../pipelines/contracts/topology.ts";
-import { ageModel, applyDiscovery, emptyModel, modelFromGraph, type Changes } from "../../../pipelines/stages/topology.ts";
+import { ageModel, applyDiscovery, emptyModel, modelFromGraph, type Changes } from "../../../pipelines/stages/topology/index.ts";
 import { batch, hostSeen, listen } from "../../helpers/discovery.ts";
 
 const HOUR = 3_600_000;

@@ -2,7 +2,7 @@
 // of refreshes per call, so "edges not seen for a day" in Cypher is right to within that period.
 import { expect, test } from "bun:test";
 import type { TopoEdge, TopoNode } from "../../../pipelines/contracts/topology.ts";
-import { ageModel, applyDiscovery, emptyModel, modelFromGraph, type Changes, type TopologyModel } from "../../../pipelines/stages/topology.ts";
+import { ageModel, applyDiscovery, emptyModel, modelFromGraph, type Changes, type TopologyModel } from "../../../pipelines/stages/topology/index.ts";
 import { batch, changed, conn, hostSeen, listen, proc } from "../../helpers/discovery.ts";
 
 /** What the graph store holds: the changes written to it. */

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import type { DiscoveryEvent } from "../../../pipelines/contracts/discovery.ts";
-import { ageModel, applyDiscovery, emptyModel, fingerprint, identityPorts, modelFromGraph, type Changes, type TopologyModel } from "../../../pipelines/stages/topology.ts";
+import { ageModel, applyDiscovery, emptyModel, fingerprint, identityPorts, modelFromGraph, type Changes, type TopologyModel } from "../../../pipelines/stages/topology/index.ts";
 import { batch, changed, conn, edgesOf, gone, hostSeen, listen, proc } from "../../helpers/discovery.ts";
 
 describe("service identity", () => {

@@ -5,7 +5,7 @@
  */
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
-import { listenerId } from "../../../../pipelines/stages/topology.ts";
+import { listenerId } from "../../../../pipelines/stages/topology/ids.ts";
 import { tlsCertificate } from "../../net.ts";
 import { mapLimit, type JobContext, type JobItem } from "../../sdk.ts";
 

@@ -1,5 +1,5 @@
 /** TCP connect scan: one item per host, the full set of its open ports (what closed since the last run goes). */
-import { listenerId } from "../../../../pipelines/stages/topology.ts";
+import { listenerId } from "../../../../pipelines/stages/topology/ids.ts";
 import { expandPorts, expandTargets, tcpConnect } from "../../net.ts";
 import { mapLimit } from "../../sdk.ts";
 import type { JobContext, JobItem } from "../../sdk.ts";

@@ -1,0 +1,102 @@
+/**
+ * applyDiscovery: folds batches into the model, the events of each in a fixed order.
+ */
+import type { DiscoveryBatch, DiscoveryEvent } from "../../contracts/discovery.ts";
+import { unmarkStale } from "./aging.ts";
+import { annotationSeen, dropAnnotations } from "./annotations.ts";
+import { closeSocket, connectionSeen, endScan, reresolveIp } from "./flows.ts";
+import { hostSeen } from "./hosts.ts";
+import { listenerId, sockKey } from "./ids.ts";
+import { finish } from "./lastseen.ts";
+import { listenerSeen, removeListener } from "./listeners.ts";
+import { type Changes, type FullScan, type TopologyModel, intern, sourceOf } from "./model.ts";
+import { dropNames, nameSeen } from "./names.ts";
+import { sweepRecovered } from "./rebuild.ts";
+import { type Ctx, Tracker } from "./tracker.ts";
+
+const ORDER: Record<DiscoveryEvent["type"], number> = {
+  "host.seen": 0,
+  "listener.gone": 1,
+  "listener.seen": 2,
+  "connection.gone": 3,
+  "connection.seen": 4,
+  "name.seen": 5,
+  "entity.annotated": 6,
+};
+
+/** Folds discovery batches into the model (mutating it) and returns the net changes of all of them together. */
+export function applyDiscovery(m: TopologyModel, batches: DiscoveryBatch | DiscoveryBatch[], now: number): Changes {
+  const t = new Tracker(m);
+  for (const b of Array.isArray(batches) ? batches : [batches]) applyOne(m, t, b, now);
+  return finish(m, t, now);
+}
+
+function applyOne(m: TopologyModel, t: Tracker, batch: DiscoveryBatch, now: number): void {
+  const host = intern(m, batch.host);
+  const ctx: Ctx = { m, t, source: intern(m, batch.source), host, now };
+  const src = sourceOf(m, ctx.source, host);
+  src.host = host;
+  src.lastBatchAt = now;
+  if (batch.intervalMs !== undefined && batch.intervalMs !== src.declaredIntervalMs) {
+    src.declaredIntervalMs = batch.intervalMs;
+    m.intervalsChanged.set(src.id, batch.intervalMs);
+  }
+  if (src.stale) unmarkStale(ctx, src);
+  if (batch.scanId !== src.lastScanId) {
+    if (src.lastScanAt && batch.at > src.lastScanAt) {
+      const gap = batch.at - src.lastScanAt;
+      src.intervalMs = src.intervalMs ? Math.round(src.intervalMs * 0.7 + gap * 0.3) : gap;
+    }
+    src.lastScanId = batch.scanId;
+    src.lastScanAt = batch.at;
+  }
+  const events = [...batch.events].sort((a, b) => ORDER[a.type] - ORDER[b.type]);
+  let scan: FullScan | undefined;
+  if (batch.full) {
+    scan = m.fullScans.get(batch.source);
+    if (!scan || scan.scanId !== batch.scanId) {
+      scan = { scanId: batch.scanId, partsSeen: new Set(), parts: batch.parts, listeners: new Set(), sockets: new Set() };
+      m.fullScans.set(batch.source, scan);
+    }
+    scan.partsSeen.add(batch.part);
+  }
+  for (const e of events) {
+    switch (e.type) {
+      case "host.seen":
+        for (const ip of hostSeen(ctx, e, batch.at)) reresolveIp(ctx, ip);
+        break;
+      case "listener.seen": {
+        const id = listenerSeen(ctx, src, e);
+        scan?.listeners.add(id);
+        break;
+      }
+      case "listener.gone":
+        removeListener(ctx, listenerId(ctx.host, e.proto, e.ip, e.port));
+        break;
+      case "connection.seen": {
+        const k = connectionSeen(ctx, src, e);
+        if (k) scan?.sockets.add(k);
+        break;
+      }
+      case "connection.gone":
+        closeSocket(m, sockKey(ctx.host, e));
+        break;
+      case "entity.annotated":
+        annotationSeen(ctx, e, batch.scanId);
+        break;
+      case "name.seen":
+        nameSeen(ctx, e, batch.scanId);
+        break;
+    }
+  }
+  if (scan && scan.partsSeen.size >= scan.parts) {
+    // The whole state of this source has arrived: what it no longer lists is gone (scoped to this source only).
+    for (const k of [...src.sockets]) if (!scan.sockets.has(k)) closeSocket(m, k);
+    for (const id of [...src.listeners]) if (!scan.listeners.has(id)) removeListener(ctx, id);
+    dropAnnotations(ctx, batch.source, (v) => v.scanId !== batch.scanId);
+    dropNames(ctx, batch.source, (v) => v.scanId !== batch.scanId);
+    m.fullScans.delete(batch.source);
+    endScan(ctx, src);
+    if (m.recovered.delete(batch.source)) sweepRecovered(ctx);
+  } else if (!batch.full && batch.part === batch.parts - 1) endScan(ctx, src);
+}

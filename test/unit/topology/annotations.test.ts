@@ -1,7 +1,7 @@
-// CMDB annotations (entity.annotated) and resolver names (name.seen) in the pure topology stage.
+// CMDB annotations (entity.annotated) in the pure topology stage.
 import { describe, expect, test } from "bun:test";
 import { ageModel, applyDiscovery, emptyModel, modelFromGraph, type Changes, type TopologyModel } from "../../../pipelines/stages/topology/index.ts";
-import { annotate, batch, changed, conn, edgesOf, hostSeen, listen, nameSeen, proc } from "../../helpers/discovery.ts";
+import { annotate, batch, changed, hostSeen, listen, proc } from "../../helpers/discovery.ts";
 
 const INV = "job:inventory";
 const CMDB = "job:cmdb";
@@ -123,106 +123,5 @@ describe("entity.annotated", () => {
     ageModel(m2, 1100, aging);
     expect(props(m2, "host:db")!.owner).toBeUndefined();
     expect(m2.sources.has(INV)).toBe(false);
-  });
-});
-
-describe("name.seen", () => {
-  const DNS = "job:dns:api.example.com";
-  const ext = "external:93.184.216.34:443";
-  const call = (m: TopologyModel, t: number) => applyDiscovery(m, batch([hostSeen(["10.0.0.1"]), conn("10.0.0.1", 40000, "93.184.216.34", 443, proc(20, "app"))]), t);
-
-  test("an external endpoint is named by its IP's DNS name (id unchanged), whether the name comes before or after the call", () => {
-    const before = emptyModel({ confirmScans: 1 });
-    expect(changed(applyDiscovery(before, job(DNS, [nameSeen("93.184.216.34", "api.example.com")]), 1))).toBe(0);
-    call(before, 2);
-    expect(before.nodes.get(ext)).toMatchObject({ name: "api.example.com:443", props: { ip: "93.184.216.34", port: 443, dnsName: "api.example.com" } });
-
-    const after = emptyModel({ confirmScans: 1 });
-    call(after, 1);
-    expect(after.nodes.get(ext)!.name).toBe("93.184.216.34:443");
-    const c = applyDiscovery(after, job(DNS, [nameSeen("93.184.216.34", "api.example.com")]), 2);
-    expect(upserted(c)).toEqual([ext]);
-    expect(after.nodes.get(ext)!.name).toBe("api.example.com:443");
-    expect(changed(applyDiscovery(after, job(DNS, [nameSeen("93.184.216.34", "api.example.com")]), 3))).toBe(0);
-  });
-
-  test("per source its latest answer, across sources the last change; a full scan without it or aging takes the name away", () => {
-    const m = emptyModel({ confirmScans: 1 });
-    call(m, 1);
-    applyDiscovery(m, job(DNS, [nameSeen("93.184.216.34", "api.example.com")], { full: true, at: 1 }), 1);
-    applyDiscovery(m, job("job:inventory-csv:edge", [nameSeen("93.184.216.34", "edge-proxy")], { full: true, at: 1 }), 1);
-    expect(m.nodes.get(ext)!.name).toBe("edge-proxy:443");
-    applyDiscovery(m, job("job:inventory-csv:edge", [], { full: true, at: 2 }), 2);
-    expect(m.nodes.get(ext)!.name).toBe("api.example.com:443");
-    applyDiscovery(m, job(DNS, [nameSeen("93.184.216.34", "api-v2.example.com")], { at: 2 }), 2);
-    expect(m.nodes.get(ext)!.props.dnsName).toBe("api-v2.example.com");
-    // the DNS job goes silent; the agent keeps the call open
-    const aging = { intervalMs: 1, staleAfter: 3, removeAfter: 6 };
-    call(m, 50);
-    const c = ageModel(m, 50, aging);
-    expect(c.nodesUpserted.map((n) => [n.id, n.name])).toEqual([[ext, "93.184.216.34:443"]]);
-    expect(m.nodes.get(ext)!.props.dnsName).toBeUndefined();
-  });
-});
-
-describe("IP ownership: agents are the authority", () => {
-  /** db (agent) holds 10.0.0.5 and listens on 5432; h1's app calls 10.0.0.5:5432. */
-  function estate() {
-    const m = emptyModel({ confirmScans: 1 });
-    applyDiscovery(m, batch([hostSeen(["10.0.0.5"], "db"), listen(5432, pg)], { host: "db", at: 100 }), 100);
-    applyDiscovery(m, batch([hostSeen(["10.0.0.1"]), conn("10.0.0.1", 40000, "10.0.0.5", 5432, proc(20, "app"))], { at: 100 }), 100);
-    return m;
-  }
-  const toDb = "CONNECTS service:h1:app:client listener:db:tcp:0.0.0.0:5432";
-
-  test("a job's newer host.seen with the agent's IP neither steals nor flips the IP, nor rewrites the agent's host", () => {
-    const m = estate();
-    expect(edgesOf(m, "CONNECTS")).toEqual([toDb]);
-    // a scan job reports the address as a host of its own, later than the agent's claim
-    applyDiscovery(m, batch([hostSeen(["10.0.0.5"], "10.0.0.5"), listen(5432, null)], { source: "job:tcp-scan:10.0.0.5", host: "10.0.0.5", at: 500 }), 500);
-    expect(m.ipOwner.get("10.0.0.5")).toMatchObject({ host: "db", agent: true });
-    // an inventory reports the agent's own host, with no IPs and empty facts
-    const c = applyDiscovery(m, batch([{ type: "host.seen", hostname: "db", os: "", kernel: "", cpus: 0, memTotalBytes: 0, ips: [] }], { source: "job:inventory-csv:db", host: "db", at: 600 }), 600);
-    expect(c.nodesUpserted.map((n) => n.id)).not.toContain("host:db");
-    expect(m.nodes.get("host:db")).toMatchObject({ source: "agent:db", props: { os: "Debian", ips: "10.0.0.5" } });
-    expect(m.ipOwner.get("10.0.0.5")).toMatchObject({ host: "db", agent: true });
-    expect(edgesOf(m, "CONNECTS")).toEqual([toDb]);
-    // both jobs age out: the agent's claim and the edge stay
-    const aging = { intervalMs: 10, staleAfter: 3, removeAfter: 6 };
-    applyDiscovery(m, batch([hostSeen(["10.0.0.5"], "db")], { host: "db", at: 700 }), 700);
-    applyDiscovery(m, batch([hostSeen(["10.0.0.1"])], { at: 700 }), 700);
-    ageModel(m, 700, aging);
-    expect(m.sources.has("job:inventory-csv:db")).toBe(false);
-    expect(m.ipOwner.get("10.0.0.5")).toMatchObject({ host: "db", agent: true });
-    expect(edgesOf(m, "CONNECTS")).toEqual([toDb]);
-  });
-
-  test("a job may claim an address no agent holds; an agent claiming it later (even with an older clock) takes it", () => {
-    const m = emptyModel({ confirmScans: 1 });
-    applyDiscovery(m, batch([hostSeen(["10.0.0.9"], "10.0.0.9"), listen(6379, null)], { source: "job:tcp-scan:10.0.0.9", host: "10.0.0.9", at: 500 }), 500);
-    applyDiscovery(m, batch([hostSeen(["10.0.0.1"]), conn("10.0.0.1", 40000, "10.0.0.9", 6379, proc(20, "app"))], { at: 500 }), 500);
-    expect(edgesOf(m, "CONNECTS")).toEqual(["CONNECTS service:h1:app:client listener:10.0.0.9:tcp:0.0.0.0:6379"]);
-    applyDiscovery(m, batch([hostSeen(["10.0.0.9"], "cache"), listen(6379, proc(7, "redis"))], { host: "cache", at: 400 }), 510);
-    expect(m.ipOwner.get("10.0.0.9")).toMatchObject({ host: "cache", agent: true });
-    expect(edgesOf(m, "CONNECTS")).toEqual(["CONNECTS service:h1:app:client listener:cache:tcp:0.0.0.0:6379"]);
-  });
-});
-
-describe("jobs beside agents", () => {
-  test("an inventory's or scanner's listener on an agent's host neither takes over the agent's socket nor catches its callers", () => {
-    const m = emptyModel({ confirmScans: 1 });
-    applyDiscovery(m, batch([hostSeen(["10.0.0.2"], "db"), listen(5432, pg)], { host: "db" }), 1);
-    // the inventory knows db by name and lists its port on its address; a scan job reports the wildcard socket
-    const inv = "job:inventory-csv:db";
-    applyDiscovery(m, batch([hostSeen(["10.0.0.2"], "db"), listen(5432, null, "10.0.0.2"), annotate("db", { owner: "payments" }, 5432)], { source: inv, host: "db", full: true }), 2);
-    const c = applyDiscovery(m, batch([listen(5432, null)], { source: "job:tcp-scan:db", host: "db", full: true }), 3);
-    expect(changed(c)).toBe(0);
-    expect(m.nodes.get("listener:db:tcp:0.0.0.0:5432")!.source).toBe("agent:db");
-    expect(edgesOf(m, "LISTENS")).toContain("LISTENS service:db:postgres:5432 listener:db:tcp:0.0.0.0:5432");
-    // a call to the address reaches the agent's listener, so the service dependency is there
-    applyDiscovery(m, batch([hostSeen(["10.0.0.1"]), conn("10.0.0.1", 40000, "10.0.0.2", 5432, proc(20, "app"))]), 4);
-    expect(edgesOf(m, "CONNECTS")).toEqual(["CONNECTS service:h1:app:client listener:db:tcp:0.0.0.0:5432"]);
-    expect(edgesOf(m, "DEPENDS_ON")).toEqual(["DEPENDS_ON service:h1:app:client service:db:postgres:5432"]);
-    expect(props(m, "service:db:postgres:5432")!.owner).toBe("payments");
   });
 });

@@ -20,7 +20,7 @@ import { DiscoveryBatch, type DiscoveryBatch as Batch } from "../pipelines/contr
 import { TopologyDelta } from "../pipelines/contracts/topology.ts";
 import { decode, encode } from "../pipelines/codec.ts";
 import { applyDiscovery, emptyModel } from "../pipelines/stages/topology/index.ts";
-import { scanToBatches, emptyAgentState } from "../services/agent/diff.ts";
+import { scanToBatches, emptyAgentState } from "../pipelines/stages/agent-diff.ts";
 import { scanHost } from "../services/agent/scan.ts";
 import { KuzuGraphStore } from "../services/graph/kuzu.ts";
 import { connectBus, type Bus } from "../services/shared/bus.ts";

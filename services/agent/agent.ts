@@ -3,8 +3,9 @@ import { DiscoveryBatch } from "../../pipelines/contracts/discovery.ts";
 import { MAX_SAMPLES_PER_BATCH, MetricBatch } from "../../pipelines/contracts/metrics.ts";
 import { publishEvent, type Bus } from "../shared/bus.ts";
 import type { Logger } from "../shared/log.ts";
-import { emptyAgentState, scanToBatches } from "./diff.ts";
-import { scanHost, type BlindSpot, type HostScan } from "./scan.ts";
+import type { HostScan } from "../../pipelines/contracts/host-scan.ts";
+import { emptyAgentState, scanToBatches } from "../../pipelines/stages/agent-diff.ts";
+import { scanHost, type BlindSpot } from "./scan.ts";
 
 export interface AgentOptions {
   host: string;

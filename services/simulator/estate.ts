@@ -20,8 +20,8 @@
  */
 import { MAX_DISCOVERY_EVENTS, type DiscoveryBatch, type DiscoveryEvent } from "../../pipelines/contracts/discovery.ts";
 import type { Sample } from "../../pipelines/contracts/metrics.ts";
-import { emptyAgentState, scanToBatches, type AgentState } from "../agent/diff.ts";
-import type { HostScan, ProcessInfo, SocketInfo } from "../agent/scan.ts";
+import type { HostScan, ProcessInfo, SocketInfo } from "../../pipelines/contracts/host-scan.ts";
+import { emptyAgentState, scanToBatches, type AgentState } from "../../pipelines/stages/agent-diff.ts";
 
 export interface Churn {
   restart: number;

@@ -1,8 +1,9 @@
 // Per-process CPU as the agent publishes it: cores used between two scans (a rate), plus the cumulative seconds.
 // The pure diff on hand-made scans, then two real scans of a child that spins and one that idles.
 import { describe, expect, test } from "bun:test";
-import { emptyAgentState, scanToBatches } from "../../../services/agent/diff.ts";
-import { scanHost, type HostScan, type ProcessInfo } from "../../../services/agent/scan.ts";
+import type { HostScan, ProcessInfo } from "../../../pipelines/contracts/host-scan.ts";
+import { emptyAgentState, scanToBatches } from "../../../pipelines/stages/agent-diff.ts";
+import { scanHost } from "../../../services/agent/scan.ts";
 
 const proc = (pid: number, cpuTicks: number, startTime = 5): ProcessInfo => ({
   pid,

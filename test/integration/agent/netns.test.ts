@@ -9,7 +9,7 @@ import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseFibTrieLocal, parseIfInet6 } from "../../../services/agent/procfs.ts";
 import { readHostname, scanHost } from "../../../services/agent/scan.ts";
-import { emptyAgentState, scanToBatches } from "../../../services/agent/diff.ts";
+import { emptyAgentState, scanToBatches } from "../../../pipelines/stages/agent-diff.ts";
 
 // /proc/1/net/fib_trie of a VM with eth0 192.0.2.2/24 (copied from one).
 const HOST_FIB = `Main:

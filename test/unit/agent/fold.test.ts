@@ -1,8 +1,9 @@
 // The agent folds worker processes into the process that owns the listening socket they share (nginx master and
 // workers), and the metrics it sends hang on the same service ids the topology stage makes.
 import { expect, test } from "bun:test";
-import { workerLeaders, type HostScan } from "../../../services/agent/scan.ts";
-import { emptyAgentState, scanToBatches } from "../../../services/agent/diff.ts";
+import type { HostScan } from "../../../pipelines/contracts/host-scan.ts";
+import { emptyAgentState, scanToBatches } from "../../../pipelines/stages/agent-diff.ts";
+import { workerLeaders } from "../../../services/agent/scan.ts";
 import { applyDiscovery, emptyModel } from "../../../pipelines/stages/topology/index.ts";
 
 test("a process holding a listening socket a lower pid owns is that pid's worker; unrelated sockets do not fold", () => {

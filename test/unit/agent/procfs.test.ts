@@ -20,7 +20,8 @@ import {
   parseSystemStat,
   socketInodeFromLink,
 } from "../../../services/agent/procfs.ts";
-import { scanHost, type HostScan, type SocketInfo } from "../../../services/agent/scan.ts";
+import type { HostScan, SocketInfo } from "../../../pipelines/contracts/host-scan.ts";
+import { scanHost } from "../../../services/agent/scan.ts";
 
 const TCP4 = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 23456 1 0000000000000000 100 0 0 10 0

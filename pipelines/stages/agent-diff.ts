@@ -1,13 +1,14 @@
 /**
  * Pure: turns consecutive host scans into discovery batches (changes since the last scan, or the full state) and
- * metric samples. The agent's only state is the set of keys it reported last time.
+ * metric samples. The agent's only state is the set of keys it reported last time. Shared by the agent and the
+ * simulator, which both produce host scans (pipelines/contracts/host-scan.ts).
  */
-import type { ProcessIdentity } from "../../pipelines/contracts/common.ts";
-import type { DiscoveryBatch, DiscoveryEvent } from "../../pipelines/contracts/discovery.ts";
-import type { Sample } from "../../pipelines/contracts/metrics.ts";
-import { serviceId } from "../../pipelines/stages/topology/identity.ts";
-import { hostId, hostPort } from "../../pipelines/stages/topology/ids.ts";
-import { CLK_TCK, type HostScan, type ProcessInfo, type SocketInfo } from "./scan.ts";
+import type { ProcessIdentity } from "../contracts/common.ts";
+import type { DiscoveryBatch, DiscoveryEvent } from "../contracts/discovery.ts";
+import { CLK_TCK, type HostScan, type ProcessInfo, type SocketInfo } from "../contracts/host-scan.ts";
+import type { Sample } from "../contracts/metrics.ts";
+import { serviceId } from "./topology/identity.ts";
+import { hostId, hostPort } from "./topology/ids.ts";
 
 export interface AgentState {
   listeners: Map<string, DiscoveryEvent & { type: "listener.seen" }>;

@@ -4,7 +4,8 @@
  * concurrent requests coalesced by the ingest): one message per event would cap ingest far below 10k events/s.
  *
  * An event says what the source believes about one alert (`fingerprint`) at `at`: firing, resolved, acknowledged or
- * in downtime. Sources are stateless: whether it is new or a repeat is decided by the alerts service (dedup by
+ * in downtime. `at` is on the source's clock wherever the source stamps its events (Alertmanager's startsAt/endsAt,
+ * Icinga2's check and event times), and the events of one fingerprint are ordered by it. Sources are stateless: whether it is new or a repeat is decided by the alerts service (dedup by
  * fingerprint), never by the producer. `id` identifies the event itself and is the Nats-Msg-Id, so a webhook that is
  * retried by its sender is stored once.
  *
@@ -43,7 +44,7 @@ export const Alert = z.object({
   target: AlertTarget.default({}),
   startsAt: EpochMs,
   endsAt: EpochMs.nullable().default(null),
-  /** when the source observed it */
+  /** when it happened, on the source's clock where the source gives one (the receive time only where it does not) */
   at: EpochMs,
 });
 export type Alert = z.infer<typeof Alert>;
@@ -87,12 +88,36 @@ export const GenericAlert = z
 export type GenericAlert = z.input<typeof GenericAlert>;
 
 export const MAX_ALERTS_PER_REQUEST = 1000;
+const asList = (b: unknown) => (b && typeof b === "object" && !Array.isArray(b) && "alerts" in b ? b : { alerts: [b] });
 /** Body of POST /api/alerts/generic: `{alerts: [...]}`, or one alert (read as `{alerts: [it]}`). */
-export const GenericWebhook = z.preprocess(
-  (b) => (b && typeof b === "object" && !Array.isArray(b) && "alerts" in b ? b : { alerts: [b] }),
-  z.object({ alerts: z.array(GenericAlert).min(1).max(MAX_ALERTS_PER_REQUEST) }),
-);
+export const GenericWebhook = z.preprocess(asList, z.object({ alerts: z.array(GenericAlert).min(1).max(MAX_ALERTS_PER_REQUEST) }));
 export type GenericWebhook = { alerts: GenericAlert[] } | GenericAlert;
+/** The same body with its alerts left unread: each is validated against GenericAlert on its own. */
+export const GenericEnvelope = z.preprocess(asList, z.object({ alerts: z.array(z.unknown()).min(1).max(MAX_ALERTS_PER_REQUEST) }));
+
+/**
+ * An alert of a webhook that was refused while the rest of its payload was stored (GET /api/alerts/rejected on the
+ * ingest): which one, and why.
+ */
+export const RejectedAlert = z.object({
+  /** when it was refused */
+  at: EpochMs,
+  source: z.string(),
+  /** its position in the payload's alerts */
+  index: z.number().int().nonnegative(),
+  /** its fingerprint or a few identifying labels, as far as they could be read */
+  alert: z.string(),
+  reason: z.string(),
+});
+export type RejectedAlert = z.infer<typeof RejectedAlert>;
+export const RejectedAlerts = z.object({
+  /** refused since the ingest started, in all and per source */
+  total: z.number().int().nonnegative(),
+  bySource: z.record(z.string(), z.number().int().nonnegative()),
+  /** the latest refusals, newest last */
+  alerts: z.array(RejectedAlert),
+});
+export type RejectedAlerts = z.infer<typeof RejectedAlerts>;
 
 /** An alert as the alerts service holds it (GET /api/alerts, /api/alerts/unmapped). */
 export const AlertView = z.object({

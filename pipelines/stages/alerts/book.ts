@@ -5,10 +5,10 @@
 import type { Alert, AlertState, Severity } from "../../contracts/alerts.ts";
 
 export interface FlapConfig {
-  /** a fingerprint that changes state `threshold` times within `windowMs` is flapping ... */
+  /** a fingerprint that changes state `threshold` times within `windowMs` is flapping, and while it flaps at most
+   * one change per window is published */
   windowMs: number;
   threshold: number;
-  /** ... and while it flaps at most one change per window is published */
   /** resolved alerts are forgotten after this long */
   retainResolvedMs: number;
 }
@@ -33,7 +33,29 @@ export interface AlertEntry {
   entities: string[];
   /** how the mapping was made, e.g. "rule:postgresql", "port-in-check-name", "host" */
   via: string;
+  /**
+   * set when a resolve older than the firing it closed was folded (see foldAlert): the firing's time, which a new
+   * firing must pass, so a late copy of the old firing does not reopen the alert
+   */
+  closedAt?: number;
 }
+
+/** An event the book did not fold, and why. */
+export interface IgnoredEvent {
+  fingerprint: string;
+  id: string;
+  state: AlertState;
+  /** the event's time and that of the last event folded for its fingerprint (alert.v1 `at`, the source's clock) */
+  at: number;
+  lastAt: number;
+  lastState: AlertState;
+  reason: string;
+  /** when the book ignored it (the fold's clock) */
+  ignoredAt: number;
+}
+
+/** Ignored events kept for inspection; the count covers all of them. */
+export const MAX_IGNORED_KEPT = 100;
 
 export interface AlertBook {
   entries: Map<string, AlertEntry>;
@@ -50,10 +72,22 @@ export interface AlertBook {
    * resolved alert waiting an hour to be forgotten costs two visits, not one per second.
    */
   dueAt: Map<number, string[]>;
+  /** events not folded because they were older than what the book holds: how many, the latest few */
+  ignored: { total: number; recent: IgnoredEvent[] };
+  /** told of every ignored event (the service logs them) */
+  onIgnored?: (e: IgnoredEvent) => void;
 }
 
 export function emptyBook(flap: FlapConfig = DEFAULT_FLAP): AlertBook {
-  return { entries: new Map(), flap, due: new Set(), dueAt: new Map() };
+  return { entries: new Map(), flap, due: new Set(), dueAt: new Map(), ignored: { total: 0, recent: [] } };
+}
+
+function ignore(book: AlertBook, alert: Alert, e: AlertEntry, now: number, reason: string) {
+  const ev: IgnoredEvent = { fingerprint: alert.fingerprint, id: alert.id, state: alert.state, at: alert.at, lastAt: e.last.at, lastState: e.last.state, reason, ignoredAt: now };
+  book.ignored.total++;
+  book.ignored.recent.push(ev);
+  if (book.ignored.recent.length > MAX_IGNORED_KEPT) book.ignored.recent.shift();
+  book.onIgnored?.(ev);
 }
 
 const dueSecond = (t: number) => Math.floor(t / 1000);
@@ -77,7 +111,15 @@ export type FoldOutcome = "new" | "changed" | "duplicate" | "stale" | "damped";
 
 const sameEffective = (a: Effective, b: Effective) => a.state === b.state && a.severity === b.severity;
 
-/** Folds one alert event into the book. "new"/"changed" mean the published state changed (health may follow). */
+/**
+ * Folds one alert event into the book. "new"/"changed" mean the published state changed (health may follow);
+ * "stale" means it was older than what the book holds and was ignored (recorded in `book.ignored`).
+ *
+ * Events of one fingerprint are ordered by alert.v1 `at`, the source's own clock (normalizers never mix it with
+ * the receive time), so a sender whose clock is off orders its own events right. A resolve older than the firing it
+ * follows is still folded when it belongs to the episode that is open (its startsAt is not before the episode's):
+ * where a source did mix clocks, dropping it would leave the alert firing for good.
+ */
 export function foldAlert(book: AlertBook, alert: Alert, now: number): FoldOutcome {
   const e = book.entries.get(alert.fingerprint);
   book.due.add(alert.fingerprint); // tickBook drops it again when there is nothing to wait for
@@ -95,7 +137,19 @@ export function foldAlert(book: AlertBook, alert: Alert, now: number): FoldOutco
     });
     return "new";
   }
-  if (alert.at < e.last.at) return "stale";
+  const reopensClosed = alert.state !== "resolved" && e.closedAt !== undefined && alert.at <= e.closedAt;
+  if (alert.at < e.last.at || reopensClosed) {
+    const closesOpen = alert.state === "resolved" && e.last.state !== "resolved" && alert.startsAt >= e.last.startsAt;
+    if (!closesOpen) {
+      const iso = (t: number) => new Date(t).toISOString();
+      const than = reopensClosed ? `the firing its last resolve closed (${iso(e.closedAt!)})` : `the last event folded (${e.last.state} at ${iso(e.last.at)})`;
+      ignore(book, alert, e, now, `${alert.state} at ${iso(alert.at)} is older than ${than}`);
+      return "stale";
+    }
+    e.closedAt = Math.max(e.last.at, e.closedAt ?? -Infinity);
+  } else if (e.closedAt !== undefined && alert.state !== "resolved") {
+    e.closedAt = undefined;
+  }
   // Downtime/acknowledgement events may not carry the check state: keep the last known severity.
   const severity = alert.severity === "unknown" && (alert.state === "downtime" || alert.state === "acknowledged") ? e.last.severity : alert.severity;
   const incoming: Effective = { state: alert.state, severity };

@@ -146,8 +146,9 @@ export function normalizeIcinga2Event(ev: Icinga2Event, addressOf: (host: string
 
 
 /**
- * The current state of a host or service as an alert event observed `now` (not at its last check: it must not lose
- * against an acknowledgement or downtime event that came after the check); null when it was never checked (pending).
+ * The current state of a host or service as an alert event observed `now`, on Icinga2's clock (not at its last check:
+ * it must not lose against an acknowledgement or downtime event that came after the check); null when it was never
+ * checked (pending).
  */
 export function normalizeIcinga2Object(o: Icinga2Object, now: number, addressOf: (host: string) => string | undefined = () => undefined): Alert | null {
   const cr = o.attrs.last_check_result;

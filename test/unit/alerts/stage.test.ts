@@ -80,7 +80,8 @@ describe("normalize", () => {
       target: { host: "db1", port: 5432, service: "PostgresDown" },
       startsAt: Date.parse("2026-11-22T02:42:22.944Z"),
       endsAt: null,
-      at: now,
+      // Alertmanager's clock, not the receive time: startsAt while firing, endsAt once resolved
+      at: Date.parse("2026-11-22T02:42:22.944Z"),
     });
     expect(r).toMatchObject({ fingerprint: f!.fingerprint, state: "resolved", endsAt: Date.parse("2026-11-22T02:43:24.45Z"), at: Date.parse("2026-11-22T02:43:24.45Z") });
     expect(r!.id).not.toBe(f!.id);
@@ -134,7 +135,9 @@ describe("normalize", () => {
 
   test("generic webhook: documented schema, reasons for bad bodies", () => {
     const ok = validate(GenericWebhook, "generic", { alerts: [{ severity: "warning", target: { host: "web1", service: "nginx" }, startsAt: "2026-11-22T02:00:00Z" }] });
-    expect(normalizeGeneric(ok.alerts[0]!, 5)).toMatchObject({ source: "generic", severity: "warning", state: "firing", startsAt: Date.parse("2026-11-22T02:00:00Z"), at: 5 });
+    // the sender's startsAt is its `at` too: one clock for its events; the receive time only when it gives none
+    expect(normalizeGeneric(ok.alerts[0]!, 5)).toMatchObject({ source: "generic", severity: "warning", state: "firing", startsAt: Date.parse("2026-11-22T02:00:00Z"), at: Date.parse("2026-11-22T02:00:00Z") });
+    expect(normalizeGeneric(validate(GenericWebhook, "generic", { target: { host: "web1" } }).alerts[0]!, 5)).toMatchObject({ at: 5, startsAt: 5 });
     expect(() => validate(GenericWebhook, "generic alert", { severity: "bad", target: { host: "x" } })).toThrow(/alerts\.0\.severity/);
     expect(() => validate(GenericWebhook, "generic alert", { severity: "critical" })).toThrow(/fingerprint or at least one of target/);
   });

@@ -1,5 +1,5 @@
 import { makeClickHouseClient } from "../clickhouse/client.ts";
-import { startMirror } from "../gateway/mirror.ts";
+import { startMirror } from "../topology/client.ts";
 import { connectBus } from "../shared/bus.ts";
 import { loadConfig, natsOptions, onShutdown } from "../shared/config.ts";
 import { makeLogger, ready } from "../shared/log.ts";

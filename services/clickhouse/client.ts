@@ -1,6 +1,10 @@
 /** A configured @clickhouse/client for the embedded owner or a real server; built per caller, never a module singleton. */
 import { type ClickHouseClient, ClickHouseLogLevel, createClient } from "@clickhouse/client";
 import { z } from "zod";
+import { formatIssues } from "../../pipelines/issues.ts";
+
+// Reading a TSV answer is part of talking to ClickHouse, so other services take it from here (the owner's protocol module keeps it).
+export { unescapeTsv } from "./http-protocol.ts";
 
 export const ClickHouseClientOptions = z.object({
   url: z.url(),
@@ -18,7 +22,7 @@ export type ClickHouseClientOptions = z.input<typeof ClickHouseClientOptions>;
 export function makeClickHouseClient(options: ClickHouseClientOptions): ClickHouseClient {
   const r = ClickHouseClientOptions.safeParse(options);
   if (!r.success) {
-    const msg = r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+    const msg = formatIssues(r.error);
     throw new Error(`invalid ClickHouse client options: ${msg}`);
   }
   const o = r.data;

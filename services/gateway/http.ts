@@ -1,59 +1,34 @@
 /** The gateway's HTTP + WebSocket surface (Bun.serve): snapshot, Cypher, health, /ws, the built dashboard; feature
- * modules add their routes through `extraRoutes` (services/gateway/routes/). */
+ * modules add their routes through `extraRoutes` (services/gateway/routes/). Routes throw; the server's `error` hook
+ * answers through toHttpError (services/shared/http.ts). */
 import { existsSync, statSync } from "node:fs";
 import { join, normalize, resolve } from "node:path";
 import { snapshotOf } from "../../pipelines/stages/apply-delta.ts";
 import type { Logger } from "../shared/log.ts";
-import type { GatewayMirror } from "./mirror.ts";
+import type { TopologyMirror } from "../topology/client.ts";
 import { CypherRequest, CypherResponse } from "../../pipelines/contracts/cypher.ts";
 import { decode } from "../../pipelines/codec.ts";
 import type { Bus } from "../shared/bus.ts";
+import { GRAPH_STATUS, HttpError, httpErrors, parseBody, type Routes } from "../shared/http.ts";
 import { healthFrameCoalescer, type HealthOverlay } from "./health.ts";
-
-export class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-/** One mapping from errors to HTTP. */
-export function toHttpError(e: unknown): Response {
-  if (e instanceof HttpError) return Response.json({ error: e.message }, { status: e.status });
-  return Response.json({ error: e instanceof Error ? e.message : String(e) }, { status: 500 });
-}
-
-const CYPHER_STATUS: Record<string, number> = { read_only: 400, bad_request: 400, query_failed: 400, too_many_rows: 413, timeout: 504 };
 
 /** Read-only Cypher is answered by the graph store's owner (the topology service) over NATS request/reply. */
 async function cypher(bus: Bus, req: Request): Promise<Response> {
-  let body: unknown;
-  try {
-    body = await req.json();
-  } catch {
-    throw new HttpError(400, "body must be JSON: {\"query\": \"MATCH …\", \"params\": {…}}");
-  }
-  const parsed = CypherRequest.safeParse(body);
-  if (!parsed.success) throw new HttpError(400, parsed.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; "));
+  const q = await parseBody(CypherRequest, req, '{"query": "MATCH …", "params": {…}}');
   let reply;
   try {
-    reply = await bus.nc.request(bus.topo.subjects.cypherRpc, new TextEncoder().encode(JSON.stringify(parsed.data)), { timeout: parsed.data.timeoutMs + 5000 });
+    reply = await bus.nc.request(bus.topo.subjects.cypherRpc, new TextEncoder().encode(JSON.stringify(q)), { timeout: q.timeoutMs + 5000 });
   } catch (e) {
     throw new HttpError(503, `graph store unavailable: ${(e as Error).message}`);
   }
   const r = decode(CypherResponse, "cypher.v1", reply.data, 256 * 1024 * 1024);
   if (r.ok) return Response.json(r);
-  return Response.json(r, { status: CYPHER_STATUS[r.code] ?? 500 });
+  return Response.json(r, { status: GRAPH_STATUS[r.code] ?? 500 });
 }
-
-/** Extra routes a feature module contributes (services/gateway/routes/*.ts), in Bun.serve's `routes` shape. */
-export type Routes = Record<string, ((req: Request) => Response | Promise<Response>) | Partial<Record<"GET" | "POST" | "PUT" | "DELETE", (req: Request) => Response | Promise<Response>>>>;
 
 export function startGatewayServer(deps: {
   bus: Bus;
-  mirror: GatewayMirror;
+  mirror: TopologyMirror;
   log: Logger;
   host: string;
   port: number;
@@ -65,27 +40,21 @@ export function startGatewayServer(deps: {
 }) {
   const { mirror } = deps;
   const root = resolve(deps.dashboardDir);
-  const guard = (f: (req: Request) => Promise<Response> | Response) => async (req: Request) => {
-    try {
-      return await f(req);
-    } catch (e) {
-      return toHttpError(e);
-    }
-  };
 
   const server = Bun.serve({
     hostname: deps.host,
     port: deps.port,
     routes: {
-      ...wrapRoutes(deps.extraRoutes ?? {}),
+      ...deps.extraRoutes,
       "/healthz": () => {
         const m = mirror.mirror();
         return Response.json({ status: mirror.synced() ? "ok" : "syncing", rev: m.rev, nodes: m.nodes.size, edges: m.edges.size }, { status: mirror.synced() ? 200 : 503 });
       },
       // before the mirror has its first snapshot it is empty, and an empty graph would read as "nothing is running"
       "/api/snapshot": () => (mirror.synced() ? Response.json(snapshotOf(mirror.mirror(), Date.now())) : Response.json({ error: "not synced" }, { status: 503 })),
-      "/api/cypher": { POST: guard((req) => cypher(deps.bus, req)) },
+      "/api/cypher": { POST: (req) => cypher(deps.bus, req) },
     },
+    error: httpErrors(deps.log),
     fetch(req, srv) {
       const url = new URL(req.url);
       if (url.pathname === "/ws") {
@@ -124,23 +93,6 @@ export function startGatewayServer(deps: {
   }
 
   return server;
-}
-
-/** Every extra route gets the same error mapping as the built-in ones. */
-function wrapRoutes(routes: Routes): Routes {
-  const wrap = (f: (req: Request) => Response | Promise<Response>) => async (req: Request) => {
-    try {
-      return await f(req);
-    } catch (e) {
-      return toHttpError(e);
-    }
-  };
-  return Object.fromEntries(
-    Object.entries(routes).map(([path, r]) => [
-      path,
-      typeof r === "function" ? wrap(r) : Object.fromEntries(Object.entries(r).map(([m, f]) => [m, wrap(f!)])),
-    ]),
-  );
 }
 
 function serveStatic(root: string, pathname: string): Response {

@@ -13,7 +13,7 @@
 import type { ClickHouseClient } from "@clickhouse/client";
 import type { TopologyDelta, TopologySnapshot } from "../../pipelines/contracts/topology.ts";
 import { addToDiff, changeRows, ChangeOp, ChangeEntity, emptyDiff, HistoryRowError, toEdge, toNode, type ChangeRow, type EntityRow, type TopologyDiff } from "../../pipelines/stages/history.ts";
-import { unescapeTsv } from "../clickhouse/http-protocol.ts";
+import { unescapeTsv } from "../clickhouse/client.ts";
 import { HistoryStoreError, type HistoryStore, type Replay } from "./port.ts";
 
 /** The entity columns, in the order every query returns them (after entity and id). */

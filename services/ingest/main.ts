@@ -4,12 +4,12 @@
  *   env ORRERY_INGEST_HOST (127.0.0.1), ORRERY_INGEST_PORT (7071, 0 = any free port), plus the usual NATS_*.
  */
 import { z } from "zod";
-import { alertPublisher } from "../alerts/publish.ts";
+import { alertPublisher } from "../alerts/client.ts";
 import { connectBus } from "../shared/bus.ts";
 import { ConfigError, loadConfig, natsOptions, onShutdown } from "../shared/config.ts";
 import { makeLogger, ready } from "../shared/log.ts";
 import { startIngestServer } from "./server.ts";
-import { jetStreamPublisher, remoteWriteHandler } from "../metrics/remote-write.ts";
+import { jetStreamPublisher, remoteWriteHandler } from "./remote-write.ts";
 
 const IngestEnv = z.object({
   ORRERY_INGEST_HOST: z.string().min(1).default("127.0.0.1"),

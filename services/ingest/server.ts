@@ -2,21 +2,22 @@
  * The ingest service's HTTP surface (Bun.serve `routes`): webhooks in, JetStream out. An accepted request is answered
  * 2xx only after JetStream has stored every event it carried, so nothing acknowledged is lost across a restart;
  * bad input gets 4xx with the reason, a bus failure 503 (the sender retries; Nats-Msg-Id makes retries idempotent).
+ * Handlers throw; the server's `error` hook answers through toHttpError (services/shared/http.ts).
  *   POST /api/alerts/:source   alertmanager | generic (services/ingest/webhooks.ts)
  *   GET  /healthz
  *   + extraRoutes, e.g. { "/api/v1/write": { POST: remoteWrite } }
  */
-import type { Server } from "bun";
+import type { BunRequest, Server } from "bun";
 import { ContractError } from "../../pipelines/codec.ts";
 import type { Alert } from "../../pipelines/contracts/alerts.ts";
-import type { Routes } from "../gateway/http.ts";
+import { httpErrors, type Routes } from "../shared/http.ts";
 import type { Logger } from "../shared/log.ts";
 import { alertsFromWebhook, IngestError } from "./webhooks.ts";
 
 export const MAX_ALERT_BODY_BYTES = 4 * 1024 * 1024;
 
 export interface IngestDeps {
-  /** resolves once every alert is durable (alertPublisher(bus) from services/alerts/publish.ts) */
+  /** resolves once every alert is durable (alertPublisher(bus) from services/alerts/client.ts) */
   publishAlerts: (alerts: Alert[]) => Promise<void>;
   log: Logger;
   host: string;
@@ -25,12 +26,6 @@ export interface IngestDeps {
   /** server-wide request body limit (remote_write batches can be large) */
   maxRequestBodyBytes?: number;
   now?: () => number;
-}
-
-/** One mapping from errors to HTTP. */
-export function toIngestResponse(e: unknown): Response {
-  if (e instanceof IngestError) return Response.json({ error: e.message }, { status: e.status });
-  return Response.json({ error: e instanceof Error ? e.message : String(e) }, { status: 500 });
 }
 
 async function readJson(req: Request, limit: number): Promise<unknown> {
@@ -48,17 +43,10 @@ async function readJson(req: Request, limit: number): Promise<unknown> {
 
 export function startIngestServer(deps: IngestDeps): Server<undefined> {
   const now = deps.now ?? Date.now;
-  const guard = (f: (req: Request) => Response | Promise<Response>) => async (req: Request) => {
-    try {
-      return await f(req);
-    } catch (e) {
-      return toIngestResponse(e);
-    }
-  };
 
-  const postAlerts = guard(async (req) => {
+  const postAlerts = async (req: BunRequest<"/api/alerts/:source">) => {
     // Bun's router has parsed (and percent-decoded) it already
-    const source = (req as Request & { params?: { source?: string } }).params?.source ?? decodeURIComponent(new URL(req.url).pathname.split("/")[3] ?? "");
+    const source = req.params.source;
     const body = await readJson(req, MAX_ALERT_BODY_BYTES);
     const alerts = alertsFromWebhook(source, body, now());
     try {
@@ -69,24 +57,18 @@ export function startIngestServer(deps: IngestDeps): Server<undefined> {
       throw new IngestError(503, `alerts not stored (event bus unavailable: ${(e as Error).message}); retry`);
     }
     return Response.json({ accepted: alerts.length, ids: alerts.map((a) => a.id) }, { status: 202 });
-  });
-
-  const extra = Object.fromEntries(
-    Object.entries(deps.extraRoutes ?? {}).map(([path, r]) => [
-      path,
-      typeof r === "function" ? guard(r) : Object.fromEntries(Object.entries(r).map(([m, f]) => [m, guard(f!)])),
-    ]),
-  );
+  };
 
   return Bun.serve({
     hostname: deps.host,
     port: deps.port,
     maxRequestBodySize: deps.maxRequestBodyBytes ?? 64 * 1024 * 1024,
     routes: {
-      ...extra,
+      ...deps.extraRoutes,
       "/healthz": () => Response.json({ status: "ok" }),
       "/api/alerts/:source": { POST: postAlerts },
     },
+    error: httpErrors(deps.log),
     fetch(req) {
       const path = new URL(req.url).pathname;
       if (path.startsWith("/api/alerts/")) return Response.json({ error: `${req.method} not allowed on ${path}: POST alerts here` }, { status: 405 });

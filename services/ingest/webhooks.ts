@@ -6,20 +6,16 @@
  * `orrery notify`, which posts to the generic endpoint.
  */
 import { z } from "zod";
+import { HttpError } from "../shared/http.ts";
 import { ContractError, validate } from "../../pipelines/codec.ts";
 import { GenericWebhook, type Alert } from "../../pipelines/contracts/alerts.ts";
 import { AlertmanagerWebhook } from "../../pipelines/contracts/vendors/alertmanager.ts";
 import { normalizeAlertmanager } from "../../pipelines/stages/alerts/alertmanager.ts";
 import { normalizeGeneric } from "../../pipelines/stages/alerts/generic.ts";
 
-export class IngestError extends Error {
+/** A refusal of a whole request, with its HTTP status (the server's error hook answers it). */
+export class IngestError extends HttpError {
   override readonly name = "IngestError";
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 // The same schemas compiled by zod (generated parsers, 2-5x faster per body); what the fast path refuses is parsed by

@@ -2,7 +2,7 @@
 import { join } from "node:path";
 import { loadConfig } from "../shared/config.ts";
 import { makeLogger } from "../shared/log.ts";
-import { topologyLaunchEnv } from "../topology/service.ts";
+import { topologyLaunchEnv } from "../topology/client.ts";
 import { freePort, natsServerSpec, serviceSpec, Supervisor } from "./supervisor.ts";
 
 const cfg = loadConfig();

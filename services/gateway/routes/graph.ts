@@ -12,10 +12,10 @@
 import { z } from "zod";
 import { NodeKind } from "../../../pipelines/contracts/topology.ts";
 import { DEFAULT_IMPACT_LIMIT, impact, ImpactIndex } from "../../../pipelines/stages/impact.ts";
-import { HistoryStoreError, type HistoryStore } from "../../history/port.ts";
+import type { HistoryStore } from "../../history/port.ts";
 import type { Logger } from "../../shared/log.ts";
-import { HttpError, toHttpError, type Routes } from "../http.ts";
-import type { GatewayMirror } from "../mirror.ts";
+import { HttpError, parseQuery, type Routes } from "../../shared/http.ts";
+import type { TopologyMirror } from "../../topology/client.ts";
 
 const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 /** A time: epoch ms, ISO 8601, `now`, or a duration before now (`-15m`, `-1d`). */
@@ -43,36 +43,10 @@ export const ReplayParams = z
   .object({ from: Time, to: Time, limit: z.coerce.number().int().min(1).max(100_000).default(10_000) })
   .refine((p) => p.from < p.to, { message: "from must be before to", path: ["to"] });
 
-/** Query string → object; `multi` keys keep every value (repeated or comma-separated). */
-function query(url: URL, multi: string[] = []): Record<string, unknown> {
-  const o: Record<string, unknown> = {};
-  for (const [k, v] of url.searchParams) {
-    if (multi.includes(k)) o[k] = [...((o[k] as string[] | undefined) ?? []), ...(k === "kind" ? v.split(",").filter(Boolean) : [v])];
-    else o[k] = v;
-  }
-  return o;
-}
-
-function parse<S extends z.ZodType>(schema: S, input: unknown): z.infer<S> {
-  const r = schema.safeParse(input);
-  if (!r.success) throw new HttpError(400, r.error.issues.map((i) => `${i.path.join(".") || "query"}: ${i.message}`).join("; "));
-  return r.data;
-}
-
-/** History failures as HTTP: the store being unreachable is a 503, a bad stored row a 500. */
-async function fromHistory<T>(f: () => Promise<T>): Promise<T> {
-  try {
-    return await f();
-  } catch (e) {
-    if (e instanceof HistoryStoreError) throw new HttpError(e.code === "query_failed" ? 503 : 500, e.message);
-    throw e;
-  }
-}
-
-/** An alert's mapped entities (null: no such alert), e.g. `alertEntitiesOf(bus)` from services/alerts/routes.ts. */
+/** An alert's mapped entities (null: no such alert), e.g. `alertEntitiesOf(bus)` from services/alerts/client.ts. */
 export type AlertEntities = (fingerprint: string) => Promise<string[] | null>;
 
-export function graphRoutes(deps: { mirror: GatewayMirror; history: HistoryStore; log?: Logger; alertEntities?: AlertEntities }): Routes {
+export function graphRoutes(deps: { mirror: TopologyMirror; history: HistoryStore; log?: Logger; alertEntities?: AlertEntities }): Routes {
   const { mirror, history } = deps;
   let index = ImpactIndex.fromMirror(mirror.mirror());
   const rebuild = () => {
@@ -84,10 +58,10 @@ export function graphRoutes(deps: { mirror: GatewayMirror; history: HistoryStore
     if (f.schema === "topology.snapshot.v1" || !index.applyDelta(f)) rebuild();
   });
 
-  return wrap({
+  return {
     "/api/impact": {
       GET: async (req) => {
-        const p = parse(ImpactParams, query(new URL(req.url), ["id", "kind", "alert"]));
+        const p = parseQuery(ImpactParams, req, { multi: ["id", "kind", "alert"], commaSeparated: ["kind"] });
         const ids = [...p.id];
         const alerts: Record<string, string[]> = {};
         if (p.alert.length) {
@@ -110,42 +84,24 @@ export function graphRoutes(deps: { mirror: GatewayMirror; history: HistoryStore
     },
     "/api/topology/at": {
       GET: async (req) => {
-        const p = parse(AtParams, query(new URL(req.url)));
-        return Response.json(await fromHistory(() => history.stateAt(p.t)));
+        const p = parseQuery(AtParams, req);
+        return Response.json(await history.stateAt(p.t));
       },
     },
     "/api/topology/diff": {
       GET: async (req) => {
-        const p = parse(RangeParams, query(new URL(req.url)));
-        return Response.json(await fromHistory(() => history.diff(p.from, p.to)));
+        const p = parseQuery(RangeParams, req);
+        return Response.json(await history.diff(p.from, p.to));
       },
     },
     "/api/topology/range": {
-      GET: async () => Response.json({ ...(await fromHistory(() => history.bounds())), now: Date.now() }),
+      GET: async () => Response.json({ ...(await history.bounds()), now: Date.now() }),
     },
     "/api/topology/replay": {
       GET: async (req) => {
-        const p = parse(ReplayParams, query(new URL(req.url)));
-        return Response.json(await fromHistory(() => history.replay(p.from, p.to, p.limit)));
+        const p = parseQuery(ReplayParams, req);
+        return Response.json(await history.replay(p.from, p.to, p.limit));
       },
     },
-  });
-}
-
-/** Errors become responses here too, so the routes behave the same under any Bun.serve (the gateway also wraps). */
-function wrap(routes: Record<string, { GET: (req: Request) => Response | Promise<Response> }>): Routes {
-  return Object.fromEntries(
-    Object.entries(routes).map(([path, r]) => [
-      path,
-      {
-        GET: async (req: Request) => {
-          try {
-            return await r.GET(req);
-          } catch (e) {
-            return toHttpError(e);
-          }
-        },
-      },
-    ]),
-  );
+  };
 }

@@ -1,11 +1,12 @@
 /**
  * Metric reads for the dashboard and API users: series, top-N, latest values (one entity, or many for the map).
- * Every input is zod-validated; a bad one answers 400 with the reason. Handlers only call the SeriesStore port.
+ * Every input is zod-validated; a bad one answers 400 with the reason, as does a query the store refuses
+ * (SeriesQueryError, mapped by toHttpError). Handlers only call the SeriesStore port.
  */
 import { z } from "zod";
 import { MetricName } from "../../../pipelines/contracts/metrics.ts";
-import { AGGS, SeriesQueryError, type SeriesStore } from "../../metrics/port.ts";
-import type { Routes } from "../http.ts";
+import { AGGS, type SeriesStore } from "../../metrics/port.ts";
+import { parseBody, parseQuery, type Routes } from "../../shared/http.ts";
 
 const MAX_POINTS = 11_000;
 const MAX_ENTITIES = 10_000;
@@ -52,60 +53,29 @@ export const LatestBody = z.object({
   at: z.number().int().positive().optional(),
 });
 
-const issues = (e: z.ZodError) => e.issues.map((i) => `${i.path.join(".") || "input"}: ${i.message}`).join("; ");
-const bad = (error: string) => Response.json({ error }, { status: 400 });
-
-function query<S extends z.ZodType>(schema: S, req: Request): { ok: true; data: z.infer<S> } | { ok: false; res: Response } {
-  const r = schema.safeParse(Object.fromEntries(new URL(req.url).searchParams));
-  return r.success ? { ok: true, data: r.data } : { ok: false, res: bad(issues(r.error)) };
-}
-
-/** A store refusal is the caller's mistake (400); anything else is ours (500). */
-async function answer(f: () => Promise<unknown>): Promise<Response> {
-  try {
-    return Response.json(await f());
-  } catch (e) {
-    if (e instanceof SeriesQueryError) return bad(e.message);
-    return Response.json({ error: e instanceof Error ? e.message : String(e) }, { status: 500 });
-  }
-}
-
 export function metricsRoutes(deps: { series: SeriesStore }): Routes {
   const { series } = deps;
   return {
     "/api/series": {
-      GET: (req) => {
-        const p = query(SeriesParams, req);
-        if (!p.ok) return p.res;
-        const { entity, metric, from, to, step, agg } = p.data;
-        return answer(async () => ({ entity, metric, step, agg, points: await series.series({ entity, metric, from, to, stepSeconds: step, agg }) }));
+      GET: async (req) => {
+        const { entity, metric, from, to, step, agg } = parseQuery(SeriesParams, req);
+        return Response.json({ entity, metric, step, agg, points: await series.series({ entity, metric, from, to, stepSeconds: step, agg }) });
       },
     },
     "/api/metrics/top": {
-      GET: (req) => {
-        const p = query(TopParams, req);
-        if (!p.ok) return p.res;
-        const { metric, window, n, by, order, at } = p.data;
-        return answer(async () => ({ metric, windowSeconds: window, by, order, entries: await series.top({ metric, windowSeconds: window, n, by, order, at }) }));
+      GET: async (req) => {
+        const { metric, window, n, by, order, at } = parseQuery(TopParams, req);
+        return Response.json({ metric, windowSeconds: window, by, order, entries: await series.top({ metric, windowSeconds: window, n, by, order, at }) });
       },
     },
     "/api/metrics/latest": {
-      GET: (req) => {
-        const p = query(LatestParams, req);
-        if (!p.ok) return p.res;
-        return answer(async () => ({ entity: p.data.entity, values: await series.latest(p.data.entity) }));
+      GET: async (req) => {
+        const { entity } = parseQuery(LatestParams, req);
+        return Response.json({ entity, values: await series.latest(entity) });
       },
       POST: async (req) => {
-        let body: unknown;
-        try {
-          body = await req.json();
-        } catch {
-          return bad('body must be JSON: {"entities": ["host:web-1", …], "metrics"?: […], "lookback"?: "1h"}');
-        }
-        const r = LatestBody.safeParse(body);
-        if (!r.success) return bad(issues(r.error));
-        const { entities, metrics, lookback, at } = r.data;
-        return answer(async () => ({ values: await series.latestMany({ entities, metrics, lookbackSeconds: lookback, at }) }));
+        const { entities, metrics, lookback, at } = await parseBody(LatestBody, req, '{"entities": ["host:web-1", …], "metrics"?: […], "lookback"?: "1h"}');
+        return Response.json({ values: await series.latestMany({ entities, metrics, lookbackSeconds: lookback, at }) });
       },
     },
   };

@@ -20,7 +20,7 @@ import {
   remoteWriteHandler,
   toSamples,
   type RemoteWriteResult,
-} from "../../../services/metrics/remote-write.ts";
+} from "../../../services/ingest/remote-write.ts";
 import { startMetricsService } from "../../../services/metrics/service.ts";
 import { connectBus, type Bus } from "../../../services/shared/bus.ts";
 import { makeLogger } from "../../../services/shared/log.ts";

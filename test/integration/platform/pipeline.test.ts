@@ -12,7 +12,7 @@ import type { ConsumerSpec } from "../../../pipelines/streams.ts";
 import { connectBus, ensureConsumer, PermanentError, publishEvent, runConsumer, toAckDecision, TransientError, type Bus } from "../../../services/shared/bus.ts";
 import { makeLogger } from "../../../services/shared/log.ts";
 import { startTopologyService, type TopologyService } from "../../../services/topology/service.ts";
-import { fetchSnapshot, startMirror } from "../../../services/gateway/mirror.ts";
+import { fetchSnapshot, startMirror } from "../../../services/topology/client.ts";
 import { startGatewayServer } from "../../../services/gateway/http.ts";
 import { DiscoveryBatch as DiscoveryBatchSchema } from "../../../pipelines/contracts/discovery.ts";
 import { startNats, type NatsServer } from "../../helpers/nats.ts";

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
-import { TOPOLOGY_LAUNCH_ENV, topologyLaunchEnv } from "../../../services/topology/service.ts";
+import { TOPOLOGY_LAUNCH_ENV, topologyLaunchEnv } from "../../../services/topology/client.ts";
 
 const LD_SO = "/lib64/ld-linux-x86-64.so.2";
 

@@ -10,6 +10,7 @@ import { DiscoveryBatch } from "../../../pipelines/contracts/discovery.ts";
 import { connectBus, type Bus } from "../../../services/shared/bus.ts";
 import { AgentConfigError, resolveAgentConfig } from "../../../services/agent/config.ts";
 import { startNats, type NatsServer } from "../../helpers/nats.ts";
+import { spawnUntilReady } from "../../helpers/process.ts";
 import { tempDir, uniquePrefix } from "../../helpers/tmp.ts";
 
 const ROOT = join(import.meta.dir, "../../..");
@@ -57,12 +58,10 @@ describe("orrery-agent executable", () => {
     const cfg = join(tmp.dir, "agent.json");
     writeFileSync(cfg, JSON.stringify({ natsUrl: "nats://127.0.0.1:1", prefix, hostId: "from-file", intervalMs: 400 }));
     // flags override the file (NATS URL, host id); the file's prefix and interval stay
-    const p = Bun.spawn([bin, "--config", cfg, "--nats-url", nats.url, "--host-id", "bin-host"], { env: bare(), stdout: "pipe", stderr: "pipe" });
+    const { proc: p, match } = await spawnUntilReady([bin, "--config", cfg, "--nats-url", nats.url, "--host-id", "bin-host"], { env: bare(), ready: /^(.*)\n/, timeoutMs: 20_000 });
     let bus: Bus | undefined;
     try {
-      const reader = p.stdout.getReader();
-      const { value } = await reader.read();
-      const readyLine = JSON.parse(new TextDecoder().decode(value).split("\n")[0]!);
+      const readyLine = JSON.parse(match[1]!);
       expect(readyLine).toMatchObject({ event: "ready", service: "agent", host: "bin-host", prefix, intervalMs: 400 });
       bus = await connectBus({ url: nats.url, prefix, name: "agent-bin-test" });
       const c = await bus.js.consumers.get(bus.topo.streams.discovery.name, { deliver_policy: DeliverPolicy.All });
@@ -90,11 +89,10 @@ describe("orrery-agent executable", () => {
     const prefix = uniquePrefix("agentreadme");
     const cfg = join(tmp.dir, "readme-agent.json");
     writeFileSync(cfg, JSON.stringify({ prefix, hostId: "readme-host" }));
-    const p = Bun.spawn([bin, "--nats", nats.url, "--interval", "700", "--config", cfg], { env: bare(), stdout: "pipe", stderr: "pipe" });
+    const { proc: p, match } = await spawnUntilReady([bin, "--nats", nats.url, "--interval", "700", "--config", cfg], { env: bare(), ready: /^(.*)\n/, timeoutMs: 20_000 });
     let bus: Bus | undefined;
     try {
-      const { value } = await p.stdout.getReader().read();
-      expect(JSON.parse(new TextDecoder().decode(value).split("\n")[0]!)).toMatchObject({ event: "ready", host: "readme-host", prefix, intervalMs: 700 });
+      expect(JSON.parse(match[1]!)).toMatchObject({ event: "ready", host: "readme-host", prefix, intervalMs: 700 });
       bus = await connectBus({ url: nats.url, prefix, name: "agent-readme-test" });
       const c = await bus.js.consumers.get(bus.topo.streams.discovery.name, { deliver_policy: DeliverPolicy.All });
       const m = await c.next({ expires: 15_000 });

@@ -4,6 +4,7 @@ import { describe, expect, test } from "bun:test";
 import type { HostScan, ProcessInfo } from "../../../pipelines/contracts/host-scan.ts";
 import { emptyAgentState, scanToBatches } from "../../../pipelines/stages/agent-diff.ts";
 import { scanHost } from "../../../services/agent/scan.ts";
+import { spawnUntilReady } from "../../helpers/process.ts";
 
 const proc = (pid: number, cpuTicks: number, startTime = 5): ProcessInfo => ({
   pid,
@@ -145,17 +146,11 @@ describe("a process's cost includes its folded workers", () => {
       "print(s.getsockname()[1], *kids, flush=True)",
       "sys.stdin.read()",
     ].join("\n");
-    const master = Bun.spawn([python!, "-c", py], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
+    // stdin stays open (the server exits when it closes)
+    const { proc: master, match } = await spawnUntilReady([python!, "-c", py], { stdin: "pipe", ready: /^(.*)\n/, timeoutMs: 15_000, name: "the pre-fork server" });
     let kids: number[] = [];
     try {
-      const reader = master.stdout.getReader();
-      let line = "";
-      while (!line.includes("\n")) {
-        const { value, done } = await reader.read();
-        if (done) throw new Error("the pre-fork server exited");
-        line += new TextDecoder().decode(value);
-      }
-      const [port, ...k] = line.trim().split(" ").map(Number);
+      const [port, ...k] = match[1]!.trim().split(" ").map(Number);
       kids = k;
       await Bun.sleep(200);
       const s0 = await scanHost();

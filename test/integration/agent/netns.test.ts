@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { parseFibTrieLocal, parseIfInet6 } from "../../../services/agent/procfs.ts";
 import { readHostname, scanHost } from "../../../services/agent/scan.ts";
 import { emptyAgentState, scanToBatches } from "../../../pipelines/stages/agent-diff.ts";
+import { spawnUntilReady } from "../../helpers/process.ts";
 
 // /proc/1/net/fib_trie of a VM with eth0 192.0.2.2/24 (copied from one).
 const HOST_FIB = `Main:
@@ -249,12 +250,12 @@ describe("on this machine", () => {
       return false;
     }
   })();
+  /** Whether this user may make namespaces (and, with `setup`, configure them) here: root, or user namespaces allowed. */
+  const mayUnshare = (flags: string[], setup = "true") => Bun.spawnSync(["unshare", ...flags, "sh", "-c", setup], { stdout: "ignore", stderr: "ignore" }).exitCode === 0;
+  const containerLike = sameNetnsAsInit && mayUnshare(["--net", "--uts", "--mount"]);
+  const vethNetns = mayUnshare(["--net"], "ip link set lo up && ip link add v0 type veth peer name v1");
 
-  test("pid 1's view (as from a container with /proc mounted) finds our listener and the interfaces' IPs", async () => {
-    if (!sameNetnsAsInit) {
-      console.log("skipped: this test runs in another network namespace than pid 1");
-      return;
-    }
+  test.skipIf(!sameNetnsAsInit)("pid 1's view (as from a container with /proc mounted) finds our listener and the interfaces' IPs (skipped when this test runs in another network namespace than pid 1)", async () => {
     const server = net.createServer();
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
     try {
@@ -271,11 +272,7 @@ describe("on this machine", () => {
     }
   });
 
-  test("an agent in its own network and UTS namespaces with the host's /proc bind-mounted (a container) reports the host", async () => {
-    if (!sameNetnsAsInit) {
-      console.log("skipped: this test runs in another network namespace than pid 1");
-      return;
-    }
+  test.skipIf(!containerLike)("an agent in its own network and UTS namespaces with the host's /proc bind-mounted (a container) reports the host (skipped in another network namespace than pid 1, or where unshare is not permitted)", async () => {
     const server = net.createServer();
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
     const dir = mkdtempSync(join(tmpdir(), "orrery-hostproc-"));
@@ -293,11 +290,7 @@ describe("on this machine", () => {
       const script = `hostname agent-ctr && mount --bind /proc "$1" && exec "$0" -e '${js}' "$1"`;
       const p = Bun.spawn(["unshare", "--net", "--uts", "--mount", "sh", "-c", script, process.execPath, dir], { stdout: "pipe", stderr: "pipe" });
       const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-      if (code !== 0 && process.getuid!() !== 0) {
-        console.log(`skipped: unshare is not permitted here (${err.trim()})`);
-        return;
-      }
-      expect(code).toBe(0);
+      if (code !== 0) throw new Error(`the container-like child failed (${code}): ${err}`);
       const r = JSON.parse(out) as Record<"self" | "mounted", { facts: { hostname: string; ips: string[] }; sockets: { localPort: number; state: string; pid: number | null }[] }>;
       const ours = (v: "self" | "mounted") => r[v].sockets.filter((s) => s.state === "listen" && s.localPort === port);
       expect(ours("mounted")).toEqual([expect.objectContaining({ localIp: "127.0.0.1", pid: process.pid })]);
@@ -317,7 +310,7 @@ describe("on this machine", () => {
     }
   }, 30_000);
 
-  test("a listener and a connection inside a new network namespace (unshare --net) are reported under that process", async () => {
+  test.skipIf(!vethNetns)("a listener and a connection inside a new network namespace (unshare --net) are reported under that process (skipped where unshare --net or veth pairs are not permitted; the fake /proc tree above covers the logic)", async () => {
     const port = 20000 + Math.floor(Math.random() * 20000);
     const ip = `10.254.${Math.floor(Math.random() * 250) + 1}.1`;
     // Inside the namespace: lo up, a veth pair with one address (a container's eth0), then a server on 0.0.0.0,
@@ -331,19 +324,9 @@ describe("on this machine", () => {
       });
       setTimeout(() => process.exit(0), 60000);`;
     const script = `ip link set lo up && ip link add v0 type veth peer name v1 && ip addr add ${ip}/24 dev v0 && ip link set v1 up && ip link set v0 up && exec "$0" -e '${js}'`;
-    const child = Bun.spawn(["unshare", "--net", "sh", "-c", script, process.execPath], { stdout: "pipe", stderr: "pipe" });
+    const { proc: child, match } = await spawnUntilReady(["unshare", "--net", "sh", "-c", script, process.execPath], { ready: /ready (\d+) (\d+)/, timeoutMs: 15_000, name: "namespace child" });
     try {
-      const reader = child.stdout.getReader();
-      const first = await Promise.race([reader.read(), child.exited.then(() => null), Bun.sleep(15_000).then(() => null)]);
-      if (!first || first.done) {
-        const err = await new Response(child.stderr).text();
-        if (/Operation not permitted|cannot|not found/i.test(err) && process.getuid!() !== 0) {
-          console.log(`skipped: unshare --net is not permitted here (${err.trim()}); the fake /proc tree above covers the logic`);
-          return;
-        }
-        throw new Error(`namespace child did not start: ${err}`);
-      }
-      const [, pidText, clientPort] = new TextDecoder().decode(first.value).trim().split(" ");
+      const [, pidText, clientPort] = match;
       const pid = Number(pidText);
       expect(pid).toBe(child.pid);
 

@@ -27,7 +27,7 @@ import { connectBus, type Bus } from "../services/shared/bus.ts";
 import { makeLogger } from "../services/shared/log.ts";
 import { makeEstate, NO_CHURN, scanEstate } from "../services/simulator/estate.ts";
 import { startTopologyService } from "../services/topology/service.ts";
-import { loadConfig } from "../services/shared/config.ts";
+import { loadTopologyConfig } from "../services/topology/config.ts";
 import { startNats } from "../test/helpers/nats.ts";
 import { tempDir, uniquePrefix } from "../test/helpers/tmp.ts";
 
@@ -301,8 +301,8 @@ export async function benchDiscovery(argv: string[]) {
         deltaItems += d.nodesUpserted.length + d.nodesRemoved.length + d.edgesUpserted.length + d.edgesRemoved.length;
       },
     });
-    // the topology service's own store settings (its buffer pool: services/shared/config.ts)
-    const store = new TimedStore(join(tmp.dir, "kuzu"), { bufferPoolMiB: loadConfig().ORRERY_KUZU_BUFFER_MIB });
+    // the topology service's own store settings (its buffer pool: services/topology/config.ts)
+    const store = new TimedStore(join(tmp.dir, "kuzu"), { bufferPoolMiB: loadTopologyConfig(process.env).ORRERY_KUZU_BUFFER_MIB });
     // The two converging scans are published back to back (not 5 s apart, as agents send them), and each churn tick
     // follows the last as fast as the pipeline takes it: aging at the agents' 5 s would mark hosts stale merely for
     // waiting their turn in the stream. So aging is held off while converging, and during churn a source is judged

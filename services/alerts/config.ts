@@ -1,7 +1,7 @@
 /** The alerts service's own settings (read once in main.ts, validated with the key's name in every error). */
 import { readFileSync } from "node:fs";
 import { z } from "zod";
-import { ConfigError } from "../shared/config.ts";
+import { ConfigError, parseEnv } from "../shared/config.ts";
 
 const Env = z.object({
   ORRERY_ALERT_RULES: z.string().min(1).optional(),
@@ -31,12 +31,7 @@ export interface AlertsConfig {
 }
 
 export function loadAlertsConfig(env: Record<string, string | undefined>): AlertsConfig {
-  const r = Env.safeParse(env);
-  if (!r.success) {
-    const msg = r.error.issues.map((i) => `${i.path.join(".")}: ${i.message} (got ${JSON.stringify(env[String(i.path[0])])})`).join("; ");
-    throw new ConfigError(`invalid configuration: ${msg}`);
-  }
-  const e = r.data;
+  const e = parseEnv(Env, env);
   const icingaKeys = [e.ICINGA2_URL, e.ICINGA2_USER, e.ICINGA2_PASSWORD];
   if (icingaKeys.some(Boolean) && !icingaKeys.every(Boolean)) {
     throw new ConfigError("invalid configuration: ICINGA2_URL, ICINGA2_USER and ICINGA2_PASSWORD go together (set all three, or none)");

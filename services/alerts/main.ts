@@ -1,7 +1,8 @@
 import { makeClickHouseClient } from "../clickhouse/client.ts";
 import { startMirror } from "../topology/client.ts";
 import { connectBus } from "../shared/bus.ts";
-import { loadConfig, natsOptions, onShutdown } from "../shared/config.ts";
+import { z } from "zod";
+import { BusKeys, ClickHouseKeys, LogKeys, natsOptions, onShutdown, parseEnv } from "../shared/config.ts";
 import { makeLogger, ready } from "../shared/log.ts";
 import { loadAlertsConfig } from "./config.ts";
 import { ClickHouseAlertHistory } from "./history.ts";
@@ -10,7 +11,7 @@ import { alertPublisher } from "./publish.ts";
 import { loadAlertRules } from "./rules.ts";
 import { mirrorView, startAlertsService } from "./service.ts";
 
-const cfg = loadConfig();
+const cfg = parseEnv(z.object({ ...BusKeys, ...LogKeys, ...ClickHouseKeys }), process.env);
 const acfg = loadAlertsConfig(process.env);
 const log = makeLogger("alerts", cfg.ORRERY_LOG_QUIET === "1");
 const rules = await loadAlertRules(acfg.rulesPath);

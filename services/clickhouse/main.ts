@@ -9,7 +9,7 @@ import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import { onShutdown } from "../shared/config.ts";
+import { ConfigError, onShutdown, parseEnv } from "../shared/config.ts";
 import { ready } from "../shared/log.ts";
 import { startClickHouseOwner } from "./owner.ts";
 
@@ -30,13 +30,14 @@ const input: Record<string, string | undefined> = {
   CLICKHOUSE_OWNER_HOST: args.host ?? process.env.CLICKHOUSE_OWNER_HOST,
   CLICKHOUSE_OWNER_PASSWORD: args.password ?? process.env.CLICKHOUSE_OWNER_PASSWORD,
 };
-const parsed = OwnerConfig.safeParse(input);
-if (!parsed.success) {
-  const msg = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message} (got ${JSON.stringify(input[String(i.path[0])])})`).join("; ");
-  process.stderr.write(`clickhouse owner: invalid configuration: ${msg}\n`);
+let cfg: z.output<typeof OwnerConfig>;
+try {
+  cfg = parseEnv(OwnerConfig, input);
+} catch (e) {
+  if (!(e instanceof ConfigError)) throw e;
+  process.stderr.write(`clickhouse owner: ${e.message}\n`);
   process.exit(2);
 }
-const cfg = parsed.data;
 const dataDir = join(resolve(cfg.ORRERY_DATA_DIR), "clickhouse");
 mkdirSync(dataDir, { recursive: true });
 

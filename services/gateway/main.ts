@@ -1,7 +1,8 @@
 import { makeClickHouseClient } from "../clickhouse/client.ts";
 import { ClickHouseSeriesStore } from "../metrics/clickhouse.ts";
 import { connectBus } from "../shared/bus.ts";
-import { loadConfig, natsOptions, onShutdown } from "../shared/config.ts";
+import { z } from "zod";
+import { BusKeys, ClickHouseKeys, GatewayKeys, HistoryTtlKeys, LogKeys, MetricsTtlKeys, natsOptions, onShutdown, parseEnv } from "../shared/config.ts";
 import { makeLogger, ready } from "../shared/log.ts";
 import { startGatewayServer } from "./http.ts";
 import { startMirror } from "../topology/client.ts";
@@ -12,7 +13,7 @@ import { startHealthOverlay } from "./health.ts";
 import { ClickHouseHistoryStore } from "../history/clickhouse.ts";
 import { graphRoutes } from "./routes/graph.ts";
 
-const cfg = loadConfig();
+const cfg = parseEnv(z.object({ ...BusKeys, ...LogKeys, ...ClickHouseKeys, ...GatewayKeys, ...MetricsTtlKeys, ...HistoryTtlKeys }), process.env);
 const log = makeLogger("gateway", cfg.ORRERY_LOG_QUIET === "1");
 const bus = await connectBus(natsOptions(cfg, "orrery-gateway"));
 const series = new ClickHouseSeriesStore(

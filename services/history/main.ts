@@ -1,11 +1,12 @@
 import { makeClickHouseClient } from "../clickhouse/client.ts";
 import { connectBus } from "../shared/bus.ts";
-import { loadConfig, natsOptions, onShutdown } from "../shared/config.ts";
+import { z } from "zod";
+import { BusKeys, ClickHouseKeys, HistoryTtlKeys, LogKeys, natsOptions, onShutdown, parseEnv } from "../shared/config.ts";
 import { makeLogger, ready } from "../shared/log.ts";
 import { ClickHouseHistoryStore } from "./clickhouse.ts";
 import { startHistoryService } from "./service.ts";
 
-const cfg = loadConfig();
+const cfg = parseEnv(z.object({ ...BusKeys, ...LogKeys, ...ClickHouseKeys, ...HistoryTtlKeys }), process.env);
 const log = makeLogger("history", cfg.ORRERY_LOG_QUIET === "1");
 const bus = await connectBus(natsOptions(cfg, "orrery-history"));
 const store = new ClickHouseHistoryStore(

@@ -6,21 +6,20 @@
 import { z } from "zod";
 import { alertPublisher } from "../alerts/client.ts";
 import { connectBus } from "../shared/bus.ts";
-import { ConfigError, loadConfig, natsOptions, onShutdown } from "../shared/config.ts";
+import { BusKeys, LogKeys, natsOptions, onShutdown, parseEnv } from "../shared/config.ts";
 import { makeLogger, ready } from "../shared/log.ts";
 import { startIngestServer } from "./server.ts";
 import { jetStreamPublisher, remoteWriteHandler } from "./remote-write.ts";
 
-const IngestEnv = z.object({
-  ORRERY_INGEST_HOST: z.string().min(1).default("127.0.0.1"),
-  ORRERY_INGEST_PORT: z.coerce.number().int().min(0).max(65535).default(7071),
-});
-
-const cfg = loadConfig();
-const parsed = IngestEnv.safeParse(process.env);
-if (!parsed.success) {
-  throw new ConfigError(`invalid configuration: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message} (got ${JSON.stringify(process.env[String(i.path[0])])})`).join("; ")}`);
-}
+const cfg = parseEnv(
+  z.object({
+    ...BusKeys,
+    ...LogKeys,
+    ORRERY_INGEST_HOST: z.string().min(1).default("127.0.0.1"),
+    ORRERY_INGEST_PORT: z.coerce.number().int().min(0).max(65535).default(7071),
+  }),
+  process.env,
+);
 const log = makeLogger("ingest", cfg.ORRERY_LOG_QUIET === "1");
 const bus = await connectBus(natsOptions(cfg, "orrery-ingest"));
 // Prometheus remote_write lands here too: everything that pushes into Orrery comes through one ingest endpoint.
@@ -35,12 +34,12 @@ const remoteWrite = remoteWriteHandler({
 const server = startIngestServer({
   publishAlerts: alertPublisher(bus),
   log,
-  host: parsed.data.ORRERY_INGEST_HOST,
-  port: parsed.data.ORRERY_INGEST_PORT,
+  host: cfg.ORRERY_INGEST_HOST,
+  port: cfg.ORRERY_INGEST_PORT,
   extraRoutes: { "/api/v1/write": { POST: remoteWrite } },
 });
 onShutdown(async () => {
   await server.stop(true);
   await bus.close();
 });
-ready("ingest", { url: `http://${parsed.data.ORRERY_INGEST_HOST}:${server.port}` });
+ready("ingest", { url: `http://${cfg.ORRERY_INGEST_HOST}:${server.port}` });

@@ -2,7 +2,7 @@
 import { hostname } from "node:os";
 import { z } from "zod";
 import { MAX_JOB_ACK_WAIT_MS, Token } from "../../pipelines/contracts/jobs.ts";
-import { ConfigError } from "../shared/config.ts";
+import { parseEnv } from "../shared/config.ts";
 
 const Env = z.object({
   /** worker: run jobs; scheduler: publish runs and keep placements; all: both in one process */
@@ -46,11 +46,7 @@ const Env = z.object({
 export type JobsConfig = z.infer<typeof Env> & { workerId: string; deadAfterMs: number };
 
 export function loadJobsConfig(env: Record<string, string | undefined> = process.env): JobsConfig {
-  const r = Env.safeParse(env);
-  if (!r.success) {
-    const msg = r.error.issues.map((i) => `${String(i.path[0])}: ${i.message} (got ${JSON.stringify(env[String(i.path[0])])})`).join("; ");
-    throw new ConfigError(`invalid configuration: ${msg}`);
-  }
-  const workerId = r.data.ORRERY_WORKER_ID ?? `${hostname().replace(/[^a-zA-Z0-9_-]/g, "_").slice(0, 40)}-${process.pid}`;
-  return { ...r.data, workerId, deadAfterMs: r.data.ORRERY_WORKER_DEAD_MS ?? 3 * r.data.ORRERY_HEARTBEAT_MS };
+  const e = parseEnv(Env, env);
+  const workerId = e.ORRERY_WORKER_ID ?? `${hostname().replace(/[^a-zA-Z0-9_-]/g, "_").slice(0, 40)}-${process.pid}`;
+  return { ...e, workerId, deadAfterMs: e.ORRERY_WORKER_DEAD_MS ?? 3 * e.ORRERY_HEARTBEAT_MS };
 }

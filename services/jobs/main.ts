@@ -2,7 +2,8 @@
 import { readFileSync } from "node:fs";
 import { checkStrategyText, type Strategy } from "../../pipelines/strategy/schema.ts";
 import { connectBus } from "../shared/bus.ts";
-import { ConfigError, loadConfig, natsOptions, onShutdown } from "../shared/config.ts";
+import { z } from "zod";
+import { BusKeys, ConfigError, LogKeys, natsOptions, onShutdown, parseEnv } from "../shared/config.ts";
 import { makeLogger, ready } from "../shared/log.ts";
 import { loadJobsConfig } from "./config.ts";
 import { BUILTIN_PACKAGES, loadPackages } from "./packages.ts";
@@ -10,7 +11,7 @@ import { startScheduler, type Scheduler } from "./scheduler.ts";
 import { checkSchedulesText, manifestSchedules, mergeSchedules, type Schedule } from "./schedules.ts";
 import { startWorker, type Worker } from "./worker.ts";
 
-const cfg = loadConfig();
+const cfg = parseEnv(z.object({ ...BusKeys, ...LogKeys }), process.env);
 const jc = loadJobsConfig();
 const log = makeLogger("jobs", cfg.ORRERY_LOG_QUIET === "1");
 

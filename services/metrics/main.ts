@@ -1,11 +1,26 @@
 import { makeClickHouseClient } from "../clickhouse/client.ts";
 import { connectBus } from "../shared/bus.ts";
-import { loadConfig, natsOptions, onShutdown } from "../shared/config.ts";
+import { z } from "zod";
+import { BusKeys, ClickHouseKeys, LogKeys, MetricsTtlKeys, natsOptions, onShutdown, parseEnv } from "../shared/config.ts";
 import { makeLogger, ready } from "../shared/log.ts";
 import { ClickHouseSeriesStore } from "./clickhouse.ts";
 import { startMetricsService } from "./service.ts";
 
-const cfg = loadConfig();
+const cfg = parseEnv(
+  z.object({
+    ...BusKeys,
+    ...LogKeys,
+    ...ClickHouseKeys,
+    ...MetricsTtlKeys,
+    ORRERY_METRICS_1M_TTL_DAYS: z.coerce.number().int().min(1).max(3650).default(90),
+    ORRERY_METRICS_1H_TTL_DAYS: z.coerce.number().int().min(1).max(36500).default(730),
+    /** how often newly inserted samples are folded into the 1m/1h rollups */
+    ORRERY_METRICS_ROLLUP_MS: z.coerce.number().int().min(100).max(3_600_000).default(15_000),
+    /** the most samples one ClickHouse insert combines (several metric messages per insert) */
+    ORRERY_METRICS_MAX_INSERT_SAMPLES: z.coerce.number().int().min(1).max(1_000_000).default(100_000),
+  }),
+  process.env,
+);
 const log = makeLogger("metrics", cfg.ORRERY_LOG_QUIET === "1");
 const bus = await connectBus(natsOptions(cfg, "orrery-metrics"));
 const store = new ClickHouseSeriesStore(

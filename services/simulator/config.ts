@@ -1,6 +1,7 @@
 /** The simulator's settings (read once in main.ts), validated with the key's name in every error. */
 import { z } from "zod";
-import { ConfigError } from "../shared/config.ts";
+import { formatIssues } from "../../pipelines/issues.ts";
+import { ConfigError, parseEnv } from "../shared/config.ts";
 import { DEFAULT_CHURN, NO_CHURN, type Churn } from "./estate.ts";
 
 const Rate = z.number().min(0).max(1);
@@ -25,9 +26,8 @@ export interface SimConfig {
 }
 
 export function loadSimConfig(env: Record<string, string | undefined> = process.env): SimConfig {
-  const r = Env.safeParse(env);
-  if (!r.success) throw new ConfigError(`invalid configuration: ${r.error.issues.map((i) => `${String(i.path[0])}: ${i.message} (got ${JSON.stringify(env[String(i.path[0])])})`).join("; ")}`);
-  return { hosts: r.data.ORRERY_SIM_HOSTS, intervalMs: r.data.ORRERY_SIM_INTERVAL_MS, rate: r.data.ORRERY_SIM_RATE, seed: r.data.ORRERY_SIM_SEED, churn: parseChurn(r.data.ORRERY_SIM_CHURN) };
+  const e = parseEnv(Env, env);
+  return { hosts: e.ORRERY_SIM_HOSTS, intervalMs: e.ORRERY_SIM_INTERVAL_MS, rate: e.ORRERY_SIM_RATE, seed: e.ORRERY_SIM_SEED, churn: parseChurn(e.ORRERY_SIM_CHURN) };
 }
 
 export function parseChurn(text: string): Churn {
@@ -41,6 +41,6 @@ export function parseChurn(text: string): Churn {
     throw new ConfigError(`invalid configuration: ORRERY_SIM_CHURN: not JSON (${(e as Error).message}); use "none", "default" or e.g. {"deploy":0.01,"restart":0.05}`);
   }
   const r = ChurnOverrides.safeParse(json);
-  if (!r.success) throw new ConfigError(`invalid configuration: ${r.error.issues.map((i) => `ORRERY_SIM_CHURN${i.path.length ? "." + i.path.join(".") : ""}: ${i.message}`).join("; ")}`);
+  if (!r.success) throw new ConfigError(`invalid configuration: ${formatIssues(r.error, { at: "ORRERY_SIM_CHURN" })}`);
   return { ...DEFAULT_CHURN, ...r.data };
 }

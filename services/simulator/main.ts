@@ -6,13 +6,14 @@
 import { DiscoveryBatch } from "../../pipelines/contracts/discovery.ts";
 import { MAX_SAMPLES_PER_BATCH, MetricBatch } from "../../pipelines/contracts/metrics.ts";
 import { connectBus, publishEvent } from "../shared/bus.ts";
-import { loadConfig, natsOptions, onShutdown } from "../shared/config.ts";
+import { z } from "zod";
+import { BusKeys, LogKeys, natsOptions, onShutdown, parseEnv } from "../shared/config.ts";
 import { makeLogger, ready } from "../shared/log.ts";
 import { loadSimConfig } from "./config.ts";
 import { makeEstate, scanEstate } from "./estate.ts";
 import { nextTick, planTick, TokenBucket } from "./pace.ts";
 
-const cfg = loadConfig();
+const cfg = parseEnv(z.object({ ...BusKeys, ...LogKeys }), process.env);
 const sim = loadSimConfig();
 const log = makeLogger("simulator", cfg.ORRERY_LOG_QUIET === "1");
 const bus = await connectBus(natsOptions(cfg, "orrery-simulator"));

@@ -1,11 +1,12 @@
 /** `npm run demo`: the whole platform on its embedded defaults, plus the local host's own agent. */
 import { join } from "node:path";
-import { loadConfig } from "../shared/config.ts";
+import { z } from "zod";
+import { BusKeys, ClickHouseKeys, DataDirKeys, GatewayKeys, parseEnv } from "../shared/config.ts";
 import { makeLogger } from "../shared/log.ts";
 import { topologyLaunchEnv } from "../topology/client.ts";
 import { freePort, natsServerSpec, serviceSpec, Supervisor } from "./supervisor.ts";
 
-const cfg = loadConfig();
+const cfg = parseEnv(z.object({ ...DataDirKeys, ...BusKeys, ...ClickHouseKeys, ...GatewayKeys }), process.env);
 const log = makeLogger("supervisor");
 const sup = new Supervisor(log);
 let stopping = false;
@@ -25,13 +26,13 @@ const parent = process.ppid;
 setInterval(() => process.ppid !== parent && void stop(), 1000).unref();
 
 try {
-  const env: Record<string, string> = { ORRERY_DATA_DIR: cfg.dataDir, ORRERY_PREFIX: cfg.ORRERY_PREFIX };
+  const env: Record<string, string> = { ORRERY_DATA_DIR: cfg.ORRERY_DATA_DIR, ORRERY_PREFIX: cfg.ORRERY_PREFIX };
   if (process.env.NATS_URL) env.NATS_URL = cfg.NATS_URL;
   else {
     const bin = Bun.which("nats-server") ?? Bun.which("nats-server", { PATH: "/usr/sbin:/usr/bin:/usr/local/bin" });
     if (!bin) throw new Error("nats-server not found: `npm run demo` installs it from Debian, or set NATS_URL");
     const port = await freePort(Number(process.env.ORRERY_NATS_PORT ?? 4222));
-    const r = await sup.start(natsServerSpec(cfg.dataDir, port, bin));
+    const r = await sup.start(natsServerSpec(cfg.ORRERY_DATA_DIR, port, bin));
     env.NATS_URL = String(r.url);
   }
   if (process.env.CLICKHOUSE_URL) {
@@ -56,7 +57,7 @@ try {
   // A simulated estate beside the real host, so the demo has something to show (ORRERY_SIMULATE=0 turns it off).
   if (process.env.ORRERY_SIMULATE !== "0") await sup.start(serviceSpec("simulator", env));
   process.stdout.write(`${JSON.stringify({ event: "ready", service: "orrery", dashboard: gw.url, nats: env.NATS_URL, clickhouse: env.CLICKHOUSE_URL, ingest: ingest.url })}\n`);
-  process.stderr.write(`\n  Orrery is running.\n  Dashboard:  ${gw.url}\n  NATS:       ${env.NATS_URL}\n  ClickHouse: ${env.CLICKHOUSE_URL}\n  Ingest:     ${ingest.url}  (Alertmanager webhook /api/alerts/alertmanager, remote_write /api/v1/write)\n  Data:       ${cfg.dataDir}\n  Ctrl-C stops everything.\n\n`);
+  process.stderr.write(`\n  Orrery is running.\n  Dashboard:  ${gw.url}\n  NATS:       ${env.NATS_URL}\n  ClickHouse: ${env.CLICKHOUSE_URL}\n  Ingest:     ${ingest.url}  (Alertmanager webhook /api/alerts/alertmanager, remote_write /api/v1/write)\n  Data:       ${cfg.ORRERY_DATA_DIR}\n  Ctrl-C stops everything.\n\n`);
 } catch (e) {
   log.error("start failed", { error: e instanceof Error ? e.message : String(e) });
   await stop(1);

@@ -3,17 +3,18 @@ import { KuzuGraphStore } from "../graph/kuzu.ts";
 import { Neo4jGraphStore } from "../graph/neo4j.ts";
 import type { GraphStore } from "../graph/port.ts";
 import { connectBus } from "../shared/bus.ts";
-import { loadConfig, natsOptions, onShutdown } from "../shared/config.ts";
+import { natsOptions, onShutdown } from "../shared/config.ts";
 import { makeLogger, ready } from "../shared/log.ts";
+import { loadTopologyConfig } from "./config.ts";
 import { startTopologyService } from "./service.ts";
 
-const cfg = loadConfig();
+const cfg = loadTopologyConfig(process.env);
 const log = makeLogger("topology", cfg.ORRERY_LOG_QUIET === "1");
 const bus = await connectBus(natsOptions(cfg, "orrery-topology"));
 const store: GraphStore =
   cfg.ORRERY_GRAPH === "neo4j"
     ? new Neo4jGraphStore({ url: cfg.NEO4J_URL!, user: cfg.NEO4J_USER, password: cfg.NEO4J_PASSWORD, database: cfg.NEO4J_DATABASE })
-    : new KuzuGraphStore(join(cfg.dataDir, "graph", "kuzu"), { bufferPoolMiB: cfg.ORRERY_KUZU_BUFFER_MIB, checkpointThresholdMiB: cfg.ORRERY_KUZU_CHECKPOINT_MIB });
+    : new KuzuGraphStore(join(cfg.ORRERY_DATA_DIR, "graph", "kuzu"), { bufferPoolMiB: cfg.ORRERY_KUZU_BUFFER_MIB, checkpointThresholdMiB: cfg.ORRERY_KUZU_CHECKPOINT_MIB });
 const svc = await startTopologyService({
   bus,
   store,

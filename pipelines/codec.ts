@@ -1,5 +1,6 @@
 /** Decoding at the boundary: bytes → JSON → schema. Every failure is a typed error carrying the reason. */
 import type { z } from "zod";
+import { formatIssues } from "./issues.ts";
 
 export class ContractError extends Error {
   override readonly name = "ContractError";
@@ -31,10 +32,7 @@ export function decode<S extends z.ZodType>(schema: S, name: string, bytes: Uint
 export function validate<S extends z.ZodType>(schema: S, name: string, value: unknown): z.infer<S> {
   const r = schema.safeParse(value);
   if (!r.success) {
-    const issues = r.error.issues
-      .slice(0, 10)
-      .map((i) => `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`)
-      .join("; ");
+    const issues = formatIssues(r.error, { limit: 10 });
     throw new ContractError("invalid", name, `${name}: ${issues}`);
   }
   return r.data;

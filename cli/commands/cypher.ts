@@ -8,6 +8,7 @@
  */
 import { defineCommand, runMain } from "citty";
 import { CypherRequest, CypherResponse } from "../../pipelines/contracts/cypher.ts";
+import { formatIssues } from "../../pipelines/issues.ts";
 
 export class UsageError extends Error {
   override readonly name = "UsageError";
@@ -92,7 +93,7 @@ export interface Io {
 export async function runCypher(o: CypherCliOptions, io: Io): Promise<number> {
   const req = CypherRequest.safeParse({ query: o.query, params: o.params, timeoutMs: o.timeoutMs, maxRows: o.maxRows });
   if (!req.success) {
-    io.err(`error: ${req.error.issues.map((i) => `${i.path.join(".") || "request"}: ${i.message}`).join("; ")}\n`);
+    io.err(`error: ${formatIssues(req.error, { root: "request" })}\n`);
     return 2;
   }
   const endpoint = `${o.url.replace(/\/+$/, "")}/api/cypher`;

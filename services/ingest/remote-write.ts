@@ -21,6 +21,7 @@ import { createHash } from "node:crypto";
 import protobuf from "protobufjs";
 import snappy from "snappyjs";
 import { MAX_SAMPLES_PER_BATCH, MetricBatch, Sample } from "../../pipelines/contracts/metrics.ts";
+import { formatIssues } from "../../pipelines/issues.ts";
 import { publishEvent, type Bus } from "../shared/bus.ts";
 
 // remote write 1.0 (prometheus/prompb/remote.proto + types.proto), only the fields we read. A sample's value is
@@ -187,7 +188,7 @@ export function toSamples(req: WriteRequest): MappedWrite {
     const probe = Sample.safeParse({ entity, metric, ts: 0, value: 0, labels });
     if (!probe.success) {
       skipped.invalid += n;
-      firstInvalid ??= `${metric ?? "(no __name__)"}: ${probe.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`;
+      firstInvalid ??= `${metric ?? "(no __name__)"}: ${formatIssues(probe.error)}`;
       continue;
     }
     const base = probe.data;

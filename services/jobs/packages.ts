@@ -8,6 +8,7 @@ import { join, resolve } from "node:path";
 import Ajv2020, { type ValidateFunction } from "ajv/dist/2020.js";
 import { JobManifest, parseDuration } from "../../pipelines/contracts/jobs.ts";
 import type { JobModule } from "./sdk.ts";
+import { formatIssue } from "../../pipelines/issues.ts";
 
 export const BUILTIN_PACKAGES = resolve(import.meta.dir, "packages");
 
@@ -49,7 +50,7 @@ function ajvErrors(v: ValidateFunction, prefix: string): string[] {
 /** Checks a manifest (parsed JSON) and compiles its parameter schema. Pure apart from ajv's compile. */
 export function checkManifest(json: unknown): { ok: true; manifest: JobManifest; validateParams: (p: unknown) => string[] } | { ok: false; errors: string[] } {
   const r = JobManifest.safeParse(json);
-  if (!r.success) return { ok: false, errors: r.error.issues.map((i) => `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`) };
+  if (!r.success) return { ok: false, errors: r.error.issues.map((i) => formatIssue(i)) };
   let v: ValidateFunction;
   try {
     v = ajv.compile(r.data.params);

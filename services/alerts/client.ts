@@ -11,7 +11,7 @@ import { HealthState, HealthStatePart, NotReady } from "../../pipelines/contract
 import type { Bus } from "../shared/bus.ts";
 import { alertSubjects } from "./subjects.ts";
 
-export { alertPublisher, type PublishAlerts } from "./publish.ts";
+export { alertPublisher, type PublishAlerts, type PublishResult } from "./publish.ts";
 
 export class AlertsClientError extends Error {
   override readonly name = "AlertsClientError";

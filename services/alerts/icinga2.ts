@@ -70,6 +70,8 @@ export interface Icinga2Status {
   connects: number;
   events: number;
   published: number;
+  /** alerts alert.v1 refused (e.g. a label over its limit), each alone */
+  refused: number;
   lastError: string | null;
   /** status probes of an idle stream that succeeded */
   probes: number;
@@ -87,7 +89,7 @@ export function startIcinga2Consumer(opts: Icinga2Options, deps: { publish: Publ
   const base = opts.url.replace(/\/+$/, "");
   const auth = `Basic ${Buffer.from(`${opts.user}:${opts.password}`).toString("base64")}`;
   const tls = { ...(opts.ca ? { ca: opts.ca } : {}), ...(opts.serverName ? { serverName: opts.serverName } : {}) };
-  const status: Icinga2Status = { connected: false, connects: 0, events: 0, published: 0, lastError: null, probes: 0, types: {} };
+  const status: Icinga2Status = { connected: false, connects: 0, events: 0, published: 0, refused: 0, lastError: null, probes: 0, types: {} };
   const idleMs = opts.idleMs ?? 60_000;
   const probeTimeoutMs = opts.probeTimeoutMs ?? 10_000;
   const maxIdleMs = opts.maxIdleMs ?? 600_000;
@@ -104,8 +106,13 @@ export function startIcinga2Consumer(opts: Icinga2Options, deps: { publish: Publ
     chain = chain.then(async () => {
       for (let attempt = 0; !stopped; attempt++) {
         try {
-          await deps.publish(alerts);
-          status.published += alerts.length;
+          const r = await deps.publish(alerts);
+          status.published += r.stored.length;
+          if (r.refused.length) {
+            // refused alone: retrying cannot make it valid, and the rest of the batch is stored
+            status.refused += r.refused.length;
+            log.warn("icinga2: alerts refused", { refused: r.refused.length, first: r.refused[0]!.reason, fingerprint: r.refused[0]!.alert.fingerprint });
+          }
           return;
         } catch (e) {
           if (attempt % 10 === 0) log.warn("icinga2: publishing alerts failed; retrying", { error: String(e) });
@@ -127,10 +134,18 @@ export function startIcinga2Consumer(opts: Icinga2Options, deps: { publish: Publ
     return res;
   };
 
-  /** Objects with the time the query was sent: their state is at least that fresh, and no fresher (an event that
-   * arrives after the answer but happened before the query must not be overridden, nor the other way round). */
+  /**
+   * Icinga2's clock minus ours, from the latest event's timestamp. Events are ordered by Icinga2's clock, so a state
+   * read from /v1/objects must be stamped on that clock too: stamped with ours, a snapshot taken while Icinga2 runs
+   * behind would hide every event of the next seconds as older than it.
+   */
+  let clockOffset: number | null = null;
+
+  /** Objects with the time the query was sent, on Icinga2's clock: their state is at least that fresh, and no fresher
+   * (an event that arrives after the answer but happened before the query must not be overridden, nor the other way
+   * round). Before any event has told the offset, the newest check in the answer stands in (never ahead of Icinga2). */
   const queryObjects = async (kind: "hosts" | "services", filter: string | undefined, signal: AbortSignal) => {
-    const asked = Date.now();
+    const sent = Date.now();
     const res = await api(`/v1/objects/${kind}`, { attrs: ICINGA2_OBJECT_ATTRS[kind], ...(filter ? { filter } : {}) }, signal);
     const json = (await res.json()) as { results?: unknown[] };
     const out: Icinga2Object[] = [];
@@ -141,6 +156,8 @@ export function startIcinga2Consumer(opts: Icinga2Options, deps: { publish: Publ
         log.warn("icinga2: object skipped", { error: String(e) });
       }
     }
+    const newestCheck = out.reduce((m, o) => Math.max(m, Math.round((o.attrs.last_check_result?.execution_end ?? 0) * 1000)), 0);
+    const asked = clockOffset !== null ? sent + clockOffset : newestCheck || sent;
     return { objects: out, asked };
   };
 
@@ -172,6 +189,7 @@ export function startIcinga2Consumer(opts: Icinga2Options, deps: { publish: Publ
       return;
     }
     status.events++;
+    clockOffset = Math.round(ev.timestamp * 1000) - Date.now();
     const t = (status.types[ev.type] ??= { received: 0, alerts: 0, resyncs: 0, ignored: 0 });
     t.received++;
     let o = normalizeIcinga2Event(ev, addressOf);

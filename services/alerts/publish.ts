@@ -7,8 +7,9 @@
  * goes out with everything that queued up meanwhile. So the batch size follows the load, an idle alert never waits
  * for a timer, and under load no alert waits longer than the linger or one JetStream round trip. Per source,
  * messages carry up to MAX_ALERTS_PER_MESSAGE alerts and stay under the message byte limit (split otherwise). Each
- * caller's promise resolves once JetStream has stored every message carrying its alerts, and rejects if any was not
- * stored (or with a ContractError, before anything is queued, if one of its alerts is invalid). One JetStream
+ * caller's promise resolves once JetStream has stored every message carrying its valid alerts, and rejects if any
+ * was not stored. An invalid alert is refused on its own (in the result, with the reason) and never fails the rest:
+ * the ingest stores the valid alerts of a webhook group and tells the sender which it refused. One JetStream
  * round trip per request sits at the awaited-publish limit (~9.7k msg/s here) and queues at 10k requests/s.
  *
  * Dedup (unchanged by group commit): Nats-Msg-Id = batchId = `<source>:` + hash of the event ids, so the same events
@@ -19,12 +20,17 @@
  * close that gap for one process, but a map of ~10k ids/s cost the ingest more CPU than the load left it.)
  */
 import { z } from "zod";
-import { MAX_MESSAGE_BYTES, validate } from "../../pipelines/codec.ts";
+import { ContractError, MAX_MESSAGE_BYTES, validate } from "../../pipelines/codec.ts";
 import { Alert, MAX_ALERTS_PER_MESSAGE, type AlertBatch } from "../../pipelines/contracts/alerts.ts";
 import { stableId } from "../../pipelines/stages/alerts/normalize.ts";
 import type { Bus } from "../shared/bus.ts";
 
-export type PublishAlerts = (alerts: Alert[]) => Promise<void>;
+/** What became of a call's alerts: those stored (as validated), and those refused, by their index in the call. */
+export interface PublishResult {
+  stored: Alert[];
+  refused: { index: number; alert: Alert; reason: string }[];
+}
+export type PublishAlerts = (alerts: Alert[]) => Promise<PublishResult>;
 
 /** alert.v1's Alert compiled by zod: each alert is checked here, on the ingest's hot path; errors read as zod's. */
 const AlertCompiled = z.compile(Alert);
@@ -134,16 +140,19 @@ export function alertPublisher(bus: Bus, opts: AlertPublisherOptions = {}): Publ
   };
 
   return (input) => {
-    if (!input.length) return Promise.resolve();
-    let alerts: Alert[];
-    try {
-      // throws ContractError with the reason: the caller maps it (the ingest answers 400)
-      alerts = input.map((a) => validate(AlertCompiled, "alert.v1", a));
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    return new Promise<void>((resolve, reject) => {
-      queue.push({ alerts, resolve, reject });
+    const stored: Alert[] = [];
+    const refused: PublishResult["refused"] = [];
+    input.forEach((a, index) => {
+      try {
+        stored.push(validate(AlertCompiled, "alert.v1", a));
+      } catch (e) {
+        if (!(e instanceof ContractError)) throw e;
+        refused.push({ index, alert: a, reason: e.message });
+      }
+    });
+    if (!stored.length) return Promise.resolve({ stored, refused });
+    return new Promise<PublishResult>((resolve, reject) => {
+      queue.push({ alerts: stored, resolve: () => resolve({ stored, refused }), reject });
       kick();
     });
   };

@@ -1,24 +1,29 @@
 /**
  * The ingest service's HTTP surface (Bun.serve `routes`): webhooks in, JetStream out. An accepted request is answered
- * 2xx only after JetStream has stored every event it carried, so nothing acknowledged is lost across a restart;
- * bad input gets 4xx with the reason, a bus failure 503 (the sender retries; Nats-Msg-Id makes retries idempotent).
+ * 2xx only after JetStream has stored every valid event it carried, so nothing acknowledged is lost across a restart;
+ * a bus failure is a 503 (the sender retries; Nats-Msg-Id makes retries idempotent). Invalid alerts are refused one
+ * by one: 202 listing the refusals when anything was stored, 400 when nothing was (an unreadable body too).
  * Handlers throw; the server's `error` hook answers through toHttpError (services/shared/http.ts).
  *   POST /api/alerts/:source   alertmanager | generic (services/ingest/webhooks.ts)
+ *   GET  /api/alerts/rejected[?limit=N]   refused alerts: counts per source since start, the latest (RejectedAlerts)
  *   GET  /healthz
  *   + extraRoutes, e.g. { "/api/v1/write": { POST: remoteWrite } }
  */
 import type { BunRequest, Server } from "bun";
-import { ContractError } from "../../pipelines/codec.ts";
-import type { Alert } from "../../pipelines/contracts/alerts.ts";
+import type { Alert, RejectedAlerts } from "../../pipelines/contracts/alerts.ts";
 import { httpErrors, type Routes } from "../shared/http.ts";
 import type { Logger } from "../shared/log.ts";
-import { alertsFromWebhook, IngestError } from "./webhooks.ts";
+import type { PublishResult } from "../alerts/client.ts";
+import { RejectedLog } from "./rejected.ts";
+import { alertsFromWebhook, IngestError, type Refusal } from "./webhooks.ts";
 
 export const MAX_ALERT_BODY_BYTES = 4 * 1024 * 1024;
 
 export interface IngestDeps {
-  /** resolves once every alert is durable (alertPublisher(bus) from services/alerts/client.ts) */
-  publishAlerts: (alerts: Alert[]) => Promise<void>;
+  /** resolves once every valid alert is durable (alertPublisher(bus) from services/alerts/client.ts) */
+  publishAlerts: (alerts: Alert[]) => Promise<PublishResult>;
+  /** where refused alerts are kept (default: a new one); GET /api/alerts/rejected serves it */
+  rejected?: RejectedLog;
   log: Logger;
   host: string;
   port: number;
@@ -41,22 +46,44 @@ async function readJson(req: Request, limit: number): Promise<unknown> {
   }
 }
 
+function rejectedLimit(req: Request): number {
+  const raw = new URL(req.url).searchParams.get("limit");
+  const limit = raw === null ? 1000 : Number(raw);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new IngestError(400, `limit: an integer from 1 to 10000 (got ${JSON.stringify(raw)})`);
+  return limit;
+}
+
 export function startIngestServer(deps: IngestDeps): Server<undefined> {
   const now = deps.now ?? Date.now;
+  const rejected = deps.rejected ?? new RejectedLog();
 
   const postAlerts = async (req: BunRequest<"/api/alerts/:source">) => {
     // Bun's router has parsed (and percent-decoded) it already
     const source = req.params.source;
     const body = await readJson(req, MAX_ALERT_BODY_BYTES);
-    const alerts = alertsFromWebhook(source, body, now());
+    const at = now();
+    const { alerts, indexes, refused } = alertsFromWebhook(source, body, at);
+    let result: PublishResult;
     try {
-      await deps.publishAlerts(alerts);
+      result = await deps.publishAlerts(alerts);
     } catch (e) {
-      if (e instanceof ContractError) throw new IngestError(400, e.message);
       deps.log.warn("alerts not stored; sender must retry", { source, count: alerts.length, error: String(e) });
       throw new IngestError(503, `alerts not stored (event bus unavailable: ${(e as Error).message}); retry`);
     }
-    return Response.json({ accepted: alerts.length, ids: alerts.map((a) => a.id) }, { status: 202 });
+    const refusals: Refusal[] = [
+      ...refused,
+      ...result.refused.map((r) => ({ index: indexes[r.index]!, alert: `fingerprint=${r.alert.fingerprint}`, reason: `alerts.${indexes[r.index]}: ${r.reason}` })),
+    ].sort((a, b) => a.index - b.index);
+    if (refusals.length) {
+      rejected.record(source, at, refusals);
+      deps.log.warn("alerts refused", { source, refused: refusals.length, stored: result.stored.length, first: refusals[0]!.reason });
+    }
+    const answer = { accepted: result.stored.length, ids: result.stored.map((a) => a.id), rejected: refusals };
+    // 4xx only when nothing was stored: Alertmanager drops a group it got a 4xx for, stored alerts and all
+    if (!result.stored.length && refusals.length) {
+      return Response.json({ error: `no alert stored: ${refusals.slice(0, 10).map((r) => r.reason).join("; ")}`, ...answer }, { status: 400 });
+    }
+    return Response.json(answer, { status: 202 });
   };
 
   return Bun.serve({
@@ -66,6 +93,7 @@ export function startIngestServer(deps: IngestDeps): Server<undefined> {
     routes: {
       ...deps.extraRoutes,
       "/healthz": () => Response.json({ status: "ok" }),
+      "/api/alerts/rejected": { GET: (req: Request) => Response.json(rejected.list(rejectedLimit(req)) satisfies RejectedAlerts) },
       "/api/alerts/:source": { POST: postAlerts },
     },
     error: httpErrors(deps.log),

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { DeliverPolicy } from "@nats-io/jetstream";
 import type { Subprocess } from "bun";
 import { decode } from "../../../pipelines/codec.ts";
-import { AlertBatch, AlertsList, type Alert } from "../../../pipelines/contracts/alerts.ts";
+import { AlertBatch, AlertsList, RejectedAlerts, type Alert } from "../../../pipelines/contracts/alerts.ts";
 import { DiscoveryBatch } from "../../../pipelines/contracts/discovery.ts";
 import { HealthDelta, HealthState } from "../../../pipelines/contracts/health.ts";
 import { AlertRules } from "../../../pipelines/stages/alerts/mapping.ts";
@@ -220,3 +220,60 @@ test("unknown sources and malformed webhooks are refused with the reason; nothin
   expect((await generic.json()).error).toContain("give a fingerprint or at least one of target.host");
   expect((await bus.jsm.streams.info(bus.topo.streams.alerts.name)).state.messages).toBe(before);
 });
+
+/** Alertmanager's count of failed webhook notifications (it does not retry a 4xx: a failure there is a lost group). */
+async function failedNotifications(): Promise<number> {
+  const text = await (await fetch(`${amUrl}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith("alertmanager_notifications_failed_total") && l.includes('integration="webhook"'));
+  return line ? Number(line.split(" ").pop()) : 0;
+}
+
+test.each([
+  ["30 s behind", -30_000],
+  ["30 s ahead", 30_000],
+])("a Prometheus whose clock is %s: the resolve reaches the alerts service and resolves the alert", async (_name, skew) => {
+  const alertname = `Skewed${skew < 0 ? "Behind" : "Ahead"}`;
+  const labels = { alertname, instance: "skew-host:9100", job: "node", severity: "critical" };
+  const senderNow = () => Date.now() + skew;
+  const startsAt = senderNow() - 60_000;
+  const ignoredBefore = alerts.book().ignored.total;
+  await postToAlertmanager([prometheusAlert(labels, startsAt, senderNow() + 5 * 60_000)]);
+  const firing = await waitFor(async () => (await streamAlerts()).find((a) => a.labels.alertname === alertname && a.state === "firing"), "firing alert on JetStream", 20_000, 250);
+  // stamped with the sender's startsAt, not with when we received it
+  expect(firing.at).toBe(startsAt);
+  await waitFor(() => alerts.book().entries.get(firing.fingerprint)?.published.state === "firing", "firing in the alerts service");
+
+  // Resolved at once, well within 30 s of the firing's arrival. Alertmanager takes a resolve only when its endsAt has
+  // passed on Alertmanager's own clock (until then the firing's later endsAt wins the merge), so the sender that runs
+  // ahead reports one that ended 35 s ago by its clock.
+  const endsAt = skew < 0 ? senderNow() : senderNow() - 35_000;
+  await postToAlertmanager([prometheusAlert(labels, startsAt, endsAt)]);
+  const resolved = await waitFor(async () => (await streamAlerts()).find((a) => a.fingerprint === firing.fingerprint && a.state === "resolved"), "resolved alert on JetStream", 30_000, 250);
+  expect(resolved.at).toBe(endsAt);
+  if (skew < 0) expect(resolved.at).toBeLessThan(Date.now() - 20_000);
+  await waitFor(() => alerts.book().entries.get(firing.fingerprint)?.published.state === "resolved", "resolved in the alerts service", 20_000);
+  expect(alerts.book().ignored.total).toBe(ignoredBefore);
+}, 60_000);
+
+test("a group with one oversized label: Alertmanager's webhook gets a 2xx, the other alerts are stored, the bad one is listed as rejected", async () => {
+  const failedBefore = await failedNotifications();
+  const now = Date.now();
+  // one group (alertname + instance), three alerts; one label value over alert.v1's 4096 characters
+  const labels = (disk: string, extra: Record<string, string> = {}) => ({ alertname: "GroupWithBadAlert", instance: "db1:9100", job: "node", severity: "warning", disk, ...extra });
+  await postToAlertmanager([
+    prometheusAlert(labels("sda"), now - 10_000, now + 5 * 60_000),
+    prometheusAlert(labels("sdb", { note: "n".repeat(5000) }), now - 10_000, now + 5 * 60_000),
+    prometheusAlert(labels("sdc"), now - 10_000, now + 5 * 60_000),
+  ]);
+  const got = await waitFor(async () => {
+    const s = (await streamAlerts()).filter((a) => a.labels.alertname === "GroupWithBadAlert");
+    return s.length >= 2 ? s : null;
+  }, "the group's valid alerts on JetStream", 20_000, 250);
+  expect(got.map((a) => a.labels.disk).sort()).toEqual(["sda", "sdc"]);
+  const rejected = await waitFor(async () => {
+    const r = RejectedAlerts.parse(await (await fetch(`http://127.0.0.1:${ingest.port}/api/alerts/rejected`)).json());
+    return r.alerts.find((a) => a.source === "alertmanager" && a.reason.includes("labels.note"));
+  }, "the oversized alert listed as rejected");
+  expect(rejected.reason).toMatch(/^alerts\.\d: alert\.v1: labels\.note: Too big/);
+  expect(await failedNotifications()).toBe(failedBefore);
+}, 60_000);

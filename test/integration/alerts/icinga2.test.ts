@@ -374,7 +374,7 @@ test("a half-open connection (no bytes, no close): the idle watchdog's status pr
   const got: Alert[] = [];
   const c = startIcinga2Consumer(
     { url: `https://127.0.0.1:${port}`, user: API_USER, password: API_PASSWORD, ca: ca(), serverName: NODE, queue: "orrery-test-halfopen", initialBackoffMs: 200, maxBackoffMs: 1000, idleMs: 1000, probeTimeoutMs: 1000 },
-    { publish: async (a) => void got.push(...a), log },
+    { publish: async (a) => (got.push(...a), { stored: a, refused: [] }), log },
   );
   try {
     await waitFor(() => c.status().connected, "connected through the proxy", 20_000);

@@ -16,6 +16,7 @@ import { ClickHouseHistoryStore } from "../../../services/history/clickhouse.ts"
 import { historyConsumer, startHistoryService, type HistoryService } from "../../../services/history/service.ts";
 import { connectBus, publishEvent, type Bus } from "../../../services/shared/bus.ts";
 import { makeLogger } from "../../../services/shared/log.ts";
+import { httpErrors } from "../../../services/shared/http.ts";
 import { startClickHouse, type TestClickHouse } from "../../helpers/clickhouse.ts";
 import { startNats, type NatsServer } from "../../helpers/nats.ts";
 import { tempDir, uniquePrefix, waitFor } from "../../helpers/tmp.ts";
@@ -282,7 +283,7 @@ describe("graph routes", () => {
     live = oracleAt(T0 + 5000);
     // The gateway's mirror interface over an in-memory mirror: the routes only read it and follow its frames.
     const mirror: TopologyMirror = { mirror: () => live, synced: () => true, onFrame: (f) => void frames.push(f), stop: async () => undefined };
-    server = Bun.serve({ port: 0, hostname: "127.0.0.1", routes: graphRoutes({ mirror, history: store }), fetch: () => new Response("not found", { status: 404 }) } as Parameters<typeof Bun.serve>[0]);
+    server = Bun.serve({ port: 0, hostname: "127.0.0.1", routes: graphRoutes({ mirror, history: store }), error: httpErrors(log), fetch: () => new Response("not found", { status: 404 }) } as Parameters<typeof Bun.serve>[0]);
     base = `http://127.0.0.1:${server.port}`;
   });
   afterAll(async () => {

@@ -13,6 +13,7 @@ import { ClickHouseSeriesStore, legacyRollupViews, resolutionForStep, resolution
 import { startMetricsService } from "../../../services/metrics/service.ts";
 import { connectBus, publishEvent, type Bus } from "../../../services/shared/bus.ts";
 import { makeLogger } from "../../../services/shared/log.ts";
+import { httpErrors } from "../../../services/shared/http.ts";
 import { startClickHouse, type TestClickHouse } from "../../helpers/clickhouse.ts";
 import { startNats, type NatsServer } from "../../helpers/nats.ts";
 import { tempDir, uniquePrefix, waitFor } from "../../helpers/tmp.ts";
@@ -229,7 +230,7 @@ describe("many entities", () => {
   });
 
   test("gateway routes: top, latest for many, series; bad input gets 400 with the reason", async () => {
-    const server = Bun.serve({ port: 0, hostname: "127.0.0.1", routes: metricsRoutes({ series: store }) });
+    const server = Bun.serve({ port: 0, hostname: "127.0.0.1", routes: metricsRoutes({ series: store }), error: httpErrors(makeLogger("test", true)) });
     const base = `http://127.0.0.1:${server.port}`;
     try {
       const top = await fetch(`${base}/api/metrics/top?metric=cpu_util&window=5m&n=2&at=${at}`);

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import type { ClickHouseClient } from "@clickhouse/client";
 import type { Subprocess } from "bun";
 import { makeClickHouseClient, type ClickHouseClientOptions } from "../../services/clickhouse/client.ts";
+import { spawnUntilReady } from "./process.ts";
 
 export interface TestClickHouse {
   url: string;
@@ -29,28 +30,15 @@ export async function startClickHouse(dataDir: string, opts: { env?: Record<stri
     const creds = { username: process.env.CLICKHOUSE_USER ?? "default", password: process.env.CLICKHOUSE_PASSWORD ?? "" };
     return { url: external, kind: "server", proc: null, client: (o = {}) => makeClickHouseClient({ ...creds, ...o, url: external }), stop: async () => 0 };
   }
-  const proc = Bun.spawn([process.execPath, "services/clickhouse/main.ts", "--data-dir", dataDir, "--port", String(opts.port ?? 0)], {
+  // its first line is the ready line: {"url": …}
+  const { proc, match } = await spawnUntilReady([process.execPath, "services/clickhouse/main.ts", "--data-dir", dataDir, "--port", String(opts.port ?? 0)], {
     cwd: join(import.meta.dir, "../.."),
     env: { ...process.env, ...opts.env },
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
+    ready: /^(.*)\n/,
+    timeoutMs: 30_000,
+    name: "the ClickHouse owner",
   });
-  const reader = proc.stdout.getReader();
-  let out = "";
-  const deadline = Date.now() + 30_000;
-  while (!out.includes("\n") && Date.now() < deadline) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    out += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
-  if (!out.includes("\n")) {
-    proc.kill();
-    throw new Error(`ClickHouse owner did not become ready: ${out}${await new Response(proc.stderr).text()}`);
-  }
-  void proc.stderr.pipeTo(new WritableStream()).catch(() => undefined);
-  const url = (JSON.parse(out.split("\n")[0]!) as { url: string }).url;
+  const url = (JSON.parse(match[1]!) as { url: string }).url;
   return {
     url,
     kind: "owner",

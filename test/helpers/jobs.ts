@@ -2,6 +2,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { spawnUntilReady } from "./process.ts";
 
 const ROOT = join(import.meta.dir, "../..");
 
@@ -50,28 +51,14 @@ export interface WorkerProc {
 
 /** Starts `services/jobs/main.ts` as a real child process and waits for its ready line. */
 export async function spawnJobsProcess(id: string, env: Record<string, string>): Promise<WorkerProc> {
-  const proc = Bun.spawn([process.execPath, "run", join(ROOT, "services/jobs/main.ts")], {
+  const { proc, stderr } = await spawnUntilReady([process.execPath, "run", join(ROOT, "services/jobs/main.ts")], {
     cwd: ROOT,
     env: { ...process.env, ORRERY_LOG_QUIET: "1", ORRERY_WORKER_ID: id, ...env },
-    stdout: "pipe",
-    stderr: "pipe",
+    ready: /"event":"ready"/,
+    timeoutMs: 20_000,
+    name: id,
   });
-  let err = "";
-  void (async () => {
-    for await (const c of proc.stderr as ReadableStream<Uint8Array>) err += new TextDecoder().decode(c);
-  })();
-  const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
-  let out = "";
-  const deadline = Date.now() + 20_000;
-  while (!out.includes('"event":"ready"')) {
-    if (Date.now() > deadline) throw new Error(`${id} not ready: ${out}\n${err}`);
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`${id} exited before ready: ${out}\n${err}`);
-    out += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
-  void (proc.stdout as ReadableStream<Uint8Array>).pipeTo(new WritableStream()).catch(() => undefined);
-  return { id, proc, stderr: () => err };
+  return { id, proc, stderr };
 }
 
 

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { spawnUntilReady } from "./process.ts";
 
 export interface NatsServer {
   url: string;
@@ -24,8 +25,13 @@ export async function startNats(opts: { dir?: string; port?: number } = {}): Pro
   // Every prefix declares its streams with production limits (~11 GiB of max_bytes), and JetStream reserves them
   // against max_file_store (by default 75% of the free disk): a test server holds many prefixes and little data.
   writeFileSync(conf, `listen: 127.0.0.1:${opts.port ?? -1}\njetstream { store_dir: "${join(dir, "js")}", max_file_store: 100T }\n`);
-  const proc = Bun.spawn([natsServerBinary(), "-c", conf], { stdout: "pipe", stderr: "pipe" });
-  const port = await waitForPort(proc);
+  const { proc, match } = await spawnUntilReady([natsServerBinary(), "-c", conf], {
+    ready: /Listening for client connections on [^\s]+:(\d+)[\s\S]*Server is ready/,
+    stream: "either",
+    timeoutMs: 15_000,
+    name: "nats-server",
+  });
+  const port = Number(match[1]);
   const url = `nats://127.0.0.1:${port}`;
   return {
     url,
@@ -38,28 +44,4 @@ export async function startNats(opts: { dir?: string; port?: number } = {}): Pro
       if (!opts.dir) rmSync(dir, { recursive: true, force: true });
     },
   };
-}
-
-async function waitForPort(proc: Subprocess): Promise<number> {
-  const decoder = new TextDecoder();
-  let log = "";
-  const deadline = Date.now() + 15_000;
-  for (const stream of [proc.stderr, proc.stdout] as ReadableStream<Uint8Array>[]) {
-    const reader = stream.getReader();
-    while (Date.now() < deadline) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      log += decoder.decode(value);
-      const m = /Listening for client connections on [^\s]+:(\d+)/.exec(log);
-      if (m && /Server is ready/.test(log)) {
-        reader.releaseLock();
-        // keep draining so the pipe never fills
-        void stream.pipeTo(new WritableStream()).catch(() => undefined);
-        return Number(m[1]);
-      }
-    }
-    reader.releaseLock();
-  }
-  proc.kill();
-  throw new Error(`nats-server did not start:\n${log}`);
 }

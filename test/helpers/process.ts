@@ -5,10 +5,11 @@
  */
 import type { Subprocess } from "bun";
 
-export type PipedProcess = Subprocess<"ignore" | "pipe" | "inherit", "pipe", "pipe">;
+type Stdin = "ignore" | "pipe" | "inherit";
+export type PipedProcess<In extends Stdin = Stdin> = Subprocess<In, "pipe", "pipe">;
 
-export interface ReadyProcess {
-  proc: PipedProcess;
+export interface ReadyProcess<In extends Stdin = "ignore"> {
+  proc: PipedProcess<In>;
   /** the ready pattern's match */
   match: RegExpExecArray;
   /** what the child wrote so far: stdout, stderr, or both (stdout first) */
@@ -21,7 +22,7 @@ export interface ReadyProcess {
 
 type Stream = "stdout" | "stderr" | "either";
 
-export interface SpawnUntilReadyOptions {
+export interface SpawnUntilReadyOptions<In extends Stdin = "ignore"> {
   /** the ready line: matched against all the text of `stream` so far */
   ready: RegExp;
   timeoutMs: number;
@@ -29,7 +30,7 @@ export interface SpawnUntilReadyOptions {
   stream?: Stream;
   cwd?: string;
   env?: Record<string, string | undefined>;
-  stdin?: "ignore" | "pipe" | "inherit";
+  stdin?: In;
   /** its own process group (kill it with process.kill(-pid)) */
   detached?: boolean;
   /** what the child is, for error messages (default: the command) */
@@ -50,7 +51,7 @@ export class NotReadyError extends Error {
   }
 }
 
-export async function spawnUntilReady(cmd: string[], opts: SpawnUntilReadyOptions): Promise<ReadyProcess> {
+export async function spawnUntilReady<In extends Stdin = "ignore">(cmd: string[], opts: SpawnUntilReadyOptions<In>): Promise<ReadyProcess<In>> {
   const proc = Bun.spawn(cmd, {
     cwd: opts.cwd,
     env: opts.env,
@@ -58,7 +59,7 @@ export async function spawnUntilReady(cmd: string[], opts: SpawnUntilReadyOption
     stdout: "pipe",
     stderr: "pipe",
     detached: opts.detached,
-  }) as PipedProcess;
+  }) as PipedProcess<In>;
   const child = watch(proc, opts.name ?? cmd.slice(0, 3).join(" "));
   try {
     const match = await child.until(opts.ready, { timeoutMs: opts.timeoutMs, stream: opts.stream });
@@ -70,7 +71,7 @@ export async function spawnUntilReady(cmd: string[], opts: SpawnUntilReadyOption
 }
 
 /** Reads a running child's stdout and stderr in the background, for `until` and the logs. */
-export function watch(proc: PipedProcess, name = `pid ${proc.pid}`): Omit<ReadyProcess, "match"> {
+export function watch<In extends Stdin>(proc: PipedProcess<In>, name = `pid ${proc.pid}`): Omit<ReadyProcess<In>, "match"> {
   const text = { stdout: "", stderr: "" };
   let waiters: (() => void)[] = [];
   const wake = () => {

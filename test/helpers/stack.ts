@@ -3,6 +3,7 @@ import { expect } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
+import { spawnUntilReady } from "./process.ts";
 import { tempDir, uniquePrefix, waitFor } from "./tmp.ts";
 
 export interface Stack {
@@ -59,7 +60,7 @@ const ROOT = resolve(import.meta.dir, "../..");
 
 export async function startStack(env: Record<string, string> = {}, dataDir?: string): Promise<Stack & { cleanup: () => void }> {
   const tmp = dataDir ? { dir: dataDir, cleanup: () => {} } : tempDir("orrery-stack-");
-  const proc = Bun.spawn([process.execPath, "run", join(ROOT, "services/supervisor/main.ts")], {
+  const { proc, match, stderr } = await spawnUntilReady([process.execPath, "run", join(ROOT, "services/supervisor/main.ts")], {
     cwd: ROOT,
     env: {
       ...process.env,
@@ -75,46 +76,29 @@ export async function startStack(env: Record<string, string> = {}, dataDir?: str
       ORRERY_SIM_INTERVAL_MS: "1000",
       ...env,
     },
-    stdout: "pipe",
-    stderr: "pipe",
     // its own process group, like a demo started from a terminal: stop() sends SIGINT to the group as Ctrl-C does
     detached: true,
+    // the supervisor's banner line
+    ready: /^(.*"service":"orrery".*)\n/m,
+    timeoutMs: 120_000,
+    name: "the stack",
   });
-  let logs = "";
-  void (async () => {
-    for await (const c of proc.stderr as ReadableStream<Uint8Array>) logs += new TextDecoder().decode(c);
-  })();
-  const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
-  let out = "";
-  const deadline = Date.now() + 120_000;
-  while (Date.now() < deadline) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    out += new TextDecoder().decode(value);
-    const line = out.split("\n").find((l) => l.includes('"service":"orrery"'));
-    if (line) {
-      reader.releaseLock();
-      void (proc.stdout as ReadableStream<Uint8Array>).pipeTo(new WritableStream()).catch(() => undefined);
-      const r = JSON.parse(line);
-      return {
-        dashboard: r.dashboard,
-        nats: r.nats,
-        clickhouse: r.clickhouse,
-        ingest: r.ingest,
-        dataDir: tmp.dir,
-        proc,
-        logs: () => logs,
-        descendants: () => descendantsOf(proc.pid),
-        stop: async () => {
-          if (proc.exitCode === null) process.kill(-proc.pid, "SIGINT");
-          return await proc.exited;
-        },
-        cleanup: tmp.cleanup,
-      };
-    }
-  }
-  proc.kill("SIGKILL");
-  throw new Error(`stack did not start:\n${out}\n${logs}`);
+  const r = JSON.parse(match[1]!);
+  return {
+    dashboard: r.dashboard,
+    nats: r.nats,
+    clickhouse: r.clickhouse,
+    ingest: r.ingest,
+    dataDir: tmp.dir,
+    proc,
+    logs: stderr,
+    descendants: () => descendantsOf(proc.pid),
+    stop: async () => {
+      if (proc.exitCode === null) process.kill(-proc.pid, "SIGINT");
+      return await proc.exited;
+    },
+    cleanup: tmp.cleanup,
+  };
 }
 
 /**

@@ -18,6 +18,7 @@ import { applyDiscovery, emptyModel } from "../../../pipelines/stages/topology/i
 import { fetchSnapshot } from "../../../services/topology/client.ts";
 import { connectBus, publishEvent, type Bus } from "../../../services/shared/bus.ts";
 import { startNats, type NatsServer } from "../../helpers/nats.ts";
+import { spawnUntilReady } from "../../helpers/process.ts";
 import { tempDir, uniquePrefix, waitFor } from "../../helpers/tmp.ts";
 
 const HOSTS = 6;
@@ -75,26 +76,14 @@ interface TopologyProcess {
 }
 
 async function startTopology(env: Record<string, string>): Promise<TopologyProcess> {
-  const proc = Bun.spawn([process.execPath, "services/topology/main.ts"], { cwd: `${import.meta.dir}/../../..`, env: { ...process.env, ...env }, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  let err = "";
-  void (async () => {
-    for await (const c of proc.stderr) err += new TextDecoder().decode(c);
-  })();
-  const reader = proc.stdout.getReader();
-  let out = "";
-  const deadline = Date.now() + 60_000;
-  while (!out.includes("\n") && Date.now() < deadline) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    out += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
-  void proc.stdout.pipeTo(new WritableStream()).catch(() => undefined);
-  if (!out.includes('"ready"')) {
-    proc.kill("SIGKILL");
-    throw new Error(`topology service did not become ready: ${out}\n${err}`);
-  }
-  return { proc, stderr: () => err };
+  const { proc, stderr } = await spawnUntilReady([process.execPath, "services/topology/main.ts"], {
+    cwd: `${import.meta.dir}/../../..`,
+    env: { ...process.env, ...env },
+    ready: /"ready"/,
+    timeoutMs: 60_000,
+    name: "the topology service",
+  });
+  return { proc, stderr };
 }
 
 const nodeKey = (n: Pick<TopoNode, "id" | "kind" | "name" | "source" | "props">) => JSON.stringify([n.id, n.kind, n.name, n.source, n.props]);

@@ -22,6 +22,8 @@ const history = new ClickHouseAlertHistory(
 );
 const mirror = await startMirror(bus, log);
 const svc = await startAlertsService({ bus, topology: mirrorView(mirror), rules, history, log, flap: acfg.flap, impact: acfg.impact });
+// events older than what the book holds are not folded; say which and why (a resolve most of all)
+svc.book().onIgnored = (e) => log[e.state === "resolved" ? "warn" : "info"]("alert event ignored", { ...e });
 const icinga = acfg.icinga2
   ? startIcinga2Consumer({ ...acfg.icinga2, queue: acfg.icinga2.queue ?? `orrery-${cfg.ORRERY_PREFIX}` }, { publish: alertPublisher(bus), log })
   : null;

@@ -29,7 +29,7 @@ import { z } from "zod";
 import { decode } from "../pipelines/codec.ts";
 import { HealthDelta } from "../pipelines/contracts/health.ts";
 import type { TopoNode } from "../pipelines/contracts/topology.ts";
-import { alertSubjects } from "../services/alerts/subjects.ts";
+import { alertSubjects } from "../pipelines/streams.ts";
 import { connectBus } from "../services/shared/bus.ts";
 import { startNats } from "../test/helpers/nats.ts";
 import { tempDir, uniquePrefix } from "../test/helpers/tmp.ts";

@@ -1,6 +1,23 @@
 /**
- * Subjects, streams and durable consumers, declared once. A `prefix` namespaces everything so tests (and several
- * Orrery installs on one NATS) never see each other's messages. Version lives in the subject: orrery.discovery.v1.<host>.
+ * Every subject, stream and durable consumer of an install, declared here and nowhere else; services/shared/bus.ts
+ * creates them (ensureStreams, ensureStream, ensureConsumer). A `prefix` namespaces everything so tests (and several
+ * Orrery installs on one NATS) never see each other's messages. The version lives in the subject:
+ * orrery.discovery.v1.<host>.
+ *
+ *   <prefix>.discovery.v1.<host>          DISCOVERY  discovery.v1 batches (agents, collectors, jobs)
+ *   <prefix>.metrics.v1.<source>          METRICS    metrics.v1 batches
+ *   <prefix>.alerts.v1.<source>           ALERTS     alert.v1, from the ingest service and the Icinga2 consumer
+ *   <prefix>.topology.delta.v1            TOPOLOGY   topology.delta.v1 from the topology service
+ *   <prefix>.health.v1                    HEALTH     health.delta.v1 (entity health, edge state, impact); `seq`
+ *                                                    numbers them — a reader that sees a gap asks for health.state.v1
+ *                                                    over <prefix>.rpc.alerts
+ *   <prefix>.dlq.<origin>                 DLQ        what a consumer could not handle, with the reason in headers
+ *   <prefix>.jobs.v1.<type>.any           JOBS       runs any worker of <type> may take (durable `jobs-<type>`,
+ *                                                    shared by all of them)
+ *   <prefix>.jobs.v1.<type>.on.<worker>   JOBS       runs placed on one worker (durable `jobs-<type>-on-<worker>`)
+ *
+ * Core NATS, no stream: worker heartbeats, run status events, the placement table, and the request/reply subjects
+ * (<prefix>.rpc.*). None of them may fall under a stream's subjects (test/unit/contracts/streams.test.ts checks).
  */
 import { MAX_JOB_ACK_WAIT_MS, MAX_JOB_TIMEOUT_MS } from "./contracts/jobs.ts";
 
@@ -17,6 +34,11 @@ export const JOB_RESULT_DEDUP_WINDOW_MS = MAX_JOB_TIMEOUT_MS + MAX_JOB_ACK_WAIT_
 export interface StreamSpec {
   name: string;
   subjects: string[];
+  /**
+   * limits: a buffer every consumer reads at its own pace, trimmed by age and size only; workqueue: a message is
+   * removed once a consumer acks it (the job queue), and no two consumers may share a subject.
+   */
+  retention: "limits" | "workqueue";
   /** Limits: a stream is a buffer between services, not an archive (history lives in ClickHouse). */
   maxAgeMs: number;
   maxBytes: number;
@@ -29,6 +51,15 @@ export interface ConsumerSpec {
   durable: string;
   filterSubject: string;
   ackWaitMs: number;
+  /** deliveries before JetStream gives a message up; -1 = never */
+  maxDeliver: number;
+  /** messages handed out and not yet acked before JetStream waits; default 10 000 */
+  maxAckPending?: number;
+}
+
+/** What a jobs worker chooses for its consumers: the run's ack_wait and how often a failing run is tried. */
+export interface JobConsumerOptions {
+  ackWaitMs: number;
   maxDeliver: number;
 }
 
@@ -39,14 +70,55 @@ export interface Topology {
     metrics: (source: string) => string;
     alerts: (source: string) => string;
     topologyDelta: string;
+    /** health.delta.v1 from the alerts service */
+    health: string;
     dlq: (origin: string) => string;
     /** core NATS request/reply: the topology service answers with a snapshot */
     snapshotRpc: string;
     /** core NATS request/reply: read-only Cypher against the graph store (its owner is the topology service) */
     cypherRpc: string;
+    /** core NATS request/reply: AlertsQuery → AlertsList | health.state.v1 | not_ready, answered by the alerts service */
+    alertsRpc: string;
+    jobs: {
+      /** every run of the JOBS stream */
+      all: string;
+      /** the shared queue of a worker type */
+      queue: (type: string) => string;
+      /** the queue of one worker (placed runs) */
+      placed: (type: string, worker: string) => string;
+      heartbeat: (worker: string) => string;
+      heartbeats: string;
+      status: (job: string) => string;
+      statuses: string;
+      placements: string;
+      placementsRpc: string;
+      /** core NATS request/reply: on-demand runs (job.submit.v1 → job.submitted.v1), answered by the scheduler */
+      submitRpc: string;
+    };
   };
-  streams: { discovery: StreamSpec; metrics: StreamSpec; alerts: StreamSpec; topology: StreamSpec; dlq: StreamSpec };
-  consumers: { topology: ConsumerSpec; metrics: ConsumerSpec };
+  streams: {
+    discovery: StreamSpec;
+    metrics: StreamSpec;
+    alerts: StreamSpec;
+    topology: StreamSpec;
+    health: StreamSpec;
+    dlq: StreamSpec;
+    jobs: StreamSpec;
+  };
+  /** durables with fixed names; created with the streams when a service connects */
+  consumers: {
+    topology: ConsumerSpec;
+    metrics: ConsumerSpec;
+    history: ConsumerSpec;
+    alerts: ConsumerSpec;
+    alertsHistory: ConsumerSpec;
+  };
+  /** durables of the job queue, one per worker type (shared) and per worker (placed); a worker creates its own */
+  jobConsumers: {
+    durable: { shared: (type: string) => string; placed: (type: string, worker: string) => string };
+    shared: (type: string, o: JobConsumerOptions) => ConsumerSpec;
+    placed: (type: string, worker: string, o: JobConsumerOptions) => ConsumerSpec;
+  };
 }
 
 const GiB = 1024 ** 3;
@@ -60,35 +132,117 @@ export function subjectToken(s: string): string {
 export function topologyFor(prefix = "orrery"): Topology {
   if (!/^[a-zA-Z0-9_-]+$/.test(prefix)) throw new Error(`prefix must be [a-zA-Z0-9_-]+, got "${prefix}"`);
   const P = prefix.toUpperCase().replace(/-/g, "_");
-  const stream = (name: string, subjects: string[], maxAgeMs: number, maxBytes: number, duplicateWindowMs = DEDUP_WINDOW_MS): StreamSpec => ({
+  const stream = (name: string, subjects: string[], maxAgeMs: number, maxBytes: number, duplicateWindowMs = DEDUP_WINDOW_MS, retention: StreamSpec["retention"] = "limits"): StreamSpec => ({
     name: `${P}_${name}`,
     subjects,
+    retention,
     maxAgeMs,
     maxBytes,
     duplicateWindowMs,
   });
-  const streams = {
+  const subjects: Topology["subjects"] = {
+    discovery: (host) => `${prefix}.discovery.v1.${subjectToken(host)}`,
+    metrics: (source) => `${prefix}.metrics.v1.${subjectToken(source)}`,
+    alerts: (source) => `${prefix}.alerts.v1.${subjectToken(source)}`,
+    topologyDelta: `${prefix}.topology.delta.v1`,
+    health: `${prefix}.health.v1`,
+    dlq: (origin) => `${prefix}.dlq.${subjectToken(origin)}`,
+    snapshotRpc: `${prefix}.rpc.topology.snapshot`,
+    cypherRpc: `${prefix}.rpc.graph.cypher`,
+    alertsRpc: `${prefix}.rpc.alerts`,
+    jobs: {
+      all: `${prefix}.jobs.v1.>`,
+      queue: (type) => `${prefix}.jobs.v1.${type}.any`,
+      placed: (type, worker) => `${prefix}.jobs.v1.${type}.on.${worker}`,
+      heartbeat: (worker) => `${prefix}.workers.v1.heartbeat.${worker}`,
+      heartbeats: `${prefix}.workers.v1.heartbeat.*`,
+      status: (job) => `${prefix}.jobs.status.v1.${job}`,
+      statuses: `${prefix}.jobs.status.v1.*`,
+      placements: `${prefix}.placements.v1`,
+      placementsRpc: `${prefix}.rpc.placements`,
+      submitRpc: `${prefix}.rpc.jobs.submit`,
+    },
+  };
+  const streams: Topology["streams"] = {
     discovery: stream("DISCOVERY", [`${prefix}.discovery.v1.>`], 1 * DAY, 2 * GiB, JOB_RESULT_DEDUP_WINDOW_MS),
     metrics: stream("METRICS", [`${prefix}.metrics.v1.>`], 1 * DAY, 4 * GiB, JOB_RESULT_DEDUP_WINDOW_MS),
     alerts: stream("ALERTS", [`${prefix}.alerts.v1.>`], 7 * DAY, 1 * GiB),
-    topology: stream("TOPOLOGY", [`${prefix}.topology.delta.v1`], 1 * DAY, 2 * GiB),
+    topology: stream("TOPOLOGY", [subjects.topologyDelta], 1 * DAY, 2 * GiB),
+    health: stream("HEALTH", [subjects.health], 1 * DAY, 1 * GiB),
     dlq: stream("DLQ", [`${prefix}.dlq.>`], 14 * DAY, 1 * GiB),
+    // Two schedulers publish the same slot with the same Nats-Msg-Id: it is stored once.
+    jobs: stream("JOBS", [subjects.jobs.all], 7 * DAY, 1 * GiB, DEDUP_WINDOW_MS, "workqueue"),
   };
+  const jobDurable = { shared: (type: string) => `jobs-${type}`, placed: (type: string, worker: string) => `jobs-${type}-on-${worker}` };
+  // A worker pulls only what it can run (concurrency), so a small max_ack_pending is plenty and keeps a runaway
+  // puller from taking the whole queue.
+  const job = (durable: string, filterSubject: string, o: JobConsumerOptions): ConsumerSpec => ({
+    stream: streams.jobs.name,
+    durable,
+    filterSubject,
+    ackWaitMs: o.ackWaitMs,
+    maxDeliver: o.maxDeliver,
+    maxAckPending: 1000,
+  });
   return {
     prefix,
-    subjects: {
-      discovery: (host) => `${prefix}.discovery.v1.${subjectToken(host)}`,
-      metrics: (source) => `${prefix}.metrics.v1.${subjectToken(source)}`,
-      alerts: (source) => `${prefix}.alerts.v1.${subjectToken(source)}`,
-      topologyDelta: `${prefix}.topology.delta.v1`,
-      dlq: (origin) => `${prefix}.dlq.${subjectToken(origin)}`,
-      snapshotRpc: `${prefix}.rpc.topology.snapshot`,
-      cypherRpc: `${prefix}.rpc.graph.cypher`,
-    },
+    subjects,
     streams,
     consumers: {
       topology: { stream: streams.discovery.name, durable: "topology", filterSubject: `${prefix}.discovery.v1.>`, ackWaitMs: 30_000, maxDeliver: 20 },
       metrics: { stream: streams.metrics.name, durable: "metrics", filterSubject: `${prefix}.metrics.v1.>`, ackWaitMs: 30_000, maxDeliver: 20 },
+      history: {
+        stream: streams.topology.name,
+        durable: "history",
+        filterSubject: subjects.topologyDelta,
+        // Generous: up to ~1000 fetched deltas wait in the local queue while earlier ones are inserted one by one.
+        ackWaitMs: 120_000,
+        // Never give up on a delta: a ClickHouse outage must not leave holes in the history (a batch that fails for
+        // it is held and retried in place with capped backoff until ClickHouse is back).
+        maxDeliver: -1,
+      },
+      alerts: { stream: streams.alerts.name, durable: "alerts", filterSubject: `${prefix}.alerts.v1.>`, ackWaitMs: 30_000, maxDeliver: 20 },
+      // A second durable that writes alert history: ClickHouse never sits on the health path.
+      alertsHistory: {
+        stream: streams.alerts.name,
+        durable: "alerts-history",
+        filterSubject: `${prefix}.alerts.v1.>`,
+        ackWaitMs: 60_000,
+        // History must survive a ClickHouse outage of any length: the service retries a failed insert in place with
+        // capped backoff (keeping the messages in progress), and the durable never gives a message up (-1 =
+        // unlimited), so nothing is dropped or dead-lettered for being delivered too often.
+        maxDeliver: -1,
+      },
+    },
+    jobConsumers: {
+      durable: jobDurable,
+      shared: (type, o) => job(jobDurable.shared(type), subjects.jobs.queue(type), o),
+      placed: (type, worker, o) => job(jobDurable.placed(type, worker), subjects.jobs.placed(type, worker), o),
     },
   };
+}
+
+/** The alerts service's part of the declaration, named as its modules and tests read it. */
+export interface AlertSubjects {
+  health: string;
+  rpc: string;
+  healthStream: StreamSpec;
+  consumer: ConsumerSpec;
+  historyConsumer: ConsumerSpec;
+}
+
+export function alertSubjects(topo: Topology): AlertSubjects {
+  return { health: topo.subjects.health, rpc: topo.subjects.alertsRpc, healthStream: topo.streams.health, consumer: topo.consumers.alerts, historyConsumer: topo.consumers.alertsHistory };
+}
+
+/** The jobs service's part of the declaration, named as its modules, tests and benches read it. */
+export interface JobsTopology {
+  stream: string;
+  subjects: Topology["subjects"]["jobs"];
+  durable: Topology["jobConsumers"]["durable"];
+}
+
+export function jobsTopology(topo: Topology | string): JobsTopology {
+  const t = typeof topo === "string" ? topologyFor(topo) : topo;
+  return { stream: t.streams.jobs.name, subjects: t.subjects.jobs, durable: t.jobConsumers.durable };
 }

@@ -25,10 +25,9 @@ import { EntityHealthIndex, sameHealth } from "../../pipelines/stages/alerts/hea
 import { type AlertRules, buildIndex, mapAlert, type TopologyIndex } from "../../pipelines/stages/alerts/mapping.ts";
 import { stableId } from "../../pipelines/stages/alerts/normalize.ts";
 import { HealthImpact, type HealthImpactChange, type HealthImpactOptions } from "../../pipelines/stages/health-impact.ts";
-import { ensureConsumer, ensureStream, runConsumer, type Bus, type ConsumerHandle } from "../shared/bus.ts";
+import { runConsumer, type Bus, type ConsumerHandle } from "../shared/bus.ts";
 import type { Logger } from "../shared/log.ts";
 import type { AlertHistory } from "./history.ts";
-import { alertSubjects } from "./subjects.ts";
 
 /** What the service needs of the topology: the gateway's mirror (services/gateway/mirror.ts) fits, see mirrorView. */
 export interface TopologyView {
@@ -82,7 +81,7 @@ export async function startAlertsService(deps: {
 }): Promise<AlertsService> {
   const { bus, topology, rules, history, log } = deps;
   const now = deps.now ?? Date.now;
-  const subjects = alertSubjects(bus.topo);
+  const { subjects, streams, consumers } = bus.topo;
   const book = emptyBook({ ...emptyBook().flap, ...deps.flap });
   /** entity → fingerprints mapped to it */
   const byEntity = new Map<string, Set<string>>();
@@ -106,17 +105,19 @@ export async function startAlertsService(deps: {
   let impactSynced = false;
 
   await history.init();
-  await ensureStream(bus.jsm, subjects.healthStream);
   // Past the last delta a predecessor stored (a busy service can number faster than the clock): the first delta
   // after a restart always leaves a gap, so every reader fetches the state rather than folding onto an old one.
-  try {
-    const last = await bus.jsm.streams.getMessage(subjects.healthStream.name, { last_by_subj: subjects.health });
-    if (last) seq = Math.max(seq, decode(HealthDelta, "health.delta.v1", last.data).seq + 1);
-  } catch {
-    // no delta stored yet
+  // No delta stored yet is null (the client maps "no message found" to it); any other failure stops the start. The
+  // HEALTH stream and both durables were created when the bus connected (ensureStreams).
+  const last = await bus.jsm.streams.getMessage(streams.health.name, { last_by_subj: subjects.health });
+  if (last) {
+    try {
+      seq = Math.max(seq, decode(HealthDelta, "health.delta.v1", last.data).seq + 1);
+    } catch (e) {
+      // A stored delta this version cannot read: numbering from the clock still leaves a gap for every reader.
+      log.warn("last health delta unreadable; numbering from the clock", { seq: last.seq, error: String(e) });
+    }
   }
-  await ensureConsumer(bus.jsm, subjects.consumer);
-  await ensureConsumer(bus.jsm, subjects.historyConsumer);
 
   const setEntities = (fp: string, e: AlertEntry, entities: string[], via: string, touched: Set<string>) => {
     for (const id of e.entities) {
@@ -285,7 +286,7 @@ export async function startAlertsService(deps: {
     }
   };
 
-  const rpc = bus.nc.subscribe(subjects.rpc, {
+  const rpc = bus.nc.subscribe(subjects.alertsRpc, {
     callback: (err, msg) => {
       if (err || !msg.reply) return;
       let reply: unknown;
@@ -311,7 +312,7 @@ export async function startAlertsService(deps: {
 
   const consumer: ConsumerHandle = await runConsumer(
     bus,
-    subjects.consumer,
+    consumers.alerts,
     AlertBatchCompiled,
     "alert.v1",
     async (batch) => {
@@ -332,7 +333,7 @@ export async function startAlertsService(deps: {
   let stopping = false;
   const historyConsumer: ConsumerHandle = await runConsumer(
     bus,
-    subjects.historyConsumer,
+    consumers.alertsHistory,
     AlertBatchCompiled,
     "alert.v1",
     async (batch) => {
@@ -406,10 +407,10 @@ export async function startAlertsService(deps: {
    * again, those events are duplicates of what the replay saw.
    */
   async function replay() {
-    const stream = await bus.jsm.streams.info(subjects.consumer.stream);
+    const stream = await bus.jsm.streams.info(consumers.alerts.stream);
     const last = stream.state.last_seq;
     if (!stream.state.messages || !last) return;
-    const c = await bus.js.consumers.get(subjects.consumer.stream, { deliver_policy: DeliverPolicy.All });
+    const c = await bus.js.consumers.get(consumers.alerts.stream, { deliver_policy: DeliverPolicy.All });
     const started = Date.now();
     let n = 0;
     const touched = new Set<string>();

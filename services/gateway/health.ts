@@ -9,7 +9,7 @@ import { z } from "zod";
 import { decode } from "../../pipelines/codec.ts";
 import { HealthDelta, type EdgeHealth, type HealthEntry, type HealthState, type ImpactEntry } from "../../pipelines/contracts/health.ts";
 import { fetchHealthState } from "../alerts/client.ts";
-import { alertSubjects } from "../alerts/subjects.ts";
+import { alertSubjects } from "../../pipelines/streams.ts";
 import type { Bus } from "../shared/bus.ts";
 import type { Logger } from "../shared/log.ts";
 

@@ -9,18 +9,9 @@ import { ensureConsumer, runConsumer, type Bus } from "../shared/bus.ts";
 import type { Logger } from "../shared/log.ts";
 import type { HistoryStore } from "./port.ts";
 
-/** The history service's durable consumer of the TOPOLOGY stream. */
+/** The history service's durable consumer of the TOPOLOGY stream (declared in pipelines/streams.ts). */
 export function historyConsumer(topo: Topology): ConsumerSpec {
-  return {
-    stream: topo.streams.topology.name,
-    durable: "history",
-    filterSubject: topo.subjects.topologyDelta,
-    // Generous: up to ~1000 fetched deltas wait in the local queue while earlier ones are inserted one by one.
-    ackWaitMs: 120_000,
-    // Never give up on a delta: a ClickHouse outage must not leave holes in the history (failed batches are nak'ed
-    // with a delay, so this is a slow retry, not a hot loop).
-    maxDeliver: -1,
-  };
+  return topo.consumers.history;
 }
 
 export const DAY_MS = 24 * 3600 * 1000;

@@ -10,6 +10,8 @@ import {
   DeliverPolicy,
   DiscardPolicy,
   jetstream,
+  JetStreamApiCodes,
+  JetStreamApiError,
   jetstreamManager,
   RetentionPolicy,
   StorageType,
@@ -59,52 +61,97 @@ export async function connectBus(opts: { url: string; prefix?: string; name: str
   };
 }
 
+/** Creates every stream of the declaration, then the durables with fixed names (idempotent; every service does it). */
 export async function ensureStreams(jsm: JetStreamManager, topo: Topology): Promise<void> {
   for (const s of Object.values(topo.streams)) await ensureStream(jsm, s);
   for (const c of Object.values(topo.consumers)) await ensureConsumer(jsm, c);
 }
 
-/** Creates or updates one stream (idempotent); services with streams of their own call it too. */
-export async function ensureStream(jsm: JetStreamManager, s: StreamSpec): Promise<void> {
-  const cfg = {
+/**
+ * JetStream API error codes (nats-server's errors.json) the bus tells apart; @nats-io/jetstream names only some.
+ * A JetStream API failure is recognised by its code, never by its message.
+ */
+export const JsApiCode = {
+  ...JetStreamApiCodes,
+  /** a stream of that name exists with another configuration */
+  StreamNameInUse: 10058,
+  /** a durable of that name exists with another configuration (nats-server 2.9) */
+  ConsumerNameInUse: 10013,
+  ConsumerExistingActive: 10105,
+  /** a durable of that name exists (nats-server 2.10+) */
+  ConsumerAlreadyExists: 10148,
+} as const;
+
+/** The JetStream API error code of `e`, or undefined when `e` is not a JetStream API error. */
+export function jsApiCode(e: unknown): number | undefined {
+  return e instanceof JetStreamApiError ? e.code : undefined;
+}
+
+const CONSUMER_EXISTS: ReadonlySet<number | undefined> = new Set([JsApiCode.ConsumerNameInUse, JsApiCode.ConsumerExistingActive, JsApiCode.ConsumerAlreadyExists]);
+
+function streamConfig(s: StreamSpec) {
+  return {
     name: s.name,
     subjects: s.subjects,
     storage: StorageType.File,
-    retention: RetentionPolicy.Limits,
+    retention: s.retention === "workqueue" ? RetentionPolicy.Workqueue : RetentionPolicy.Limits,
     discard: DiscardPolicy.Old,
     max_age: ns(s.maxAgeMs),
     max_bytes: s.maxBytes,
     duplicate_window: ns(s.duplicateWindowMs),
   };
-  try {
-    await jsm.streams.info(s.name);
-    await jsm.streams.update(s.name, cfg);
-  } catch (e) {
-    if (!/stream not found/i.test(String((e as Error).message))) throw e;
-    await jsm.streams.add(cfg).catch(async (err) => {
-      // Another service created it between our info and add: fine, it is the same declaration.
-      if (!/already in use|exists/i.test(String(err.message))) throw err;
-    });
-  }
 }
 
-export async function ensureConsumer(jsm: JetStreamManager, c: ConsumerSpec): Promise<void> {
-  const cfg = {
+function consumerConfig(c: ConsumerSpec) {
+  return {
     durable_name: c.durable,
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
     filter_subject: c.filterSubject,
     ack_wait: ns(c.ackWaitMs),
     max_deliver: c.maxDeliver,
-    max_ack_pending: 10_000,
+    max_ack_pending: c.maxAckPending ?? 10_000,
   };
+}
+
+/** Creates one stream, or brings an existing one to its declaration (idempotent, safe against a concurrent create). */
+export async function ensureStream(jsm: JetStreamManager, s: StreamSpec): Promise<void> {
+  const cfg = streamConfig(s);
+  try {
+    await jsm.streams.info(s.name);
+  } catch (e) {
+    if (jsApiCode(e) !== JsApiCode.StreamNotFound) throw e;
+    try {
+      await jsm.streams.add(cfg);
+      return;
+    } catch (err) {
+      // Another service created it between our info and add, with other settings (an identical add succeeds):
+      // the update below brings it to this declaration.
+      if (jsApiCode(err) !== JsApiCode.StreamNameInUse) throw err;
+    }
+  }
+  await jsm.streams.update(s.name, cfg);
+}
+
+/**
+ * Creates one durable, or brings an existing one's ack_wait, max_deliver and max_ack_pending to its declaration
+ * (idempotent, safe against a concurrent create). Its stream must exist.
+ */
+export async function ensureConsumer(jsm: JetStreamManager, c: ConsumerSpec): Promise<void> {
+  const cfg = consumerConfig(c);
   try {
     await jsm.consumers.info(c.stream, c.durable);
-    await jsm.consumers.update(c.stream, c.durable, { ack_wait: cfg.ack_wait, max_deliver: cfg.max_deliver, max_ack_pending: cfg.max_ack_pending });
   } catch (e) {
-    if (!/consumer not found/i.test(String((e as Error).message))) throw e;
-    await jsm.consumers.add(c.stream, cfg);
+    if (jsApiCode(e) !== JsApiCode.ConsumerNotFound) throw e;
+    try {
+      await jsm.consumers.add(c.stream, cfg);
+      return;
+    } catch (err) {
+      // another worker of the same type created it first
+      if (!CONSUMER_EXISTS.has(jsApiCode(err))) throw err;
+    }
   }
+  await jsm.consumers.update(c.stream, c.durable, { ack_wait: cfg.ack_wait, max_deliver: cfg.max_deliver, max_ack_pending: cfg.max_ack_pending });
 }
 
 /**
@@ -117,16 +164,7 @@ export async function rewindToAckFloor(jsm: JetStreamManager, c: ConsumerSpec): 
   const outstanding = info.num_ack_pending + info.num_redelivered;
   if (info.num_ack_pending === 0) return 0;
   await jsm.consumers.delete(c.stream, c.durable);
-  await jsm.consumers.add(c.stream, {
-    durable_name: c.durable,
-    ack_policy: AckPolicy.Explicit,
-    deliver_policy: DeliverPolicy.StartSequence,
-    opt_start_seq: info.ack_floor.stream_seq + 1,
-    filter_subject: c.filterSubject,
-    ack_wait: ns(c.ackWaitMs),
-    max_deliver: c.maxDeliver,
-    max_ack_pending: 10_000,
-  });
+  await jsm.consumers.add(c.stream, { ...consumerConfig(c), deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: info.ack_floor.stream_seq + 1 });
   return outstanding;
 }
 

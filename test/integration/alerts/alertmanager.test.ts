@@ -20,7 +20,7 @@ import { ClickHouseAlertHistory } from "../../../services/alerts/history.ts";
 import { alertPublisher } from "../../../services/alerts/publish.ts";
 import { alertRoutes } from "../../../services/gateway/routes/alerts.ts";
 import { mirrorView, startAlertsService, type AlertsService } from "../../../services/alerts/service.ts";
-import { alertSubjects } from "../../../services/alerts/subjects.ts";
+import { alertSubjects } from "../../../pipelines/streams.ts";
 import { startIngestServer } from "../../../services/ingest/server.ts";
 import { connectBus, publishEvent, type Bus } from "../../../services/shared/bus.ts";
 import { makeLogger } from "../../../services/shared/log.ts";

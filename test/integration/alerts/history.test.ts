@@ -15,7 +15,7 @@ import { GenericAlert } from "../../../pipelines/contracts/alerts.ts";
 import { ClickHouseAlertHistory } from "../../../services/alerts/history.ts";
 import { alertPublisher } from "../../../services/alerts/publish.ts";
 import { startAlertsService, type AlertsService } from "../../../services/alerts/service.ts";
-import { alertSubjects } from "../../../services/alerts/subjects.ts";
+import { alertSubjects } from "../../../pipelines/streams.ts";
 import { connectBus, type Bus } from "../../../services/shared/bus.ts";
 import { makeLogger } from "../../../services/shared/log.ts";
 import { startClickHouse, type TestClickHouse } from "../../helpers/clickhouse.ts";

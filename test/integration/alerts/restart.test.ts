@@ -13,7 +13,7 @@ import { AlertsList, type AlertsQuery } from "../../../pipelines/contracts/alert
 import { DiscoveryBatch } from "../../../pipelines/contracts/discovery.ts";
 import { HealthState, NotReady } from "../../../pipelines/contracts/health.ts";
 import { alertPublisher } from "../../../services/alerts/publish.ts";
-import { alertSubjects } from "../../../services/alerts/subjects.ts";
+import { alertSubjects } from "../../../pipelines/streams.ts";
 import { startHealthOverlay, type HealthOverlay } from "../../../services/gateway/health.ts";
 import { KuzuGraphStore } from "../../../services/graph/kuzu.ts";
 import { startIngestServer } from "../../../services/ingest/server.ts";

@@ -37,10 +37,34 @@ if [ "$mode" = "test" ]; then
   command -v icinga2 >/dev/null 2>&1 || need="$need icinga2"
   command -v openssl >/dev/null 2>&1 || need="$need openssl"
 fi
+# apt-get that waits for another package manager instead of failing at once: right after a fresh machine boots,
+# unattended-upgrades or cloud-init often holds the dpkg lock for minutes. Up to 10 minutes, saying so every 30 s.
+apt_get() {
+  waited=0
+  while :; do
+    err="$(DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=0 "$@" 2>&1 >/dev/null)" && return 0
+    case "$err" in
+      *"Could not get lock"*|*"Unable to acquire"*|*"is another process using it"*) ;;
+      *) printf '%s\n' "$err" >&2; return 1 ;;
+    esac
+    if [ "$waited" -ge 600 ]; then
+      echo "bootstrap: another package manager has held the apt/dpkg lock for 10 minutes; giving up:" >&2
+      printf '%s\n' "$err" >&2
+      return 1
+    fi
+    if [ $((waited % 30)) -eq 0 ]; then
+      holder="$(printf '%s\n' "$err" | sed -n 's/.*held by \(process [0-9]* ([^)]*)\).*/\1/p' | head -n 1)"
+      echo "bootstrap: waiting for another package manager${holder:+ ($holder)} to release the apt/dpkg lock… (${waited} s)" >&2
+    fi
+    sleep 5
+    waited=$((waited + 5))
+  done
+}
+
 if [ -n "$need" ]; then
   echo "bootstrap: installing Debian packages:$need" >&2
-  $SUDO apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $need >/dev/null
+  apt_get update -qq
+  apt_get install -y -qq --no-install-recommends $need
 fi
 
 if [ ! -x node_modules/.bin/bun ] || [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

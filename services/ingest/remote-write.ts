@@ -23,6 +23,7 @@ import snappy from "snappyjs";
 import { MAX_SAMPLES_PER_BATCH, MetricBatch, Sample } from "../../pipelines/contracts/metrics.ts";
 import { formatIssues } from "../../pipelines/issues.ts";
 import { publishEvent, type Bus } from "../shared/bus.ts";
+import { HttpError } from "../shared/http.ts";
 
 // remote write 1.0 (prometheus/prompb/remote.proto + types.proto), only the fields we read. A sample's value is
 // read as fixed64 (same wire type as double) so its exact bits are visible: JavaScript engines may canonicalise NaN
@@ -66,13 +67,11 @@ export interface WriteRequest {
   timeseries: PromTimeSeries[];
 }
 
-export class RemoteWriteError extends Error {
+/** A request refused, with its status (an HttpError: the server's error hook answers it). */
+export class RemoteWriteError extends HttpError {
   override readonly name = "RemoteWriteError";
-  constructor(
-    readonly status: 400 | 405 | 413 | 415,
-    message: string,
-  ) {
-    super(message);
+  constructor(status: 400 | 405 | 413 | 415, message: string) {
+    super(status, message);
   }
 }
 
@@ -264,45 +263,39 @@ const isProtobuf = (ct: string | null) => {
   return !proto || proto === "proto=prometheus.writerequest";
 };
 
-/** The HTTP handler (mount it at POST /api/v1/write). */
+/** The HTTP handler (mount it at POST /api/v1/write on a Bun.serve whose `error` hook is httpErrors: refusals are thrown). */
 export function remoteWriteHandler(deps: RemoteWriteDeps): (req: Request) => Promise<Response> {
   const source = deps.source ?? "prometheus";
   const maxBody = deps.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
-  const fail = (status: number, error: string) => Response.json({ error }, { status });
   return async (req) => {
+    if (req.method !== "POST") throw new RemoteWriteError(405, "remote write takes POST");
+    if (!isProtobuf(req.headers.get("content-type")))
+      throw new RemoteWriteError(415, `Content-Type must be application/x-protobuf (remote write 1.0), got ${JSON.stringify(req.headers.get("content-type"))}`);
+    const enc = req.headers.get("content-encoding");
+    if (enc && enc.trim().toLowerCase() !== "snappy") throw new RemoteWriteError(415, `Content-Encoding must be snappy, got ${JSON.stringify(enc)}`);
+    const version = req.headers.get("x-prometheus-remote-write-version");
+    if (version && !version.startsWith("0.1")) throw new RemoteWriteError(415, `remote write version ${version} is not supported (0.1.0 is)`);
+    const declared = Number(req.headers.get("content-length") ?? 0);
+    if (declared > maxBody) throw new RemoteWriteError(413, `body of ${declared} bytes is over ${maxBody}`);
+    const body = new Uint8Array(await req.arrayBuffer());
+    if (body.length === 0) throw new RemoteWriteError(400, "empty body: expected a snappy-compressed WriteRequest");
+    const decoded = decodeWriteRequest(body, maxBody);
+    const mapped = toSamples(decoded);
+    const chunks = chunkSamples(mapped.samples);
+    const digest = createHash("sha256").update(body).digest("hex").slice(0, 32);
     try {
-      if (req.method !== "POST") throw new RemoteWriteError(405, "remote write takes POST");
-      if (!isProtobuf(req.headers.get("content-type")))
-        throw new RemoteWriteError(415, `Content-Type must be application/x-protobuf (remote write 1.0), got ${JSON.stringify(req.headers.get("content-type"))}`);
-      const enc = req.headers.get("content-encoding");
-      if (enc && enc.trim().toLowerCase() !== "snappy") throw new RemoteWriteError(415, `Content-Encoding must be snappy, got ${JSON.stringify(enc)}`);
-      const version = req.headers.get("x-prometheus-remote-write-version");
-      if (version && !version.startsWith("0.1")) throw new RemoteWriteError(415, `remote write version ${version} is not supported (0.1.0 is)`);
-      const declared = Number(req.headers.get("content-length") ?? 0);
-      if (declared > maxBody) throw new RemoteWriteError(413, `body of ${declared} bytes is over ${maxBody}`);
-      const body = new Uint8Array(await req.arrayBuffer());
-      if (body.length === 0) throw new RemoteWriteError(400, "empty body: expected a snappy-compressed WriteRequest");
-      const decoded = decodeWriteRequest(body, maxBody);
-      const mapped = toSamples(decoded);
-      const chunks = chunkSamples(mapped.samples);
-      const digest = createHash("sha256").update(body).digest("hex").slice(0, 32);
-      try {
-        await Promise.all(
-          chunks.map((samples, i) => deps.publish({ schema: "metrics.v1", source, batchId: `rw-${digest}-${i}`, samples })),
-        );
-      } catch (e) {
-        deps.onError?.(e);
-        return fail(503, `could not publish to JetStream: ${(e as Error).message}`);
-      }
-      const result: RemoteWriteResult = { accepted: mapped.samples.length, batches: chunks.length, series: mapped.series, skipped: mapped.skipped, firstInvalid: mapped.firstInvalid };
-      deps.onResult?.(result);
-      const headers: Record<string, string> = { "X-Orrery-Accepted-Samples": String(result.accepted) };
-      for (const [k, v] of Object.entries(result.skipped)) if (v) headers[`X-Orrery-Skipped-${k}`] = String(v);
-      return new Response(null, { status: 204, headers });
+      await Promise.all(
+        chunks.map((samples, i) => deps.publish({ schema: "metrics.v1", source, batchId: `rw-${digest}-${i}`, samples })),
+      );
     } catch (e) {
-      if (e instanceof RemoteWriteError) return fail(e.status, e.message);
-      throw e;
+      deps.onError?.(e);
+      throw new HttpError(503, `could not publish to JetStream: ${(e as Error).message}`);
     }
+    const result: RemoteWriteResult = { accepted: mapped.samples.length, batches: chunks.length, series: mapped.series, skipped: mapped.skipped, firstInvalid: mapped.firstInvalid };
+    deps.onResult?.(result);
+    const headers: Record<string, string> = { "X-Orrery-Accepted-Samples": String(result.accepted) };
+    for (const [k, v] of Object.entries(result.skipped)) if (v) headers[`X-Orrery-Skipped-${k}`] = String(v);
+    return new Response(null, { status: 204, headers });
   };
 }
 

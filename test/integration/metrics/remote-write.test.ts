@@ -24,6 +24,7 @@ import {
 import { startMetricsService } from "../../../services/metrics/service.ts";
 import { connectBus, type Bus } from "../../../services/shared/bus.ts";
 import { makeLogger } from "../../../services/shared/log.ts";
+import { httpErrors } from "../../../services/shared/http.ts";
 import { startClickHouse, type TestClickHouse } from "../../helpers/clickhouse.ts";
 import { startNats, type NatsServer } from "../../helpers/nats.ts";
 import { tempDir, uniquePrefix, waitFor } from "../../helpers/tmp.ts";
@@ -108,6 +109,7 @@ beforeAll(async () => {
     hostname: "127.0.0.1",
     port: 0,
     routes: { "/api/v1/write": remoteWriteHandler({ publish: jetStreamPublisher(bus), onResult: (r) => results.push(r) }) },
+    error: httpErrors(makeLogger("test", true)),
   });
 }, 60_000);
 afterAll(async () => {
@@ -173,6 +175,7 @@ describe("the HTTP receiver", () => {
       hostname: "127.0.0.1",
       port: 0,
       routes: { "/w": remoteWriteHandler({ publish: () => Promise.reject(new Error("no responders")) }) },
+      error: httpErrors(makeLogger("test", true)),
     });
     try {
       const body = encodeWriteRequest([{ labels: { __name__: "x", instance: "h:1" }, samples: [{ value: 1, timestamp: Date.now() }] }]);

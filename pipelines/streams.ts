@@ -188,9 +188,12 @@ export function topologyFor(prefix = "orrery"): Topology {
     prefix,
     subjects,
     streams,
+    // maxDeliver -1 everywhere: past max_deliver JetStream stops delivering a message without a trace. A store outage
+    // is waited out by the consumer (services/shared/bus.ts failureHandler); a message that keeps failing on its own
+    // is dead-lettered by the app after DEFAULT_MAX_ATTEMPTS deliveries.
     consumers: {
-      topology: { stream: streams.discovery.name, durable: "topology", filterSubject: `${prefix}.discovery.v1.>`, ackWaitMs: 30_000, maxDeliver: 20 },
-      metrics: { stream: streams.metrics.name, durable: "metrics", filterSubject: `${prefix}.metrics.v1.>`, ackWaitMs: 30_000, maxDeliver: 20 },
+      topology: { stream: streams.discovery.name, durable: "topology", filterSubject: `${prefix}.discovery.v1.>`, ackWaitMs: 30_000, maxDeliver: -1 },
+      metrics: { stream: streams.metrics.name, durable: "metrics", filterSubject: `${prefix}.metrics.v1.>`, ackWaitMs: 30_000, maxDeliver: -1 },
       history: {
         stream: streams.topology.name,
         durable: "history",
@@ -201,7 +204,7 @@ export function topologyFor(prefix = "orrery"): Topology {
         // it is held and retried in place with capped backoff until ClickHouse is back).
         maxDeliver: -1,
       },
-      alerts: { stream: streams.alerts.name, durable: "alerts", filterSubject: `${prefix}.alerts.v1.>`, ackWaitMs: 30_000, maxDeliver: 20 },
+      alerts: { stream: streams.alerts.name, durable: "alerts", filterSubject: `${prefix}.alerts.v1.>`, ackWaitMs: 30_000, maxDeliver: -1 },
       // A second durable that writes alert history: ClickHouse never sits on the health path.
       alertsHistory: {
         stream: streams.alerts.name,

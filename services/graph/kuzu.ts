@@ -54,6 +54,14 @@ const CREATE_NODE =
  */
 const IN_FLIGHT = 4;
 
+/**
+ * Kuzu (embedded, no error codes) reports a failing or full disk as "IO exception: …": the store is unavailable, not
+ * the write wrong. Everything else keeps the caller's code.
+ */
+function kuzuFailure(e: unknown, otherwise: "write_failed" | "query_failed"): "unavailable" | "write_failed" | "query_failed" {
+  return e instanceof Error && /^IO exception/i.test(e.message) ? "unavailable" : otherwise;
+}
+
 /** Runs `f` over `rows` with up to IN_FLIGHT at once; on a failure, starts no more and rethrows once all settled. */
 async function inFlight<T>(rows: T[], f: (row: T) => Promise<void>): Promise<void> {
   let next = 0;
@@ -253,7 +261,7 @@ export class KuzuGraphStore implements GraphStore {
         const msg = (e as Error).message;
         // (a write larger than the buffer pool can hold: say which setting gives it room)
         const hint = /buffer (pool|manager)/i.test(msg) ? ` (the write did not fit in Kuzu's buffer pool of ${this.bufferPoolMiB ?? "default"} MiB: raise ORRERY_KUZU_BUFFER_MIB)` : "";
-        throw new GraphStoreError("write_failed", `kuzu write failed: ${msg}${hint}`, { cause: e });
+        throw new GraphStoreError(kuzuFailure(e, "write_failed"), `kuzu write failed: ${msg}${hint}`, { cause: e });
       }
     });
   }
@@ -274,13 +282,23 @@ export class KuzuGraphStore implements GraphStore {
 
   async outbox(): Promise<OutboxEntry[]> {
     return this.serial(async () => {
-      const rows = await this.all(this.conn, "MATCH (o:OrreryOutbox) RETURN o.rev AS rev, o.body AS body ORDER BY rev", {});
-      return rows.map((r) => ({ rev: Number(r.rev), body: String(r.body) }));
+      try {
+        const rows = await this.all(this.conn, "MATCH (o:OrreryOutbox) RETURN o.rev AS rev, o.body AS body ORDER BY rev", {});
+        return rows.map((r) => ({ rev: Number(r.rev), body: String(r.body) }));
+      } catch (e) {
+        throw new GraphStoreError(kuzuFailure(e, "query_failed"), `kuzu outbox read failed: ${(e as Error).message}`, { cause: e });
+      }
     });
   }
 
   async load(): Promise<StoredGraph> {
-    return this.serial(() => this.loadOn(this.conn));
+    return this.serial(async () => {
+      try {
+        return await this.loadOn(this.conn);
+      } catch (e) {
+        throw new GraphStoreError(kuzuFailure(e, "query_failed"), `kuzu load failed: ${(e as Error).message}`, { cause: e });
+      }
+    });
   }
 
   private async loadOn(conn: Connection): Promise<StoredGraph> {

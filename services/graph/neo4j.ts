@@ -466,20 +466,28 @@ const READ_ONLY_CODES = new Set([
   "Neo.ClientError.General.ForbiddenOnReadOnlyDatabase",
 ]);
 
+/** The driver's codes for a server it cannot reach or lost (no database code: the failure is on the way there). */
+const UNREACHABLE_CODES = new Set([neo4j.error.SERVICE_UNAVAILABLE, neo4j.error.SESSION_EXPIRED]);
+
 /**
  * One mapping from driver errors to GraphStoreError codes. Reads: writes refused by the server → read_only; the
- * transaction timeout (4.4: TransactionTimedOut; 5.x: TransactionTimedOutClientConfiguration) → timeout; the rest
- * (syntax, semantics, missing parameter, unreachable server) → query_failed. Every failure of a write → write_failed.
+ * transaction timeout (4.4: TransactionTimedOut; 5.x: TransactionTimedOutClientConfiguration) → timeout. Reads and
+ * writes: an unreachable server, a lost session or the server's own transient errors (Neo.TransientError.*: out of
+ * memory, a leader switch, a deadlock) → unavailable, which a consumer waits out. The rest (syntax, semantics,
+ * missing parameter; any other failure of a write, a timed-out one too) → query_failed or write_failed.
  */
 export function toGraphStoreError(e: unknown, op: "read" | "write", what: string, timeoutMs?: number): GraphStoreError {
   if (e instanceof GraphStoreError) return e;
   const code = e instanceof Neo4jError ? e.code : "";
   const message = e instanceof Error ? e.message : String(e);
   const detail = `${what} failed: ${message}${code ? ` (${code})` : ""}`;
+  const timedOut = /TransactionTimedOut/.test(code) || (/^Neo\.\w+\.Transaction\./.test(code) && /timed? ?out|timeout/i.test(message));
+  if (op === "read" && timedOut)
+    return new GraphStoreError("timeout", `query exceeded ${timeoutMs === undefined ? "the server's timeout" : `${timeoutMs} ms`}: ${message}`, { cause: e });
+  // (a write the server timed out may just be too large: unknown, so a consumer splits its batch rather than wait)
+  if (!timedOut && (UNREACHABLE_CODES.has(code) || code.startsWith("Neo.TransientError."))) return new GraphStoreError("unavailable", detail, { cause: e });
   if (op === "write") return new GraphStoreError("write_failed", detail, { cause: e });
   if (READ_ONLY_CODES.has(code) || /read access mode|restricted to READ/i.test(message))
     return new GraphStoreError("read_only", `read-only queries only: the server refused a write (${message})`, { cause: e });
-  if (/TransactionTimedOut/.test(code) || (/^Neo\.\w+\.Transaction\./.test(code) && /timed? ?out|timeout/i.test(message)))
-    return new GraphStoreError("timeout", `query exceeded ${timeoutMs === undefined ? "the server's timeout" : `${timeoutMs} ms`}: ${message}`, { cause: e });
   return new GraphStoreError("query_failed", detail, { cause: e });
 }

@@ -4,6 +4,7 @@
  */
 import type { EdgeKind, NodeKind, TopoEdge, TopologySnapshot, TopoNode } from "../../pipelines/contracts/topology.ts";
 import type { Changes } from "../../pipelines/stages/topology/index.ts";
+import { PortError, type FailureKind } from "../shared/errors.ts";
 
 export interface StoredGraph {
   /** last topology rev written */

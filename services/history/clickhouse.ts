@@ -14,6 +14,7 @@ import type { ClickHouseClient } from "@clickhouse/client";
 import type { TopologyDelta, TopologySnapshot } from "../../pipelines/contracts/topology.ts";
 import { addToDiff, changeRows, ChangeOp, ChangeEntity, emptyDiff, HistoryRowError, toEdge, toNode, type ChangeRow, type EntityRow, type TopologyDiff } from "../../pipelines/stages/history.ts";
 import { unescapeTsv } from "../clickhouse/client.ts";
+import { clickHouseFailure } from "../clickhouse/client.ts";
 import { HistoryStoreError, type HistoryStore, type Replay } from "./port.ts";
 
 /** The entity columns, in the order every query returns them (after entity and id). */
@@ -247,12 +248,15 @@ export class ClickHouseHistoryStore implements HistoryStore {
     }
   }
 
-  private async guard<T>(code: HistoryStoreError["code"], f: () => Promise<T>): Promise<T> {
+  /** A failed write says whether ClickHouse was unavailable or refused the rows (see clickHouseFailure); reads keep `code`. */
+  private async guard<T>(code: "write_failed" | "query_failed", f: () => Promise<T>): Promise<T> {
     try {
       return await f();
     } catch (e) {
       if (e instanceof HistoryStoreError) throw e;
-      throw new HistoryStoreError(code, `history ${code === "write_failed" ? "write" : "query"} failed: ${(e as Error).message}`, { cause: e });
+      const failure = clickHouseFailure(e);
+      const typed = code === "write_failed" && failure !== "failed" ? (failure === "unavailable" ? "unavailable" : "bad_input") : code;
+      throw new HistoryStoreError(typed, `history ${code === "write_failed" ? "write" : "query"} failed: ${(e as Error).message}`, { cause: e });
     }
   }
 }

@@ -4,6 +4,7 @@
  */
 import type { TopologyDelta, TopologySnapshot } from "../../pipelines/contracts/topology.ts";
 import type { ChangeRow, TopologyDiff } from "../../pipelines/stages/history.ts";
+import { PortError, type FailureKind } from "../shared/errors.ts";
 
 export interface Replay {
   from: number;
@@ -35,13 +36,16 @@ export interface HistoryStore {
   close(): Promise<void>;
 }
 
-export class HistoryStoreError extends Error {
+/**
+ * `unavailable`: a write the store could not take for now (down, unreachable, overloaded; a consumer waits it out);
+ * `bad_input`: a write the store refused for its content (dead-lettered); `bad_row`: a row read back does not fit
+ * the schema; `write_failed` / `query_failed`: anything else.
+ */
+export class HistoryStoreError extends PortError<"write_failed" | "query_failed" | "bad_row" | "unavailable" | "bad_input"> {
   override readonly name = "HistoryStoreError";
-  constructor(
-    readonly code: "write_failed" | "query_failed" | "bad_row",
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
+  get kind(): FailureKind {
+    if (this.code === "unavailable") return "transient";
+    if (this.code === "bad_input") return "permanent";
+    return "unknown";
   }
 }

@@ -52,7 +52,13 @@ export async function startHistoryService(deps: {
     },
     // Small batches: each delta (up to ~1500 changes) is decoded and inserted on its own anyway, and a small batch keeps
     // the event loop free between them.
-    { maxBatch: 32, onError: (e) => log.warn("delta batch not stored; will be redelivered", { error: String(e) }) },
+    {
+      maxBatch: 32,
+      onError: (e) => log.warn("delta batch not stored", { error: String(e) }),
+      onHold: (attempt, e) => {
+        if (attempt === 1 || attempt % 10 === 0) log.warn("history store unavailable; holding the delta batch and retrying", { attempt, error: String(e) });
+      },
+    },
   );
 
   let checkpointing: Promise<void> | null = null;

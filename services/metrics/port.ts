@@ -1,5 +1,6 @@
 /** SeriesStore: where metric samples are kept and asked for. The ClickHouse adapter is the only one today. */
 import type { Sample } from "../../pipelines/contracts/metrics.ts";
+import { PortError, type FailureKind } from "../shared/errors.ts";
 
 /** How samples inside one bucket (series) or one window (top) are folded into one value. */
 export const AGGS = ["avg", "min", "max", "last"] as const;
@@ -71,6 +72,20 @@ export interface SeriesStore {
   /** The n entities with the highest (or lowest) value of a metric over a window ending at `at`. */
   top(q: TopQuery): Promise<TopEntry[]>;
   close(): Promise<void>;
+}
+
+/**
+ * A write the store did not take. `unavailable`: down, unreachable or refusing work for now (the metrics service
+ * waits it out, holding the batch); `bad_input`: the store refused the samples themselves (dead-lettered);
+ * `write_failed`: anything else.
+ */
+export class SeriesStoreError extends PortError<"unavailable" | "bad_input" | "write_failed"> {
+  override readonly name = "SeriesStoreError";
+  get kind(): FailureKind {
+    if (this.code === "unavailable") return "transient";
+    if (this.code === "bad_input") return "permanent";
+    return "unknown";
+  }
 }
 
 /** A query the store refuses (bad range, unknown aggregation); the HTTP layer maps it to 400. */

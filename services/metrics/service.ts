@@ -3,14 +3,17 @@
  *
  * Its own consume loop rather than the shared micro-batcher, because metric messages are large (up to 900 KiB) and
  * the store is the bottleneck:
- * - the client-side prefetch is bounded in bytes, so messages never wait in our buffer past their ack deadline (a
- *   buffer of 1000 large messages outlived ack_wait, got redelivered over and over, and hit max_deliver — lost);
+ * - what is fetched and not yet inserted is bounded in bytes (the client's prefetch, and the local queue), so messages
+ *   never wait here past their ack deadline and a backlog stays in JetStream;
  * - a fixed number of inserts is in flight (the owner runs one query per chDB connection; more only queue);
  * - each insert takes whatever messages are waiting, up to `maxInsertSamples` (store.insertMany: one part for many
  *   messages; at 5000-sample messages chDB spent more on making parts than on rows). The store finds batches that
  *   were stored before by their markers, so a redelivered message is a no-op in any combination; a message whose
  *   batchId is already in an insert in flight waits for it (then it is found stored), never rides along.
- * Messages that fail validation go to the dead-letter stream with the reason; a failed insert is nak'ed and retried.
+ * A failed insert is settled like any consumer's (failureHandler in shared/bus.ts): ClickHouse unavailable → the
+ * insert is held and retried in place with capped backoff until it is back (no new inserts start meanwhile, and
+ * nothing is ever given up for being delivered too often); samples ClickHouse refuses, or messages that fail
+ * validation → the dead-letter stream with the reason.
  *
  * Beside the inserts, a loop folds what was inserted into the 1m/1h rollups every `rollupIntervalMs` (store.rollup():
  * one step for many batches instead of a materialized view per insert; reads stay exact in between). A failed step
@@ -19,7 +22,7 @@
 import type { JsMsg } from "@nats-io/jetstream";
 import { ContractError } from "../../pipelines/codec.ts";
 import type { MetricBatch } from "../../pipelines/contracts/metrics.ts";
-import { deadLetter, type Bus } from "../shared/bus.ts";
+import { failureHandler, type Bus } from "../shared/bus.ts";
 import type { Logger } from "../shared/log.ts";
 import { decodeMetricBatch } from "./batch.ts";
 import type { SeriesStore } from "./port.ts";
@@ -48,16 +51,35 @@ export async function startMetricsService(deps: { bus: Bus; store: SeriesStore; 
   const rollupIntervalMs = deps.options?.rollupIntervalMs ?? 15_000;
   if (!(Number.isFinite(rollupIntervalMs) && rollupIntervalMs > 0)) throw new Error(`rollupIntervalMs must be > 0, got ${rollupIntervalMs}`);
   await deps.store.init();
-  const { bus } = deps;
+  const { bus, log } = deps;
   const spec = bus.topo.consumers.metrics;
   const consumer = await bus.js.consumers.get(spec.stream, spec.durable);
   const messages = await consumer.consume({ max_bytes: prefetchBytes });
   let written = 0;
   let inflight = 0;
   const queue: Pending[] = [];
+  let queuedBytes = 0;
   const waiters: (() => void)[] = [];
   const wake = () => waiters.splice(0).forEach((w) => w());
   let ended = false;
+  /** inserts held because the store is unavailable: no new insert starts while one is */
+  let held = 0;
+  let stopping = false;
+
+  const failures = failureHandler<Pending>(bus, spec, {
+    retry: async (group) => {
+      await deps.store.insertMany(group.map((p) => p.batch));
+      for (const p of group) written += p.batch.samples.length;
+      return undefined;
+    },
+    keepAlive: () => {
+      for (const p of queue) p.msg.working();
+    },
+    onError: (e) => log.warn("metric insert failed", { error: String(e) }),
+    onHold: (attempt, e) => {
+      if (attempt === 1 || attempt % 10 === 0) log.warn("metric store unavailable; holding the insert and retrying", { attempt, error: String(e) });
+    },
+  });
 
   // batchIds in inserts now in flight: a message with one of these waits until that insert is done
   const inFlight = new Set<string>();
@@ -70,8 +92,12 @@ export async function startMetricsService(deps: { bus: Bus; store: SeriesStore; 
         written += p.batch.samples.length;
       }
     } catch (e) {
-      deps.log.warn("metric insert failed; will be redelivered", { error: String(e), batchIds: group.map((p) => p.batch.batchId) });
-      for (const p of group) p.msg.nak(2000);
+      held++;
+      try {
+        await failures.resolve(group, e);
+      } finally {
+        held--;
+      }
     } finally {
       for (const p of group) inFlight.delete(p.batch.batchId);
     }
@@ -94,41 +120,47 @@ export async function startMetricsService(deps: { bus: Bus; store: SeriesStore; 
       ids.add(id);
       n += p.batch.samples.length;
       queue.splice(i, 1);
+      queuedBytes -= p.msg.data.byteLength;
     }
     return group;
   };
 
-  // Pump: decode as messages arrive; invalid ones go to the DLQ.
+  // Pump: decode as messages arrive; invalid ones go to the DLQ. It stops taking messages while the queue holds
+  // prefetchBytes (the client pulls again only as we take): while inserts are slow or held, the backlog stays in
+  // JetStream instead of in memory.
+  const room: { free: (() => void) | null } = { free: null };
   const pump = (async () => {
     for await (const m of messages) {
       try {
         queue.push({ msg: m, batch: decodeMetricBatch(m.data) });
+        queuedBytes += m.data.byteLength;
         wake();
       } catch (e) {
-        const reason = e instanceof ContractError ? `${e.code}: ${e.message}` : `decode failed: ${String(e)}`;
-        try {
-          await deadLetter(bus, m, spec.durable, reason);
-          m.ack();
-        } catch (dlqErr) {
-          deps.log.warn("dead-lettering failed; will be redelivered", { error: String(dlqErr) });
-          m.nak(1000);
-        }
+        await failures.terminate(m, e instanceof ContractError ? `${e.code}: ${e.message}` : `decode failed: ${String(e)}`);
       }
+      while (queuedBytes >= prefetchBytes && !ended) await new Promise<void>((r) => (room.free = r));
     }
     ended = true;
     wake();
   })();
 
-  // Writer: up to `concurrency` inserts in flight, in arrival order.
+  // Writer: up to `concurrency` inserts in flight, in arrival order; none started while one is held.
   const work = (async () => {
     const running = new Set<Promise<void>>();
     while (true) {
-      const group = queue.length && inflight < concurrency ? takeGroup() : [];
+      if (stopping) {
+        // what is queued and not in an insert goes back to JetStream (redelivered to the next run)
+        for (const p of queue.splice(0)) p.msg.nak();
+        queuedBytes = 0;
+      }
+      const group = !stopping && queue.length && inflight < concurrency && held === 0 ? takeGroup() : [];
       if (!group.length) {
         if (ended && !queue.length && !running.size) break;
         await new Promise<void>((r) => waiters.push(r));
         continue;
       }
+      room.free?.();
+      room.free = null;
       inflight++;
       const p = insert(group).finally(() => {
         inflight--;
@@ -164,7 +196,12 @@ export async function startMetricsService(deps: { bus: Bus; store: SeriesStore; 
     done,
     stop: async () => {
       clearInterval(ticker);
+      stopping = true;
+      failures.stop();
       await messages.close();
+      ended = true;
+      room.free?.();
+      wake();
       await done;
       await step();
     },

@@ -22,6 +22,7 @@ import {
 import type { z } from "zod";
 import { ContractError, decode, encode } from "../../pipelines/codec.ts";
 import { topologyFor, type ConsumerSpec, type StreamSpec, type Topology } from "../../pipelines/streams.ts";
+import { failureKind, TransientError } from "./errors.ts";
 
 const ns = (ms: number) => ms * 1_000_000;
 
@@ -53,10 +54,13 @@ export async function connectBus(opts: { url: string; prefix?: string; name: str
     jsm,
     topo,
     close: async () => {
-      // Drain flushes what is pending; but with the server gone (it died with the supervisor) a drain waits for a
-      // reconnect that never comes, so after a few seconds the connection is just closed.
-      const drained = await Promise.race([nc.drain().then(() => true, () => false), Bun.sleep(5000).then(() => false)]);
-      if (!drained) await nc.close().catch(() => undefined);
+      // A drain flushes what is pending, but with the server gone it waits for a reconnect that may never come: a
+      // flush (one round trip) that gets no answer in 2 s means no server, and the connection is closed at once.
+      // Every step has a deadline, so a service's shutdown holds its own whatever state NATS is in.
+      const within = (p: Promise<unknown>, ms: number) => Promise.race([p.then(() => true, () => false), Bun.sleep(ms).then(() => false)]);
+      if (nc.isClosed()) return;
+      const drained = (await within(nc.flush(), 2000)) && (await within(nc.drain(), 5000));
+      if (!drained && !nc.isClosed()) await within(nc.close(), 1000);
     },
   };
 }
@@ -191,62 +195,46 @@ export async function deadLetter(bus: Bus, m: Pick<JsMsg, "subject" | "data" | "
   await bus.js.publish(bus.topo.subjects.dlq(origin), m.data, { headers: h, msgID: `dlq:${origin}:${m.subject}:${m.seq}` });
 }
 
+// The error classes live in errors.ts (adapters import them without the bus); re-exported for handlers.
+export { PermanentError, TransientError, PortError, failureKind, type FailureKind } from "./errors.ts";
+
 /**
- * What a consumer handler throws to say how its failure is to be handled. Anything else (an untyped error) is taken
- * as possibly transient: nak'ed with a backoff, and dead-lettered on its last allowed delivery.
+ * Tries of a message that fails on its own with an error of unknown kind before it is dead-lettered, unless its
+ * ConsumerSpec says otherwise (`maxAttempts`). Counted from JetStream's delivery count, so a restart does not reset it.
  */
-export class PermanentError extends Error {
-  override readonly name = "PermanentError";
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-  }
-}
-/** The message is fine, something it needs is not (a store is down): nak the whole batch, do not look for a culprit. */
-export class TransientError extends Error {
-  override readonly name = "TransientError";
-  constructor(
-    message: string,
-    readonly delayMs?: number,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
-}
+export const DEFAULT_MAX_ATTEMPTS = 5;
+/** The longest wait between two tries while a store is unavailable (also the longest a recovered store waits for us). */
+export const MAX_BACKOFF_MS = 30_000;
+/** Capped exponential backoff before try `attempt + 1`: 1 s, 2 s, 4 s … MAX_BACKOFF_MS. */
+export const backoffMs = (attempt: number) => Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(Math.max(attempt, 1), 6));
 
 export type AckDecision =
   | { kind: "ack" }
-  /** redeliver after delayMs; `shared`: the failure is not this message's (do not split the batch to find one) */
+  /**
+   * try again after delayMs. `shared`: the failure is not this message's (a store is down): retry the batch whole,
+   * for as long as it takes, and do not split it to look for a culprit.
+   */
   | { kind: "nak"; delayMs: number; shared: boolean }
   /** never redeliver: to the dead-letter stream with the reason, then ack */
   | { kind: "term"; reason: string };
-
-/** Errors of other ports whose code says the input itself is bad, so retrying can never succeed. */
-const PERMANENT_CODES: Record<string, readonly string[]> = {
-  GraphStoreError: ["bad_request", "read_only"],
-  HistoryStoreError: ["bad_row"],
-  HistoryRowError: [""],
-};
 
 const describe = (e: unknown) => (e instanceof Error ? `${e.name}: ${e.message}` : String(e));
 
 /**
  * The one mapping from a handler's outcome to what JetStream is told (STYLE.md pattern 4). `err` undefined = success.
- * On the last allowed delivery a nak becomes a term: JetStream would otherwise stop delivering it without a trace.
+ * A transient failure is never the message's fault: it is retried without limit. A permanent one is dead-lettered at
+ * once. Anything else is retried with backoff, and dead-lettered once the message has failed `maxAttempts` times,
+ * the last of them `alone` (not in a batch, where a neighbour may have been the cause).
  */
-export function toAckDecision(err: unknown, delivery: { deliveryCount: number; maxDeliver: number } = { deliveryCount: 1, maxDeliver: -1 }): AckDecision {
+export function toAckDecision(err: unknown, attempt: { deliveryCount: number; maxAttempts?: number; alone?: boolean } = { deliveryCount: 1 }): AckDecision {
   if (err === undefined) return { kind: "ack" };
-  const name = err instanceof Error ? err.name : "";
-  const code = (err as { code?: unknown })?.code;
-  const permanent =
-    err instanceof ContractError ||
-    err instanceof PermanentError ||
-    (name in PERMANENT_CODES && (PERMANENT_CODES[name]!.includes("") || PERMANENT_CODES[name]!.includes(String(code))));
-  if (permanent) return { kind: "term", reason: `handler: ${describe(err)}` };
-  if (delivery.maxDeliver > 0 && delivery.deliveryCount >= delivery.maxDeliver)
-    return { kind: "term", reason: `handler: ${describe(err)} (delivery ${delivery.deliveryCount} of ${delivery.maxDeliver})` };
-  const backoff = Math.min(30_000, 500 * 2 ** Math.min(Math.max(delivery.deliveryCount, 1), 6));
-  if (err instanceof TransientError) return { kind: "nak", delayMs: err.delayMs ?? backoff, shared: true };
-  return { kind: "nak", delayMs: backoff, shared: false };
+  const kind = failureKind(err);
+  if (kind === "permanent") return { kind: "term", reason: `handler: ${describe(err)}` };
+  const n = attempt.deliveryCount;
+  if (kind === "transient") return { kind: "nak", delayMs: (err instanceof TransientError ? err.delayMs : undefined) ?? backoffMs(n), shared: true };
+  const max = attempt.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+  if ((attempt.alone ?? true) && max > 0 && n >= max) return { kind: "term", reason: `handler: ${describe(err)} (attempt ${n} of ${max})` };
+  return { kind: "nak", delayMs: backoffMs(n), shared: false };
 }
 
 export interface Decoded<T> {
@@ -260,27 +248,182 @@ export interface ConsumerHandle {
   done: Promise<void>;
 }
 
+/** A consumer's declaration, with the app's own limit on tries of a message that fails on its own (see toAckDecision). */
+export type ConsumerPolicy = ConsumerSpec & { maxAttempts?: number };
+
+/**
+ * The tries before a lone failing message is dead-lettered. A consumer still declared with a finite max_deliver gets
+ * its last delivery as its last try: past it JetStream would stop delivering the message without a trace.
+ */
+export function maxAttemptsOf(spec: ConsumerPolicy): number {
+  const app = spec.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+  return spec.maxDeliver > 0 ? Math.min(app, spec.maxDeliver) : app;
+}
+
+/**
+ * What a consumer does with a batch its handler failed on; shared by runConsumer and the metrics service's own loop.
+ *
+ * - Transient (a store is down): the batch is held and tried again in place with capped backoff, for as long as it
+ *   takes, its messages (and, through `keepAlive`, those the consumer has queued) kept in progress meanwhile. The
+ *   consumer thereby pauses: it takes nothing new while the store is down, probes it once per backoff, and keeps
+ *   stream order. Only stop() hands the batch back to JetStream (nak, redelivered later). JetStream's max_deliver
+ *   (-1 for our consumers) is never what ends a message.
+ * - Otherwise the cause may be one poison message's, so the batch is bisected: each half is tried again on its own (in
+ *   order) until the failing messages are alone; only they are nak'ed with backoff, or dead-lettered (a permanent
+ *   error, or the last of maxAttempts) and the rest is acked. When both halves of a split fail with an error of
+ *   unknown kind the cause is taken to be shared and the split stops there (all nak'ed) — except for messages on
+ *   their last attempt, which are always tried alone, so a good message is never dead-lettered for its neighbour.
+ */
+export function failureHandler<T extends { msg: JsMsg }>(
+  bus: Bus,
+  spec: ConsumerPolicy,
+  o: {
+    /** handles the items again; resolves to what it threw, or undefined on success (nothing settled yet) */
+    retry: (items: T[]) => Promise<unknown>;
+    /** keeps other messages the consumer holds (queued behind the failed batch) in progress during a hold */
+    keepAlive?: () => void;
+    onError?: (e: unknown) => void;
+    /** called on each failed try of a held batch (for logging) */
+    onHold?: (attempt: number, e: unknown) => void;
+  },
+) {
+  const maxAttempts = maxAttemptsOf(spec);
+  const isLast = (m: JsMsg) => m.info.deliveryCount >= maxAttempts;
+  let stopping = false;
+  const sleepers = new Set<() => void>();
+  /** sleeps ms (cut short by stop), keeping `items` and the consumer's queue in progress */
+  const holdFor = async (ms: number, items: T[]) => {
+    const tick = Math.max(200, Math.min(5000, Math.floor(spec.ackWaitMs / 3)));
+    const until = performance.now() + ms;
+    while (!stopping && performance.now() < until) {
+      await new Promise<void>((r) => {
+        const done = () => {
+          clearTimeout(t);
+          sleepers.delete(done);
+          r();
+        };
+        const t = setTimeout(done, Math.min(tick, Math.max(1, until - performance.now())));
+        sleepers.add(done);
+      });
+      for (const g of items) g.msg.working();
+      o.keepAlive?.();
+    }
+  };
+
+  const terminate = async (m: JsMsg, reason: string) => {
+    try {
+      await deadLetter(bus, m, spec.durable, reason);
+      m.ack();
+    } catch (dlqErr) {
+      o.onError?.(dlqErr);
+      m.nak(1000);
+    }
+  };
+  const settle = async (items: T[], err: unknown, alone: boolean) => {
+    for (const g of items) {
+      const d = toAckDecision(err, { deliveryCount: g.msg.info.deliveryCount, maxAttempts, alone });
+      if (d.kind === "ack") g.msg.ack();
+      else if (d.kind === "nak") g.msg.nak(d.delayMs);
+      else await terminate(g.msg, d.reason);
+    }
+  };
+  const attempt = async (items: T[]): Promise<unknown> => {
+    // the retries of a failed batch must not outlive ack_wait
+    for (const g of items) g.msg.working();
+    try {
+      return await o.retry(items);
+    } catch (e) {
+      return e ?? new Error("handler threw a nullish value");
+    }
+  };
+
+  /** Holds `items` through a transient failure; resolves to the first other outcome (undefined = handled). */
+  const hold = async (items: T[], err: unknown): Promise<{ err: unknown } | "stopped"> => {
+    for (let n = 1; ; n++) {
+      o.onHold?.(n, err);
+      const d = toAckDecision(err, { deliveryCount: n });
+      await holdFor(d.kind === "nak" ? d.delayMs : backoffMs(n), items);
+      if (stopping) return "stopped";
+      err = await attempt(items);
+      if (err === undefined || failureKind(err) !== "transient") return { err };
+    }
+  };
+
+  /** `err` is what handling `items` together threw; settles every one of them. */
+  const resolve = async (items: T[], err: unknown): Promise<void> => {
+    if (failureKind(err) === "transient") {
+      const r = await hold(items, err);
+      if (r === "stopped") {
+        for (const g of items) g.msg.nak();
+        return;
+      }
+      if (r.err === undefined) {
+        for (const g of items) g.msg.ack();
+        return;
+      }
+      err = r.err;
+    }
+    if (items.length === 1) return settle(items, err, true);
+    const mid = Math.ceil(items.length / 2);
+    const halves = [items.slice(0, mid), items.slice(mid)];
+    const errs: unknown[] = [];
+    for (const h of halves) {
+      const e = await attempt(h);
+      errs.push(e);
+      if (e === undefined) for (const g of h) g.msg.ack();
+    }
+    const unknownBoth = errs.every((e) => e !== undefined && failureKind(e) === "unknown");
+    for (let i = 0; i < 2; i++) {
+      const h = halves[i]!;
+      const e = errs[i];
+      if (e === undefined) continue;
+      if (!unknownBoth) {
+        await resolve(h, e);
+        continue;
+      }
+      // most likely one shared cause: stop splitting; only what is on its last attempt gets its own try
+      await settle(h.filter((g) => !isLast(g.msg)), e, false);
+      for (const g of h.filter((g) => isLast(g.msg))) {
+        const alone = await attempt([g]);
+        if (alone === undefined) g.msg.ack();
+        else await resolve([g], alone);
+      }
+    }
+  };
+
+  return {
+    /** Settles a batch whose handling threw `err` (acked, nak'ed, held or dead-lettered, message by message). */
+    resolve: async (items: T[], err: unknown): Promise<void> => {
+      o.onError?.(err);
+      await resolve(items, err);
+    },
+    /** Dead-letters one message (a decode failure) and acks it; nak'ed when the dead-letter stream is unreachable. */
+    terminate,
+    /** Ends any hold at once (its batch is nak'ed for redelivery); the consumer is stopping. */
+    stop: () => {
+      stopping = true;
+      for (const s of [...sleepers]) s();
+    },
+  };
+}
+
 /**
  * Runs a durable pull consumer. Messages are decoded one by one; valid ones are handed to `handle` in micro-batches:
  * whatever arrived while the previous batch was being handled (up to maxBatch), so latency stays low when idle and
- * throughput high under load. The batch is acked after `handle` resolves.
- *
- * When it throws, `toAckDecision` says what happens. A TransientError naks the whole batch (with a delay). Any other
- * error might be one poison message's, so the batch is bisected: each half is handled again on its own (in stream
- * order), until the failing messages are alone; only they are nak'ed (or dead-lettered, for a permanent error or
- * on their last delivery) and the rest is acked. When both halves of a split fail the cause is taken to be shared
- * and the split stops there — except for messages on their last delivery, which are always tried alone, so a good
- * message is never dead-lettered for its neighbour's fault.
+ * throughput high under load. The batch is acked after `handle` resolves; when it throws, failureHandler settles it
+ * (a store that is down: held and retried in place until it is back; otherwise bisected to find the culprit).
  */
 export async function runConsumer<S extends z.ZodType>(
   bus: Bus,
-  spec: ConsumerSpec,
+  spec: ConsumerPolicy,
   schema: S,
   schemaName: string,
   handle: (batch: Decoded<z.infer<S>>[]) => Promise<void>,
   opts: {
     maxBatch?: number;
     onError?: (e: unknown) => void;
+    /** each failed try of a batch held while its store is unavailable */
+    onHold?: (attempt: number, e: unknown) => void;
     /**
      * When fewer than maxBatch messages are here but JetStream says more are pending, wait up to this long for them
      * once (a backlog is still being fetched): one large batch instead of a batch of one message followed by another.
@@ -317,69 +460,23 @@ export async function runConsumer<S extends z.ZodType>(
   })();
 
   type Item = Decoded<z.infer<S>>;
-  const isLast = (m: JsMsg) => spec.maxDeliver > 0 && m.info.deliveryCount >= spec.maxDeliver;
-  const terminate = async (m: JsMsg, reason: string) => {
-    try {
-      await deadLetter(bus, m, spec.durable, reason);
-      m.ack();
-    } catch (dlqErr) {
-      opts.onError?.(dlqErr);
-      m.nak(1000);
-    }
-  };
-  const settle = async (items: Item[], err: unknown) => {
-    for (const g of items) {
-      const d = toAckDecision(err, { deliveryCount: g.msg.info.deliveryCount, maxDeliver: spec.maxDeliver });
-      if (d.kind === "ack") g.msg.ack();
-      else if (d.kind === "nak") g.msg.nak(d.delayMs);
-      else await terminate(g.msg, d.reason);
-    }
-  };
-  const attempt = async (items: Item[], retry = true): Promise<unknown> => {
-    // the retries of a failed batch must not outlive ack_wait (not on the first try: that would double the acks sent)
-    if (retry) for (const g of items) g.msg.working();
-    try {
+  const failures = failureHandler<Item>(bus, spec, {
+    retry: async (items) => {
       await handle(items);
       return undefined;
-    } catch (e) {
-      return e ?? new Error("handler threw a nullish value");
-    }
-  };
-  /** `err` is what handling `items` together threw. */
-  const isolate = async (items: Item[], err: unknown): Promise<void> => {
-    const d = toAckDecision(err, { deliveryCount: 1, maxDeliver: -1 });
-    if (items.length === 1 || (d.kind === "nak" && d.shared)) {
-      // alone (the failure is this message's), or a shared cause: no culprit to look for — but a message on its
-      // last delivery still gets its own try before it is dead-lettered
-      const last = items.length > 1 ? items.filter((g) => isLast(g.msg)) : [];
-      await settle(items.filter((g) => !last.includes(g)), err);
-      for (const g of last) await settle([g], await attempt([g]));
-      return;
-    }
-    const mid = Math.ceil(items.length / 2);
-    const halves = [items.slice(0, mid), items.slice(mid)];
-    const errs: unknown[] = [];
-    for (const h of halves) {
-      const e = await attempt(h);
-      errs.push(e);
-      if (e === undefined) for (const g of h) g.msg.ack();
-    }
-    const permanent = errs.some((e) => e !== undefined && toAckDecision(e).kind === "term");
-    if (errs[0] !== undefined && errs[1] !== undefined && !permanent) {
-      // both halves fail, and not for a reason of a message's own: most likely one shared cause (a store that is
-      // down), so stop splitting; only what is on its last delivery gets its own try
-      for (let i = 0; i < 2; i++) {
-        const last = halves[i]!.filter((g) => isLast(g.msg));
-        await settle(halves[i]!.filter((g) => !isLast(g.msg)), errs[i]);
-        for (const g of last) await settle([g], await attempt([g]));
-      }
-      return;
-    }
-    for (let i = 0; i < 2; i++) if (errs[i] !== undefined) await isolate(halves[i]!, errs[i]);
-  };
+    },
+    keepAlive: () => {
+      for (const m of queue) m.working();
+    },
+    onError: opts.onError,
+    onHold: opts.onHold,
+  });
 
+  let stopping = false;
   const work = (async () => {
     while (true) {
+      // stopping: what is queued goes back to JetStream now (redelivered to the next run), not after ack_wait
+      if (stopping) for (const m of queue.splice(0)) m.nak();
       if (!queue.length) {
         if (ended) break;
         await new Promise<void>((r) => (signal.wake = r));
@@ -398,17 +495,18 @@ export async function runConsumer<S extends z.ZodType>(
         try {
           good.push({ msg: m, value: decode(schema, schemaName, m.data) });
         } catch (e) {
-          await terminate(m, e instanceof ContractError ? `${e.code}: ${e.message}` : `decode failed: ${String(e)}`);
+          await failures.terminate(m, e instanceof ContractError ? `${e.code}: ${e.message}` : `decode failed: ${String(e)}`);
         }
       }
       if (!good.length) continue;
-      const err = await attempt(good, false);
-      if (err === undefined) {
-        for (const g of good) g.msg.ack();
-        continue;
+      let err: unknown;
+      try {
+        await handle(good);
+      } catch (e) {
+        err = e ?? new Error("handler threw a nullish value");
       }
-      opts.onError?.(err);
-      await isolate(good, err);
+      if (err === undefined) for (const g of good) g.msg.ack();
+      else await failures.resolve(good, err);
     }
   })();
 
@@ -416,8 +514,11 @@ export async function runConsumer<S extends z.ZodType>(
   return {
     done,
     stop: async () => {
+      stopping = true;
+      failures.stop();
       await messages.close();
       room.free?.();
+      signal.wake?.();
       await done;
     },
   };

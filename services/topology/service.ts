@@ -135,6 +135,19 @@ export async function startTopologyService(deps: {
     );
   };
 
+  /**
+   * True after a failed write whose model could not be rebuilt (the store was down for that too): the model may hold
+   * changes the store lacks, so it is rebuilt before anything else is folded in. Folded again into such a model, the
+   * failed batch would change nothing, be acked, and never reach the store.
+   */
+  let stale = false;
+  const rebuild = async () => {
+    const s = await store.load();
+    model = modelFromGraph(s.nodes, s.edges, deps.stage, s.sourceIntervals);
+    rev = s.rev;
+    stale = false;
+  };
+
   /** Writes one change set durably, then queues its deltas. On a failed write the model is rebuilt from the store. */
   const commit = async (changes: Changes, t: number) => {
     if (isEmpty(changes)) return;
@@ -144,11 +157,11 @@ export async function startTopologyService(deps: {
       // The outbox rides in the same transaction; entries already published are dropped in it too.
       await store.apply(changes, next, { entries: deltas.map((d) => ({ rev: d.rev, body: outboxBody(d) })), sentUpTo });
     } catch (e) {
-      // The model ran ahead of the store: rebuild it from what is durable, then let the batch be redelivered.
+      // The model ran ahead of the store: rebuild it from what is durable, then let the batch be tried again (the
+      // write's error, typed by the store, says whether to wait for the store or to look for a bad message).
       log.error("graph write failed; rebuilding model from store", { error: String(e) });
-      const s = await store.load();
-      model = modelFromGraph(s.nodes, s.edges, deps.stage, s.sourceIntervals);
-      rev = s.rev;
+      stale = true;
+      await rebuild().catch((le) => log.warn("model rebuild failed; retried before the next batch", { error: String(le) }));
       throw e;
     }
     rev = next;
@@ -181,13 +194,21 @@ export async function startTopologyService(deps: {
         const t = Math.min(now(), Number.isFinite(stored) && stored > 0 ? stored : now());
         watermark = Math.max(watermark, t);
         behind = last.pending > 0;
-        const changes = applyDiscovery(model, batch.map((b) => b.value), t);
-        for (const reason of changes.rejected ?? []) log.warn("discovery input skipped", { reason });
-        const items = changes.nodesUpserted.length + changes.edgesUpserted.length + changes.nodesRemoved.length + changes.edgesRemoved.length;
-        // a bulk change set: what the last one left behind goes before the store's commit takes its own memory
-        if (items >= COLLECT_BEFORE_ITEMS) Bun.gc(true);
-        await commit(changes, t);
-        if (items >= collectAfter) collect();
+        try {
+          if (stale) await rebuild();
+          const changes = applyDiscovery(model, batch.map((b) => b.value), t);
+          for (const reason of changes.rejected ?? []) log.warn("discovery input skipped", { reason });
+          const items = changes.nodesUpserted.length + changes.edgesUpserted.length + changes.nodesRemoved.length + changes.edgesRemoved.length;
+          // a bulk change set: what the last one left behind goes before the store's commit takes its own memory
+          if (items >= COLLECT_BEFORE_ITEMS) Bun.gc(true);
+          await commit(changes, t);
+          if (items >= collectAfter) collect();
+        } catch (e) {
+          // this batch waits to be tried again: age by its stream time meanwhile, not by the clock (an outage of
+          // the store would otherwise age out every source whose scans are waiting)
+          behind = true;
+          throw e;
+        }
       }),
     // Up to 3000 messages per change set when a backlog builds (a first scan of a large estate, a restart): the
     // graph store's bulk write has a fixed cost per batch that grows with the graph (a COPY's commit: 1-3 s into a
@@ -198,12 +219,22 @@ export async function startTopologyService(deps: {
     // While one is written, one more change set's worth waits here and the client pulls 1000 at a time: a first
     // scan's messages are ~10 KB each, and with the defaults (6000 queued, 3000 pulled) ~100 MB of them sat in memory
     // during each commit.
-    { maxBatch: 3000, lingerMs: 50, queued: 3000, pullWindow: 1000, onError: (e) => log.warn("discovery batch failed", { error: String(e) }) },
+    {
+      maxBatch: 3000,
+      lingerMs: 50,
+      queued: 3000,
+      pullWindow: 1000,
+      onError: (e) => log.warn("discovery batch failed", { error: String(e) }),
+      onHold: (attempt, e) => {
+        if (attempt === 1 || attempt % 10 === 0) log.warn("graph store unavailable; holding the discovery batch and retrying", { attempt, error: String(e) });
+      },
+    },
   );
 
   const ager = setInterval(
     () =>
       void serial(async () => {
+        if (stale) await rebuild();
         const t = behind ? watermark : now();
         await commit(ageModel(model, t, deps.aging), t);
       }).catch((e) => log.warn("aging failed", { error: String(e) })),

@@ -104,15 +104,25 @@ describe("driver errors → GraphStoreError codes", () => {
     expect(code(err("Neo.ClientError.Transaction.Terminated", "terminated by an administrator"))).toBe("query_failed");
   });
 
-  test("syntax, semantic and connection errors are query_failed with the server's message and code", () => {
+  test("syntax and semantic errors are query_failed with the server's message and code", () => {
     const e = toGraphStoreError(err("Neo.ClientError.Statement.SyntaxError", "Invalid input 'RETURN': expected ')'"), "read", "neo4j query");
     expect(e.code).toBe("query_failed");
     expect(e.message).toContain("Invalid input 'RETURN'");
     expect(e.message).toContain("Neo.ClientError.Statement.SyntaxError");
     expect(e.cause).toBeInstanceOf(Neo4jError);
     expect(code(err("Neo.ClientError.Statement.ParameterMissing", "Expected parameter(s): x"))).toBe("query_failed");
-    expect(code(err("ServiceUnavailable", "Could not perform discovery"))).toBe("query_failed");
     expect(code(new TypeError("boom"))).toBe("query_failed");
+  });
+
+  test("an unreachable server, a lost session and the server's transient errors are unavailable, reads and writes alike", () => {
+    for (const op of ["read", "write"] as const) {
+      expect(code(err("ServiceUnavailable", "Could not perform discovery"), op)).toBe("unavailable");
+      expect(code(err("SessionExpired", "the session is no longer available"), op)).toBe("unavailable");
+      expect(code(err("Neo.TransientError.General.OutOfMemoryError", "no memory"), op)).toBe("unavailable");
+    }
+    // a write the server timed out may be too large to ever pass: not unavailable
+    expect(code(err("Neo.TransientError.Transaction.Terminated", "terminated: the transaction timed out"), "write")).toBe("write_failed");
+    expect(toGraphStoreError(err("ServiceUnavailable", "down"), "write", "q").kind).toBe("transient");
   });
 
   test("any failure of a write is write_failed; GraphStoreErrors pass through", () => {
@@ -166,16 +176,16 @@ describe("the write transaction function", () => {
 });
 
 describe("unreachable server", () => {
-  test("writes fail as write_failed and reads as query_failed, promptly", async () => {
+  test("writes and reads fail as unavailable, promptly", async () => {
     // Port 1 on loopback: nothing listens, so the connection is refused at once. No retries (maxRetryMs 0).
     const store = new Neo4jGraphStore({ url: "bolt://127.0.0.1:1", user: "neo4j", password: "x", maxRetryMs: 0 });
     const t0 = performance.now();
     const w = await store.apply({ nodesUpserted: [], nodesRemoved: [], edgesUpserted: [], edgesRemoved: [] }, 1).catch((e) => e);
     expect(w).toBeInstanceOf(GraphStoreError);
-    expect((w as GraphStoreError).code).toBe("write_failed");
+    expect((w as GraphStoreError).code).toBe("unavailable");
     expect((w as GraphStoreError).message).toContain("ServiceUnavailable");
     const r = await store.query("MATCH (n) RETURN n LIMIT 1", {}, { timeoutMs: 2000 }).catch((e) => e);
-    expect((r as GraphStoreError).code).toBe("query_failed");
+    expect((r as GraphStoreError).code).toBe("unavailable");
     // The read-only check comes first and needs no server.
     const ro = await store.query("MATCH (n) DETACH DELETE n").catch((e) => e);
     expect((ro as GraphStoreError).code).toBe("read_only");

@@ -8,8 +8,8 @@ import { z } from "zod";
 import { decode } from "../../pipelines/codec.ts";
 import { AlertsList, type AlertsQuery } from "../../pipelines/contracts/alerts.ts";
 import { HealthState, HealthStatePart, NotReady } from "../../pipelines/contracts/health.ts";
-import type { Bus } from "../shared/bus.ts";
 import { alertSubjects } from "../../pipelines/streams.ts";
+import type { Bus } from "../shared/bus.ts";
 
 export { alertPublisher, type PublishAlerts, type PublishResult } from "./publish.ts";
 

@@ -10,7 +10,7 @@ import { encode } from "../pipelines/codec.ts";
 import { JobRun, JobStatus } from "../pipelines/contracts/jobs.ts";
 import { place } from "../pipelines/strategy/place.ts";
 import type { JobPackage } from "../services/jobs/packages.ts";
-import { jobsTopology } from "../services/jobs/streams.ts";
+import { jobsTopology } from "../pipelines/streams.ts";
 import { startWorker } from "../services/jobs/worker.ts";
 import { connectBus } from "../services/shared/bus.ts";
 import { makeLogger } from "../services/shared/log.ts";

@@ -13,12 +13,8 @@
  */
 import { readFileSync } from "node:fs";
 import { defineCommand, runMain } from "citty";
-import { decode, encode } from "../../pipelines/codec.ts";
-import { JobStatus, parseDuration, PlacementTable, SubmitReply, SubmitRequest, WorkerHeartbeat } from "../../pipelines/contracts/jobs.ts";
-import { BUILTIN_PACKAGES, loadPackages, type JobPackage, type PackageProblem } from "../../services/jobs/packages.ts";
-import { submitRun } from "../../services/jobs/scheduler.ts";
-import { checkSchedulesText, manifestSchedules, mergeSchedules, type Schedule } from "../../services/jobs/schedules.ts";
-import { jobsTopology } from "../../services/jobs/streams.ts";
+import { parseDuration, type JobStatus, type PlacementTable, type SubmitRequest, type WorkerHeartbeat } from "../../pipelines/contracts/jobs.ts";
+import { fetchPlacements, listenWorkers, loadCatalog, requestRun, submitRun, watchStatuses } from "../../services/jobs/client.ts";
 import { connectBus, type Bus } from "../../services/shared/bus.ts";
 
 export class UsageError extends Error {
@@ -53,25 +49,7 @@ export function jobsEnv(env: Record<string, string | undefined> = process.env): 
   };
 }
 
-async function loadLocal(e: JobsEnv): Promise<{ packages: Map<string, JobPackage>; problems: PackageProblem[]; schedules: Schedule[]; scheduleErrors: string[] }> {
-  const { packages, problems } = await loadPackages([BUILTIN_PACKAGES, ...e.packageDirs]);
-  let schedules = manifestSchedules(packages);
-  const scheduleErrors: string[] = [];
-  if (e.schedulesFile) {
-    let text = "";
-    try {
-      text = readFileSync(e.schedulesFile, "utf8");
-    } catch (err) {
-      scheduleErrors.push(`${e.schedulesFile}: cannot read: ${(err as Error).message}`);
-    }
-    if (!scheduleErrors.length) {
-      const r = checkSchedulesText(text, packages);
-      if (r.ok) schedules = mergeSchedules(schedules, r.schedules);
-      else for (const x of r.errors) scheduleErrors.push(`${e.schedulesFile}: ${x.path}: ${x.message}`);
-    }
-  }
-  return { packages, problems, schedules, scheduleErrors };
-}
+const loadLocal = (e: JobsEnv) => loadCatalog({ packageDirs: e.packageDirs, schedulesFile: e.schedulesFile });
 
 const connect = (e: JobsEnv, name: string): Promise<Bus> => connectBus({ url: e.natsUrl, prefix: e.prefix, name, user: e.user, pass: e.pass, token: e.token });
 
@@ -97,26 +75,10 @@ export async function runJobsList(e: JobsEnv, o: ListOptions, io: Io): Promise<n
   if (o.live) {
     const bus = await connect(e, "orrery-cli-jobs-list");
     try {
-      const jt = jobsTopology(e.prefix);
-      const heard = new Map<string, WorkerHeartbeat>();
-      const sub = bus.nc.subscribe(jt.subjects.heartbeats, {
-        callback: (_err, m) => {
-          try {
-            const hb = decode(WorkerHeartbeat, "worker.heartbeat.v1", m.data);
-            if (hb.leaving) heard.delete(hb.workerId);
-            else heard.set(hb.workerId, hb);
-          } catch {
-            /* a bad heartbeat is the scheduler's to log */
-          }
-        },
-      });
-      placements = await bus.nc
-        .request(jt.subjects.placementsRpc, new Uint8Array(), { timeout: Math.min(2000, o.listenMs) })
-        .then((m) => decode(PlacementTable, "placement.v1", m.data))
-        .catch(() => null);
-      await Bun.sleep(o.listenMs);
-      sub.unsubscribe();
-      workers = [...heard.values()].sort((a, b) => a.workerId.localeCompare(b.workerId));
+      // listening starts first: the placement request's wait counts toward the listening time
+      const heard = listenWorkers(bus, o.listenMs);
+      placements = await fetchPlacements(bus, Math.min(2000, o.listenMs));
+      workers = await heard;
     } finally {
       await bus.close();
     }
@@ -206,37 +168,29 @@ export async function runJobsRun(e: JobsEnv, o: RunOptions, io: Io): Promise<num
   }
   const bus = await connect(e, "orrery-cli-jobs-run");
   try {
-    const jt = jobsTopology(e.prefix);
     const statuses: JobStatus[] = [];
     let wake: () => void = () => undefined;
     // every job's statuses: a schedule's name is not its job's, and the reply says which runs to follow
-    const sub = bus.nc.subscribe(jt.subjects.statuses, {
-      callback: (_err, m) => {
-        try {
-          statuses.push(decode(JobStatus, "job.status.v1", m.data));
-          wake();
-        } catch {
-          /* not a status we can read */
-        }
-      },
+    const sub = await watchStatuses(bus, (s) => {
+      statuses.push(s);
+      wake();
     });
-    await bus.nc.flush();
     let runs: { runId: string; assignee: string | null }[];
-    try {
-      const req: SubmitRequest = { schema: "job.submit.v1", job: o.job, ...(o.params ? { params: o.params } : {}) };
-      const m = await bus.nc.request(jt.subjects.submitRpc, encode(SubmitRequest, "job.submit.v1", req), { timeout: 5000 });
-      const reply = decode(SubmitReply, "job.submitted.v1", m.data);
+    const req: SubmitRequest = { schema: "job.submit.v1", job: o.job, ...(o.params ? { params: o.params } : {}) };
+    // Only when nobody listens does the CLI queue the run itself: a scheduler that is slow to answer may still queue
+    // it, so a timeout is an error, not a reason for a second submit.
+    const answer = await requestRun(bus, req);
+    if (answer.kind === "reply") {
+      const reply = answer.reply;
       if (!reply.ok) {
         io.err(`job ${o.job}: ${reply.code}: ${reply.error}`);
         return 1;
       }
       runs = reply.runs;
       io.err(`submitted ${runs.map((r) => `${r.runId}${r.assignee ? ` → ${r.assignee}` : ""}`).join(", ")} (via the scheduler, ${reply.via === "placement" ? "placed per the strategy" : "shared queue"})`);
-    } catch (err) {
-      // Only when nobody listens: a scheduler that is slow to answer may still queue the run, so no second submit then.
-      if (!/no responders|503/i.test(String((err as Error).message ?? err))) throw err;
+    } else {
       if (!local) {
-        io.err(`job ${o.job}: no scheduler answered on ${jt.subjects.submitRpc}, and no local package "${o.job}" says its worker type (local: ${[...packages.keys()].sort().join(", ")})`);
+        io.err(`job ${o.job}: no scheduler answered on ${answer.subject}, and no local package "${o.job}" says its worker type (local: ${[...packages.keys()].sort().join(", ")})`);
         return 1;
       }
       const run = await submitRun(bus, { job: local.manifest.name, workerType: local.manifest.workerType, params });

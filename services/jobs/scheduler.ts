@@ -20,11 +20,11 @@ import { decode, encode } from "../../pipelines/codec.ts";
 import { JobRun, JobStatus, PlacementTable, SubmitReply, SubmitRequest, WorkerHeartbeat, type PlacementEntry } from "../../pipelines/contracts/jobs.ts";
 import { place, type Placement } from "../../pipelines/strategy/place.ts";
 import type { Strategy } from "../../pipelines/strategy/schema.ts";
-import { publishEvent, type Bus } from "../shared/bus.ts";
+import { JsApiCode, jsApiCode, publishEvent, type Bus } from "../shared/bus.ts";
 import type { Logger } from "../shared/log.ts";
 import type { JobPackage } from "./packages.ts";
 import { manifestSchedules, type Schedule } from "./schedules.ts";
-import { ensureJobStream, jobsTopology, type JobsTopology } from "./streams.ts";
+import { adhocRunId } from "./client.ts";
 
 export interface SchedulerOptions {
   packages: Map<string, JobPackage>;
@@ -46,23 +46,11 @@ export interface Scheduler {
   stop(): Promise<void>;
 }
 
-/** Publishes an on-demand run to the shared queue of its worker type. The run id doubles as the message id. */
-export async function submitRun(bus: Bus, r: { job: string; workerType: string; params: Record<string, unknown>; runId?: string }): Promise<JobRun> {
-  const jt = jobsTopology(bus.topo.prefix);
-  await ensureJobStream(bus.jsm, jt);
-  const now = Date.now();
-  const run: JobRun = { schema: "job.run.v1", runId: r.runId ?? adhocRunId(r.job, now), job: r.job, workerType: r.workerType, params: r.params, slot: 0, requestedAt: now, assignee: null };
-  await publishEvent(bus, jt.subjects.queue(r.workerType), JobRun, "job.run.v1", run, `run:${run.runId}`);
-  return run;
-}
-
-export const adhocRunId = (job: string, now = Date.now()) => `${job}@adhoc-${now.toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
-
 const MAX_PENDING_ADHOC = 10_000;
 
 export async function startScheduler(bus: Bus, log: Logger, o: SchedulerOptions): Promise<Scheduler> {
-  const jt: JobsTopology = jobsTopology(bus.topo.prefix);
-  await ensureJobStream(bus.jsm, jt);
+  const subjects = bus.topo.subjects.jobs;
+  const queueStream = bus.topo.streams.jobs.name;
   const now = o.now ?? Date.now;
   const startedAt = now();
   const seen = new Map<string, { hb: WorkerHeartbeat; lastSeen: number }>();
@@ -75,7 +63,7 @@ export async function startScheduler(bus: Bus, log: Logger, o: SchedulerOptions)
   const liveWorkers = (t: number) =>
     [...seen.values()].filter((x) => x.lastSeen >= t - o.deadAfterMs).map((x) => ({ id: x.hb.workerId, types: x.hb.workerTypes, pool: x.hb.pool, labels: x.hb.labels }));
 
-  const hbSub: Subscription = bus.nc.subscribe(jt.subjects.heartbeats, {
+  const hbSub: Subscription = bus.nc.subscribe(subjects.heartbeats, {
     callback: (err, m: Msg) => {
       if (err) return;
       try {
@@ -87,7 +75,7 @@ export async function startScheduler(bus: Bus, log: Logger, o: SchedulerOptions)
       }
     },
   });
-  const rpcSub = bus.nc.subscribe(jt.subjects.placementsRpc, { callback: (_e, m) => void m.respond(encode(PlacementTable, "placement.v1", table)) });
+  const rpcSub = bus.nc.subscribe(subjects.placementsRpc, { callback: (_e, m) => void m.respond(encode(PlacementTable, "placement.v1", table)) });
 
   const runFor = (sc: Schedule, slot: number, i: number | null, assignee: string | null): JobRun => ({
     schema: "job.run.v1",
@@ -104,13 +92,13 @@ export async function startScheduler(bus: Bus, log: Logger, o: SchedulerOptions)
   /** Publishes the slot's runs; false when nobody can take them yet (retried next tick). */
   const publishSlot = async (sc: Schedule, slot: number): Promise<boolean> => {
     if (!o.strategy) {
-      await publishEvent(bus, jt.subjects.queue(sc.workerType), JobRun, "job.run.v1", runFor(sc, slot, null, null), `run:${sc.name}:${slot}`);
+      await publishEvent(bus, subjects.queue(sc.workerType), JobRun, "job.run.v1", runFor(sc, slot, null, null), `run:${sc.name}:${slot}`);
       return true;
     }
     const p = placements.find((x) => x.job === sc.name);
     if (!p?.active.length) return false;
     for (const [i, w] of p.active.entries())
-      await publishEvent(bus, jt.subjects.placed(sc.workerType, w), JobRun, "job.run.v1", runFor(sc, slot, i, w), `run:${sc.name}:${slot}:${i}`);
+      await publishEvent(bus, subjects.placed(sc.workerType, w), JobRun, "job.run.v1", runFor(sc, slot, i, w), `run:${sc.name}:${slot}:${i}`);
     return true;
   };
 
@@ -131,7 +119,7 @@ export async function startScheduler(bus: Bus, log: Logger, o: SchedulerOptions)
     const job = pkg.manifest.name;
     const base: JobRun = { schema: "job.run.v1", runId, job, workerType: pkg.manifest.workerType, params, slot: 0, requestedAt: t, assignee: null };
     if (!o.strategy) {
-      await publishEvent(bus, jt.subjects.queue(base.workerType), JobRun, "job.run.v1", base, `run:${runId}`);
+      await publishEvent(bus, subjects.queue(base.workerType), JobRun, "job.run.v1", base, `run:${runId}`);
       return { schema: "job.submitted.v1", ok: true, via: "queue", runs: [{ runId, job, workerType: base.workerType, assignee: null }] };
     }
     // The schedule's placement when one has this name, else one computed with the current load (not kept).
@@ -150,7 +138,7 @@ export async function startScheduler(bus: Bus, log: Logger, o: SchedulerOptions)
     const runs: { runId: string; job: string; workerType: string; assignee: string }[] = [];
     for (const [i, w] of p.active.entries()) {
       const run: JobRun = { ...base, runId: p.active.length > 1 ? `${runId}#${i}` : runId, assignee: w };
-      await publishEvent(bus, jt.subjects.placed(run.workerType, w), JobRun, "job.run.v1", run, `run:${run.runId}`);
+      await publishEvent(bus, subjects.placed(run.workerType, w), JobRun, "job.run.v1", run, `run:${run.runId}`);
       runs.push({ runId: run.runId, job, workerType: run.workerType, assignee: w });
       pendingAdhoc.set(run.runId, { run, placeAs: name });
       if (pendingAdhoc.size > MAX_PENDING_ADHOC) pendingAdhoc.delete(pendingAdhoc.keys().next().value!);
@@ -159,7 +147,7 @@ export async function startScheduler(bus: Bus, log: Logger, o: SchedulerOptions)
   };
   // Placed on-demand runs not yet finished: a dead assignee's queue is purged, so they are re-sent to a new active.
   const pendingAdhoc = new Map<string, { run: JobRun; placeAs: string }>();
-  const statusSub = bus.nc.subscribe(jt.subjects.statuses, {
+  const statusSub = bus.nc.subscribe(subjects.statuses, {
     callback: (_e, m) => {
       try {
         const st = decode(JobStatus, "job.status.v1", m.data);
@@ -185,12 +173,12 @@ export async function startScheduler(bus: Bus, log: Logger, o: SchedulerOptions)
       const w = p?.active[0];
       if (!w) continue; // tried again next tick
       const moved: JobRun = { ...run, assignee: w };
-      await publishEvent(bus, jt.subjects.placed(run.workerType, w), JobRun, "job.run.v1", moved, `run:${run.runId}:${w}`);
+      await publishEvent(bus, subjects.placed(run.workerType, w), JobRun, "job.run.v1", moved, `run:${run.runId}:${w}`);
       pendingAdhoc.set(run.runId, { run: moved, placeAs });
       log.info("on-demand run moved", { runId: run.runId, from: run.assignee, to: w });
     }
   };
-  const submitSub = bus.nc.subscribe(jt.subjects.submitRpc, {
+  const submitSub = bus.nc.subscribe(subjects.submitRpc, {
     callback: (_e, m) => {
       void (async () => {
         let reply: SubmitReply;
@@ -206,8 +194,12 @@ export async function startScheduler(bus: Bus, log: Logger, o: SchedulerOptions)
 
   const forget = async (hb: WorkerHeartbeat) => {
     for (const type of hb.workerTypes) {
-      await bus.jsm.consumers.delete(jt.stream, jt.durable.placed(type, hb.workerId)).catch(() => undefined);
-      await bus.jsm.streams.purge(jt.stream, { filter: jt.subjects.placed(type, hb.workerId) }).catch(() => undefined);
+      // already gone (another scheduler did it, or the worker never made its queue) is fine; anything else is logged
+      const durable = bus.topo.jobConsumers.durable.placed(type, hb.workerId);
+      await bus.jsm.consumers.delete(queueStream, durable).catch((e) => {
+        if (jsApiCode(e) !== JsApiCode.ConsumerNotFound) log.warn("dead worker's queue not deleted", { durable, error: String(e) });
+      });
+      await bus.jsm.streams.purge(queueStream, { filter: subjects.placed(type, hb.workerId) }).catch((e) => log.warn("dead worker's runs not purged", { worker: hb.workerId, error: String(e) }));
     }
   };
 
@@ -231,7 +223,7 @@ export async function startScheduler(bus: Bus, log: Logger, o: SchedulerOptions)
     placements = next;
     if (changed) {
       table = { schema: "placement.v1", generation: table.generation + 1, at: t, workers, placements: next.map((p): PlacementEntry => ({ ...p })) };
-      bus.nc.publish(jt.subjects.placements, encode(PlacementTable, "placement.v1", table));
+      bus.nc.publish(subjects.placements, encode(PlacementTable, "placement.v1", table));
       log.info("placements changed", { generation: table.generation, dead: dead.map((d) => d.hb.workerId), degraded: next.filter((p) => p.degraded).map((p) => `${p.job}: ${p.degraded}`) });
       // A new active of a job gets the run of the current slot (if that slot was already published to someone else).
       for (const p of next) {
@@ -241,7 +233,7 @@ export async function startScheduler(bus: Bus, log: Logger, o: SchedulerOptions)
         const prevActive = before.get(p.job)?.active ?? [];
         for (const [i, w] of p.active.entries())
           if (prevActive[i] !== w)
-            await publishEvent(bus, jt.subjects.placed(sc.workerType, w), JobRun, "job.run.v1", runFor(sc, slot, i, w), `run:${p.job}:${slot}:${i}:${w}`);
+            await publishEvent(bus, subjects.placed(sc.workerType, w), JobRun, "job.run.v1", runFor(sc, slot, i, w), `run:${p.job}:${slot}:${i}:${w}`);
       }
     }
     for (const d of dead) await forget(d.hb);

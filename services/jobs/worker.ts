@@ -9,12 +9,12 @@ import { ContractError, decode, encode } from "../../pipelines/codec.ts";
 import { DiscoveryBatch } from "../../pipelines/contracts/discovery.ts";
 import { JobRun, JobStatus, WorkerHeartbeat } from "../../pipelines/contracts/jobs.ts";
 import { MetricBatch } from "../../pipelines/contracts/metrics.ts";
-import { deadLetter, publishEvent, type Bus } from "../shared/bus.ts";
+import type { ConsumerSpec } from "../../pipelines/streams.ts";
+import { deadLetter, ensureConsumer, JsApiCode, jsApiCode, publishEvent, type Bus } from "../shared/bus.ts";
 import type { Logger } from "../shared/log.ts";
 import type { JobPackage } from "./packages.ts";
 import { JobInputError } from "./sdk.ts";
 import { itemToMessages } from "./results.ts";
-import { ensureJobConsumer, ensureJobStream, jobsTopology } from "./streams.ts";
 
 export interface WorkerOptions {
   workerId: string;
@@ -40,22 +40,22 @@ export class RunRejected extends Error {
 }
 
 export async function startWorker(bus: Bus, log: Logger, o: WorkerOptions): Promise<Worker> {
-  const jt = jobsTopology(bus.topo.prefix);
+  const subjects = bus.topo.subjects.jobs;
   const maxDeliver = o.maxDeliver ?? 5;
-  await ensureJobStream(bus.jsm, jt);
-  const consumers: { name: string; filter: string; c: Consumer; loops: number }[] = [];
-  const open = async (name: string, filter: string) => {
-    await ensureJobConsumer(bus.jsm, jt, name, filter, o.ackWaitMs, maxDeliver);
-    return bus.js.consumers.get(jt.stream, name);
+  const copts = { ackWaitMs: o.ackWaitMs, maxDeliver };
+  const consumers: { spec: ConsumerSpec; c: Consumer; loops: number }[] = [];
+  const open = async (spec: ConsumerSpec) => {
+    await ensureConsumer(bus.jsm, spec);
+    return bus.js.consumers.get(spec.stream, spec.durable);
   };
   for (const type of o.workerTypes)
-    for (const [name, filter, loops] of [
+    for (const [spec, loops] of [
       // the shared queue gets one pull loop per slot; a worker's own queue (a few placed runs per slot) gets one, so
       // an idle pull on it (which holds a slot for up to 1 s) never starves the shared queue
-      [jt.durable.shared(type), jt.subjects.queue(type), o.concurrency],
-      [jt.durable.placed(type, o.workerId), jt.subjects.placed(type, o.workerId), 1],
+      [bus.topo.jobConsumers.shared(type, copts), o.concurrency],
+      [bus.topo.jobConsumers.placed(type, o.workerId, copts), 1],
     ] as const)
-      consumers.push({ name, filter, c: await open(name, filter), loops });
+      consumers.push({ spec, c: await open(spec), loops });
 
   const startedAt = Date.now();
   const active = new Map<JsMsg, AbortController>();
@@ -78,7 +78,7 @@ export async function startWorker(bus: Bus, log: Logger, o: WorkerOptions): Prom
 
   const heartbeat = (leaving = false) =>
     bus.nc.publish(
-      jt.subjects.heartbeat(o.workerId),
+      subjects.heartbeat(o.workerId),
       encode(WorkerHeartbeat, "worker.heartbeat.v1", {
         schema: "worker.heartbeat.v1",
         workerId: o.workerId,
@@ -96,7 +96,7 @@ export async function startWorker(bus: Bus, log: Logger, o: WorkerOptions): Prom
 
   const status = (run: JobRun, state: JobStatus["state"], attempt: number, items = 0, error: string | null = null, final?: boolean) =>
     bus.nc.publish(
-      jt.subjects.status(run.job),
+      subjects.status(run.job),
       encode(JobStatus, "job.status.v1", { schema: "job.status.v1", runId: run.runId, job: run.job, workerId: o.workerId, state, at: Date.now(), attempt, items, error, ...(final === undefined ? {} : { final }) }),
     );
 
@@ -177,7 +177,7 @@ export async function startWorker(bus: Bus, log: Logger, o: WorkerOptions): Prom
   // Pull loops share the slots; a run is pulled only when a slot is free, so a busy worker leaves work to the others.
   const pullers = consumers.flatMap((entry) => Array.from({ length: entry.loops }, () => entry));
   const loops = pullers.map(async (entry) => {
-    const { name, filter } = entry;
+    const { spec } = entry;
     while (!stopped) {
       // Take a slot before pulling: a worker never holds more runs than its concurrency, leaving the rest to others.
       await acquire();
@@ -187,10 +187,15 @@ export async function startWorker(bus: Bus, log: Logger, o: WorkerOptions): Prom
         m = await entry.c.next({ expires: 1000 });
       } catch (e) {
         if (!stopped) {
-          log.warn("pull failed", { consumer: name, error: String(e) });
+          log.warn("pull failed", { consumer: spec.durable, error: String(e) });
           await Bun.sleep(500);
-          // The scheduler deletes the queue of a worker it declared dead; if we were only slow, make it again.
-          if (/not found/i.test(String(e))) entry.c = await open(name, filter).catch(() => entry.c);
+          // The scheduler deletes the queue of a worker it declared dead; if we were only slow, make it again. A pull
+          // on a deleted durable fails as missed heartbeats, not as "not found": the server is asked.
+          const gone = await bus.jsm.consumers.info(spec.stream, spec.durable).then(
+            () => false,
+            (err) => jsApiCode(err) === JsApiCode.ConsumerNotFound,
+          );
+          if (gone) entry.c = await open(spec).catch(() => entry.c);
         }
       }
       if (!m || stopped) {

@@ -12,7 +12,7 @@ import { DiscoveryBatch } from "../../../pipelines/contracts/discovery.ts";
 import { JobStatus } from "../../../pipelines/contracts/jobs.ts";
 import { BUILTIN_PACKAGES, loadPackages, type JobPackage } from "../../../services/jobs/packages.ts";
 import { checkSchedules, checkSchedulesText, manifestSchedules, mergeSchedules } from "../../../services/jobs/schedules.ts";
-import { jobsTopology } from "../../../services/jobs/streams.ts";
+import { jobsTopology } from "../../../pipelines/streams.ts";
 import { connectBus, type Bus } from "../../../services/shared/bus.ts";
 import { jobsProcessFails, spawnJobsProcess, writeSlowJob, type WorkerProc } from "../../helpers/jobs.ts";
 import { startNats, type NatsServer } from "../../helpers/nats.ts";

@@ -16,7 +16,7 @@ import { JobStatus, PlacementTable, SubmitReply, SubmitRequest, WorkerHeartbeat 
 import { checkStrategy } from "../../../pipelines/strategy/schema.ts";
 import { loadPackages } from "../../../services/jobs/packages.ts";
 import { startScheduler, type Scheduler } from "../../../services/jobs/scheduler.ts";
-import { jobsTopology } from "../../../services/jobs/streams.ts";
+import { jobsTopology } from "../../../pipelines/streams.ts";
 import { connectBus, type Bus } from "../../../services/shared/bus.ts";
 import { makeLogger } from "../../../services/shared/log.ts";
 import { spawnJobsProcess, writeSlowJob, type WorkerProc } from "../../helpers/jobs.ts";

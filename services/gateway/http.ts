@@ -23,7 +23,7 @@ async function cypher(bus: Bus, req: Request): Promise<Response> {
   }
   const r = decode(CypherResponse, "cypher.v1", reply.data, 256 * 1024 * 1024);
   if (r.ok) return Response.json(r);
-  return Response.json(r, { status: GRAPH_STATUS[r.code] ?? 500 });
+  return Response.json(r, { status: GRAPH_STATUS[r.code as keyof typeof GRAPH_STATUS] ?? 500 });
 }
 
 export function startGatewayServer(deps: {

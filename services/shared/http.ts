@@ -8,9 +8,9 @@ import type { z } from "zod";
 import { ContractError } from "../../pipelines/codec.ts";
 import { formatIssues } from "../../pipelines/issues.ts";
 import { AlertsClientError } from "../alerts/client.ts";
-import { GraphStoreError } from "../graph/port.ts";
+import { GraphStoreError, type GraphStoreErrorCode } from "../graph/port.ts";
 import { HistoryStoreError } from "../history/port.ts";
-import { SeriesQueryError } from "../metrics/port.ts";
+import { SeriesQueryError, SeriesStoreError } from "../metrics/port.ts";
 import type { Logger } from "./log.ts";
 
 /** An answer other than 2xx that a handler chose, with the reason a caller can act on. */
@@ -29,9 +29,8 @@ export type Handler = (req: Request) => Response | Promise<Response>;
 /** Bun.serve's `routes` shape: a path (with `:params`) → a handler, or a handler per method. */
 export type Routes = Record<string, Handler | Partial<Record<"GET" | "POST" | "PUT" | "PATCH" | "DELETE", Handler>>>;
 
-// Each port's codes (typed as strings so a code a port adds later falls to "ours", logged with an id, until mapped here).
 /** The graph port's codes; the topology service's Cypher replies carry the same codes. */
-export const GRAPH_STATUS: Record<string, number> = {
+export const GRAPH_STATUS: Record<GraphStoreErrorCode, number> = {
   read_only: 400,
   bad_request: 400,
   query_failed: 400,
@@ -41,7 +40,8 @@ export const GRAPH_STATUS: Record<string, number> = {
   unavailable: 503,
 };
 /** null: the failure is ours (a stored row that does not fit the schema) */
-const HISTORY_STATUS: Record<string, number | null> = { query_failed: 503, write_failed: 503, unavailable: 503, bad_input: 400, bad_row: null };
+const HISTORY_STATUS: Record<HistoryStoreError["code"], number | null> = { query_failed: 503, write_failed: 503, unavailable: 503, bad_input: 400, bad_row: null };
+const SERIES_STATUS: Record<SeriesStoreError["code"], number> = { unavailable: 503, write_failed: 503, bad_input: 400 };
 const ALERTS_STATUS: Record<AlertsClientError["code"], number> = { unavailable: 503, not_ready: 503, refused: 400, bad_reply: 502 };
 
 interface Mapped {
@@ -56,9 +56,10 @@ function mapped(e: unknown): Mapped | null {
   if (e instanceof HttpError) return { status: e.status, headers: e.headers };
   if (e instanceof ContractError) return { status: 400, code: e.code };
   if (e instanceof SeriesQueryError) return { status: 400 };
-  if (e instanceof GraphStoreError) return { status: GRAPH_STATUS[e.code] ?? 500, code: e.code };
+  if (e instanceof SeriesStoreError) return { status: SERIES_STATUS[e.code], code: e.code };
+  if (e instanceof GraphStoreError) return { status: GRAPH_STATUS[e.code], code: e.code };
   if (e instanceof HistoryStoreError) {
-    const status = HISTORY_STATUS[e.code] ?? null;
+    const status = HISTORY_STATUS[e.code];
     return status === null ? null : { status, code: e.code };
   }
   // replaying after a restart: the answer would be incomplete, so say when to ask again

@@ -33,254 +33,12 @@ import { alertSubjects } from "../pipelines/streams.ts";
 import { connectBus } from "../services/shared/bus.ts";
 import { startNats } from "../test/helpers/nats.ts";
 import { tempDir, uniquePrefix } from "../test/helpers/tmp.ts";
-
-const ROOT = resolve(import.meta.dir, "..");
-
-/** --cpu-prof DIR: each service child writes a markdown CPU profile there when it exits */
-let cpuProfDir: string | null = null;
-
-async function child(args: string[], env: Record<string, string>): Promise<{ proc: Subprocess; ready: Record<string, unknown>; logs: () => string }> {
-  const prof = cpuProfDir ? ["--cpu-prof-md", `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=${args[0]!.split("/")[1]}.md`] : [];
-  const proc = Bun.spawn([process.execPath, ...prof, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  let logs = "";
-  void (async () => {
-    for await (const c of proc.stderr as ReadableStream<Uint8Array>) logs = (logs + new TextDecoder().decode(c)).slice(-20_000);
-  })();
-  const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
-  let out = "";
-  const deadline = Date.now() + 60_000;
-  while (!out.includes("\n") && Date.now() < deadline) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    out += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
-  void (proc.stdout as ReadableStream<Uint8Array>).pipeTo(new WritableStream()).catch(() => undefined);
-  if (!out.includes("\n")) throw new Error(`${args.join(" ")} did not start:\n${out}\n${logs}`);
-  return { proc, ready: JSON.parse(out.split("\n")[0]!), logs: () => logs };
-}
-
-/** user+system CPU seconds of a process so far (Linux /proc), to show where the cores went. */
-function cpuSeconds(pid: number): number {
-  try {
-    const f = require("node:fs").readFileSync(`/proc/${pid}/stat`, "utf8") as string;
-    const fields = f.slice(f.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return NaN;
-  }
-}
-
-/**
- * A small open-loop HTTP/1.1 load generator (like wrk): keep-alive connections, one request in flight per connection
- * (Bun.serve closes a connection that pipelines a request while an async handler is still running), requests queued
- * client-side when every connection is busy (that wait counts in the latency). fetch() cost ~80 µs of client CPU per
- * request here, which on 2 cores starved the services under test; this costs a few µs.
- */
-interface Conn {
-  socket: import("bun").Socket<undefined>;
-  busy: ((status: number) => void) | null;
-  buf: Uint8Array;
-  out: Uint8Array | null;
-}
-export class HttpLoad {
-  private conns: Conn[] = [];
-  private idle: Conn[] = [];
-  private queue: { req: Uint8Array; resolve: (status: number) => void }[] = [];
-  private qHead = 0;
-  private closing = false;
-  /** connections the server closed (Bun.serve drops one idle for 10 s) and that were opened again */
-  reconnects = 0;
-  private constructor(private readonly u: URL) {}
-  static async open(url: string, connections: number): Promise<HttpLoad> {
-    const load = new HttpLoad(new URL(url));
-    for (let i = 0; i < connections; i++) await load.connect();
-    return load;
-  }
-  private async connect(): Promise<void> {
-    const c: Conn = { socket: null as unknown as import("bun").Socket<undefined>, busy: null, buf: new Uint8Array(0), out: null };
-    c.socket = await Bun.connect({
-      hostname: this.u.hostname,
-      port: Number(this.u.port),
-      socket: {
-        data: (_s, chunk) => {
-          const merged = new Uint8Array(c.buf.length + chunk.length);
-          merged.set(c.buf);
-          merged.set(chunk, c.buf.length);
-          c.buf = merged;
-          const text = new TextDecoder().decode(c.buf.subarray(0, Math.min(c.buf.length, 1024)));
-          const end = text.indexOf("\r\n\r\n");
-          if (end < 0) return;
-          const len = Number(/content-length: *(\d+)/i.exec(text.slice(0, end))?.[1] ?? "0");
-          if (c.buf.length < end + 4 + len) return;
-          c.buf = c.buf.subarray(end + 4 + len);
-          const done = c.busy!;
-          c.busy = null;
-          done(Number(text.slice(9, 12)));
-          // the server is closing it: wait for the close (and its replacement) rather than lose a request on it
-          if (!/\r\nconnection: *close/i.test(text.slice(0, end))) this.dispatch(c);
-        },
-        drain: () => HttpLoad.flush(c),
-        close: () => {
-          // a request on it is lost (counted as failed); the connection is replaced, never reused
-          this.conns = this.conns.filter((x) => x !== c);
-          this.idle = this.idle.filter((x) => x !== c);
-          c.busy?.(0);
-          c.busy = null;
-          if (this.closing) return;
-          this.reconnects++;
-          void this.connect();
-        },
-      },
-    });
-    this.conns.push(c);
-    this.dispatch(c);
-  }
-  /** socket.write takes what the kernel buffer has room for; the rest waits for `drain`. */
-  private static flush(c: Conn) {
-    if (!c.out) return;
-    const n = c.socket.write(c.out);
-    c.out = n < c.out.length ? c.out.subarray(Math.max(0, n)) : null;
-  }
-  private dispatch(c: Conn) {
-    if (this.qHead >= this.queue.length) {
-      this.idle.push(c);
-      return;
-    }
-    const next = this.queue[this.qHead++]!;
-    if (this.qHead > 4096) {
-      this.queue = this.queue.slice(this.qHead);
-      this.qHead = 0;
-    }
-    c.busy = next.resolve;
-    c.out = next.req;
-    HttpLoad.flush(c);
-  }
-  /** The bytes of one POST (built ahead of time: the load generator must not compete with what it measures). */
-  static request(path: string, host: string, body: string): Uint8Array {
-    const b = Buffer.from(body);
-    return Buffer.concat([Buffer.from(`POST ${path} HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\nContent-Length: ${b.length}\r\n\r\n`), b]);
-  }
-  /** Resolves with the response's status (0: the connection closed). */
-  send(req: Uint8Array): Promise<number> {
-    return new Promise((resolve) => {
-      this.queue.push({ req, resolve });
-      const c = this.idle.pop();
-      if (c) this.dispatch(c);
-    });
-  }
-  /** requests not answered yet: waiting for a connection, and on one */
-  pending(): { queued: number; onConnection: number } {
-    return { queued: this.queue.length - this.qHead, onConnection: this.conns.filter((c) => c.busy).length };
-  }
-  close() {
-    this.closing = true;
-    for (const c of this.conns) c.socket.end();
-  }
-}
-
-/** One prebuilt POST and the events it carries (event k = fingerprint f firing (2f) or resolving (2f+1)). */
-interface BenchRequest {
-  kind: "generic" | "alertmanager";
-  bytes: Uint8Array;
-  events: number[];
-  /** index of its last event in send order: it goes out once that event is due */
-  last: number;
-}
-
-/** Fingerprint f goes one event per POST (generic) when this says so, else in Alertmanager groups; fixed per f. */
-const isSingle = (f: number, share: number) => ((f * 2654435761) >>> 0) / 2 ** 32 < share;
-
-/**
- * The events of the run, in send order (slot i is scheduled at t0 + i / rate); event k = fingerprint f firing (2f)
- * or resolving (2f + 1), each fingerprint firing once. With `hold` > 0 (the default, a steady state) a fingerprint
- * resolves `hold` seconds or more after it fired: odd slots resolve the oldest alert that is due, every other slot
- * fires a new one, so about rate × hold alerts are open at any time after the first `hold` seconds. With hold = 0
- * every fingerprint fires in the first half and resolves in the second (open alerts pile up for half the run).
- */
-export function benchEvents(o: { total: number; rate: number; hold: number }): { events: Int32Array; fingerprints: number; firedAt: Int32Array } {
-  const events = new Int32Array(o.total);
-  const firedAt = new Int32Array(o.total); // slot each fingerprint fired in
-  let next = 0;
-  if (o.hold <= 0) {
-    const half = Math.ceil(o.total / 2);
-    for (let i = 0; i < o.total; i++) events[i] = i < half ? 2 * i : 2 * (i - half) + 1;
-    for (let f = 0; f < half; f++) firedAt[f] = f;
-    return { events, fingerprints: half, firedAt };
-  }
-  const holdSlots = Math.ceil(o.hold * o.rate);
-  let oldest = 0; // fingerprints below it have resolved
-  for (let i = 0; i < o.total; i++) {
-    if (i % 2 === 1 && oldest < next && i - firedAt[oldest]! >= holdSlots) events[i] = 2 * oldest++ + 1;
-    else {
-      firedAt[next] = i;
-      events[i] = 2 * next++;
-    }
-  }
-  return { events, fingerprints: next, firedAt };
-}
-
-/**
- * Every request of the run, in send order. A fingerprint always comes the same way (generic or Alertmanager), so
- * its resolve matches its fire; an Alertmanager group carries the next `group` events of its fingerprints, firing
- * and resolved together (as a notification does), with startsAt / endsAt at their scheduled times.
- */
-export function buildRequests(o: { total: number; hosts: number; rate: number; group: number; singles: number; hold: number; t0: number; host: string }): { requests: BenchRequest[]; fingerprints: number } {
-  const { events, fingerprints, firedAt } = benchEvents(o);
-  const out: BenchRequest[] = [];
-  const iso = (slot: number) => new Date(o.t0 + Math.floor((slot / o.rate) * 1000)).toISOString();
-  let open: { events: number[]; alerts: { status: string }[] } | null = null;
-  const closeGroup = (last: number) => {
-    if (!open) return;
-    const body = {
-      version: "4",
-      groupKey: `{}:{alertname="PostgresDown"}`,
-      truncatedAlerts: 0,
-      status: open.alerts.some((a) => a.status === "firing") ? "firing" : "resolved",
-      receiver: "orrery",
-      groupLabels: { alertname: "PostgresDown" },
-      commonLabels: { alertname: "PostgresDown", job: "postgres", severity: "critical" },
-      commonAnnotations: {},
-      externalURL: "http://alertmanager:9093",
-      alerts: open.alerts,
-    };
-    out.push({ kind: "alertmanager", bytes: HttpLoad.request("/api/alerts/alertmanager", o.host, JSON.stringify(body)), events: open.events, last });
-    open = null;
-  };
-  for (let i = 0; i < o.total; i++) {
-    const k = events[i]!;
-    const f = k >> 1;
-    const resolve = (k & 1) === 1;
-    const host = `h${f % o.hosts}`;
-    if (isSingle(f, o.singles)) {
-      // `orrery notify` style: no `at` (the ingest stamps the time it received it)
-      const body = {
-        source: "bench",
-        fingerprint: `bench:${f}`,
-        severity: resolve ? "ok" : "critical",
-        state: resolve ? "resolved" : "firing",
-        summary: "PostgreSQL connection refused",
-        target: { host, service: "PostgreSQL" },
-      };
-      out.push({ kind: "generic", bytes: HttpLoad.request("/api/alerts/generic", o.host, JSON.stringify(body)), events: [k], last: i });
-      continue;
-    }
-    open ??= { events: [], alerts: [] };
-    open.events.push(k);
-    open.alerts.push({
-      status: resolve ? "resolved" : "firing",
-      labels: { alertname: "PostgresDown", instance: `${host}:5432`, job: "postgres", severity: "critical" },
-      annotations: { summary: "PostgreSQL connection refused" },
-      startsAt: iso(firedAt[f]!),
-      endsAt: resolve ? iso(i) : "0001-01-01T00:00:00Z",
-      generatorURL: "http://prometheus:9090/graph?g0.expr=pg_up+%3D%3D+0",
-      fingerprint: `bench-${f}`,
-    } as { status: string });
-    if (open.events.length >= o.group) closeGroup(i);
-  }
-  closeGroup(o.total - 1);
-  return { requests: out, fingerprints };
-}
+import { buildRequests } from "./lib/alert-load.ts";
+import { startChild } from "./lib/child.ts";
+import { HttpLoad } from "./lib/http-load.ts";
+import { paceOpenLoop } from "./lib/pace.ts";
+import { cpuSeconds } from "./lib/proc.ts";
+import { pct, summary } from "./lib/stats.ts";
 
 /** The bench's event number of a fingerprint it sent (generic `bench:<f>`, Alertmanager `alertmanager:bench-<f>`). */
 function benchFingerprint(fp: string): number {
@@ -360,13 +118,6 @@ function healthObserver(sentAt: Float64Array) {
   };
 }
 
-const pct = (xs: number[], p: number) => {
-  if (!xs.length) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-};
-const summary = (xs: number[]) => ({ n: xs.length, p50: +pct(xs, 50).toFixed(2), p90: +pct(xs, 90).toFixed(2), p99: +pct(xs, 99).toFixed(2), max: +pct(xs, 100).toFixed(2) });
-
 export async function benchAlerts(argv: string[]) {
   const { values } = parseArgs({
     args: argv,
@@ -382,7 +133,8 @@ export async function benchAlerts(argv: string[]) {
       help: { type: "boolean", default: false },
     },
   });
-  cpuProfDir = values["cpu-prof"] ? resolve(values["cpu-prof"]) : null;
+  const cpuProfDir = values["cpu-prof"] ? resolve(values["cpu-prof"]) : null;
+  const child = (args: string[], env: Record<string, string>) => startChild(args, { env, cpuProfDir });
   if (values.help) {
     console.log(`bench alerts: alert POSTed to ingest → health frame on the gateway WebSocket, p50/p99 at an offered rate
 
@@ -538,11 +290,12 @@ acceptedMs (POST → 202), CPU per process, raw NATS pub→sub, and goalMet (p99
     const healthBefore = await healthStored();
     const load = await HttpLoad.open(url, 128);
     const started = performance.now();
-    const tickMs = 5;
-    await new Promise<void>((done) => {
-      const tick = () => {
-        // a request goes out once its last event is due
-        const due = Math.min(total, Math.floor(((performance.now() - started) / 1000) * rate));
+    await paceOpenLoop({
+      total,
+      rate,
+      start: started,
+      // a request goes out once its last event is due
+      onDue: (due) => {
         while (sentRequests < requests.length && requests[sentRequests]!.last < due) {
           const r = requests[sentRequests++]!;
           const t0 = performance.now();
@@ -562,10 +315,8 @@ acceptedMs (POST → 202), CPU per process, raw NATS pub→sub, and goalMet (p99
             }
           });
         }
-        if (sentRequests >= requests.length) done();
-        else setTimeout(tick, tickMs);
-      };
-      tick();
+        return sentRequests >= requests.length;
+      },
     });
     const sendSeconds = (performance.now() - started) / 1000;
     const deadline = Date.now() + 30_000;
@@ -597,19 +348,17 @@ acceptedMs (POST → 202), CPU per process, raw NATS pub→sub, and goalMet (p99
     const rawTotal = Math.min(total, rate * 5);
     const payload = new Uint8Array(300);
     let rawSent = 0;
-    const rawStart = performance.now();
-    await new Promise<void>((done) => {
-      const tick = () => {
-        const due = Math.min(rawTotal, Math.floor(((performance.now() - rawStart) / 1000) * rate));
+    await paceOpenLoop({
+      total: rawTotal,
+      rate,
+      onDue: (due) => {
         while (rawSent < due) {
           new DataView(payload.buffer).setFloat64(0, performance.now());
           bus.nc.publish(rawSubject, payload);
           rawSent++;
         }
-        if (rawSent >= rawTotal) done();
-        else setTimeout(tick, tickMs);
-      };
-      tick();
+        return rawSent >= rawTotal;
+      },
     });
     const rawDeadline = Date.now() + 10_000;
     while (raw.length < rawTotal && Date.now() < rawDeadline) await Bun.sleep(20);

@@ -2,15 +2,18 @@
  * `bun run bench discovery [--hosts 10000] [--ticks 4] [--churn-seconds 60] [--fanout 0.45] [--scan-pairs 1000] [--scan-procs 50] [--agent-only]`
  *
  * A simulated estate (services/simulator/estate.ts: agents' own diff, full state then deltas) through a real
- * nats-server → the topology service in-process (pure stage + Kuzu + delta stream), as bench/pipeline.ts does:
+ * nats-server → the topology service in-process (pure stage + graph store + delta stream), as bench/pipeline.ts does:
  *   1. converge: the first two scans of every host (the second confirms the flows) published as fast as possible;
  *      seconds until the service's model holds exactly the graph the pure stage computes from the same batches,
- *      every message is acked (written to Kuzu) and the store has checkpointed.
+ *      every message is acked (written to the store) and the store has checkpointed; against the same store's raw
+ *      bulk write of the final graph.
  *   2. churn: `ticks` scans with heavy churn (restarts, reconnects, cron jobs, crashes, failures, deploys with IP reuse);
  *      topology changes/s = items in the published deltas / seconds to drain them and checkpoint what they wrote.
  *   3. raw JetStream: the same first-round messages published (pipelined) and consumed (ack each), same run.
  *   4. agent scan: /proc scans of this machine with ~2k extra loopback sockets held by 50 child processes, vs the raw
  *      read of the socket tables it must parse and a bare fd walk (`--agent-only` runs just this part).
+ * The graph store is Kuzu, or Neo4j with ORRERY_GRAPH=neo4j and NEO4J_URL (NEO4J_USER, NEO4J_PASSWORD, NEO4J_DATABASE):
+ * a disposable database, since the bench deletes its whole graph before each write.
  */
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
@@ -22,39 +25,45 @@ import { decode, encode } from "../pipelines/codec.ts";
 import { applyDiscovery, emptyModel } from "../pipelines/stages/topology/index.ts";
 import { scanToBatches, emptyAgentState } from "../pipelines/stages/agent-diff.ts";
 import { scanHost } from "../services/agent/scan.ts";
-import { KuzuGraphStore } from "../services/graph/kuzu.ts";
+import type { GraphStore } from "../services/graph/port.ts";
 import { connectBus, type Bus } from "../services/shared/bus.ts";
 import { makeLogger } from "../services/shared/log.ts";
 import { makeEstate, NO_CHURN, scanEstate } from "../services/simulator/estate.ts";
 import { startTopologyService } from "../services/topology/service.ts";
 import { loadTopologyConfig } from "../services/topology/config.ts";
 import { startNats } from "../test/helpers/nats.ts";
+import { spawnUntilReady } from "../test/helpers/process.ts";
 import { tempDir, uniquePrefix } from "../test/helpers/tmp.ts";
+import { benchGraph } from "./lib/graph-store.ts";
+import { median } from "./lib/stats.ts";
 
 const HEAVY_CHURN = { restart: 0.05, reconnect: 0.3, cron: 0.05, crash: 0.02, failure: 0.002, deploy: 0.01 };
 
-/** Times the graph store's writes, to say where the pipeline's time goes. */
-class TimedStore extends KuzuGraphStore {
-  writeS = 0;
-  checkpointS = 0;
-  removedEdges = 0;
-  override async checkpoint(): Promise<void> {
+/**
+ * Times a graph store's writes, to say where the pipeline's time goes. It wraps the instance's own methods, so it
+ * times whichever adapter the bench runs (Kuzu or Neo4j).
+ */
+function timeWrites(store: GraphStore) {
+  const timing = { writeS: 0, checkpointS: 0, removedEdges: 0 };
+  const checkpoint = store.checkpoint.bind(store);
+  const apply = store.apply.bind(store);
+  store.checkpoint = async () => {
     const t = performance.now();
     try {
-      await super.checkpoint();
+      await checkpoint();
     } finally {
-      this.checkpointS += (performance.now() - t) / 1000;
+      timing.checkpointS += (performance.now() - t) / 1000;
       if (process.env.ORRERY_BENCH_TRACE) console.error(`checkpoint: ${(performance.now() - t).toFixed(0)} ms`);
     }
-  }
-  override async apply(...a: Parameters<KuzuGraphStore["apply"]>): Promise<void> {
+  };
+  store.apply = async (...a: Parameters<GraphStore["apply"]>) => {
     const t = performance.now();
     try {
-      await super.apply(...a);
+      await apply(...a);
     } finally {
       const ms = performance.now() - t;
-      this.writeS += ms / 1000;
-      this.removedEdges += a[0].edgesRemoved.length;
+      timing.writeS += ms / 1000;
+      timing.removedEdges += a[0].edgesRemoved.length;
       if (process.env.ORRERY_BENCH_TRACE) {
         const c = a[0];
         const kinds: Record<string, number> = {};
@@ -62,7 +71,8 @@ class TimedStore extends KuzuGraphStore {
         console.error(`write rev ${a[1]}: ${ms.toFixed(0)} ms, nodes +${c.nodesUpserted.length} (new ${[...(c.created ?? [])].filter((id) => !id.includes("->")).length}) -${c.nodesRemoved.length}, edges ${JSON.stringify(kinds)} -${c.edgesRemoved.length}`);
       }
     }
-  }
+  };
+  return timing;
 }
 
 async function publishAll(bus: Bus, batches: Batch[], payloads: Uint8Array[], tag: string, inFlight = 1000): Promise<void> {
@@ -107,14 +117,14 @@ async function publishPaced(bus: Bus, batches: Batch[], payloads: Uint8Array[], 
  * Times the store's basic writes on the converged graph: changing nodes, removing edges (99 one by one, and 3000 in one
  * write, which the Kuzu adapter deletes by one hash join), creating edges.
  */
-async function probeStore(store: KuzuGraphStore, model: ReturnType<typeof emptyModel>) {
+async function probeStore(store: GraphStore, model: ReturnType<typeof emptyModel>) {
   const n = 100;
   const connects = [...model.edges.values()].filter((e) => e.kind === "CONNECTS");
   const edges = connects.slice(0, n);
   const few = edges.slice(0, n - 1);
   const many = connects.slice(n, n + 3000);
   const nodes = [...model.nodes.values()].filter((x) => x.kind === "listener").slice(0, n);
-  const time = async (count: number, c: Parameters<KuzuGraphStore["apply"]>[0]) => {
+  const time = async (count: number, c: Parameters<GraphStore["apply"]>[0]) => {
     const t = performance.now();
     await store.apply(c, 0);
     return Math.round((count / (performance.now() - t)) * 1000);
@@ -131,7 +141,6 @@ async function probeStore(store: KuzuGraphStore, model: ReturnType<typeof emptyM
   return { changedNodesPerS, removedEdgesPerS, removedEdgesPerSAt3000, createdEdgesPerS };
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /**
  * One scan of this machine with many sockets open, spread over `procs` child processes (each listens on loopback and
@@ -150,9 +159,11 @@ async function agentScan(pairs: number, procs: number) {
       console.log("ready");
     });
     process.stdin.on("data", () => {}); process.stdin.on("end", () => process.exit(0));`;
-  const children = Array.from({ length: procs }, () => Bun.spawn([process.execPath, "--smol", "-e", js], { stdin: "pipe", stdout: "pipe", stderr: "inherit" }));
+  const started = await Promise.allSettled(Array.from({ length: procs }, () => spawnUntilReady([process.execPath, "--smol", "-e", js], { stdin: "pipe", ready: /ready/, timeoutMs: 60_000, name: "socket holder" })));
+  const children = started.flatMap((r) => (r.status === "fulfilled" ? [r.value.proc] : []));
   try {
-    await Promise.all(children.map((c) => c.stdout.getReader().read()));
+    const failed = started.find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
     const childPids = new Set(children.map((c) => c.pid));
     const scanMs: number[] = [];
     const diffMs: number[] = [];
@@ -252,6 +263,9 @@ export async function benchDiscovery(argv: string[]) {
   const hosts = Number(values.hosts);
   const ticks = Number(values.ticks);
   const log = makeLogger("bench", true);
+  const cfg = loadTopologyConfig(process.env);
+  const graph = benchGraph(cfg);
+  console.error(`graph store: ${graph.label}`);
   const nats = await startNats();
   const tmp = tempDir("orrery-bench-discovery-");
   try {
@@ -292,7 +306,7 @@ export async function benchDiscovery(argv: string[]) {
     await raw.close();
     const rawMsgsPerS = rawN / (rawPubS + rawConS);
 
-    // The pipeline: topology service in-process, Kuzu, delta stream.
+    // The pipeline: topology service in-process, the graph store (Kuzu, or Neo4j with ORRERY_GRAPH=neo4j), delta stream.
     const bus = await connectBus({ url: nats.url, prefix: uniquePrefix("disc"), name: "bench" });
     let deltaItems = 0;
     const sub = bus.nc.subscribe(bus.topo.subjects.topologyDelta, {
@@ -301,8 +315,10 @@ export async function benchDiscovery(argv: string[]) {
         deltaItems += d.nodesUpserted.length + d.nodesRemoved.length + d.edgesUpserted.length + d.edgesRemoved.length;
       },
     });
-    // the topology service's own store settings (its buffer pool: services/topology/config.ts)
-    const store = new TimedStore(join(tmp.dir, "kuzu"), { bufferPoolMiB: loadTopologyConfig(process.env).ORRERY_KUZU_BUFFER_MIB });
+    // the topology service's own store settings (Kuzu's buffer pool: services/topology/config.ts)
+    await graph.clear();
+    const store = graph.open(join(tmp.dir, "kuzu"), { bufferPoolMiB: cfg.ORRERY_KUZU_BUFFER_MIB });
+    const timing = timeWrites(store);
     // The two converging scans are published back to back (not 5 s apart, as agents send them), and each churn tick
     // follows the last as fast as the pipeline takes it: aging at the agents' 5 s would mark hosts stale merely for
     // waiting their turn in the stream. So aging is held off while converging, and during churn a source is judged
@@ -320,12 +336,12 @@ export async function benchDiscovery(argv: string[]) {
     // the store's deferred work (Kuzu's checkpoint of its WAL) is counted in, not left for the idle timer
     await store.checkpoint();
     const convergeS = (performance.now() - t) / 1000;
-    console.error(`converged in ${convergeS.toFixed(1)} s (graph writes ${store.writeS.toFixed(1)} s, checkpoint ${store.checkpointS.toFixed(1)} s)`);
+    console.error(`converged in ${convergeS.toFixed(1)} s (graph writes ${timing.writeS.toFixed(1)} s, checkpoint ${timing.checkpointS.toFixed(1)} s)`);
     const stored = await store.query("MATCH (n:Entity) RETURN count(n) AS n");
     await Bun.sleep(300);
     const convergeItems = deltaItems;
-    const convergeWriteS = store.writeS;
-    const convergeCheckpointS = store.checkpointS;
+    const convergeWriteS = timing.writeS;
+    const convergeCheckpointS = timing.checkpointS;
 
     // What single writes cost the store at this size (the service's churn path is made of these).
     const probe = await probeStore(store, svc.model());
@@ -339,9 +355,9 @@ export async function benchDiscovery(argv: string[]) {
     for (let i = 0; i < ticks; i++) churnBatches.push(...scanEstate(estate, T + 10_000 + i * 5000).batches);
     const churnPayloads = churnBatches.map((b) => encode(DiscoveryBatch, "discovery.v1", b));
     deltaItems = 0;
-    store.writeS = 0;
-    store.checkpointS = 0;
-    store.removedEdges = 0;
+    timing.writeS = 0;
+    timing.checkpointS = 0;
+    timing.removedEdges = 0;
     t = performance.now();
     const sent = await publishPaced(bus, churnBatches, churnPayloads, "x", 3000, Number(values["churn-seconds"]) * 1000);
     await drained(bus);
@@ -354,27 +370,45 @@ export async function benchDiscovery(argv: string[]) {
     const churnEvents = churnBatches.reduce((n, b) => n + b.events.length, 0);
     const churnItems = deltaItems;
     sub.unsubscribe();
+    const final = { nodes: [...svc.model().nodes.values()], edges: [...svc.model().edges.values()] };
     await svc.stop();
     await store.close();
     await bus.close();
 
+    // The same store's raw limit: the final graph bulk-written into a fresh store of the same kind (one change set,
+    // every entity new), as bench graph measures it.
+    await graph.clear();
+    const rawStore = graph.open(join(tmp.dir, "kuzu-raw"), { bufferPoolMiB: cfg.ORRERY_KUZU_BUFFER_MIB });
+    await rawStore.init();
+    t = performance.now();
+    await rawStore.apply({ nodesUpserted: final.nodes, edgesUpserted: final.edges, nodesRemoved: [], edgesRemoved: [], created: new Set([...final.nodes.map((n) => n.id), ...final.edges.map((e) => e.id)]) }, 1);
+    await rawStore.checkpoint();
+    const rawStoreS = (performance.now() - t) / 1000;
+    await rawStore.close();
+    const rawStoreItemsPerS = Math.round((final.nodes.length + final.edges.length) / rawStoreS);
+
     const scan = await agentScan(Number(values["scan-pairs"]), Number(values["scan-procs"]));
     const report = {
       bench: "discovery",
+      graphStore: graph.label,
       estate: { hosts: estate.hosts.length, messages: converge.length, events, avgMessageBytes: Math.round(payloads.reduce((n, p) => n + p.byteLength, 0) / payloads.length), simulateSeconds: +simS.toFixed(1) },
       graph: { nodes: want.nodes, edges: want.edges, storedNodes: stored[0]?.n },
       converge: { seconds: +convergeS.toFixed(1), publishSeconds: +pubS.toFixed(1), graphWriteSeconds: +convergeWriteS.toFixed(1), checkpointSeconds: +convergeCheckpointS.toFixed(1), deltaItems: convergeItems, itemsPerS: Math.round(convergeItems / convergeS), msgsPerS: Math.round(converge.length / convergeS), goalSeconds: 60 },
-      churn: { ticks, messages: churnBatches.length, events: churnEvents, seconds: +churnS.toFixed(2), graphWriteSeconds: +store.writeS.toFixed(2), checkpointSeconds: +store.checkpointS.toFixed(2), edgesRemoved: store.removedEdges, topologyChanges: churnItems, changesPerS: Math.round(churnItems / churnS), msgsPerS: Math.round(churnBatches.length / churnS), goalChangesPerS: 2000, storeShareOfTime: +((store.writeS + store.checkpointS) / churnS).toFixed(2) },
+      churn: { ticks, messages: churnBatches.length, events: churnEvents, seconds: +churnS.toFixed(2), graphWriteSeconds: +timing.writeS.toFixed(2), checkpointSeconds: +timing.checkpointS.toFixed(2), edgesRemoved: timing.removedEdges, topologyChanges: churnItems, changesPerS: Math.round(churnItems / churnS), msgsPerS: Math.round(churnBatches.length / churnS), goalChangesPerS: 2000, storeShareOfTime: +((timing.writeS + timing.checkpointS) / churnS).toFixed(2) },
       pureStage: { seconds: +stageS.toFixed(1), msgsPerS: Math.round(converge.length / stageS) },
       rawJetStream: { messages: rawN, publishMsgsPerS: Math.round(rawN / rawPubS), consumeMsgsPerS: Math.round(rawN / rawConS), publishThenConsumeMsgsPerS: Math.round(rawMsgsPerS) },
       ratioConvergeMsgsToRawJetStream: +(converge.length / convergeS / rawMsgsPerS).toFixed(3),
       ratioChurnMsgsToRawJetStream: +(churnBatches.length / churnS / rawMsgsPerS).toFixed(3),
       graphStoreAtThisSize: probe,
+      /** the final graph bulk-written into a fresh store of the same kind: the store's own raw write rate */
+      rawStoreBulkWrite: { items: final.nodes.length + final.edges.length, seconds: +rawStoreS.toFixed(1), itemsPerS: rawStoreItemsPerS },
+      ratioConvergeItemsToRawStore: +(convergeItems / convergeS / rawStoreItemsPerS).toFixed(3),
       agentScan: scan,
     };
     console.log(JSON.stringify(report, null, 2));
     console.log(
-      `\nconverge: ${report.graph.nodes} nodes / ${report.graph.edges} edges from ${report.estate.hosts} hosts in ${report.converge.seconds} s (goal ≤ 60 s)` +
+      `\ngraph store: ${graph.label}` +
+        `\nconverge: ${report.graph.nodes} nodes / ${report.graph.edges} edges from ${report.estate.hosts} hosts in ${report.converge.seconds} s (goal ≤ 60 s); ${report.converge.itemsPerS} items/s vs the store's raw bulk write ${rawStoreItemsPerS} items/s → ratio ${report.ratioConvergeItemsToRawStore}` +
         `\nchurn: ${report.churn.changesPerS} topology changes/s sustained (${report.churn.topologyChanges} changes in ${report.churn.seconds} s; goal ≥ 2000/s; ${Math.round(report.churn.storeShareOfTime * 100)}% of the time in graph-store writes, whose single-write rates at this size are ${JSON.stringify(probe)})` +
         `\nraw JetStream publish+consume of the same messages: ${report.rawJetStream.publishThenConsumeMsgsPerS} msg/s → converge ratio ${report.ratioConvergeMsgsToRawJetStream}, churn ratio ${report.ratioChurnMsgsToRawJetStream}` +
         `\n${printAgentScan(scan)}`,

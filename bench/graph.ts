@@ -1,17 +1,18 @@
 /**
  * `bun run bench graph [--nodes 100000 --edges 300000]` — the graph at estate scale, each number next to the raw limit
  * of what it wraps, measured in the same run:
- *   - write: discovery batches through JetStream → topology service (a child process, as in production) → Kuzu → deltas,
- *     against a Kuzu bulk write of the same final graph;
+ *   - write: discovery batches through JetStream → topology service (a child process, as in production) → the graph
+ *     store → deltas, against a bulk write of the same final graph into the same kind of store;
  *   - impact: p50/p99 of upstream+downstream walks from 1000 random entities on the ImpactIndex folded from the delta
- *     stream, against a Kuzu variable-length 3-hop query on the same graph;
+ *     stream, against the store's variable-length 3-hop query on the same graph;
  *   - history: the history service storing every delta's change rows in ClickHouse (owner child process), against one
  *     raw insert of the same rows; then stateAt(T) end to end, against the same aggregation counted inside ClickHouse;
  *   - memory: peak RSS of the topology service process.
+ * The graph store is Kuzu, or Neo4j with ORRERY_GRAPH=neo4j and NEO4J_URL (NEO4J_USER, NEO4J_PASSWORD, NEO4J_DATABASE):
+ * a disposable database, since the bench deletes its whole graph before each write.
  */
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import type { Subprocess } from "bun";
 import { encode, decode } from "../pipelines/codec.ts";
 import type { ProcessIdentity } from "../pipelines/contracts/common.ts";
 import { DiscoveryBatch as DiscoveryBatchSchema, type DiscoveryBatch, type DiscoveryEvent } from "../pipelines/contracts/discovery.ts";
@@ -21,14 +22,18 @@ import { changeRows } from "../pipelines/stages/history.ts";
 import { impact, ImpactIndex } from "../pipelines/stages/impact.ts";
 import { makeClickHouseClient } from "../services/clickhouse/client.ts";
 import { fetchSnapshot } from "../services/topology/client.ts";
-import { KuzuGraphStore } from "../services/graph/kuzu.ts";
 import { ClickHouseHistoryStore } from "../services/history/clickhouse.ts";
 import { historyConsumer, startHistoryService } from "../services/history/service.ts";
 import { connectBus, type Bus } from "../services/shared/bus.ts";
 import { topologyLaunchEnv } from "../services/topology/client.ts";
 import { makeLogger } from "../services/shared/log.ts";
+import { loadTopologyConfig } from "../services/topology/config.ts";
 import { startNats } from "../test/helpers/nats.ts";
 import { tempDir, uniquePrefix } from "../test/helpers/tmp.ts";
+import { startChild, type BenchChild } from "./lib/child.ts";
+import { benchGraph as graphStoreOf } from "./lib/graph-store.ts";
+import { rssOf } from "./lib/proc.ts";
+import { median, pct } from "./lib/stats.ts";
 
 const SERVICES = 4;
 const t0 = performance.now();
@@ -79,45 +84,18 @@ async function publishAll(bus: Bus, payloads: { subject: string; data: Uint8Arra
   await Promise.all(Array.from({ length: inFlight }, worker));
 }
 
-async function readyLine(proc: Subprocess<"ignore", "pipe", "pipe">, what: string, timeoutMs = 120_000): Promise<Record<string, unknown>> {
-  const reader = proc.stdout.getReader();
-  let out = "";
-  const deadline = Date.now() + timeoutMs;
-  while (!out.includes("\n") && Date.now() < deadline) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    out += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
-  void proc.stdout.pipeTo(new WritableStream()).catch(() => undefined);
-  if (!out.includes("\n")) throw new Error(`${what} did not start: ${out}`);
-  return JSON.parse(out.split("\n")[0]!);
-}
-
 /** A service as its own process; its log (stderr) goes to a file, printed if the bench fails. */
-function spawn(args: string[], env: Record<string, string>, logFile: string): Subprocess<"ignore", "pipe", "pipe"> {
+function spawn(args: string[], env: Record<string, string>, logFile: string, name: string): Promise<BenchChild> {
   logs.push(logFile);
-  return Bun.spawn([process.execPath, ...args], { cwd: join(import.meta.dir, ".."), env: { ...process.env, ...env }, stdin: "ignore", stdout: "pipe", stderr: Bun.file(logFile) }) as unknown as Subprocess<"ignore", "pipe", "pipe">;
+  return startChild(args, { env, stderrFile: logFile, timeoutMs: 120_000, name });
 }
 const logs: string[] = [];
 
-/** kB values of /proc/<pid>/status: VmRSS now, VmHWM the peak. */
-async function rssOf(pid: number): Promise<{ rssMiB: number; peakMiB: number }> {
-  const s = await Bun.file(`/proc/${pid}/status`).text();
-  const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? 0);
-  return { rssMiB: Math.round(kb("VmRSS") / 1024), peakMiB: Math.round(kb("VmHWM") / 1024) };
-}
-
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-};
-const median = (xs: number[]) => pct(xs, 50);
 const sameIds = (a: { id: string }[], b: Map<string, unknown>) => a.length === b.size && a.every((x) => b.has(x.id));
 const ms = (x: number) => +x.toFixed(2);
 
 /** Until the consumer has acked `total` messages; fails at once if `worker` (the process consuming) exits. */
-async function drained(bus: Bus, stream: string, durable: string, total: number, worker?: Subprocess): Promise<void> {
+async function drained(bus: Bus, stream: string, durable: string, total: number, worker?: BenchChild["proc"]): Promise<void> {
   while (true) {
     if (worker && (worker.exitCode !== null || worker.signalCode)) throw new Error(`the consumer ended (${worker.signalCode ?? `exit code ${worker.exitCode}`}) before draining ${stream}; the last lines of its log are above`);
     // A busy event loop (the in-process history service decoding large deltas) can time out one info request.
@@ -135,12 +113,15 @@ export async function benchGraph(argv: string[]) {
   const tmp = tempDir("orrery-bench-graph-");
   const nats = await startNats();
   const prefix = uniquePrefix("graph");
-  const children: Subprocess[] = [];
+  const children: BenchChild["proc"][] = [];
   const log = makeLogger("bench", true);
+  // the store the topology service writes to, and the raw write it is compared with
+  const graph = graphStoreOf(loadTopologyConfig(process.env));
+  step(`graph store: ${graph.label}`);
   try {
-    const chProc = spawn(["services/clickhouse/main.ts", "--data-dir", join(tmp.dir, "ch"), "--port", "0"], {}, join(tmp.dir, "clickhouse.log"));
-    children.push(chProc);
-    const chUrl = String((await readyLine(chProc, "ClickHouse owner")).url);
+    const chChild = await spawn(["services/clickhouse/main.ts", "--data-dir", join(tmp.dir, "ch"), "--port", "0"], {}, join(tmp.dir, "clickhouse.log"), "the ClickHouse owner");
+    children.push(chChild.proc);
+    const chUrl = String(chChild.ready.url);
 
     const { hosts, calls, rounds } = estate(wantNodes, wantEdges);
     // Each host's two scans back to back, so a host never looks silent between them.
@@ -149,9 +130,9 @@ export async function benchGraph(argv: string[]) {
 
     // ---- write: the topology service as its own process, as the supervisor runs it
     step(`estate: ${hosts} hosts, ${payloads.length} messages, ${events} events; starting the topology service`);
-    const topo = spawn(["services/topology/main.ts"], { ...topologyLaunchEnv(), NATS_URL: nats.url, ORRERY_PREFIX: prefix, ORRERY_DATA_DIR: join(tmp.dir, "data"), ORRERY_LOG_QUIET: "1" }, join(tmp.dir, "topology.log"));
+    await graph.clear();
+    const topo = (await spawn(["services/topology/main.ts"], { ...topologyLaunchEnv(), ...graph.env, NATS_URL: nats.url, ORRERY_PREFIX: prefix, ORRERY_DATA_DIR: join(tmp.dir, "data"), ORRERY_LOG_QUIET: "1" }, join(tmp.dir, "topology.log"), "the topology service")).proc;
     children.push(topo);
-    await readyLine(topo, "topology service");
     const bus = await connectBus({ url: nats.url, prefix, name: "bench-graph" });
     let peak = { rssMiB: 0, peakMiB: 0 };
     const sampler = setInterval(() => void rssOf(topo.pid).then((r) => (peak = r)).catch(() => undefined), 500);
@@ -244,33 +225,35 @@ export async function benchGraph(argv: string[]) {
     await ch.close();
     await bus.close();
 
-    // ---- raw graph store: the topology service lets go of its Kuzu directory; the same graph bulk-written fresh
-    step("raw Kuzu bulk write");
+    // ---- raw graph store: the topology service lets go of its store; the same graph bulk-written fresh into the same kind
+    step(`raw ${graph.label} bulk write`);
     topo.kill("SIGTERM");
     await topo.exited;
-    const rawStore = new KuzuGraphStore(join(tmp.dir, "kuzu-raw"));
+    await graph.clear();
+    const rawStore = graph.open(join(tmp.dir, "kuzu-raw"));
     await rawStore.init();
     t = performance.now();
     await rawStore.apply({ nodesUpserted: snap.nodes, edgesUpserted: snap.edges, nodesRemoved: [], edgesRemoved: [], created: new Set([...snap.nodes.map((n) => n.id), ...snap.edges.map((e) => e.id)]) }, 1);
     const rawGraphS = (performance.now() - t) / 1000;
-    const kuzuLat: number[] = [];
+    const storeLat: number[] = [];
     for (const id of sample.slice(0, 20)) {
       const q0 = performance.now();
       await rawStore.query("MATCH (a:Entity {id: $id})<-[*1..3]-(b:Entity) RETURN count(DISTINCT b.id) AS n", { id }, { timeoutMs: 60_000 });
-      kuzuLat.push(performance.now() - q0);
+      storeLat.push(performance.now() - q0);
     }
     await rawStore.close();
 
     const report = {
       bench: "graph",
+      graphStore: graph.label,
       estate: { hosts, servicesPerHost: SERVICES, callsPerHost: calls, messages: payloads.length, events },
       graph: { nodes: snap.nodes.length, edges: snap.edges.length, rev: snap.rev, deltas: deltas.length },
       write: {
         seconds: ms(writeS),
         itemsPerS: Math.round(items / writeS),
         eventsPerS: Math.round(events / writeS),
-        rawKuzuBulkSeconds: ms(rawGraphS),
-        rawKuzuItemsPerS: Math.round(items / rawGraphS),
+        rawStoreBulkSeconds: ms(rawGraphS),
+        rawStoreItemsPerS: Math.round(items / rawGraphS),
         ratioToRawStore: +(rawGraphS / writeS).toFixed(3),
       },
       impact: {
@@ -283,8 +266,8 @@ export async function benchGraph(argv: string[]) {
         avgAffected: Math.round(reached / queries),
         up3HopsP50Ms: ms(pct(lat3, 50)),
         up3HopsP99Ms: ms(pct(lat3, 99)),
-        rawKuzu3HopP50Ms: ms(median(kuzuLat)),
-        ratioP50ToKuzu3Hop: +(median(kuzuLat) / pct(lat3, 50)).toFixed(1),
+        rawStore3HopP50Ms: ms(median(storeLat)),
+        ratioP50ToStore3Hop: +(median(storeLat) / pct(lat3, 50)).toFixed(1),
         foldDeltasSeconds: ms(foldS),
         rebuildFromMirrorMs: Math.round(rebuildMs),
         indexMatchesRebuild: JSON.stringify(index.size) === JSON.stringify(rebuilt.size),
@@ -309,8 +292,8 @@ export async function benchGraph(argv: string[]) {
     const ok = (b: boolean) => (b ? "ok" : "MISSED");
     console.log(
       `\ngraph: ${report.graph.nodes} nodes, ${report.graph.edges} edges from ${hosts} hosts (${payloads.length} discovery messages, ${events} events)` +
-        `\nwrite: ${report.write.itemsPerS} items/s through JetStream → topology → Kuzu (${report.write.seconds} s); raw Kuzu bulk write ${report.write.rawKuzuItemsPerS} items/s → ratio ${report.write.ratioToRawStore}` +
-        `\nimpact (both, 6 hops, ${queries} random entities): p50 ${report.impact.p50Ms} ms, p99 ${report.impact.p99Ms} ms [${ok(report.impact.p99Ms <= 50)} ≤ 50 ms]; 3-hop upstream p50 ${report.impact.up3HopsP50Ms} ms vs Kuzu 3-hop query ${report.impact.rawKuzu3HopP50Ms} ms` +
+        `\nwrite: ${report.write.itemsPerS} items/s through JetStream → topology → ${graph.label} (${report.write.seconds} s); raw ${graph.label} bulk write ${report.write.rawStoreItemsPerS} items/s → ratio ${report.write.ratioToRawStore}` +
+        `\nimpact (both, 6 hops, ${queries} random entities): p50 ${report.impact.p50Ms} ms, p99 ${report.impact.p99Ms} ms [${ok(report.impact.p99Ms <= 50)} ≤ 50 ms]; 3-hop upstream p50 ${report.impact.up3HopsP50Ms} ms vs ${graph.label} 3-hop query ${report.impact.rawStore3HopP50Ms} ms` +
         `\nhistory: ${report.history.serviceRowsPerS} change rows/s via the history service vs raw insert ${report.history.rawInsertRowsPerS} rows/s → ratio ${report.history.ratioToRawInsert}` +
         `\nstate at T (latest, ${state.nodes.length} nodes): ${report.history.stateAtLatestMs} ms [${ok(report.history.stateAtLatestMs <= 2000)} ≤ 2000 ms]; the aggregation alone in ClickHouse ${report.history.engineOnlyMs} ms` +
         `\ntopology service RSS: ${rss.rssMiB} MiB, peak ${report.memory.topologyServicePeakRssMiB} MiB [${ok(report.memory.topologyServicePeakRssMiB <= 1024)} ≤ 1024 MiB]`,

@@ -25,6 +25,7 @@ import { connectBus } from "../services/shared/bus.ts";
 import type { Sample } from "../pipelines/contracts/metrics.ts";
 import { startNats } from "../test/helpers/nats.ts";
 import { tempDir, uniquePrefix } from "../test/helpers/tmp.ts";
+import { startChild } from "./lib/child.ts";
 
 const METRIC_NAMES = ["cpu_util", "load1", "load5", "mem_used_bytes", "mem_free_bytes", "disk_read_bytes", "disk_write_bytes", "net_rx_bytes", "net_tx_bytes", "tcp_established", "tcp_time_wait", "procs_running", "procs_blocked", "fd_open", "ctx_switches", "interrupts", "swap_used", "fs_used_ratio", "entropy", "uptime_seconds"];
 
@@ -86,36 +87,12 @@ function batchRows(shape: Shape, k: number): unknown[][] {
   return rows;
 }
 
-async function readyLine(proc: Subprocess<"ignore", "pipe", "pipe">, what: string): Promise<Record<string, unknown>> {
-  const reader = proc.stdout.getReader();
-  let out = "";
-  const deadline = Date.now() + 60_000;
-  while (!out.includes("\n") && Date.now() < deadline) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    out += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
-  if (!out.includes("\n")) {
-    proc.kill();
-    throw new Error(`${what} did not become ready: ${out}${await new Response(proc.stderr).text()}`);
-  }
-  void proc.stderr.pipeTo(new WritableStream()).catch(() => undefined);
-  return JSON.parse(out.split("\n")[0]!) as Record<string, unknown>;
-}
-
 /** --cpu-prof DIR: the service and owner children write a markdown CPU profile there when they exit */
 let cpuProfDir: string | null = null;
 
-function spawn(args: string[], env: Record<string, string> = {}) {
-  const prof = cpuProfDir && args[0]!.startsWith("services/") ? ["--cpu-prof-md", `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=${args[0]!.split("/")[1]}.md`] : [];
-  return Bun.spawn([process.execPath, ...prof, ...args], {
-    cwd: join(import.meta.dir, ".."),
-    env: { ...process.env, ...env },
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
+/** A child started once its first line is out: that line is its ready line (services) or its result (raw chDB). */
+function spawn(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000) {
+  return startChild(args, { env, timeoutMs, cpuProfDir: args[0]!.startsWith("services/") ? cpuProfDir : null });
 }
 
 export async function benchMetrics(argv: string[]) {
@@ -143,19 +120,19 @@ export async function benchMetrics(argv: string[]) {
   if (!(seconds > 0) || !(shape.batch > 0 && shape.batch <= 10_000)) throw new Error("--seconds must be > 0 and --batch in 1..10000");
   const nats = await startNats();
   const tmp = tempDir("orrery-bench-metrics-");
-  const owner = spawn(["services/clickhouse/main.ts", "--data-dir", join(tmp.dir, "owner"), "--port", "0"]);
+  const ownerChild = await spawn(["services/clickhouse/main.ts", "--data-dir", join(tmp.dir, "owner"), "--port", "0"]);
+  const owner = ownerChild.proc;
   const children: Subprocess[] = [owner];
   try {
-    const ownerUrl = String((await readyLine(owner, "ClickHouse owner")).url);
+    const ownerUrl = String(ownerChild.ready.url);
     const ch = makeClickHouseClient({ url: ownerUrl });
     const prefix = uniquePrefix("benchm");
     const db = prefix.replace(/-/g, "_");
     const count = async (query: string) => Number((await (await ch.query({ query, format: "JSONEachRow" })).json<{ c: string | number }>())[0]!.c);
 
     // 1. End to end: generator → JetStream → metrics service (own process) → owner → chDB
-    const svc = spawn(["services/metrics/main.ts"], { NATS_URL: nats.url, ORRERY_PREFIX: prefix, CLICKHOUSE_URL: ownerUrl, CLICKHOUSE_DATABASE: db, ORRERY_LOG_QUIET: "1", ORRERY_METRICS_ROLLUP_MS: String(rollupMs), ORRERY_METRICS_MAX_INSERT_SAMPLES: String(maxInsert) });
+    const svc = (await spawn(["services/metrics/main.ts"], { NATS_URL: nats.url, ORRERY_PREFIX: prefix, CLICKHOUSE_URL: ownerUrl, CLICKHOUSE_DATABASE: db, ORRERY_LOG_QUIET: "1", ORRERY_METRICS_ROLLUP_MS: String(rollupMs), ORRERY_METRICS_MAX_INSERT_SAMPLES: String(maxInsert) })).proc;
     children.push(svc);
-    await readyLine(svc, "metrics service");
     const bus = await connectBus({ url: nats.url, prefix, name: "bench-metrics" });
     const spec = bus.topo.consumers.metrics;
     const subject = bus.topo.subjects.metrics("bench");
@@ -285,9 +262,10 @@ export async function benchMetrics(argv: string[]) {
     const rawChdb = async (mode: ChdbMode) => {
       const dir = join(tmp.dir, `chdb-${mode}`);
       mkdirSync(dir, { recursive: true });
-      const p = spawn(["bench/metrics.ts", "--raw-chdb", dir, String(rawSeconds), JSON.stringify(shape), mode, String(rollupMs), String(combine)]);
-      children.push(p);
-      return (await readyLine(p, "raw chDB child")) as { rows: number; seconds: number; rolledUp: number };
+      // its one line is its result, after rawSeconds of inserting
+      const p = await spawn(["bench/metrics.ts", "--raw-chdb", dir, String(rawSeconds), JSON.stringify(shape), mode, String(rollupMs), String(combine)], {}, rawSeconds * 1000 + 120_000);
+      children.push(p.proc);
+      return p.ready as { rows: number; seconds: number; rolledUp: number };
     };
     const chdbSteps = await rawChdb("steps");
     const chdbLegacy = await rawChdb("legacy-mv");

@@ -35,6 +35,8 @@ export interface SpawnUntilReadyOptions<In extends Stdin = "ignore"> {
   detached?: boolean;
   /** what the child is, for error messages (default: the command) */
   name?: string;
+  /** a file for its stderr instead of memory (a long-running child with a large log); stderr() is then empty */
+  stderrFile?: string;
 }
 
 /** Output kept per stream: the ready line comes early, and an error message needs only the tail. */
@@ -57,9 +59,9 @@ export async function spawnUntilReady<In extends Stdin = "ignore">(cmd: string[]
     env: opts.env,
     stdin: opts.stdin ?? "ignore",
     stdout: "pipe",
-    stderr: "pipe",
+    stderr: opts.stderrFile ? Bun.file(opts.stderrFile) : "pipe",
     detached: opts.detached,
-  }) as PipedProcess<In>;
+  }) as unknown as PipedProcess<In>;
   const child = watch(proc, opts.name ?? cmd.slice(0, 3).join(" "));
   try {
     const match = await child.until(opts.ready, { timeoutMs: opts.timeoutMs, stream: opts.stream });
@@ -81,8 +83,10 @@ export function watch<In extends Stdin>(proc: PipedProcess<In>, name = `pid ${pr
   };
   const drain = async (which: "stdout" | "stderr") => {
     const decoder = new TextDecoder();
+    const stream = proc[which] as ReadableStream<Uint8Array> | number | undefined;
+    if (!(stream instanceof ReadableStream)) return; // not piped (stderrFile)
     try {
-      for await (const chunk of proc[which]) {
+      for await (const chunk of stream) {
         const t = text[which] + decoder.decode(chunk, { stream: true });
         text[which] = t.length > 2 * KEEP ? t.slice(-KEEP) : t;
         wake();

@@ -22,6 +22,7 @@ import { makeLogger } from "../../../services/shared/log.ts";
 import { startTopologyService, type TopologyService } from "../../../services/topology/service.ts";
 import { startClickHouse, type TestClickHouse } from "../../helpers/clickhouse.ts";
 import { startNats, type NatsServer } from "../../helpers/nats.ts";
+import { spawnUntilReady } from "../../helpers/process.ts";
 import { tempDir, uniquePrefix, waitFor } from "../../helpers/tmp.ts";
 import { z } from "zod";
 
@@ -41,7 +42,7 @@ let child: Subprocess | null = null;
 
 /** The alerts service as `npm run demo` runs it; resolves once it printed its ready line (replay done). */
 async function startAlertsChild(): Promise<Subprocess> {
-  const proc = Bun.spawn([process.execPath, "services/alerts/main.ts"], {
+  const { proc } = await spawnUntilReady([process.execPath, "services/alerts/main.ts"], {
     cwd: ROOT,
     env: {
       ...process.env,
@@ -53,21 +54,10 @@ async function startAlertsChild(): Promise<Subprocess> {
       ORRERY_ALERT_FLAP_WINDOW_S: "4",
       ORRERY_ALERT_FLAP_THRESHOLD: "2",
     },
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
+    ready: /"event":"ready"/,
+    timeoutMs: 60_000,
+    name: "the alerts service",
   });
-  const reader = proc.stdout.getReader();
-  let out = "";
-  const deadline = Date.now() + 60_000;
-  while (!out.includes('"event":"ready"') && Date.now() < deadline) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    out += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
-  void proc.stdout.pipeTo(new WritableStream()).catch(() => undefined);
-  if (!out.includes('"event":"ready"')) throw new Error(`alerts service did not start: ${out}${await new Response(proc.stderr).text()}`);
   return proc;
 }
 

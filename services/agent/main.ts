@@ -4,6 +4,7 @@
  */
 import { readFileSync } from "node:fs";
 import { connectBus } from "../shared/bus.ts";
+import { onShutdown } from "../shared/lifecycle.ts";
 import { makeLogger, ready } from "../shared/log.ts";
 import { makeAgent } from "./agent.ts";
 import { AgentConfigError, resolveAgentConfig, USAGE } from "./config.ts";
@@ -54,13 +55,11 @@ if (cfg.once) {
     await shutdown(1);
   }
 }
-let stopping = false;
-const onSignal = () => {
-  if (stopping) return;
-  stopping = true;
-  void shutdown(0);
-};
-process.on("SIGINT", onSignal);
-process.on("SIGTERM", onSignal);
+// Stops within a deadline whatever state NATS is in (a publish in flight may wait 30 s for a dead server). A standalone
+// agent (systemd, a container) has no supervisor whose death it should follow.
+onShutdown(async () => {
+  await agent.stop();
+  await bus.close();
+}, { watchParent: false });
 agent.start();
 ready("agent", { host, intervalMs: cfg.intervalMs, prefix: cfg.prefix });

@@ -58,31 +58,5 @@ export function natsOptions(c: BusConfig, name: string) {
   return { url: c.NATS_URL, prefix: c.ORRERY_PREFIX, name, user: c.NATS_USER, pass: c.NATS_PASS, token: c.NATS_TOKEN };
 }
 
-/**
- * Runs `stop` once on SIGINT/SIGTERM — or when the parent process dies (our parent pid changes), so a service whose
- * supervisor was killed never lingers as an orphan — then exits.
- */
-export function onShutdown(stop: () => Promise<void>, opts: { deadlineMs?: number } = {}): void {
-  let stopping = false;
-  const handler = async () => {
-    if (stopping) return;
-    stopping = true;
-    clearInterval(watch);
-    // A stop that cannot finish (its NATS server died with the supervisor, so a drain waits for a reconnect that
-    // never comes) must not keep an orphan alive: nobody is left to SIGKILL it.
-    setTimeout(() => {
-      process.stderr.write(`${JSON.stringify({ t: new Date().toISOString(), level: "warn", msg: "shutdown did not finish in time; exiting" })}\n`);
-      process.exit(1);
-    }, opts.deadlineMs ?? 15_000);
-    try {
-      await stop();
-    } finally {
-      process.exit(0);
-    }
-  };
-  const parent = process.ppid;
-  const watch = setInterval(() => process.ppid !== parent && void handler(), 1000);
-  watch.unref();
-  process.on("SIGINT", handler);
-  process.on("SIGTERM", handler);
-}
+/** Where a service's shutdown lives now; re-exported so its importers need not change. */
+export { onShutdown } from "./lifecycle.ts";

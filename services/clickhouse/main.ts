@@ -11,6 +11,7 @@ import { parseArgs } from "node:util";
 import { z } from "zod";
 import { ConfigError, onShutdown, parseEnv } from "../shared/config.ts";
 import { ready } from "../shared/log.ts";
+import { listenOrExit } from "../shared/ports.ts";
 import { startClickHouseOwner } from "./owner.ts";
 
 const OwnerConfig = z.object({
@@ -41,13 +42,14 @@ try {
 const dataDir = join(resolve(cfg.ORRERY_DATA_DIR), "clickhouse");
 mkdirSync(dataDir, { recursive: true });
 
-let owner;
+const where = { service: "clickhouse", host: cfg.CLICKHOUSE_OWNER_HOST, port: cfg.CLICKHOUSE_OWNER_PORT, setting: "CLICKHOUSE_OWNER_PORT or --port" };
+let running;
 try {
-  owner = await startClickHouseOwner({ dataDir, host: cfg.CLICKHOUSE_OWNER_HOST, port: cfg.CLICKHOUSE_OWNER_PORT, password: cfg.CLICKHOUSE_OWNER_PASSWORD });
+  running = await listenOrExit(where, () => startClickHouseOwner({ dataDir, host: where.host, port: where.port, password: cfg.CLICKHOUSE_OWNER_PASSWORD }));
 } catch (err) {
-  process.stderr.write(`clickhouse owner: ${(err as Error).message} (set CLICKHOUSE_OWNER_PORT or --port; 0 picks a free port)\n`);
+  process.stderr.write(`clickhouse owner: ${(err as Error).message}\n`);
   process.exit(1);
 }
-const running = owner;
-onShutdown(() => running.stop());
-ready("clickhouse", { url: running.url });
+const owner = running;
+onShutdown(() => owner.stop());
+ready("clickhouse", { url: owner.url });

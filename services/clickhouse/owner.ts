@@ -47,6 +47,7 @@ import {
   toHttpError,
   withSettings,
 } from "./http-protocol.ts";
+import { isAddressInUse, PortInUseError } from "../shared/ports.ts";
 
 export interface ClickHouseOwnerOptions {
   dataDir: string;
@@ -355,6 +356,7 @@ export async function startClickHouseOwner(options: ClickHouseOwnerOptions): Pro
     });
   } catch (err) {
     await connections.close();
+    if (isAddressInUse(err)) throw new PortInUseError(host, options.port ?? 8123, { cause: err });
     throw new Error(`ClickHouse owner cannot listen on ${host}:${options.port ?? 8123}: ${(err as Error).message}`, { cause: err });
   }
 

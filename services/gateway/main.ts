@@ -4,6 +4,7 @@ import { connectBus } from "../shared/bus.ts";
 import { z } from "zod";
 import { BusKeys, ClickHouseKeys, GatewayKeys, HistoryTtlKeys, LogKeys, MetricsTtlKeys, natsOptions, onShutdown, parseEnv } from "../shared/config.ts";
 import { makeLogger, ready } from "../shared/log.ts";
+import { listenOrExit } from "../shared/ports.ts";
 import { startGatewayServer } from "./http.ts";
 import { startMirror } from "../topology/client.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
@@ -27,10 +28,11 @@ const history = new ClickHouseHistoryStore(
   makeClickHouseClient({ url: cfg.CLICKHOUSE_URL, username: cfg.CLICKHOUSE_USER, password: cfg.CLICKHOUSE_PASSWORD }),
   { database: cfg.CLICKHOUSE_DATABASE, ttlDays: cfg.ORRERY_HISTORY_TTL_DAYS },
 );
-const server = startGatewayServer({ bus, mirror, log, host: cfg.ORRERY_GATEWAY_HOST, port: cfg.ORRERY_GATEWAY_PORT, dashboardDir: cfg.ORRERY_DASHBOARD_DIR,
+// a port in use ends the gateway with one line naming ORRERY_GATEWAY_PORT (the demo then picks another)
+const server = await listenOrExit({ service: "gateway", host: cfg.ORRERY_GATEWAY_HOST, port: cfg.ORRERY_GATEWAY_PORT, setting: "ORRERY_GATEWAY_PORT" }, () => startGatewayServer({ bus, mirror, log, host: cfg.ORRERY_GATEWAY_HOST, port: cfg.ORRERY_GATEWAY_PORT, dashboardDir: cfg.ORRERY_DASHBOARD_DIR,
   extraRoutes: { ...metricsRoutes({ series }), ...alertRoutes(bus), ...graphRoutes({ mirror, history, log, alertEntities: alertEntitiesOf(bus) }) },
   health,
-});
+}));
 onShutdown(async () => {
   await server.stop(true);
   health.stop();

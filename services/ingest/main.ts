@@ -8,6 +8,7 @@ import { alertPublisher } from "../alerts/client.ts";
 import { connectBus } from "../shared/bus.ts";
 import { BusKeys, LogKeys, natsOptions, onShutdown, parseEnv } from "../shared/config.ts";
 import { makeLogger, ready } from "../shared/log.ts";
+import { listenOrExit } from "../shared/ports.ts";
 import { startIngestServer } from "./server.ts";
 import { jetStreamPublisher, remoteWriteHandler } from "./remote-write.ts";
 
@@ -31,13 +32,13 @@ const remoteWrite = remoteWriteHandler({
   },
   onError: (e) => log.warn("remote write publish failed", { error: String(e) }),
 });
-const server = startIngestServer({
+const server = await listenOrExit({ service: "ingest", host: cfg.ORRERY_INGEST_HOST, port: cfg.ORRERY_INGEST_PORT, setting: "ORRERY_INGEST_PORT" }, () => startIngestServer({
   publishAlerts: alertPublisher(bus),
   log,
   host: cfg.ORRERY_INGEST_HOST,
   port: cfg.ORRERY_INGEST_PORT,
   extraRoutes: { "/api/v1/write": { POST: remoteWrite } },
-});
+}));
 onShutdown(async () => {
   await server.stop(true);
   await bus.close();

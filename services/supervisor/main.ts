@@ -4,20 +4,21 @@ import { z } from "zod";
 import { BusKeys, ClickHouseKeys, DataDirKeys, GatewayKeys, parseEnv } from "../shared/config.ts";
 import { makeLogger } from "../shared/log.ts";
 import { topologyLaunchEnv } from "../topology/client.ts";
-import { freePort, natsServerSpec, serviceSpec, Supervisor } from "./supervisor.ts";
+import { natsServerSpec, serviceSpec, Supervisor } from "./supervisor.ts";
 
 const cfg = parseEnv(z.object({ ...DataDirKeys, ...BusKeys, ...ClickHouseKeys, ...GatewayKeys }), process.env);
 const log = makeLogger("supervisor");
-const sup = new Supervisor(log);
 let stopping = false;
-const stop = async (code = 0) => {
+const stop = async (code = 0, why = "") => {
   if (stopping) return;
   stopping = true;
-  process.stderr.write("\nstopping Orrery…\n");
+  process.stderr.write(`\n${why ? `${why}: ` : ""}stopping Orrery…\n`);
   const { killed } = await sup.stop();
   // a child that had to be SIGKILLed may have lost work: say so in the exit status
   process.exit(killed.length ? Math.max(code, 1) : code);
 };
+// A child that dies is restarted; nats-server dying, or a service that keeps dying, stops everything (non-zero).
+const sup = new Supervisor(log, (reason) => void stop(1, reason));
 process.on("SIGINT", () => void stop());
 process.on("SIGTERM", () => void stop());
 process.on("SIGHUP", () => void stop());
@@ -31,15 +32,13 @@ try {
   else {
     const bin = Bun.which("nats-server") ?? Bun.which("nats-server", { PATH: "/usr/sbin:/usr/bin:/usr/local/bin" });
     if (!bin) throw new Error("nats-server not found: `npm run demo` installs it from Debian, or set NATS_URL");
-    const port = await freePort(Number(process.env.ORRERY_NATS_PORT ?? 4222));
-    const r = await sup.start(natsServerSpec(cfg.ORRERY_DATA_DIR, port, bin));
+    const r = await sup.startOnPort(Number(process.env.ORRERY_NATS_PORT ?? 4222), (port) => natsServerSpec(cfg.ORRERY_DATA_DIR, port, bin));
     env.NATS_URL = String(r.url);
   }
   if (process.env.CLICKHOUSE_URL) {
     env.CLICKHOUSE_URL = cfg.CLICKHOUSE_URL;
   } else {
-    const port = await freePort(Number(process.env.CLICKHOUSE_OWNER_PORT ?? 8123));
-    const r = await sup.start(serviceSpec("clickhouse", { ...env, CLICKHOUSE_OWNER_PORT: String(port) }));
+    const r = await sup.startOnPort(Number(process.env.CLICKHOUSE_OWNER_PORT ?? 8123), (port) => serviceSpec("clickhouse", { ...env, CLICKHOUSE_OWNER_PORT: String(port) }));
     env.CLICKHOUSE_URL = String(r.url);
   }
   // JSC is told the topology service's memory budget and glibc how to hand Kuzu's buffers back (see
@@ -49,8 +48,10 @@ try {
   await sup.start(serviceSpec("metrics", env));
   await sup.start(serviceSpec("history", env));
   await sup.start(serviceSpec("alerts", env));
-  const ingest = await sup.start(serviceSpec("ingest", { ...env, ORRERY_INGEST_PORT: String(await freePort(Number(process.env.ORRERY_INGEST_PORT ?? 7071))) }));
-  const gw = await sup.start(serviceSpec("gateway", { ...env, ORRERY_GATEWAY_PORT: String(cfg.ORRERY_GATEWAY_PORT), ORRERY_DASHBOARD_DIR: join(process.cwd(), cfg.ORRERY_DASHBOARD_DIR) }));
+  // Each listener gets its usual port, or the next free one above it (logged); the banner prints the real addresses.
+  const ingest = await sup.startOnPort(Number(process.env.ORRERY_INGEST_PORT ?? 7071), (port) => serviceSpec("ingest", { ...env, ORRERY_INGEST_PORT: String(port) }));
+  const dashboardDir = join(process.cwd(), cfg.ORRERY_DASHBOARD_DIR);
+  const gw = await sup.startOnPort(cfg.ORRERY_GATEWAY_PORT, (port) => serviceSpec("gateway", { ...env, ORRERY_GATEWAY_PORT: String(port), ORRERY_DASHBOARD_DIR: dashboardDir }));
   await sup.start(serviceSpec("agent", env));
   // Agentless discovery: one worker and the scheduler in one process (scale out by running more workers).
   await sup.start(serviceSpec("jobs", { ...env, ORRERY_WORKER_ID: "local" }));

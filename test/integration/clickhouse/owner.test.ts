@@ -23,6 +23,7 @@ import {
   unescapeTsv,
   withSettings,
 } from "../../../services/clickhouse/http-protocol.ts";
+import { EXIT_PORT_IN_USE } from "../../../services/shared/ports.ts";
 import { tempDir, uniquePrefix } from "../../helpers/tmp.ts";
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -433,9 +434,9 @@ describe("ClickHouse owner lifecycle", () => {
         stdout: "pipe",
         stderr: "pipe",
       });
-      expect(await proc.exited).toBe(1);
+      expect(await proc.exited).toBe(EXIT_PORT_IN_USE);
       expect(await new Response(proc.stdout).text()).toBe("");
-      expect(await new Response(proc.stderr).text()).toContain(`cannot listen on 127.0.0.1:${blocker.port}`);
+      expect(await new Response(proc.stderr).text()).toContain(`cannot listen on 127.0.0.1:${blocker.port}: the port is in use`);
     } finally {
       await blocker.stop(true);
       tmp.cleanup();

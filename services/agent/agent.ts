@@ -1,6 +1,6 @@
 /** The agent loop: scan → diff → publish discovery batches and metric samples; a full state every N scans. */
 import { DiscoveryBatch } from "../../pipelines/contracts/discovery.ts";
-import { MAX_SAMPLES_PER_BATCH, MetricBatch } from "../../pipelines/contracts/metrics.ts";
+import { discoveryBatches, metricBatches, type OversizedItemError } from "../../pipelines/contracts/split.ts";
 import { publishEvent, type Bus } from "../shared/bus.ts";
 import type { Logger } from "../shared/log.ts";
 import type { HostScan } from "../../pipelines/contracts/host-scan.ts";
@@ -46,12 +46,14 @@ export function makeAgent(bus: Bus, log: Logger, o: AgentOptions): Agent & { sta
     const s = await scan();
     const full = scanId % o.fullEvery === 0;
     const r = scanToBatches(state, s, { source, host: o.host, scanId, full });
-    for (const b of r.batches)
+    // One event or sample too large for any message (a process with megabytes of arguments) is named in the log and
+    // left out; the rest of the scan is published.
+    const refused = (e: OversizedItemError) => log.warn("left out of the scan: too large for one message", { scanId, schema: e.schema, item: e.item, bytes: e.bytes, limit: e.limit });
+    const batches = discoveryBatches(r.batches, { onOversized: refused });
+    for (const b of batches)
       await publishEvent(bus, bus.topo.subjects.discovery(o.host), DiscoveryBatch, "discovery.v1", b, `${source}:${bootId}:${scanId}:${b.part}`);
-    for (let i = 0; i < r.samples.length; i += MAX_SAMPLES_PER_BATCH) {
-      const batchId = `${source}:${bootId}:${scanId}:${i}`;
-      await publishEvent(bus, bus.topo.subjects.metrics(source), MetricBatch, "metrics.v1", { schema: "metrics.v1", source, batchId, samples: r.samples.slice(i, i + MAX_SAMPLES_PER_BATCH) }, batchId);
-    }
+    for (const m of metricBatches(r.samples, { source, idBase: `${source}:${bootId}:${scanId}`, onOversized: refused }))
+      await bus.js.publish(bus.topo.subjects.metrics(source), m.bytes, { msgID: m.msgId, timeout: 30_000 });
     // Only once published is the scan the new baseline: a failed publish is retried as changes next time.
     state = r.state;
     // Say which processes it could not see, whenever that set changes (an unprivileged agent is partly blind).
@@ -63,7 +65,7 @@ export function makeAgent(bus: Bus, log: Logger, o: AgentOptions): Agent & { sta
         log.warn("cannot see the sockets of some processes (run as root to see all)", { count: s.unreadablePids.length, processes: who.length ? who : s.unreadablePids.slice(0, 50) });
       }
     }
-    const report = { scanId, events: r.batches.reduce((n, b) => n + b.events.length, 0), batches: r.batches.length, samples: r.samples.length, sockets: s.sockets.length, unreadable: s.unreadablePids.length, ms: performance.now() - t0 };
+    const report = { scanId, events: batches.reduce((n, b) => n + b.events.length, 0), batches: batches.length, samples: r.samples.length, sockets: s.sockets.length, unreadable: s.unreadablePids.length, ms: performance.now() - t0 };
     scanId++;
     return report;
   };

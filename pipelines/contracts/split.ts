@@ -134,6 +134,8 @@ export interface MetricSplitOptions {
   source: string;
   /** each part's batchId is `<idBase>:<offset of its first sample>`: stable for the same samples */
   idBase: string;
+  /** another form of id from the same offset (e.g. an older scheme kept so dedup holds across an upgrade) */
+  idOf?: (start: number) => string;
   maxBytes?: number;
   maxCount?: number;
   onOversized?: (e: OversizedItemError) => void;
@@ -144,7 +146,7 @@ export interface MetricSplitOptions {
  * count and byte limits, with deterministic batch ids.
  */
 export function metricBatches(samples: readonly Sample[], o: MetricSplitOptions): Part<Sample, MetricMessage>[] {
-  const envelope = { schema: "metrics.v1" as const, source: o.source, batchId: `${o.idBase}:${samples.length}` };
+  const envelope = { schema: "metrics.v1" as const, source: o.source, batchId: o.idOf ? o.idOf(samples.length) : `${o.idBase}:${samples.length}` };
   return splitToFit(samples, {
     schema: "metrics.v1",
     maxCount: Math.min(o.maxCount ?? MAX_SAMPLES_PER_BATCH, MAX_SAMPLES_PER_BATCH),
@@ -152,7 +154,7 @@ export function metricBatches(samples: readonly Sample[], o: MetricSplitOptions)
     sizeOf: sampleSizer(),
     overheadBytes: utf8(JSON.stringify({ ...envelope, samples: [] })),
     encode: (part, start) => {
-      const batchId = `${o.idBase}:${start}`;
+      const batchId = o.idOf ? o.idOf(start) : `${o.idBase}:${start}`;
       const batch: MetricBatch = { schema: "metrics.v1", source: o.source, batchId, samples: part };
       return { batch, msgId: batchId, bytes: encode(MetricBatchCompiled, "metrics.v1", batch, Number.POSITIVE_INFINITY) };
     },

@@ -1,9 +1,10 @@
 /**
  * What a job package's module implements. A package is a folder with `job.json` (the manifest, see JobManifest in
  * pipelines/contracts/jobs.ts) and a module exporting `run(ctx)`: an async generator of items. Each item carries the
- * discovery events about one host and/or metric samples; the worker wraps them into discovery.v1 / metrics.v1
- * messages (source `job:<name>:<host>`), with message ids derived from the run id and the item key, so a rerun of the
- * same run after a worker died stores nothing twice.
+ * discovery events about one host and/or metric samples, as many as it likes; the worker wraps them into discovery.v1 /
+ * metrics.v1 messages cut to fit the bus (results.ts, pipelines/contracts/split.ts; source `job:<name>:<host>`), with
+ * message ids derived from the run id, the item key and each part's offset, so a rerun of the same run after a worker
+ * died stores nothing twice. An event too large for any message fails the run with its name (JobInputError).
  */
 import type { DiscoveryEvent } from "../../pipelines/contracts/discovery.ts";
 import type { Sample } from "../../pipelines/contracts/metrics.ts";

@@ -8,6 +8,8 @@ import { decode, encode, MAX_MESSAGE_BYTES } from "../../../pipelines/codec.ts";
 import { DiscoveryBatch, type DiscoveryEvent, MAX_DISCOVERY_EVENTS } from "../../../pipelines/contracts/discovery.ts";
 import { MAX_SAMPLES_PER_BATCH, MetricBatch, type Sample } from "../../../pipelines/contracts/metrics.ts";
 import { discoveryBatches, metricBatches, OversizedItemError, splitToFit } from "../../../pipelines/contracts/split.ts";
+import { itemToMessages } from "../../../services/jobs/results.ts";
+import { JobInputError } from "../../../services/jobs/sdk.ts";
 
 const te = new TextEncoder();
 const json = (items: unknown[]) => ({ bytes: te.encode(JSON.stringify({ items })) });
@@ -173,5 +175,31 @@ describe("discoveryBatches", () => {
     const out = discoveryBatches(scan([conn(1, 0), huge]), { maxBytes: 20_000, onOversized: (e) => refused.push(e) });
     expect(out.flatMap((b) => b.events)).toEqual([conn(1, 0)]);
     expect(refused).toHaveLength(1);
+  });
+});
+
+describe("a job's results (services/jobs/results.ts) go through the splitters", () => {
+  const run = { job: "exporter-scrape", runId: "exporter-scrape@9", requestedAt: 9000 };
+
+  test("a label-heavy item is several messages under the limit, ids from the run, the item and each offset", () => {
+    const r = itemToMessages(run, { key: "k1", samples: labelHeavy(30_000) }, 5);
+    expect(r.metrics.length).toBeGreaterThan(3);
+    expect(r.metrics[0]!.msgId).toBe("exporter-scrape@9:k1:m0");
+    let offset = 0;
+    for (const m of r.metrics) {
+      expect(m.msgId).toBe(`exporter-scrape@9:k1:m${offset}`);
+      expect(m.batch.batchId).toBe(m.msgId);
+      expect(encode(MetricBatch, "metrics.v1", m.batch).byteLength).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
+      offset += m.batch.samples.length;
+    }
+    expect(offset).toBe(30_000);
+    expect(itemToMessages(run, { key: "k1", samples: labelHeavy(30_000) }, 99).metrics.map((m) => m.msgId)).toEqual(r.metrics.map((m) => m.msgId));
+  });
+
+  test("an event too large for any message fails the run (JobInputError) naming the item and the event", () => {
+    const cmdline = Array.from({ length: 256 }, () => "a".repeat(4096)); // the contract allows it: 1 MiB of arguments
+    const item = { key: "h1", host: "h1", events: [{ type: "listener.seen" as const, proto: "tcp" as const, ip: "10.0.0.1", port: 8080, process: { pid: 4, exe: null, comm: "huge", cmdline, user: "u", uid: 1, startTime: 1, containerId: null } }] };
+    expect(() => itemToMessages(run, item, 5)).toThrow(JobInputError);
+    expect(() => itemToMessages(run, item, 5)).toThrow(/item "h1": discovery\.v1: item 0 \(listener\.seen tcp 10\.0\.0\.1:8080 \(pid 4 huge\)\) is \d+ bytes/);
   });
 });

@@ -64,7 +64,7 @@ describe("on this machine", () => {
   test("a spinning process's cores match what it measures itself (process.cpuUsage); an idle one uses about none", async () => {
     // The spinner yields between 20 ms slices so it can answer "how much CPU have you used" on stdin.
     const child = (spin: boolean) =>
-      Bun.spawn(
+      spawnUntilReady(
         [
           process.execPath,
           "-e",
@@ -75,17 +75,17 @@ describe("on this machine", () => {
             console.log("up");
           });`,
         ],
-        { stdin: "pipe", stdout: "pipe", stderr: "inherit" },
+        { stdin: "pipe", ready: /^up\n/, timeoutMs: 10_000, name: spin ? "the spinner" : "the idle child" },
       );
-    const busy = child(true);
-    const idle = child(false);
+    const [b, i] = await Promise.all([child(true), child(false)]);
+    const busy = b.proc;
+    const idle = i.proc;
     try {
-      const readers = [busy, idle].map((c) => c.stdout.getReader());
-      for (const r of readers) await r.read();
       const usage = async () => {
+        const from = b.stdout().length;
         busy.stdin.write("?\n");
         await busy.stdin.flush();
-        return Number(new TextDecoder().decode((await readers[0]!.read()).value).trim());
+        return Number((await b.until(/^(\d+)\n/, { from, timeoutMs: 5000 }))[1]);
       };
       await Bun.sleep(300); // past bun's own start-up work
       const u0 = await usage();

@@ -9,7 +9,7 @@ import { decode } from "../../../pipelines/codec.ts";
 import { DiscoveryBatch } from "../../../pipelines/contracts/discovery.ts";
 import { JobStatus } from "../../../pipelines/contracts/jobs.ts";
 import { MetricBatch } from "../../../pipelines/contracts/metrics.ts";
-import { applyDiscovery, emptyModel } from "../../../pipelines/stages/topology.ts";
+import { applyDiscovery, emptyModel } from "../../../pipelines/stages/topology/index.ts";
 import { BUILTIN_PACKAGES, loadPackages, type JobPackage } from "../../../services/jobs/packages.ts";
 import { submitRun } from "../../../services/jobs/client.ts";
 import type { JobContext, JobItem } from "../../../services/jobs/sdk.ts";

@@ -11,18 +11,20 @@
  *   (not representable as one float) are counted as `histograms`. A series whose labels break the contract (over 64
  *   labels, a name that is not a metric name, …) is skipped and counted as `invalid`.
  *
- * Delivery: batches of at most MAX_SAMPLES_PER_BATCH samples (and well under the 900 KiB message limit) are published
- * with a batchId/Nats-Msg-Id derived from the body's hash, so a request Prometheus retries is stored once by
- * JetStream and once by ClickHouse. The answer is 204 only after every batch is acked; a publish failure answers 503,
+ * Delivery: the samples are cut by metricBatches (pipelines/contracts/split.ts: at most MAX_SAMPLES_PER_BATCH and
+ * under the message byte limit, measured) and published with a batchId/Nats-Msg-Id derived from the body's hash and
+ * each part's offset, so a request Prometheus retries is stored once by JetStream and once by ClickHouse. The answer is 204 only after every batch is acked; a publish failure answers 503,
  * which Prometheus retries. A body that is not snappy or not a WriteRequest answers 400 with the reason (Prometheus
  * drops it: retrying would not help); a wrong Content-Type, Content-Encoding or protocol version answers 415.
  */
 import { createHash } from "node:crypto";
 import protobuf from "protobufjs";
 import snappy from "snappyjs";
-import { MAX_SAMPLES_PER_BATCH, MetricBatch, Sample } from "../../pipelines/contracts/metrics.ts";
+import { MAX_MESSAGE_BYTES } from "../../pipelines/codec.ts";
+import { MAX_SAMPLES_PER_BATCH, type MetricBatch, Sample } from "../../pipelines/contracts/metrics.ts";
+import { metricBatches } from "../../pipelines/contracts/split.ts";
 import { formatIssues } from "../../pipelines/issues.ts";
-import { publishEvent, type Bus } from "../shared/bus.ts";
+import type { Bus } from "../shared/bus.ts";
 import { HttpError } from "../shared/http.ts";
 
 // remote write 1.0 (prometheus/prompb/remote.proto + types.proto), only the fields we read. A sample's value is
@@ -92,8 +94,6 @@ export interface MappedWrite {
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
-/** Per-batch byte budget for publishing: a safe margin under the 900 KiB message limit (pipelines/codec.ts). */
-const BATCH_BYTES = 640 * 1024;
 
 /** Snappy block format → protobuf WriteRequest. Throws RemoteWriteError(400 or 413) with the reason. */
 export function decodeWriteRequest(body: Uint8Array, maxBytes = DEFAULT_MAX_BODY_BYTES): WriteRequest {
@@ -207,31 +207,9 @@ export function toSamples(req: WriteRequest): MappedWrite {
   return { samples, series: req.timeseries.length, skipped, firstInvalid };
 }
 
-/** Splits samples into contract-sized batches: ≤ maxSamples each and ≤ maxBytes of JSON (estimated per series). */
-export function chunkSamples(samples: Sample[], maxSamples = MAX_SAMPLES_PER_BATCH, maxBytes = BATCH_BYTES): Sample[][] {
-  const out: Sample[][] = [];
-  let cur: Sample[] = [];
-  let bytes = 0;
-  const sizeOf = new Map<Record<string, string>, number>();
-  for (const s of samples) {
-    // samples of one series share their labels object, so the estimate is computed once per series
-    let fixed = sizeOf.get(s.labels);
-    if (fixed === undefined) {
-      fixed = Buffer.byteLength(JSON.stringify(s.labels));
-      sizeOf.set(s.labels, fixed);
-    }
-    // {"entity":"","metric":"","ts":<13>,"value":<≤24>,"labels":} and a comma: 86 bytes besides the strings
-    const size = fixed + Buffer.byteLength(s.entity) + s.metric.length + 90;
-    if (cur.length && (cur.length >= maxSamples || bytes + size > maxBytes)) {
-      out.push(cur);
-      cur = [];
-      bytes = 0;
-    }
-    cur.push(s);
-    bytes += size;
-  }
-  if (cur.length) out.push(cur);
-  return out;
+/** Splits samples into contract-sized batches (≤ maxSamples each, ≤ maxBytes encoded), as the handler publishes them. */
+export function chunkSamples(samples: Sample[], maxSamples = MAX_SAMPLES_PER_BATCH, maxBytes = MAX_MESSAGE_BYTES): Sample[][] {
+  return metricBatches(samples, { source: "prometheus", idBase: "rw", maxCount: maxSamples, maxBytes }).map((p) => p.items);
 }
 
 export interface RemoteWriteResult {
@@ -243,8 +221,8 @@ export interface RemoteWriteResult {
 }
 
 export interface RemoteWriteDeps {
-  /** Publishes one batch and resolves once JetStream has acked it. */
-  publish: (batch: MetricBatch) => Promise<void>;
+  /** Publishes one batch (validated and encoded: `bytes`) and resolves once JetStream has acked it. */
+  publish: (batch: MetricBatch, bytes: Uint8Array) => Promise<void>;
   /** metrics.v1 `source` of the batches (default `prometheus`). */
   source?: string;
   maxBodyBytes?: number;
@@ -281,12 +259,11 @@ export function remoteWriteHandler(deps: RemoteWriteDeps): (req: Request) => Pro
     if (body.length === 0) throw new RemoteWriteError(400, "empty body: expected a snappy-compressed WriteRequest");
     const decoded = decodeWriteRequest(body, maxBody);
     const mapped = toSamples(decoded);
-    const chunks = chunkSamples(mapped.samples);
     const digest = createHash("sha256").update(body).digest("hex").slice(0, 32);
+    // toSamples kept only samples the contract accepts, and its limits keep any one sample far under a message
+    const chunks = metricBatches(mapped.samples, { source, idBase: `rw-${digest}`, idOf: (offset) => `rw-${digest}-${offset}` });
     try {
-      await Promise.all(
-        chunks.map((samples, i) => deps.publish({ schema: "metrics.v1", source, batchId: `rw-${digest}-${i}`, samples })),
-      );
+      await Promise.all(chunks.map((c) => deps.publish(c.batch, c.bytes)));
     } catch (e) {
       deps.onError?.(e);
       throw new HttpError(503, `could not publish to JetStream: ${(e as Error).message}`);
@@ -299,7 +276,9 @@ export function remoteWriteHandler(deps: RemoteWriteDeps): (req: Request) => Pro
   };
 }
 
-/** `publish` for remoteWriteHandler over the bus: validated, Nats-Msg-Id = batchId, resolves on the JetStream ack. */
-export function jetStreamPublisher(bus: Bus): (batch: MetricBatch) => Promise<void> {
-  return (batch) => publishEvent(bus, bus.topo.subjects.metrics(batch.source), MetricBatch, "metrics.v1", batch, batch.batchId);
+/** `publish` for remoteWriteHandler over the bus: the bytes as encoded, Nats-Msg-Id = batchId, resolves on the JetStream ack. */
+export function jetStreamPublisher(bus: Bus): (batch: MetricBatch, bytes: Uint8Array) => Promise<void> {
+  return async (batch, bytes) => {
+    await bus.js.publish(bus.topo.subjects.metrics(batch.source), bytes, { msgID: batch.batchId, timeout: 30_000 });
+  };
 }

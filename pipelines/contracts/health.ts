@@ -89,3 +89,36 @@ export type HealthStatePart = z.infer<typeof HealthStatePart>;
 /** What the alerts service answers while it is still replaying its stream or waiting for the topology. */
 export const NotReady = z.object({ error: z.string(), code: z.literal("not_ready") });
 export type NotReady = z.infer<typeof NotReady>;
+
+/**
+ * A health state too large for one WebSocket frame travels as begin, chunks of entries, end (the gateway's frame
+ * limit bounds each chunk). A reader replaces its health with the chunks' union at `end`, and applies only the health
+ * deltas with a seq past the state's.
+ */
+export const HealthStateBegin = z.object({
+  schema: z.literal("health.state.begin.v1"),
+  seq: z.number().int().nonnegative(),
+  at: EpochMs,
+  /** totals of each list across the chunks that follow */
+  entities: z.number().int().nonnegative(),
+  edges: z.number().int().nonnegative(),
+  impact: z.number().int().nonnegative(),
+});
+export type HealthStateBegin = z.infer<typeof HealthStateBegin>;
+
+export const HealthStateChunk = z.object({
+  schema: z.literal("health.state.chunk.v1"),
+  seq: z.number().int().nonnegative(),
+  entities: z.array(HealthEntry).default([]),
+  edges: z.array(EdgeHealth).default([]),
+  impact: z.array(ImpactEntry).default([]),
+});
+export type HealthStateChunk = z.infer<typeof HealthStateChunk>;
+
+export const HealthStateEnd = z.object({
+  schema: z.literal("health.state.end.v1"),
+  seq: z.number().int().nonnegative(),
+  /** how many chunks were sent: a reader that counted fewer lost frames and waits for the next state */
+  chunks: z.number().int().nonnegative(),
+});
+export type HealthStateEnd = z.infer<typeof HealthStateEnd>;

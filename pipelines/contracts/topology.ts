@@ -4,7 +4,7 @@
  */
 import { z } from "zod";
 import { EpochMs, Id } from "./common.ts";
-import { HealthDelta, HealthState } from "./health.ts";
+import { HealthDelta, HealthState, HealthStateBegin, HealthStateChunk, HealthStateEnd } from "./health.ts";
 
 export const NodeKind = z.enum(["host", "process", "listener", "external"]);
 export type NodeKind = z.infer<typeof NodeKind>;
@@ -66,8 +66,52 @@ export const TopologySnapshot = z.object({
 export type TopologySnapshot = z.infer<typeof TopologySnapshot>;
 
 /**
- * Frames the gateway sends over its WebSocket: a topology snapshot first, then the health state, then topology deltas
- * in rev order and health deltas as they come.
+ * A snapshot too large for one WebSocket frame travels as begin (the rev and the totals), chunks of nodes and edges
+ * (each under the gateway's frame limit), end. Topology deltas keep flowing meanwhile: a reader holds them and, at
+ * `end`, applies those with a rev past the snapshot's, so none is lost or applied twice. A new `begin` abandons a
+ * snapshot still being received (the gateway resynced).
  */
-export const WsFrame = z.discriminatedUnion("schema", [TopologySnapshot, TopologyDelta, HealthDelta, HealthState]);
+export const TopologySnapshotBegin = z.object({
+  schema: z.literal("topology.snapshot.begin.v1"),
+  rev: z.number().int().nonnegative(),
+  at: EpochMs,
+  /** totals across the chunks that follow */
+  nodes: z.number().int().nonnegative(),
+  edges: z.number().int().nonnegative(),
+});
+export type TopologySnapshotBegin = z.infer<typeof TopologySnapshotBegin>;
+
+export const TopologySnapshotChunk = z.object({
+  schema: z.literal("topology.snapshot.chunk.v1"),
+  rev: z.number().int().nonnegative(),
+  nodes: z.array(TopoNode).default([]),
+  edges: z.array(TopoEdge).default([]),
+});
+export type TopologySnapshotChunk = z.infer<typeof TopologySnapshotChunk>;
+
+export const TopologySnapshotEnd = z.object({
+  schema: z.literal("topology.snapshot.end.v1"),
+  rev: z.number().int().nonnegative(),
+  /** how many chunks were sent: a reader that counted fewer lost frames and reconnects */
+  chunks: z.number().int().nonnegative(),
+});
+export type TopologySnapshotEnd = z.infer<typeof TopologySnapshotEnd>;
+
+/**
+ * Frames the gateway sends over its WebSocket: a topology snapshot first (one frame, or begin/chunks/end when it is
+ * larger than the gateway's frame limit), then the health state (likewise), then topology deltas in rev order and
+ * health deltas as they come.
+ */
+export const WsFrame = z.discriminatedUnion("schema", [
+  TopologySnapshot,
+  TopologyDelta,
+  HealthDelta,
+  HealthState,
+  TopologySnapshotBegin,
+  TopologySnapshotChunk,
+  TopologySnapshotEnd,
+  HealthStateBegin,
+  HealthStateChunk,
+  HealthStateEnd,
+]);
 export type WsFrame = z.infer<typeof WsFrame>;

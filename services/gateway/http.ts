@@ -11,6 +11,8 @@ import { decode } from "../../pipelines/codec.ts";
 import type { Bus } from "../shared/bus.ts";
 import { GRAPH_STATUS, HttpError, httpErrors, parseBody, type Routes } from "../shared/http.ts";
 import { healthFrameCoalescer, type HealthOverlay } from "./health.ts";
+import { healthStateFrames, SocketSender, topologySnapshotFrames } from "./snapshot-stream.ts";
+import type { ServerWebSocket } from "bun";
 
 /** Read-only Cypher is answered by the graph store's owner (the topology service) over NATS request/reply. */
 async function cypher(bus: Bus, req: Request): Promise<Response> {
@@ -26,6 +28,20 @@ async function cypher(bus: Bus, req: Request): Promise<Response> {
   return Response.json(r, { status: GRAPH_STATUS[r.code as keyof typeof GRAPH_STATUS] ?? 500 });
 }
 
+/**
+ * Sized for a 10k-host estate (a ~134 MB snapshot): 1 MiB frames make ~130 chunks a browser parses without a long
+ * stall; 64 MiB of backpressure holds minutes of deltas at churn for a client that reads slowly, while a snapshot
+ * stream itself never buffers more than a frame or two.
+ */
+export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024;
+export const DEFAULT_BACKPRESSURE_LIMIT = 64 * 1024 * 1024;
+
+interface SocketData {
+  openedAt: number;
+  /** set in `open` */
+  sender?: SocketSender;
+}
+
 export function startGatewayServer(deps: {
   bus: Bus;
   mirror: TopologyMirror;
@@ -37,11 +53,19 @@ export function startGatewayServer(deps: {
   health?: HealthOverlay;
   /** health deltas to browsers are coalesced to at most one frame per this many ms under load (default 50) */
   healthCoalesceMs?: number;
+  /** largest WebSocket frame of a snapshot or health state, in bytes (larger states are streamed in chunks) */
+  maxFrameBytes?: number;
+  /** bytes a WebSocket may have buffered before the gateway closes it as a slow client */
+  backpressureLimit?: number;
 }) {
   const { mirror } = deps;
   const root = resolve(deps.dashboardDir);
 
-  const server = Bun.serve({
+  const maxFrameBytes = deps.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+  const backpressureLimit = deps.backpressureLimit ?? DEFAULT_BACKPRESSURE_LIMIT;
+  const sockets = new Set<ServerWebSocket<SocketData>>();
+
+  const server = Bun.serve<SocketData, string>({
     hostname: deps.host,
     port: deps.port,
     routes: {
@@ -58,37 +82,70 @@ export function startGatewayServer(deps: {
     fetch(req, srv) {
       const url = new URL(req.url);
       if (url.pathname === "/ws") {
-        if (srv.upgrade(req)) return undefined;
+        if (srv.upgrade(req, { data: { openedAt: Date.now() } })) return undefined;
         return new Response("expected a WebSocket upgrade", { status: 426 });
       }
       if (url.pathname.startsWith("/api/")) return Response.json({ error: `no such endpoint: ${url.pathname}` }, { status: 404 });
       return serveStatic(root, url.pathname);
     },
     websocket: {
-      // Wallboards on slow links must not make the gateway buffer without bound: drop them and let them resync.
-      backpressureLimit: 64 * 1024 * 1024,
-      closeOnBackpressureLimit: true,
+      // Over the limit a frame is dropped (send returns 0) and the SocketSender closes that socket and says why;
+      // Bun's own close on the limit would close it without a word.
+      backpressureLimit,
+      closeOnBackpressureLimit: false,
       open(ws) {
-        if (mirror.synced()) ws.send(JSON.stringify(snapshotOf(mirror.mirror(), Date.now())));
+        const sender = new SocketSender(ws, {
+          backpressureLimit,
+          onSlow: (s) => deps.log.warn("slow WebSocket client closed", { remote: ws.remoteAddress, ...s }),
+        });
+        ws.data.sender = sender;
+        sockets.add(ws);
+        if (mirror.synced()) sender.stream("topology", snapshotNow);
         // health with impact and edge states; not before the overlay has the alerts service's state, so a browser
         // reconnecting to a restarted gateway keeps its wallboard instead of being told "all clear"
-        if (deps.health?.synced()) ws.send(JSON.stringify(deps.health.state()));
-        ws.subscribe("topology");
+        if (deps.health?.synced()) sender.stream("health", healthNow);
+      },
+      drain(ws) {
+        ws.data.sender?.drain();
       },
       message() {
         // The stream is one-way; clients have nothing to say yet.
       },
+      close(ws, code, reason) {
+        sockets.delete(ws);
+        const { sender } = ws.data;
+        if (sender?.closed) return; // closed by the sender, already logged
+        sender?.closedBySocket();
+        if (code !== 1000 && code !== 1001 && code !== 1005) deps.log.info("WebSocket client gone", { remote: ws.remoteAddress, code, reason, connectedMs: Date.now() - ws.data.openedAt });
+      },
     },
   });
 
+  // The state each stream sends is taken when its turn comes on that socket (see SocketSender.stream).
+  const snapshotNow = () => {
+    const m = mirror.mirror();
+    return topologySnapshotFrames({ rev: m.rev, nodes: [...m.nodes.values()], edges: [...m.edges.values()] }, Date.now(), maxFrameBytes);
+  };
+  const healthNow = () => healthStateFrames(deps.health!.state(), maxFrameBytes);
+  const live = (frame: string) => {
+    for (const ws of sockets) ws.data.sender?.send(frame);
+  };
+
   mirror.onFrame((f) => {
-    const sent = server.publish("topology", JSON.stringify(f));
-    if (sent === 0 && server.subscriberCount("topology") > 0) deps.log.warn("delta dropped for some clients", { rev: f.rev });
+    // a resync: every browser gets the new snapshot in its own stream, never as one frame of the whole graph
+    if (f.schema === "topology.snapshot.v1") for (const ws of sockets) ws.data.sender?.stream("topology", snapshotNow);
+    else live(JSON.stringify(f));
   });
 
   if (deps.health) {
-    // (a tick still pending when the server stops publishes to no one: publish returns 0)
-    const health = healthFrameCoalescer((f) => server.publish("topology", JSON.stringify(f)), { windowMs: deps.healthCoalesceMs });
+    // (a tick still pending when the server stops sends to no one)
+    const health = healthFrameCoalescer(
+      (f) => {
+        if (f.schema === "health.state.v1") for (const ws of sockets) ws.data.sender?.stream("health", healthNow);
+        else live(JSON.stringify(f));
+      },
+      { windowMs: deps.healthCoalesceMs },
+    );
     deps.health.onFrame((f) => health.push(f));
   }
 

@@ -75,6 +75,8 @@ export interface Icinga2Status {
   lastError: string | null;
   /** status probes of an idle stream that succeeded */
   probes: number;
+  /** full state re-reads handed to the publisher (one per connect) */
+  resyncs: number;
   /** per Icinga2 event type */
   types: Record<string, Icinga2TypeStats>;
 }
@@ -89,7 +91,7 @@ export function startIcinga2Consumer(opts: Icinga2Options, deps: { publish: Publ
   const base = opts.url.replace(/\/+$/, "");
   const auth = `Basic ${Buffer.from(`${opts.user}:${opts.password}`).toString("base64")}`;
   const tls = { ...(opts.ca ? { ca: opts.ca } : {}), ...(opts.serverName ? { serverName: opts.serverName } : {}) };
-  const status: Icinga2Status = { connected: false, connects: 0, events: 0, published: 0, refused: 0, lastError: null, probes: 0, types: {} };
+  const status: Icinga2Status = { connected: false, connects: 0, events: 0, published: 0, refused: 0, lastError: null, probes: 0, resyncs: 0, types: {} };
   const idleMs = opts.idleMs ?? 60_000;
   const probeTimeoutMs = opts.probeTimeoutMs ?? 10_000;
   const maxIdleMs = opts.maxIdleMs ?? 600_000;
@@ -169,6 +171,7 @@ export function startIcinga2Consumer(opts: Icinga2Options, deps: { publish: Publ
       ...hosts.objects.map((o) => normalizeIcinga2Object(o, hosts.asked, addressOf)),
       ...services.objects.map((o) => normalizeIcinga2Object(o, services.asked, addressOf)),
     ].filter((a): a is Alert => a !== null));
+    status.resyncs++;
     log.info("icinga2: state resynced", { hosts: hosts.objects.length, services: services.objects.length });
   };
 
@@ -265,6 +268,8 @@ export function startIcinga2Consumer(opts: Icinga2Options, deps: { publish: Publ
     status.connects++;
     status.lastError = null;
     log.info("icinga2: event stream connected", { url: base, connects: status.connects });
+    // a new connection may be to another Icinga2 (a failover) or to one whose clock was set meanwhile
+    clockOffset = null;
     void resyncAll(signal).catch((e) => log.warn("icinga2: state resync failed", { error: String(e) }));
     const reader = res.body!.getReader();
     // an abort (stop, or the watchdog) ends a read that would otherwise wait forever on a half-open connection

@@ -113,7 +113,8 @@ const sameEffective = (a: Effective, b: Effective) => a.state === b.state && a.s
 
 /**
  * Folds one alert event into the book. "new"/"changed" mean the published state changed (health may follow);
- * "stale" means it was older than what the book holds and was ignored (recorded in `book.ignored`).
+ * "stale" means it was older than what the book holds and was ignored (recorded in `book.ignored` when it said
+ * something else than the book holds).
  *
  * Events of one fingerprint are ordered by alert.v1 `at`, the source's own clock (normalizers never mix it with
  * the receive time), so a sender whose clock is off orders its own events right. A resolve older than the firing it
@@ -137,9 +138,14 @@ export function foldAlert(book: AlertBook, alert: Alert, now: number): FoldOutco
     });
     return "new";
   }
+  // Downtime/acknowledgement events may not carry the check state: keep the last known severity.
+  const severity = alert.severity === "unknown" && (alert.state === "downtime" || alert.state === "acknowledged") ? e.last.severity : alert.severity;
   const reopensClosed = alert.state !== "resolved" && e.closedAt !== undefined && alert.at <= e.closedAt;
   if (alert.at < e.last.at || reopensClosed) {
     const closesOpen = alert.state === "resolved" && e.last.state !== "resolved" && alert.startsAt >= e.last.startsAt;
+    // an older event that says what the book holds changes nothing (Icinga2 stamps the events of one change a
+    // millisecond apart, not always in the order it sends them): not worth a log line
+    if (!closesOpen && alert.state === e.last.state && severity === e.last.severity) return "stale";
     if (!closesOpen) {
       const iso = (t: number) => new Date(t).toISOString();
       const than = reopensClosed ? `the firing its last resolve closed (${iso(e.closedAt!)})` : `the last event folded (${e.last.state} at ${iso(e.last.at)})`;
@@ -150,8 +156,6 @@ export function foldAlert(book: AlertBook, alert: Alert, now: number): FoldOutco
   } else if (e.closedAt !== undefined && alert.state !== "resolved") {
     e.closedAt = undefined;
   }
-  // Downtime/acknowledgement events may not carry the check state: keep the last known severity.
-  const severity = alert.severity === "unknown" && (alert.state === "downtime" || alert.state === "acknowledged") ? e.last.severity : alert.severity;
   const incoming: Effective = { state: alert.state, severity };
   const current: Effective = e.pending ? { state: e.last.state, severity: e.last.severity } : e.published;
   e.last = { ...alert, severity, startsAt: alert.state === e.last.state ? Math.min(e.last.startsAt, alert.startsAt) : alert.startsAt };

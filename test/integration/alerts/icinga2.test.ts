@@ -9,11 +9,9 @@
  * the idle watchdog: Icinga2 sends nothing on an idle stream, so only the status probe can tell a dead connection.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { connect as tcpConnect, createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { DeliverPolicy } from "@nats-io/jetstream";
-import type { Subprocess } from "bun";
 import { decode } from "../../../pipelines/codec.ts";
 import { AlertBatch, type Alert } from "../../../pipelines/contracts/alerts.ts";
 import { HealthDelta, type HealthEntry } from "../../../pipelines/contracts/health.ts";
@@ -28,14 +26,12 @@ import { alertSubjects } from "../../../pipelines/streams.ts";
 import { connectBus, type Bus } from "../../../services/shared/bus.ts";
 import { makeLogger } from "../../../services/shared/log.ts";
 import { startClickHouse, type TestClickHouse } from "../../helpers/clickhouse.ts";
+import { makeIcinga2, type TestIcinga2 } from "../../helpers/icinga2.ts";
 import { startNats, type NatsServer } from "../../helpers/nats.ts";
 import { tempDir, uniquePrefix, waitFor } from "../../helpers/tmp.ts";
 
 const log = makeLogger("test", true);
 const tmp = tempDir("orrery-icinga2-");
-const NODE = "orrery-test-node";
-const API_USER = "orrery";
-const API_PASSWORD = "s3cret-" + Math.random().toString(36).slice(2);
 
 let nats: NatsServer;
 let bus: Bus;
@@ -43,96 +39,12 @@ let owner: TestClickHouse;
 let history: ClickHouseAlertHistory;
 let alerts: AlertsService;
 let consumer: Icinga2Consumer;
-let icinga: Subprocess;
-let icingaLog = "";
-let apiPort: number;
+let icinga: TestIcinga2;
 const deltas: HealthDelta[] = [];
 
-const ICINGA2 = Bun.which("icinga2", { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" }) ?? "/usr/sbin/icinga2";
-const dirs = Object.fromEntries(["etc", "data", "log", "cache", "spool", "run"].map((d) => [d, join(tmp.dir, "icinga2", d)]));
-const idOf = (flag: string) => new TextDecoder().decode(Bun.spawnSync(["id", flag]).stdout).trim();
-const user = idOf("-un");
-const group = idOf("-gn");
-/** Path constants instead of /etc, /var/lib, /var/log…: the daemon writes only under the test's temp dir. */
-const defines = () => [
-  `-DConfigDir=${dirs.etc}`,
-  `-DDataDir=${dirs.data}`,
-  `-DLogDir=${dirs.log}`,
-  `-DCacheDir=${dirs.cache}`,
-  `-DSpoolDir=${dirs.spool}`,
-  `-DInitRunDir=${dirs.run}`,
-  `-DRunAsUser=${user}`,
-  `-DRunAsGroup=${group}`,
-  `-DNodeName=${NODE}`,
-  `-DZoneName=${NODE}`,
-];
-
-function run(args: string[]) {
-  const r = Bun.spawnSync([ICINGA2, ...args], { stdout: "pipe", stderr: "pipe" });
-  if (r.exitCode !== 0) throw new Error(`icinga2 ${args.join(" ")} failed: ${r.stdout.toString()}${r.stderr.toString()}`);
-}
-
-async function freePort(): Promise<number> {
-  const s = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response() });
-  const p = s.port!;
-  await s.stop(true);
-  return p;
-}
-
-const ca = () => readFileSync(join(dirs.data!, "certs", "ca.crt"), "utf8");
-const api = async (path: string, body: unknown) => {
-  const r = await fetch(`https://127.0.0.1:${apiPort}${path}`, {
-    method: "POST",
-    headers: {
-      Authorization: `Basic ${btoa(`${API_USER}:${API_PASSWORD}`)}`,
-      Accept: "application/json",
-      "Content-Type": "application/json",
-      // object queries are GETs with a body: POST with the override, as Icinga2's docs recommend
-      "X-HTTP-Method-Override": path.startsWith("/v1/objects") ? "GET" : "POST",
-    },
-    body: JSON.stringify(body),
-    tls: { ca: ca(), serverName: NODE },
-  });
-  const text = await r.text();
-  if (!r.ok) throw new Error(`icinga2 ${path}: ${r.status} ${text}`);
-  return JSON.parse(text);
-};
+const api = (path: string, body: unknown) => icinga.api(path, body);
 const SERVICE = { type: "Service", filter: 'host.name=="db1" && service.name=="PostgreSQL"' };
 const HOST = { type: "Host", filter: 'host.name=="db1"' };
-
-async function startIcinga() {
-  icingaLog = "";
-  icinga = Bun.spawn([ICINGA2, "daemon", ...defines(), "-c", join(dirs.etc!, "icinga2.conf")], { stdout: "pipe", stderr: "pipe" });
-  for (const s of [icinga.stdout, icinga.stderr] as ReadableStream<Uint8Array>[]) {
-    void (async () => {
-      for await (const c of s) icingaLog += new TextDecoder().decode(c);
-    })();
-  }
-  await waitFor(async () => {
-    if (icinga.exitCode !== null) throw new Error(`icinga2 exited ${icinga.exitCode}:\n${icingaLog}`);
-    return (await api("/v1/objects/hosts", { attrs: ["name"] })).results.length === 1;
-  }, "icinga2 API up", 30_000, 250).catch((e) => {
-    throw new Error(`${(e as Error).message}\n${icingaLog.slice(-3000)}`);
-  });
-}
-
-async function stopIcinga() {
-  icinga.kill("SIGTERM");
-  const code = await Promise.race([icinga.exited, Bun.sleep(15_000).then(() => "timeout")]);
-  if (code === "timeout") {
-    icinga.kill("SIGKILL");
-    await icinga.exited;
-  }
-  // the daemon's worker processes exit with it; wait until the port is free again
-  await waitFor(async () => {
-    try {
-      await fetch(`https://127.0.0.1:${apiPort}/v1`, { tls: { rejectUnauthorized: false } });
-      return false;
-    } catch {
-      return true;
-    }
-  }, "icinga2 API down", 15_000, 200);
-}
 
 // The estate as the topology service would serve it: db1 (10.0.0.5) with postgres listening on 5432.
 const node = (id: string, kind: TopoNode["kind"], name: string, props: TopoNode["props"]): TopoNode => ({ id, kind, name, source: "agent:db1", props, firstSeen: 1, lastSeen: 1 });
@@ -148,30 +60,8 @@ const mirror = mirrorFromSnapshot({
 const LISTENER = "listener:db1:tcp:0.0.0.0:5432";
 
 beforeAll(async () => {
-  for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true });
-  // CA and the API certificate of the node, as `icinga2 node setup` would make them
-  run(["pki", "new-ca", ...defines()]);
-  const certs = join(dirs.data!, "certs");
-  mkdirSync(certs, { recursive: true });
-  run(["pki", "new-cert", ...defines(), "--cn", NODE, "--key", join(certs, `${NODE}.key`), "--csr", join(certs, `${NODE}.csr`)]);
-  run(["pki", "sign-csr", ...defines(), "--csr", join(certs, `${NODE}.csr`), "--cert", join(certs, `${NODE}.crt`)]);
-  copyFileSync(join(dirs.data!, "ca", "ca.crt"), join(certs, "ca.crt"));
-  apiPort = await freePort();
-  writeFileSync(
-    join(dirs.etc!, "icinga2.conf"),
-    `include <itl>
-object Endpoint NodeName { }
-object Zone ZoneName { endpoints = [ NodeName ] }
-object ApiListener "api" {
-  bind_host = "127.0.0.1"
-  bind_port = ${apiPort}
-}
-object ApiUser "${API_USER}" {
-  password = "${API_PASSWORD}"
-  permissions = [ "events/*", "actions/*", "objects/query/*" ]
-}
-object CheckerComponent "checker" { }
-object Host "db1" {
+  icinga = await makeIcinga2(join(tmp.dir, "icinga2"), {
+    objects: `object Host "db1" {
   address = "10.0.0.5"
   check_command = "dummy"
   enable_active_checks = false
@@ -204,8 +94,8 @@ object Notification "ops-db1" {
   interval = 0
 }
 `,
-  );
-  await startIcinga();
+  });
+  await icinga.start();
 
   nats = await startNats();
   bus = await connectBus({ url: nats.url, prefix: uniquePrefix("icinga"), name: "test" });
@@ -218,12 +108,12 @@ object Notification "ops-db1" {
     history,
     log,
     tickMs: 200,
-    // this test drives many deliberate transitions of one service; damping is covered by alerts-stage.test.ts
+    // this test drives many deliberate transitions of one service; damping is covered by test/unit/alerts/book.test.ts
     flap: { threshold: 50 },
   });
   bus.nc.subscribe(alertSubjects(bus.topo).health, { callback: (_e, m) => void deltas.push(decode(HealthDelta, "health.delta.v1", m.data)) });
   consumer = startIcinga2Consumer(
-    { url: `https://127.0.0.1:${apiPort}`, user: API_USER, password: API_PASSWORD, ca: ca(), serverName: NODE, queue: "orrery-test", initialBackoffMs: 200, maxBackoffMs: 1000 },
+    { url: icinga.url, user: icinga.user, password: icinga.password, ca: icinga.ca(), serverName: icinga.node, queue: "orrery-test", initialBackoffMs: 200, maxBackoffMs: 1000 },
     { publish: alertPublisher(bus), log },
   );
   await waitFor(() => consumer.status().connected, "icinga2 event stream connected", 20_000);
@@ -231,7 +121,7 @@ object Notification "ops-db1" {
 
 afterAll(async () => {
   await consumer?.stop();
-  if (icinga && icinga.exitCode === null) await stopIcinga();
+  await icinga?.stop();
   await alerts?.stop();
   await history?.close();
   await owner?.stop();
@@ -315,13 +205,13 @@ test("every subscribed event type arrived from the live daemon and was mapped", 
 
 test("Icinga2 goes away: the consumer notices, reconnects with backoff when it is back, and resyncs", async () => {
   const before = consumer.status().connects;
-  await stopIcinga();
+  await icinga.stop();
   await waitFor(() => !consumer.status().connected, "consumer saw the stream end", 20_000);
   expect(consumer.status().lastError).toBeTruthy();
   // the service recovered while we were disconnected? No: it recovers after we are back, and we must see it
   await Bun.sleep(1500); // a few failed reconnect attempts (connection refused) while it is down
   expect(consumer.status().connected).toBe(false);
-  await startIcinga();
+  await icinga.start();
   await waitFor(() => consumer.status().connected && consumer.status().connects === before + 1, "consumer reconnected", 30_000);
 
   const mark = deltas.length;
@@ -369,11 +259,11 @@ function silentableProxy(targetPort: number) {
 }
 
 test("a half-open connection (no bytes, no close): the idle watchdog's status probe fails, the consumer reconnects", async () => {
-  const proxy = silentableProxy(apiPort);
+  const proxy = silentableProxy(icinga.apiPort);
   const port = await proxy.listen();
   const got: Alert[] = [];
   const c = startIcinga2Consumer(
-    { url: `https://127.0.0.1:${port}`, user: API_USER, password: API_PASSWORD, ca: ca(), serverName: NODE, queue: "orrery-test-halfopen", initialBackoffMs: 200, maxBackoffMs: 1000, idleMs: 1000, probeTimeoutMs: 1000 },
+    { url: `https://127.0.0.1:${port}`, user: icinga.user, password: icinga.password, ca: icinga.ca(), serverName: icinga.node, queue: "orrery-test-halfopen", initialBackoffMs: 200, maxBackoffMs: 1000, idleMs: 1000, probeTimeoutMs: 1000 },
     { publish: async (a) => (got.push(...a), { stored: a, refused: [] }), log },
   );
   try {

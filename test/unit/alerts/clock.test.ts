@@ -111,9 +111,18 @@ describe("mixed clocks (a source that stamps some events with our receive time)"
     expect(book.ignored.total).toBe(1);
   });
 
+  test("an older event that says what the book holds is not recorded as ignored", () => {
+    const book = emptyBook();
+    foldAlert(book, mk({ state: "downtime", at: 2002 }), 0);
+    expect(foldAlert(book, mk({ state: "downtime", at: 2001 }), 1)).toBe("stale");
+    expect(book.ignored.total).toBe(0);
+    expect(foldAlert(book, mk({ state: "firing", at: 2000 }), 2)).toBe("stale");
+    expect(book.ignored.total).toBe(1);
+  });
+
   test("the ignored list is bounded; the count is not", () => {
     const book = emptyBook();
-    foldAlert(book, mk({ state: "firing", at: 1_000_000 }), 0);
+    foldAlert(book, mk({ state: "resolved", at: 1_000_000 }), 0);
     for (let i = 0; i < MAX_IGNORED_KEPT + 20; i++) foldAlert(book, mk({ state: "firing", at: i, id: `old-${i}` }), i);
     expect(book.ignored.total).toBe(MAX_IGNORED_KEPT + 20);
     expect(book.ignored.recent).toHaveLength(MAX_IGNORED_KEPT);

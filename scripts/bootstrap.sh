@@ -35,6 +35,8 @@ if [ "$mode" = "test" ]; then
   command -v prometheus >/dev/null 2>&1 || need="$need prometheus"
   command -v prometheus-alertmanager >/dev/null 2>&1 || need="$need prometheus-alertmanager"
   command -v icinga2 >/dev/null 2>&1 || need="$need icinga2"
+  # libfaketime runs Icinga2 on a skewed clock (test/integration/alerts/icinga2-clock.test.ts)
+  dpkg -s libfaketime >/dev/null 2>&1 || need="$need libfaketime"
   command -v openssl >/dev/null 2>&1 || need="$need openssl"
 fi
 # apt-get that waits for another package manager instead of failing at once: right after a fresh machine boots,

@@ -4,16 +4,25 @@
  * The mirror itself is plain (no deep $state proxies over 10k+ node maps); readers depend on `version`, which is
  * bumped at most once per flush, so a burst of deltas costs one re-render of lists and one layout sync.
  */
-import { WsFrame, type NodeKind, type TopoEdge, type TopoNode } from "../../../pipelines/contracts/topology.ts";
-import type { EdgeHealth, ImpactEntry } from "../../../pipelines/contracts/health.ts";
+import { WsFrame, type NodeKind, type TopoEdge, type TopologyDelta, type TopoNode } from "../../../pipelines/contracts/topology.ts";
+import type { EdgeHealth, HealthDelta, HealthEntry, ImpactEntry } from "../../../pipelines/contracts/health.ts";
 import { applyDelta, emptyMirror, mirrorFromSnapshot, type Mirror } from "../../../pipelines/stages/apply-delta.ts";
 import { healthOf, type HealthState } from "./colors.ts";
 
 /** "history": a past state loaded by the time slider (lib/timetravel.svelte.ts), not a socket. */
 export type ConnStatus = "connecting" | "live" | "reconnecting" | "closed" | "history";
 
-/** What became of one frame; the socket handler and tests act on it. */
-export type IngestOutcome = "snapshot" | "applied" | "stale" | "ignored" | "rejected";
+/**
+ * What became of one frame; the socket handler and tests act on it. "loading": a part of a snapshot or health state
+ * streamed in chunks; "held": a delta that arrived while one was loading, applied when it completes.
+ */
+export type IngestOutcome = "snapshot" | "applied" | "stale" | "ignored" | "rejected" | "loading" | "held";
+
+/** A snapshot being received in chunks: how far along it is. */
+export interface LoadProgress {
+  received: number;
+  total: number;
+}
 
 export interface Neighbour {
   edge: TopoEdge;
@@ -42,9 +51,30 @@ const FLUSH_MS = 50;
 const zeroKinds = (): Record<NodeKind, number> => ({ host: 0, process: 0, listener: 0, external: 0 });
 const zeroHealth = (): Record<HealthState, number> => ({ ok: 0, warning: 0, critical: 0, stale: 0, unknown: 0 });
 
+/** A topology snapshot arriving in chunks, built aside while the last complete graph stays on screen. */
+interface PendingSnapshot {
+  mirror: Mirror;
+  total: number;
+  chunks: number;
+  /** topology deltas that arrived meanwhile: those past the snapshot's rev are applied at its end */
+  held: TopologyDelta[];
+}
+
+/** A health state arriving in chunks. */
+interface PendingHealth {
+  seq: number;
+  chunks: number;
+  entities: HealthEntry[];
+  edges: EdgeHealth[];
+  impact: ImpactEntry[];
+  held: HealthDelta[];
+}
+
 export class TopologyState {
   #mirror: Mirror = emptyMirror();
   #awaitingSnapshot = true;
+  #pending: PendingSnapshot | null = null;
+  #pendingHealth: PendingHealth | null = null;
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
   #focusSeq = 0;
 
@@ -64,6 +94,8 @@ export class TopologyState {
   /** Epoch ms of the next reconnect attempt while reconnecting. */
   retryAt = $state<number | null>(null);
   rejectedFrames = $state(0);
+  /** Set while a snapshot streams in chunks (the page shows it); null otherwise. */
+  loading = $state.raw<LoadProgress | null>(null);
   lastError = $state<string | null>(null);
   selectedId = $state<string | null>(null);
   /** Asks the graph view to centre on a node (a new object per request, so repeated requests re-trigger). */
@@ -137,37 +169,107 @@ export class TopologyState {
       return this.#reject(`invalid frame: ${issue ? `${issue.path.join(".")} ${issue.message}` : "unknown"}`);
     }
     const frame = parsed.data;
-    if (frame.schema === "topology.snapshot.v1") {
-      this.#mirror = mirrorFromSnapshot(frame);
-      this.#awaitingSnapshot = false;
-      this.#healthDirty = true;
-      this.#flush();
-      return "snapshot";
+    switch (frame.schema) {
+      case "topology.snapshot.v1":
+        this.#pending = null;
+        this.loading = null;
+        this.#mirror = mirrorFromSnapshot(frame);
+        this.#awaitingSnapshot = false;
+        this.#healthDirty = true;
+        this.#flush();
+        return "snapshot";
+      case "topology.snapshot.begin.v1":
+        // a new begin abandons a snapshot still arriving (the gateway resynced)
+        this.#pending = { mirror: { ...emptyMirror(), rev: frame.rev }, total: frame.nodes + frame.edges, chunks: 0, held: [] };
+        this.loading = { received: 0, total: frame.nodes + frame.edges };
+        return "loading";
+      case "topology.snapshot.chunk.v1": {
+        const p = this.#pending;
+        if (!p || p.mirror.rev !== frame.rev) return this.#reject(`snapshot chunk for rev ${frame.rev} without its begin`);
+        for (const n of frame.nodes) p.mirror.nodes.set(n.id, n);
+        for (const e of frame.edges) p.mirror.edges.set(e.id, e);
+        p.chunks++;
+        this.loading = { received: p.mirror.nodes.size + p.mirror.edges.size, total: p.total };
+        return "loading";
+      }
+      case "topology.snapshot.end.v1": {
+        const p = this.#pending;
+        this.#pending = null;
+        this.loading = null;
+        if (!p || p.mirror.rev !== frame.rev || p.chunks !== frame.chunks) {
+          return this.#reject(`snapshot rev ${frame.rev} ended with ${p?.chunks ?? 0} of its ${frame.chunks} chunks`);
+        }
+        // the deltas that crossed the snapshot on the wire: those past its rev, once each, in rev order
+        for (const d of p.held.sort((a, b) => a.rev - b.rev)) applyDelta(p.mirror, d);
+        this.#mirror = p.mirror;
+        this.#awaitingSnapshot = false;
+        this.#healthDirty = true;
+        this.#flush();
+        return "snapshot";
+      }
+      case "health.state.begin.v1":
+        this.#pendingHealth = { seq: frame.seq, chunks: 0, entities: [], edges: [], impact: [], held: [] };
+        return "loading";
+      case "health.state.chunk.v1": {
+        const p = this.#pendingHealth;
+        if (!p || p.seq !== frame.seq) return this.#reject(`health state chunk for seq ${frame.seq} without its begin`);
+        p.entities.push(...frame.entities);
+        p.edges.push(...frame.edges);
+        p.impact.push(...frame.impact);
+        p.chunks++;
+        return "loading";
+      }
+      case "health.state.end.v1": {
+        const p = this.#pendingHealth;
+        this.#pendingHealth = null;
+        if (!p || p.seq !== frame.seq || p.chunks !== frame.chunks) {
+          return this.#reject(`health state seq ${frame.seq} ended with ${p?.chunks ?? 0} of its ${frame.chunks} chunks`);
+        }
+        this.#foldHealth({ ...p, cleared: true });
+        for (const d of p.held) if (d.seq > p.seq) this.#foldHealth({ ...d, cleared: false });
+        return "applied";
+      }
+      case "health.state.v1":
+        this.#pendingHealth = null;
+        this.#foldHealth({ ...frame, cleared: true });
+        return "applied";
+      case "health.delta.v1":
+        if (this.#pendingHealth) {
+          this.#pendingHealth.held.push(frame);
+          return "held";
+        }
+        this.#foldHealth({ ...frame, cleared: false });
+        return "applied";
     }
-    if (frame.schema === "health.state.v1" || frame.schema === "health.delta.v1") {
-      if (frame.schema === "health.state.v1") {
-        this.#health.clear();
-        this.#impact.clear();
-        this.#edgeHealth.clear();
-      } else {
-        for (const id of frame.impactCleared) this.#impact.delete(id);
-        for (const id of frame.edgesCleared) this.#edgeHealth.delete(id);
-      }
-      for (const e of frame.entities) {
-        if (e.health === "ok" && e.alerts.length === 0) this.#health.delete(e.id);
-        else this.#health.set(e.id, e.health);
-      }
-      for (const e of frame.impact) this.#impact.set(e.id, e);
-      for (const e of frame.edges) this.#edgeHealth.set(e.id, e);
-      this.#healthDirty = true;
-      this.#flushTimer ??= setTimeout(() => this.#flush(), FLUSH_MS);
-      return "applied";
+    if (this.#pending) {
+      this.#pending.held.push(frame);
+      return "held";
     }
     if (this.#awaitingSnapshot) return "ignored";
     if (!applyDelta(this.#mirror, frame)) return "stale";
     if (this.#health.size || this.#impact.size || this.#edgeHealth.size) this.#healthDirty = true;
     this.#flushTimer ??= setTimeout(() => this.#flush(), FLUSH_MS);
     return "applied";
+  }
+
+  /** Folds a health state (`cleared`: it replaces all health) or a delta into the health maps. */
+  #foldHealth(f: { cleared: true; entities: HealthEntry[]; edges: EdgeHealth[]; impact: ImpactEntry[] } | (HealthDelta & { cleared: false })): void {
+    if (f.cleared) {
+      this.#health.clear();
+      this.#impact.clear();
+      this.#edgeHealth.clear();
+    } else {
+      for (const id of f.impactCleared) this.#impact.delete(id);
+      for (const id of f.edgesCleared) this.#edgeHealth.delete(id);
+    }
+    for (const e of f.entities) {
+      if (e.health === "ok" && e.alerts.length === 0) this.#health.delete(e.id);
+      else this.#health.set(e.id, e.health);
+    }
+    for (const e of f.impact) this.#impact.set(e.id, e);
+    for (const e of f.edges) this.#edgeHealth.set(e.id, e);
+    this.#healthDirty = true;
+    this.#flushTimer ??= setTimeout(() => this.#flush(), FLUSH_MS);
   }
 
   /**
@@ -187,6 +289,9 @@ export class TopologyState {
       timer = undefined;
       this.retryAt = null;
       this.#awaitingSnapshot = true;
+      this.#pending = null;
+      this.#pendingHealth = null;
+      this.loading = null;
       const ws = new WS(url);
       socket = ws;
       ws.onmessage = (ev: MessageEvent) => {
@@ -203,6 +308,7 @@ export class TopologyState {
       ws.onclose = () => {
         if (socket !== ws) return;
         socket = null;
+        this.loading = null;
         if (stopped) return;
         this.status = "reconnecting";
         const ceiling = Math.min(maxDelay, minDelay * 2 ** attempt++);
@@ -221,6 +327,7 @@ export class TopologyState {
       socket = null;
       this.status = "closed";
       this.retryAt = null;
+      this.loading = null;
     };
   }
 

@@ -8,11 +8,11 @@
 import { describe, expect, test } from "bun:test";
 import { z } from "zod";
 import { ContractError, validate } from "../../../pipelines/codec.ts";
-import { Alert, AlertBatch, GenericWebhook } from "../../../pipelines/contracts/alerts.ts";
+import { Alert, AlertBatch, GenericAlert, GenericEnvelope, GenericWebhook } from "../../../pipelines/contracts/alerts.ts";
 import { HealthDelta, type HealthEntry, type HealthState } from "../../../pipelines/contracts/health.ts";
 import { emptyBook, foldAlert, tickBook } from "../../../pipelines/stages/alerts/book.ts";
 import { EntityHealthIndex, healthOfEntity } from "../../../pipelines/stages/alerts/health.ts";
-import { AlertmanagerWebhook } from "../../../pipelines/contracts/vendors/alertmanager.ts";
+import { AlertmanagerAlert, AlertmanagerEnvelope, AlertmanagerWebhook } from "../../../pipelines/contracts/vendors/alertmanager.ts";
 import { healthFrameCoalescer, HealthDeltaMerge } from "../../../services/gateway/health.ts";
 
 /** A small deterministic PRNG, so a failure reproduces. */
@@ -167,6 +167,13 @@ describe("compiled schemas", () => {
     ["generic: nothing to map by (refinement)", GenericWebhook, { alerts: [{ severity: "warning" }] }],
     ["generic: bad time", GenericWebhook, { fingerprint: "f", at: "yesterday" }],
     ["alertmanager: wrong version", AlertmanagerWebhook, { version: "3", groupKey: "g", status: "firing", receiver: "r", alerts: [] }],
+    // what the ingest compiles to validate a payload's envelope, then each alert alone
+    ["generic envelope: one alert", GenericEnvelope, { fingerprint: "f", target: { host: "h" } }],
+    ["generic envelope: no alerts", GenericEnvelope, { alerts: [] }],
+    ["generic alert: nothing to map by (refinement)", GenericAlert, { severity: "warning" }],
+    ["alertmanager envelope: alerts left unread", AlertmanagerEnvelope, { version: "4", groupKey: "g", status: "firing", receiver: "r", alerts: [{ status: "odd" }, 1] }],
+    ["alertmanager envelope: no groupKey", AlertmanagerEnvelope, { version: "4", status: "firing", receiver: "r", alerts: [] }],
+    ["alertmanager alert: bad status, labels not strings", AlertmanagerAlert, { status: "odd", labels: { a: 1 }, startsAt: "x" }],
   ];
   for (const [name, schema, value] of cases) {
     test(`${name}: same result and same message`, () => {

@@ -43,8 +43,30 @@ export function planTick(events: number[], start: number, intervalMs: number, bu
   return out;
 }
 
-/** The next tick's deadline after one that started at deadline k: k+1, or later when the tick overran (ticks skipped). */
+/**
+ * The next tick after one that started at deadline k: k+1, or, when the tick overran, the interval `now` is in (that
+ * tick starts late, at once, and spreads its scans over what is left of it): only intervals wholly missed are skipped.
+ */
 export function nextTick(startedAt: number, intervalMs: number, k: number, now: number): { k: number; skipped: number } {
-  const due = Math.max(k + 1, Math.ceil((now - startedAt) / intervalMs));
+  const due = Math.max(k + 1, Math.floor((now - startedAt) / intervalMs));
   return { k: due, skipped: due - (k + 1) };
+}
+
+/** DiscoveryBatch.intervalMs allows 1 s to 31 days. */
+const clampInterval = (ms: number) => Math.min(31 * 86_400_000, Math.max(1000, ms));
+
+/**
+ * The interval the simulator declares on its discovery batches, given the periods its recent ticks held (each a
+ * multiple of the interval, the current tick's expected one included) and what it declared last. None while every
+ * tick keeps the interval. Behind: 1.5 × the longest recent period, rounded up to a power-of-two multiple of the
+ * interval, so aging allows for a tick somewhat slower than any recent one, and the declaration (stored per source by
+ * the topology service) changes seldom. Back on time after that: the interval itself, since a declaration holds until
+ * another replaces it.
+ */
+export function declaredInterval(periods: number[], intervalMs: number, previous: number | undefined): number | undefined {
+  const worst = Math.max(intervalMs, ...periods);
+  if (worst <= intervalMs) return previous === undefined ? undefined : clampInterval(intervalMs);
+  let m = 1;
+  while (m * intervalMs < 1.5 * worst) m *= 2;
+  return clampInterval(m * intervalMs);
 }

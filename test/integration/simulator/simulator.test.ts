@@ -181,10 +181,11 @@ describe("pacing", () => {
     expect(times.at(-1)!).toBeGreaterThan(1700);
   });
 
-  test("ticks run on deadlines: the next one is start + k × interval, skipping the ones an overrun missed", () => {
+  test("ticks run on deadlines: the next one is start + k × interval; after an overrun, the one whose interval it is (late), skipping only intervals wholly missed", () => {
     expect(nextTick(0, 1000, 0, 400)).toEqual({ k: 1, skipped: 0 });
     expect(nextTick(0, 1000, 3, 3999)).toEqual({ k: 4, skipped: 0 });
-    expect(nextTick(0, 1000, 3, 6500)).toEqual({ k: 7, skipped: 3 });
+    expect(nextTick(0, 1000, 3, 4200)).toEqual({ k: 4, skipped: 0 });
+    expect(nextTick(0, 1000, 3, 6500)).toEqual({ k: 6, skipped: 2 });
   });
 });
 

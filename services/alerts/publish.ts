@@ -20,8 +20,9 @@
  * close that gap for one process, but a map of ~10k ids/s cost the ingest more CPU than the load left it.)
  */
 import { z } from "zod";
-import { ContractError, MAX_MESSAGE_BYTES, validate } from "../../pipelines/codec.ts";
+import { ContractError, validate } from "../../pipelines/codec.ts";
 import { Alert, MAX_ALERTS_PER_MESSAGE, type AlertBatch } from "../../pipelines/contracts/alerts.ts";
+import { splitToFit } from "../../pipelines/contracts/split.ts";
 import { stableId } from "../../pipelines/stages/alerts/normalize.ts";
 import type { Bus } from "../shared/bus.ts";
 
@@ -51,12 +52,13 @@ export function alertBatchMessage(source: string, alerts: Alert[]): { batchId: s
   return { batchId, bytes: new TextEncoder().encode(JSON.stringify(msg)) };
 }
 
-/** A message must stay under the NATS payload limit: 1000 alerts of up to ~64 labels could exceed it. */
+/**
+ * A message must stay under the limit: 1000 alerts of up to ~64 labels could exceed it. Chunks are already cut by
+ * count, so no size estimate (zero): each is encoded once and halved only when over; one alert over the limit alone
+ * fails its callers with an OversizedItemError naming it.
+ */
 function splitBySize(source: string, alerts: Alert[]): { batchId: string; bytes: Uint8Array }[] {
-  const m = alertBatchMessage(source, alerts);
-  if (m.bytes.byteLength <= MAX_MESSAGE_BYTES || alerts.length === 1) return [m];
-  const half = Math.ceil(alerts.length / 2);
-  return [...splitBySize(source, alerts.slice(0, half)), ...splitBySize(source, alerts.slice(half))];
+  return splitToFit(alerts, { schema: "alert.v1", maxCount: MAX_ALERTS_PER_MESSAGE, sizeOf: () => 0, overheadBytes: 0, encode: (part) => alertBatchMessage(source, part), describe: (a) => `alert ${a.id} from ${a.source}` });
 }
 
 export interface AlertPublisherOptions {

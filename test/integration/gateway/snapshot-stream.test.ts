@@ -203,3 +203,38 @@ test("a client that stops reading is closed once it is over the backpressure lim
   // the reader was not held back by the stalled one
   await waitFor(() => readerRev === rev, "reader has every delta");
 }, 120_000);
+
+test("after a gap in revs the gateway resyncs and streams the new snapshot to a connected client, in chunks", async () => {
+  const truth = estate({ hosts: 60, procs: 3, rev: 1, pad: 200 });
+  const LIMIT = 8 * 1024;
+  const gw = await gatewayOver(truth, { maxFrameBytes: LIMIT });
+  const begins: number[] = [];
+  let building: Mirror | null = null;
+  let client: Mirror | null = null;
+  let maxFrame = 0;
+  const ws = new WebSocket(gw.url);
+  cleanups.push(() => ws.close());
+  ws.onmessage = (ev) => {
+    const text = String(ev.data);
+    maxFrame = Math.max(maxFrame, Buffer.byteLength(text));
+    const f = WsFrame.parse(JSON.parse(text));
+    if (f.schema === "topology.snapshot.begin.v1") {
+      begins.push(f.rev);
+      building = { rev: f.rev, nodes: new Map(), edges: new Map() };
+    } else if (f.schema === "topology.snapshot.chunk.v1") {
+      for (const n of f.nodes) building!.nodes.set(n.id, n);
+      for (const e of f.edges) building!.edges.set(e.id, e);
+    } else if (f.schema === "topology.snapshot.end.v1") client = building;
+    else if (f.schema === "topology.delta.v1" && client) applyDelta(client, f);
+  };
+  await waitFor(() => client?.rev === 1, "first snapshot");
+  // rev 3 without rev 2: the gateway's mirror sees a gap and asks the topology service for a snapshot again
+  const lost = churnDelta(2);
+  applyDelta(truth, lost);
+  await gw.topo.publish(churnDelta(3));
+  await waitFor(() => client?.rev === 3, "the resync's snapshot");
+  expect(begins).toEqual([1, 3]);
+  expect(maxFrame).toBeLessThanOrEqual(LIMIT);
+  expect([...client!.nodes.keys()].sort()).toEqual([...truth.nodes.keys()].sort());
+  expect(gw.lines.some((l) => l.msg === "gap in topology revs; resyncing")).toBe(true);
+}, 60_000);

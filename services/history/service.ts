@@ -56,7 +56,7 @@ export async function startHistoryService(deps: {
       maxBatch: 32,
       onError: (e) => log.warn("delta batch not stored", { error: String(e) }),
       onHold: (attempt, e) => {
-        if (attempt === 1 || attempt % 10 === 0) log.warn("history store unavailable; holding the delta batch and retrying", { attempt, error: String(e) });
+        log.warn("history store unavailable; holding the delta batch and retrying", { attempt, error: String(e) });
       },
     },
   );

@@ -77,7 +77,7 @@ export async function startMetricsService(deps: { bus: Bus; store: SeriesStore; 
     },
     onError: (e) => log.warn("metric insert failed", { error: String(e) }),
     onHold: (attempt, e) => {
-      if (attempt === 1 || attempt % 10 === 0) log.warn("metric store unavailable; holding the insert and retrying", { attempt, error: String(e) });
+      log.warn("metric store unavailable; holding the insert and retrying", { attempt, error: String(e) });
     },
   });
 

@@ -226,7 +226,7 @@ export async function startTopologyService(deps: {
       pullWindow: 1000,
       onError: (e) => log.warn("discovery batch failed", { error: String(e) }),
       onHold: (attempt, e) => {
-        if (attempt === 1 || attempt % 10 === 0) log.warn("graph store unavailable; holding the discovery batch and retrying", { attempt, error: String(e) });
+        log.warn("graph store unavailable; holding the discovery batch and retrying", { attempt, error: String(e) });
       },
     },
   );

@@ -79,6 +79,8 @@ export interface Topology {
     cypherRpc: string;
     /** core NATS request/reply: AlertsQuery → AlertsList | health.state.v1 | not_ready, answered by the alerts service */
     alertsRpc: string;
+    /** core NATS request/reply: IngestQuery → IngestRejected, answered by every ingest instance (ask with requestMany) */
+    ingestRpc: string;
     jobs: {
       /** every run of the JOBS stream */
       all: string;
@@ -150,6 +152,7 @@ export function topologyFor(prefix = "orrery"): Topology {
     snapshotRpc: `${prefix}.rpc.topology.snapshot`,
     cypherRpc: `${prefix}.rpc.graph.cypher`,
     alertsRpc: `${prefix}.rpc.alerts`,
+    ingestRpc: `${prefix}.rpc.ingest`,
     jobs: {
       all: `${prefix}.jobs.v1.>`,
       queue: (type) => `${prefix}.jobs.v1.${type}.any`,

@@ -119,6 +119,25 @@ export const RejectedAlerts = z.object({
 });
 export type RejectedAlerts = z.infer<typeof RejectedAlerts>;
 
+/** Request/reply with the ingest instances (subject `<prefix>.rpc.ingest`); each answers IngestRejected. */
+export const IngestQuery = z.discriminatedUnion("op", [z.object({ op: z.literal("rejected"), limit: z.number().int().min(1).max(10_000).default(1000) })]);
+export type IngestQuery = z.input<typeof IngestQuery>;
+/** One ingest instance's refusals; `instance` tells the instances apart (its host:port). */
+export const IngestRejected = RejectedAlerts.extend({ instance: z.string() });
+export type IngestRejected = z.infer<typeof IngestRejected>;
+/**
+ * The refusals of every ingest instance that answered (GET /api/alerts/rejected on the gateway): counts summed, the
+ * latest `limit` refusals newest first. `note` says why the list may be incomplete (no instance answered, say).
+ */
+export const RejectedAlertsMerged = z.object({
+  total: z.number().int().nonnegative(),
+  bySource: z.record(z.string(), z.number().int().nonnegative()),
+  alerts: z.array(RejectedAlert.extend({ instance: z.string() })),
+  instances: z.array(z.string()),
+  note: z.string().optional(),
+});
+export type RejectedAlertsMerged = z.infer<typeof RejectedAlertsMerged>;
+
 /** An alert as the alerts service holds it (GET /api/alerts, /api/alerts/unmapped). */
 export const AlertView = z.object({
   fingerprint: Id,
@@ -152,7 +171,27 @@ export const AlertsQuery = z.discriminatedUnion("op", [
     /** the reader accepts health.state.v1 in several messages (HealthStatePart) when it exceeds one */
     parts: z.boolean().default(false),
   }),
+  /** events the book ignored as older than the alert's last one: AlertsIgnored */
+  z.object({ op: z.literal("ignored"), limit: z.number().int().min(1).max(10_000).default(100) }),
 ]);
 export type AlertsQuery = z.input<typeof AlertsQuery>;
+
+/** An alert event the alerts service did not fold because it was older than what it holds (IgnoredEvent of its book). */
+export const IgnoredAlertEvent = z.object({
+  fingerprint: z.string(),
+  id: z.string(),
+  state: AlertState,
+  /** the event's time and that of the last event folded for its fingerprint (the source's clock) */
+  at: EpochMs,
+  lastAt: EpochMs,
+  lastState: AlertState,
+  reason: z.string(),
+  /** when the service ignored it */
+  ignoredAt: EpochMs,
+});
+export type IgnoredAlertEvent = z.infer<typeof IgnoredAlertEvent>;
+/** How many events the alerts service ignored since it started, and the latest it kept, newest first. */
+export const AlertsIgnored = z.object({ ignored: z.number().int().nonnegative(), events: z.array(IgnoredAlertEvent) });
+export type AlertsIgnored = z.infer<typeof AlertsIgnored>;
 export const AlertsList = z.object({ alerts: z.array(AlertView), total: z.number().int().nonnegative() });
 export type AlertsList = z.infer<typeof AlertsList>;

@@ -1,12 +1,12 @@
 /**
  * The alerts service's client, for other processes: its NATS request/reply (<prefix>.rpc.alerts) — current alerts,
- * unmapped alerts, one alert's entities, health.state.v1 — and the publisher that puts alerts on its stream.
+ * unmapped alerts, one alert's entities, the events it ignored as older than what it holds, health.state.v1 — and the publisher that puts alerts on its stream.
  * Answers come back as values; a service that does not answer, is replaying or refuses is an AlertsClientError.
  */
 import { createInbox } from "@nats-io/transport-node";
 import { z } from "zod";
 import { decode } from "../../pipelines/codec.ts";
-import { AlertsList, type AlertsQuery } from "../../pipelines/contracts/alerts.ts";
+import { AlertsIgnored, AlertsList, type AlertsQuery } from "../../pipelines/contracts/alerts.ts";
 import { HealthState, HealthStatePart, NotReady } from "../../pipelines/contracts/health.ts";
 import { alertSubjects } from "../../pipelines/streams.ts";
 import type { Bus } from "../shared/bus.ts";
@@ -25,7 +25,7 @@ export class AlertsClientError extends Error {
   }
 }
 
-const Reply = z.union([AlertsList, HealthState, NotReady, z.object({ error: z.string() })]);
+const Reply = z.union([AlertsList, AlertsIgnored, HealthState, NotReady, z.object({ error: z.string() })]);
 const StatePiece = z.union([HealthStatePart, HealthState, NotReady, z.object({ error: z.string() })]);
 
 async function ask(bus: Bus, q: AlertsQuery, timeoutMs: number): Promise<z.infer<typeof Reply>> {
@@ -42,9 +42,16 @@ async function ask(bus: Bus, q: AlertsQuery, timeoutMs: number): Promise<z.infer
 }
 
 /** Current (not resolved) alerts, of one entity or all; the alerts no topology entity matched; or one alert. */
-export async function listAlerts(bus: Bus, q: Exclude<AlertsQuery, { op: "health" }>, timeoutMs = 5000): Promise<AlertsList> {
+export async function listAlerts(bus: Bus, q: Exclude<AlertsQuery, { op: "health" | "ignored" }>, timeoutMs = 5000): Promise<AlertsList> {
   const r = await ask(bus, q, timeoutMs);
   if (!("alerts" in r)) throw new AlertsClientError("bad_reply", "unexpected reply from the alerts service");
+  return r;
+}
+
+/** How many events the alerts service ignored as older than the alert's last one, and the latest `limit`, newest first. */
+export async function listIgnored(bus: Bus, limit = 100, timeoutMs = 5000): Promise<AlertsIgnored> {
+  const r = await ask(bus, { op: "ignored", limit }, timeoutMs);
+  if (!("events" in r)) throw new AlertsClientError("bad_reply", "unexpected reply from the alerts service");
   return r;
 }
 

@@ -16,7 +16,7 @@
 import { DeliverPolicy, type JsMsg } from "@nats-io/jetstream";
 import { z } from "zod";
 import { decode, encode, MAX_MESSAGE_BYTES, validate } from "../../pipelines/codec.ts";
-import { AlertBatch, AlertsQuery, type Alert, type AlertView, type AlertsList } from "../../pipelines/contracts/alerts.ts";
+import { AlertBatch, AlertsQuery, type Alert, type AlertView, type AlertsIgnored, type AlertsList } from "../../pipelines/contracts/alerts.ts";
 import { HealthDelta, HealthState, type HealthDeltaInput, type HealthEntry, type NotReady } from "../../pipelines/contracts/health.ts";
 import type { TopologyDelta, TopologySnapshot, TopoNode } from "../../pipelines/contracts/topology.ts";
 import type { Mirror } from "../../pipelines/stages/apply-delta.ts";
@@ -378,7 +378,9 @@ export async function startAlertsService(deps: {
   tick();
   const timer = setInterval(tick, deps.tickMs ?? 1000);
 
-  function answer(q: ReturnType<typeof AlertsQuery.parse>): AlertsList | HealthState | NotReady {
+  function answer(q: ReturnType<typeof AlertsQuery.parse>): AlertsList | AlertsIgnored | HealthState | NotReady {
+    // what the fold ignored is true while replaying too (replay folds the same way), so it is answered at once
+    if (q.op === "ignored") return { ignored: book.ignored.total, events: book.ignored.recent.slice(-q.limit).reverse() };
     if (!ready) return { error: `alerts service not ready: ${notReadyWhy}`, code: "not_ready" };
     if (q.op === "health") {
       const entities = [...published.values()];

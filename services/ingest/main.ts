@@ -9,7 +9,8 @@ import { connectBus } from "../shared/bus.ts";
 import { BusKeys, LogKeys, natsOptions, onShutdown, parseEnv } from "../shared/config.ts";
 import { makeLogger, ready } from "../shared/log.ts";
 import { listenOrExit } from "../shared/ports.ts";
-import { startIngestServer } from "./server.ts";
+import { RejectedLog } from "./rejected.ts";
+import { serveIngestRpc, startIngestServer } from "./server.ts";
 import { jetStreamPublisher, remoteWriteHandler } from "./remote-write.ts";
 
 const cfg = parseEnv(
@@ -32,14 +33,19 @@ const remoteWrite = remoteWriteHandler({
   },
   onError: (e) => log.warn("remote write publish failed", { error: String(e) }),
 });
+const rejected = new RejectedLog();
 const server = await listenOrExit({ service: "ingest", host: cfg.ORRERY_INGEST_HOST, port: cfg.ORRERY_INGEST_PORT, setting: "ORRERY_INGEST_PORT" }, () => startIngestServer({
   publishAlerts: alertPublisher(bus),
+  rejected,
   log,
   host: cfg.ORRERY_INGEST_HOST,
   port: cfg.ORRERY_INGEST_PORT,
   extraRoutes: { "/api/v1/write": { POST: remoteWrite } },
 }));
+// the gateway gathers every instance's refusals over NATS (GET /api/alerts/rejected there)
+const rpc = serveIngestRpc({ bus, rejected, instance: `${cfg.ORRERY_INGEST_HOST}:${server.port}`, log });
 onShutdown(async () => {
+  rpc.unsubscribe();
   await server.stop(true);
   await bus.close();
 });

@@ -8,9 +8,14 @@
  *   GET  /api/alerts/rejected[?limit=N]   refused alerts: counts per source since start, the latest (RejectedAlerts)
  *   GET  /healthz
  *   + extraRoutes, e.g. { "/api/v1/write": { POST: remoteWrite } }
+ * The same refusals are answered over NATS (<prefix>.rpc.ingest, serveIngestRpc) for the gateway, which asks every
+ * instance at once (services/ingest/client.ts).
  */
 import type { BunRequest, Server } from "bun";
-import type { Alert, RejectedAlerts } from "../../pipelines/contracts/alerts.ts";
+import type { Subscription } from "@nats-io/transport-node";
+import { decode, MAX_MESSAGE_BYTES } from "../../pipelines/codec.ts";
+import { IngestQuery, type Alert, type IngestRejected, type RejectedAlerts } from "../../pipelines/contracts/alerts.ts";
+import type { Bus } from "../shared/bus.ts";
 import { httpErrors, type Routes } from "../shared/http.ts";
 import type { Logger } from "../shared/log.ts";
 import type { PublishResult } from "../alerts/client.ts";
@@ -101,6 +106,34 @@ export function startIngestServer(deps: IngestDeps): Server<undefined> {
       const path = new URL(req.url).pathname;
       if (path.startsWith("/api/alerts/")) return Response.json({ error: `${req.method} not allowed on ${path}: POST alerts here` }, { status: 405 });
       return Response.json({ error: `no such endpoint: ${req.method} ${path}` }, { status: 404 });
+    },
+  });
+}
+
+/**
+ * Answers IngestQuery on <prefix>.rpc.ingest with this instance's refusals. Every instance subscribes without a
+ * queue group, so one request reaches them all. A list over one message keeps its newest refusals (the counts stay
+ * whole), halving until it fits: the reasons are up to 1000 characters each.
+ */
+export function serveIngestRpc(deps: { bus: Bus; rejected: RejectedLog; instance: string; log: Logger }): Subscription {
+  const enc = new TextEncoder();
+  return deps.bus.nc.subscribe(deps.bus.topo.subjects.ingestRpc, {
+    callback: (err, msg) => {
+      if (err || !msg.reply) return;
+      let bytes: Uint8Array;
+      try {
+        const q = decode(IngestQuery, "ingest.query", msg.data);
+        const r: IngestRejected = { ...deps.rejected.list(q.limit), instance: deps.instance };
+        bytes = enc.encode(JSON.stringify(r));
+        while (bytes.byteLength > MAX_MESSAGE_BYTES && r.alerts.length) {
+          r.alerts = r.alerts.slice(Math.ceil(r.alerts.length / 2));
+          bytes = enc.encode(JSON.stringify(r));
+        }
+      } catch (e) {
+        deps.log.warn("ingest query refused", { error: String(e) });
+        bytes = enc.encode(JSON.stringify({ error: e instanceof Error ? e.message : String(e), instance: deps.instance }));
+      }
+      msg.respond(bytes);
     },
   });
 }

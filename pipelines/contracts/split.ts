@@ -58,21 +58,8 @@ export interface SplitOptions<T, E extends { bytes: Uint8Array }> {
 /** Splits `items` under both limits; parts keep the items' order. An empty batch gives no parts. */
 export function splitToFit<T, E extends { bytes: Uint8Array }>(items: readonly T[], o: SplitOptions<T, E>): Part<T, E>[] {
   const maxBytes = o.maxBytes ?? MAX_MESSAGE_BYTES;
-  if (!(o.maxCount >= 1)) throw new RangeError(`maxCount must be ≥ 1, got ${o.maxCount}`);
   const out: Part<T, E>[] = [];
-  // greedy packing by estimate: [start, end) ranges
-  let start = 0;
-  let bytes = o.overheadBytes;
-  for (let i = 0; i < items.length; i++) {
-    const size = o.sizeOf(items[i]!) + 1; // and its comma
-    if (i > start && (i - start >= o.maxCount || bytes + size > maxBytes)) {
-      emit(start, i);
-      start = i;
-      bytes = o.overheadBytes;
-    }
-    bytes += size;
-  }
-  if (items.length > start) emit(start, items.length);
+  for (const [from, to] of packRanges(items, o.sizeOf, o.overheadBytes, o.maxCount, maxBytes)) emit(from, to);
   return out;
 
   // encode and measure; halve a part the estimate got wrong
@@ -83,22 +70,42 @@ export function splitToFit<T, E extends { bytes: Uint8Array }>(items: readonly T
       out.push({ ...e, start: from, items: part });
       return;
     }
-    if (to - from === 1) {
-      const err = new OversizedItemError(o.schema, from, e.bytes.byteLength, maxBytes, describeItem(part[0]!));
-      if (!o.onOversized) throw err;
-      o.onOversized(err);
-      return;
-    }
+    if (to - from === 1) return refuse(o, from, part[0]!, e.bytes.byteLength, maxBytes);
     const mid = from + Math.ceil((to - from) / 2);
     emit(from, mid);
     emit(mid, to);
   }
+}
 
-  function describeItem(item: T): string {
-    if (o.describe) return o.describe(item);
-    const s = JSON.stringify(item);
-    return s.length > 120 ? `${s.slice(0, 120)}…` : s;
+/** Greedy packing by estimate: [from, to) ranges of at most maxCount items and maxBytes estimated bytes. */
+function packRanges<T>(items: readonly T[], sizeOf: (item: T) => number, overheadBytes: number, maxCount: number, maxBytes: number): [number, number][] {
+  if (!(maxCount >= 1)) throw new RangeError(`maxCount must be ≥ 1, got ${maxCount}`);
+  const out: [number, number][] = [];
+  let start = 0;
+  let bytes = overheadBytes;
+  for (let i = 0; i < items.length; i++) {
+    const size = sizeOf(items[i]!) + 1; // and its comma
+    if (i > start && (i - start >= maxCount || bytes + size > maxBytes)) {
+      out.push([start, i]);
+      start = i;
+      bytes = overheadBytes;
+    }
+    bytes += size;
   }
+  if (items.length > start) out.push([start, items.length]);
+  return out;
+}
+
+/** An item over the limit alone: thrown, or handed to onOversized (and left out). */
+function refuse<T>(o: { schema: string; describe?: (item: T) => string; onOversized?: (e: OversizedItemError) => void }, index: number, item: T, bytes: number, limit: number): void {
+  let what = o.describe?.(item);
+  if (what === undefined) {
+    const s = JSON.stringify(item);
+    what = s.length > 120 ? `${s.slice(0, 120)}…` : s;
+  }
+  const err = new OversizedItemError(o.schema, index, bytes, limit, what);
+  if (!o.onOversized) throw err;
+  o.onOversized(err);
 }
 
 const utf8 = (s: string) => Buffer.byteLength(s);
@@ -180,39 +187,60 @@ function describeEvent(e: DiscoveryEvent): string {
   }
 }
 
-/** Wider than any real part number, so a part measured with it never grows when it gets its real number. */
-const PART_PLACEHOLDER = 2 ** 31 - 1;
-
 export interface DiscoverySplitOptions {
   maxBytes?: number;
   maxCount?: number;
+  /** restamp the batches' `at` (the simulator sends a scan later than it made it) */
+  at?: number;
+  /** declare this reporting interval on the batches (DiscoveryBatch.intervalMs) */
+  intervalMs?: number;
   onOversized?: (e: OversizedItemError) => void;
 }
 
+export interface DiscoveryMessage {
+  batch: DiscoveryBatch;
+  /** the batch as validated and encoded: publish these bytes */
+  bytes: Uint8Array;
+}
+
 /**
- * The batches of one scan (same source, host, scanId), re-cut so every part fits, and numbered part 0..n-1 of n
- * across the scan (the topology stage waits for all n parts of a full scan). A scan with no events stays one empty
- * batch: it still says "this source is alive" (and, when full, "it has nothing"). Batches keep their `at`; the
- * caller may restamp it (a 13-digit epoch keeps the size).
+ * The batches of one scan (same source, host, scanId), re-cut so every part fits, numbered part 0..n-1 of n across
+ * the scan (the topology stage waits for all n parts of a full scan), each encoded once with its real numbers. A scan
+ * with no events stays one empty batch: it still says "this source is alive" (and, when full, "it has nothing").
  */
-export function discoveryBatches(scan: readonly DiscoveryBatch[], o: DiscoverySplitOptions = {}): DiscoveryBatch[] {
+export function discoveryMessages(scan: readonly DiscoveryBatch[], o: DiscoverySplitOptions = {}): DiscoveryMessage[] {
   const first = scan[0];
   if (!first) return [];
-  const { events: _, part: _p, parts: _n, ...envelope } = first;
+  const { events: _e, part: _p, parts: _n, ...rest } = first;
+  const envelope = { ...rest, ...(o.at === undefined ? {} : { at: o.at }), ...(o.intervalMs === undefined ? {} : { intervalMs: o.intervalMs }) };
   const events = scan.length === 1 ? first.events : scan.flatMap((b) => b.events);
-  if (!events.length) return [{ ...envelope, part: 0, parts: 1, events: [] }];
-  const parts = splitToFit(events, {
-    schema: "discovery.v1",
-    maxCount: Math.min(o.maxCount ?? MAX_DISCOVERY_EVENTS, MAX_DISCOVERY_EVENTS),
-    maxBytes: o.maxBytes,
-    sizeOf: (e) => utf8(JSON.stringify(e)),
-    overheadBytes: utf8(JSON.stringify({ ...envelope, part: PART_PLACEHOLDER, parts: PART_PLACEHOLDER, events: [] })),
-    encode: (part) => ({
-      bytes: encode(DiscoveryBatchCompiled, "discovery.v1", { ...envelope, part: PART_PLACEHOLDER, parts: PART_PLACEHOLDER, events: part }, Number.POSITIVE_INFINITY),
-    }),
-    describe: describeEvent,
-    onOversized: o.onOversized,
-  });
-  if (!parts.length) return [{ ...envelope, part: 0, parts: 1, events: [] }];
-  return parts.map((p, i) => ({ ...envelope, part: i, parts: parts.length, events: p.items }));
+  const maxBytes = o.maxBytes ?? MAX_MESSAGE_BYTES;
+  const opts = { schema: "discovery.v1", describe: describeEvent, onOversized: o.onOversized };
+  const message = (part: number, parts: number, evs: DiscoveryEvent[]): DiscoveryMessage => {
+    const batch: DiscoveryBatch = { ...envelope, part, parts, events: evs };
+    return { batch, bytes: encode(DiscoveryBatchCompiled, "discovery.v1", batch, Number.POSITIVE_INFINITY) };
+  };
+  // ranges by estimate (part numbers counted at their widest), then each part encoded once with its real numbers;
+  // when the estimate was wrong, the part over the limit is halved and the scan renumbered and encoded again
+  let ranges = packRanges(events, (e) => utf8(JSON.stringify(e)), utf8(JSON.stringify({ ...envelope, part: 2 ** 31, parts: 2 ** 31, events: [] })), Math.min(o.maxCount ?? MAX_DISCOVERY_EVENTS, MAX_DISCOVERY_EVENTS), maxBytes);
+  for (;;) {
+    if (!ranges.length) return [message(0, 1, [])];
+    const out = ranges.map(([from, to], i) => message(i, ranges.length, events.slice(from, to)));
+    if (out.every((m) => m.bytes.byteLength <= maxBytes)) return out;
+    ranges = ranges.flatMap(([from, to], i): [number, number][] => {
+      const bytes = out[i]!.bytes.byteLength;
+      if (bytes <= maxBytes) return [[from, to]];
+      if (to - from === 1) {
+        refuse(opts, from, events[from]!, bytes, maxBytes);
+        return [];
+      }
+      const mid = from + Math.ceil((to - from) / 2);
+      return [[from, mid], [mid, to]];
+    });
+  }
+}
+
+/** discoveryMessages without the bytes, for a publisher that encodes itself. */
+export function discoveryBatches(scan: readonly DiscoveryBatch[], o: DiscoverySplitOptions = {}): DiscoveryBatch[] {
+  return discoveryMessages(scan, o).map((m) => m.batch);
 }

@@ -1,7 +1,6 @@
 /** The agent loop: scan → diff → publish discovery batches and metric samples; a full state every N scans. */
-import { DiscoveryBatch } from "../../pipelines/contracts/discovery.ts";
-import { discoveryBatches, metricBatches, type OversizedItemError } from "../../pipelines/contracts/split.ts";
-import { publishEvent, type Bus } from "../shared/bus.ts";
+import { discoveryMessages, metricBatches, type OversizedItemError } from "../../pipelines/contracts/split.ts";
+import type { Bus } from "../shared/bus.ts";
 import type { Logger } from "../shared/log.ts";
 import type { HostScan } from "../../pipelines/contracts/host-scan.ts";
 import { emptyAgentState, scanToBatches } from "../../pipelines/stages/agent-diff.ts";
@@ -49,9 +48,9 @@ export function makeAgent(bus: Bus, log: Logger, o: AgentOptions): Agent & { sta
     // One event or sample too large for any message (a process with megabytes of arguments) is named in the log and
     // left out; the rest of the scan is published.
     const refused = (e: OversizedItemError) => log.warn("left out of the scan: too large for one message", { scanId, schema: e.schema, item: e.item, bytes: e.bytes, limit: e.limit });
-    const batches = discoveryBatches(r.batches, { onOversized: refused });
-    for (const b of batches)
-      await publishEvent(bus, bus.topo.subjects.discovery(o.host), DiscoveryBatch, "discovery.v1", b, `${source}:${bootId}:${scanId}:${b.part}`);
+    const messages = discoveryMessages(r.batches, { onOversized: refused });
+    for (const m of messages)
+      await bus.js.publish(bus.topo.subjects.discovery(o.host), m.bytes, { msgID: `${source}:${bootId}:${scanId}:${m.batch.part}`, timeout: 30_000 });
     for (const m of metricBatches(r.samples, { source, idBase: `${source}:${bootId}:${scanId}`, onOversized: refused }))
       await bus.js.publish(bus.topo.subjects.metrics(source), m.bytes, { msgID: m.msgId, timeout: 30_000 });
     // Only once published is the scan the new baseline: a failed publish is retried as changes next time.
@@ -65,7 +64,7 @@ export function makeAgent(bus: Bus, log: Logger, o: AgentOptions): Agent & { sta
         log.warn("cannot see the sockets of some processes (run as root to see all)", { count: s.unreadablePids.length, processes: who.length ? who : s.unreadablePids.slice(0, 50) });
       }
     }
-    const report = { scanId, events: batches.reduce((n, b) => n + b.events.length, 0), batches: batches.length, samples: r.samples.length, sockets: s.sockets.length, unreadable: s.unreadablePids.length, ms: performance.now() - t0 };
+    const report = { scanId, events: messages.reduce((n, m) => n + m.batch.events.length, 0), batches: messages.length, samples: r.samples.length, sockets: s.sockets.length, unreadable: s.unreadablePids.length, ms: performance.now() - t0 };
     scanId++;
     return report;
   };

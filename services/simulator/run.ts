@@ -9,9 +9,9 @@
  * (DiscoveryBatch.intervalMs), so aging judges the hosts by what the simulator can do: none is marked stale for the
  * simulator's slowness.
  */
-import { DiscoveryBatch } from "../../pipelines/contracts/discovery.ts";
-import { discoveryBatches, metricBatches, type OversizedItemError } from "../../pipelines/contracts/split.ts";
-import { publishEvent, type Bus } from "../shared/bus.ts";
+import type { DiscoveryBatch } from "../../pipelines/contracts/discovery.ts";
+import { discoveryMessages, metricBatches, type OversizedItemError } from "../../pipelines/contracts/split.ts";
+import type { Bus } from "../shared/bus.ts";
 import type { Logger } from "../shared/log.ts";
 import type { SimConfig } from "./config.ts";
 import { makeEstate, scanEstate, type Estate } from "./estate.ts";
@@ -27,7 +27,7 @@ export interface TickReport {
   lateMs: number;
   /** from its start until every message of the tick was acked */
   tookMs: number;
-  /** since the previous tick ended (or this one's deadline): how far apart a host's reports are at this pace */
+  /** the interval, or when the tick overran, the time since the previous one ended: how far apart a host's reports are */
   periodMs: number;
   hosts: number;
   events: number;
@@ -97,7 +97,7 @@ export function startSimulator(bus: Bus, log: Logger, sim: SimConfig, o: Simulat
     };
     const byHost = new Map<string, DiscoveryBatch[]>();
     for (const b of batches) byHost.set(b.host, [...(byHost.get(b.host) ?? []), b]);
-    const groups = [...byHost.values()].map((g) => discoveryBatches(g, { onOversized }));
+    const groups = [...byHost.values()];
     const metrics = metricBatches(samples, { source: "sim", idBase: `sim:${boot}:${estate.tick}`, onOversized });
     // Expect this tick to take as long as the slowest recent one (and at least its own scan plus a little sending):
     // declare that before sending, so a host's next report is never later than what its last one promised.
@@ -122,15 +122,17 @@ export function startSimulator(bus: Bus, log: Logger, sim: SimConfig, o: Simulat
     };
     // one lane per kind, merged by time: discovery in host order, metric parts spread the same way
     let m = 0;
+    let discoveryCount = 0;
     for (const [i, g] of groups.entries()) {
       for (; m < metrics.length && metricTimes[m]! <= times[i]!; m++) await sendMetric(m);
       const due = bucket ? bucket.reserve(sizes[i]!, Math.max(times[i]!, Date.now())) : times[i]!;
       await sleepUntil(due);
       if (stopped) break;
-      const at = Math.round(Math.max(due, Date.now()));
-      for (const b of g) {
-        const batch = declared === undefined ? { ...b, at } : { ...b, at, intervalMs: declared };
-        await send(() => publishEvent(bus, bus.topo.subjects.discovery(b.host), DiscoveryBatch, "discovery.v1", batch, `${b.source}:${boot}:${b.scanId}:${b.part}`));
+      // cut and encoded when sent (stamped with the send time), so that work is spread over the tick too
+      for (const d of discoveryMessages(g, { at: Math.round(Math.max(due, Date.now())), intervalMs: declared, onOversized })) {
+        const b = d.batch;
+        discoveryCount++;
+        await send(() => bus.js.publish(bus.topo.subjects.discovery(b.host), d.bytes, { msgID: `${b.source}:${boot}:${b.scanId}:${b.part}`, timeout: 30_000 }).then(() => undefined));
       }
     }
     for (; m < metrics.length && !stopped; m++) await sendMetric(m);
@@ -144,7 +146,7 @@ export function startSimulator(bus: Bus, log: Logger, sim: SimConfig, o: Simulat
       hosts: groups.length,
       events: batches.reduce((n, b) => n + b.events.length, 0),
       samples: samples.length,
-      discoveryMessages: groups.reduce((n, g) => n + g.length, 0),
+      discoveryMessages: discoveryCount,
       metricMessages: metrics.length,
       refused,
       ...(declared === undefined ? {} : { declaredIntervalMs: declared }),
@@ -175,14 +177,16 @@ export function startSimulator(bus: Bus, log: Logger, sim: SimConfig, o: Simulat
       }
       const now = Date.now();
       const next = nextTick(startedAt, sim.intervalMs, k, now);
-      // how far apart a host's reports are at this pace: ticks start late, at once, after one that overran
-      const period = Math.max(sim.intervalMs, now - (lastEnd ?? deadline));
+      // overran: it ended after the next tick's deadline (a few ms of jitter between ticks is no overrun); then a
+      // host's reports are this far apart (the next tick starts late, at once)
+      const overran = now > deadline + sim.intervalMs;
+      const period = overran ? Math.max(sim.intervalMs, now - (lastEnd ?? deadline)) : sim.intervalMs;
       lastEnd = now;
       periods.push(period);
       if (periods.length > RECENT) periods.shift();
       if (done) {
         const report: TickReport = { ...done, periodMs: period, skipped: next.skipped };
-        if (period > sim.intervalMs) {
+        if (overran) {
           const s = period / 1000;
           log.warn(`tick overran its interval: ${report.hosts} hosts are scanned every ${period} ms, not every ${sim.intervalMs} ms`, {
             tookMs: report.tookMs,

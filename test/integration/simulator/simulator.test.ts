@@ -7,7 +7,7 @@ import { MetricBatch } from "../../../pipelines/contracts/metrics.ts";
 import { ageModel, applyDiscovery, emptyModel, type Changes } from "../../../pipelines/stages/topology/index.ts";
 import { loadSimConfig, parseChurn } from "../../../services/simulator/config.ts";
 import { DEFAULT_CHURN, makeEstate, NO_CHURN, scanEstate } from "../../../services/simulator/estate.ts";
-import { nextTick, planTick, TokenBucket } from "../../../services/simulator/pace.ts";
+import { declaredInterval, nextTick, planTick, TokenBucket } from "../../../services/simulator/pace.ts";
 import { startNats, type NatsServer } from "../../helpers/nats.ts";
 import { uniquePrefix, waitFor } from "../../helpers/tmp.ts";
 
@@ -186,6 +186,16 @@ describe("pacing", () => {
     expect(nextTick(0, 1000, 3, 3999)).toEqual({ k: 4, skipped: 0 });
     expect(nextTick(0, 1000, 3, 4200)).toEqual({ k: 4, skipped: 0 });
     expect(nextTick(0, 1000, 3, 6500)).toEqual({ k: 6, skipped: 2 });
+  });
+
+  test("the declared interval: none while on time; behind, 1.5 × the slowest recent period as a power-of-two multiple of the interval; back on time, the interval", () => {
+    expect(declaredInterval([5000, 5000], 5000, undefined)).toBeUndefined();
+    expect(declaredInterval([5000, 8000], 5000, undefined)).toBe(20_000); // 12 s → 4 × 5 s
+    expect(declaredInterval([5000, 6500], 5000, undefined)).toBe(10_000);
+    expect(declaredInterval([5000], 5000, 20_000)).toBe(5000);
+    // the contract's bounds: at least 1 s
+    expect(declaredInterval([100, 130], 100, undefined)).toBe(1000);
+    expect(declaredInterval([100], 100, 1000)).toBe(1000);
   });
 });
 

@@ -13,6 +13,8 @@ import { GRAPH_STATUS, HttpError, httpErrors, parseBody, type Routes } from "../
 import { healthFrameCoalescer, type HealthOverlay } from "./health.ts";
 import { healthStateFrames, SocketSender, topologySnapshotFrames } from "./snapshot-stream.ts";
 import type { ServerWebSocket } from "bun";
+import type { TopologyDelta } from "../../pipelines/contracts/topology.ts";
+import type { HealthDelta } from "../../pipelines/contracts/health.ts";
 
 /** Read-only Cypher is answered by the graph store's owner (the topology service) over NATS request/reply. */
 async function cypher(bus: Bus, req: Request): Promise<Response> {
@@ -127,14 +129,22 @@ export function startGatewayServer(deps: {
     return topologySnapshotFrames({ rev: m.rev, nodes: [...m.nodes.values()], edges: [...m.edges.values()] }, Date.now(), maxFrameBytes);
   };
   const healthNow = () => healthStateFrames(deps.health!.state(), maxFrameBytes);
-  const live = (frame: string) => {
+  // Deltas are bounded upstream (topology: 1500 items, health: one NATS message, though the coalescer may merge a
+  // burst of them), so they go as they are; one over the frame limit is said, at most once a minute.
+  let oversizeWarnedAt = -Infinity;
+  const live = (f: TopologyDelta | HealthDelta) => {
+    const frame = JSON.stringify(f);
+    if (frame.length > maxFrameBytes && performance.now() - oversizeWarnedAt > 60_000) {
+      oversizeWarnedAt = performance.now();
+      deps.log.warn("delta frame over the WebSocket frame limit", { schema: f.schema, bytes: Buffer.byteLength(frame), maxFrameBytes });
+    }
     for (const ws of sockets) ws.data.sender?.send(frame);
   };
 
   mirror.onFrame((f) => {
     // a resync: every browser gets the new snapshot in its own stream, never as one frame of the whole graph
     if (f.schema === "topology.snapshot.v1") for (const ws of sockets) ws.data.sender?.stream("topology", snapshotNow);
-    else live(JSON.stringify(f));
+    else live(f);
   });
 
   if (deps.health) {
@@ -142,7 +152,7 @@ export function startGatewayServer(deps: {
     const health = healthFrameCoalescer(
       (f) => {
         if (f.schema === "health.state.v1") for (const ws of sockets) ws.data.sender?.stream("health", healthNow);
-        else live(JSON.stringify(f));
+        else live(f);
       },
       { windowMs: deps.healthCoalesceMs },
     );

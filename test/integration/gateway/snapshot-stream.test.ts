@@ -238,3 +238,21 @@ test("after a gap in revs the gateway resyncs and streams the new snapshot to a 
   expect([...client!.nodes.keys()].sort()).toEqual([...truth.nodes.keys()].sort());
   expect(gw.lines.some((l) => l.msg === "gap in topology revs; resyncing")).toBe(true);
 }, 60_000);
+
+test("a delta over the frame limit still goes out whole, and the gateway says so", async () => {
+  const truth = estate({ hosts: 2, procs: 1, rev: 1 });
+  const gw = await gatewayOver(truth, { maxFrameBytes: 4096 });
+  const revs: number[] = [];
+  const ws = new WebSocket(gw.url);
+  cleanups.push(() => ws.close());
+  ws.onmessage = (ev) => {
+    const f = WsFrame.parse(JSON.parse(String(ev.data)));
+    if (f.schema === "topology.delta.v1") revs.push(f.rev);
+  };
+  await new Promise((ok) => (ws.onopen = ok));
+  const d = churnDelta(2);
+  d.nodesUpserted[0]!.props.blob = "z".repeat(8000);
+  await gw.topo.publish(d);
+  await waitFor(() => revs.includes(2), "the large delta");
+  expect(gw.lines.find((l) => l.msg === "delta frame over the WebSocket frame limit")?.fields).toMatchObject({ schema: "topology.delta.v1", maxFrameBytes: 4096 });
+});

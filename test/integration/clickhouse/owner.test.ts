@@ -24,6 +24,7 @@ import {
   withSettings,
 } from "../../../services/clickhouse/http-protocol.ts";
 import { EXIT_PORT_IN_USE } from "../../../services/shared/ports.ts";
+import { spawnUntilReady } from "../../helpers/process.ts";
 import { tempDir, uniquePrefix } from "../../helpers/tmp.ts";
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -96,28 +97,14 @@ interface OwnerProcess {
 }
 
 async function startOwnerProcess(dataRoot: string, env: Record<string, string> = {}): Promise<OwnerProcess> {
-  const proc = Bun.spawn([process.execPath, "services/clickhouse/main.ts", "--data-dir", dataRoot, "--port", "0"], {
+  const { proc, match } = await spawnUntilReady([process.execPath, "services/clickhouse/main.ts", "--data-dir", dataRoot, "--port", "0"], {
     cwd: `${import.meta.dir}/../../..`,
     env: { ...process.env, ...env },
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
+    ready: /^(.*)\n/,
+    timeoutMs: 30_000,
+    name: "the owner",
   });
-  const reader = proc.stdout.getReader();
-  const decoder = new TextDecoder();
-  let out = "";
-  const deadline = Date.now() + 30_000;
-  while (!out.includes("\n") && Date.now() < deadline) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    out += decoder.decode(value);
-  }
-  reader.releaseLock();
-  if (!out.includes("\n")) {
-    proc.kill();
-    throw new Error(`owner did not become ready: ${out}${await new Response(proc.stderr).text()}`);
-  }
-  const ready = JSON.parse(out.split("\n")[0]!) as { event: string; service: string; url: string };
+  const ready = JSON.parse(match[1]!) as { event: string; service: string; url: string };
   expect(ready).toMatchObject({ event: "ready", service: "clickhouse" });
   expect(ready.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
   return {

@@ -29,7 +29,7 @@ import { runConsumer, type Bus, type ConsumerHandle } from "../shared/bus.ts";
 import type { Logger } from "../shared/log.ts";
 import type { AlertHistory } from "./history.ts";
 
-/** What the service needs of the topology: the gateway's mirror (services/gateway/mirror.ts) fits, see mirrorView. */
+/** What the service needs of the topology: the gateway's mirror (services/topology/client.ts) fits, see mirrorView. */
 export interface TopologyView {
   synced(): boolean;
   rev(): number;

@@ -2,13 +2,19 @@
  * Every batch fits the bus, end to end: 50,000 label-heavy samples (10,000 of them encode to several times the 900 KiB
  * message limit) go through a real publisher path — the remote_write receiver on Bun.serve, and metricBatches with
  * the bus as the agent and the simulator publish — to JetStream (real nats-server), the metrics service and
- * ClickHouse (the embedded owner), and every sample is found there, once, with its labels.
+ * ClickHouse (the embedded owner), and every sample is found there, once, with its labels. And the agent itself: a
+ * host with 20,000 connections of a process with a long command line publishes every discovery part and sample.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
 import type { ClickHouseClient } from "@clickhouse/client";
 import { MAX_MESSAGE_BYTES } from "../../../pipelines/codec.ts";
+import { connect } from "@nats-io/transport-node";
+import { decode } from "../../../pipelines/codec.ts";
+import { DiscoveryBatch } from "../../../pipelines/contracts/discovery.ts";
+import type { HostScan, ProcessInfo, SocketInfo } from "../../../pipelines/contracts/host-scan.ts";
 import { MAX_SAMPLES_PER_BATCH, type Sample } from "../../../pipelines/contracts/metrics.ts";
+import { makeAgent } from "../../../services/agent/agent.ts";
 import { metricBatches } from "../../../pipelines/contracts/split.ts";
 import { encodeWriteRequest, jetStreamPublisher, remoteWriteHandler, type RemoteWriteResult } from "../../../services/ingest/remote-write.ts";
 import { ClickHouseSeriesStore } from "../../../services/metrics/clickhouse.ts";
@@ -126,4 +132,52 @@ test("metricBatches on the bus (the agent's and the simulator's path): 50,000 la
   const final = await countRows("metric = 'bus_split_probe'");
   expect({ count: Number(final.c), distinct: Number(final.d), sum: final.s }).toEqual({ count: 50_000, distinct: 50_000, sum: (49_999 * 50_000) / 2 });
   expect(Number(row.c)).toBe(50_000);
+}, 180_000);
+
+test("the agent: 20,000 connections of a process with a long command line — every discovery part under the limit and complete, every sample in ClickHouse", async () => {
+  const host = "agent-split-1";
+  const at = Math.floor(Date.now() / 1000) * 1000 - 120_000;
+  const proc: ProcessInfo = { pid: 4242, ppid: 1, comm: "java", exe: "/usr/bin/java", cmdline: ["java", ...Array.from({ length: 40 }, (_, i) => `-Dorrery.split.option${i}=${"x".repeat(60)}`)], uid: 1000, user: "app", startTime: 1_700_000_000_000, containerId: null, cpuTicks: 100, rssBytes: 1e9 };
+  const sockets: SocketInfo[] = [
+    { proto: "tcp", family: 4, localIp: "0.0.0.0", localPort: 8080, remoteIp: "0.0.0.0", remotePort: 0, state: "listen", inode: 1, uid: 1000, pid: 4242 },
+    ...Array.from({ length: 20_000 }, (_, i): SocketInfo => ({ proto: "tcp", family: 4, localIp: "10.1.0.1", localPort: 20_000 + (i % 40_000), remoteIp: `10.2.${(i >> 8) & 255}.${i & 255}`, remotePort: 5432, state: "established", inode: 2 + i, uid: 1000, pid: 4242 })),
+  ];
+  const scan = (): Promise<HostScan> =>
+    Promise.resolve({ at, facts: { hostname: host, os: "Linux", kernel: "6.1", cpus: 4, memTotalBytes: 16e9, memAvailableBytes: 8e9, load1: 1, ips: ["10.1.0.1"] }, sockets, processes: new Map([[4242, proc]]), unreadablePids: [] });
+  const nc = await connect({ servers: nats.url });
+  const parts: DiscoveryBatch[] = [];
+  const sizes: number[] = [];
+  nc.subscribe(`${bus.topo.subjects.discovery(host)}`, {
+    callback: (_e, m) => {
+      sizes.push(m.data.byteLength);
+      parts.push(decode(DiscoveryBatch, "discovery.v1", m.data));
+    },
+  });
+  await nc.flush();
+  const warnings: string[] = [];
+  const agent = makeAgent(bus, { info: () => undefined, warn: (m) => void warnings.push(m), error: (m) => void warnings.push(m) }, { host, intervalMs: 5000, fullEvery: 1, scan });
+  try {
+    const report = await agent.scanOnce();
+    await nc.flush();
+    await waitFor(() => parts.length >= report.batches || null, "the agent's discovery parts", 10_000, 20);
+    // 20,000 connection events of ~2.7 KB: far more parts than the count limit alone would cut
+    expect(report.batches).toBeGreaterThan(20_000 / 2000);
+    expect(parts.map((b) => b.part).sort((a, b) => a - b)).toEqual(parts.map((_, i) => i));
+    expect(new Set(parts.map((b) => b.parts))).toEqual(new Set([parts.length]));
+    expect(parts.reduce((n, b) => n + b.events.length, 0)).toBe(report.events);
+    for (const n of sizes) expect(n).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
+    expect(warnings).toEqual([]);
+    // one sample per remote endpoint: 20,000 series of one service at one time
+    const query = `SELECT count() AS c, uniqExact(labels['remote']) AS r FROM ${db}.samples WHERE entity LIKE 'service:${host}:%' AND metric = 'connections'`;
+    const row = await waitFor(async () => {
+      const x = (await (await ch.query({ query, format: "JSONEachRow" })).json<{ c: string; r: string }>())[0]!;
+      return Number(x.c) >= 20_000 ? x : null;
+    }, "the agent's 20,000 connection samples in ClickHouse", 90_000, 250);
+    expect({ count: Number(row.c), remotes: Number(row.r) }).toEqual({ count: 20_000, remotes: 20_000 });
+    const total = await countRows(`entity LIKE '%${host}%'`);
+    expect(Number(total.c)).toBe(report.samples);
+  } finally {
+    await agent.stop();
+    await nc.close();
+  }
 }, 180_000);

@@ -14,6 +14,12 @@
  *      read of the socket tables it must parse and a bare fd walk (`--agent-only` runs just this part).
  * The graph store is Kuzu, or Neo4j with ORRERY_GRAPH=neo4j and NEO4J_URL (NEO4J_USER, NEO4J_PASSWORD, NEO4J_DATABASE):
  * a disposable database, since the bench deletes its whole graph before each write.
+ *
+ * This bench takes a short cut and is not the product's path: aging is held off while converging, sources are judged
+ * by a 60 s interval during churn, the simulator's metrics are not sent, and there is no gateway, no WebSocket client
+ * and no browser; the topology service runs in the bench's own process. It measures the topology stage and the graph
+ * store at scale. `bench estate` runs the platform as `npm run demo` does (supervisor, simulator at its real cadence
+ * with aging on, gateway, a WebSocket client) and is the measure of what a user gets.
  */
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { join } from "node:path";

@@ -16,6 +16,7 @@ import type { Logger } from "../shared/log.ts";
 import type { SimConfig } from "./config.ts";
 import { makeEstate, scanEstate, type Estate } from "./estate.ts";
 import { declaredInterval, nextTick, planTick, TokenBucket } from "./pace.ts";
+import { truthOf } from "./truth.ts";
 
 /** What one tick did; `onTick` gets it (tests, benches). */
 export interface TickReport {
@@ -66,6 +67,9 @@ const RECENT = 10;
 
 export function startSimulator(bus: Bus, log: Logger, sim: SimConfig, o: SimulatorOptions = {}): Simulator {
   const estate = makeEstate(sim.hosts, { seed: sim.seed, churn: sim.churn });
+  // what a converged graph holds (truth.ts), so a user can hold the dashboard's counts against it
+  const truth = truthOf(estate);
+  log.info("estate ground truth (without churn)", { hosts: truth.hosts, seed: truth.seed, nodes: truth.nodes, edges: truth.edges });
   const boot = o.boot ?? Date.now().toString(36);
   const maxInFlight = o.maxInFlight ?? 256;
   // at most a tenth of a second's events at once

@@ -68,6 +68,10 @@ function removeSource(ctx: Ctx, src: SourceRec) {
   ctx.m.recovered.delete(src.id);
   const owned = ctx.m.bySource.get(src.id);
   if (!owned || !bagSize(owned)) ctx.m.bySource.delete(src.id);
+  // If it comes back, its deltas alone cannot be trusted until its next full scan (SourceRec.awaitingFull). A bound
+  // on memory: forgetting costs only that caution for a source silent that long.
+  if (ctx.m.agedOut.size >= 100_000) ctx.m.agedOut.clear();
+  ctx.m.agedOut.add(src.id);
 }
 
 /**
@@ -85,8 +89,12 @@ export function ageModel(m: TopologyModel, now: number, opts: Partial<AgingOptio
     const interval = Math.max(o.intervalMs, src.intervalMs, src.declaredIntervalMs);
     const silent = now - src.lastBatchAt;
     const ctx: Ctx = { m, t, source: src.id, host: src.host, now };
-    if (silent >= o.removeAfter * interval) removeSource(ctx, src);
-    else if (silent >= o.staleAfter * interval && !src.stale) markStale(ctx, src);
+    if (silent >= o.removeAfter * interval) {
+      const nodes = m.nodes.size;
+      const edges = m.edges.size;
+      removeSource(ctx, src);
+      t.removals.push({ cause: "aging", source: src.id, nodes: Math.max(0, nodes - m.nodes.size), edges: Math.max(0, edges - m.edges.size), silentMs: silent, intervalMs: interval });
+    }    else if (silent >= o.staleAfter * interval && !src.stale) markStale(ctx, src);
   }
   return finish(m, t, now);
 }

@@ -5,7 +5,7 @@ import type { DiscoveryBatch, DiscoveryEvent } from "../../contracts/discovery.t
 import { unmarkStale } from "./aging.ts";
 import { annotationSeen, dropAnnotations } from "./annotations.ts";
 import { closeSocket, connectionSeen, endScan, reresolveIp } from "./flows.ts";
-import { hostSeen } from "./hosts.ts";
+import { hostSeen, ipsOfHost } from "./hosts.ts";
 import { listenerId, sockKey } from "./ids.ts";
 import { finish } from "./lastseen.ts";
 import { listenerSeen, removeListener } from "./listeners.ts";
@@ -34,7 +34,9 @@ export function applyDiscovery(m: TopologyModel, batches: DiscoveryBatch | Disco
 function applyOne(m: TopologyModel, t: Tracker, batch: DiscoveryBatch, now: number): void {
   const host = intern(m, batch.host);
   const ctx: Ctx = { m, t, source: intern(m, batch.source), host, now };
+  const fresh = !m.sources.has(ctx.source);
   const src = sourceOf(m, ctx.source, host);
+  if (fresh && m.agedOut.delete(ctx.source)) src.awaitingFull = true;
   src.host = host;
   src.lastBatchAt = now;
   if (batch.intervalMs !== undefined && batch.intervalMs !== src.declaredIntervalMs) {
@@ -91,12 +93,21 @@ function applyOne(m: TopologyModel, t: Tracker, batch: DiscoveryBatch, now: numb
   }
   if (scan && scan.partsSeen.size >= scan.parts) {
     // The whole state of this source has arrived: what it no longer lists is gone (scoped to this source only).
+    const nodes = m.nodes.size;
+    const edges = m.edges.size;
     for (const k of [...src.sockets]) if (!scan.sockets.has(k)) closeSocket(m, k);
     for (const id of [...src.listeners]) if (!scan.listeners.has(id)) removeListener(ctx, id);
     dropAnnotations(ctx, batch.source, (v) => v.scanId !== batch.scanId);
     dropNames(ctx, batch.source, (v) => v.scanId !== batch.scanId);
     m.fullScans.delete(batch.source);
+    if (src.awaitingFull) {
+      // back from aging with its state known again: calls to it that waited resolve now (a listener, or an external)
+      src.awaitingFull = false;
+      for (const ip of ipsOfHost(m, host)) reresolveIp(ctx, ip);
+    }
     endScan(ctx, src);
     if (m.recovered.delete(batch.source)) sweepRecovered(ctx);
+    if (nodes > m.nodes.size || edges > m.edges.size)
+      ctx.t.removals.push({ cause: "full-state", source: src.id, nodes: Math.max(0, nodes - m.nodes.size), edges: Math.max(0, edges - m.edges.size) });
   } else if (!batch.full && batch.part === batch.parts - 1) endScan(ctx, src);
 }

@@ -27,7 +27,7 @@ export function endScan(ctx: Ctx, src: SourceRec) {
         f.seenScans++;
         f.lastSeenScan = src.scans;
       }
-      if (!f.confirmed && f.seenScans >= confirmScans) confirmFlow(ctx, f);
+      if (!f.confirmed && f.seenScans >= confirmScans && !src.awaitingFull) confirmFlow(ctx, f);
     } else if (src.scans - f.lastSeenScan >= graceScans) removeFlow(ctx, f);
   }
 }
@@ -65,7 +65,7 @@ export function connectionSeen(ctx: Ctx, src: SourceRec, e: ConnectionSeen): str
     // second look.
     const owner = proc ? desiredService(ctx.m, proc) : hostId(ctx.host);
     const { dst } = resolveRemote(ctx.m, ctx.host, e.proto, e.remoteIp, e.remotePort);
-    if (ctx.m.opts.confirmScans <= 1 || ctx.m.edges.has(edgeId("CONNECTS", owner, dst))) confirmFlow(ctx, f);
+    if (!src.awaitingFull && (ctx.m.opts.confirmScans <= 1 || (dst !== null && ctx.m.edges.has(edgeId("CONNECTS", owner, dst))))) confirmFlow(ctx, f);
   }
   f.sockets = slotAdd(f.sockets, sk);
   ctx.m.sockets.set(sk, fk);
@@ -94,11 +94,12 @@ function confirmFlow(ctx: Ctx, f: FlowRec) {
   attachFlow(ctx, f);
 }
 
-/** Resolves a confirmed flow and hangs it on its CONNECTS edge. */
+/** Resolves a confirmed flow and hangs it on its CONNECTS edge (or leaves it waiting on its IP's owner: no edge yet). */
 function attachFlow(ctx: Ctx, f: FlowRec) {
   const r = resolveRemote(ctx.m, f.host, f.proto, f.remoteIp, f.remotePort);
   f.dst = r.dst;
   if (r.viaOwner) addTo(ctx.m.ipFlows, f.remoteIp, f.key);
+  if (r.dst === null) return;
   addTo(ctx.m.dstFlows, r.dst, f.key);
   if (r.dst.startsWith("external:")) {
     if (!ctx.m.nodes.has(r.dst)) putExternal(ctx, r.dst, { ip: f.remoteIp, port: f.remotePort, proto: f.proto }, f.source);
@@ -108,8 +109,8 @@ function attachFlow(ctx: Ctx, f: FlowRec) {
 }
 
 function detachFlow(ctx: Ctx, f: FlowRec) {
-  if (!f.dst) return;
   removeFrom(ctx.m.ipFlows, f.remoteIp, f.key);
+  if (!f.dst) return;
   removeFrom(ctx.m.dstFlows, f.dst, f.key);
   if (f.edge) unrefEdge(ctx, f.edge);
   if (f.dst.startsWith("external:")) {

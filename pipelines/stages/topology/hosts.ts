@@ -106,8 +106,12 @@ export function findListener(m: TopologyModel, host: string, proto: string, ip: 
   return best;
 }
 
-/** Where a flow's remote end is, and whether that answer hangs on who owns the IP. */
-export function resolveRemote(m: TopologyModel, host: string, proto: string, ip: string, port: number): { dst: string; viaOwner: boolean } {
+/**
+ * Where a flow's remote end is, and whether that answer hangs on who owns the IP. `dst` is null while the answer must
+ * wait: the IP's owner is an agent back from aging whose listeners are unknown until its next full scan (calling it an
+ * external node would be a phantom of one of our own hosts).
+ */
+export function resolveRemote(m: TopologyModel, host: string, proto: string, ip: string, port: number): { dst: string | null; viaOwner: boolean } {
   let target: string | undefined;
   let viaOwner = false;
   if (isLoopback(ip) || m.hostIps.get(host)?.has(ip)) target = host;
@@ -116,5 +120,8 @@ export function resolveRemote(m: TopologyModel, host: string, proto: string, ip:
     target = m.ipOwner.get(ip)?.host;
   }
   const found = target ? findListener(m, target, proto, ip, port) : undefined;
-  return { dst: found ?? externalId(ip, port), viaOwner };
+  if (found) return { dst: found, viaOwner };
+  const o = viaOwner ? m.ipOwner.get(ip) : undefined;
+  if (o?.agent && m.sources.get(o.source)?.awaitingFull) return { dst: null, viaOwner };
+  return { dst: externalId(ip, port), viaOwner };
 }

@@ -44,7 +44,7 @@
  *   ids, identity   node and edge ids, service identity (no runtime imports: other packages use them alone)
  *   bags            the model's small collections
  *   model           TopologyModel, its options, Changes
- *   tracker         net changes of a call;  lastseen: the store's lastSeen trickle
+ *   tracker         net changes of a call;  lastseen: the store's lastSeen trickle;  removals: large ones explained
  *   annotations     entity.annotated;  depends: DEPENDS_ON derivation;  graph: node and edge writes
  *   hosts           host.seen, IP ownership, where ip:port leads;  names: name.seen
  *   processes       processes folded into services;  flows: connections → CONNECTS;  listeners
@@ -56,5 +56,6 @@ export { RESERVED_PROPS } from "./annotations.ts";
 export { applyDiscovery } from "./apply.ts";
 export { fingerprint, identityPorts, imageRepository, serviceId } from "./identity.ts";
 export { EPHEMERAL_START, edgeId, externalId, hostId, hostPort, isAgentSource, isLoopback, listenerId } from "./ids.ts";
-export { type AgingOptions, type Changes, DEFAULT_AGING, DEFAULT_STAGE_OPTIONS, emptyModel, isEmpty, type RemovedEdge, type StageOptions, type TopologyModel } from "./model.ts";
+export { type AgingOptions, type Changes, DEFAULT_AGING, DEFAULT_STAGE_OPTIONS, emptyModel, isEmpty, type Removal, type RemovedEdge, type StageOptions, type TopologyModel } from "./model.ts";
 export { modelFromGraph } from "./rebuild.ts";
+export { LARGE_REMOVAL_ITEMS, LARGE_REMOVAL_SHARE, type RemovalSummary, summarizeRemovals } from "./removals.ts";

@@ -27,6 +27,20 @@ export interface Changes {
    * topology service ages a job that runs hourly by its hour, not by the agents' seconds
    */
   sourceIntervals?: Record<string, number>;
+  /** what removed entities in bulk, by source (aging, a full state); absent when nothing did (see summarizeRemovals) */
+  removals?: Removal[];
+}
+
+/** Entities one cause removed in one call (counted net of what the same removal re-created, e.g. an external). */
+export interface Removal {
+  /** "aging": the source fell silent and everything it reported went; "full-state": its full scan no longer listed them */
+  cause: "aging" | "full-state";
+  source: string;
+  nodes: number;
+  edges: number;
+  /** aging: how long the source had been silent, and the interval it was judged by */
+  silentMs?: number;
+  intervalMs?: number;
 }
 
 export interface StageOptions {
@@ -115,6 +129,12 @@ export interface SourceRec {
   /** the interval the source says it reports at (DiscoveryBatch.intervalMs, e.g. a job's schedule); 0 = none */
   declaredIntervalMs: number;
   stale: boolean;
+  /**
+   * Removed by aging and back before its next full scan: its deltas name only what changed, so the listeners (and the
+   * sockets) it had are unknown. Until its full state arrives its connections are not confirmed (a server half would
+   * look like a call to its client's ephemeral port) and calls to it wait rather than become external nodes.
+   */
+  awaitingFull: boolean;
   flows: Bag;
   listeners: Bag;
   sockets: Bag;
@@ -162,6 +182,8 @@ export interface TopologyModel {
   /** ip → external node ids at it */
   externalsAt: Map<string, Bag>;
   sources: Map<string, SourceRec>;
+  /** sources removed by aging and not heard from since (bounded; see SourceRec.awaitingFull) */
+  agedOut: Set<string>;
   /** declared source intervals changed since the last Changes were handed out (0 = source gone) */
   intervalsChanged: Map<string, number>;
   /** source → ids of the nodes it owns */
@@ -255,6 +277,7 @@ export function emptyModel(opts: Partial<StageOptions> = {}): TopologyModel {
     namesBy: new Map(),
     externalsAt: new Map(),
     sources: new Map(),
+    agedOut: new Set(),
     intervalsChanged: new Map(),
     bySource: new Map(),
     fullScans: new Map(),
@@ -283,7 +306,7 @@ export function isEmpty(c: Changes): boolean {
 export function sourceOf(m: TopologyModel, id: string, host: string): SourceRec {
   let s = m.sources.get(id);
   if (!s) {
-    s = { id, host, scans: 0, lastBatchAt: undefined, lastScanId: -1, lastScanAt: 0, intervalMs: 0, declaredIntervalMs: 0, stale: false, flows: [], listeners: [], sockets: [] };
+    s = { id, host, scans: 0, lastBatchAt: undefined, lastScanId: -1, lastScanAt: 0, intervalMs: 0, declaredIntervalMs: 0, stale: false, awaitingFull: false, flows: [], listeners: [], sockets: [] };
     m.sources.set(id, s);
   }
   return s;

@@ -2,13 +2,14 @@
  * Records the state of every id a call touches before it changes, so the call returns net changes only.
  */
 import type { TopoEdge, TopoNode } from "../../contracts/topology.ts";
-import { type Changes, type TopologyModel, sameProps } from "./model.ts";
+import { type Changes, type Removal, type TopologyModel, sameProps } from "./model.ts";
 
 /** Records the state of every touched id before the batch, to emit net changes only. */
 export class Tracker {
   private nodesBefore = new Map<string, TopoNode | undefined>();
   private edgesBefore = new Map<string, TopoEdge | undefined>();
   readonly rejected: string[] = [];
+  readonly removals: Removal[] = [];
   /** ids to emit even though only lastSeen moved */
   private forced = new Set<string>();
   constructor(private m: TopologyModel) {}
@@ -51,6 +52,7 @@ export class Tracker {
       }
     }
     if (this.rejected.length) c.rejected = this.rejected;
+    if (this.removals.length) c.removals = this.removals;
     return c;
   }
 }

@@ -4,7 +4,7 @@
  */
 import { DiscoveryBatch } from "../../pipelines/contracts/discovery.ts";
 import { TopologyDelta, type TopologySnapshot } from "../../pipelines/contracts/topology.ts";
-import { ageModel, applyDiscovery, isEmpty, modelFromGraph, type AgingOptions, type Changes, type StageOptions, type TopologyModel } from "../../pipelines/stages/topology/index.ts";
+import { ageModel, applyDiscovery, isEmpty, modelFromGraph, summarizeRemovals, type AgingOptions, type Changes, type StageOptions, type TopologyModel } from "../../pipelines/stages/topology/index.ts";
 import { publishEvent, rewindToAckFloor, runConsumer, type Bus, type ConsumerHandle } from "../shared/bus.ts";
 import { GraphStoreError, type GraphStore } from "../graph/port.ts";
 import { CypherRequest, type CypherResponse } from "../../pipelines/contracts/cypher.ts";
@@ -143,8 +143,11 @@ export async function startTopologyService(deps: {
   let stale = false;
   const rebuild = async () => {
     const s = await store.load();
+    const nodesBefore = model.nodes.size;
     model = modelFromGraph(s.nodes, s.edges, deps.stage, s.sourceIntervals);
     rev = s.rev;
+    // a rebuild can shrink the graph a lot (what the model had and the store lacked): one of the causes to log
+    log.warn("model rebuilt from the store", { nodesBefore, nodes: model.nodes.size, edges: model.edges.size, rev });
     stale = false;
   };
 
@@ -196,7 +199,9 @@ export async function startTopologyService(deps: {
         behind = last.pending > 0;
         try {
           if (stale) await rebuild();
+          const nodesBefore = model.nodes.size;
           const changes = applyDiscovery(model, batch.map((b) => b.value), t);
+          logLargeRemoval(log, changes, nodesBefore);
           for (const reason of changes.rejected ?? []) log.warn("discovery input skipped", { reason });
           const items = changes.nodesUpserted.length + changes.edgesUpserted.length + changes.nodesRemoved.length + changes.edgesRemoved.length;
           // a bulk change set: what the last one left behind goes before the store's commit takes its own memory
@@ -236,7 +241,10 @@ export async function startTopologyService(deps: {
       void serial(async () => {
         if (stale) await rebuild();
         const t = behind ? watermark : now();
-        await commit(ageModel(model, t, deps.aging), t);
+        const nodesBefore = model.nodes.size;
+        const aged = ageModel(model, t, deps.aging);
+        logLargeRemoval(log, aged, nodesBefore);
+        await commit(aged, t);
       }).catch((e) => log.warn("aging failed", { error: String(e) })),
     deps.aging?.everyMs ?? 5000,
   );
@@ -336,4 +344,10 @@ export function splitDelta(c: Changes, fromRev: number, at: number): TopologyDel
   for (const x of c.edgesRemoved) next().edgesRemoved.push(x.id);
   for (const x of c.nodesRemoved) next().nodesRemoved.push(x);
   return out;
+}
+
+/** A change set that removes a large part of the graph is logged with its causes (aging, a full state), never silently. */
+function logLargeRemoval(log: Logger, c: Changes, nodesBefore: number) {
+  const s = summarizeRemovals(c, nodesBefore);
+  if (s) log.warn(`removing ${s.nodesRemoved} of ${s.nodesBefore} nodes (${s.edgesRemoved} edges): ${Object.keys(s.byCause).join(", ") || "no recorded cause"}`, { ...s });
 }

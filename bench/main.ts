@@ -7,6 +7,8 @@
  *   graph     100k nodes / 300k edges: write vs raw Kuzu, impact p50/p99, history state-at-T, topology service RSS
  *   jobs      job runs through the work queue and a worker, vs raw WorkQueue publish + pull + ack; placement timing
  *   alerts    alert POSTed to ingest → health frame on the gateway WebSocket, p50/p99 at 10k events/s (`alerts --help`)
+ *   estate    the platform as `npm run demo` runs it (supervisor, simulator with aging, gateway, a WebSocket client) at
+ *             --hosts simulated hosts: converge to the ground truth, churn, NOC queries, snapshot time, RSS/CPU, shutdown
  */
 import { benchMetrics } from "./metrics.ts";
 import { benchDiscovery } from "./discovery.ts";
@@ -14,8 +16,9 @@ import { benchPipeline } from "./pipeline.ts";
 import { benchJobs } from "./jobs.ts";
 import { benchGraph } from "./graph.ts";
 import { benchAlerts } from "./alerts.ts";
+import { benchEstate } from "./estate.ts";
 
-const benches: Record<string, (args: string[]) => Promise<void>> = { pipeline: benchPipeline, metrics: benchMetrics, discovery: benchDiscovery, jobs: benchJobs, graph: benchGraph, alerts: benchAlerts };
+const benches: Record<string, (args: string[]) => Promise<void>> = { pipeline: benchPipeline, metrics: benchMetrics, discovery: benchDiscovery, jobs: benchJobs, graph: benchGraph, alerts: benchAlerts, estate: benchEstate };
 const [name = "pipeline", ...rest] = process.argv.slice(2);
 const run = benches[name];
 if (!run) {

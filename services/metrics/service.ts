@@ -70,7 +70,6 @@ export async function startMetricsService(deps: { bus: Bus; store: SeriesStore; 
     retry: async (group) => {
       await deps.store.insertMany(group.map((p) => p.batch));
       for (const p of group) written += p.batch.samples.length;
-      return undefined;
     },
     keepAlive: () => {
       for (const p of queue) p.msg.working();

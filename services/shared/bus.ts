@@ -278,8 +278,8 @@ export function failureHandler<T extends { msg: JsMsg }>(
   bus: Bus,
   spec: ConsumerPolicy,
   o: {
-    /** handles the items again; resolves to what it threw, or undefined on success (nothing settled yet) */
-    retry: (items: T[]) => Promise<unknown>;
+    /** handles the items again, throwing as the first try did; settles nothing itself */
+    retry: (items: T[]) => Promise<void>;
     /** keeps other messages the consumer holds (queued behind the failed batch) in progress during a hold */
     keepAlive?: () => void;
     onError?: (e: unknown) => void;
@@ -331,7 +331,8 @@ export function failureHandler<T extends { msg: JsMsg }>(
     // the retries of a failed batch must not outlive ack_wait
     for (const g of items) g.msg.working();
     try {
-      return await o.retry(items);
+      await o.retry(items);
+      return undefined;
     } catch (e) {
       return e ?? new Error("handler threw a nullish value");
     }
@@ -461,10 +462,7 @@ export async function runConsumer<S extends z.ZodType>(
 
   type Item = Decoded<z.infer<S>>;
   const failures = failureHandler<Item>(bus, spec, {
-    retry: async (items) => {
-      await handle(items);
-      return undefined;
-    },
+    retry: (items) => handle(items),
     keepAlive: () => {
       for (const m of queue) m.working();
     },

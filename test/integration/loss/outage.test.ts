@@ -1,7 +1,8 @@
 /**
  * No silent loss through a long store outage, on real servers, under continuous load:
- * (a) the ClickHouse owner (a child process) is stopped while metric batches keep being published, and started again
- *     on the same port and data after OUTAGE_MS: every published sample is stored exactly once, nothing dead-lettered;
+ * (a) the ClickHouse owner (a child process) is stopped while metric batches and topology deltas keep being published,
+ *     and started again on the same port and data after OUTAGE_MS: every published sample (metrics service) and every
+ *     change (history service) is stored exactly once, nothing dead-lettered;
  * (b) the graph store refuses every call (as an unreachable Neo4j does: GraphStoreError "unavailable") while discovery
  *     keeps being published, for OUTAGE_MS: afterwards every published host is in the graph, nothing dead-lettered.
  * Both run at the same time, so the suite pays the outage once. Each shows that a batch held through the outage was
@@ -12,11 +13,14 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
 import type { DiscoveryBatch } from "../../../pipelines/contracts/discovery.ts";
+import { TopologyDelta } from "../../../pipelines/contracts/topology.ts";
 import { DiscoveryBatch as DiscoveryBatchSchema } from "../../../pipelines/contracts/discovery.ts";
 import { MetricBatch } from "../../../pipelines/contracts/metrics.ts";
 import { makeClickHouseClient } from "../../../services/clickhouse/client.ts";
 import { KuzuGraphStore } from "../../../services/graph/kuzu.ts";
 import { GraphStoreError, type GraphStore } from "../../../services/graph/port.ts";
+import { ClickHouseHistoryStore } from "../../../services/history/clickhouse.ts";
+import { startHistoryService } from "../../../services/history/service.ts";
 import { ClickHouseSeriesStore } from "../../../services/metrics/clickhouse.ts";
 import type { SeriesStore } from "../../../services/metrics/port.ts";
 import { startMetricsService } from "../../../services/metrics/service.ts";
@@ -83,8 +87,8 @@ interface Outcome {
   redelivered: number;
 }
 
-/** (a) metrics under load while the ClickHouse owner is stopped for OUTAGE_MS. */
-async function clickHouseOutage(): Promise<Outcome> {
+/** (a) metrics and topology history under load while the ClickHouse owner is stopped for OUTAGE_MS. */
+async function clickHouseOutage(): Promise<{ metrics: Outcome; history: Outcome }> {
   const bus = await connectBus({ url: nats.url, prefix: uniquePrefix("lossch"), name: "test" });
   const dataDir = join(tmp.dir, "ch");
   let owner: TestClickHouse = await startClickHouse(dataDir, { embedded: true });
@@ -109,39 +113,64 @@ async function clickHouseOutage(): Promise<Outcome> {
   };
   const { log } = recordingLogger();
   const svc = await startMetricsService({ bus, store, log, options: { rollupIntervalMs: 5000 } });
+  const historyStore = new ClickHouseHistoryStore(makeClickHouseClient({ url: owner.url, logErrors: false, requestTimeoutMs: 10_000 }), { database: db, ttlDays: 30 });
+  const historyLog = recordingLogger();
+  const history = await startHistoryService({ bus, store: historyStore, log: historyLog.log });
   const t0 = Date.now();
+  // one node upserted per delta, as the topology service publishes them
+  const deltas = publisher(async (i) => {
+    const rev = i + 1;
+    const node = { id: `host:d${rev}`, kind: "host" as const, name: `d${rev}`, source: "agent:loss", props: {}, firstSeen: t0, lastSeen: t0 + rev };
+    const delta = { schema: "topology.delta.v1" as const, rev, at: t0 + rev, nodesUpserted: [node], nodesRemoved: [], edgesUpserted: [], edgesRemoved: [] };
+    await publishEvent(bus, bus.topo.subjects.topologyDelta, TopologyDelta, "topology.delta.v1", delta, `loss:delta:${rev}`);
+    return 1;
+  }, 250);
   const load = publisher(async (i) => {
     const samples = Array.from({ length: 50 }, (_, k) => ({ entity: `host:m${k % 10}`, metric: "loss_test", ts: t0 + i * 50 + k, value: i, labels: {} }));
     await publishEvent(bus, bus.topo.subjects.metrics("loss"), MetricBatch, "metrics.v1", { schema: "metrics.v1", source: "loss", batchId: `b${i}`, samples }, `loss:b${i}`);
     return samples.length;
   }, 100);
-  const count = async () => {
+  const count = async (table = "samples") => {
     const ch = makeClickHouseClient({ url: owner.url, logErrors: false });
     try {
-      const r = await (await ch.query({ query: `SELECT count() AS n FROM ${db}.samples`, format: "JSONEachRow" })).json<{ n: string }>();
+      const r = await (await ch.query({ query: `SELECT count() AS n FROM ${db}.${table}`, format: "JSONEachRow" })).json<{ n: string }>();
       return Number(r[0]!.n);
     } finally {
       await ch.close();
     }
   };
   try {
-    await waitFor(async () => (await count()) >= 1000, "samples stored before the outage", 60_000, 250);
+    await waitFor(async () => (await count()) >= 1000 && (await count("topology_changes")) >= 4, "samples and changes stored before the outage", 60_000, 250);
     expect(await owner.stop()).toBe(0);
     await Bun.sleep(OUTAGE_MS);
     owner = await startClickHouse(dataDir, { embedded: true, port });
     expect(owner.url).toContain(`:${port}`);
     await Bun.sleep(5000);
     const published = await load.stop();
+    const changes = await deltas.stop();
     const stored = await waitFor(async () => {
       const n = await count();
       return n >= published ? n : null;
     }, `all ${published} samples stored after the outage`, 5 * 60_000, 1000);
+    const storedChanges = await waitFor(async () => {
+      const n = await count("topology_changes");
+      return n >= changes ? n : null;
+    }, `all ${changes} changes stored after the outage`, 5 * 60_000, 1000);
+    const dlq = await dlqSize(bus);
     const info = await bus.jsm.consumers.info(bus.topo.consumers.metrics.stream, bus.topo.consumers.metrics.durable);
-    return { published, stored, dlq: await dlqSize(bus), maxTries: Math.max(...tries.values()), redelivered: info.num_redelivered };
+    const historyInfo = await bus.jsm.consumers.info(bus.topo.consumers.history.stream, bus.topo.consumers.history.durable);
+    return {
+      metrics: { published, stored, dlq, maxTries: Math.max(...tries.values()), redelivered: info.num_redelivered },
+      // (the history service's line N says a batch failed its Nth try; the try after the last line stored it)
+      history: { published: changes, stored: storedChanges, dlq, maxTries: Math.max(0, ...historyLog.holds) + 1, redelivered: historyInfo.num_redelivered },
+    };
   } finally {
     await load.stop();
+    await deltas.stop();
     await svc.stop();
+    await history.stop();
     await store.close();
+    await historyStore.close();
     await owner.stop();
     await bus.close();
   }
@@ -216,7 +245,7 @@ async function graphOutage(): Promise<Outcome> {
   }
 }
 
-let outcome: Promise<[Outcome, Outcome]>;
+let outcome: Promise<[{ metrics: Outcome; history: Outcome }, Outcome]>;
 beforeAll(async () => {
   nats = await startNats();
   outcome = Promise.all([clickHouseOutage(), graphOutage()]);
@@ -232,12 +261,21 @@ afterAll(async () => {
 const TIMEOUT = OUTAGE_MS + 10 * 60_000;
 
 test(`the ClickHouse owner stopped for ${OUTAGE_MS / 60_000} min under metric load: every published sample stored once, nothing dead-lettered`, async () => {
-  const [ch] = await outcome;
-  console.log("clickhouse outage:", JSON.stringify(ch));
-  expect(ch.published).toBeGreaterThan(1000);
-  expect(ch.stored).toBe(ch.published);
-  expect(ch.dlq).toBe(0);
-  expect(ch.maxTries).toBeGreaterThan(OLD_MAX_DELIVER);
+  const [{ metrics }] = await outcome;
+  console.log("clickhouse outage, metrics:", JSON.stringify(metrics));
+  expect(metrics.published).toBeGreaterThan(1000);
+  expect(metrics.stored).toBe(metrics.published);
+  expect(metrics.dlq).toBe(0);
+  expect(metrics.maxTries).toBeGreaterThan(OLD_MAX_DELIVER);
+}, TIMEOUT);
+
+test(`the same outage under topology deltas: every change in the history, nothing dead-lettered`, async () => {
+  const [{ history }] = await outcome;
+  console.log("clickhouse outage, history:", JSON.stringify(history));
+  expect(history.published).toBeGreaterThan(100);
+  expect(history.stored).toBe(history.published);
+  expect(history.dlq).toBe(0);
+  expect(history.maxTries).toBeGreaterThan(OLD_MAX_DELIVER);
 }, TIMEOUT);
 
 test(`the graph store failing for ${OUTAGE_MS / 60_000} min under discovery load: every published host in the graph, nothing dead-lettered`, async () => {

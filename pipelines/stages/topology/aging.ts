@@ -90,10 +90,9 @@ export function ageModel(m: TopologyModel, now: number, opts: Partial<AgingOptio
     const silent = now - src.lastBatchAt;
     const ctx: Ctx = { m, t, source: src.id, host: src.host, now };
     if (silent >= o.removeAfter * interval) {
-      const nodes = m.nodes.size;
-      const edges = m.edges.size;
+      const { nodes, edges } = t.dropped;
       removeSource(ctx, src);
-      t.removals.push({ cause: "aging", source: src.id, nodes: Math.max(0, nodes - m.nodes.size), edges: Math.max(0, edges - m.edges.size), silentMs: silent, intervalMs: interval });
+      t.removals.push({ cause: "aging", source: src.id, nodes: t.dropped.nodes - nodes, edges: t.dropped.edges - edges, silentMs: silent, intervalMs: interval });
     }    else if (silent >= o.staleAfter * interval && !src.stale) markStale(ctx, src);
   }
   return finish(m, t, now);

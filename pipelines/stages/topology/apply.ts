@@ -64,9 +64,12 @@ function applyOne(m: TopologyModel, t: Tracker, batch: DiscoveryBatch, now: numb
   }
   for (const e of events) {
     switch (e.type) {
-      case "host.seen":
+      case "host.seen": {
+        const { nodes, edges } = t.dropped;
         for (const ip of hostSeen(ctx, e, batch.at)) reresolveIp(ctx, ip);
+        if (t.dropped.nodes > nodes) t.removals.push({ cause: "resolved", source: src.id, nodes: t.dropped.nodes - nodes, edges: t.dropped.edges - edges });
         break;
+      }
       case "listener.seen": {
         const id = listenerSeen(ctx, src, e);
         scan?.listeners.add(id);
@@ -93,8 +96,7 @@ function applyOne(m: TopologyModel, t: Tracker, batch: DiscoveryBatch, now: numb
   }
   if (scan && scan.partsSeen.size >= scan.parts) {
     // The whole state of this source has arrived: what it no longer lists is gone (scoped to this source only).
-    const nodes = m.nodes.size;
-    const edges = m.edges.size;
+    const { nodes, edges } = t.dropped;
     for (const k of [...src.sockets]) if (!scan.sockets.has(k)) closeSocket(m, k);
     for (const id of [...src.listeners]) if (!scan.listeners.has(id)) removeListener(ctx, id);
     dropAnnotations(ctx, batch.source, (v) => v.scanId !== batch.scanId);
@@ -107,7 +109,6 @@ function applyOne(m: TopologyModel, t: Tracker, batch: DiscoveryBatch, now: numb
     }
     endScan(ctx, src);
     if (m.recovered.delete(batch.source)) sweepRecovered(ctx);
-    if (nodes > m.nodes.size || edges > m.edges.size)
-      ctx.t.removals.push({ cause: "full-state", source: src.id, nodes: Math.max(0, nodes - m.nodes.size), edges: Math.max(0, edges - m.edges.size) });
+    if (t.dropped.nodes > nodes || t.dropped.edges > edges) t.removals.push({ cause: "full-state", source: src.id, nodes: t.dropped.nodes - nodes, edges: t.dropped.edges - edges });
   } else if (!batch.full && batch.part === batch.parts - 1) endScan(ctx, src);
 }

@@ -56,6 +56,7 @@ export function dropEdge(ctx: Ctx, id: string) {
   if (!e) return;
   ctx.t.touchEdge(id);
   ctx.m.edges.delete(id);
+  ctx.t.dropped.edges++;
   removeFrom(ctx.m.adjacency, e.src, id, false);
   removeFrom(ctx.m.adjacency, e.dst, id, false);
   if (e.kind === "CONNECTS" || e.kind === "LISTENS")
@@ -86,6 +87,7 @@ export function dropNode(ctx: Ctx, id: string) {
   ctx.m.adjacency.delete(id);
   ctx.t.touchNode(id);
   ctx.m.nodes.delete(id);
+  ctx.t.dropped.nodes++;
   ctx.m.nodeRefs.delete(id);
   removeFrom(ctx.m.bySource, n.source, id, false);
   if (n.kind === "external") removeFrom(ctx.m.externalsAt, String(n.props.ip), id);

@@ -34,7 +34,11 @@ export function listenerSeen(ctx: Ctx, src: SourceRec, e: ListenerSeen): string 
     proc.listeners = bagAdd(proc.listeners, id);
     syncProc(ctx, proc);
   } else putEdge(ctx, "LISTENS", host, id);
-  if (!prev) adoptExternals(ctx, e);
+  if (!prev) {
+    const { nodes, edges } = ctx.t.dropped;
+    adoptExternals(ctx, e);
+    if (ctx.t.dropped.nodes > nodes) ctx.t.removals.push({ cause: "resolved", source: ctx.source, nodes: ctx.t.dropped.nodes - nodes, edges: ctx.t.dropped.edges - edges });
+  }
   return id;
 }
 

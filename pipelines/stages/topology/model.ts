@@ -31,10 +31,13 @@ export interface Changes {
   removals?: Removal[];
 }
 
-/** Entities one cause removed in one call (counted net of what the same removal re-created, e.g. an external). */
+/** Entities one cause removed in one call (as removed: a few may come back in the same call, e.g. an external). */
 export interface Removal {
-  /** "aging": the source fell silent and everything it reported went; "full-state": its full scan no longer listed them */
-  cause: "aging" | "full-state";
+  /**
+   * "aging": the source fell silent and everything it reported went; "full-state": its full scan no longer listed
+   * them; "resolved": external nodes taken over by the host or listener the source reported (their callers moved on)
+   */
+  cause: "aging" | "full-state" | "resolved";
   source: string;
   nodes: number;
   edges: number;

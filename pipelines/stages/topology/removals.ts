@@ -28,6 +28,8 @@ export interface RemovalSummary {
   byCause: Partial<Record<Removal["cause"], CauseSummary>>;
   /** what no recorded cause covers: flows closed past their grace, listeners and services gone in deltas */
   unexplained: { nodes: number; edges: number };
+  /** one line: the causes, largest first */
+  reason: string;
 }
 
 /** The summary of a change set's removals when they are large (see LARGE_REMOVAL_SHARE), else null. */
@@ -53,5 +55,10 @@ export function summarizeRemovals(c: Changes, nodesBefore: number): RemovalSumma
     explainedNodes += r.nodes;
     explainedEdges += r.edges;
   }
-  return { nodesRemoved: nodes, edgesRemoved: edges, nodesBefore, byCause, unexplained: { nodes: Math.max(0, nodes - explainedNodes), edges: Math.max(0, edges - explainedEdges) } };
+  const unexplained = { nodes: Math.max(0, nodes - explainedNodes), edges: Math.max(0, edges - explainedEdges) };
+  const parts = Object.entries(byCause)
+    .sort(([, a], [, b]) => b.nodes + b.edges - (a.nodes + a.edges))
+    .map(([cause, s]) => `${cause} of ${s.sources} source${s.sources === 1 ? "" : "s"} (${s.nodes} nodes, ${s.edges} edges${s.silentMs ? `, silent ${Math.round(s.silentMs.min / 1000)}-${Math.round(s.silentMs.max / 1000)} s` : ""})`);
+  if (unexplained.nodes || unexplained.edges) parts.push(`deltas: connections closed past their grace, listeners gone (${unexplained.nodes} nodes, ${unexplained.edges} edges)`);
+  return { nodesRemoved: nodes, edgesRemoved: edges, nodesBefore, byCause, unexplained, reason: parts.join("; ") };
 }

@@ -10,6 +10,8 @@ export class Tracker {
   private edgesBefore = new Map<string, TopoEdge | undefined>();
   readonly rejected: string[] = [];
   readonly removals: Removal[] = [];
+  /** nodes and edges removed so far in this call (a cause's share is the difference across it) */
+  readonly dropped = { nodes: 0, edges: 0 };
   /** ids to emit even though only lastSeen moved */
   private forced = new Set<string>();
   constructor(private m: TopologyModel) {}

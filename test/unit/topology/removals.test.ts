@@ -24,4 +24,5 @@ test("a small removal is not summarized; a large one is, by cause, with what no 
   expect(s.byCause.aging).toEqual({ sources: 2, nodes: 40, edges: 140, examples: ["agent:b", "agent:a"], silentMs: { min: 61_000, max: 75_000 }, intervalMs: { min: 5000, max: 6000 } });
   expect(s.byCause["full-state"]).toEqual({ sources: 1, nodes: 5, edges: 10, examples: ["agent:c"] });
   expect(s.unexplained).toEqual({ nodes: 15, edges: 50 });
+  expect(s.reason).toBe("aging of 2 sources (40 nodes, 140 edges, silent 61-75 s); full-state of 1 source (5 nodes, 10 edges); deltas: connections closed past their grace, listeners gone (15 nodes, 50 edges)");
 });

@@ -349,5 +349,5 @@ export function splitDelta(c: Changes, fromRev: number, at: number): TopologyDel
 /** A change set that removes a large part of the graph is logged with its causes (aging, a full state), never silently. */
 function logLargeRemoval(log: Logger, c: Changes, nodesBefore: number) {
   const s = summarizeRemovals(c, nodesBefore);
-  if (s) log.warn(`removing ${s.nodesRemoved} of ${s.nodesBefore} nodes (${s.edgesRemoved} edges): ${Object.keys(s.byCause).join(", ") || "no recorded cause"}`, { ...s });
+  if (s) log.warn(`removing ${s.nodesRemoved} of ${s.nodesBefore} nodes (${s.edgesRemoved} edges): ${s.reason}`, { ...s });
 }

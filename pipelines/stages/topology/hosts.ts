@@ -108,8 +108,11 @@ export function findListener(m: TopologyModel, host: string, proto: string, ip: 
 
 /**
  * Where a flow's remote end is, and whether that answer hangs on who owns the IP. `dst` is null while the answer must
- * wait: the IP's owner is an agent back from aging whose listeners are unknown until its next full scan (calling it an
- * external node would be a phantom of one of our own hosts).
+ * wait: the IP belongs to a host whose agent reports no listener there (yet: the listener's scan has not arrived, the
+ * agent is back from aging and its full scan is due, the service is restarting). An agent sees every listening
+ * socket of its host, so such a call is to one of our own hosts, never a third party: an external node there would
+ * be a phantom. It resolves when the listener appears (adoptExternals). A job's claim is weaker (a scan or an
+ * inventory need not see every listener): calls to an IP only a job claims still become external nodes.
  */
 export function resolveRemote(m: TopologyModel, host: string, proto: string, ip: string, port: number): { dst: string | null; viaOwner: boolean } {
   let target: string | undefined;
@@ -122,6 +125,6 @@ export function resolveRemote(m: TopologyModel, host: string, proto: string, ip:
   const found = target ? findListener(m, target, proto, ip, port) : undefined;
   if (found) return { dst: found, viaOwner };
   const o = viaOwner ? m.ipOwner.get(ip) : undefined;
-  if (o?.agent && m.sources.get(o.source)?.awaitingFull) return { dst: null, viaOwner };
+  if (o?.agent) return { dst: null, viaOwner };
   return { dst: externalId(ip, port), viaOwner };
 }

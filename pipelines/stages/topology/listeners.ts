@@ -55,12 +55,17 @@ function detachListener(ctx: Ctx, l: ListenerRec) {
   syncProc(ctx, p);
 }
 
-/** A new listener may be what earlier flows were calling: move them off their external nodes. */
+/** A new listener may be what earlier flows were calling: move them off their external nodes, or end their wait. */
 function adoptExternals(ctx: Ctx, e: ListenerSeen) {
   const ips = WILDCARD.has(e.ip) ? [...new Set(ipsOfHost(ctx.m, ctx.host)), e.ip === "::" ? "::1" : "127.0.0.1"] : [e.ip];
   for (const ip of ips) {
     const keys = ctx.m.dstFlows.get(externalId(ip, e.port));
     if (keys) for (const k of [...keys]) reresolve(ctx, k);
+    // flows waiting on this host (resolveRemote's null): those to this port resolve now, the rest stay as they are
+    for (const k of [...(ctx.m.ipFlows.get(ip) ?? [])]) {
+      const f = ctx.m.flows.get(k);
+      if (f && f.dst === null && f.remotePort === e.port && f.proto === e.proto) reresolve(ctx, k);
+    }
   }
 }
 

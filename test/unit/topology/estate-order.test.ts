@@ -6,7 +6,7 @@ import { expect, test } from "bun:test";
 import type { DiscoveryBatch } from "../../../pipelines/contracts/discovery.ts";
 import { discoveryBatches } from "../../../pipelines/contracts/split.ts";
 import { ageModel, applyDiscovery, emptyModel, type Changes, type TopologyModel } from "../../../pipelines/stages/topology/index.ts";
-import { makeEstate, NO_CHURN, scanEstate, type Estate } from "../../../services/simulator/estate.ts";
+import { DEFAULT_CHURN, makeEstate, NO_CHURN, scanEstate, type Estate } from "../../../services/simulator/estate.ts";
 import { truthOf, type EstateTruth } from "../../../services/simulator/truth.ts";
 
 const T0 = 1_700_000_000_000;
@@ -70,4 +70,19 @@ test("hosts aged out and back with deltas: no external at their addresses (calle
   }
   // after the held hosts' full scan (tick 24) and two more scans to confirm their calls
   expect(counts(m)).toEqual({ nodes: truth.nodes, edges: truth.edges });
+});
+
+test("under the simulator's default churn (restarts, reconnects, crons, crashes, agent failures, deploys on the same IPs), never an external node at an address a host of the graph holds", () => {
+  const e = makeEstate(300, { seed: 11, churn: { ...DEFAULT_CHURN, crash: 0.01, failure: 0.005, deploy: 0.005 } });
+  const m = emptyModel();
+  const found = new Set<string>();
+  for (let k = 0; k < 30; k++) {
+    const now = T0 + k * INTERVAL;
+    tick(e, m, now);
+    ageModel(m, now, { intervalMs: INTERVAL, staleAfter: 3, removeAfter: 4 });
+    const held = new Set([...m.nodes.values()].filter((n) => n.kind === "host").flatMap((n) => String(n.props.ips).split(",")));
+    for (const n of m.nodes.values()) if (n.kind === "external" && held.has(String(n.props.ip))) found.add(n.id);
+  }
+  expect(e.retired.length).toBeGreaterThan(0);
+  expect([...found]).toEqual([]);
 });

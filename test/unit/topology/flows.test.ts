@@ -58,14 +58,18 @@ test("a short-lived process never reaches the graph; a client reconnecting on ne
   expect(last.nodesRemoved).toEqual(["service:h1:poller:client"]);
 });
 
-test("a connection to an unknown endpoint becomes an external node, then moves onto the listener when it appears", () => {
+test("a connection to an unknown endpoint becomes an external node; once an agent's host holds the address it waits (no external at one of our hosts), then reaches the listener when it appears", () => {
   const m = emptyModel({ confirmScans: 1 });
   applyDiscovery(m, batch([hostSeen(["10.0.0.1"])]), 1);
   const c1 = applyDiscovery(m, batch([conn("10.0.0.1", 50000, "10.0.0.2", 6379, proc(5, "app"))]), 2);
   expect(c1.nodesUpserted.some((n) => n.id === "external:10.0.0.2:6379")).toBe(true);
-  // host h2 announces 10.0.0.2 and a redis listener
-  applyDiscovery(m, batch([hostSeen(["10.0.0.2"], "h2")], { host: "h2" }), 3);
-  const c2 = applyDiscovery(m, batch([listen(6379, proc(7, "redis"))], { host: "h2" }), 4);
+  // host h2 announces 10.0.0.2: the address is one of ours, so no third party there; its listener has not come yet
+  const c2 = applyDiscovery(m, batch([hostSeen(["10.0.0.2"], "h2")], { host: "h2" }), 3);
   expect(c2.nodesRemoved).toContain("external:10.0.0.2:6379");
-  expect(c2.edgesUpserted.some((e) => e.kind === "CONNECTS" && e.src === "service:h1:app:client" && e.dst === "listener:h2:tcp:0.0.0.0:6379")).toBe(true);
+  expect(c2.removals).toEqual([{ cause: "resolved", source: "agent:h2", nodes: 1, edges: 1 }]);
+  expect(edgesOf(m, "CONNECTS")).toEqual([]);
+  // then its redis listener
+  const c3 = applyDiscovery(m, batch([listen(6379, proc(7, "redis"))], { host: "h2" }), 4);
+  expect(c3.edgesUpserted.some((e) => e.kind === "CONNECTS" && e.src === "service:h1:app:client" && e.dst === "listener:h2:tcp:0.0.0.0:6379")).toBe(true);
+  expect([...m.nodes.keys()].filter((id) => id.startsWith("external:"))).toEqual([]);
 });

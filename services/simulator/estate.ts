@@ -367,7 +367,10 @@ function hostScan(e: Estate, h: SimHost, now: number, inbound: SocketInfo[]): Ho
   for (const c of h.calls) {
     const p = h.procs[c.from]!;
     if (!procs.includes(p)) continue;
-    const ip = c.slot < 0 ? c.ip : e.hosts[c.slot]!.ip;
+    // refused while the service called is down (as its server half is): no established socket, no call to nobody
+    const target = c.slot < 0 ? undefined : e.hosts[c.slot]!;
+    if (target?.crashed && c.port === target.procs[0]!.ports[0]) continue;
+    const ip = target ? target.ip : c.ip;
     sockets.push(sock("established", h.ip, c.localPort, ip, c.port, p.pid));
   }
   const all = h.cron ? [...procs, h.cron.proc] : procs;

@@ -19,7 +19,10 @@
  * claim is ignored, a host that stops listing an IP loses it, and a removed host owns nothing — so an IP reused by
  * another host after a redeploy moves the flows to the new host instead of leaving phantom edges to the old one. Agents
  * are the authority on their host: a job's host.seen or listener.seen never takes an agent's IP, host node or socket.
- * Endpoints nobody here listens on become external nodes, and move onto the listener when it shows up.
+ * Endpoints nobody here listens on become external nodes, and move onto the listener when it shows up; a call to an
+ * address an agent's host holds never does (the agent sees all its host's listeners: the call waits for the listener).
+ * A source back from aging is trusted again at its next full scan: until then its connections are not confirmed, as its
+ * deltas cannot tell a server half of a new connection from a call.
  *
  * DEPENDS_ON service → service is derived from each (CONNECTS A → listener, LISTENS B → listener) pair with A ≠ B,
  * reference-counted per listener and kept with the edges it comes from (see deriveAdded).

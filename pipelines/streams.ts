@@ -55,12 +55,18 @@ export interface ConsumerSpec {
   maxDeliver: number;
   /** messages handed out and not yet acked before JetStream waits; default 10 000 */
   maxAckPending?: number;
+  /**
+   * The app's own limit: tries of a message that keeps failing on its own before it is dead-lettered with the reason
+   * (services/shared/bus.ts toAckDecision; for job runs, the worker). Unlike max_deliver it leaves a record.
+   */
+  maxAttempts?: number;
 }
 
-/** What a jobs worker chooses for its consumers: the run's ack_wait and how often a failing run is tried. */
+/** What a jobs worker chooses for its consumers: the run's ack_wait and how many deliveries a run gets. */
 export interface JobConsumerOptions {
   ackWaitMs: number;
-  maxDeliver: number;
+  /** deliveries of a run before the worker gives it up (dead-letter and a final failed status) */
+  maxAttempts: number;
 }
 
 export interface Topology {
@@ -178,13 +184,15 @@ export function topologyFor(prefix = "orrery"): Topology {
   };
   const jobDurable = { shared: (type: string) => `jobs-${type}`, placed: (type: string, worker: string) => `jobs-${type}-on-${worker}` };
   // A worker pulls only what it can run (concurrency), so a small max_ack_pending is plenty and keeps a runaway
-  // puller from taking the whole queue.
+  // puller from taking the whole queue. max_deliver -1: a run whose worker died on its last delivery would otherwise
+  // vanish; the worker counts deliveries itself and gives a run up past maxAttempts with a record (worker.ts).
   const job = (durable: string, filterSubject: string, o: JobConsumerOptions): ConsumerSpec => ({
     stream: streams.jobs.name,
     durable,
     filterSubject,
     ackWaitMs: o.ackWaitMs,
-    maxDeliver: o.maxDeliver,
+    maxDeliver: -1,
+    maxAttempts: o.maxAttempts,
     maxAckPending: 1000,
   });
   return {

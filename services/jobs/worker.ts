@@ -10,7 +10,7 @@ import { DiscoveryBatch } from "../../pipelines/contracts/discovery.ts";
 import { JobRun, JobStatus, WorkerHeartbeat } from "../../pipelines/contracts/jobs.ts";
 import { MetricBatch } from "../../pipelines/contracts/metrics.ts";
 import type { ConsumerSpec } from "../../pipelines/streams.ts";
-import { deadLetter, ensureConsumer, JsApiCode, jsApiCode, publishEvent, type Bus } from "../shared/bus.ts";
+import { deadLetter, DEFAULT_MAX_ATTEMPTS, ensureConsumer, JsApiCode, jsApiCode, publishEvent, type Bus } from "../shared/bus.ts";
 import type { Logger } from "../shared/log.ts";
 import type { JobPackage } from "./packages.ts";
 import { JobInputError } from "./sdk.ts";
@@ -25,8 +25,11 @@ export interface WorkerOptions {
   concurrency: number;
   ackWaitMs: number;
   heartbeatMs: number;
-  /** deliveries before a failing run is given up (dead-lettered) */
-  maxDeliver?: number;
+  /**
+   * deliveries of a run before it is given up (default 5): a run that fails on its last one, or comes back once more
+   * because its worker died with it, is dead-lettered with the reason and reported failed (final)
+   */
+  maxAttempts?: number;
 }
 
 export interface Worker {
@@ -41,8 +44,8 @@ export class RunRejected extends Error {
 
 export async function startWorker(bus: Bus, log: Logger, o: WorkerOptions): Promise<Worker> {
   const subjects = bus.topo.subjects.jobs;
-  const maxDeliver = o.maxDeliver ?? 5;
-  const copts = { ackWaitMs: o.ackWaitMs, maxDeliver };
+  const maxAttempts = o.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+  const copts = { ackWaitMs: o.ackWaitMs, maxAttempts };
   const consumers: { spec: ConsumerSpec; c: Consumer; loops: number }[] = [];
   const open = async (spec: ConsumerSpec) => {
     await ensureConsumer(bus.jsm, spec);
@@ -100,6 +103,20 @@ export async function startWorker(bus: Bus, log: Logger, o: WorkerOptions): Prom
       encode(JobStatus, "job.status.v1", { schema: "job.status.v1", runId: run.runId, job: run.job, workerId: o.workerId, state, at: Date.now(), attempt, items, error, ...(final === undefined ? {} : { final }) }),
     );
 
+  /**
+   * Dead-lettered first, then acked (a WorkQueue stream keeps termed messages): the run is kept, with its reason. With
+   * the dead-letter stream unreachable the run stays queued and comes back (and is given up) later.
+   */
+  const giveUp = async (m: JsMsg, run: JobRun, reason: string) => {
+    try {
+      await deadLetter(bus, m, `jobs-${run.workerType}`, reason);
+      await m.ackAck();
+    } catch (err) {
+      log.error("dead-letter failed; the run stays queued", { runId: run.runId, error: String(err) });
+      m.nak(5000);
+    }
+  };
+
   const execute = async (m: JsMsg) => {
     let run: JobRun;
     try {
@@ -115,6 +132,16 @@ export async function startWorker(bus: Bus, log: Logger, o: WorkerOptions): Prom
       return;
     }
     const attempt = m.info.deliveryCount;
+    // Every delivery ends in an ack or a nak from here, except when the worker holding it dies (or is stopped): one
+    // delivery past the last is such a run coming back. JetStream would redeliver it forever (max_deliver -1), so
+    // it is given up here, where the reason can be recorded.
+    if (attempt > maxAttempts) {
+      const reason = `run given up: no outcome after ${maxAttempts} deliveries (its worker died or stopped with it each time)`;
+      await giveUp(m, run, reason);
+      status(run, "failed", attempt, 0, reason, true);
+      log.warn("run given up", { runId: run.runId, job: run.job, attempt, error: reason });
+      return;
+    }
     const ac = new AbortController();
     active.set(m, ac);
     // In-progress acks well inside ack_wait: a live worker keeps its run, a dead one loses it after ack_wait.
@@ -153,20 +180,12 @@ export async function startWorker(bus: Bus, log: Logger, o: WorkerOptions): Prom
       log.info("run finished", { runId: run.runId, job: run.job, items });
     } catch (e) {
       const reason = e instanceof Error ? e.message : String(e);
-      const giveUp = e instanceof RunRejected || e instanceof JobInputError || e instanceof ContractError || attempt >= maxDeliver;
-      if (giveUp) {
-        // Cannot succeed anywhere (or out of attempts): keep the run with its reason, take it off the queue.
-        // Dead-lettered first, then acked (a WorkQueue stream keeps termed messages): the run is kept, with its reason.
-        try {
-          await deadLetter(bus, m, `jobs-${run.workerType}`, reason);
-          await m.ackAck();
-        } catch (err) {
-          log.error("dead-letter failed; the run stays queued", { runId: run.runId, error: String(err) });
-          m.nak(5000);
-        }
-      } else if (stopped) m.nak(0);
+      const final = e instanceof RunRejected || e instanceof JobInputError || e instanceof ContractError || attempt >= maxAttempts;
+      // Cannot succeed anywhere (or out of attempts): keep the run with its reason, take it off the queue.
+      if (final) await giveUp(m, run, reason);
+      else if (stopped) m.nak(0);
       else m.nak(Math.min(60_000, 2000 * attempt));
-      status(run, "failed", attempt, items, reason, giveUp);
+      status(run, "failed", attempt, items, reason, final);
       log.warn("run failed", { runId: run.runId, job: run.job, attempt, error: reason });
     } finally {
       clearInterval(keepAlive);

@@ -210,7 +210,7 @@ describe("jobs through a worker on a real nats-server", () => {
       intervalMs: null,
       timeoutMs: 1000,
     };
-    const w = await startWorker(bus, log, { workerId: "w-hang", workerTypes: ["hang"], pool: "", labels: {}, packages: new Map([["hang", hang]]), concurrency: 1, ackWaitMs: 5000, heartbeatMs: 1000, maxDeliver: 1 });
+    const w = await startWorker(bus, log, { workerId: "w-hang", workerTypes: ["hang"], pool: "", labels: {}, packages: new Map([["hang", hang]]), concurrency: 1, ackWaitMs: 5000, heartbeatMs: 1000, maxAttempts: 1 });
     try {
       const run = await submitRun(bus, { job: "hang", workerType: "hang", params: {} });
       const failed = await waitFor(() => statuses.find((s) => s.runId === run.runId && s.state === "failed"), "hung run cut off", 10_000);

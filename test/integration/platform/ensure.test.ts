@@ -47,7 +47,7 @@ describe("ensureStream", () => {
     const t = topologyFor(uniquePrefix("eq"));
     await ensureStream(jsm, t.streams.jobs);
     expect((await jsm.streams.info(t.streams.jobs.name)).config.retention).toBe(RetentionPolicy.Workqueue);
-    const spec = t.jobConsumers.shared("net", { ackWaitMs: 5000, maxDeliver: 3 });
+    const spec = t.jobConsumers.shared("net", { ackWaitMs: 5000, maxAttempts: 3 });
     await ensureConsumer(jsm, spec);
     await jetstream(nc).publish(t.subjects.jobs.queue("net"), new Uint8Array([1]));
     const m = await (await jetstream(nc).consumers.get(spec.stream, spec.durable)).next({ expires: 2000 });
@@ -114,7 +114,7 @@ describe("ensureConsumer", () => {
   test("brings an existing durable's ack_wait, max_deliver and max_ack_pending to its declaration", async () => {
     const t = topologyFor(uniquePrefix("ecu"));
     await ensureStream(jsm, t.streams.jobs);
-    const before = t.jobConsumers.placed("net", "w1", { ackWaitMs: 30_000, maxDeliver: 5 });
+    const before = t.jobConsumers.placed("net", "w1", { ackWaitMs: 30_000, maxAttempts: 5 });
     await ensureConsumer(jsm, before);
     const after: ConsumerSpec = { ...before, ackWaitMs: 60_000, maxDeliver: 9, maxAckPending: 50 };
     await ensureConsumer(jsm, after);
@@ -125,7 +125,7 @@ describe("ensureConsumer", () => {
   test("five workers of one type at once: all succeed, one durable", async () => {
     const t = topologyFor(uniquePrefix("ecc"));
     await ensureStream(jsm, t.streams.jobs);
-    const spec = t.jobConsumers.shared("net", { ackWaitMs: 30_000, maxDeliver: 5 });
+    const spec = t.jobConsumers.shared("net", { ackWaitMs: 30_000, maxAttempts: 5 });
     const conns = await Promise.all([0, 1, 2, 3, 4].map(() => connect({ servers: nats.url })));
     try {
       const managers = await Promise.all(conns.map((c) => jetstreamManager(c)));

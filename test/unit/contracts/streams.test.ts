@@ -13,7 +13,7 @@ function overlap(a: string, b: string): boolean {
   }
 }
 
-const jobOpts = { ackWaitMs: 30_000, maxDeliver: 5 };
+const jobOpts = { ackWaitMs: 30_000, maxAttempts: 5 };
 /** the static durables and one of each job consumer factory, as a worker of type "net" named "w1" makes them */
 const allConsumers = (t: Topology): ConsumerSpec[] => [...Object.values(t.consumers), t.jobConsumers.shared("net", jobOpts), t.jobConsumers.placed("net", "w1", jobOpts)];
 /** concrete subjects of every kind, published on the streams and on core NATS */

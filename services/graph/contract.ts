@@ -5,7 +5,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { TopologySnapshot, type TopoEdge, type TopoNode } from "../../pipelines/contracts/topology.ts";
 import { impact as indexImpact, ImpactIndex } from "../../pipelines/stages/impact.ts";
-import { GraphStoreError, type GraphStore, type ImpactedEntity } from "./port.ts";
+import { changeCount, GraphStoreError, splitChanges, type GraphStore, type ImpactedEntity } from "./port.ts";
 
 const node = (id: string, kind: TopoNode["kind"], props: TopoNode["props"] = {}): TopoNode => ({ id, kind, name: id.split(":")[1] ?? id, source: "agent:h1", props, firstSeen: 1, lastSeen: 2 });
 const edge = (kind: TopoEdge["kind"], src: string, dst: string): TopoEdge => ({ id: `${kind}:${src}->${dst}`, kind, src, dst, source: "agent:h1", props: { port: 5432 }, firstSeen: 1, lastSeen: 2 });
@@ -246,6 +246,70 @@ export function graphStoreContract(name: string, make: () => Promise<{ store: Gr
       expect(g.rev).toBe(2);
       expect(g.nodes.find((n) => n.id === p.id)!.name).toBe("after");
       expect(g.edges.map((e) => e.id).sort()).toEqual(graph.edgesUpserted.filter((e) => e.kind !== "CONNECTS").map((e) => e.id).sort());
+    });
+
+    test("a write abandoned through its signal stores nothing (graph, rev, outbox), before it begins or part-way", async () => {
+      const s = await fresh();
+      await s.apply(graph, 1, { entries: [{ rev: 1, body: "b1" }], sentUpTo: 0 });
+      const before = await s.load();
+      const gone = new AbortController();
+      gone.abort();
+      const early = await s.apply({ ...none, nodesUpserted: [{ ...p, name: "never" }] }, 2, { entries: [{ rev: 2, body: "b2" }], sentUpTo: 1 }, { signal: gone.signal }).catch((e) => e);
+      expect(early).toBeInstanceOf(GraphStoreError);
+      expect((early as GraphStoreError).code).toBe("aborted");
+      expect((early as GraphStoreError).kind).toBe("transient");
+      // Part-way: thousands of entities written row by row (not marked created), aborted soon after it starts. It is
+      // either rolled back whole or, on a fast engine, already committed whole; never in part.
+      const many = Array.from({ length: 3000 }, (_, i) => node(`host:m${i}`, "host"));
+      const ctl = new AbortController();
+      const t = setTimeout(() => ctl.abort(), 30);
+      const late = await s.apply({ ...none, nodesUpserted: many }, 3, { entries: [{ rev: 3, body: "b3" }], sentUpTo: 1 }, { signal: ctl.signal }).then(
+        () => "committed",
+        (e) => e,
+      );
+      clearTimeout(t);
+      const after = await s.load();
+      if (late === "committed") {
+        expect(after.rev).toBe(3);
+        expect(after.nodes.length).toBe(before.nodes.length + many.length);
+      } else {
+        expect((late as GraphStoreError).code).toBe("aborted");
+        expect(after).toEqual(before);
+        expect(await s.outbox()).toEqual([{ rev: 1, body: "b1" }]);
+      }
+      // and the store goes on writing
+      await s.apply({ ...none, nodesUpserted: [{ ...p, name: "next" }] }, 4);
+      expect((await s.load()).nodes.find((n) => n.id === p.id)!.name).toBe("next");
+    });
+
+    test("a change set written in parts (splitChanges), each with its revs and outbox entries, ends as one write would", async () => {
+      const s = await fresh();
+      await s.apply(graph, 1);
+      const extra = Array.from({ length: 7 }, (_, i) => node(`listener:h1:tcp:0.0.0.0:${7000 + i}`, "listener", { port: 7000 + i, proto: "tcp", host: "h1" }));
+      const calls = extra.map((x) => edge("CONNECTS", p.id, x.id));
+      const change = {
+        nodesUpserted: [{ ...p, name: "split" }, ...extra],
+        edgesUpserted: calls,
+        edgesRemoved: [{ id: `CONNECTS:${p.id}->${l.id}`, kind: "CONNECTS" as const, src: p.id, dst: l.id }],
+        nodesRemoved: [db.id],
+        created: new Set([...extra, ...calls].map((x) => x.id)),
+        sourceIntervals: { "job:scan": 60_000 },
+      };
+      const parts = splitChanges(change, 4);
+      expect(parts.length).toBe(Math.ceil(changeCount(change) / 4));
+      expect(parts.map(changeCount).reduce((a, b) => a + b)).toBe(changeCount(change));
+      let rev = 1;
+      for (const part of parts) {
+        rev++;
+        await s.apply(part, rev, { entries: [{ rev, body: `b${rev}` }], sentUpTo: rev - 2 });
+      }
+      const g = await s.load();
+      expect(g.rev).toBe(1 + parts.length);
+      expect(g.nodes.map((n) => n.id).sort()).toEqual([h.id, p.id, l.id, ...extra.map((x) => x.id)].sort());
+      expect(g.nodes.find((n) => n.id === p.id)!.name).toBe("split");
+      expect(g.edges.map((e) => e.id).sort()).toEqual([`RUNS:${h.id}->${p.id}`, ...calls.map((e) => e.id)].sort());
+      expect(g.sourceIntervals).toEqual({ "job:scan": 60_000 });
+      expect(await s.outbox()).toEqual([{ rev: g.rev - 1, body: `b${g.rev - 1}` }, { rev: g.rev, body: `b${g.rev}` }]);
     });
 
     test("read-only Cypher with bound parameters answers dependency questions", async () => {

@@ -7,12 +7,19 @@
  * MERGE from UNWIND rows is several times slower than one CREATE per row. A COPY into a non-empty table checkpoints
  * at its commit, so it is kept for large batches; Kuzu's own checkpoints are made rare (checkpointThresholdMiB).
  *
- * User Cypher runs on a second Connection inside a READ ONLY transaction: Kuzu itself refuses any write there (behind
- * assertReadOnly), and a slow question does not hold up the writer (Kuzu runs a read transaction beside the write
- * transaction and the reader sees the last committed state).
+ * User Cypher runs on readers' Connections (a few, so one slow question does not queue the rest) inside READ ONLY
+ * transactions: Kuzu itself refuses any write there (behind assertReadOnly), and reads run beside the write
+ * transaction, seeing the last committed state. Kuzu 0.11 blocks them only at a commit: beginning or ending a
+ * transaction waits while a commit (and the checkpoint it may run) holds the transaction manager. A checkpoint also
+ * waits for every open transaction to end, while holding the lock a read needs to end: a read open at that moment
+ * stalls both for 5 s, then the checkpoint fails (measured: reads of 2-14 s, and a COPY write reported failed after
+ * it had committed). So checkpoints happen only where this adapter decides: Kuzu's automatic one is off, the WAL
+ * size is checked after each commit, and a checkpoint, or the commit of a COPY (which always checkpoints), first lets
+ * open reads finish and holds new ones back (`exclusive`). Other commits run beside open reads; a read waits at most
+ * one commit and checkpoint, and the topology service keeps each write bounded.
  */
 import kuzu, { type Connection, type Database, type KuzuValue, type PreparedStatement } from "kuzu";
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { EdgeKind, TopologySnapshot, type TopoEdge, type TopoNode } from "../../pipelines/contracts/topology.ts";
 import type { Changes } from "../../pipelines/stages/topology/index.ts";
@@ -23,6 +30,7 @@ import {
   intervalRows,
   intervalsFrom,
   validHops,
+  type ApplyOptions,
   type GraphStore,
   type ImpactOptions,
   type Neighbourhood,
@@ -43,6 +51,13 @@ const BULK_MIN = 4000;
  * deletes ~38k edges/s that way (3000 in one write), against ~1.5k/s one per row (endpoints by key, then adjacency).
  */
 const JOIN_DELETE_MIN = 100;
+
+/**
+ * A checkpoint waits this long for open reads to end (new ones are held back meanwhile). Past it, a COPY's commit goes
+ * ahead anyway (Kuzu then fails its checkpoint after the commit: the write stands, a later checkpoint catches up) and
+ * a WAL-size checkpoint is left to the next commit. User reads end within their timeouts.
+ */
+const DRAIN_MS = 3000;
 
 const CREATE_NODE =
   "CREATE (n:Entity {id: $id, kind: $kind, name: $name, source: $source, host: $host, port: $port, exe: $exe, props: $props, firstSeen: $firstSeen, lastSeen: $lastSeen, owner: $owner, updateTag: $updateTag})";
@@ -92,13 +107,23 @@ export class KuzuGraphStore implements GraphStore {
   private db: Database;
   /** the writer's connection: apply, load, outbox (serialized on `chain`) */
   private conn: Connection;
-  /** readers' connection: user Cypher, neighbourhood, impact, snapshot (serialized on `readChain`) */
-  private rconn: Connection;
+  /** readers' connections: user Cypher, neighbourhood, impact, snapshot (one read transaction on each at a time) */
+  private readers: Connection[];
+  private idleReaders: Connection[];
+  private readerWaiters: ((c: Connection) => void)[] = [];
+  /** read transactions open now; a commit waits for them (see the header) */
+  private openReads = 0;
+  private readsDrained: (() => void) | undefined;
+  /** set while a commit or checkpoint runs or waits to: new reads wait for it */
+  private exclusiveHeld: Promise<void> | undefined;
   /** Kuzu allows one write transaction at a time per connection: serialize writers. */
   private chain: Promise<unknown> = Promise.resolve();
   /** bulk-copy files written (names them) */
   private copies = 0;
-  private readChain: Promise<unknown> = Promise.resolve();
+  /** the running write's abort signal (writes are serialized on `chain`) */
+  private writeSignal: AbortSignal | undefined;
+  /** the running write has COPYed: its commit checkpoints */
+  private copiedInTx = false;
   private statements = new Map<Connection, Map<string, PreparedStatement>>();
 
   private readonly checkpointThresholdMiB: number;
@@ -114,15 +139,16 @@ export class KuzuGraphStore implements GraphStore {
    */
   constructor(
     readonly path: string,
-    opts: { bufferPoolMiB?: number; checkpointThresholdMiB?: number } = {},
+    opts: { bufferPoolMiB?: number; checkpointThresholdMiB?: number; readers?: number } = {},
   ) {
     this.checkpointThresholdMiB = opts.checkpointThresholdMiB ?? 64;
     this.bufferPoolMiB = opts.bufferPoolMiB;
     mkdirSync(dirname(path), { recursive: true });
     this.db = new kuzu.Database(path, opts.bufferPoolMiB ? opts.bufferPoolMiB * 1024 * 1024 : 0);
     this.conn = new kuzu.Connection(this.db);
-    this.rconn = new kuzu.Connection(this.db);
-    for (const c of [this.conn, this.rconn]) {
+    this.readers = Array.from({ length: Math.max(1, opts.readers ?? 3) }, () => new kuzu.Connection(this.db));
+    this.idleReaders = [...this.readers];
+    for (const c of [this.conn, ...this.readers]) {
       const cache = new Map<string, PreparedStatement>();
       this.statements.set(c, cache);
       statementCaches.push(cache);
@@ -151,24 +177,58 @@ export class KuzuGraphStore implements GraphStore {
     return next;
   }
 
-  /** One read-only transaction on the readers' connection; Kuzu refuses any write inside it. */
-  private readTx<T>(timeoutMs: number, f: () => Promise<T>): Promise<T> {
-    const run = async () => {
-      this.rconn.setQueryTimeout(timeoutMs);
-      await this.execOn(this.rconn, "BEGIN TRANSACTION READ ONLY");
+  /** One read-only transaction on a free readers' connection; Kuzu refuses any write inside it. */
+  private async readTx<T>(timeoutMs: number, f: (conn: Connection) => Promise<T>): Promise<T> {
+    const conn = this.idleReaders.pop() ?? (await new Promise<Connection>((r) => this.readerWaiters.push(r)));
+    try {
+      while (this.exclusiveHeld) await this.exclusiveHeld;
+      this.openReads++;
       try {
-        const out = await f();
-        await this.execOn(this.rconn, "COMMIT");
-        return out;
-      } catch (e) {
-        // Some failures end the transaction already (then ROLLBACK says there is none).
-        await this.execOn(this.rconn, "ROLLBACK").catch(() => undefined);
-        throw e;
+        conn.setQueryTimeout(timeoutMs);
+        await this.execOn(conn, "BEGIN TRANSACTION READ ONLY");
+        try {
+          const out = await f(conn);
+          await this.execOn(conn, "COMMIT");
+          return out;
+        } catch (e) {
+          // Some failures end the transaction already (then ROLLBACK says there is none).
+          await this.execOn(conn, "ROLLBACK").catch(() => undefined);
+          throw e;
+        }
+      } finally {
+        if (--this.openReads === 0) this.readsDrained?.();
       }
-    };
-    const next = this.readChain.then(run, run);
-    this.readChain = next.catch(() => undefined);
-    return next;
+    } finally {
+      const next = this.readerWaiters.shift();
+      if (next) next(conn);
+      else this.idleReaders.push(conn);
+    }
+  }
+
+  /**
+   * Runs `f` (a commit that checkpoints, or a checkpoint, on the writer's connection) with no read transaction open:
+   * new reads wait, open ones finish first, for up to DRAIN_MS; then `f` runs anyway or is skipped (undefined). See the
+   * header for why Kuzu needs this.
+   */
+  private async exclusive<T>(f: () => Promise<T>, ifStillOpen: "proceed" | "skip"): Promise<T | undefined> {
+    let release!: () => void;
+    this.exclusiveHeld = new Promise<void>((r) => (release = r));
+    try {
+      if (this.openReads > 0) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await new Promise<void>((r) => {
+          this.readsDrained = r;
+          timer = setTimeout(r, DRAIN_MS);
+        });
+        clearTimeout(timer);
+        if (this.openReads > 0 && ifStillOpen === "skip") return undefined;
+      }
+      return await f();
+    } finally {
+      this.readsDrained = undefined;
+      this.exclusiveHeld = undefined;
+      release();
+    }
   }
 
   async init(): Promise<void> {
@@ -186,14 +246,23 @@ export class KuzuGraphStore implements GraphStore {
         );
         await this.exec(`ALTER TABLE ${k} ADD IF NOT EXISTS updateTag INT64 DEFAULT 0`);
       }
-      await this.exec(`CALL checkpoint_threshold=${Math.round(this.checkpointThresholdMiB * 1024 * 1024)}`);
+      // (checked by this adapter after each commit, Kuzu's automatic checkpoint being off: see the header)
+      await this.exec("CALL auto_checkpoint=false");
+      // Closing does not checkpoint: a service stopping within its deadline does not wait for one (at 10k hosts it can
+      // take longer than the deadline); the next start replays the WAL, which the idle checkpoints keep short.
+      await this.exec("CALL force_checkpoint_on_close=false");
       await this.exec("CREATE NODE TABLE IF NOT EXISTS OrreryMeta(key STRING, value INT64, PRIMARY KEY(key))");
       await this.exec("CREATE NODE TABLE IF NOT EXISTS OrreryOutbox(rev INT64, body STRING, PRIMARY KEY(rev))");
     });
   }
 
-  async apply(c: Changes, rev: number, outbox?: { entries: OutboxEntry[]; sentUpTo: number }): Promise<void> {
+  async apply(c: Changes, rev: number, outbox?: { entries: OutboxEntry[]; sentUpTo: number }, opts: ApplyOptions = {}): Promise<void> {
     await this.serial(async () => {
+      const signal = opts.signal;
+      if (signal?.aborted) throw new GraphStoreError("aborted", "kuzu write abandoned before it began");
+      // checked between statements (see `abortable`): a write is abandoned within one statement's time
+      this.writeSignal = signal;
+      this.copiedInTx = false;
       await this.exec("BEGIN TRANSACTION");
       try {
         // Per-row prepared statements, not UNWIND: Kuzu 0.11 plans `UNWIND $rows MATCH/MERGE` as joins that do not use
@@ -255,28 +324,54 @@ export class KuzuGraphStore implements GraphStore {
           if (outbox.entries.length)
             await this.run("UNWIND $rows AS r MERGE (o:OrreryOutbox {rev: CAST(r.rev AS INT64)}) SET o.body = r.body", { rows: outbox.entries });
         }
-        await this.exec("COMMIT");
+        this.abortable();
+        this.writeSignal = undefined;
+        const commit = () =>
+          this.exec("COMMIT").catch((e) => {
+            // Kuzu checkpoints after the commit is durable: a failed checkpoint leaves the write committed (the WAL
+            // holds it and a later checkpoint catches up), so it must not be reported as a failed write.
+            if (!/checkpoint/i.test(String((e as Error).message))) throw e;
+          });
+        if (this.copiedInTx) await this.exclusive(commit, "proceed");
+        else await commit();
       } catch (e) {
+        this.writeSignal = undefined;
         await this.exec("ROLLBACK").catch(() => undefined);
+        if (e instanceof GraphStoreError && e.code === "aborted") throw e;
         const msg = (e as Error).message;
-        // (a write larger than the buffer pool can hold: say which setting gives it room)
-        const hint = /buffer (pool|manager)/i.test(msg) ? ` (the write did not fit in Kuzu's buffer pool of ${this.bufferPoolMiB ?? "default"} MiB: raise ORRERY_KUZU_BUFFER_MIB)` : "";
-        throw new GraphStoreError(kuzuFailure(e, "write_failed"), `kuzu write failed: ${msg}${hint}`, { cause: e });
+        // A write larger than the buffer pool can hold (its local storage lives there): rolled back, so the caller
+        // can write it in parts; the message names the setting that gives it room.
+        if (/buffer (pool|manager)|unable to allocate memory/i.test(msg))
+          throw new GraphStoreError("too_large", `kuzu write failed: ${msg} (the write did not fit in Kuzu's buffer pool of ${this.bufferPoolMiB ?? "default"} MiB: ORRERY_KUZU_BUFFER_MIB)`, { cause: e });
+        throw new GraphStoreError(kuzuFailure(e, "write_failed"), `kuzu write failed: ${msg}`, { cause: e });
       }
+      // Kuzu's own rule (WAL past the threshold), applied here where open reads can be let finish first. A failure
+      // leaves the WAL to the next one.
+      if (this.walBytes() >= this.checkpointThresholdMiB * 1024 * 1024) await this.exclusive(() => this.exec("CHECKPOINT"), "skip").catch(() => undefined);
     });
   }
 
+  private walBytes(): number {
+    try {
+      return statSync(`${this.path}.wal`).size;
+    } catch {
+      return 0;
+    }
+  }
+
   /**
-   * Writes what the WAL holds into the data files now (between writes, on the writer's chain). If Kuzu refuses (it
-   * must first wait for open read transactions), this fails with write_failed and a later checkpoint catches up.
+   * Writes what the WAL holds into the data files now (between writes, on the writer's chain). Reads open longer than
+   * DRAIN_MS, or Kuzu refusing, make it fail with write_failed; a later checkpoint catches up.
    */
   async checkpoint(): Promise<void> {
     await this.serial(async () => {
+      let done: boolean | undefined;
       try {
-        await this.exec("CHECKPOINT");
+        done = await this.exclusive(() => this.exec("CHECKPOINT").then(() => true), "skip");
       } catch (e) {
         throw new GraphStoreError("write_failed", `kuzu checkpoint failed: ${(e as Error).message}`, { cause: e });
       }
+      if (!done) throw new GraphStoreError("write_failed", `kuzu checkpoint skipped: reads still open after ${DRAIN_MS} ms`);
     });
   }
 
@@ -323,10 +418,10 @@ export class KuzuGraphStore implements GraphStore {
     const maxRows = opts.maxRows ?? 10_000;
     const timeoutMs = opts.timeoutMs ?? 10_000;
     // Kuzu checks the timeout itself and interrupts the query.
-    return this.readTx(timeoutMs, async () => {
+    return this.readTx(timeoutMs, async (rconn) => {
       try {
-        const ps = await this.prepare(this.rconn, cypher);
-        const r = await this.rconn.execute(ps, params as Record<string, KuzuValue>);
+        const ps = await this.prepare(rconn, cypher);
+        const r = await rconn.execute(ps, params as Record<string, KuzuValue>);
         const qr = Array.isArray(r) ? r[r.length - 1]! : r;
         // Rows are converted one by one and only up to the limit (getAll of a million rows takes tens of seconds).
         const rows: Record<string, unknown>[] = [];
@@ -350,31 +445,31 @@ export class KuzuGraphStore implements GraphStore {
   async neighbourhood(id: string, opts: NeighbourhoodOptions): Promise<Neighbourhood> {
     const hops = validHops(opts.hops);
     const kinds = opts.kinds?.length ? [...new Set(opts.kinds)].filter((k) => EDGE_KINDS.includes(k)) : EDGE_KINDS;
-    return this.internalRead(async () => {
+    return this.internalRead(async (rconn) => {
       // SHORTEST is breadth-first: one path per reached node, so 10 hops on a dense graph does not enumerate walks.
-      const reached = await this.all(this.rconn, `MATCH (a:Entity {id: $id})-[:${kinds.join("|")}* SHORTEST 1..${hops}]-(b:Entity) RETURN DISTINCT b.id AS id`, { id });
-      const root = await this.all(this.rconn, "MATCH (n:Entity {id: $id}) RETURN n.id AS id", { id });
+      const reached = await this.all(rconn, `MATCH (a:Entity {id: $id})-[:${kinds.join("|")}* SHORTEST 1..${hops}]-(b:Entity) RETURN DISTINCT b.id AS id`, { id });
+      const root = await this.all(rconn, "MATCH (n:Entity {id: $id}) RETURN n.id AS id", { id });
       if (!root.length) return { nodes: [], edges: [] };
       const ids = [id, ...reached.map((r) => String(r.id)).filter((x) => x !== id)];
-      const nodes = (await this.all(this.rconn, `MATCH (n:Entity) WHERE n.id IN $ids RETURN ${NODE_COLS}`, { ids })).map(toNode);
+      const nodes = (await this.all(rconn, `MATCH (n:Entity) WHERE n.id IN $ids RETURN ${NODE_COLS}`, { ids })).map(toNode);
       const edges: TopoEdge[] = [];
-      for (const k of kinds) for (const r of await this.all(this.rconn, edgeQuery(k, "WHERE a.id IN $ids AND b.id IN $ids"), { ids })) edges.push(toEdge(r, k));
+      for (const k of kinds) for (const r of await this.all(rconn, edgeQuery(k, "WHERE a.id IN $ids AND b.id IN $ids"), { ids })) edges.push(toEdge(r, k));
       return { nodes, edges };
     });
   }
 
   async impact(id: string, opts: ImpactOptions): Promise<StoreImpact> {
     validHops(opts.maxHops, "maxHops");
-    return this.internalRead(() => storeImpact((q, p) => this.all(this.rconn, q, p), id, opts));
+    return this.internalRead((rconn) => storeImpact((q, p) => this.all(rconn, q, p), id, opts));
   }
 
   async exportSnapshot(): Promise<TopologySnapshot> {
     // One read transaction: nodes, edges and rev from the same committed state, without holding up the writer.
-    const g = await this.internalRead(() => this.loadOn(this.rconn), 600_000);
+    const g = await this.internalRead((rconn) => this.loadOn(rconn), 600_000);
     return TopologySnapshot.parse({ schema: "topology.snapshot.v1", rev: g.rev, at: Date.now(), nodes: g.nodes, edges: g.edges });
   }
 
-  private async internalRead<T>(f: () => Promise<T>, timeoutMs = 60_000): Promise<T> {
+  private async internalRead<T>(f: (conn: Connection) => Promise<T>, timeoutMs = 60_000): Promise<T> {
     try {
       return await this.readTx(timeoutMs, f);
     } catch (e) {
@@ -385,8 +480,9 @@ export class KuzuGraphStore implements GraphStore {
 
   async close(): Promise<void> {
     await this.chain;
-    await this.readChain;
-    await this.rconn.close();
+    // every reader back (each read ends within its query timeout)
+    while (this.idleReaders.length < this.readers.length) await new Promise<Connection>((r) => this.readerWaiters.push(r)).then((c) => this.idleReaders.push(c));
+    for (const c of this.readers) await c.close();
     await this.conn.close();
     await this.db.close();
   }
@@ -409,6 +505,9 @@ export class KuzuGraphStore implements GraphStore {
    * splits on newlines.
    */
   private async copy(table: string, cols: readonly string[], rows: Record<string, unknown>[], fallback: () => Promise<void>): Promise<void> {
+    this.abortable();
+    // (either way a COPY: its commit checkpoints)
+    this.copiedInTx = true;
     const lines: string[] = [];
     for (const r of rows) {
       const fields: string[] = [];
@@ -434,10 +533,16 @@ export class KuzuGraphStore implements GraphStore {
     }
   }
 
+  /** Throws `aborted` when the running write's signal says so (between statements; the caller rolls back). */
+  private abortable(): void {
+    if (this.writeSignal?.aborted) throw new GraphStoreError("aborted", "kuzu write abandoned (rolled back)");
+  }
+
   /** One execute of a prepared statement per row (scalar parameters). */
   private async each(cypher: string, rows: Record<string, unknown>[]): Promise<void> {
     const ps = await this.prepare(this.conn, cypher);
     await inFlight(rows, async (row) => {
+      this.abortable();
       const r = await this.conn.execute(ps, row as Record<string, KuzuValue>);
       for (const qr of Array.isArray(r) ? r : [r]) qr.close();
     });
@@ -449,6 +554,7 @@ export class KuzuGraphStore implements GraphStore {
     const ps = await this.prepare(this.conn, cypher);
     const missed: Record<string, unknown>[] = [];
     await inFlight(rows, async (row) => {
+      this.abortable();
       const r = await this.conn.execute(ps, row as Record<string, KuzuValue>);
       const qrs = Array.isArray(r) ? r : [r];
       try {
@@ -462,6 +568,7 @@ export class KuzuGraphStore implements GraphStore {
   }
 
   private async run(cypher: string, params: Record<string, unknown>): Promise<void> {
+    this.abortable();
     const ps = await this.prepare(this.conn, cypher);
     const r = await this.conn.execute(ps, params as Record<string, KuzuValue>);
     for (const qr of Array.isArray(r) ? r : [r]) qr.close();

@@ -46,6 +46,7 @@ import {
   intervalRows,
   intervalsFrom,
   validHops,
+  type ApplyOptions,
   type GraphStore,
   type ImpactOptions,
   type Neighbourhood,
@@ -132,12 +133,27 @@ export class Neo4jGraphStore implements GraphStore {
     }
   }
 
-  apply(c: Changes, rev: number, outbox?: { entries: OutboxEntry[]; sentUpTo: number }): Promise<void> {
+  apply(c: Changes, rev: number, outbox?: { entries: OutboxEntry[]; sentUpTo: number }, opts: ApplyOptions = {}): Promise<void> {
     if (this.closed) return Promise.reject(new GraphStoreError("write_failed", "neo4j store is closed"));
+    const signal = opts.signal;
+    const abortable = () => {
+      if (signal?.aborted) throw new GraphStoreError("aborted", "neo4j write abandoned (rolled back)");
+    };
     const run = async () => {
+      abortable();
       const session = this.session("WRITE");
       try {
-        await session.executeWrite((tx) => writeChanges(tx, c, rev, outbox), { metadata: { app: "orrery", op: "apply", rev } });
+        // The signal is checked before each statement and before the commit: throwing inside the transaction
+        // function rolls the transaction back.
+        await session.executeWrite(
+          async (tx) => {
+            const guarded = signal ? ({ run: (...a: Parameters<ManagedTransaction["run"]>) => (abortable(), tx.run(...a)) } as ManagedTransaction) : tx;
+            const out = await writeChanges(guarded, c, rev, outbox);
+            abortable();
+            return out;
+          },
+          { metadata: { app: "orrery", op: "apply", rev } },
+        );
       } catch (e) {
         throw toGraphStoreError(e, "write", "neo4j write");
       } finally {
@@ -484,6 +500,8 @@ export function toGraphStoreError(e: unknown, op: "read" | "write", what: string
   const timedOut = /TransactionTimedOut/.test(code) || (/^Neo\.\w+\.Transaction\./.test(code) && /timed? ?out|timeout/i.test(message));
   if (op === "read" && timedOut)
     return new GraphStoreError("timeout", `query exceeded ${timeoutMs === undefined ? "the server's timeout" : `${timeoutMs} ms`}: ${message}`, { cause: e });
+  // a write over the server's memory (its transaction limit or heap): the caller writes it in parts
+  if (op === "write" && /OutOfMemory|MemoryLimit/i.test(code)) return new GraphStoreError("too_large", detail, { cause: e });
   // (a write the server timed out may just be too large: unknown, so a consumer splits its batch rather than wait)
   if (!timedOut && (UNREACHABLE_CODES.has(code) || code.startsWith("Neo.TransientError."))) return new GraphStoreError("unavailable", detail, { cause: e });
   if (op === "write") return new GraphStoreError("write_failed", detail, { cause: e });

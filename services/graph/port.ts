@@ -35,6 +35,14 @@ export interface OutboxEntry {
   body: string;
 }
 
+export interface ApplyOptions {
+  /**
+   * Aborting it abandons the write: the store rolls it back whole (nothing of it, rev or outbox included, is stored)
+   * and it fails with `aborted`, unless it has already committed. For a service that must stop within a deadline.
+   */
+  signal?: AbortSignal;
+}
+
 export interface QueryOptions {
   /** abort the query after this many ms */
   timeoutMs?: number;
@@ -85,8 +93,10 @@ export interface GraphStore {
    * Writes one batch of net changes atomically, together with the topology rev it brings the store to and the
    * outbox: the serialized deltas of this batch (published after the commit) — and drops outbox entries up to
    * `sentUpTo`, already published. A kill between commit and publish loses nothing: the next start re-publishes them.
+   * A write that does not fit the store's memory fails with `too_large`, having stored nothing: the caller writes it
+   * again in parts (splitChanges), each its own transaction with its own revs.
    */
-  apply(changes: Changes, rev: number, outbox?: { entries: OutboxEntry[]; sentUpTo: number }): Promise<void>;
+  apply(changes: Changes, rev: number, outbox?: { entries: OutboxEntry[]; sentUpTo: number }, opts?: ApplyOptions): Promise<void>;
   /**
    * Moves what the store keeps in its log into its data files now, where it defers that (Kuzu's WAL, checkpointed
    * rarely since each checkpoint is costly); the topology service calls it when idle. Nothing changes for readers.
@@ -110,19 +120,64 @@ export interface GraphStore {
   close(): Promise<void>;
 }
 
-export type GraphStoreErrorCode = "read_only" | "timeout" | "too_many_rows" | "query_failed" | "write_failed" | "bad_request" | "unavailable";
+export type GraphStoreErrorCode =
+  | "read_only"
+  | "timeout"
+  | "too_many_rows"
+  | "query_failed"
+  | "write_failed"
+  | "too_large"
+  | "aborted"
+  | "bad_request"
+  | "unavailable";
 
 /**
- * `unavailable`: the store cannot be reached or is refusing work for now (a consumer waits it out); `bad_request` and
- * `read_only`: the request itself is wrong (never retried); the rest are not known to be either.
+ * `unavailable`: the store cannot be reached or is refusing work for now (a consumer waits it out); `aborted`: the
+ * caller abandoned the write (it is stopping; its input is redelivered); `bad_request` and `read_only`: the request
+ * itself is wrong (never retried); `too_large`: the write did not fit the store's memory (split it); the rest are not
+ * known to be either.
  */
 export class GraphStoreError extends PortError<GraphStoreErrorCode> {
   override readonly name = "GraphStoreError";
   get kind(): FailureKind {
-    if (this.code === "unavailable") return "transient";
+    if (this.code === "unavailable" || this.code === "aborted") return "transient";
     if (this.code === "bad_request" || this.code === "read_only") return "permanent";
     return "unknown";
   }
+}
+
+/** Items of a change set: what splitChanges counts. */
+export function changeCount(c: Changes): number {
+  return c.nodesUpserted.length + c.edgesUpserted.length + c.edgesRemoved.length + c.nodesRemoved.length;
+}
+
+/**
+ * One change set as consecutive parts of at most `maxItems` items, in the order in which every prefix is a valid
+ * graph (node upserts, edge upserts, edge removals, node removals: as the deltas are split), so each part can be its
+ * own transaction. `created` is shared; the source intervals ride with the last part.
+ */
+export function splitChanges(c: Changes, maxItems: number): Changes[] {
+  const max = Math.max(1, Math.floor(maxItems));
+  if (changeCount(c) <= max) return [c];
+  const parts: Changes[] = [];
+  let cur: Changes | undefined;
+  let n = 0;
+  const next = () => {
+    if (!cur || n === max) {
+      cur = { nodesUpserted: [], nodesRemoved: [], edgesUpserted: [], edgesRemoved: [], created: c.created };
+      parts.push(cur);
+      n = 0;
+    }
+    n++;
+    return cur;
+  };
+  for (const x of c.nodesUpserted) next().nodesUpserted.push(x);
+  for (const x of c.edgesUpserted) next().edgesUpserted.push(x);
+  for (const x of c.edgesRemoved) next().edgesRemoved.push(x);
+  for (const x of c.nodesRemoved) next().nodesRemoved.push(x);
+  if (c.sourceIntervals) parts.at(-1)!.sourceIntervals = c.sourceIntervals;
+  if (c.rejected) parts[0]!.rejected = c.rejected;
+  return parts;
 }
 
 /** Upper bound of variable-length patterns (neighbourhood, impact). */

@@ -6,7 +6,7 @@ import { DiscoveryBatch } from "../../pipelines/contracts/discovery.ts";
 import { TopologyDelta, type TopologySnapshot } from "../../pipelines/contracts/topology.ts";
 import { ageModel, applyDiscovery, isEmpty, modelFromGraph, summarizeRemovals, type AgingOptions, type Changes, type StageOptions, type TopologyModel } from "../../pipelines/stages/topology/index.ts";
 import { publishEvent, rewindToAckFloor, runConsumer, type Bus, type ConsumerHandle } from "../shared/bus.ts";
-import { GraphStoreError, type GraphStore } from "../graph/port.ts";
+import { changeCount, GraphStoreError, splitChanges, type GraphStore } from "../graph/port.ts";
 import { CypherRequest, type CypherResponse } from "../../pipelines/contracts/cypher.ts";
 import { ContractError, decode, validate } from "../../pipelines/codec.ts";
 import type { Logger } from "../shared/log.ts";
@@ -40,6 +40,14 @@ export const COLLECT_AFTER_ITEMS = 10_000;
  */
 export const COLLECT_BEFORE_ITEMS = 30_000;
 
+/**
+ * A change set is written in transactions of at most this many items (a first scan's change set of 3000 messages is
+ * ~60-100k at 10k hosts; churn's a few thousand), each with its own revs and outbox entries. A commit holds readers
+ * back for its duration (Kuzu: see kuzu.ts) and takes memory in proportion, so each is bounded; a part the store
+ * still finds too large (`too_large`) is written again in halves.
+ */
+export const WRITE_MAX_ITEMS = 50_000;
+
 export interface TopologyService {
   model(): TopologyModel;
   rev(): number;
@@ -60,6 +68,8 @@ export async function startTopologyService(deps: {
   collectAfterItems?: number;
   /** how long writes must pause before the store is asked to checkpoint (default 10 s) */
   checkpointIdleMs?: number;
+  /** items per store transaction (default WRITE_MAX_ITEMS) */
+  writeMaxItems?: number;
 }): Promise<TopologyService> {
   const { bus, store, log } = deps;
   const now = deps.now ?? Date.now;
@@ -151,27 +161,57 @@ export async function startTopologyService(deps: {
     stale = false;
   };
 
-  /** Writes one change set durably, then queues its deltas. On a failed write the model is rebuilt from the store. */
+  /** Aborted by stop(): the write in flight is rolled back and the rest of its change set abandoned. */
+  const halt = new AbortController();
+  const writeMax = deps.writeMaxItems ?? WRITE_MAX_ITEMS;
+
+  /**
+   * Writes one change set durably, in parts (splitChanges; each part its own transaction with its own revs and outbox
+   * entries, so every committed prefix is a graph and the deltas that lead to it), queuing each part's deltas after
+   * its commit. On a failed write the model is rebuilt from the store, which holds the parts committed so far.
+   */
   const commit = async (changes: Changes, t: number) => {
     if (isEmpty(changes)) return;
-    const deltas = splitDelta(changes, rev, t);
-    const next = rev + deltas.length;
+    const parts = splitChanges(changes, writeMax);
     try {
-      // The outbox rides in the same transaction; entries already published are dropped in it too.
-      await store.apply(changes, next, { entries: deltas.map((d) => ({ rev: d.rev, body: outboxBody(d) })), sentUpTo });
+      while (parts.length) {
+        const part = parts[0]!;
+        const deltas = splitDelta(part, rev, t);
+        const next = rev + deltas.length;
+        try {
+          // The outbox rides in the same transaction; entries already published are dropped in it too.
+          await store.apply(part, next, { entries: deltas.map((d) => ({ rev: d.rev, body: outboxBody(d) })), sentUpTo }, { signal: halt.signal });
+        } catch (e) {
+          const n = changeCount(part);
+          if (e instanceof GraphStoreError && e.code === "too_large" && n > 1) {
+            // rolled back whole: the same changes again as two transactions
+            log.warn("graph write too large for the store's memory; writing it in halves", { items: n, error: e.message });
+            parts.splice(0, 1, ...splitChanges(part, Math.ceil(n / 2)));
+            continue;
+          }
+          throw e;
+        }
+        parts.shift();
+        rev = next;
+        idleCheckpointAfterThis();
+        pending.push(...deltas);
+        // The store write is the durable effect; a failed delta publish is retried and must not redeliver the batch.
+        await flushQuietly();
+      }
     } catch (e) {
+      stale = true;
+      // stopping: the batch goes back to the stream unacked; the next start loads the store and replays it
+      if (halt.signal.aborted) throw e;
       // The model ran ahead of the store: rebuild it from what is durable, then let the batch be tried again (the
       // write's error, typed by the store, says whether to wait for the store or to look for a bad message).
       log.error("graph write failed; rebuilding model from store", { error: String(e) });
-      stale = true;
       await rebuild().catch((le) => log.warn("model rebuild failed; retried before the next batch", { error: String(le) }));
       throw e;
     }
-    rev = next;
-    idleCheckpointAfterThis();
-    pending.push(...deltas);
-    // The store write is the durable effect; a failed delta publish is retried and must not redeliver the batch.
-    await flushQuietly();
+  };
+  /** A batch or aging pass that starts while stopping is not begun (a rebuild alone can outlast the deadline). */
+  const notStopping = () => {
+    if (halt.signal.aborted) throw new GraphStoreError("aborted", "the topology service is stopping");
   };
 
   /** the newest stream time folded in, and whether more discovery was waiting behind it */
@@ -198,6 +238,7 @@ export async function startTopologyService(deps: {
         watermark = Math.max(watermark, t);
         behind = last.pending > 0;
         try {
+          notStopping();
           if (stale) await rebuild();
           const nodesBefore = model.nodes.size;
           const changes = applyDiscovery(model, batch.map((b) => b.value), t);
@@ -239,6 +280,7 @@ export async function startTopologyService(deps: {
   const ager = setInterval(
     () =>
       void serial(async () => {
+        if (halt.signal.aborted) return;
         if (stale) await rebuild();
         const t = behind ? watermark : now();
         const nodesBefore = model.nodes.size;
@@ -258,8 +300,11 @@ export async function startTopologyService(deps: {
       clearTimeout(idleTimer);
       snapshotSub.unsubscribe();
       cypherSub.unsubscribe();
+      // A write in flight is rolled back within a statement (its batch is redelivered to the next run); the parts of
+      // its change set already committed stay, with their outbox entries, and are flushed below.
+      halt.abort();
       await consumer.stop();
-      // an aging pass or batch already running finishes before the caller closes the store under it
+      // an aging pass or batch already running ends before the caller closes the store under it
       await chain;
       await flush().catch(() => undefined);
     },

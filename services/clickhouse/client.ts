@@ -72,6 +72,7 @@ const UNAVAILABLE_CODES = new Set([
 /** Codes that say the data does not parse or does not fit its column. */
 const BAD_INPUT_CODES = new Set([
   6, // CANNOT_PARSE_TEXT
+  25, // CANNOT_PARSE_ESCAPE_SEQUENCE (a lone UTF-16 surrogate, e.g. from a string cut in the middle of a pair)
   26, // CANNOT_PARSE_QUOTED_STRING
   27, // CANNOT_PARSE_INPUT_ASSERTION_FAILED
   38, // CANNOT_PARSE_DATE

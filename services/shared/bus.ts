@@ -188,7 +188,8 @@ export async function publishEvent<S extends z.ZodType>(
 /** Publishes the bytes that failed validation to the dead-letter stream, with why and where they came from. */
 export async function deadLetter(bus: Bus, m: Pick<JsMsg, "subject" | "data" | "seq">, origin: string, reason: string): Promise<void> {
   const h = headers();
-  h.set("Orrery-Reason", reason.slice(0, 4000));
+  // a header value cannot hold a line break (NATS refuses it), and store errors often carry several lines
+  h.set("Orrery-Reason", reason.replace(/\s*[\r\n]+\s*/g, " ").slice(0, 4000));
   h.set("Orrery-Original-Subject", m.subject);
   h.set("Orrery-Original-Seq", String(m.seq));
   h.set("Orrery-Consumer", origin);

@@ -38,6 +38,9 @@ export const GRAPH_STATUS: Record<GraphStoreErrorCode, number> = {
   timeout: 504,
   write_failed: 503,
   unavailable: 503,
+  // write-side codes: a reply carries them only if a write's failure reaches a route
+  aborted: 503,
+  too_large: 413,
 };
 /** null: the failure is ours (a stored row that does not fit the schema) */
 const HISTORY_STATUS: Record<HistoryStoreError["code"], number | null> = { query_failed: 503, write_failed: 503, unavailable: 503, bad_input: 400, bad_row: null };

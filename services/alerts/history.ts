@@ -4,9 +4,23 @@
  * batch is deduplicated by ClickHouse itself (insert_deduplication_token), as the metrics store does; an event stored
  * twice upstream (a retried webhook coalesced differently) has the same event id and collapses in the
  * ReplacingMergeTree (query with FINAL, or LIMIT 1 BY id, for exact counts before merges).
+ *
+ * A failed insert is an AlertHistoryError that says what it means to the events (see clickHouseFailure): ClickHouse
+ * unavailable (the consumer holds them until it is back) or the rows refused (dead-lettered with the reason).
  */
 import type { ClickHouseClient } from "@clickhouse/client";
 import type { Alert } from "../../pipelines/contracts/alerts.ts";
+import { clickHouseFailure } from "../clickhouse/client.ts";
+import { type FailureKind, PortError } from "../shared/errors.ts";
+
+export class AlertHistoryError extends PortError<"unavailable" | "bad_input" | "write_failed"> {
+  override readonly name = "AlertHistoryError";
+  get kind(): FailureKind {
+    if (this.code === "unavailable") return "transient";
+    if (this.code === "bad_input") return "permanent";
+    return "unknown";
+  }
+}
 
 export interface HistoryRow {
   alert: Alert;
@@ -15,7 +29,7 @@ export interface HistoryRow {
 
 export interface AlertHistory {
   init(): Promise<void>;
-  /** `token` makes a redelivered batch a no-op */
+  /** `token` makes a redelivered batch a no-op; a failure is an AlertHistoryError */
   insert(rows: HistoryRow[], token: string): Promise<void>;
   close(): Promise<void>;
 }
@@ -59,6 +73,15 @@ export class ClickHouseAlertHistory implements AlertHistory {
 
   async insert(rows: HistoryRow[], token: string): Promise<void> {
     if (!rows.length) return;
+    try {
+      await this.write(rows, token);
+    } catch (e) {
+      const failure = clickHouseFailure(e);
+      throw new AlertHistoryError(failure === "failed" ? "write_failed" : failure, `alert history insert failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    }
+  }
+
+  private async write(rows: HistoryRow[], token: string): Promise<void> {
     await this.ch.insert({
       table: this.table,
       values: rows.map(({ alert: a, entities }) => ({

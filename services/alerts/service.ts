@@ -3,9 +3,11 @@
  * topology → health on the topology (entity health, CONNECTS edge state, and the impact of every unhealthy entity on
  * what depends on it, pipelines/stages/health-impact.ts) → health.delta.v1 on the HEALTH stream; current alerts and
  * health answered over request/reply (<prefix>.rpc.alerts). History goes to ClickHouse through a second durable
- * consumer ("alerts-history") in large, lingering batches, acked once inserted (a failed insert is retried in place
- * with backoff, without limit; inserts are deduplicated): ClickHouse is never on the health path, and a ClickHouse
- * outage delays history only.
+ * consumer ("alerts-history") in large, lingering batches, acked once inserted (inserts are deduplicated): ClickHouse
+ * is never on the health path, and a ClickHouse outage delays history only (runConsumer holds the batch and retries it
+ * in place until ClickHouse is back); an event ClickHouse refuses is dead-lettered with the reason. An alert batch is
+ * acked once the health deltas it caused are stored; while they cannot be (NATS or the HEALTH stream unavailable) the
+ * batch is held the same way, never dead-lettered.
  *
  * The state lives in memory and is derived from the stream alone: after a restart the book is rebuilt by replaying
  * the stream silently, each event folded at the time JetStream stored it (as it was when handled live, so a replay
@@ -14,6 +16,7 @@
  * nothing is published; then the first delta carries everything (a jump in seq, so readers fetch the state).
  */
 import { DeliverPolicy, type JsMsg } from "@nats-io/jetstream";
+import { ClosedConnectionError, ConnectionError, DrainingConnectionError, NoRespondersError, RequestError, TimeoutError } from "@nats-io/transport-node";
 import { z } from "zod";
 import { decode, encode, MAX_MESSAGE_BYTES, validate } from "../../pipelines/codec.ts";
 import { AlertBatch, AlertsQuery, type Alert, type AlertView, type AlertsIgnored, type AlertsList } from "../../pipelines/contracts/alerts.ts";
@@ -25,9 +28,9 @@ import { EntityHealthIndex, sameHealth } from "../../pipelines/stages/alerts/hea
 import { type AlertRules, buildIndex, mapAlert, type TopologyIndex } from "../../pipelines/stages/alerts/mapping.ts";
 import { stableId } from "../../pipelines/stages/alerts/normalize.ts";
 import { HealthImpact, type HealthImpactChange, type HealthImpactOptions } from "../../pipelines/stages/health-impact.ts";
-import { runConsumer, type Bus, type ConsumerHandle } from "../shared/bus.ts";
+import { failureKind, PermanentError, runConsumer, TransientError, type Bus, type ConsumerHandle } from "../shared/bus.ts";
 import type { Logger } from "../shared/log.ts";
-import type { AlertHistory } from "./history.ts";
+import type { AlertHistory, HistoryRow } from "./history.ts";
 
 /** What the service needs of the topology: the gateway's mirror (services/topology/client.ts) fits, see mirrorView. */
 export interface TopologyView {
@@ -50,6 +53,18 @@ export interface AlertsService {
 }
 
 
+
+/**
+ * A publish that failed for want of a server, not because of what it carried: timed out, no responders (JetStream or
+ * the stream not there; JetStreamNotEnabled has it as its cause), or the connection lost, closed or draining.
+ */
+export function natsUnavailable(e: unknown): boolean {
+  for (let x = e, depth = 0; x instanceof Error && depth < 8; x = x.cause, depth++) {
+    if (x instanceof TimeoutError || x instanceof NoRespondersError || x instanceof ConnectionError || x instanceof ClosedConnectionError || x instanceof DrainingConnectionError) return true;
+    if (x instanceof RequestError && x.isNoResponders()) return true;
+  }
+  return false;
+}
 
 /** When JetStream stored the message: the time the event was handled live, and the time a replay folds it at. */
 const storedAt = (m: Pick<JsMsg, "time">) => m.time.getTime();
@@ -207,23 +222,37 @@ export async function startAlertsService(deps: {
     }
   };
 
-  let publishing: Promise<void> = Promise.resolve();
+  /**
+   * Deltas numbered but not yet stored, in seq order. A delta stays here until JetStream has it (its Nats-Msg-Id
+   * dedups a retry whose first ack was lost), so none is skipped: the alert batch that caused it is acked only once
+   * it is stored, and a tick's delta is retried on the next tick.
+   */
+  const unsent: { seq: number; bytes: Uint8Array }[] = [];
+  let flushing: Promise<void> | null = null;
+  const publishUnsent = async () => {
+    while (unsent.length) {
+      const d = unsent[0]!;
+      try {
+        await bus.js.publish(subjects.health, d.bytes, { msgID: `health:${d.seq}`, timeout: 10_000 });
+      } catch (e) {
+        // NATS or the HEALTH stream unavailable is no fault of the alerts: the batch is held, not dead-lettered
+        if (natsUnavailable(e)) throw new TransientError(`health delta ${d.seq} not stored: ${e instanceof Error ? e.message : String(e)}`, undefined, { cause: e });
+        throw e;
+      }
+      unsent.shift();
+    }
+  };
+  /** Stores every unsent delta, in order; one flush at a time (a caller during one waits for it, then flushes the rest). */
+  const flushDeltas = async (): Promise<void> => {
+    while (flushing) await flushing.catch(() => undefined);
+    if (!unsent.length) return;
+    flushing = publishUnsent().finally(() => (flushing = null));
+    return flushing;
+  };
   const send = (d: HealthDeltaInput) => {
     const bytes = encode(HealthDeltaCompiled, "health.delta.v1", d, 64 * 1024 * 1024);
     if (bytes.byteLength > MAX_MESSAGE_BYTES) throw new RangeError(`health delta of ${bytes.byteLength} bytes`);
-    const msgID = `health:${d.seq}`;
-    publishing = publishing.then(async () => {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          await bus.js.publish(subjects.health, bytes, { msgID, timeout: 10_000 });
-          return;
-        } catch (e) {
-          // the seq gap this leaves makes readers fetch the state; keep trying a few times first (msgID dedups)
-          if (attempt >= 4) return log.warn("health delta not stored", { seq: d.seq, error: String(e) });
-          await Bun.sleep(200 * 2 ** attempt);
-        }
-      }
-    });
+    unsent.push({ seq: d.seq, bytes });
   };
 
   /** One change may exceed a message: split it into consecutive deltas (each applied in seq order). */
@@ -310,6 +339,8 @@ export async function startAlertsService(deps: {
   await replay();
   notReadyWhy = "waiting for the topology mirror to sync";
 
+  /** messages already folded: a batch held while its deltas cannot be stored is retried without folding it twice */
+  const folded = new WeakSet<JsMsg>();
   const consumer: ConsumerHandle = await runConsumer(
     bus,
     consumers.alerts,
@@ -319,16 +350,37 @@ export async function startAlertsService(deps: {
       const touched = new Set<string>();
       refreshIndex(touched);
       for (const b of batch) {
+        if (folded.has(b.msg)) continue;
         fold(b.value.alerts, storedAt(b.msg), touched);
+        folded.add(b.msg);
         handled += b.value.alerts.length;
       }
       publishHealth(touched);
       // acked once the deltas it caused are stored
-      await publishing;
+      await flushDeltas();
     },
-    { maxBatch: 64, onError: (e) => log.warn("alert batch failed; will be redelivered", { error: String(e) }) },
+    {
+      maxBatch: 64,
+      onError: (e) => log.warn("alert batch failed", { error: String(e) }),
+      onHold: (attempt, e) => log.warn("health deltas cannot be stored; holding the alert batch and retrying", { attempt, error: String(e) }),
+    },
   );
 
+  /**
+   * Inserts `rows`, bisecting them when ClickHouse refuses some: stores every row it takes and returns those it
+   * refused. Any other failure is thrown. Each part's token derives from the whole's, so a retry stores nothing twice.
+   */
+  const insertRefusing = async (rows: HistoryRow[], token: string): Promise<{ row: HistoryRow; err: unknown }[]> => {
+    try {
+      await history.insert(rows, token);
+      return [];
+    } catch (e) {
+      if (failureKind(e) !== "permanent") throw e;
+      if (rows.length === 1) return [{ row: rows[0]!, err: e }];
+      const mid = Math.ceil(rows.length / 2);
+      return [...(await insertRefusing(rows.slice(0, mid), `${token}:a`)), ...(await insertRefusing(rows.slice(mid), `${token}:b`))];
+    }
+  };
   const historyLinger = deps.historyLingerMs ?? 500;
   let stopping = false;
   const historyConsumer: ConsumerHandle = await runConsumer(
@@ -346,25 +398,27 @@ export async function startAlertsService(deps: {
       };
       const rows = alerts.map((a) => ({ alert: a, entities: entitiesOf(a) }));
       const token = stableId(...batch.map((b) => b.value.batchId));
-      // ClickHouse down: keep the batch in progress (so it is not redelivered meanwhile) and retry with capped
-      // backoff for as long as it takes; only stopping hands it back to JetStream (nak → redelivered later).
-      for (let attempt = 0; ; attempt++) {
-        try {
-          await history.insert(rows, token);
-          break;
-        } catch (e) {
-          if (stopping) throw e;
-          if (attempt % 10 === 0) log.warn("alert history insert failed; retrying", { attempt, error: String(e) });
-          for (const b of batch) b.msg.working();
-          const until = Date.now() + Math.min(30_000, 500 * 2 ** Math.min(attempt, 6));
-          while (!stopping && Date.now() < until) await Bun.sleep(Math.min(250, until - Date.now()));
+      // A failure is typed (AlertHistoryError): ClickHouse unavailable → runConsumer holds the batch in place and
+      // retries it until ClickHouse is back; rows it refuses → runConsumer bisects the batch down to their message,
+      // whose other events are stored here before it is dead-lettered (one message carries unrelated senders' alerts).
+      if (batch.length > 1) await history.insert(rows, token);
+      else {
+        const refused = await insertRefusing(rows, token);
+        if (refused.length) {
+          const list = refused.map(({ row, err }) => `${row.alert.source}/${row.alert.fingerprint} (${row.alert.id}): ${err instanceof Error ? err.message : String(err)}`);
+          throw new PermanentError(`ClickHouse refused ${refused.length} of ${rows.length} events (the others are stored): ${list.join("; ")}`, { cause: refused[0]!.err });
         }
       }
       if (!stopping) await Bun.sleep(historyLinger);
     },
-    { maxBatch: 256, onError: (e) => log.warn("alert history insert failed; will be redelivered", { error: String(e) }) },
+    {
+      maxBatch: 256,
+      onError: (e) => log.warn("alert history insert failed", { error: String(e) }),
+      onHold: (attempt, e) => log.warn("alert history store unavailable; holding the batch and retrying", { attempt, error: String(e) }),
+    },
   );
 
+  let lastFlushWarning = -Infinity;
   const tick = () => {
     try {
       const touched = new Set<string>();
@@ -374,6 +428,12 @@ export async function startAlertsService(deps: {
     } catch (e) {
       log.warn("alerts tick failed", { error: String(e) });
     }
+    if (unsent.length && !flushing)
+      flushDeltas().catch((e) => {
+        if (Date.now() - lastFlushWarning < 30_000) return;
+        lastFlushWarning = Date.now();
+        log.warn("health deltas not stored yet; retrying", { unsent: unsent.length, error: String(e) });
+      });
   };
   tick();
   const timer = setInterval(tick, deps.tickMs ?? 1000);
@@ -449,7 +509,12 @@ export async function startAlertsService(deps: {
       stopping = true;
       await consumer.stop();
       await historyConsumer.stop();
-      await publishing;
+      // a last try for what the ticks produced; with NATS gone it must not hold the shutdown
+      const flushed = flushDeltas().then(
+        () => true,
+        () => false,
+      );
+      if (!(await Promise.race([flushed, Bun.sleep(5000).then(() => false)]))) log.warn("health deltas not stored at stop", { unsent: unsent.length });
     },
   };
 }

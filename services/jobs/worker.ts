@@ -105,15 +105,17 @@ export async function startWorker(bus: Bus, log: Logger, o: WorkerOptions): Prom
 
   /**
    * Dead-lettered first, then acked (a WorkQueue stream keeps termed messages): the run is kept, with its reason. With
-   * the dead-letter stream unreachable the run stays queued and comes back (and is given up) later.
+   * the dead-letter stream unreachable the run stays queued and comes back (and is given up) later: false.
    */
-  const giveUp = async (m: JsMsg, run: JobRun, reason: string) => {
+  const giveUp = async (m: JsMsg, run: JobRun, reason: string): Promise<boolean> => {
     try {
       await deadLetter(bus, m, `jobs-${run.workerType}`, reason);
       await m.ackAck();
+      return true;
     } catch (err) {
       log.error("dead-letter failed; the run stays queued", { runId: run.runId, error: String(err) });
       m.nak(5000);
+      return false;
     }
   };
 
@@ -137,9 +139,10 @@ export async function startWorker(bus: Bus, log: Logger, o: WorkerOptions): Prom
     // it is given up here, where the reason can be recorded.
     if (attempt > maxAttempts) {
       const reason = `run given up: no outcome after ${maxAttempts} deliveries (its worker died or stopped with it each time)`;
-      await giveUp(m, run, reason);
-      status(run, "failed", attempt, 0, reason, true);
-      log.warn("run given up", { runId: run.runId, job: run.job, attempt, error: reason });
+      if (await giveUp(m, run, reason)) {
+        status(run, "failed", attempt, 0, reason, true);
+        log.warn("run given up", { runId: run.runId, job: run.job, attempt, error: reason });
+      }
       return;
     }
     const ac = new AbortController();
@@ -180,9 +183,10 @@ export async function startWorker(bus: Bus, log: Logger, o: WorkerOptions): Prom
       log.info("run finished", { runId: run.runId, job: run.job, items });
     } catch (e) {
       const reason = e instanceof Error ? e.message : String(e);
-      const final = e instanceof RunRejected || e instanceof JobInputError || e instanceof ContractError || attempt >= maxAttempts;
+      const hopeless = e instanceof RunRejected || e instanceof JobInputError || e instanceof ContractError || attempt >= maxAttempts;
       // Cannot succeed anywhere (or out of attempts): keep the run with its reason, take it off the queue.
-      if (final) await giveUp(m, run, reason);
+      let final = false;
+      if (hopeless) final = await giveUp(m, run, reason);
       else if (stopped) m.nak(0);
       else m.nak(Math.min(60_000, 2000 * attempt));
       status(run, "failed", attempt, items, reason, final);

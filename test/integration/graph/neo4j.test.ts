@@ -118,8 +118,11 @@ describe("driver errors → GraphStoreError codes", () => {
     for (const op of ["read", "write"] as const) {
       expect(code(err("ServiceUnavailable", "Could not perform discovery"), op)).toBe("unavailable");
       expect(code(err("SessionExpired", "the session is no longer available"), op)).toBe("unavailable");
-      expect(code(err("Neo.TransientError.General.OutOfMemoryError", "no memory"), op)).toBe("unavailable");
     }
+    // out of memory: a read waits it out; a write may be too large for the server's transaction memory, so the
+    // topology service writes it again in smaller parts
+    expect(code(err("Neo.TransientError.General.OutOfMemoryError", "no memory"), "read")).toBe("unavailable");
+    expect(code(err("Neo.TransientError.General.OutOfMemoryError", "no memory"), "write")).toBe("too_large");
     // a write the server timed out may be too large to ever pass: not unavailable
     expect(code(err("Neo.TransientError.Transaction.Terminated", "terminated: the transaction timed out"), "write")).toBe("write_failed");
     expect(toGraphStoreError(err("ServiceUnavailable", "down"), "write", "q").kind).toBe("transient");

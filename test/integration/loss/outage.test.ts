@@ -1,8 +1,9 @@
 /**
  * No silent loss through a long store outage, on real servers, under continuous load:
- * (a) the ClickHouse owner (a child process) is stopped while metric batches and topology deltas keep being published,
- *     and started again on the same port and data after OUTAGE_MS: every published sample (metrics service) and every
- *     change (history service) is stored exactly once, nothing dead-lettered;
+ * (a) the ClickHouse owner (a child process) is stopped while metric batches, topology deltas and alert events keep
+ *     being published, and started again on the same port and data after OUTAGE_MS: every published sample (metrics
+ *     service), every change (history service) and every alert event (alerts service's history) is stored exactly
+ *     once, nothing dead-lettered;
  * (b) the graph store refuses every call (as an unreachable Neo4j does: GraphStoreError "unavailable") while discovery
  *     keeps being published, for OUTAGE_MS: afterwards every published host is in the graph, nothing dead-lettered.
  * Both run at the same time, so the suite pays the outage once. Each shows that a batch held through the outage was
@@ -16,6 +17,12 @@ import type { DiscoveryBatch } from "../../../pipelines/contracts/discovery.ts";
 import { TopologyDelta } from "../../../pipelines/contracts/topology.ts";
 import { DiscoveryBatch as DiscoveryBatchSchema } from "../../../pipelines/contracts/discovery.ts";
 import { MetricBatch } from "../../../pipelines/contracts/metrics.ts";
+import { GenericAlert } from "../../../pipelines/contracts/alerts.ts";
+import { normalizeGeneric } from "../../../pipelines/stages/alerts/generic.ts";
+import { AlertRules } from "../../../pipelines/stages/alerts/mapping.ts";
+import { ClickHouseAlertHistory } from "../../../services/alerts/history.ts";
+import { alertPublisher } from "../../../services/alerts/publish.ts";
+import { startAlertsService } from "../../../services/alerts/service.ts";
 import { makeClickHouseClient } from "../../../services/clickhouse/client.ts";
 import { KuzuGraphStore } from "../../../services/graph/kuzu.ts";
 import { GraphStoreError, type GraphStore } from "../../../services/graph/port.ts";
@@ -87,8 +94,8 @@ interface Outcome {
   redelivered: number;
 }
 
-/** (a) metrics and topology history under load while the ClickHouse owner is stopped for OUTAGE_MS. */
-async function clickHouseOutage(): Promise<{ metrics: Outcome; history: Outcome }> {
+/** (a) metrics, topology history and alert history under load while the ClickHouse owner is stopped for OUTAGE_MS. */
+async function clickHouseOutage(): Promise<{ metrics: Outcome; history: Outcome; alerts: Outcome }> {
   const bus = await connectBus({ url: nats.url, prefix: uniquePrefix("lossch"), name: "test" });
   const dataDir = join(tmp.dir, "ch");
   let owner: TestClickHouse = await startClickHouse(dataDir, { embedded: true });
@@ -116,7 +123,18 @@ async function clickHouseOutage(): Promise<{ metrics: Outcome; history: Outcome 
   const historyStore = new ClickHouseHistoryStore(makeClickHouseClient({ url: owner.url, logErrors: false, requestTimeoutMs: 10_000 }), { database: db, ttlDays: 30 });
   const historyLog = recordingLogger();
   const history = await startHistoryService({ bus, store: historyStore, log: historyLog.log });
+  const alertHistory = new ClickHouseAlertHistory(makeClickHouseClient({ url: owner.url, logErrors: false, requestTimeoutMs: 10_000 }), { database: db, ttlDays: 30 });
+  const alertsLog = recordingLogger();
+  const noTopology = { synced: () => true, rev: () => 1, nodes: () => [] };
+  const alertsSvc = await startAlertsService({ bus, topology: noTopology, rules: AlertRules.parse({}), history: alertHistory, log: alertsLog.log, historyLingerMs: 50 });
   const t0 = Date.now();
+  // a new alert every 500 ms, each its own event in the history
+  const publishAlerts = alertPublisher(bus);
+  const alertEvents = publisher(async (i) => {
+    const at = t0 + i;
+    const r = await publishAlerts([normalizeGeneric(GenericAlert.parse({ fingerprint: `loss-${i}`, severity: "warning", target: { host: `a${i % 20}` }, at }), at)]);
+    return r.stored.length;
+  }, 500);
   // one node upserted per delta, as the topology service publishes them
   const deltas = publisher(async (i) => {
     const rev = i + 1;
@@ -140,7 +158,12 @@ async function clickHouseOutage(): Promise<{ metrics: Outcome; history: Outcome 
     }
   };
   try {
-    await waitFor(async () => (await count()) >= 1000 && (await count("topology_changes")) >= 4, "samples and changes stored before the outage", 60_000, 250);
+    await waitFor(
+      async () => (await count()) >= 1000 && (await count("topology_changes")) >= 4 && (await count("alerts_history FINAL")) >= 2,
+      "samples, changes and alert events stored before the outage",
+      60_000,
+      250,
+    );
     expect(await owner.stop()).toBe(0);
     await Bun.sleep(OUTAGE_MS);
     owner = await startClickHouse(dataDir, { embedded: true, port });
@@ -148,6 +171,7 @@ async function clickHouseOutage(): Promise<{ metrics: Outcome; history: Outcome 
     await Bun.sleep(5000);
     const published = await load.stop();
     const changes = await deltas.stop();
+    const events = await alertEvents.stop();
     const stored = await waitFor(async () => {
       const n = await count();
       return n >= published ? n : null;
@@ -156,19 +180,28 @@ async function clickHouseOutage(): Promise<{ metrics: Outcome; history: Outcome 
       const n = await count("topology_changes");
       return n >= changes ? n : null;
     }, `all ${changes} changes stored after the outage`, 5 * 60_000, 1000);
+    const storedEvents = await waitFor(async () => {
+      const n = await count("alerts_history FINAL");
+      return n >= events ? n : null;
+    }, `all ${events} alert events stored after the outage`, 5 * 60_000, 1000);
     const dlq = await dlqSize(bus);
     const info = await bus.jsm.consumers.info(bus.topo.consumers.metrics.stream, bus.topo.consumers.metrics.durable);
     const historyInfo = await bus.jsm.consumers.info(bus.topo.consumers.history.stream, bus.topo.consumers.history.durable);
+    const alertsInfo = await bus.jsm.consumers.info(bus.topo.consumers.alertsHistory.stream, bus.topo.consumers.alertsHistory.durable);
     return {
       metrics: { published, stored, dlq, maxTries: Math.max(...tries.values()), redelivered: info.num_redelivered },
       // (the history service's line N says a batch failed its Nth try; the try after the last line stored it)
       history: { published: changes, stored: storedChanges, dlq, maxTries: Math.max(0, ...historyLog.holds) + 1, redelivered: historyInfo.num_redelivered },
+      alerts: { published: events, stored: storedEvents, dlq, maxTries: Math.max(0, ...alertsLog.holds) + 1, redelivered: alertsInfo.num_redelivered },
     };
   } finally {
     await load.stop();
     await deltas.stop();
+    await alertEvents.stop();
     await svc.stop();
     await history.stop();
+    await alertsSvc.stop();
+    await alertHistory.close();
     await store.close();
     await historyStore.close();
     await owner.stop();
@@ -245,7 +278,7 @@ async function graphOutage(): Promise<Outcome> {
   }
 }
 
-let outcome: Promise<[{ metrics: Outcome; history: Outcome }, Outcome]>;
+let outcome: Promise<[{ metrics: Outcome; history: Outcome; alerts: Outcome }, Outcome]>;
 beforeAll(async () => {
   nats = await startNats();
   outcome = Promise.all([clickHouseOutage(), graphOutage()]);
@@ -276,6 +309,15 @@ test(`the same outage under topology deltas: every change in the history, nothin
   expect(history.stored).toBe(history.published);
   expect(history.dlq).toBe(0);
   expect(history.maxTries).toBeGreaterThan(OLD_MAX_DELIVER);
+}, TIMEOUT);
+
+test(`the same outage under alert events: every event in the alert history once, nothing dead-lettered`, async () => {
+  const [{ alerts }] = await outcome;
+  console.log("clickhouse outage, alert history:", JSON.stringify(alerts));
+  expect(alerts.published).toBeGreaterThan(100);
+  expect(alerts.stored).toBe(alerts.published);
+  expect(alerts.dlq).toBe(0);
+  expect(alerts.maxTries).toBeGreaterThan(OLD_MAX_DELIVER);
 }, TIMEOUT);
 
 test(`the graph store failing for ${OUTAGE_MS / 60_000} min under discovery load: every published host in the graph, nothing dead-lettered`, async () => {

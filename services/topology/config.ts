@@ -9,8 +9,8 @@ export const TopologyEnv = z.object({
   ORRERY_GRAPH: z.enum(["kuzu", "neo4j"]).default("kuzu"),
   /**
    * Kuzu's buffer pool: its page cache, and a write transaction's local storage lives in it too. 512 MiB, half the
-   * topology service's 1 GiB budget: change sets are written in parts of at most 50k items (one fits in 128 MiB),
-   * so a 10k-host first scan fits. Kuzu's own default is 80% of the machine's memory, taken as pages are touched.
+   * topology service's 1 GiB budget: change sets are written in parts of at most 200k items, and a part that
+   * does not fit is written again in halves, so a 10k-host first scan fits. Kuzu's own default is 80% of the machine's memory, taken as pages are touched.
    */
   ORRERY_KUZU_BUFFER_MIB: z.coerce.number().int().min(64).max(1_048_576).default(512),
   /** WAL size at which a Kuzu commit also checkpoints (each checkpoint is costly: kuzu.ts); idle ones come anyway */

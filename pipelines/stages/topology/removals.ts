@@ -4,7 +4,11 @@
  */
 import type { Changes, Removal } from "./model.ts";
 
-/** A removal is large when it takes more than this share of the graph's nodes, or more than LARGE_REMOVAL_ITEMS items. */
+/**
+ * A removal is large when it takes more than this share of the graph's nodes, or more than LARGE_REMOVAL_ITEMS nodes.
+ * Edges do not count: ordinary churn at 10k hosts closes thousands of flows per change set, and a warning on every
+ * one would bury the collapses this is for.
+ */
 export const LARGE_REMOVAL_SHARE = 0.01;
 export const LARGE_REMOVAL_ITEMS = 1000;
 
@@ -36,7 +40,7 @@ export interface RemovalSummary {
 export function summarizeRemovals(c: Changes, nodesBefore: number): RemovalSummary | null {
   const nodes = c.nodesRemoved.length;
   const edges = c.edgesRemoved.length;
-  if (nodes <= LARGE_REMOVAL_SHARE * nodesBefore && nodes + edges <= LARGE_REMOVAL_ITEMS) return null;
+  if (nodes <= LARGE_REMOVAL_SHARE * nodesBefore && nodes <= LARGE_REMOVAL_ITEMS) return null;
   const byCause: RemovalSummary["byCause"] = {};
   const range = (r: { min: number; max: number } | undefined, v: number | undefined) => (v === undefined ? r : { min: Math.min(r?.min ?? v, v), max: Math.max(r?.max ?? v, v) });
   let explainedNodes = 0;

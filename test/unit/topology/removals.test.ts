@@ -12,7 +12,8 @@ const changes = (nodes: number, edges: number, removals?: Changes["removals"]): 
 test("a small removal is not summarized; a large one is, by cause, with what no cause covers", () => {
   expect(summarizeRemovals(changes(5, 20), 1000)).toBeNull();
   expect(summarizeRemovals(changes(11, 0), 1000)).not.toBeNull(); // > 1% of the nodes
-  expect(summarizeRemovals(changes(0, 1001), 1_000_000)).not.toBeNull(); // > 1000 items
+  expect(summarizeRemovals(changes(1001, 0), 1_000_000)).not.toBeNull(); // > 1000 nodes
+  expect(summarizeRemovals(changes(90, 5000), 10_000)).toBeNull(); // churn closing many flows is not a collapse
   const s = summarizeRemovals(
     changes(60, 200, [
       { cause: "aging", source: "agent:a", nodes: 10, edges: 40, silentMs: 61_000, intervalMs: 5000 },

@@ -5,7 +5,7 @@
  * batch here, the largest item in the service's CPU profile at 100k+ samples/s. So a batch is first checked by a
  * plain loop that accepts only what the schema accepts, and returned as parsed. Anything it does not accept (a
  * broken batch, or a valid one it is not sure of, such as a sample without labels) goes through the schema, which
- * gives the error (the DLQ reason) or the defaulted batch. test/metrics.test.ts holds the two to the same answers.
+ * gives the error (the DLQ reason) or the defaulted batch. test/integration/metrics/metrics.test.ts holds the two to the same answers.
  */
 import { MAX_MESSAGE_BYTES, decode } from "../../pipelines/codec.ts";
 import { MAX_SAMPLES_PER_BATCH, MetricBatch } from "../../pipelines/contracts/metrics.ts";

@@ -38,6 +38,9 @@ if [ "$mode" = "test" ]; then
   # libfaketime runs Icinga2 on a skewed clock (test/integration/alerts/icinga2-clock.test.ts)
   dpkg -s libfaketime >/dev/null 2>&1 || need="$need libfaketime"
   command -v openssl >/dev/null 2>&1 || need="$need openssl"
+  # OpenLDAP: the identity tests start their own slapd with a seeded directory (test/helpers/ldap.ts)
+  [ -x /usr/sbin/slapd ] || need="$need slapd"
+  command -v ldapadd >/dev/null 2>&1 || need="$need ldap-utils"
 fi
 # apt-get that waits for another package manager instead of failing at once: right after a fresh machine boots,
 # unattended-upgrades or cloud-init often holds the dpkg lock for minutes. Up to 10 minutes, saying so every 30 s.

@@ -15,6 +15,10 @@ const Env = z.object({
   ORRERY_SIM_RATE: z.coerce.number().min(0).max(10_000_000).default(0),
   ORRERY_SIM_SEED: z.coerce.number().int().min(0).max(2 ** 31 - 1).default(1),
   ORRERY_SIM_CHURN: z.string().default("default"),
+  /** simulated Alertmanager alerts raised and resolved over time (alerts.ts): on by default so the demo shows health */
+  ORRERY_SIM_ALERTS: z.enum(["on", "off"]).default("on"),
+  /** alerts' time runs this many times faster (2: raised twice as often, lasting half as long) */
+  ORRERY_SIM_ALERT_PACE: z.coerce.number().min(0.01).max(10_000).default(1),
 });
 
 export interface SimConfig {
@@ -23,11 +27,13 @@ export interface SimConfig {
   rate: number;
   seed: number;
   churn: Churn;
+  /** simulated alerts (alerts.ts); absent or off: none */
+  alerts?: { enabled: boolean; pace: number };
 }
 
 export function loadSimConfig(env: Record<string, string | undefined> = process.env): SimConfig {
   const e = parseEnv(Env, env);
-  return { hosts: e.ORRERY_SIM_HOSTS, intervalMs: e.ORRERY_SIM_INTERVAL_MS, rate: e.ORRERY_SIM_RATE, seed: e.ORRERY_SIM_SEED, churn: parseChurn(e.ORRERY_SIM_CHURN) };
+  return { hosts: e.ORRERY_SIM_HOSTS, intervalMs: e.ORRERY_SIM_INTERVAL_MS, rate: e.ORRERY_SIM_RATE, seed: e.ORRERY_SIM_SEED, churn: parseChurn(e.ORRERY_SIM_CHURN), alerts: { enabled: e.ORRERY_SIM_ALERTS === "on", pace: e.ORRERY_SIM_ALERT_PACE } };
 }
 
 export function parseChurn(text: string): Churn {

@@ -1,6 +1,7 @@
 /**
  * Publishes a simulated estate as agents would (demo and benchmarks): the loop is run.ts. ORRERY_SIM_HOSTS,
- * ORRERY_SIM_INTERVAL_MS, ORRERY_SIM_RATE (discovery events/s), ORRERY_SIM_SEED, ORRERY_SIM_CHURN.
+ * ORRERY_SIM_INTERVAL_MS, ORRERY_SIM_RATE (discovery events/s), ORRERY_SIM_SEED, ORRERY_SIM_CHURN, ORRERY_SIM_ALERTS
+ * (on|off: simulated Alertmanager alerts, alerts.ts) and ORRERY_SIM_ALERT_PACE.
  */
 import { connectBus } from "../shared/bus.ts";
 import { z } from "zod";
@@ -18,4 +19,4 @@ onShutdown(async () => {
   await simulator.stop();
   await bus.close();
 });
-ready("simulator", { hosts: simulator.estate.hosts.length, seed: sim.seed, rate: sim.rate || "unlimited", intervalMs: sim.intervalMs });
+ready("simulator", { hosts: simulator.estate.hosts.length, seed: sim.seed, alerts: sim.alerts?.enabled ? "on" : "off", rate: sim.rate || "unlimited", intervalMs: sim.intervalMs });

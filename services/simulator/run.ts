@@ -17,6 +17,10 @@ import type { SimConfig } from "./config.ts";
 import { makeEstate, scanEstate, type Estate } from "./estate.ts";
 import { declaredInterval, nextTick, planTick, TokenBucket } from "./pace.ts";
 import { truthOf } from "./truth.ts";
+import { AlertSchedule } from "./alerts.ts";
+import { alertPublisher } from "../alerts/client.ts";
+import { normalizeAlertmanagerAlert } from "../../pipelines/stages/alerts/alertmanager.ts";
+import type { AlertmanagerAlert } from "../../pipelines/contracts/vendors/alertmanager.ts";
 
 /** What one tick did; `onTick` gets it (tests, benches). */
 export interface TickReport {
@@ -87,6 +91,25 @@ export function startSimulator(bus: Bus, log: Logger, sim: SimConfig, o: Simulat
       };
     });
   };
+
+  // Simulated Alertmanager alerts (alerts.ts), published through the alerts client as the ingest does for a webhook.
+  const schedule = sim.alerts?.enabled ? new AlertSchedule({ seed: sim.seed, intervalMs: sim.intervalMs, pace: sim.alerts.pace }) : null;
+  const publishAlerts = schedule ? alertPublisher(bus) : null;
+  let alertTick = 0;
+  let alertWarned = false;
+  const sendAlerts = async (alerts: AlertmanagerAlert[]) => {
+    if (!alerts.length || !publishAlerts) return;
+    const now = Date.now();
+    try {
+      const r = await publishAlerts(alerts.map((a) => normalizeAlertmanagerAlert(a, now)));
+      for (const x of r.refused) log.warn("simulated alert refused", { fingerprint: x.alert.fingerprint, reason: x.reason });
+    } catch (e) {
+      // no alerts stream (a bench without the alerts service) is not the simulator's failure: said once
+      if (!alertWarned) log.warn("simulated alerts not published", { error: String(e), hint: "ORRERY_SIM_ALERTS=off turns them off" });
+      alertWarned = true;
+    }
+  };
+  const hostsOf = (tier: string) => (estate.byTier.get(tier) ?? []).map((slot) => estate.hosts[slot]!.name);
 
   const startedAt = Date.now();
   const periods: number[] = [];
@@ -179,6 +202,7 @@ export function startSimulator(bus: Bus, log: Logger, sim: SimConfig, o: Simulat
       let done: Omit<TickReport, "periodMs" | "skipped"> | undefined;
       try {
         done = await runTick(deadline);
+        if (schedule) await sendAlerts(schedule.step(alertTick++, Date.now(), hostsOf));
         if (done.error) log.warn("simulated scan not fully published", { tick: done.tick, error: done.error });
       } catch (e) {
         log.warn("simulated scan failed", { error: String(e) });
@@ -219,6 +243,8 @@ export function startSimulator(bus: Bus, log: Logger, sim: SimConfig, o: Simulat
       stopped = true;
       wake();
       await loop;
+      // what is still firing is resolved, so a stopped demo leaves no alert open forever
+      if (schedule) await sendAlerts(schedule.resolveAll(Date.now()));
     },
   };
 }

@@ -7,7 +7,7 @@ import { makeLogger, ready } from "../shared/log.ts";
 import { listenOrExit } from "../shared/ports.ts";
 import { startGatewayServer } from "./http.ts";
 import { startMirror } from "../topology/client.ts";
-import { metricsRoutes } from "./routes/metrics.ts";
+import { listenerStandIn, metricsRoutes } from "./routes/metrics.ts";
 import { alertEntitiesOf } from "../alerts/client.ts";
 import { alertRoutes } from "./routes/alerts.ts";
 import { startHealthOverlay } from "./health.ts";
@@ -30,7 +30,7 @@ const history = new ClickHouseHistoryStore(
 );
 // a port in use ends the gateway with one line naming ORRERY_GATEWAY_PORT (the demo then picks another)
 const server = await listenOrExit({ service: "gateway", host: cfg.ORRERY_GATEWAY_HOST, port: cfg.ORRERY_GATEWAY_PORT, setting: "ORRERY_GATEWAY_PORT" }, () => startGatewayServer({ bus, mirror, log, host: cfg.ORRERY_GATEWAY_HOST, port: cfg.ORRERY_GATEWAY_PORT, dashboardDir: cfg.ORRERY_DASHBOARD_DIR,
-  extraRoutes: { ...metricsRoutes({ series }), ...alertRoutes(bus), ...graphRoutes({ mirror, history, log, alertEntities: alertEntitiesOf(bus) }) },
+  extraRoutes: { ...metricsRoutes({ series, standIn: listenerStandIn(mirror) }), ...alertRoutes(bus), ...graphRoutes({ mirror, history, log, alertEntities: alertEntitiesOf(bus) }) },
   health,
 }));
 onShutdown(async () => {

@@ -2,11 +2,17 @@
  * Metric reads for the dashboard and API users: series, top-N, latest values (one entity, or many for the map).
  * Every input is zod-validated; a bad one answers 400 with the reason, as does a query the store refuses
  * (SeriesQueryError, mapped by toHttpError). Handlers only call the SeriesStore port.
+ *
+ * Agents sample hosts and services (pipelines/stages/agent-diff.ts); a listener has no samples of its own, so the
+ * drawer said "no metrics" for every listener. A listener's numbers are its service's (its process's CPU, memory and
+ * connections in): with `standIn` (listenerStandIn over the gateway's topology mirror), GET /api/metrics/latest and
+ * /api/series for a listener answer the service that listens on it, and say so in `of`.
  */
 import { z } from "zod";
 import { MetricName } from "../../../pipelines/contracts/metrics.ts";
 import { AGGS, type SeriesStore } from "../../metrics/port.ts";
 import { parseBody, parseQuery, type Routes } from "../../shared/http.ts";
+import type { TopologyMirror } from "../../topology/client.ts";
 
 const MAX_POINTS = 11_000;
 const MAX_ENTITIES = 10_000;
@@ -53,13 +59,30 @@ export const LatestBody = z.object({
   at: z.number().int().positive().optional(),
 });
 
-export function metricsRoutes(deps: { series: SeriesStore }): Routes {
+/** The entity whose samples stand for another (a listener's service), or undefined: it has its own. */
+export type StandIn = (entity: string) => string | undefined;
+
+/** A listener's service, from the LISTENS edge into it in the mirror (a scan of the edges: one drawer read). */
+export function listenerStandIn(mirror: Pick<TopologyMirror, "mirror">): StandIn {
+  return (entity) => {
+    if (!entity.startsWith("listener:")) return undefined;
+    for (const e of mirror.mirror().edges.values()) if (e.kind === "LISTENS" && e.dst === entity) return e.src;
+    return undefined;
+  };
+}
+
+export function metricsRoutes(deps: { series: SeriesStore; standIn?: StandIn }): Routes {
   const { series } = deps;
+  const target = (entity: string) => {
+    const other = deps.standIn?.(entity);
+    return other === undefined || other === entity ? { id: entity } : { id: other, of: other };
+  };
   return {
     "/api/series": {
       GET: async (req) => {
         const { entity, metric, from, to, step, agg } = parseQuery(SeriesParams, req);
-        return Response.json({ entity, metric, step, agg, points: await series.series({ entity, metric, from, to, stepSeconds: step, agg }) });
+        const t = target(entity);
+        return Response.json({ entity, ...(t.of ? { of: t.of } : {}), metric, step, agg, points: await series.series({ entity: t.id, metric, from, to, stepSeconds: step, agg }) });
       },
     },
     "/api/metrics/top": {
@@ -71,7 +94,8 @@ export function metricsRoutes(deps: { series: SeriesStore }): Routes {
     "/api/metrics/latest": {
       GET: async (req) => {
         const { entity } = parseQuery(LatestParams, req);
-        return Response.json({ entity, values: await series.latest(entity) });
+        const t = target(entity);
+        return Response.json({ entity, ...(t.of ? { of: t.of } : {}), values: await series.latest(t.id) });
       },
       POST: async (req) => {
         const { entities, metrics, lookback, at } = await parseBody(LatestBody, req, '{"entities": ["host:web-1", …], "metrics"?: […], "lookback"?: "1h"}');

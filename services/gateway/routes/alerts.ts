@@ -1,6 +1,9 @@
 /**
  * Alerts and health, answered by the alerts service over NATS request/reply (services/alerts/client.ts):
  *   GET /api/alerts[?entity=<id>&limit=N]   current (not resolved) alerts, of one entity or all → {alerts, total}
+ *       &sort=severity|age                   worst first (then the longest open first), or newest first; the answer
+ *                                            adds bySeverity and unmapped counts over every open alert (the alert
+ *                                            list's header), the order taken over all of them, not one page
  *   GET /api/alerts/unmapped[?limit=N]      alerts no topology entity matched (kept, not dropped) → {alerts, total}
  *   GET /api/alerts/rejected[?limit=N]      alerts the ingest refused, gathered from every ingest instance
  *                                           (services/ingest/client.ts) → RejectedAlertsMerged, newest first
@@ -14,15 +17,38 @@ import { AlertsClientError, fetchHealthState, listAlerts, listIgnored } from "..
 import { fetchRejected } from "../../ingest/client.ts";
 import type { Bus } from "../../shared/bus.ts";
 import { parseQuery, type Routes } from "../../shared/http.ts";
+import type { AlertView, Severity } from "../../../pipelines/contracts/alerts.ts";
 
 const ListParams = z.object({ entity: z.string().min(1).max(512).optional(), limit: z.coerce.number().int().min(1).max(10_000).default(1000) });
+const SortedParams = ListParams.extend({ sort: z.enum(["severity", "age"]).optional() });
+/** the most the alerts service lists in one answer: a sorted list is sorted over this many */
+const ALL = 10_000;
+const SEVERITY_RANK: Record<Severity, number> = { critical: 0, warning: 1, unknown: 2, info: 3, ok: 4 };
+
+/** Open alerts in the order asked, with counts by severity and of the unmapped ones. */
+export function sortAlerts(alerts: AlertView[], sort: "severity" | "age"): AlertView[] {
+  const newest = (a: AlertView, b: AlertView) => b.startsAt - a.startsAt || a.fingerprint.localeCompare(b.fingerprint);
+  if (sort === "age") return [...alerts].sort(newest);
+  return [...alerts].sort((a, b) => SEVERITY_RANK[a.severity] - SEVERITY_RANK[b.severity] || a.startsAt - b.startsAt || a.fingerprint.localeCompare(b.fingerprint));
+}
 
 export function alertRoutes(bus: Bus): Routes {
   return {
     "/api/alerts": {
       GET: async (req) => {
-        const p = parseQuery(ListParams, req);
-        return Response.json(await listAlerts(bus, { op: "list", entity: p.entity, limit: p.limit }));
+        const p = parseQuery(SortedParams, req);
+        if (!p.sort) return Response.json(await listAlerts(bus, { op: "list", entity: p.entity, limit: p.limit }));
+        const all = await listAlerts(bus, { op: "list", entity: p.entity, limit: ALL });
+        const bySeverity: Record<Severity, number> = { critical: 0, warning: 0, unknown: 0, info: 0, ok: 0 };
+        for (const a of all.alerts) bySeverity[a.severity]++;
+        return Response.json({
+          alerts: sortAlerts(all.alerts, p.sort).slice(0, p.limit),
+          total: all.total,
+          bySeverity,
+          unmapped: all.alerts.filter((a) => !a.entities.length).length,
+          // more open than one answer of the alerts service holds: the order and counts are over the first ALL
+          ...(all.total > all.alerts.length ? { note: `sorted over ${all.alerts.length} of ${all.total} open alerts` } : {}),
+        });
       },
     },
     "/api/alerts/unmapped": {

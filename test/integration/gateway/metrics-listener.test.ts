@@ -42,9 +42,7 @@ afterAll(async () => {
 
 test("a listener's latest values and series are its service's, said in `of`; other entities answer for themselves", async () => {
   const mirror = mirrorFromSnapshot({
-    schema: "topology.snapshot.v1",
     rev: 1,
-    at: T,
     nodes: [node("host:db-1", "host"), node(SVC, "process"), node(LISTENER, "listener"), node(LONELY, "listener")],
     edges: [edge("RUNS", "host:db-1", SVC), edge("LISTENS", SVC, LISTENER)],
   });

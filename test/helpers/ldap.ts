@@ -74,6 +74,8 @@ export interface SlapdOptions {
   bulk?: number;
   /** the service account's size limit (soft and hard); a paged search may return more */
   sizeLimit?: number;
+  /** the most entries one paged search may return in all (slapd's size.prtotal; default unlimited) */
+  pagedTotal?: number;
   /** also listen on ldaps:// and accept StartTLS, with a certificate from a fresh test CA */
   tls?: boolean;
 }
@@ -120,7 +122,7 @@ olcObjectClasses: ( 1.2.840.113556.1.5.8 NAME 'group' SUP top AUXILIARY MAY ( sA
 
 `;
 
-function configLdif(dir: string, o: { sizeLimit: number; serviceDn: string; adminPassword: string; tls?: { ca: string; cert: string; key: string } }): string {
+function configLdif(dir: string, o: { sizeLimit: number; pagedTotal?: number; serviceDn: string; adminPassword: string; tls?: { ca: string; cert: string; key: string } }): string {
   const tls = o.tls ? `olcTLSCACertificateFile: ${o.tls.ca}\nolcTLSCertificateFile: ${o.tls.cert}\nolcTLSCertificateKeyFile: ${o.tls.key}\n` : "";
   return `dn: cn=config
 objectClass: olcGlobal
@@ -164,7 +166,7 @@ olcDbIndex: uid,sAMAccountName,userPrincipalName,cn eq
 olcDbIndex: member,memberOf eq
 olcAccess: to attrs=userPassword by self =xw by anonymous auth by * none
 olcAccess: to * by dn.exact="${o.serviceDn}" read by self read by * none
-olcLimits: dn.exact="${o.serviceDn}" size.soft=${o.sizeLimit} size.hard=${o.sizeLimit} size.prtotal=unlimited
+olcLimits: dn.exact="${o.serviceDn}" size.soft=${o.sizeLimit} size.hard=${o.sizeLimit} size.prtotal=${o.pagedTotal ?? "unlimited"}
 
 dn: olcOverlay={0}memberof,olcDatabase={1}mdb,cn=config
 objectClass: olcOverlayConfig
@@ -308,7 +310,7 @@ async function startIn(dir: string, opts: SlapdOptions): Promise<TestSlapd> {
   mkdirSync(confDir);
   mkdirSync(join(dir, "db"));
   const tls = opts.tls ? await makeCertificates(dir) : undefined;
-  writeFileSync(join(dir, "config.ldif"), configLdif(dir, { sizeLimit: opts.sizeLimit ?? 500, serviceDn: service.dn, adminPassword: admin.password, tls }));
+  writeFileSync(join(dir, "config.ldif"), configLdif(dir, { sizeLimit: opts.sizeLimit ?? 500, pagedTotal: opts.pagedTotal, serviceDn: service.dn, adminPassword: admin.password, tls }));
   await run(["/usr/sbin/slapadd", "-n0", "-F", confDir, "-l", join(dir, "config.ldif")]);
 
   // slapd cannot be told port 0 and report back, so a free port is picked first (and again if it is taken meanwhile)

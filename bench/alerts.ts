@@ -201,6 +201,8 @@ acceptedMs (POST → 202), CPU per process, raw NATS pub→sub, and goalMet (p99
       CLICKHOUSE_DATABASE: prefix.replace(/-/g, "_"),
       ORRERY_INGEST_PORT: "0",
       ORRERY_LOG_QUIET: "1",
+      // the bench measures alerts, not logins
+      ORRERY_AUTH: "off",
     };
     const alerts = await child(["services/alerts/main.ts"], env);
     procs.push(alerts.proc);

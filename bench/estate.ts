@@ -178,7 +178,7 @@ export async function benchEstate(argv: string[]) {
   // the embedded servers out of the run, so they are dropped
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !["NATS_URL", "CLICKHOUSE_URL", "ORRERY_SIMULATE"].includes(k)) env[k] = v;
-  Object.assign(env, { ORRERY_PREFIX: PREFIX, ORRERY_DATA_DIR: dataDir, ORRERY_NATS_PORT: "0", CLICKHOUSE_OWNER_PORT: "0", ORRERY_GATEWAY_PORT: "0", ORRERY_INGEST_PORT: "0", ORRERY_SIM_HOSTS: String(hosts), ORRERY_SIM_SEED: String(seed) });
+  Object.assign(env, { ORRERY_PREFIX: PREFIX, ORRERY_DATA_DIR: dataDir, ORRERY_NATS_PORT: "0", CLICKHOUSE_OWNER_PORT: "0", ORRERY_GATEWAY_PORT: "0", ORRERY_INGEST_PORT: "0", ORRERY_SIM_HOSTS: String(hosts), ORRERY_SIM_SEED: String(seed), ORRERY_AUTH: "off" });
   // the demo's default churn unless asked (ORRERY_SIM_CHURN: "none", "default" or JSON per-host per-tick rates)
   if (values["sim-churn"] !== undefined) env.ORRERY_SIM_CHURN = values["sim-churn"];
 

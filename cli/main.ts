@@ -8,6 +8,7 @@ import { cypher } from "./commands/cypher.ts";
 import { strategy } from "./commands/strategy.ts";
 import { notify } from "./commands/notify.ts";
 import { jobs } from "./commands/jobs.ts";
+import { login, token } from "./commands/token.ts";
 
 const main = defineCommand({
   meta: { name: "orrery", description: "Orrery: live topology and CMDB" },
@@ -17,6 +18,8 @@ const main = defineCommand({
     strategy,
     notify,
     jobs,
+    login,
+    token,
   },
 });
 

@@ -16,6 +16,9 @@
  *                                                    shared by all of them)
  *   <prefix>.jobs.v1.<type>.on.<worker>   JOBS       runs placed on one worker (durable `jobs-<type>-on-<worker>`)
  *
+ * KV bucket <PREFIX>_IDENTITY (stream KV_<PREFIX>_IDENTITY, services/identity/kv.ts): sessions, API tokens, local
+ * users and the directory snapshot, read by the gateway and the ingest service.
+ *
  * Core NATS, no stream: worker heartbeats, run status events, the placement table, and the request/reply subjects
  * (<prefix>.rpc.*). None of them may fall under a stream's subjects (test/unit/contracts/streams.test.ts checks).
  */
@@ -113,6 +116,8 @@ export interface Topology {
     dlq: StreamSpec;
     jobs: StreamSpec;
   };
+  /** JetStream KV buckets (opened by their users, not by ensureStreams) */
+  buckets: { identity: string };
   /** durables with fixed names; created with the streams when a service connects */
   consumers: {
     topology: ConsumerSpec;
@@ -199,6 +204,7 @@ export function topologyFor(prefix = "orrery"): Topology {
     prefix,
     subjects,
     streams,
+    buckets: { identity: `${P}_IDENTITY` },
     // maxDeliver -1 everywhere: past max_deliver JetStream stops delivering a message without a trace. A store outage
     // is waited out by the consumer (services/shared/bus.ts failureHandler); a message that keeps failing on its own
     // is dead-lettered by the app after DEFAULT_MAX_ATTEMPTS deliveries.

@@ -9,6 +9,7 @@
 import { defineCommand, runMain } from "citty";
 import { CypherRequest, CypherResponse } from "../../pipelines/contracts/cypher.ts";
 import { formatIssues } from "../../pipelines/issues.ts";
+import { bearer, CliConfigError, gatewayTarget } from "../config.ts";
 
 export class UsageError extends Error {
   override readonly name = "UsageError";
@@ -79,6 +80,8 @@ export interface CypherCliOptions {
   query: string;
   params: Record<string, unknown>;
   url: string;
+  /** API token (Authorization: Bearer) */
+  token?: string;
   json: boolean;
   timeoutMs?: number;
   maxRows?: number;
@@ -102,7 +105,7 @@ export async function runCypher(o: CypherCliOptions, io: Io): Promise<number> {
     // The gateway waits timeoutMs plus its own margin for the store; give it a little more before giving up here.
     res = await fetch(endpoint, {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: { "content-type": "application/json", ...bearer(o.token) },
       body: JSON.stringify(req.data),
       signal: AbortSignal.timeout(req.data.timeoutMs + 10_000),
     });
@@ -123,6 +126,10 @@ export async function runCypher(o: CypherCliOptions, io: Io): Promise<number> {
     io.out(o.json ? JSON.stringify(parsed.data.rows, null, 2) + "\n" : formatTable(parsed.data.rows) + `${parsed.data.rows.length} row${parsed.data.rows.length === 1 ? "" : "s"} (${parsed.data.ms.toFixed(1)} ms)\n`);
     return 0;
   }
+  if (res.status === 401 || res.status === 403) {
+    io.err(`error: ${(body as { error?: string }).error ?? "not allowed"} (HTTP ${res.status}); ${o.token ? "check the token" : "give a token: --token, ORRERY_TOKEN, or `orrery login`"}\n`);
+    return 1;
+  }
   if (parsed.success && !parsed.data.ok) {
     io.err(`error [${parsed.data.code}]: ${parsed.data.error} (HTTP ${res.status})\n`);
     return 1;
@@ -139,7 +146,8 @@ export const cypher = defineCommand({
     query: { type: "positional", description: "read-only Cypher, e.g. \"MATCH (n:Entity {kind: 'host'}) RETURN n.name AS host\"", required: true },
     param: { type: "string", alias: "p", valueHint: "name=value", description: "bound parameter $name; repeatable; value parsed as JSON when it parses, else a string" },
     json: { type: "boolean", description: "print the rows as JSON", default: false },
-    url: { type: "string", description: "gateway base URL", default: "http://127.0.0.1:7070" },
+    url: { type: "string", description: "gateway base URL (env ORRERY_URL, the config file, default http://127.0.0.1:7070)" },
+    token: { type: "string", description: "API token (env ORRERY_TOKEN, or the config file `orrery login` writes)" },
     "timeout-ms": { type: "string", description: "query timeout in ms (server default 10000, at most 60000)" },
     "max-rows": { type: "string", description: "refuse results larger than this (server default 10000)" },
   },
@@ -147,16 +155,18 @@ export const cypher = defineCommand({
     const io: Io = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) };
     let opts: CypherCliOptions;
     try {
+      const target = gatewayTarget({ url: args.url, token: args.token });
       opts = {
         query: String(args.query),
         params: parseParams(rawArgs),
-        url: String(args.url),
+        url: target.url,
+        token: target.token,
         json: Boolean(args.json),
         timeoutMs: positiveInt("timeout-ms", args["timeout-ms"]),
         maxRows: positiveInt("max-rows", args["max-rows"]),
       };
     } catch (e) {
-      if (!(e instanceof UsageError)) throw e;
+      if (!(e instanceof UsageError || e instanceof CliConfigError)) throw e;
       io.err(`error: ${e.message}\n`);
       process.exitCode = 2;
       return;

@@ -12,6 +12,9 @@
  *             ICINGA_HOSTADDRESS = "$address$", ICINGA_HOSTSTATE = "$host.state$", ICINGA_SERVICEDESC = "$service.name$",
  *             ICINGA_SERVICESTATE = "$service.state$", ICINGA_SERVICEOUTPUT = "$service.output$" } }
  *
+ * With authentication on (the default), the ingest wants an ingest token for source "generic": --token, or
+ * ORRERY_INGEST_TOKEN in the command's environment (Icinga2: env = { ORRERY_INGEST_TOKEN = "…" }).
+ *
  * Exit codes: 0 stored, 1 not delivered (after retries; the reason on stderr), 2 bad arguments or macros.
  */
 import { defineCommand, runMain } from "citty";
@@ -19,6 +22,7 @@ import { GenericAlert } from "../../pipelines/contracts/alerts.ts";
 import { validate, ContractError } from "../../pipelines/codec.ts";
 import { alertFromMacros, MacroError } from "../../pipelines/stages/alerts/nagios.ts";
 import { NAGIOS_MACROS, type NagiosMacros } from "../../pipelines/contracts/vendors/nagios.ts";
+import { bearer, CliConfigError, ingestTarget } from "../config.ts";
 
 /** flag → macro */
 const FLAGS = {
@@ -63,7 +67,7 @@ export interface NotifyIo {
 
 /** Builds and delivers the alert; returns the exit code. */
 export async function runNotify(
-  opts: { url: string; source: string; macros: NagiosMacros; dryRun: boolean; retries: number; timeoutMs: number },
+  opts: { url: string; token?: string; source: string; macros: NagiosMacros; dryRun: boolean; retries: number; timeoutMs: number },
   io: NotifyIo,
 ): Promise<number> {
   let body;
@@ -87,7 +91,7 @@ export async function runNotify(
     try {
       const res = await io.fetch(endpoint, {
         method: "POST",
-        headers: { "content-type": "application/json" },
+        headers: { "content-type": "application/json", ...bearer(opts.token) },
         body: JSON.stringify(body),
         signal: AbortSignal.timeout(opts.timeoutMs),
       });
@@ -110,7 +114,8 @@ export async function runNotify(
 export const notify = defineCommand({
   meta: { name: "notify", description: "Nagios/Icinga notification command: send the notification macros to Orrery as an alert" },
   args: {
-    url: { type: "string", description: "ingest service URL (env ORRERY_INGEST_URL, default http://127.0.0.1:7071)" },
+    url: { type: "string", description: "ingest service URL (env ORRERY_INGEST_URL, the config file, default http://127.0.0.1:7071)" },
+    token: { type: "string", description: "ingest token for source generic (env ORRERY_INGEST_TOKEN, or the config file)" },
     source: { type: "string", description: "source name of the alert (default nagios)", default: "nagios" },
     type: { type: "string", description: "notification type: PROBLEM, RECOVERY, ACKNOWLEDGEMENT, DOWNTIMESTART, … (NOTIFICATIONTYPE)" },
     host: { type: "string", description: "host name (HOSTNAME)" },
@@ -138,9 +143,18 @@ export const notify = defineCommand({
       return n;
     };
     const flags = Object.fromEntries(Object.keys(FLAGS).map((k) => [k, args[k as keyof typeof FLAGS] as string | undefined]));
+    let target;
+    try {
+      target = ingestTarget({ url: args.url, token: args.token });
+    } catch (e) {
+      if (!(e instanceof CliConfigError)) throw e;
+      process.stderr.write(`orrery notify: ${e.message}\n`);
+      process.exit(2);
+    }
     process.exitCode = await runNotify(
       {
-        url: args.url ?? process.env.ORRERY_INGEST_URL ?? "http://127.0.0.1:7071",
+        url: target.url,
+        token: target.token,
         source: args.source,
         macros: macrosFrom(process.env, flags),
         dryRun: !!args["dry-run"],

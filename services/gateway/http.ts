@@ -15,6 +15,7 @@ import { healthStateFrames, SocketSender, topologySnapshotFrames } from "./snaps
 import type { ServerWebSocket } from "bun";
 import type { TopologyDelta } from "../../pipelines/contracts/topology.ts";
 import type { HealthDelta } from "../../pipelines/contracts/health.ts";
+import type { Gate } from "../identity/client.ts";
 
 /** Read-only Cypher is answered by the graph store's owner (the topology service) over NATS request/reply. */
 async function cypher(bus: Bus, req: Request): Promise<Response> {
@@ -52,6 +53,8 @@ export function startGatewayServer(deps: {
   port: number;
   dashboardDir: string;
   extraRoutes?: Routes;
+  /** who may pass each door: every route and the WebSocket upgrade (authGate, or openGate for ORRERY_AUTH=off) */
+  auth: Gate;
   health?: HealthOverlay;
   /** health deltas to browsers are coalesced to at most one frame per this many ms under load (default 50) */
   healthCoalesceMs?: number;
@@ -70,7 +73,8 @@ export function startGatewayServer(deps: {
   const server = Bun.serve<SocketData, string>({
     hostname: deps.host,
     port: deps.port,
-    routes: {
+    // every route of the table behind its role (services/identity/gate.ts), in this one place
+    routes: deps.auth.guard({
       ...deps.extraRoutes,
       "/healthz": () => {
         const m = mirror.mirror();
@@ -79,11 +83,13 @@ export function startGatewayServer(deps: {
       // before the mirror has its first snapshot it is empty, and an empty graph would read as "nothing is running"
       "/api/snapshot": () => (mirror.synced() ? Response.json(snapshotOf(mirror.mirror(), Date.now())) : Response.json({ error: "not synced" }, { status: 503 })),
       "/api/cypher": { POST: (req) => cypher(deps.bus, req) },
-    },
+    }),
     error: httpErrors(deps.log),
     fetch(req, srv) {
       const url = new URL(req.url);
       if (url.pathname === "/ws") {
+        const denied = deps.auth.checkUpgrade(req, srv);
+        if (denied) return denied;
         if (srv.upgrade(req, { data: { openedAt: Date.now() } })) return undefined;
         return new Response("expected a WebSocket upgrade", { status: 426 });
       }

@@ -2,7 +2,8 @@ import { makeClickHouseClient } from "../clickhouse/client.ts";
 import { ClickHouseSeriesStore } from "../metrics/clickhouse.ts";
 import { connectBus } from "../shared/bus.ts";
 import { z } from "zod";
-import { BusKeys, ClickHouseKeys, GatewayKeys, HistoryTtlKeys, LogKeys, MetricsTtlKeys, natsOptions, onShutdown, parseEnv } from "../shared/config.ts";
+import { AuthKeys, BusKeys, ClickHouseKeys, GatewayKeys, HistoryTtlKeys, IdentityKeys, LogKeys, MetricsTtlKeys, natsOptions, onShutdown, parseEnv } from "../shared/config.ts";
+import { DirectoryKeys, openGate, startIdentity } from "../identity/client.ts";
 import { makeLogger, ready } from "../shared/log.ts";
 import { listenOrExit } from "../shared/ports.ts";
 import { startGatewayServer } from "./http.ts";
@@ -14,13 +15,16 @@ import { startHealthOverlay } from "./health.ts";
 import { ClickHouseHistoryStore } from "../history/clickhouse.ts";
 import { graphRoutes } from "./routes/graph.ts";
 
-const cfg = parseEnv(z.object({ ...BusKeys, ...LogKeys, ...ClickHouseKeys, ...GatewayKeys, ...MetricsTtlKeys, ...HistoryTtlKeys }), process.env);
+const cfg = parseEnv(z.object({ ...BusKeys, ...LogKeys, ...ClickHouseKeys, ...GatewayKeys, ...MetricsTtlKeys, ...HistoryTtlKeys, ...AuthKeys, ...IdentityKeys, ...DirectoryKeys }), process.env);
 const log = makeLogger("gateway", cfg.ORRERY_LOG_QUIET === "1");
 const bus = await connectBus(natsOptions(cfg, "orrery-gateway"));
 const series = new ClickHouseSeriesStore(
   makeClickHouseClient({ url: cfg.CLICKHOUSE_URL, username: cfg.CLICKHOUSE_USER, password: cfg.CLICKHOUSE_PASSWORD }),
   { database: cfg.CLICKHOUSE_DATABASE, ttlDays: cfg.ORRERY_METRICS_TTL_DAYS },
 );
+// ORRERY_AUTH=off is a choice said at every start: every door of the gateway is then open to anyone who reaches it
+const identity = cfg.ORRERY_AUTH === "on" ? await startIdentity({ bus, log, env: cfg }) : null;
+if (!identity) log.warn("ORRERY_AUTH=off: authentication is OFF; anyone who can reach this gateway can read the whole estate (set ORRERY_AUTH=on)");
 const mirror = await startMirror(bus, log);
 const health = startHealthOverlay(bus, log);
 // The history service owns the change-log table; the gateway only reads it.
@@ -30,7 +34,8 @@ const history = new ClickHouseHistoryStore(
 );
 // a port in use ends the gateway with one line naming ORRERY_GATEWAY_PORT (the demo then picks another)
 const server = await listenOrExit({ service: "gateway", host: cfg.ORRERY_GATEWAY_HOST, port: cfg.ORRERY_GATEWAY_PORT, setting: "ORRERY_GATEWAY_PORT" }, () => startGatewayServer({ bus, mirror, log, host: cfg.ORRERY_GATEWAY_HOST, port: cfg.ORRERY_GATEWAY_PORT, dashboardDir: cfg.ORRERY_DASHBOARD_DIR,
-  extraRoutes: { ...metricsRoutes({ series, standIn: listenerStandIn(mirror) }), ...alertRoutes(bus), ...graphRoutes({ mirror, history, log, alertEntities: alertEntitiesOf(bus) }) },
+  auth: identity?.gate ?? openGate(),
+  extraRoutes: { ...identity?.routes, ...metricsRoutes({ series, standIn: listenerStandIn(mirror) }), ...alertRoutes(bus), ...graphRoutes({ mirror, history, log, alertEntities: alertEntitiesOf(bus) }) },
   health,
 }));
 onShutdown(async () => {
@@ -39,6 +44,8 @@ onShutdown(async () => {
   await mirror.stop();
   await series.close();
   await history.close();
+  await identity?.stop();
   await bus.close();
 });
-ready("gateway", { url: `http://${cfg.ORRERY_GATEWAY_HOST}:${server.port}` });
+// the local admin's generated password goes out once, in the ready line (the supervisor prints it; never a log line)
+ready("gateway", { url: `http://${cfg.ORRERY_GATEWAY_HOST}:${server.port}`, auth: cfg.ORRERY_AUTH, ...(identity ? { admin: identity.admin } : {}) });

@@ -1,12 +1,14 @@
 /**
  * The ingest service: HTTP webhooks in (Alertmanager, generic JSON, `orrery notify`) and Prometheus remote_write
  * (POST /api/v1/write) → JetStream.
- *   env ORRERY_INGEST_HOST (127.0.0.1), ORRERY_INGEST_PORT (7071, 0 = any free port), plus the usual NATS_*.
+ *   env ORRERY_INGEST_HOST (127.0.0.1), ORRERY_INGEST_PORT (7071, 0 = any free port), ORRERY_AUTH (on: per-source
+ *   ingest tokens required), plus the usual NATS_*.
  */
 import { z } from "zod";
 import { alertPublisher } from "../alerts/client.ts";
 import { connectBus } from "../shared/bus.ts";
-import { BusKeys, LogKeys, natsOptions, onShutdown, parseEnv } from "../shared/config.ts";
+import { AuthKeys, BusKeys, LogKeys, natsOptions, onShutdown, parseEnv } from "../shared/config.ts";
+import { ingestAuthOff, IngestTokens } from "../identity/client.ts";
 import { makeLogger, ready } from "../shared/log.ts";
 import { listenOrExit } from "../shared/ports.ts";
 import { RejectedLog } from "./rejected.ts";
@@ -17,6 +19,7 @@ const cfg = parseEnv(
   z.object({
     ...BusKeys,
     ...LogKeys,
+    ...AuthKeys,
     ORRERY_INGEST_HOST: z.string().min(1).default("127.0.0.1"),
     ORRERY_INGEST_PORT: z.coerce.number().int().min(0).max(65535).default(7071),
   }),
@@ -24,6 +27,9 @@ const cfg = parseEnv(
 );
 const log = makeLogger("ingest", cfg.ORRERY_LOG_QUIET === "1");
 const bus = await connectBus(natsOptions(cfg, "orrery-ingest"));
+// per-source ingest tokens from the identity bucket (created at the gateway: POST /api/tokens, or `orrery token create`)
+const auth = cfg.ORRERY_AUTH === "on" ? await IngestTokens.open(bus, log) : ingestAuthOff();
+if (auth.mode === "off") log.warn("ORRERY_AUTH=off: authentication is OFF; anyone who can reach the ingest can post alerts and samples (set ORRERY_AUTH=on)");
 // Prometheus remote_write lands here too: everything that pushes into Orrery comes through one ingest endpoint.
 const remoteWrite = remoteWriteHandler({
   publish: jetStreamPublisher(bus),
@@ -37,6 +43,7 @@ const rejected = new RejectedLog();
 const server = await listenOrExit({ service: "ingest", host: cfg.ORRERY_INGEST_HOST, port: cfg.ORRERY_INGEST_PORT, setting: "ORRERY_INGEST_PORT" }, () => startIngestServer({
   publishAlerts: alertPublisher(bus),
   rejected,
+  auth,
   log,
   host: cfg.ORRERY_INGEST_HOST,
   port: cfg.ORRERY_INGEST_PORT,
@@ -47,6 +54,7 @@ const rpc = serveIngestRpc({ bus, rejected, instance: `${cfg.ORRERY_INGEST_HOST}
 onShutdown(async () => {
   rpc.unsubscribe();
   await server.stop(true);
+  await auth.close();
   await bus.close();
 });
 ready("ingest", { url: `http://${cfg.ORRERY_INGEST_HOST}:${server.port}` });

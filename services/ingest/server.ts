@@ -8,6 +8,8 @@
  *   GET  /api/alerts/rejected[?limit=N]   refused alerts: counts per source since start, the latest (RejectedAlerts)
  *   GET  /healthz
  *   + extraRoutes, e.g. { "/api/v1/write": { POST: remoteWrite } }
+ * Every route but /healthz checks `auth` first: posting needs an ingest token for its source (remote_write: source
+ * prometheus), reading needs an API or kiosk token (services/identity/ingest-auth.ts).
  * The same refusals are answered over NATS (<prefix>.rpc.ingest, serveIngestRpc) for the gateway, which asks every
  * instance at once (services/ingest/client.ts).
  */
@@ -21,6 +23,7 @@ import type { Logger } from "../shared/log.ts";
 import type { PublishResult } from "../alerts/client.ts";
 import { RejectedLog } from "./rejected.ts";
 import { alertsFromWebhook, IngestError, type Refusal } from "./webhooks.ts";
+import type { IngestAuth, IngestDoor } from "../identity/client.ts";
 
 export const MAX_ALERT_BODY_BYTES = 4 * 1024 * 1024;
 
@@ -33,6 +36,8 @@ export interface IngestDeps {
   host: string;
   port: number;
   extraRoutes?: Routes;
+  /** who may post and read (IngestTokens, or ingestAuthOff() for ORRERY_AUTH=off) */
+  auth: IngestAuth;
   /** server-wide request body limit (remote_write batches can be large) */
   maxRequestBodyBytes?: number;
   now?: () => number;
@@ -65,6 +70,7 @@ export function startIngestServer(deps: IngestDeps): Server<undefined> {
   const postAlerts = async (req: BunRequest<"/api/alerts/:source">) => {
     // Bun's router has parsed (and percent-decoded) it already
     const source = req.params.source;
+    deps.auth.check(req, { post: source });
     const body = await readJson(req, MAX_ALERT_BODY_BYTES);
     const at = now();
     const { alerts, indexes, refused } = alertsFromWebhook(source, body, at);
@@ -96,9 +102,14 @@ export function startIngestServer(deps: IngestDeps): Server<undefined> {
     port: deps.port,
     maxRequestBodySize: deps.maxRequestBodyBytes ?? 64 * 1024 * 1024,
     routes: {
-      ...deps.extraRoutes,
+      ...guardExtra(deps.extraRoutes ?? {}, deps.auth),
       "/healthz": () => Response.json({ status: "ok" }),
-      "/api/alerts/rejected": { GET: (req: Request) => Response.json(rejected.list(rejectedLimit(req)) satisfies RejectedAlerts) },
+      "/api/alerts/rejected": {
+        GET: (req: Request) => {
+          deps.auth.check(req, "read");
+          return Response.json(rejected.list(rejectedLimit(req)) satisfies RejectedAlerts);
+        },
+      },
       "/api/alerts/:source": { POST: postAlerts },
     },
     error: httpErrors(deps.log),
@@ -108,6 +119,20 @@ export function startIngestServer(deps: IngestDeps): Server<undefined> {
       return Response.json({ error: `no such endpoint: ${req.method} ${path}` }, { status: 404 });
     },
   });
+}
+
+/** Extra routes behind the same door: remote_write posts as source prometheus, anything else reads. */
+function guardExtra(routes: Routes, auth: IngestAuth): Routes {
+  const door = (path: string, method: string): IngestDoor => (path === "/api/v1/write" ? { post: "prometheus" } : method === "GET" ? "read" : { post: path });
+  const out: Routes = {};
+  for (const [path, r] of Object.entries(routes)) {
+    if (typeof r === "function") {
+      out[path] = (req) => (auth.check(req, door(path, req.method)), r(req));
+      continue;
+    }
+    out[path] = Object.fromEntries(Object.entries(r).map(([m, h]) => [m, (req: Request) => (auth.check(req, door(path, m)), h!(req))]));
+  }
+  return out;
 }
 
 /**

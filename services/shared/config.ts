@@ -5,7 +5,8 @@
  */
 import { resolve } from "node:path";
 import { z } from "zod";
-import { formatIssue } from "../../pipelines/issues.ts";
+import { formatIssue, formatIssues } from "../../pipelines/issues.ts";
+import { RoleMap } from "../../pipelines/contracts/identity.ts";
 
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
@@ -15,11 +16,15 @@ export class ConfigError extends Error {
 export function parseEnv<S extends z.ZodType>(schema: S, env: Record<string, string | undefined>): z.output<S> {
   const r = schema.safeParse(env);
   if (!r.success) {
-    const msg = r.error.issues.map((i) => `${formatIssue(i)} (got ${JSON.stringify(env[String(i.path[0])])})`).join("; ");
+    const msg = r.error.issues.map((i) => `${formatIssue(i)} (got ${shown(String(i.path[0]), env[String(i.path[0])])})`).join("; ");
     throw new ConfigError(`invalid configuration: ${msg}`);
   }
   return r.data;
 }
+
+/** A secret's value never goes into an error message (which ends up in a log). */
+const SECRET = /PASS|PASSWORD|TOKEN|SECRET|CREDENTIAL/i;
+const shown = (key: string, v: string | undefined) => (v !== undefined && SECRET.test(key) ? `a value of ${v.length} characters` : JSON.stringify(v));
 
 const Port = z.coerce.number().int().min(0).max(65535);
 const Days = (max: number) => z.coerce.number().int().min(1).max(max);
@@ -51,6 +56,46 @@ export const GatewayKeys = {
 export const MetricsTtlKeys = { ORRERY_METRICS_TTL_DAYS: Days(3650).default(30) };
 /** retention of the topology change log (the history service writes it, the gateway reads it) */
 export const HistoryTtlKeys = { ORRERY_HISTORY_TTL_DAYS: Days(3650).default(90) };
+
+/**
+ * Authentication on every HTTP and WebSocket door (the gateway, the ingest service). "off" is an explicit choice the
+ * gateway and the ingest warn about at every start.
+ */
+export const AuthKeys = { ORRERY_AUTH: z.enum(["on", "off"]).default("on") };
+const Seconds = (max: number) => z.coerce.number().int().min(1).max(max);
+/** The identity settings the gateway reads (services/identity/client.ts). */
+export const IdentityKeys = {
+  /** directory groups → roles, JSON (RoleMap in pipelines/contracts/identity.ts) */
+  ORRERY_AUTH_ROLES: z
+    .string()
+    .default("{}")
+    .transform((text, ctx) => {
+      let raw: unknown;
+      try {
+        raw = JSON.parse(text || "{}");
+      } catch (e) {
+        ctx.addIssue({ code: "custom", message: `not JSON (${(e as Error).message}); expected e.g. {"admin":["cn=orrery-admins,ou=groups,dc=example,dc=org"],"viewer":["staff"],"default":null}` });
+        return z.NEVER;
+      }
+      const r = RoleMap.safeParse(raw);
+      if (!r.success) {
+        ctx.addIssue({ code: "custom", message: formatIssues(r.error) });
+        return z.NEVER;
+      }
+      return r.data;
+    }),
+  ORRERY_AUTH_SESSION_TTL_S: Seconds(90 * 86400).default(12 * 3600),
+  ORRERY_AUTH_KIOSK_SESSION_TTL_S: Seconds(366 * 86400).default(30 * 86400),
+  ORRERY_AUTH_API_TOKEN_TTL_DAYS: Days(3650).default(90),
+  /** always: Secure cookies over plain HTTP too (TLS ended by a proxy in front); auto: when the request is https */
+  ORRERY_AUTH_SECURE_COOKIE: z.enum(["auto", "always"]).default("auto"),
+  ORRERY_AUTH_FAILURES_PER_USER: z.coerce.number().int().min(1).max(1000).default(5),
+  ORRERY_AUTH_FAILURES_PER_ADDRESS: z.coerce.number().int().min(1).max(100_000).default(20),
+  ORRERY_AUTH_FAILURE_WINDOW_S: Seconds(86400).default(900),
+  ORRERY_ADMIN_LOGIN: z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/, "letters, digits, _ . and - only").default("admin"),
+  /** the local admin's password; unset: generated at first start and printed once */
+  ORRERY_ADMIN_PASSWORD: z.string().min(12, "at least 12 characters").optional(),
+};
 
 export type BusConfig = z.output<z.ZodObject<typeof BusKeys>>;
 

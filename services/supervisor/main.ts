@@ -26,6 +26,18 @@ process.on("SIGHUP", () => void stop());
 const parent = process.ppid;
 setInterval(() => process.ppid !== parent && void stop(), 1000).unref();
 
+/**
+ * The banner's login lines, from the gateway's ready line: the local admin's password when the gateway generated it
+ * at this start (the only time it is ever shown: it is stored hashed), else where to find or reset it.
+ */
+function howToLogIn(gw: Record<string, unknown>): string {
+  if (gw.auth === "off") return `  Auth:       OFF (ORRERY_AUTH=off): anyone who reaches these ports can read the estate and post alerts\n`;
+  const admin = (gw.admin ?? {}) as { login?: string; password?: string };
+  const login = `${String(gw.url)}/login`;
+  if (admin.password) return `  Log in:     ${login}  as ${admin.login}, password ${admin.password}\n              (generated now and shown only this once; set ORRERY_ADMIN_PASSWORD to choose your own)\n`;
+  return `  Log in:     ${login}  as ${admin.login}, with the password printed when ${cfg.ORRERY_DATA_DIR} was first used\n              (lost it? restart with ORRERY_ADMIN_PASSWORD=<new password>)\n`;
+}
+
 try {
   const env: Record<string, string> = { ORRERY_DATA_DIR: cfg.ORRERY_DATA_DIR, ORRERY_PREFIX: cfg.ORRERY_PREFIX };
   if (process.env.NATS_URL) env.NATS_URL = cfg.NATS_URL;
@@ -57,8 +69,8 @@ try {
   await sup.start(serviceSpec("jobs", { ...env, ORRERY_WORKER_ID: "local" }));
   // A simulated estate beside the real host, so the demo has something to show (ORRERY_SIMULATE=0 turns it off).
   if (process.env.ORRERY_SIMULATE !== "0") await sup.start(serviceSpec("simulator", env));
-  process.stdout.write(`${JSON.stringify({ event: "ready", service: "orrery", dashboard: gw.url, nats: env.NATS_URL, clickhouse: env.CLICKHOUSE_URL, ingest: ingest.url })}\n`);
-  process.stderr.write(`\n  Orrery is running.\n  Dashboard:  ${gw.url}\n  NATS:       ${env.NATS_URL}\n  ClickHouse: ${env.CLICKHOUSE_URL}\n  Ingest:     ${ingest.url}  (Alertmanager webhook /api/alerts/alertmanager, remote_write /api/v1/write)\n  Data:       ${cfg.ORRERY_DATA_DIR}\n  Ctrl-C stops everything.\n\n`);
+  process.stdout.write(`${JSON.stringify({ event: "ready", service: "orrery", dashboard: gw.url, nats: env.NATS_URL, clickhouse: env.CLICKHOUSE_URL, ingest: ingest.url, auth: gw.auth })}\n`);
+  process.stderr.write(`\n  Orrery is running.\n  Dashboard:  ${gw.url}\n${howToLogIn(gw)}  NATS:       ${env.NATS_URL}\n  ClickHouse: ${env.CLICKHOUSE_URL}\n  Ingest:     ${ingest.url}  (Alertmanager webhook /api/alerts/alertmanager, remote_write /api/v1/write${gw.auth === "off" ? "" : "; each needs an ingest token: orrery token create --kind ingest --source alertmanager"})\n  Data:       ${cfg.ORRERY_DATA_DIR}\n  Ctrl-C stops everything.\n\n`);
 } catch (e) {
   log.error("start failed", { error: e instanceof Error ? e.message : String(e) });
   await stop(1);

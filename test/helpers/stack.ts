@@ -74,6 +74,8 @@ export async function startStack(env: Record<string, string> = {}, dataDir?: str
       ORRERY_LOG_QUIET: "1",
       ORRERY_SIM_HOSTS: "20",
       ORRERY_SIM_INTERVAL_MS: "1000",
+      // explicitly off: stacks test everything but who may pass (test/integration/identity/ starts its own with auth on)
+      ORRERY_AUTH: "off",
       ...env,
     },
     // its own process group, like a demo started from a terminal: stop() sends SIGINT to the group as Ctrl-C does

@@ -22,6 +22,8 @@ import { alertRoutes } from "../../../services/gateway/routes/alerts.ts";
 import { mirrorView, startAlertsService, type AlertsService } from "../../../services/alerts/service.ts";
 import { alertSubjects } from "../../../pipelines/streams.ts";
 import { startIngestServer } from "../../../services/ingest/server.ts";
+// ORRERY_AUTH=off explicitly: these tests are not about who may pass (test/integration/identity/ is)
+import { ingestAuthOff } from "../../../services/identity/client.ts";
 import { connectBus, publishEvent, type Bus } from "../../../services/shared/bus.ts";
 import { makeLogger } from "../../../services/shared/log.ts";
 import { startTopologyService, type TopologyService } from "../../../services/topology/service.ts";
@@ -76,7 +78,7 @@ beforeAll(async () => {
   history = new ClickHouseAlertHistory(owner.client(), { database: db, ttlDays: 7 });
   alerts = await startAlertsService({ bus, topology: mirrorView(mirror), rules: AlertRules.parse({}), history, log, tickMs: 200 });
   bus.nc.subscribe(alertSubjects(bus.topo).health, { callback: (_e, m) => void deltas.push(decode(HealthDelta, "health.delta.v1", m.data)) });
-  ingest = startIngestServer({ publishAlerts: alertPublisher(bus), log, host: "127.0.0.1", port: 0, extraRoutes: alertRoutes(bus) });
+  ingest = startIngestServer({ auth: ingestAuthOff(), publishAlerts: alertPublisher(bus), log, host: "127.0.0.1", port: 0, extraRoutes: alertRoutes(bus) });
 
   const amPort = await freePort();
   amUrl = `http://127.0.0.1:${amPort}`;

@@ -19,6 +19,8 @@ import { applyDelta, emptyMirror } from "../../../pipelines/stages/apply-delta.t
 import { AlertRules } from "../../../pipelines/stages/alerts/mapping.ts";
 import { edgeId } from "../../../pipelines/stages/topology/ids.ts";
 import { startGatewayServer } from "../../../services/gateway/http.ts";
+// ORRERY_AUTH=off explicitly: these tests are not about who may pass (test/integration/identity/ is)
+import { ingestAuthOff, openGate } from "../../../services/identity/client.ts";
 import { startHealthOverlay, type HealthOverlay } from "../../../services/gateway/health.ts";
 import { startMirror, type TopologyMirror } from "../../../services/topology/client.ts";
 import { graphRoutes } from "../../../services/gateway/routes/graph.ts";
@@ -129,10 +131,11 @@ describe("impact published on health change", () => {
     history = new ClickHouseAlertHistory(owner.client(), { database: db, ttlDays: 7 });
     alerts = await startAlertsService({ bus, topology: mirrorView(mirror), rules: AlertRules.parse({}), history, log, tickMs: 200 });
     overlay = startHealthOverlay(bus, log, { retryMs: 200 });
-    ingest = startIngestServer({ publishAlerts: alertPublisher(bus), log, host: "127.0.0.1", port: 0 });
+    ingest = startIngestServer({ auth: ingestAuthOff(), publishAlerts: alertPublisher(bus), log, host: "127.0.0.1", port: 0 });
     topoHistory = new ClickHouseHistoryStore(owner.client(), { database: db, ttlDays: 7 });
     mkdirSync(join(tmp.dir, "dist"), { recursive: true });
     gateway = startGatewayServer({
+      auth: openGate(),
       bus,
       mirror,
       log,

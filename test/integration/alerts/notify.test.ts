@@ -9,6 +9,8 @@ import { decode } from "../../../pipelines/codec.ts";
 import { AlertBatch, type Alert } from "../../../pipelines/contracts/alerts.ts";
 import { alertPublisher } from "../../../services/alerts/publish.ts";
 import { startIngestServer } from "../../../services/ingest/server.ts";
+// ORRERY_AUTH=off explicitly: these tests are not about who may pass (test/integration/identity/ is)
+import { ingestAuthOff } from "../../../services/identity/client.ts";
 import { connectBus, type Bus } from "../../../services/shared/bus.ts";
 import { makeLogger } from "../../../services/shared/log.ts";
 import { startNats, type NatsServer } from "../../helpers/nats.ts";
@@ -22,7 +24,7 @@ let ingest: ReturnType<typeof startIngestServer>;
 beforeAll(async () => {
   nats = await startNats();
   bus = await connectBus({ url: nats.url, prefix: uniquePrefix("notify"), name: "test" });
-  ingest = startIngestServer({ publishAlerts: alertPublisher(bus), log: makeLogger("test", true), host: "127.0.0.1", port: 0 });
+  ingest = startIngestServer({ auth: ingestAuthOff(), publishAlerts: alertPublisher(bus), log: makeLogger("test", true), host: "127.0.0.1", port: 0 });
 });
 afterAll(async () => {
   await ingest.stop(true);

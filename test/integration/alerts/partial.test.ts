@@ -10,6 +10,8 @@ import { decode } from "../../../pipelines/codec.ts";
 import { AlertBatch, RejectedAlerts, type Alert } from "../../../pipelines/contracts/alerts.ts";
 import { alertPublisher } from "../../../services/alerts/publish.ts";
 import { startIngestServer } from "../../../services/ingest/server.ts";
+// ORRERY_AUTH=off explicitly: these tests are not about who may pass (test/integration/identity/ is)
+import { ingestAuthOff } from "../../../services/identity/client.ts";
 import { connectBus, type Bus } from "../../../services/shared/bus.ts";
 import { makeLogger } from "../../../services/shared/log.ts";
 import { startNats, type NatsServer } from "../../helpers/nats.ts";
@@ -30,7 +32,7 @@ afterAll(async () => {
 /** Its own bus (prefix, streams) and ingest server per test. */
 async function fresh(name: string): Promise<{ bus: Bus; url: string }> {
   const bus = await connectBus({ url: nats.url, prefix: uniquePrefix(name), name: "test" });
-  const ingest = startIngestServer({ publishAlerts: alertPublisher(bus), log, host: "127.0.0.1", port: 0 });
+  const ingest = startIngestServer({ auth: ingestAuthOff(), publishAlerts: alertPublisher(bus), log, host: "127.0.0.1", port: 0 });
   stops.push(async () => {
     await ingest.stop(true);
     await bus.close();

@@ -10,6 +10,8 @@ import { decode } from "../../../pipelines/codec.ts";
 import { AlertBatch, MAX_ALERTS_PER_MESSAGE, type Alert } from "../../../pipelines/contracts/alerts.ts";
 import { alertPublisher } from "../../../services/alerts/publish.ts";
 import { startIngestServer } from "../../../services/ingest/server.ts";
+// ORRERY_AUTH=off explicitly: these tests are not about who may pass (test/integration/identity/ is)
+import { ingestAuthOff } from "../../../services/identity/client.ts";
 import { connectBus, ensureStreams, type Bus } from "../../../services/shared/bus.ts";
 import { makeLogger } from "../../../services/shared/log.ts";
 import { startNats, type NatsServer } from "../../helpers/nats.ts";
@@ -137,7 +139,7 @@ test("a call over the per-message limit is split; the same events twice in one f
 test("a publish JetStream does not ack rejects every caller (the ingest answers 503); the retry is stored", async () => {
   const bus = await freshBus("pub-fail");
   const log = makeLogger("test", true);
-  const ingest = startIngestServer({ publishAlerts: alertPublisher(bus), log, host: "127.0.0.1", port: 0 });
+  const ingest = startIngestServer({ auth: ingestAuthOff(), publishAlerts: alertPublisher(bus), log, host: "127.0.0.1", port: 0 });
   try {
     const url = `http://127.0.0.1:${ingest.port}/api/alerts/generic`;
     const body = (i: number) => JSON.stringify({ source: "bench", fingerprint: `bench:${i}`, severity: "critical", target: { host: `h${i}` }, at: 1_700_000_000_000 });

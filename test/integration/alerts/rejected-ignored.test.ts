@@ -44,6 +44,7 @@ async function service(name: "ingest" | "gateway", prefix: string): Promise<stri
       NATS_URL: nats.url,
       ORRERY_PREFIX: prefix,
       ORRERY_LOG_QUIET: "1",
+      ORRERY_AUTH: "off",
       ORRERY_INGEST_PORT: "0",
       ORRERY_GATEWAY_PORT: "0",
       ORRERY_DASHBOARD_DIR: tmp.dir,

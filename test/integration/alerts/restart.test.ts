@@ -17,6 +17,8 @@ import { alertSubjects } from "../../../pipelines/streams.ts";
 import { startHealthOverlay, type HealthOverlay } from "../../../services/gateway/health.ts";
 import { KuzuGraphStore } from "../../../services/graph/kuzu.ts";
 import { startIngestServer } from "../../../services/ingest/server.ts";
+// ORRERY_AUTH=off explicitly: these tests are not about who may pass (test/integration/identity/ is)
+import { ingestAuthOff } from "../../../services/identity/client.ts";
 import { connectBus, publishEvent, type Bus } from "../../../services/shared/bus.ts";
 import { makeLogger } from "../../../services/shared/log.ts";
 import { startTopologyService, type TopologyService } from "../../../services/topology/service.ts";
@@ -88,7 +90,7 @@ beforeAll(async () => {
     await scan("web1", scanId, [hostSeen("web1", "10.0.0.7")]);
   }
   await waitFor(() => topo.rev() >= 2, "estate in the topology");
-  ingest = startIngestServer({ publishAlerts: alertPublisher(bus), log, host: "127.0.0.1", port: 0 });
+  ingest = startIngestServer({ auth: ingestAuthOff(), publishAlerts: alertPublisher(bus), log, host: "127.0.0.1", port: 0 });
   overlay = startHealthOverlay(bus, log, { retryMs: 100 });
 }, 90_000);
 

@@ -8,6 +8,8 @@ import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { chromium, type Browser } from "playwright-core";
 import { startGatewayServer } from "../../../services/gateway/http.ts";
+// ORRERY_AUTH=off explicitly: these tests are not about who may pass (test/integration/identity/ is)
+import { openGate } from "../../../services/identity/client.ts";
 import { connectBus } from "../../../services/shared/bus.ts";
 import { makeLogger } from "../../../services/shared/log.ts";
 import { startMirror } from "../../../services/topology/client.ts";
@@ -45,7 +47,7 @@ test("a snapshot streamed in chunks shows its progress, then the whole graph wit
   const bus = await connectBus({ url: nats.url, prefix: uniquePrefix("dash"), name: "test" });
   const topo = fakeTopologyService(bus, truth);
   const mirror = await startMirror(bus, log);
-  const server = startGatewayServer({ bus, mirror, log, host: "127.0.0.1", port: 0, dashboardDir: DIST, maxFrameBytes: 8 * 1024 });
+  const server = startGatewayServer({ auth: openGate(), bus, mirror, log, host: "127.0.0.1", port: 0, dashboardDir: DIST, maxFrameBytes: 8 * 1024 });
   const context = await browser.newContext({ viewport: { width: 1600, height: 900 } });
   try {
     await waitFor(() => mirror.synced(), "gateway mirror synced");

@@ -17,6 +17,8 @@ import { changeRows } from "../../../pipelines/stages/history.ts";
 import { cutPage, deltaOfRows, groupByRev } from "../../../dashboard/src/lib/replay.ts";
 import { edgeId } from "../../../pipelines/stages/topology/ids.ts";
 import { startGatewayServer } from "../../../services/gateway/http.ts";
+// ORRERY_AUTH=off explicitly: these tests are not about who may pass (test/integration/identity/ is)
+import { openGate } from "../../../services/identity/client.ts";
 import { startMirror, type TopologyMirror } from "../../../services/topology/client.ts";
 import { graphRoutes } from "../../../services/gateway/routes/graph.ts";
 import { ClickHouseHistoryStore } from "../../../services/history/clickhouse.ts";
@@ -211,7 +213,7 @@ describe("wallboard time slider", () => {
     await waitFor(() => mirror.synced() && mirror.mirror().rev === 3, "gateway mirror synced at rev 3");
     // The gateway reads the history through its own client, as in production.
     reader = new ClickHouseHistoryStore(owner.client({ logErrors: false }), { database, ttlDays: 30 });
-    gateway = startGatewayServer({ bus, mirror, log, host: "127.0.0.1", port: 0, dashboardDir: DIST, extraRoutes: graphRoutes({ mirror, history: reader, log }) });
+    gateway = startGatewayServer({ auth: openGate(), bus, mirror, log, host: "127.0.0.1", port: 0, dashboardDir: DIST, extraRoutes: graphRoutes({ mirror, history: reader, log }) });
   }, 60_000);
 
   afterAll(async () => {
@@ -342,7 +344,7 @@ describe("wallboard time slider", () => {
   test("a failing history API is shown as an error; the graph stays on screen", async () => {
     // Same live graph, but the history store points at a database that does not exist: every history query fails.
     const broken = new ClickHouseHistoryStore(owner.client({ logErrors: false }), { database: uniquePrefix("missing_"), ttlDays: 30 });
-    const gw = startGatewayServer({ bus, mirror, log, host: "127.0.0.1", port: 0, dashboardDir: DIST, extraRoutes: graphRoutes({ mirror, history: broken, log }) });
+    const gw = startGatewayServer({ auth: openGate(), bus, mirror, log, host: "127.0.0.1", port: 0, dashboardDir: DIST, extraRoutes: graphRoutes({ mirror, history: broken, log }) });
     const { page, errors, close } = await openDashboard(`http://127.0.0.1:${gw.port}/`, true);
     const live = [...mirror.mirror().nodes.keys()];
     try {
@@ -374,7 +376,7 @@ describe("wallboard time slider", () => {
         return { ...s, nodes: [...s.nodes, { ...s.nodes[0]!, id: "planet:mars", kind: "planet" as NodeKind }] };
       },
     });
-    const gw = startGatewayServer({ bus, mirror, log, host: "127.0.0.1", port: 0, dashboardDir: DIST, extraRoutes: graphRoutes({ mirror, history: bad, log }) });
+    const gw = startGatewayServer({ auth: openGate(), bus, mirror, log, host: "127.0.0.1", port: 0, dashboardDir: DIST, extraRoutes: graphRoutes({ mirror, history: bad, log }) });
     const { page, errors, close } = await openDashboard(`http://127.0.0.1:${gw.port}/`);
     const live = [...mirror.mirror().nodes.keys()];
     try {

@@ -66,7 +66,7 @@ for (const [service, setting] of [
     try {
       const proc = Bun.spawn([process.execPath, "run", `services/${service}/main.ts`], {
         cwd: ROOT,
-        env: { ...process.env, NATS_URL: nats.url, ORRERY_PREFIX: uniquePrefix("port"), [setting]: String(blocker.port), ORRERY_LOG_QUIET: "1" },
+        env: { ...process.env, NATS_URL: nats.url, ORRERY_PREFIX: uniquePrefix("port"), [setting]: String(blocker.port), ORRERY_LOG_QUIET: "1", ORRERY_AUTH: "off" },
         stdout: "pipe",
         stderr: "pipe",
       });

@@ -9,6 +9,8 @@ import type { HealthDelta, HealthEntry, HealthState } from "../../../pipelines/c
 import { WsFrame } from "../../../pipelines/contracts/topology.ts";
 import { alertSubjects } from "../../../pipelines/streams.ts";
 import { startGatewayServer } from "../../../services/gateway/http.ts";
+// ORRERY_AUTH=off explicitly: these tests are not about who may pass (test/integration/identity/ is)
+import { openGate } from "../../../services/identity/client.ts";
 import { startHealthOverlay } from "../../../services/gateway/health.ts";
 import { connectBus } from "../../../services/shared/bus.ts";
 import { makeLogger } from "../../../services/shared/log.ts";
@@ -59,7 +61,7 @@ test("a large health state streams in frames under the limit; health deltas cros
   const health = startHealthOverlay(bus, log);
   const tmp = tempDir();
   const LIMIT = 4096;
-  const server = startGatewayServer({ bus, mirror, log, host: "127.0.0.1", port: 0, dashboardDir: tmp.dir, health, maxFrameBytes: LIMIT, healthCoalesceMs: 0 });
+  const server = startGatewayServer({ auth: openGate(), bus, mirror, log, host: "127.0.0.1", port: 0, dashboardDir: tmp.dir, health, maxFrameBytes: LIMIT, healthCoalesceMs: 0 });
   let ws: WebSocket | null = null;
   try {
     await waitFor(() => mirror.synced() && health.synced(), "mirror and health overlay synced");

@@ -9,6 +9,8 @@ import { connect, type Socket } from "node:net";
 import { WsFrame, type TopologyDelta } from "../../../pipelines/contracts/topology.ts";
 import { applyDelta, mirrorFromSnapshot, type Mirror } from "../../../pipelines/stages/apply-delta.ts";
 import { startGatewayServer } from "../../../services/gateway/http.ts";
+// ORRERY_AUTH=off explicitly: these tests are not about who may pass (test/integration/identity/ is)
+import { openGate } from "../../../services/identity/client.ts";
 import { connectBus, type Bus } from "../../../services/shared/bus.ts";
 import type { Logger } from "../../../services/shared/log.ts";
 import { startMirror, type TopologyMirror } from "../../../services/topology/client.ts";
@@ -50,7 +52,7 @@ async function gatewayOver(truth: Mirror, opts: { maxFrameBytes?: number; backpr
   await waitFor(() => mirror.synced(), "gateway mirror synced");
   const tmp = tempDir();
   cleanups.push(tmp.cleanup);
-  const server = startGatewayServer({ bus, mirror, log, host: "127.0.0.1", port: 0, dashboardDir: tmp.dir, ...opts });
+  const server = startGatewayServer({ auth: openGate(), bus, mirror, log, host: "127.0.0.1", port: 0, dashboardDir: tmp.dir, ...opts });
   cleanups.push(() => server.stop(true));
   return { server, topo, lines, url: `ws://127.0.0.1:${server.port}/ws` };
 }

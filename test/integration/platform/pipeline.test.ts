@@ -11,6 +11,8 @@ import { makeLogger } from "../../../services/shared/log.ts";
 import { startTopologyService, type TopologyService } from "../../../services/topology/service.ts";
 import { fetchSnapshot, startMirror } from "../../../services/topology/client.ts";
 import { startGatewayServer } from "../../../services/gateway/http.ts";
+// ORRERY_AUTH=off explicitly: these tests are not about who may pass (test/integration/identity/ is)
+import { openGate } from "../../../services/identity/client.ts";
 import { DiscoveryBatch as DiscoveryBatchSchema } from "../../../pipelines/contracts/discovery.ts";
 import { startNats, type NatsServer } from "../../helpers/nats.ts";
 import { tempDir, uniquePrefix, waitFor } from "../../helpers/tmp.ts";
@@ -139,7 +141,7 @@ describe("gateway /api/snapshot", () => {
     const tmp = tempDir();
     const bus = await connectBus({ url: nats.url, prefix: uniquePrefix("snap"), name: "test" });
     const mirror = await startMirror(bus, log);
-    const server = startGatewayServer({ bus, mirror, log, host: "127.0.0.1", port: 0, dashboardDir: tmp.dir });
+    const server = startGatewayServer({ auth: openGate(), bus, mirror, log, host: "127.0.0.1", port: 0, dashboardDir: tmp.dir });
     const base = `http://127.0.0.1:${server.port}`;
     let svc: TopologyService | undefined;
     let store: KuzuGraphStore | undefined;

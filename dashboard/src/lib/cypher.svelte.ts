@@ -126,7 +126,7 @@ export class CypherConsoleState {
     this.asked++;
   }
 
-  async run(fetchImpl: typeof fetch = (u, i) => fetch(u, i)): Promise<void> {
+  async run(fetchImpl: (url: string, init?: RequestInit) => Promise<Response> = (u, i) => fetch(u, i)): Promise<void> {
     const parsed = this.#params();
     if (!parsed.ok) {
       this.error = { code: "bad_params", message: parsed.error };

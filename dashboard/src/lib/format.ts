@@ -96,7 +96,8 @@ export function propValue(key: string, v: unknown): string {
   if (typeof v === "number") {
     if (TIME_PROPS.test(key) && v > 1e11 && v < 1e14) return isoTime(v);
     if (/bytes$/i.test(key)) return bytes(v);
-    return num(v);
+    // ports, pids and uids are identifiers: no thousands separator
+    return Number.isInteger(v) ? String(v) : num(v);
   }
   if (typeof v === "string") {
     const o = v.startsWith("{") ? parseJsonObject(v) : null;

@@ -4,7 +4,7 @@
  * binary objectGUID, memberOf kept by the memberof overlay, manager) and like plain LDAP too (uid, entryUUID,
  * groupOfNames, pwdAccountLockedTime from the ppolicy module), so both flavours run against the same entries.
  * A nested group (ops-leads inside orrery-operators inside orrery-everyone), a disabled user (carol) and logins with
- * filter metacharacters are part of the seed. The service account has a size limit (500 by default) that only a
+ * filter metacharacters and one with an escaped comma in its DN are part of the seed. The service account has a size limit (500 by default) that only a
  * paged search gets past.
  */
 import { createHash, randomBytes, randomUUID } from "node:crypto";
@@ -251,6 +251,8 @@ function seed(bulk: number): { ldif: string; users: Record<string, SeedUser>; gr
   addUser({ login: "star*user", cn: "Star User" });
   addUser({ login: "back\\slash", cn: "Back Slash" });
   addUser({ login: "paren(s)", cn: "Paren Thesis" });
+  // a comma in the name, escaped in the DN (AD's "CN=O'Brien\, Pat"): binds and member values must keep the escape
+  addUser({ login: "pobrien", cn: "O'Brien, Pat", manager: "bob" });
   for (let i = 1; i <= bulk; i++) addUser({ login: `user${String(i).padStart(5, "0")}`, cn: `Bulk User ${i}` });
 
   const addGroup = (name: string, members: string[]) => {
@@ -272,7 +274,7 @@ function seed(bulk: number): { ldif: string; users: Record<string, SeedUser>; gr
   addGroup("orrery-admins", ["dave"]);
   addGroup("ops-leads", ["alice"]);
   addGroup("orrery-operators", ["ops-leads", "star*user"]);
-  addGroup("orrery-viewers", ["bob", "carol", "back\\slash", "paren(s)"]);
+  addGroup("orrery-viewers", ["bob", "carol", "back\\slash", "paren(s)", "pobrien"]);
   addGroup("orrery-everyone", ["orrery-admins", "orrery-operators", "orrery-viewers"]);
   return { ldif: parts.join(""), users, groups };
 }

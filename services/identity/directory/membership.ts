@@ -3,21 +3,58 @@
  * resolved from the edges a snapshot read (no I/O, unit-tested in test/unit/identity/directory.test.ts).
  */
 
+/** Characters that must stay escaped in a DN value; they are written as `\xx` in the normal form. */
+const SPECIAL = new Set([...',+"\\<>;=# '].map((c) => c.charCodeAt(0)));
+
 /**
- * A DN in a form two spellings of the same name share: lower case, no spaces around the separators. Directories
- * return the same DN with different case and spacing (a user's own DN vs. a group's `member` value vs. `memberOf`).
- * Escaped characters (`\,`, `\2C`) are kept as they are, so an escaped comma is never taken for a separator.
+ * A DN in a form two spellings of the same name share: lower case, no spaces around the separators, one spelling of
+ * each escape. Directories return the same DN differently (a user's own DN vs. a group's `member` value vs.
+ * `memberOf`; OpenLDAP answers `\2C` where the entry was added as `\,`). Escaped separators stay escaped, so an
+ * escaped comma is never taken for one; escaped bytes of other characters (`\c3\a9`) become the character.
  */
 export function normDn(dn: string): string {
+  const enc = new TextEncoder();
+  const dec = new TextDecoder();
   let out = "";
+  let run: number[] = [];
   let pendingSpace = false;
+  const flush = () => {
+    if (run.length) out += dec.decode(Uint8Array.from(run));
+    run = [];
+  };
+  const lit = (s: string) => {
+    for (const b of enc.encode(s)) run.push(b);
+  };
+  // a space is kept only inside a value: not at the start, not next to a separator
+  const space = () => {
+    const last = run.length > 0 ? "x" : out.slice(-1);
+    if (pendingSpace && last !== "" && !",=+".includes(last)) lit(" ");
+    pendingSpace = false;
+  };
   for (let i = 0; i < dn.length; i++) {
-    const ch = dn[i]!;
+    const cp = dn.codePointAt(i)!;
+    const ch = String.fromCodePoint(cp);
+    if (cp > 0xffff) i++;
     if (ch === "\\" && i + 1 < dn.length) {
-      if (pendingSpace) out += " ";
-      pendingSpace = false;
-      out += ch + dn[i + 1]!;
-      i++;
+      space();
+      const hex = dn.slice(i + 1, i + 3);
+      let byte: number;
+      if (/^[0-9a-fA-F]{2}$/.test(hex)) {
+        byte = parseInt(hex, 16);
+        i += 2;
+      } else {
+        const next = dn.codePointAt(i + 1)!;
+        i += next > 0xffff ? 2 : 1;
+        if (next > 0x7f) {
+          lit(String.fromCodePoint(next));
+          continue;
+        }
+        byte = next;
+      }
+      if (SPECIAL.has(byte)) {
+        flush();
+        out += `\\${byte.toString(16).padStart(2, "0")}`;
+      } else run.push(byte);
       continue;
     }
     if (ch === " ") {
@@ -25,16 +62,15 @@ export function normDn(dn: string): string {
       continue;
     }
     if (ch === "," || ch === "=" || ch === "+") {
+      flush();
+      out += ch;
       pendingSpace = false;
-      out = out.trimEnd() + ch;
-      // spaces after a separator are dropped too
-      while (dn[i + 1] === " ") i++;
       continue;
     }
-    if (pendingSpace && out.length > 0) out += " ";
-    pendingSpace = false;
-    out += ch;
+    space();
+    lit(ch);
   }
+  flush();
   return out.toLowerCase();
 }
 

@@ -38,7 +38,8 @@ export interface DirectorySync {
 function describe(err: unknown): string {
   const parts: string[] = [];
   for (let e = err, depth = 0; e !== undefined && depth < 5; depth++) {
-    parts.push(e instanceof Error ? `${e.name}: ${e.message}` : String(e));
+    // one line: some transports put the OS error on a line of its own
+    parts.push((e instanceof Error ? `${e.name}: ${e.message}` : String(e)).replace(/\s*\n\s*/g, ": "));
     e = e instanceof Error ? e.cause : undefined;
   }
   return parts.join(" ← ");

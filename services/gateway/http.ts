@@ -16,6 +16,7 @@ import type { ServerWebSocket } from "bun";
 import type { TopologyDelta } from "../../pipelines/contracts/topology.ts";
 import type { HealthDelta } from "../../pipelines/contracts/health.ts";
 import type { Gate } from "../identity/client.ts";
+import { leaveRawStream, type ViewHub } from "./views.ts";
 
 /** Read-only Cypher is answered by the graph store's owner (the topology service) over NATS request/reply. */
 async function cypher(bus: Bus, req: Request): Promise<Response> {
@@ -56,6 +57,8 @@ export function startGatewayServer(deps: {
   /** who may pass each door: every route and the WebSocket upgrade (authGate, or openGate for ORRERY_AUTH=off) */
   auth: Gate;
   health?: HealthOverlay;
+  /** view subscriptions (views.ts): a socket that subscribes leaves the raw stream */
+  views?: ViewHub;
   /** health deltas to browsers are coalesced to at most one frame per this many ms under load (default 50) */
   healthCoalesceMs?: number;
   /** largest WebSocket frame of a snapshot or health state, in bytes (larger states are streamed in chunks) */
@@ -116,11 +119,21 @@ export function startGatewayServer(deps: {
       drain(ws) {
         ws.data.sender?.drain();
       },
-      message() {
-        // The stream is one-way; clients have nothing to say yet.
+      message(ws, msg) {
+        // view.subscribe / view.unsubscribe (views.ts): a view socket gets view frames only, the raw stream again after
+        const sender = ws.data.sender;
+        if (!sender || !deps.views) return;
+        const mode = deps.views.message(sender, msg);
+        if (mode === "view" && sockets.delete(ws)) leaveRawStream(sender);
+        else if (mode === "raw" && !sockets.has(ws)) {
+          sockets.add(ws);
+          if (mirror.synced()) sender.stream("topology", snapshotNow);
+          if (deps.health?.synced()) sender.stream("health", healthNow);
+        }
       },
       close(ws, code, reason) {
         sockets.delete(ws);
+        if (ws.data.sender) deps.views?.close(ws.data.sender);
         const { sender } = ws.data;
         if (sender?.closed) return; // closed by the sender, already logged
         sender?.closedBySocket();

@@ -14,6 +14,8 @@ import { alertRoutes } from "./routes/alerts.ts";
 import { startHealthOverlay } from "./health.ts";
 import { ClickHouseHistoryStore } from "../history/clickhouse.ts";
 import { graphRoutes } from "./routes/graph.ts";
+import { viewRoutes } from "./routes/view.ts";
+import { ViewHub } from "./views.ts";
 
 const cfg = parseEnv(z.object({ ...BusKeys, ...LogKeys, ...ClickHouseKeys, ...GatewayKeys, ...MetricsTtlKeys, ...HistoryTtlKeys, ...AuthKeys, ...IdentityKeys, ...DirectoryKeys }), process.env);
 const log = makeLogger("gateway", cfg.ORRERY_LOG_QUIET === "1");
@@ -32,14 +34,18 @@ const history = new ClickHouseHistoryStore(
   makeClickHouseClient({ url: cfg.CLICKHOUSE_URL, username: cfg.CLICKHOUSE_USER, password: cfg.CLICKHOUSE_PASSWORD }),
   { database: cfg.CLICKHOUSE_DATABASE, ttlDays: cfg.ORRERY_HISTORY_TTL_DAYS },
 );
+// levels of detail for pages that hold only what they draw (view.subscribe over /ws, GET /api/view)
+const views = new ViewHub({ mirror, health, history, log });
 // a port in use ends the gateway with one line naming ORRERY_GATEWAY_PORT (the demo then picks another)
 const server = await listenOrExit({ service: "gateway", host: cfg.ORRERY_GATEWAY_HOST, port: cfg.ORRERY_GATEWAY_PORT, setting: "ORRERY_GATEWAY_PORT" }, () => startGatewayServer({ bus, mirror, log, host: cfg.ORRERY_GATEWAY_HOST, port: cfg.ORRERY_GATEWAY_PORT, dashboardDir: cfg.ORRERY_DASHBOARD_DIR,
   auth: identity?.gate ?? openGate(),
-  extraRoutes: { ...identity?.routes, ...metricsRoutes({ series, standIn: listenerStandIn(mirror) }), ...alertRoutes(bus), ...graphRoutes({ mirror, history, log, alertEntities: alertEntitiesOf(bus) }) },
+  extraRoutes: { ...identity?.routes, ...metricsRoutes({ series, standIn: listenerStandIn(mirror) }), ...alertRoutes(bus), ...graphRoutes({ mirror, history, log, alertEntities: alertEntitiesOf(bus) }), ...viewRoutes({ views }) },
   health,
+  views,
 }));
 onShutdown(async () => {
   await server.stop(true);
+  views.stop();
   health.stop();
   await mirror.stop();
   await series.close();

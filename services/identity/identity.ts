@@ -260,17 +260,24 @@ export class Identity {
     return { ...info, token };
   }
 
-  /** admins see every token; others their own */
+  /**
+   * An admin manages every token; anyone else their own API tokens up to their role — so a viewer token an admin
+   * made for a script cannot see or revoke that admin's other tokens.
+   */
+  private manages(by: Principal, t: TokenRecord): boolean {
+    return by.role === "admin" || (t.kind === "api" && t.owner === (by.token?.owner ?? by.login) && rank(t.role) <= rank(by.role));
+  }
+
   listTokens(by: Principal): TokenInfo[] {
     return this.store
       .tokens()
-      .filter((t) => by.role === "admin" || t.owner === by.login)
+      .filter((t) => this.manages(by, t))
       .map(({ hash: _hash, ...info }) => info);
   }
 
   async revokeToken(by: Principal, id: string): Promise<void> {
     const t = this.store.tokenById(id);
-    if (!t || (by.role !== "admin" && t.owner !== by.login)) throw new AuthError("not_found", `no token ${id}`);
+    if (!t || !this.manages(by, t)) throw new AuthError("not_found", `no token ${id}`);
     await this.store.deleteToken(id);
     this.log.info("token revoked", { id, kind: t.kind, name: t.name, by: by.login });
   }

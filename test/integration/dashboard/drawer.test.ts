@@ -1,0 +1,95 @@
+/**
+ * The entity drawer in headless Chromium against the whole platform (simulated estate, real gateway, alerts service,
+ * metrics in ClickHouse, Kuzu): a database host's 5432 listener found by search shows its short name and host, the
+ * alert posted for it as Alertmanager would ("PostgreSQL down"), charts of its service's metrics (a listener has no
+ * samples of its own), readable properties; its service shows owner and team and who annotated them (not raw
+ * JSON); "open in Cypher" prefills the console with a query for it, which runs.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import type { Browser } from "playwright-core";
+import type { Stack } from "../../helpers/stack.ts";
+import { ensureDashboardBuilt, launchChromium, openPage, postAlertmanager, shot, startDemoStack, waitAlert } from "./stack-page.ts";
+
+let stack: Stack & { cleanup: () => void };
+let browser: Browser;
+
+const LISTENER = "listener:sim-db-1:tcp:0.0.0.0:5432";
+
+beforeAll(async () => {
+  ensureDashboardBuilt();
+  // the simulator's own alerts off: this test posts the one it looks for
+  stack = await startDemoStack({ ORRERY_SIM_ALERTS: "off" });
+  browser = await launchChromium();
+}, 180_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await stack?.stop();
+  stack?.cleanup();
+});
+
+test("a listener's drawer: name and host, its alert's text, its service's metric charts, readable properties, open in Cypher", async () => {
+  await postAlertmanager(stack.ingest, [{ alertname: "PostgreSQLDown", instance: "sim-db-1:5432", severity: "critical", summary: "PostgreSQL down", fingerprint: "drawer-pg-1" }]);
+  await waitAlert(stack.dashboard, "drawer-pg-1", LISTENER);
+  const { page, errors, close } = await openPage(browser, stack.dashboard);
+  try {
+    await page.getByTestId("search").fill("5432");
+    const row = page.locator(`[data-node-id="${LISTENER}"]`);
+    await row.waitFor({ timeout: 20_000 });
+    // a row says which host it is on
+    expect(await row.textContent()).toContain("on sim-db-1");
+    await row.click();
+
+    await page.getByTestId("details-name").filter({ hasText: "tcp/5432" }).waitFor();
+    expect(await page.getByTestId("details-sublabel").textContent()).toBe("on sim-db-1");
+    expect(await page.getByTestId("details-id").textContent()).toBe(LISTENER);
+    // the alert with its text
+    await page.getByTestId("details-alerts").getByText("PostgreSQL down").waitFor({ timeout: 20_000 });
+    expect(await page.getByTestId("details-health").textContent()).toBe("critical");
+    // a listener's metrics are its service's: charts, not "no metrics for this entity"
+    await page.getByTestId("metrics-of").waitFor({ timeout: 30_000 });
+    expect(await page.getByTestId("metrics-of").textContent()).toContain("postgres on sim-db-1");
+    await page.waitForFunction(() => [...document.querySelectorAll('[data-testid="sparkline"] path')].some((p) => (p.getAttribute("d") ?? "").length > 10), undefined, { timeout: 30_000 });
+    const charts = await page.getByTestId("metric-chart").evaluateAll((els) => els.map((e) => e.getAttribute("data-metric")));
+    expect(charts).toContain("process_rss_bytes");
+    // every chart fits the drawer: nothing cut off on the right
+    const fits = await page.evaluate(() => {
+      const box = document.querySelector('[data-testid="details"]')!.getBoundingClientRect();
+      return [...document.querySelectorAll('[data-testid="sparkline"]')].every((s) => s.getBoundingClientRect().right <= box.right + 0.5);
+    });
+    expect(fits).toBe(true);
+    expect(await page.getByText("no metrics for this entity").count()).toBe(0);
+    const props = (await page.getByTestId("details-props").textContent())!;
+    expect(props).toContain("5432");
+    // 24-hour ISO-like times
+    expect(props).toMatch(/last seen\s*\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}/);
+    expect(props).not.toMatch(/\b(AM|PM)\b/);
+    await shot(page, "drawer-listener.png");
+
+    // its service, through the neighbour list: owner, team, who said so
+    await page.locator('[data-testid="neighbours"] [data-neighbour-id^="service:sim-db-1:"]').first().click();
+    await page.getByTestId("details-name").filter({ hasText: "postgres" }).waitFor();
+    const owner = (await page.getByTestId("details-owner").textContent())!;
+    expect(owner).toMatch(/owner\s*\w+/);
+    const serviceProps = (await page.getByTestId("details-props").textContent())!;
+    if (serviceProps.includes("annotated by")) {
+      expect(serviceProps).toMatch(/owner, team ← agent:sim-db-1/);
+      expect(serviceProps).not.toContain('{"');
+    } else expect(owner).toContain("nobody"); // one of the seeded unowned services
+    await page.waitForFunction(() => [...document.querySelectorAll('[data-testid="sparkline"] path')].filter((p) => (p.getAttribute("d") ?? "").length > 10).length >= 4, undefined, { timeout: 30_000 });
+    await shot(page, "drawer-service.png");
+
+    // open in Cypher: the console with a query for this entity, and it runs
+    await page.getByTestId("open-cypher").click();
+    await page.getByTestId("cypher-console").waitFor();
+    expect(await page.getByTestId("cypher-query").inputValue()).toContain("$id");
+    expect(await page.getByTestId("cypher-params").inputValue()).toContain("service:sim-db-1:");
+    await page.getByTestId("cypher-run").click();
+    await page.getByTestId("cypher-graph").waitFor({ timeout: 20_000 });
+    expect(Number(await page.getByTestId("cypher-graph").getAttribute("data-nodes"))).toBeGreaterThanOrEqual(3);
+    await shot(page, "drawer-open-in-cypher.png");
+    expect(errors).toEqual([]);
+  } finally {
+    await close();
+  }
+}, 240_000);

@@ -15,6 +15,9 @@
  *   <prefix>.jobs.v1.<type>.any           JOBS       runs any worker of <type> may take (durable `jobs-<type>`,
  *                                                    shared by all of them)
  *   <prefix>.jobs.v1.<type>.on.<worker>   JOBS       runs placed on one worker (durable `jobs-<type>-on-<worker>`)
+ *   <prefix>.registry.v1.<type>           REGISTRY   registry.v1: every change of the registry, kept forever (the
+ *                                                    registry's record of truth, services/registry/store.ts)
+ *   <prefix>.registry.drift.v1            DRIFT      registry.drift.v1: declared vs discovered, when it changes
  *
  * KV bucket <PREFIX>_IDENTITY (stream KV_<PREFIX>_IDENTITY, services/identity/kv.ts): sessions, API tokens, local
  * users and the directory snapshot, read by the gateway and the ingest service.
@@ -90,6 +93,12 @@ export interface Topology {
     alertsRpc: string;
     /** core NATS request/reply: IngestQuery → IngestRejected, answered by every ingest instance (ask with requestMany) */
     ingestRpc: string;
+    /** registry.v1 events (one subject per event type) */
+    registry: (type: string) => string;
+    /** registry.drift.v1 */
+    drift: string;
+    /** core NATS request/reply: RegistryRequest → RegistryReply, answered by the registry service */
+    registryRpc: string;
     jobs: {
       /** every run of the JOBS stream */
       all: string;
@@ -115,6 +124,8 @@ export interface Topology {
     health: StreamSpec;
     dlq: StreamSpec;
     jobs: StreamSpec;
+    registry: StreamSpec;
+    drift: StreamSpec;
   };
   /** JetStream KV buckets (opened by their users, not by ensureStreams) */
   buckets: { identity: string };
@@ -164,6 +175,9 @@ export function topologyFor(prefix = "orrery"): Topology {
     cypherRpc: `${prefix}.rpc.graph.cypher`,
     alertsRpc: `${prefix}.rpc.alerts`,
     ingestRpc: `${prefix}.rpc.ingest`,
+    registry: (type) => `${prefix}.registry.v1.${subjectToken(type)}`,
+    drift: `${prefix}.registry.drift.v1`,
+    registryRpc: `${prefix}.rpc.registry`,
     jobs: {
       all: `${prefix}.jobs.v1.>`,
       queue: (type) => `${prefix}.jobs.v1.${type}.any`,
@@ -186,6 +200,10 @@ export function topologyFor(prefix = "orrery"): Topology {
     dlq: stream("DLQ", [`${prefix}.dlq.>`], 14 * DAY, 1 * GiB),
     // Two schedulers publish the same slot with the same Nats-Msg-Id: it is stored once.
     jobs: stream("JOBS", [subjects.jobs.all], 7 * DAY, 1 * GiB, DEDUP_WINDOW_MS, "workqueue"),
+    // The registry's record of truth: never trimmed (0 = no age limit, -1 = no size limit), since dropping its oldest
+    // events would change what the fold of the stream says.
+    registry: stream("REGISTRY", [`${prefix}.registry.v1.>`], 0, -1),
+    drift: stream("DRIFT", [subjects.drift], 30 * DAY, 256 * 1024 ** 2),
   };
   const jobDurable = { shared: (type: string) => `jobs-${type}`, placed: (type: string, worker: string) => `jobs-${type}-on-${worker}` };
   // A worker pulls only what it can run (concurrency), so a small max_ack_pending is plenty and keeps a runaway

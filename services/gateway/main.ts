@@ -3,7 +3,7 @@ import { ClickHouseSeriesStore } from "../metrics/clickhouse.ts";
 import { connectBus } from "../shared/bus.ts";
 import { z } from "zod";
 import { AuthKeys, BusKeys, ClickHouseKeys, GatewayKeys, HistoryTtlKeys, IdentityKeys, LogKeys, MetricsTtlKeys, natsOptions, onShutdown, parseEnv } from "../shared/config.ts";
-import { DirectoryKeys, openGate, startIdentity } from "../identity/client.ts";
+import { authOffRoutes, DirectoryKeys, openGate, startIdentity } from "../identity/client.ts";
 import { makeLogger, ready } from "../shared/log.ts";
 import { listenOrExit } from "../shared/ports.ts";
 import { startGatewayServer } from "./http.ts";
@@ -16,6 +16,7 @@ import { ClickHouseHistoryStore } from "../history/clickhouse.ts";
 import { graphRoutes } from "./routes/graph.ts";
 import { viewRoutes } from "./routes/view.ts";
 import { ViewHub } from "./views.ts";
+import { registryRoutes } from "./routes/registry.ts";
 
 const cfg = parseEnv(z.object({ ...BusKeys, ...LogKeys, ...ClickHouseKeys, ...GatewayKeys, ...MetricsTtlKeys, ...HistoryTtlKeys, ...AuthKeys, ...IdentityKeys, ...DirectoryKeys }), process.env);
 const log = makeLogger("gateway", cfg.ORRERY_LOG_QUIET === "1");
@@ -39,7 +40,7 @@ const views = new ViewHub({ mirror, health, history, log });
 // a port in use ends the gateway with one line naming ORRERY_GATEWAY_PORT (the demo then picks another)
 const server = await listenOrExit({ service: "gateway", host: cfg.ORRERY_GATEWAY_HOST, port: cfg.ORRERY_GATEWAY_PORT, setting: "ORRERY_GATEWAY_PORT" }, () => startGatewayServer({ bus, mirror, log, host: cfg.ORRERY_GATEWAY_HOST, port: cfg.ORRERY_GATEWAY_PORT, dashboardDir: cfg.ORRERY_DASHBOARD_DIR,
   auth: identity?.gate ?? openGate(),
-  extraRoutes: { ...identity?.routes, ...metricsRoutes({ series, standIn: listenerStandIn(mirror) }), ...alertRoutes(bus), ...graphRoutes({ mirror, history, log, alertEntities: alertEntitiesOf(bus) }), ...viewRoutes({ views }) },
+  extraRoutes: { ...(identity?.routes ?? authOffRoutes()), ...metricsRoutes({ series, standIn: listenerStandIn(mirror) }), ...alertRoutes(bus), ...graphRoutes({ mirror, history, log, alertEntities: alertEntitiesOf(bus) }), ...viewRoutes({ views }), ...registryRoutes({ bus, groupsOf: (login) => identity?.identity.store.directory().byLogin.get(login.toLowerCase())?.groups ?? [] }) },
   health,
   views,
 }));

@@ -31,6 +31,10 @@ const POLICY: Record<string, Partial<Record<Method, Need>>> = {
   "/api/tokens": { GET: "viewer", POST: "viewer" },
   "/api/tokens/:id": { DELETE: "viewer" },
   "/api/auth/routes": { GET: "admin" },
+  // the registry decides per component: owners and maintainers edit theirs, a requirement's role signs it off
+  "/api/registry/components/:id": { PUT: "viewer", PATCH: "viewer" },
+  "/api/registry/components/:id/requirements/:req": { PUT: "viewer" },
+  "/api/registry/components/:id/requirements/:req/signoff": { POST: "viewer" },
 };
 /** acknowledging or silencing an alert is an operator's job, whatever the route is called */
 const OPERATOR_ROUTES = /\/(ack|acknowledge|unack|silence|silences)(\/|$)/;

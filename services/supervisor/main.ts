@@ -60,6 +60,8 @@ try {
   await sup.start(serviceSpec("metrics", env));
   await sup.start(serviceSpec("history", env));
   await sup.start(serviceSpec("alerts", env));
+  // the registry (components, requirements, drift); the gateway's /api/registry routes ask it over NATS
+  await sup.start(serviceSpec("registry", env));
   // Each listener gets its usual port, or the next free one above it (logged); the banner prints the real addresses.
   const ingest = await sup.startOnPort(Number(process.env.ORRERY_INGEST_PORT ?? 7071), (port) => serviceSpec("ingest", { ...env, ORRERY_INGEST_PORT: String(port) }));
   const dashboardDir = join(process.cwd(), cfg.ORRERY_DASHBOARD_DIR);

@@ -1,0 +1,41 @@
+/**
+ * The registry service: components, requirements and sign-off (record of truth: the REGISTRY stream), matched
+ * against the live topology (its mirror) for instances and drift; answers the gateway over NATS request/reply.
+ */
+import { z } from "zod";
+import { connectBus } from "../shared/bus.ts";
+import { BusKeys, LogKeys, natsOptions, onShutdown, parseEnv } from "../shared/config.ts";
+import { makeLogger, ready } from "../shared/log.ts";
+import { startMirror } from "../topology/client.ts";
+import { Registry } from "./registry.ts";
+import { serveRegistry, watchDrift } from "./service.ts";
+import { JetStreamRegistryLog } from "./store.ts";
+
+const cfg = parseEnv(
+  z.object({
+    ...BusKeys,
+    ...LogKeys,
+    /** a declared dependency counts as seen when a DEPENDS_ON between instances was seen this recently */
+    ORRERY_REGISTRY_DRIFT_WINDOW_S: z.coerce.number().int().min(1).default(7 * 86_400),
+    /** how often drift is recomputed (when anything changed) */
+    ORRERY_REGISTRY_DRIFT_EVERY_S: z.coerce.number().min(0.1).default(5),
+  }),
+  process.env,
+);
+const log = makeLogger("registry", cfg.ORRERY_LOG_QUIET === "1");
+const bus = await connectBus(natsOptions(cfg, "orrery-registry"));
+const t0 = performance.now();
+const store = await JetStreamRegistryLog.open(bus, log);
+log.info("registry loaded", { components: store.state.components.size, events: store.state.seq, ms: Math.round(performance.now() - t0) });
+const mirror = await startMirror(bus, log);
+const registry = new Registry({ log: store, graph: () => (mirror.synced() ? mirror.mirror() : undefined) });
+const server = serveRegistry(bus, registry, log);
+const drift = await watchDrift(bus, registry, log, { everyMs: cfg.ORRERY_REGISTRY_DRIFT_EVERY_S * 1000, windowMs: cfg.ORRERY_REGISTRY_DRIFT_WINDOW_S * 1000 });
+onShutdown(async () => {
+  drift.stop();
+  await server.stop();
+  await mirror.stop();
+  await store.close();
+  await bus.close();
+});
+ready("registry", { components: store.state.components.size });

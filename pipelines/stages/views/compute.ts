@@ -31,7 +31,7 @@ import {
   type ViewSummary,
 } from "../../contracts/view.ts";
 import type { TopoNode } from "../../contracts/topology.ts";
-import { annotationOf, EXTERNAL_GROUP, groupId, groupKeyOf, type PathEntry } from "./keys.ts";
+import { annotationOf, EXTERNAL_GROUP, groupId, groupKeyOf, MarkTree, type PathEntry } from "./keys.ts";
 import type { HealthMaps, ViewGraph } from "./model.ts";
 import { nodeLabel } from "./names.ts";
 
@@ -92,47 +92,37 @@ export function computeView(input: ViewInput): ViewResult {
 
   // Which entities the view holds: all of them, or those the filters and the focus keep (with what contains them).
   const kept = keptEntities(g, h, spec);
-  const entities: Iterable<TopoNode> = kept ? [...kept].flatMap((id) => g.nodes.get(id) ?? []) : g.nodes.values();
 
-  // Pass 1: the mark tree (parent of each mark, children of each), from each entity's path.
+  // Pass 1: the mark tree (parent of each mark, children of each): the grouping's own, kept up to date delta by
+  // delta, when the view holds everything; else one made from what the filters keep.
   const paths = g.paths(by);
   const stamp = ++stampCounter;
-  const parent = new Map<string, string>();
-  const kids = new Map<string, string[]>();
-  const tops: string[] = [];
-  const topSet = new Set<string>();
-  const groupEntity = new Map<string, string>();
-  const list: PathEntry[] = [];
-  for (const n of entities) {
-    const id = n.id;
-    const e = paths.get(id, n);
-    list.push(e);
-    const p = e.path;
-    if (e.hostGroup) groupEntity.set(p[0]!, id);
-    const top = p[0]!;
-    if (!topSet.has(top)) {
-      topSet.add(top);
-      tops.push(top);
+  let tree = paths.tree;
+  let list: Iterable<PathEntry> = paths.entries();
+  if (kept) {
+    tree = new MarkTree();
+    const l: PathEntry[] = [];
+    for (const id of kept) {
+      const n = g.nodes.get(id);
+      if (!n) continue;
+      const e = paths.get(id, n);
+      l.push(e);
+      tree.add(e);
     }
-    for (let i = p.length - 1; i >= 1; i--) {
-      const m = p[i]!;
-      if (parent.has(m)) break;
-      parent.set(m, p[i - 1]!);
-      const k = kids.get(p[i - 1]!);
-      if (k) k.push(m);
-      else kids.set(p[i - 1]!, [m]);
-    }
+    list = l;
   }
+  const { parent, kids, groupEntity } = tree;
+  const tops = [...tree.tops.keys()];
 
   // Pass 2: which marks open, within the bound.
   const open = new Set<string>();
   const notes = new Map<string, string>();
   let total = tops.length;
   const isService = (id: string) => g.nodes.get(id)?.kind === "process";
-  const childCount = (id: string) => (kids.get(id)?.length ?? 0) + (isService(id) ? 1 : 0);
+  const childCount = (id: string) => (kids.get(id)?.size ?? 0) + (isService(id) ? 1 : 0);
   const tryOpen = (id: string, explicit: boolean): boolean => {
     if (open.has(id)) return true;
-    if (!topSet.has(id)) {
+    if (!tree.tops.has(id)) {
       const p = parent.get(id);
       if (p === undefined) return false; // not in this view
       if (!open.has(p) && (!explicit || !tryOpen(p, true))) return false;
@@ -152,19 +142,30 @@ export function computeView(input: ViewInput): ViewResult {
   let layer = [...tops];
   for (let d = 0; d < depth && layer.length; d++) {
     const next: string[] = [];
-    const candidates = layer.filter((id) => childCount(id) > 0).sort((a, b) => childCount(a) - childCount(b) || (a < b ? -1 : a > b ? 1 : 0));
-    for (const id of candidates) {
+    const candidates = layer
+      .map((id) => ({ id, n: childCount(id) }))
+      .filter((c) => c.n > 0)
+      .sort((a, b) => a.n - b.n || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    for (const { id } of candidates) {
       if (tryOpen(id, false)) for (const k of kids.get(id) ?? []) next.push(k);
     }
     layer = next;
   }
 
-  // Pass 3: each entity's representative, and the aggregates of the drawn marks.
-  const aggs = new Map<string, Agg>();
-  const agg = (m: string) => {
-    let a = aggs.get(m);
-    if (!a) aggs.set(m, (a = newAgg()));
-    return a;
+  // Pass 3: each entity's representative, and the aggregates of the drawn marks. Drawn marks are numbered here, so
+  // the links below are keyed by numbers, not by strings built per edge.
+  const markIdx = new Map<string, number>();
+  const markIds: string[] = [];
+  const aggs: Agg[] = [];
+  const idx = (m: string) => {
+    let i = markIdx.get(m);
+    if (i === undefined) {
+      i = markIds.length;
+      markIdx.set(m, i);
+      markIds.push(m);
+      aggs.push(newAgg());
+    }
+    return i;
   };
   const addTo = (a: Agg, n: TopoNode, rank: number, impacted: boolean) => {
     a.count++;
@@ -182,57 +183,72 @@ export function computeView(input: ViewInput): ViewResult {
     const n = e.node;
     let i = 0;
     while (i < p.length - 1 && open.has(p[i]!)) i++;
-    const rank = anyHealth ? healthRank(h, p[p.length - 1]!, n) : n.props.health === "stale" ? HEALTH_RANK.stale : 0;
-    const imp = anyHealth && h.impact.has(p[p.length - 1]!);
-    for (let j = 0; j <= i; j++) addTo(agg(p[j]!), n, rank, imp);
-    let rep = p[i]!;
-    if (n.kind === "process" && i === p.length - 1 && open.has(rep)) {
-      rep = PROCESS_PREFIX + rep;
-      addTo(agg(rep), n, rank, imp);
+    const rank = anyHealth ? healthRank(h, e.id, n) : n.props.health === "stale" ? HEALTH_RANK.stale : 0;
+    const imp = anyHealth && h.impact.has(e.id);
+    let rep = 0;
+    for (let j = 0; j <= i; j++) addTo(aggs[(rep = idx(p[j]!))]!, n, rank, imp);
+    if (n.kind === "process" && i === p.length - 1 && open.has(p[i]!)) {
+      rep = idx(PROCESS_PREFIX + p[i]!);
+      addTo(aggs[rep]!, n, rank, imp);
     }
     e.rep = rep;
     e.stamp = stamp;
   }
-  const repOf = (id: string): string | undefined => {
+  const repOf = (id: string): number => {
     const e = paths.peek(id);
-    return e !== undefined && e.stamp === stamp ? e.rep : undefined;
+    return e !== undefined && e.stamp === stamp ? e.rep : -1;
   };
 
   // Pass 4: links — calls between representatives (one per pair, counted), and an open service's listeners.
-  // Keyed by source then destination, so no key string is built per edge.
-  const bySrc = new Map<string, Map<string, Link & { rank: number }>>();
-  const links: (Link & { rank: number })[] = [];
+  interface Acc {
+    a: number;
+    b: number;
+    kind: "calls" | "listens";
+    count: number;
+    rank: number;
+  }
+  // Each call as one number (pair, then health rank in the low 3 bits), sorted: a run of equal pairs is one link,
+  // its last entry carries the worst health. A typed-array sort is far cheaper than a map entry per pair.
+  const accs: Acc[] = [];
   const anyEdgeHealth = h.edges.size > 0;
+  const M = markIds.length + 1;
+  const keys = new Float64Array(g.calls.size);
+  let nk = 0;
   for (const e of g.calls.values()) {
     const a = repOf(e.src);
-    if (a === undefined) continue;
+    if (a < 0) continue;
     const b = repOf(e.dst);
-    if (b === undefined || a === b) continue;
+    if (b < 0 || a === b) continue;
     const eh = anyEdgeHealth ? h.edges.get(e.id) : undefined;
-    const rank = eh ? HEALTH_RANK[eh.health] : 0;
-    let m = bySrc.get(a);
-    if (!m) bySrc.set(a, (m = new Map()));
-    const l = m.get(b);
-    if (l) {
-      l.count++;
-      if (rank > l.rank) l.rank = rank;
-    } else {
-      const nl = { id: `calls:${a}->${b}`, src: a, dst: b, kind: "calls" as const, count: 1, health: "ok" as const, rank };
-      m.set(b, nl);
-      links.push(nl);
-    }
+    keys[nk++] = (a * M + b) * 8 + (eh ? HEALTH_RANK[eh.health] : 0);
+  }
+  const sortedKeys = keys.subarray(0, nk).sort();
+  for (let i = 0; i < nk; ) {
+    const pair = Math.floor(sortedKeys[i]! / 8);
+    let j = i;
+    while (j + 1 < nk && Math.floor(sortedKeys[j + 1]! / 8) === pair) j++;
+    accs.push({ a: Math.floor(pair / M), b: pair % M, kind: "calls", count: j - i + 1, rank: sortedKeys[j]! - pair * 8 });
+    i = j + 1;
   }
   for (const s of open) {
     if (!isService(s)) continue;
-    for (const l of kids.get(s) ?? []) links.push({ id: `listens:${PROCESS_PREFIX}${s}->${l}`, src: PROCESS_PREFIX + s, dst: l, kind: "listens", count: 1, health: "ok", rank: 0 });
+    const a = idx(PROCESS_PREFIX + s);
+    for (const l of kids.get(s) ?? []) accs.push({ a, b: idx(l), kind: "listens", count: 1, rank: 0 });
   }
-  let linkList = links;
+  let kept_ = accs;
   let linksDropped = 0;
-  if (linkList.length > maxLinks) {
-    linkList.sort((x, y) => y.rank - x.rank || y.count - x.count || (x.id < y.id ? -1 : 1));
-    linksDropped = linkList.length - maxLinks;
-    linkList = linkList.slice(0, maxLinks);
+  if (accs.length > maxLinks) {
+    const cmp = (x: string, y: string) => (x < y ? -1 : x > y ? 1 : 0);
+    kept_ = [...accs].sort((x, y) => y.rank - x.rank || y.count - x.count || cmp(markIds[x.a]!, markIds[y.a]!) || cmp(markIds[x.b]!, markIds[y.b]!));
+    linksDropped = accs.length - maxLinks;
+    kept_ = kept_.slice(0, maxLinks);
   }
+  const linkList: Link[] = kept_.map((l) => {
+    const src = markIds[l.a]!;
+    const dst = markIds[l.b]!;
+    return { id: `${l.kind}:${src}->${dst}`, src, dst, kind: l.kind, count: l.count, health: HEALTH_BY_RANK[l.rank]! };
+  });
+  const callPairs = kept_.filter((l) => l.kind === "calls");
 
   // Pass 5: the drawn marks, top-down, with layers from the call links.
   const drawn: { id: string; parent?: string }[] = [];
@@ -240,13 +256,15 @@ export function computeView(input: ViewInput): ViewResult {
     drawn.push({ id, parent: par });
     if (!open.has(id)) return;
     if (isService(id)) drawn.push({ id: PROCESS_PREFIX + id, parent: id });
-    for (const k of (kids.get(id) ?? []).sort()) walk(k, id);
+    for (const k of [...(kids.get(id) ?? [])].sort()) walk(k, id);
   };
   for (const t of [...tops].sort()) walk(t, undefined);
-  const layers = layerMarks(
-    drawn.map((d) => d.id),
-    linkList.filter((l) => l.kind === "calls"),
-  );
+  const layerByIdx = layerIndices(markIds, callPairs);
+  const layers = new Map<string, number>();
+  for (const d of drawn) {
+    const i = markIdx.get(d.id);
+    layers.set(d.id, i === undefined ? 0 : layerByIdx[i]!);
+  }
   // an open mark sits where its leftmost content sits
   for (const id of open) layers.delete(id);
   for (let i = drawn.length - 1; i >= 0; i--) {
@@ -258,7 +276,8 @@ export function computeView(input: ViewInput): ViewResult {
 
   const hostName = g.hostName;
   const marks: Mark[] = drawn.map(({ id, parent: par }) => {
-    const a = aggs.get(id) ?? newAgg();
+    const ai = markIdx.get(id);
+    const a = ai === undefined ? newAgg() : aggs[ai]!;
     const base = {
       id,
       ...(par ? { parent: par } : {}),
@@ -311,7 +330,7 @@ export function computeView(input: ViewInput): ViewResult {
   summary.linksDropped = linksDropped;
   return {
     marks,
-    links: linkList.map(({ rank, ...l }) => ({ ...l, health: HEALTH_BY_RANK[rank]! })),
+    links: linkList,
     summary,
   };
 }
@@ -349,46 +368,62 @@ export function portsOf(g: ViewGraph, id: string, n: TopoNode): number[] {
  * calls sit at 0. Cycles are cut at the edge the depth-first walk (in id order) meets closing them.
  */
 export function layerMarks(ids: readonly string[], calls: readonly { src: string; dst: string }[]): Map<string, number> {
-  const out = new Map<string, string[]>();
-  for (const l of calls) {
-    let o = out.get(l.src);
-    if (!o) out.set(l.src, (o = []));
-    o.push(l.dst);
-  }
-  for (const o of out.values()) o.sort();
-  const state = new Map<string, 1 | 2>();
-  const order: string[] = [];
-  const back = new Set<string>();
-  const sorted = [...new Set([...ids, ...out.keys()])].sort();
-  for (const root of sorted) {
-    if (state.has(root)) continue;
-    const stack: { id: string; i: number }[] = [{ id: root, i: 0 }];
-    state.set(root, 1);
+  const all = [...new Set([...ids, ...calls.flatMap((c) => [c.src, c.dst])])];
+  const at = new Map(all.map((id, i) => [id, i]));
+  const layer = layerIndices(all, calls.map((c) => ({ a: at.get(c.src)!, b: at.get(c.dst)! })));
+  return new Map(all.map((id, i) => [id, layer[i]!]));
+}
+
+/** layerMarks over numbered marks (`ids[i]` names mark i; it orders the walk). */
+function layerIndices(ids: readonly string[], calls: readonly { a: number; b: number }[]): Int32Array {
+  const n = ids.length;
+  // out-edges as one sorted array per mark (CSR), targets in id order
+  const deg = new Int32Array(n + 1);
+  for (const c of calls) deg[c.a + 1]!++;
+  for (let i = 0; i < n; i++) deg[i + 1]! += deg[i]!;
+  const out = new Int32Array(calls.length);
+  const fill = deg.slice(0, n);
+  for (const c of calls) out[fill[c.a]!++] = c.b;
+  const byId = (x: number, y: number) => (ids[x]! < ids[y]! ? -1 : ids[x]! > ids[y]! ? 1 : 0);
+  for (let i = 0; i < n; i++) if (deg[i + 1]! - deg[i]! > 1) out.subarray(deg[i]!, deg[i + 1]!).sort(byId);
+  const state = new Uint8Array(n); // 0 new, 1 on the stack, 2 done
+  const back = new Uint8Array(calls.length);
+  const order: number[] = [];
+  const roots = Array.from({ length: n }, (_, i) => i).sort(byId);
+  const stack: number[] = [];
+  const pos: number[] = [];
+  for (const root of roots) {
+    if (state[root]) continue;
+    stack.push(root);
+    pos.push(deg[root]!);
+    state[root] = 1;
     while (stack.length) {
       const top = stack[stack.length - 1]!;
-      const next = out.get(top.id)?.[top.i++];
-      if (next === undefined) {
-        state.set(top.id, 2);
-        order.push(top.id);
+      const k = pos[pos.length - 1]!;
+      if (k >= deg[top + 1]!) {
+        state[top] = 2;
+        order.push(top);
         stack.pop();
+        pos.pop();
         continue;
       }
-      const s = state.get(next);
-      if (s === 1) back.add(`${top.id}\u0000${next}`);
-      else if (s === undefined) {
-        state.set(next, 1);
-        stack.push({ id: next, i: 0 });
+      pos[pos.length - 1] = k + 1;
+      const next = out[k]!;
+      if (state[next] === 1) back[k] = 1;
+      else if (state[next] === 0) {
+        state[next] = 1;
+        stack.push(next);
+        pos.push(deg[next]!);
       }
     }
   }
-  const layer = new Map<string, number>();
+  const layer = new Int32Array(n);
   for (let i = order.length - 1; i >= 0; i--) {
-    const id = order[i]!;
-    const l = layer.get(id) ?? 0;
-    layer.set(id, l);
-    for (const d of out.get(id) ?? []) {
-      if (back.has(`${id}\u0000${d}`)) continue;
-      if ((layer.get(d) ?? 0) < l + 1) layer.set(d, l + 1);
+    const v = order[i]!;
+    for (let k = deg[v]!; k < deg[v + 1]!; k++) {
+      if (back[k]) continue;
+      const d = out[k]!;
+      if (layer[d]! < layer[v]! + 1) layer[d] = layer[v]! + 1;
     }
   }
   return layer;

@@ -82,20 +82,82 @@ export function groupKeyOf(g: GraphLike, by: GroupBy, id: string, n: TopoNode): 
 
 /** An entity's marks from its group down to itself, and its representative in the view being computed. */
 export interface PathEntry {
+  id: string;
   node: TopoNode;
   path: readonly string[];
   /** the entity is a host standing for its own group (groupBy host) */
   hostGroup: boolean;
-  /** set while a view is computed: the drawn mark it is counted in (valid when `stamp` is that computation's) */
-  rep: string;
+  /** set while a view is computed: the number of the drawn mark it is counted in (valid when `stamp` is that computation's) */
+  rep: number;
   stamp: number;
 }
 
 /**
- * Paths of entities for one grouping, cached between views: building a path costs a few lookups and string
- * concatenations, and most entities keep theirs from one delta to the next. An entry is rebuilt when its node object
- * changed (a delta replaces it) or the graph marked it dirty (its host or service changed, or the edges placing it).
- * Group ids are interned so the maps hashing them hash each once.
+ * The marks entities' paths make: each mark's parent and children, the top marks (groups), and the host a groupBy-host
+ * group stands for. Reference-counted, so entries come and go one at a time (a mark stays while a path holds it).
+ */
+export class MarkTree {
+  readonly parent = new Map<string, string>();
+  readonly kids = new Map<string, Set<string>>();
+  /** top marks, with how many entities are under each */
+  readonly tops = new Map<string, number>();
+  readonly groupEntity = new Map<string, string>();
+  readonly #refs = new Map<string, number>();
+
+  add(e: PathEntry): void {
+    const p = e.path;
+    const top = p[0]!;
+    this.tops.set(top, (this.tops.get(top) ?? 0) + 1);
+    if (e.hostGroup) this.groupEntity.set(top, e.id);
+    for (let i = 1; i < p.length; i++) {
+      const m = p[i]!;
+      const r = this.#refs.get(m);
+      if (r !== undefined && this.parent.get(m) === p[i - 1]) {
+        this.#refs.set(m, r + 1);
+        continue;
+      }
+      if (r !== undefined) this.#detach(m); // (a path moving under another parent: the newest placement wins)
+      this.#refs.set(m, 1);
+      this.parent.set(m, p[i - 1]!);
+      const k = this.kids.get(p[i - 1]!);
+      if (k) k.add(m);
+      else this.kids.set(p[i - 1]!, new Set([m]));
+    }
+  }
+
+  remove(e: PathEntry): void {
+    const p = e.path;
+    const top = p[0]!;
+    const t = (this.tops.get(top) ?? 0) - 1;
+    if (t > 0) this.tops.set(top, t);
+    else this.tops.delete(top);
+    if (e.hostGroup && this.groupEntity.get(top) === e.id) this.groupEntity.delete(top);
+    for (let i = 1; i < p.length; i++) {
+      const m = p[i]!;
+      if (this.parent.get(m) !== p[i - 1]) continue;
+      const r = (this.#refs.get(m) ?? 0) - 1;
+      if (r > 0) this.#refs.set(m, r);
+      else this.#detach(m);
+    }
+  }
+
+  #detach(m: string) {
+    const par = this.parent.get(m);
+    this.#refs.delete(m);
+    this.parent.delete(m);
+    if (par === undefined) return;
+    const k = this.kids.get(par);
+    k?.delete(m);
+    if (k && !k.size) this.kids.delete(par);
+  }
+}
+
+/**
+ * Paths of entities for one grouping, kept between views with the tree they make: building a path costs a few
+ * lookups and string concatenations, and most entities keep theirs from one delta to the next. The graph marks
+ * entries dirty (a node replaced or removed, its host or service changed, the edges placing it); `flush` rebuilds
+ * those, so a view of the whole estate starts from a complete, current tree. Group ids are interned, so the maps
+ * hashing them hash each once.
  */
 export class PathIndex {
   readonly by: GroupBy;
@@ -103,19 +165,33 @@ export class PathIndex {
   readonly #entries = new Map<string, PathEntry>();
   readonly #groupIds = new Map<string, string>();
   readonly dirty = new Set<string>();
+  readonly tree = new MarkTree();
 
   constructor(g: GraphLike, by: GroupBy) {
     this.#g = g;
     this.by = by;
+    for (const n of g.nodes.values()) this.#put(n.id, n);
   }
 
-  /** Drops the entries the graph marked dirty (rebuilt when next asked for). */
+  /** Rebuilds the entries the graph marked dirty. */
   flush(): void {
-    for (const id of this.dirty) this.#entries.delete(id);
+    for (const id of this.dirty) {
+      const old = this.#entries.get(id);
+      if (old) {
+        this.tree.remove(old);
+        this.#entries.delete(id);
+      }
+      const n = this.#g.nodes.get(id);
+      if (n) this.#put(id, n);
+    }
     this.dirty.clear();
   }
 
-  /** The entry as it is (a view reads its `rep` after computing it). */
+  /** Every entity's entry (complete after flush). */
+  entries(): IterableIterator<PathEntry> {
+    return this.#entries.values();
+  }
+
   peek(id: string): PathEntry | undefined {
     return this.#entries.get(id);
   }
@@ -123,9 +199,15 @@ export class PathIndex {
   get(id: string, n: TopoNode): PathEntry {
     const e = this.#entries.get(id);
     if (e && e.node === n) return e;
-    const fresh = this.#build(id, n);
-    this.#entries.set(id, fresh);
-    return fresh;
+    if (e) this.tree.remove(e);
+    return this.#put(id, n);
+  }
+
+  #put(id: string, n: TopoNode): PathEntry {
+    const e = this.#build(id, n);
+    this.#entries.set(id, e);
+    this.tree.add(e);
+    return e;
   }
 
   #group(key: string): string {
@@ -140,7 +222,7 @@ export class PathIndex {
   #build(id: string, n: TopoNode): PathEntry {
     const g = this.#g;
     const by = this.by;
-    const entry = (path: string[], hostGroup = false): PathEntry => ({ node: n, path, hostGroup, rep: "", stamp: -1 });
+    const entry = (path: string[], hostGroup = false): PathEntry => ({ id, node: n, path, hostGroup, rep: -1, stamp: -1 });
     if (n.kind === "external") return entry([EXTERNAL_GROUP, id]);
     const path = [this.#group(groupKeyOf(g, by, id, n))];
     if (by === "host") {

@@ -22,6 +22,7 @@ export { DirectoryKeys } from "./directory/config.ts";
 export { authGate, openGate, principalOf, need, type Gate, type RouteRule } from "./gate.ts";
 export { Identity, credentialsOf, SESSION_COOKIE, type Principal } from "./identity.ts";
 export { IngestTokens, ingestAuthOff, type IngestAuth, type IngestDoor } from "./ingest-auth.ts";
+export { authOffRoutes } from "./routes.ts";
 
 export type IdentityEnv = z.output<z.ZodObject<typeof IdentityKeys>>;
 

@@ -13,7 +13,7 @@
  * ORRERY_AUTH_SECURE_COOKIE=always, behind a proxy that ends TLS).
  */
 import type { BunRequest } from "bun";
-import { CreateTokenRequest, LoginRequest, type SessionRecord } from "../../pipelines/contracts/identity.ts";
+import { CreateTokenRequest, LoginRequest, type Me, type SessionRecord } from "../../pipelines/contracts/identity.ts";
 import { HttpError, parseBody, type Routes } from "../shared/http.ts";
 import { AuthError } from "./errors.ts";
 import { addressOf, principalOf, type Gate } from "./gate.ts";
@@ -113,5 +113,18 @@ export function identityRoutes(identity: Identity, gate: Gate, o: IdentityRouteO
       },
     },
     "/api/auth/routes": { GET: () => Response.json({ mode: gate.mode, routes: gate.rules() }) },
+  };
+}
+
+/**
+ * With ORRERY_AUTH=off: the same paths, so the dashboard needs no second way to ask who it is (everyone is an
+ * anonymous admin) and a bookmarked login page leads to the dashboard.
+ */
+export function authOffRoutes(): Routes {
+  const me: Me = { login: "anonymous", role: "admin", via: "off" };
+  return {
+    "/login": { GET: () => new Response(null, { status: 303, headers: { location: "/" } }) },
+    "/api/me": { GET: () => Response.json(me) },
+    "/api/logout": { POST: () => Response.json({ ok: true }), GET: () => new Response(null, { status: 303, headers: { location: "/" } }) },
   };
 }

@@ -266,7 +266,7 @@ export interface ParsedFile {
   /** component ids named by any row, valid or not (a dependency on a row with a problem is not a second problem) */
   names: Set<string>;
   /** rows that failed their own checks: their dependencies are still checked against the registry */
-  failed: { row: number; sheet: string; id: string; dependsOn: string[] }[];
+  failed: { row: number; sheet: string; id: string; dependsOn: string[]; lists: { category: string; lifecycle: string; privacy: string; location: string } }[];
 }
 
 const FIELD_COLUMN: Record<string, ComponentColumn> = { productManager: "product_manager", dependsOn: "depends_on", links: "docs" };
@@ -338,7 +338,7 @@ export function rowsToInputs(sheets: Sheet[], onProgress?: (done: number, total:
       };
       const p = ComponentInput.safeParse(raw);
       if (!p.success) {
-        out.failed.push({ row, sheet: s.name, id: componentIdOf(raw.name), dependsOn: raw.dependsOn });
+        out.failed.push({ row, sheet: s.name, id: componentIdOf(raw.name), dependsOn: raw.dependsOn, lists: { category: raw.category, lifecycle: raw.lifecycle, privacy: raw.privacy, location: raw.location } });
         for (const is of p.error.issues) {
           const f = String(is.path[0] ?? "name");
           const column = FIELD_COLUMN[f] === "docs" ? String(is.path[1] ?? "docs") : (FIELD_COLUMN[f] ?? f);

@@ -236,7 +236,9 @@ export class Registry {
       if (cur.rev !== patch.rev) throw new RegistryError("conflict", `"${id}" was changed since revision ${patch.rev} (now ${cur.rev}); reload and apply your change again`, { current: cur });
       const { rev: _rev, ...fields } = patch;
       const old = Registry.value(cur);
-      const next = { ...old, ...Object.fromEntries(Object.entries(fields).filter(([, x]) => x !== undefined)) } as ComponentValue & { createdAt: number };
+      // a patch changes the fields the caller sent, never the ones its schema would fill in with defaults
+      const sent = mode === "patch" && body && typeof body === "object" ? new Set(Object.keys(body)) : null;
+      const next = { ...old, ...Object.fromEntries(Object.entries(fields).filter(([k, x]) => x !== undefined && (!sent || sent.has(k)))) } as ComponentValue & { createdAt: number };
       const rename = componentIdOf(next.name);
       const clash = [...this.state.components.values()].find((x) => x.id !== id && (x.id === rename || componentIdOf(x.name) === rename));
       if (clash) throw new RegistryError("conflict", `the name "${next.name}" is taken by "${clash.id}"`);
@@ -519,8 +521,9 @@ export class Registry {
         if (diff.length) changes.push({ id: r.id, after: next, changes: diff });
         if (++done % 2000 === 0) progress?.({ phase: "validate", done, total: rows.size });
       }
+      // a row that failed its own checks is still checked against the registry, so one dry run lists everything
       for (const f of parsed.failed)
-        for (const d of f.dependsOn.map(resolve)) if (d && d !== f.id && !known(d)) rowProblems.push({ sheet: f.sheet, row: f.row, column: "depends_on", message: `no component "${d}"` });
+        for (const p of this.problems(f.id, { ...f.lists, dependsOn: f.dependsOn.map(resolve).filter(Boolean) } as ComponentValue, known)) rowProblems.push({ sheet: f.sheet, row: f.row, ...p });
       // dependencies given only in a dependencies sheet, for components not on the components sheet
       const onlyDeps = new Map<string, string[]>();
       for (const d of parsed.deps) {

@@ -4,6 +4,10 @@
  * (GET /api/topology/replay) at a chosen speed. The live TopologyState keeps its WebSocket and folds every delta in
  * the background meanwhile, so going back to LIVE is a swap of what is shown, with nothing missed and no reload.
  *
+ * With `graph: false` (a page that shows the gateway's views, which computes a view at `at` from history itself) no
+ * graph is loaded into the page: seeking sets `at`, and a replay moves `at` forward at the chosen speed. A page that
+ * holds only what it draws must not download a 10k-host estate's past (a ~130 MB snapshot) to show a view of it.
+ *
  * Failed or malformed answers become `error` (shown by TimeSlider) and leave the graph on screen as it was.
  */
 import { z } from "zod";
@@ -35,6 +39,8 @@ export interface TimeTravelOptions {
   pageLimit?: number;
   /** range shown when the history API cannot say (its error is shown too) */
   fallbackSpanMs?: number;
+  /** load the past graph into `past` (default true); false: only `at` moves (see the header) */
+  graph?: boolean;
 }
 
 /** `03:00:12` today, `2026-11-30 03:00:12` on another day (local time). */
@@ -69,6 +75,11 @@ export class TimeTravel {
   #tickMs: number;
   #pageLimit: number;
   #fallbackSpan: number;
+  #graph: boolean;
+  /** whether the past graph is loaded here (`past`), or only `at` moves */
+  get loadsGraph(): boolean {
+    return this.#graph;
+  }
   /** Bumped by every seek / LIVE, so a late answer of an older request is dropped. */
   #seq = 0;
   #abort: AbortController | null = null;
@@ -89,12 +100,13 @@ export class TimeTravel {
     this.#tickMs = opts.tickMs ?? 200;
     this.#pageLimit = opts.pageLimit ?? 5000;
     this.#fallbackSpan = opts.fallbackSpanMs ?? 24 * 3600_000;
+    this.#graph = opts.graph ?? true;
     this.now = this.#clock();
   }
 
   /** What the wallboard draws: the past graph once one is loaded, else the live one. */
   get view(): TopologyState {
-    return this.mode === "history" && this.at !== null ? this.past : this.live;
+    return this.#graph && this.mode === "history" && this.at !== null ? this.past : this.live;
   }
 
   /** Slider bounds: the oldest retained change (or the fallback span when unknown) to now. */
@@ -138,6 +150,14 @@ export class TimeTravel {
     this.pause();
     const seq = ++this.#seq;
     t = Math.round(t);
+    if (!this.#graph) {
+      this.mode = "history";
+      this.at = t;
+      this.target = null;
+      this.loading = false;
+      this.error = null;
+      return true;
+    }
     if (this.mode === "live") this.past.selectedId = this.live.selectedId;
     this.mode = "history";
     this.target = t;
@@ -157,7 +177,7 @@ export class TimeTravel {
     this.#seq++;
     this.#abort?.abort();
     this.#abort = null;
-    if (this.mode === "history" && this.past.selectedId !== null && this.live.mirror.nodes.has(this.past.selectedId)) this.live.selectedId = this.past.selectedId;
+    if (this.#graph && this.mode === "history" && this.past.selectedId !== null && this.live.mirror.nodes.has(this.past.selectedId)) this.live.selectedId = this.past.selectedId;
     this.mode = "live";
     this.at = null;
     this.target = null;
@@ -221,6 +241,12 @@ export class TimeTravel {
     this.now = wall;
     const at = this.at;
     if (at === null) return this.pause();
+    // no graph here: the time moves, the gateway computes the view at it
+    if (!this.#graph) {
+      this.at = Math.min(wall, at + dt);
+      if (this.at >= wall - 1000) this.goLive();
+      return;
+    }
     // Fetch ahead of the cursor (about two seconds of playback), one request at a time.
     if (!this.#fetching && this.#fetchedTo < Math.min(wall, at + dt + 2000 * this.speed)) void this.#fetchPage(seq, Math.min(wall, this.#fetchedTo + Math.max(4000 * this.speed, 1000)));
     // The cursor never passes what has been fetched: the graph shown is exactly the state at `at`.

@@ -31,7 +31,9 @@ beforeAll(async () => {
   bus = await connectBus({ url: stack.nats.url, prefix: stack.prefix, name: "registry-gateway-test" });
   const svc: TopoNode = { id: "service:web-1:java:orders.jar:tcp/8080", kind: "process", name: "java:orders.jar", source: "t", props: { host: "web-1", service: "java:orders.jar", ports: "tcp/8080" }, firstSeen: 1, lastSeen: Date.now() };
   bus.nc.subscribe(bus.topo.subjects.snapshotRpc, {
-    callback: (_e, m) => m.respond(new TextEncoder().encode(JSON.stringify({ schema: "topology.snapshot.v1", rev: 1, at: Date.now(), nodes: [svc], edges: [], part: 0, parts: 1 }))),
+    callback: (_e, m) => {
+      m.respond(new TextEncoder().encode(JSON.stringify({ schema: "topology.snapshot.v1", rev: 1, at: Date.now(), nodes: [svc], edges: [], part: 0, parts: 1 })));
+    },
   });
   registry = await spawnUntilReady([process.execPath, join(ROOT, "services/registry/main.ts")], {
     cwd: ROOT,

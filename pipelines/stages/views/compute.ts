@@ -248,6 +248,8 @@ export function computeView(input: ViewInput): ViewResult {
     const dst = markIds[l.b]!;
     return { id: `${l.kind}:${src}->${dst}`, src, dst, kind: l.kind, count: l.count, health: HEALTH_BY_RANK[l.rank]! };
   });
+  // in id order, so the same graph gives the same frame whatever order its entities arrived in
+  linkList.sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
   const callPairs = kept_.filter((l) => l.kind === "calls");
 
   // Pass 5: the drawn marks, top-down, with layers from the call links.

@@ -13,7 +13,8 @@ const GENERIC = /^(main|index|app|server|__main__)$/;
 
 /**
  * The short name of a service fingerprint: an image's last path segment (`image:registry.example/orders` → `orders`),
- * an interpreter's script or module (`python3:celery` → `celery`, `bun:api/main.ts` → `api`), else the executable.
+ * an interpreter's script or module (`python3:celery` → `celery`, `bun:api/main.ts` → `api`, `java:kafka.Kafka` → `Kafka`),
+ * else the executable (without a `-server` suffix: `redis-server` → `redis`).
  */
 export function shortServiceName(fp: string): string {
   if (fp.startsWith("image:")) {
@@ -21,12 +22,15 @@ export function shortServiceName(fp: string): string {
     return repo.slice(repo.lastIndexOf("/") + 1) || repo;
   }
   const colon = fp.indexOf(":");
-  if (colon < 0) return fp;
+  // `redis-server` is what runs, `redis` what people call it
+  if (colon < 0) return fp.replace(/-server$/, "") || fp;
   const target = fp.slice(colon + 1);
   if (target === "inline") return fp.slice(0, colon);
   const parts = target.split("/").filter(Boolean);
   let last = (parts.pop() ?? target).replace(EXT, "");
   if (GENERIC.test(last) && parts.length) last = parts.pop()!;
+  // a JVM main class: its simple name (`kafka.Kafka` → `Kafka`)
+  if (!EXT.test(target) && /^[\w$]+(\.[\w$]+)+$/.test(last)) last = last.slice(last.lastIndexOf(".") + 1);
   return last || fp;
 }
 

@@ -73,3 +73,14 @@ export function fetchEntity(id: string, signal?: AbortSignal): Promise<ApiResult
 export function fetchSearch(q: string, limit: number, signal?: AbortSignal): Promise<ApiResult<ViewSearch>> {
   return getJson(`/api/view/search?q=${encodeURIComponent(q)}&limit=${limit}`, ViewSearch, signal);
 }
+
+const ImpactOf = z.object({
+  upstream: z.array(z.object({ id: z.string(), kind: z.string(), hops: z.number() })),
+  truncated: z.boolean(),
+});
+export type ImpactOf = z.infer<typeof ImpactOf>;
+
+/** What depends on an entity within `hops` (GET /api/impact?direction=up): its blast radius, nearest first. */
+export function fetchDependants(id: string, limit: number, signal?: AbortSignal): Promise<ApiResult<ImpactOf>> {
+  return getJson(`/api/impact?id=${encodeURIComponent(id)}&direction=up&hops=6&limit=${limit}`, ImpactOf, signal);
+}

@@ -46,6 +46,12 @@ test("a listener's drawer: name and host, its alert's text, its service's metric
     // the alert with its text
     await page.getByTestId("details-alerts").getByText("PostgreSQL down").waitFor({ timeout: 20_000 });
     expect(await page.getByTestId("details-health").textContent()).toBe("critical");
+    // what depends on it, by short name and host: sixteen `orders` are sixteen hosts, no two rows alike
+    await page.locator('[data-testid="dependants"] [data-dependant-id^="service:"]').first().waitFor({ timeout: 20_000 });
+    const deps = await page.locator('[data-testid="dependants"] [data-dependant-id^="service:"]').allTextContents();
+    for (const d of deps) expect(d).toMatch(/on sim-[a-z]+-\d+/);
+    expect(deps.some((d) => d.includes("image:"))).toBe(false);
+    expect(new Set(deps.map((d) => d.replace(/^\s*\d+ hops?\s*/, "").trim())).size).toBe(deps.length);
     // a listener's metrics are its service's: charts, not "no metrics for this entity"
     await page.getByTestId("metrics-of").waitFor({ timeout: 30_000 });
     expect(await page.getByTestId("metrics-of").textContent()).toContain("postgres on sim-db-1");
@@ -76,7 +82,15 @@ test("a listener's drawer: name and host, its alert's text, its service's metric
       expect(serviceProps).toMatch(/owner, team ← agent:sim-db-1/);
       expect(serviceProps).not.toContain('{"');
     } else expect(owner).toContain("nobody"); // one of the seeded unowned services
-    await page.waitForFunction(() => [...document.querySelectorAll('[data-testid="sparkline"] path')].filter((p) => (p.getAttribute("d") ?? "").length > 10).length >= 4, undefined, { timeout: 30_000 });
+    // every chart loaded, and drawn where the metric has samples
+    await page.waitForFunction(
+      () => {
+        const charts = [...document.querySelectorAll('[data-testid="metric-chart"]')];
+        return charts.length >= 3 && charts.every((c) => !c.textContent?.includes("loading")) && charts.filter((c) => (c.querySelector("path")?.getAttribute("d") ?? "").length > 10).length >= 3;
+      },
+      undefined,
+      { timeout: 30_000 },
+    );
     await shot(page, "drawer-service.png");
 
     // open in Cypher: the console with a query for this entity, and it runs

@@ -8,8 +8,10 @@
  * the same snapshot (with `spec.at`: computed from topology history at that time).
  *
  * Marks are what a renderer draws: groups (by tier, team, owner, site, component or host), hosts, services,
- * processes, listeners and externals. Every mark id is stable (a group's is `group:<by>:<key>`, a leaf's is its
- * topology node id), so a delta upserts and removes marks by id. `open` lists mark ids expanded in place: a group opens
+ * processes, listeners and externals. Every mark id is stable (a group's is `group:<by>:<key>`, externals' group is
+ * `group:external`, an open service's process mark is `processes-of:<service id>`, any other mark's is its topology
+ * node id), so a delta upserts and removes marks by id. Marks come parents first, children in id order; links in id
+ * order. `open` lists mark ids expanded in place: a group opens
  * into its hosts or services, a host into its services, a service into its processes and listeners. The number of
  * marks stays under VIEW_MAX_MARKS whatever the estate: a mark that cannot open within it stays closed and says why
  * (`note`).
@@ -105,13 +107,13 @@ export const Mark = z.object({
   impacted: z.boolean(),
   /** DEPENDS_ON depth among the view's marks: callers at 0 (left), what they depend on to the right */
   layer: z.number().int().nonnegative(),
-  /** listening ports folded into a service (or a group's, up to 32) */
+  /** listening ports folded into a service; a listener's or an external's port */
   ports: z.array(Port).max(64).optional(),
   team: z.string().max(256).optional(),
   owner: z.string().max(256).optional(),
-  /** newest lastSeen inside */
+  /** newest lastSeen inside, to the minute (so the store's lastSeen trickle does not rewrite every mark) */
   lastSeen: EpochMs,
-  /** the topology node id of a leaf (host, service, listener, external) */
+  /** the topology node id it stands for (host, service, listener, external; a groupBy-host group: its host) */
   entityId: Id.optional(),
   /** shown expanded (its children are marks with parent = its id) */
   open: z.boolean().optional(),

@@ -9,6 +9,7 @@ import { strategy } from "./commands/strategy.ts";
 import { notify } from "./commands/notify.ts";
 import { jobs } from "./commands/jobs.ts";
 import { login, token } from "./commands/token.ts";
+import { registry } from "./commands/registry.ts";
 
 const main = defineCommand({
   meta: { name: "orrery", description: "Orrery: live topology and CMDB" },
@@ -20,6 +21,7 @@ const main = defineCommand({
     jobs,
     login,
     token,
+    registry,
   },
 });
 

@@ -10,10 +10,11 @@ import { join, resolve } from "node:path";
 import ExcelJS from "exceljs";
 import { slapdMissing, startSlapd, type TestSlapd } from "../../helpers/ldap.ts";
 import { spawnUntilReady, type ReadyProcess } from "../../helpers/process.ts";
-import { waitFor } from "../../helpers/tmp.ts";
+import { tempDir, waitFor } from "../../helpers/tmp.ts";
+import { existsSync, writeFileSync } from "node:fs";
 import { connectBus, type Bus } from "../../../services/shared/bus.ts";
 import type { TopoNode } from "../../../pipelines/contracts/topology.ts";
-import { ldapEnv, login, startAuthStack, type AuthStack } from "../identity/stack.ts";
+import { createToken, ldapEnv, login, startAuthStack, type AuthStack } from "../identity/stack.ts";
 
 const ROOT = resolve(import.meta.dir, "../../..");
 const noSlapd = slapdMissing();
@@ -192,4 +193,37 @@ describe.skipIf(!!noSlapd)(`registry through the gateway${noSlapd ? ` (${noSlapd
     // the drift event reached the DRIFT stream
     await waitFor(async () => (await bus.jsm.streams.info(bus.topo.streams.drift.name)).state.messages > 0, "a registry.drift.v1 event");
   });
+
+  test("orrery registry import (dry run, then --apply with a progress bar), export and drift", async () => {
+    const { token } = await createToken(stack.gateway, { cookie: cookies.dave! }, { name: "registry-cli" });
+    const tmp = tempDir("orrery-registry-cli-");
+    const cli = async (...args: string[]) => {
+      const p = Bun.spawn([process.execPath, join(ROOT, "cli/main.ts"), "registry", ...args, "--url", stack.gateway, "--token", token], { cwd: tmp.dir, stdout: "pipe", stderr: "pipe", env: { ...process.env, ORRERY_CONFIG: join(tmp.dir, "none.json") } });
+      const [code, out, err] = await Promise.all([p.exited, new Response(p.stdout).text(), new Response(p.stderr).text()]);
+      return { code, out, err };
+    };
+    try {
+      writeFileSync(join(tmp.dir, "bad.csv"), "name,category\ncli-a,service\ncli-b,spaceship\n");
+      const dry = await cli("import", "bad.csv");
+      expect(dry.code).toBe(1);
+      expect(dry.out).toContain('row 3, category: "spaceship" is not in the category list');
+      writeFileSync(join(tmp.dir, "good.csv"), "name,category\ncli-a,service\ncli-b,database\n");
+      const applied = await cli("import", "good.csv", "--apply");
+      expect(applied.code).toBe(0);
+      expect(applied.out).toContain("imported");
+      expect(applied.err).toMatch(/\[#+\] 100% applying 2\/2/);
+      expect((await api("bob", "GET", "/api/registry/components/cli-b")).status).toBe(200);
+      const x = await cli("export", "--format", "xlsx", "-o", "out.xlsx");
+      expect(x.code).toBe(0);
+      expect(existsSync(join(tmp.dir, "out.xlsx"))).toBe(true);
+      const csv = await cli("export");
+      expect(csv.out).toContain("cli-b,database");
+      const drift = await cli("drift");
+      expect(drift.code).toBe(0);
+      expect(drift.out).toContain("components with no running instance:");
+      expect((await cli("import", "missing.csv")).code).toBe(2);
+    } finally {
+      tmp.cleanup();
+    }
+  }, 60_000);
 });

@@ -4,7 +4,9 @@
  *
  * A client sends `view.subscribe` with a ViewSpec over the gateway's `/ws` (again to change view); from then on that
  * socket gets `view.snapshot.v1`, then `view.delta.v1` frames coalesced to a few per second, and no raw topology or
- * health frame. A socket that never subscribes keeps the raw stream. `GET /api/view?spec=<url-encoded JSON>` answers
+ * health frame. A socket that never subscribes keeps the raw stream. A page that only wants views opens `/ws?view`:
+ * the gateway then never starts the raw stream on it (a 10k-host topology snapshot is 134 MB), even before its
+ * subscribe arrives. `GET /api/view?spec=<url-encoded JSON>` answers
  * the same snapshot (with `spec.at`: computed from topology history at that time).
  *
  * Marks are what a renderer draws: groups (by tier, team, owner, site, component or host), hosts, services,

@@ -42,6 +42,8 @@ export const DEFAULT_BACKPRESSURE_LIMIT = 64 * 1024 * 1024;
 
 interface SocketData {
   openedAt: number;
+  /** `/ws?view`: the client will subscribe to a view, so the raw stream is not started for it (views.ts) */
+  viewOnly?: boolean;
   /** set in `open` */
   sender?: SocketSender;
 }
@@ -93,7 +95,7 @@ export function startGatewayServer(deps: {
       if (url.pathname === "/ws") {
         const denied = deps.auth.checkUpgrade(req, srv);
         if (denied) return denied;
-        if (srv.upgrade(req, { data: { openedAt: Date.now() } })) return undefined;
+        if (srv.upgrade(req, { data: { openedAt: Date.now(), viewOnly: url.searchParams.has("view") } })) return undefined;
         return new Response("expected a WebSocket upgrade", { status: 426 });
       }
       if (url.pathname.startsWith("/api/")) return Response.json({ error: `no such endpoint: ${url.pathname}` }, { status: 404 });
@@ -110,6 +112,7 @@ export function startGatewayServer(deps: {
           onSlow: (s) => deps.log.warn("slow WebSocket client closed", { remote: ws.remoteAddress, ...s }),
         });
         ws.data.sender = sender;
+        if (ws.data.viewOnly) return;
         sockets.add(ws);
         if (mirror.synced()) sender.stream("topology", snapshotNow);
         // health with impact and edge states; not before the overlay has the alerts service's state, so a browser

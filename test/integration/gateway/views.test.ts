@@ -160,6 +160,12 @@ test("a subscribed socket gets a view snapshot, then view frames only; a raw soc
   expect(orders).toMatchObject({ kind: "service", label: "orders", sublabel: "on h6", parent: "host:h6" });
   // raw frames still reach only the raw socket
   expect(raw.frames.some((f) => String(f.schema).startsWith("view."))).toBe(false);
+
+  // a socket opened as /ws?view is never sent the raw stream: its first frame is its view's snapshot
+  const only = await client(`${gw.ws}?view`);
+  only.subscribe({ groupBy: "host" }, "c");
+  await only.next("view.snapshot.v1", (f) => f.sub === "c");
+  expect(only.frames.map((f) => f.schema)).toEqual(["view.snapshot.v1"]);
 }, 60_000);
 
 test("a bad message gets a view error frame and the socket stays usable; unsubscribe brings the raw stream back", async () => {

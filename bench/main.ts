@@ -19,6 +19,7 @@ import { benchAlerts } from "./alerts.ts";
 import { benchEstate } from "./estate.ts";
 
 const benches: Record<string, (args: string[]) => Promise<void>> = { pipeline: benchPipeline, metrics: benchMetrics, discovery: benchDiscovery, jobs: benchJobs, graph: benchGraph, alerts: benchAlerts, estate: benchEstate };
+benches.dashboard = (args) => import("./dashboard.ts").then((m) => m.benchDashboard(args));
 const [name = "pipeline", ...rest] = process.argv.slice(2);
 const run = benches[name];
 if (!run) {

@@ -99,9 +99,14 @@ interface Item {
   w: number;
   h: number;
   r: number;
+  /** the drawn centre's offset from the item's box centre (a group's circle sits above its labels) */
+  dy: number;
   container: boolean;
   children: Item[];
 }
+
+/** Room under a closed group's circle for its name, counts and health line (layout units ≈ px at the usual zoom). */
+const GROUP_LABEL_ROOM = 64;
 
 const HEADER = 26;
 const PAD = 14;
@@ -170,7 +175,8 @@ export function layout(input: LayoutInput): LayoutResult {
     const ch = depth < 8 ? (kids.get(m.id) ?? []) : [];
     if (!ch.length) {
       const r = radiusOf(m);
-      return { mark: m, x: 0, y: 0, w: 2 * r, h: 2 * r, r, container: false, children: [] };
+      const room = m.kind === "group" && input.mode === "layered" ? GROUP_LABEL_ROOM : 0;
+      return { mark: m, x: 0, y: 0, w: Math.max(2 * r, room ? 110 : 0), h: 2 * r + room, r, dy: -room / 2, container: false, children: [] };
     }
     const items = ch.map((c) => build(c, depth + 1));
     if (input.mode === "layered") {
@@ -179,10 +185,10 @@ export function layout(input: LayoutInput): LayoutResult {
       const h = ext.h + 2 * PAD + HEADER;
       // children are centred at (0,0) in `arrange`; shift below the container's header
       for (const it of items) it.y += HEADER / 2;
-      return { mark: m, x: 0, y: 0, w, h, r: Math.max(w, h) / 2, container: true, children: items };
+      return { mark: m, x: 0, y: 0, w, h, r: Math.max(w, h) / 2, dy: 0, container: true, children: items };
     }
     const r = arrangeForce(items, linkPairs, known, m.id).r + PAD + 6;
-    return { mark: m, x: 0, y: 0, w: 2 * r, h: 2 * r, r, container: true, children: items };
+    return { mark: m, x: 0, y: 0, w: 2 * r, h: 2 * r, r, dy: 0, container: true, children: items };
   };
   const top = roots.map((m) => build(m, 0));
   if (input.mode === "layered") arrangeLayered(top, sibLinks);
@@ -192,7 +198,7 @@ export function layout(input: LayoutInput): LayoutResult {
   const emit = (it: Item, ox: number, oy: number) => {
     const x = ox + it.x;
     const y = oy + it.y;
-    placed[it.mark.id] = { x, y, r: it.r, w: it.w, h: it.h, container: it.container };
+    placed[it.mark.id] = { x, y: y + it.dy, r: it.r, w: it.container ? it.w : 2 * it.r, h: it.container ? it.h : 2 * it.r, container: it.container };
     for (const c of it.children) emit(c, x, y);
   };
   for (const it of top) emit(it, 0, 0);

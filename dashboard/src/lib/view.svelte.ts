@@ -49,6 +49,8 @@ export class ViewState {
   /** A subscribe is on its way and its snapshot has not come yet. */
   pending = $state(false);
   lastError = $state<string | null>(null);
+  /** The gateway could not compute the view asked for (view.error.v1); what is drawn is the last view it could. */
+  viewError = $state<string | null>(null);
   rejectedFrames = $state(0);
 
   #marks = new Map<string, Mark>();
@@ -121,6 +123,7 @@ export class ViewState {
       case "view.error.v1":
         this.pending = false;
         this.lastError = `${f.code}: ${f.error}`;
+        this.viewError = `this view is unavailable (${f.code}): ${f.error}`;
         return "error";
       case "view.snapshot.v1":
         this.#marks = new Map(f.marks.map((m) => [m.id, m]));
@@ -131,6 +134,7 @@ export class ViewState {
         this.shownSpec = f.spec;
         this.pending = false;
         this.lastError = null;
+        this.viewError = null;
         this.#touch();
         return "snapshot";
       case "view.delta.v1":

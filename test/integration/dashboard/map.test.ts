@@ -7,30 +7,14 @@
  * Screenshots of each main view go to $TMPDIR/orrery-dashboard-shots/ (kept, to be looked at).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { fixtureEstate, startViewGateway } from "./view-gateway.ts";
 import { waitFor } from "../../helpers/tmp.ts";
-
-const ROOT = join(import.meta.dir, "../../..");
-const DIST = join(ROOT, "dashboard", "dist");
-export const SHOTS = join(tmpdir(), "orrery-dashboard-shots");
+import { DIST, SHOTS, buildIfStale } from "./browser.ts";
 
 let browser: Browser;
-
-/** A build older than its sources (or than the shared contracts it bundles) is rebuilt, so the test sees this code. */
-export function buildIfStale(): void {
-  let newest = 0;
-  for (const d of [join(ROOT, "dashboard", "src"), join(ROOT, "pipelines", "contracts")]) {
-    for (const e of readdirSync(d, { recursive: true, withFileTypes: true })) if (e.isFile()) newest = Math.max(newest, statSync(join(e.parentPath, e.name)).mtimeMs);
-  }
-  if (!existsSync(join(DIST, "index.html")) || newest > statSync(join(DIST, "index.html")).mtimeMs) {
-    const r = Bun.spawnSync([join(ROOT, "node_modules/.bin/vite"), "build"], { cwd: join(ROOT, "dashboard"), stdout: "pipe", stderr: "pipe" });
-    if (r.exitCode !== 0) throw new Error(`dashboard build failed: ${r.stderr.toString()}`);
-  }
-}
 
 beforeAll(async () => {
   buildIfStale();
@@ -131,24 +115,41 @@ describe("the map", () => {
       await page.getByTestId("summary-criticals").filter({ hasText: "1" }).waitFor({ timeout: 10_000 });
       expect(await page.getByTestId("summary-impacted").textContent()).toBe("10");
       expect(await page.getByTestId("status-summary").getAttribute("data-worst")).toBe("critical");
-      // the db group is drawn with its critical halo: its ring pixels are the critical colour
-      const s = (await screenOf(page, "group:tier:db"))!;
-      const ringRed = await page.evaluate(
-        ({ x, y, r }) => {
-          const c = document.querySelector<HTMLCanvasElement>('[data-testid="map-canvas"]')!;
-          const ctx = c.getContext("2d")!;
-          const d = devicePixelRatio;
-          let hits = 0;
-          for (let a = 0; a < 360; a += 10) {
-            const rad = (a * Math.PI) / 180;
-            const px = ctx.getImageData(Math.round((x + Math.cos(rad) * (r + 3)) * d), Math.round((y + Math.sin(rad) * (r + 3)) * d), 1, 1).data;
-            if (px[0]! > 200 && px[1]! < 140 && px[2]! < 110) hits++;
-          }
-          return hits;
-        },
-        { x: s.x, y: s.y, r: s.r },
-      );
-      expect(ringRed).toBeGreaterThanOrEqual(12);
+      // The pixels: the db group's critical halo, the app group's dashed impact ring, the call from app to db coloured.
+      const db = (await screenOf(page, "group:tier:db"))!;
+      const app = (await screenOf(page, "group:tier:app"))!;
+      const count = (pts: { x: number; y: number }[], want: "critical" | "impacted") =>
+        page.evaluate(
+          ([ps, w]) => {
+            const c = document.querySelector<HTMLCanvasElement>('[data-testid="map-canvas"]')!;
+            const ctx = c.getContext("2d")!;
+            const d = devicePixelRatio;
+            let hits = 0;
+            for (const p of ps) {
+              const [r, g, b] = ctx.getImageData(Math.round(p.x * d), Math.round(p.y * d), 1, 1).data;
+              // critical #ff5a36, impacted #d783c0
+              if (w === "critical" ? r! > 200 && g! < 140 && b! < 110 : r! > 170 && g! < 170 && b! > 140) hits++;
+            }
+            return hits;
+          },
+          [pts, want] as const,
+        );
+      const ring = (s: { x: number; y: number; r: number }, grow: number) =>
+        Array.from({ length: 36 }, (_, i) => ({ x: s.x + Math.cos((i * Math.PI) / 18) * (s.r + grow), y: s.y + Math.sin((i * Math.PI) / 18) * (s.r + grow) }));
+      expect(await count(ring(db, 3), "critical")).toBeGreaterThanOrEqual(12);
+      expect(await count(ring(db, 3), "impacted")).toBe(0);
+      // dashed: about half of the ring
+      expect(await count(ring(app, 8), "impacted")).toBeGreaterThanOrEqual(8);
+      expect(await count(ring(app, 8), "critical")).toBe(0);
+      // between the two circles, the link's pixels (a few rows either side of the straight line)
+      const link = Array.from({ length: 20 }, (_, i) => {
+        const t = 0.3 + (0.4 * i) / 19;
+        return { x: app.x + (db.x - app.x) * t, y: app.y + (db.y - app.y) * t };
+      });
+      expect(await count(link, "critical")).toBeGreaterThanOrEqual(10);
+      // and it is not the healthy link from web to app
+      const web = (await screenOf(page, "group:tier:web"))!;
+      expect(await count([{ x: (web.x + app.x) / 2, y: (web.y + app.y) / 2 }], "critical")).toBe(0);
       expect(await page.evaluate(() => (window as unknown as { __sameDocument?: boolean }).__sameDocument)).toBe(true);
       await shot(page, "groups-critical.png");
       expect(errors).toEqual([]);

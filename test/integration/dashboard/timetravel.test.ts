@@ -4,8 +4,9 @@
  * gateway (mirror, /ws, graph routes over the history store) serving the built dashboard. The test plays the topology
  * service: it publishes the deltas on the TOPOLOGY stream and answers the snapshot request with their fold.
  *
- * What the page shows is read from the entity list and the header (both render the same state the canvas draws) and
- * from the time bar's data attributes.
+ * The page subscribes to a view (level=services: every host open with its services) and the time bar's time is the
+ * view's `at`, which the gateway computes from the history store. What the page shows is read from the map's marks
+ * (its test hook), the header, and the time bar's data attributes.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, statSync } from "node:fs";
@@ -21,6 +22,8 @@ import { startGatewayServer } from "../../../services/gateway/http.ts";
 import { openGate } from "../../../services/identity/client.ts";
 import { startMirror, type TopologyMirror } from "../../../services/topology/client.ts";
 import { graphRoutes } from "../../../services/gateway/routes/graph.ts";
+import { viewRoutes } from "../../../services/gateway/routes/view.ts";
+import { ViewHub } from "../../../services/gateway/views.ts";
 import { ClickHouseHistoryStore } from "../../../services/history/clickhouse.ts";
 import type { HistoryStore } from "../../../services/history/port.ts";
 import { startHistoryService, type HistoryService } from "../../../services/history/service.ts";
@@ -135,18 +138,21 @@ async function openDashboard(url: string, allowHttpErrors = false) {
   return { page, errors, close: () => context.close() };
 }
 
-const ids = (page: Page) => page.$$eval("[data-node-id]", (els) => els.map((e) => e.getAttribute("data-node-id")!).sort());
+type MapHook = { __orreryMap?: { marks(): { id: string; kind: string }[] } };
+/** the entities the map draws (its leaf marks: a leaf's mark id is its topology node id) */
+const ids = (page: Page) =>
+  page.evaluate(() => ((window as unknown as MapHook).__orreryMap?.marks() ?? []).filter((m) => m.kind !== "group").map((m) => m.id).sort());
 const text = (page: Page, testid: string) => page.locator(`[data-testid="${testid}"]`).textContent().then((t) => t?.trim());
 const bar = (page: Page) =>
   page.locator('[data-testid="timebar"]').evaluate((el: HTMLElement) => ({ mode: el.dataset.mode, at: el.dataset.at ? Number(el.dataset.at) : null, rev: Number(el.dataset.rev), playing: el.dataset.playing === "true" }));
 
-/** Waits until the page shows exactly these entities (entity list) in this time-bar mode. */
+/** Waits until the page shows exactly these entities (the map's marks) in this time-bar mode. */
 async function waitShown(page: Page, want: string[], mode: "live" | "history", timeout = 15_000) {
   const sorted = [...want].sort();
   try {
     await page.waitForFunction(
       ([w, m]) => {
-        const got = [...document.querySelectorAll("[data-node-id]")].map((e) => e.getAttribute("data-node-id")).sort();
+        const got = ((window as unknown as MapHook).__orreryMap?.marks() ?? []).filter((x) => x.kind !== "group").map((x) => x.id).sort();
         const b = document.querySelector<HTMLElement>('[data-testid="timebar"]');
         return b?.dataset.mode === m && b.dataset.loading === "false" && JSON.stringify(got) === JSON.stringify(w);
       },
@@ -200,6 +206,7 @@ describe("wallboard time slider", () => {
   let reader: ClickHouseHistoryStore;
   let mirror: TopologyMirror;
   let gateway: ReturnType<typeof startGatewayServer>;
+  let views: ViewHub;
   const database = uniquePrefix("tt_");
 
   beforeAll(async () => {
@@ -213,11 +220,13 @@ describe("wallboard time slider", () => {
     await waitFor(() => mirror.synced() && mirror.mirror().rev === 3, "gateway mirror synced at rev 3");
     // The gateway reads the history through its own client, as in production.
     reader = new ClickHouseHistoryStore(owner.client({ logErrors: false }), { database, ttlDays: 30 });
-    gateway = startGatewayServer({ auth: openGate(), bus, mirror, log, host: "127.0.0.1", port: 0, dashboardDir: DIST, extraRoutes: graphRoutes({ mirror, history: reader, log }) });
+    views = new ViewHub({ mirror, history: reader, log });
+    gateway = startGatewayServer({ auth: openGate(), bus, mirror, log, host: "127.0.0.1", port: 0, dashboardDir: DIST, views, extraRoutes: { ...graphRoutes({ mirror, history: reader, log }), ...viewRoutes({ views }) } });
   }, 60_000);
 
   afterAll(async () => {
     await gateway?.stop(true);
+    views?.stop();
     await mirror?.stop();
     topo?.stop();
     await history?.stop();
@@ -236,7 +245,7 @@ describe("wallboard time slider", () => {
   });
 
   test("slide before a node existed → absent; after → present; replay removes it; live deltas kept meanwhile; LIVE → current", async () => {
-    const { page, errors, close } = await openDashboard(`http://127.0.0.1:${gateway.port}/`);
+    const { page, errors, close } = await openDashboard(`http://127.0.0.1:${gateway.port}/?level=services`);
     try {
       // Live: the fold of all three deltas.
       await waitShown(page, [HOST, PG], "live");
@@ -280,7 +289,7 @@ describe("wallboard time slider", () => {
       await page.waitForFunction(
         ([t3, gone]) => {
           const el = document.querySelector<HTMLElement>('[data-testid="timebar"]')!;
-          const shown = [...document.querySelectorAll("[data-node-id]")].map((e) => e.getAttribute("data-node-id"));
+          const shown = ((window as unknown as MapHook).__orreryMap?.marks() ?? []).map((x) => x.id);
           return el.dataset.mode === "history" && el.dataset.playing === "true" && Number(el.dataset.at) >= t3 && !shown.includes(gone);
         },
         [T3, NGINX] as const,
@@ -341,11 +350,12 @@ describe("wallboard time slider", () => {
     expect([...fold.edges.keys()].sort()).toEqual(want.edges.map((e) => e.id).sort());
   });
 
-  test("a failing history API is shown as an error; the graph stays on screen", async () => {
+  test("a failing history store is shown as an error; the map keeps what it drew", async () => {
     // Same live graph, but the history store points at a database that does not exist: every history query fails.
     const broken = new ClickHouseHistoryStore(owner.client({ logErrors: false }), { database: uniquePrefix("missing_"), ttlDays: 30 });
-    const gw = startGatewayServer({ auth: openGate(), bus, mirror, log, host: "127.0.0.1", port: 0, dashboardDir: DIST, extraRoutes: graphRoutes({ mirror, history: broken, log }) });
-    const { page, errors, close } = await openDashboard(`http://127.0.0.1:${gw.port}/`, true);
+    const hub = new ViewHub({ mirror, history: broken, log });
+    const gw = startGatewayServer({ auth: openGate(), bus, mirror, log, host: "127.0.0.1", port: 0, dashboardDir: DIST, views: hub, extraRoutes: { ...graphRoutes({ mirror, history: broken, log }), ...viewRoutes({ views: hub }) } });
+    const { page, errors, close } = await openDashboard(`http://127.0.0.1:${gw.port}/?level=services`, true);
     const live = [...mirror.mirror().nodes.keys()];
     try {
       await waitShown(page, live, "live");
@@ -353,22 +363,24 @@ describe("wallboard time slider", () => {
       await err.waitFor({ timeout: 15_000 });
       expect(await err.textContent()).toContain("history range unavailable: HTTP 503: history query failed");
 
-      // The slider still spans the last day; asking for a time shows why it failed and keeps the live graph.
+      // The slider still spans the last day; asking for a time says the gateway could not compute that view, and the
+      // map keeps the live one.
       await clickTime(page, Date.now() - 6 * 3600_000);
-      await page.waitForFunction(() => document.querySelector('[data-testid="timetravel-error"]')?.textContent?.includes("could not load the topology at"), undefined, { timeout: 15_000 });
-      expect(await err.textContent()).toMatch(/could not load the topology at .+: HTTP 503: history query failed: .+/);
-      await waitShown(page, live, "live");
+      const viewErr = page.getByTestId("view-error");
+      await viewErr.waitFor({ timeout: 15_000 });
+      expect(await viewErr.textContent()).toMatch(/this view is unavailable \(\w+\): .+/);
+      await waitShown(page, live, "history");
       expect(await text(page, "node-count")).toBe(String(live.length));
-      expect(await text(page, "ws-status")).toBe("live");
       expect(errors).toEqual([]);
     } finally {
       await close();
       await gw.stop(true);
+      hub.stop();
       await broken.close();
     }
   }, 60_000);
 
-  test("a malformed history answer is shown as an error, not drawn", async () => {
+  test("a malformed history answer is never drawn", async () => {
     // The store answers, but with a node kind the contract does not know (what a newer or broken gateway might send).
     const bad: HistoryStore = Object.assign(Object.create(reader) as ClickHouseHistoryStore, {
       stateAt: async (t: number) => {
@@ -376,22 +388,27 @@ describe("wallboard time slider", () => {
         return { ...s, nodes: [...s.nodes, { ...s.nodes[0]!, id: "planet:mars", kind: "planet" as NodeKind }] };
       },
     });
-    const gw = startGatewayServer({ auth: openGate(), bus, mirror, log, host: "127.0.0.1", port: 0, dashboardDir: DIST, extraRoutes: graphRoutes({ mirror, history: bad, log }) });
-    const { page, errors, close } = await openDashboard(`http://127.0.0.1:${gw.port}/`);
+    const hub = new ViewHub({ mirror, history: bad, log });
+    const gw = startGatewayServer({ auth: openGate(), bus, mirror, log, host: "127.0.0.1", port: 0, dashboardDir: DIST, views: hub, extraRoutes: { ...graphRoutes({ mirror, history: bad, log }), ...viewRoutes({ views: hub }) } });
+    const { page, errors, close } = await openDashboard(`http://127.0.0.1:${gw.port}/?level=services`);
     const live = [...mirror.mirror().nodes.keys()];
     try {
       await waitShown(page, live, "live");
       await page.waitForFunction((t) => Number(document.querySelector<HTMLInputElement>('[data-testid="time-slider"]')?.min) === t, T1);
       await clickTime(page, T2 + 30 * MIN);
-      const err = page.locator('[data-testid="timetravel-error"]');
-      await err.waitFor({ timeout: 15_000 });
-      expect(await err.textContent()).toMatch(/^bad topology for .+: invalid frame: nodes\.\d+\.kind /);
-      await waitShown(page, live, "live");
-      expect(await page.locator('[data-node-id="planet:mars"]').count()).toBe(0);
+      // the gateway reads the past from the store and answers a view of it, or an error: never the unknown kind
+      await page.waitForFunction(
+        () => document.querySelector('[data-testid="view-error"]') !== null || document.querySelector<HTMLElement>('[data-testid="timebar"]')?.dataset.mode === "history",
+        undefined,
+        { timeout: 15_000 },
+      );
+      await Bun.sleep(1500);
+      expect(await ids(page)).not.toContain("planet:mars");
       expect(errors).toEqual([]);
     } finally {
       await close();
       await gw.stop(true);
+      hub.stop();
     }
   }, 60_000);
 });

@@ -20,6 +20,7 @@ import { benchEstate } from "./estate.ts";
 
 const benches: Record<string, (args: string[]) => Promise<void>> = { pipeline: benchPipeline, metrics: benchMetrics, discovery: benchDiscovery, jobs: benchJobs, graph: benchGraph, alerts: benchAlerts, estate: benchEstate };
 benches.dashboard = (args) => import("./dashboard.ts").then((m) => m.benchDashboard(args));
+benches.registry = (args) => import("./registry.ts").then((m) => m.benchRegistry(args)); // a 10k-row import through the registry service, vs parsing the file
 const [name = "pipeline", ...rest] = process.argv.slice(2);
 const run = benches[name];
 if (!run) {

@@ -47,8 +47,9 @@ import { diffFields, statusKey, type RegistryState } from "./model.ts";
 import { ConcurrentWrite, type RegistryLog } from "./store.ts";
 
 type ComponentValue = z.output<typeof ComponentInput>;
-/** rows per import.part event: well under NATS's 1 MiB payload even with long descriptions */
-const PART_ROWS = 400;
+/** an import.part event holds at most this many rows and bytes of JSON (NATS's default payload limit is 1 MiB) */
+const PART_ROWS = 1000;
+const PART_BYTES = 512 * 1024;
 const MAX_LISTED_PROBLEMS = 1000;
 
 export type Progress = (p: { phase: "parse" | "validate" | "apply"; done: number; total: number }) => void;
@@ -503,12 +504,17 @@ export class Registry {
         if (!r && !this.state.components.has(resolve(d.from))) rowProblems.push({ sheet: d.sheet, row: d.row, column: "from", message: `no component "${d.from}" in the file or the registry` });
       }
       const known = (d: string) => rows.has(d) || this.state.components.has(d) || parsed.names.has(d);
+      const depsOf = new Map<string, string[]>();
+      for (const d of parsed.deps) {
+        const from = resolve(d.from);
+        depsOf.set(from, [...(depsOf.get(from) ?? []), resolve(d.to)]);
+      }
       changes = [];
       counts = { created: 0, updated: 0, unchanged: 0 };
       const now = this.now();
       let done = 0;
       for (const r of rows.values()) {
-        const extra = parsed.deps.filter((d) => resolve(d.from) === r.id).map((d) => resolve(d.to));
+        const extra = depsOf.get(r.id) ?? [];
         const v = { ...r.input, dependsOn: [...new Set([...r.input.dependsOn.map(resolve), ...extra])] };
         for (const p of this.problems(r.id, v, known)) rowProblems.push({ sheet: r.sheet, row: r.row, ...p });
         const cur = this.state.components.get(r.id);
@@ -549,7 +555,21 @@ export class Registry {
       const importId = crypto.randomUUID();
       const by = this.actor(caller);
       const events: RegistryEvent[] = [];
-      for (let i = 0; i < changes.length; i += PART_ROWS) events.push({ schema: "registry.v1", type: "import.part", at: now, by, importId, part: events.length, components: changes.slice(i, i + PART_ROWS) });
+      // parts by size: a row may carry up to ~20 KiB of text, and a part must stay under NATS's payload limit
+      let part: ComponentChange[] = [];
+      let bytes = 0;
+      const flush = () => {
+        if (part.length) events.push({ schema: "registry.v1", type: "import.part", at: now, by, importId, part: events.length, components: part });
+        part = [];
+        bytes = 0;
+      };
+      for (const c of changes) {
+        const size = JSON.stringify(c).length;
+        if (bytes + size > PART_BYTES || part.length >= PART_ROWS) flush();
+        part.push(c);
+        bytes += size;
+      }
+      flush();
       events.push({ schema: "registry.v1", type: "import.commit", at: now, by, importId, parts: events.length, file: o.file, created: counts.created, updated: counts.updated });
       lastImportId = importId;
       return events;

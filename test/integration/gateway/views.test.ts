@@ -41,7 +41,7 @@ afterEach(async () => {
 const T_PAST = 1_700_000_000_000;
 
 /** A gateway over a 6-host estate (h0…h5, two services each, each calling the next host), h0's first service critical. */
-async function gateway() {
+async function gateway(o: { heartbeatMs?: number } = {}) {
   const log = makeLogger("gateway-test", true);
   const bus: Bus = await connectBus({ url: nats.url, prefix: uniquePrefix("gv"), name: "test" });
   cleanups.push(() => bus.close());
@@ -75,7 +75,7 @@ async function gateway() {
       return snapshotOf(past, t);
     },
   } as unknown as HistoryStore;
-  const views = new ViewHub({ mirror, health, history, log, intervalMs: 50, heartbeatMs: 60_000 });
+  const views = new ViewHub({ mirror, health, history, log, intervalMs: 50, heartbeatMs: o.heartbeatMs ?? 60_000 });
   cleanups.push(() => views.stop());
   const tmp = tempDir();
   cleanups.push(() => tmp.cleanup());
@@ -224,4 +224,37 @@ test("GET /api/view answers the live view, a past one from history with spec.at,
   const found = (await (await fetch(`${gw.url}/api/view/search?q=svc1&limit=3`)).json()) as { total: number; items: { sublabel: string }[] };
   expect(found.total).toBe(6);
   expect(found.items.map((i) => i.sublabel)).toEqual(["on h0", "on h1", "on h2"]);
+}, 60_000);
+
+test("a burst of discovery changes comes out coalesced, and a quiet view still says it is alive", async () => {
+  const gw = await gateway({ heartbeatMs: 300 });
+  const v = await client(`${gw.ws}?view`);
+  v.subscribe({ groupBy: "host" });
+  const snap = ViewSnapshot.parse(await v.next("view.snapshot.v1"));
+  // ten deltas at once: each adds a host; the view gets them in far fewer frames, and ends with all ten
+  const at = v.frames.length;
+  const burst: TopologyDelta[] = Array.from({ length: 10 }, (_, i) => ({
+    schema: "topology.delta.v1",
+    rev: 4 + i,
+    at: T_PAST,
+    nodesUpserted: [{ id: `host:burst${i}`, kind: "host", name: `burst${i}`, source: "agent:burst", props: {}, firstSeen: T_PAST, lastSeen: T_PAST }],
+    nodesRemoved: [],
+    edgesUpserted: [],
+    edgesRemoved: [],
+  }));
+  for (const d of burst) await gw.topo.publish(d);
+  const marks = new Set(snap.marks.map((m) => m.id));
+  await waitFor(() => {
+    for (const f of v.frames.slice(at)) if (f.schema === "view.delta.v1") for (const m of (f as unknown as ViewDelta).marksUpserted) marks.add(m.id);
+    return Array.from({ length: 10 }, (_, i) => `group:host:burst${i}`).every((id) => marks.has(id));
+  }, "every burst host in the view");
+  const deltas = v.frames.slice(at).filter((f) => f.schema === "view.delta.v1" && (f as unknown as ViewDelta).marksUpserted.length > 0);
+  expect(deltas.length).toBeLessThan(10);
+  // nothing changes now: a summary-only delta comes within the heartbeat, numbered in sequence
+  const quietFrom = v.frames.length;
+  const hb = (await v.next("view.delta.v1", (f) => (f as unknown as ViewDelta).marksUpserted.length === 0, quietFrom)) as unknown as ViewDelta;
+  expect(hb.summary?.hosts).toBe(16);
+  expect(hb.linksUpserted).toEqual([]);
+  const seqs = v.frames.filter((f) => String(f.schema).startsWith("view.")).map((f) => f.seq as number);
+  expect(seqs).toEqual(seqs.map((_, i) => snap.seq + i));
 }, 60_000);

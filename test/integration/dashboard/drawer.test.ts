@@ -3,7 +3,9 @@
  * metrics in ClickHouse, Kuzu): a database host's 5432 listener found by search shows its short name and host, the
  * alert posted for it as Alertmanager would ("PostgreSQL down"), charts of its service's metrics (a listener has no
  * samples of its own), readable properties; its service shows owner and team and who annotated them (not raw
- * JSON); "open in Cypher" prefills the console with a query for it, which runs.
+ * JSON); "open in Cypher" prefills the console with a query for it, which runs. And the side panel's list: it pages
+ * (saying how many more) instead of stopping at 200, every row with its host; the kind chips filter the view (the URL's
+ * `kind`), and the header stays on one line at 1920 and 1280 px.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import type { Browser } from "playwright-core";
@@ -18,7 +20,8 @@ const LISTENER = "listener:sim-db-1:tcp:0.0.0.0:5432";
 beforeAll(async () => {
   ensureDashboardBuilt();
   // the simulator's own alerts off: this test posts the one it looks for
-  stack = await startDemoStack({ ORRERY_SIM_ALERTS: "off" });
+  // 40 hosts: a search for "sim" matches more than one page of the list
+  stack = await startDemoStack({ ORRERY_SIM_ALERTS: "off", ORRERY_SIM_HOSTS: "40" });
   browser = await launchChromium();
 }, 180_000);
 
@@ -107,3 +110,44 @@ test("a listener's drawer: name and host, its alert's text, its service's metric
     await close();
   }
 }, 240_000);
+
+test("the list pages instead of stopping at 200, kind chips filter the view, the header stays on one line", async () => {
+  const { page, errors, close } = await openPage(browser, stack.dashboard);
+  try {
+    await page.getByTestId("search").fill("sim");
+    await page.getByTestId("list-more").waitFor({ timeout: 20_000 });
+    const rows = () => page.locator("[data-node-id]").count();
+    expect(await rows()).toBe(200);
+    const more = Number(/([\d,]+) more/.exec((await page.getByTestId("list-more").textContent())!)![1]!.replace(/,/g, ""));
+    expect(more).toBeGreaterThan(0);
+    expect(await page.getByTestId("result-count").textContent()).toBe(`200 of ${(200 + more).toLocaleString("en")}`);
+    await page.getByTestId("show-more").click();
+    await page.waitForFunction((n) => document.querySelectorAll("[data-node-id]").length === Math.min(400, n), 200 + more);
+    // no two rows alike: each service row says its host
+    const names = await page.locator('[data-node-id^="service:"] .name').allTextContents();
+    expect(names.length).toBeGreaterThan(50);
+    expect(new Set(names).size).toBe(names.length);
+
+    // kind chips: listeners off filters the list and asks the gateway for a view without them (the URL says so)
+    await page.getByTestId("kind-listener").click();
+    await page.waitForFunction(() => /[?&]kind=/.test(location.search) && !new URLSearchParams(location.search).getAll("kind").includes("listener"));
+    expect(new URLSearchParams(new URL(page.url()).search).getAll("kind").sort()).toEqual(["external", "host", "service"]);
+    expect(await page.locator('[data-node-id^="listener:"]').count()).toBe(0);
+    expect(await page.getByTestId("list-more").textContent()).toContain("hidden by the kind filter");
+    await page.getByTestId("kind-listener").click();
+    await page.waitForFunction(() => !/[?&]kind=/.test(location.search));
+
+    // the header: one line, at 1920 and 1280 px
+    for (const width of [1920, 1280]) {
+      await page.setViewportSize({ width, height: 900 });
+      const h = await page.locator("header").first().evaluate((el) => ({ height: el.getBoundingClientRect().height, cut: el.scrollWidth > el.clientWidth + 1 }));
+      expect(h.height).toBeLessThanOrEqual(66);
+      // nor anything pushed off its right edge
+      expect(h.cut).toBe(false);
+    }
+    await shot(page, "list-1280.png");
+    expect(errors).toEqual([]);
+  } finally {
+    await close();
+  }
+}, 120_000);

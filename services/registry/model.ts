@@ -126,7 +126,7 @@ export function applyEvent(s: RegistryState, seq: number, e: RegistryEvent): voi
       const parts = s.pending.get(e.importId);
       s.pending.delete(e.importId);
       // a commit whose parts are not all here is ignored: the writer checks before committing, so this is a damaged stream
-      if (!parts || parts.length !== e.parts || parts.some((p) => !p)) return;
+      if (!parts || parts.length !== e.parts || Array.from(parts).some((p) => !p)) return; // Array.from: some() skips holes
       for (const part of parts)
         for (const c of part) {
           applyComponent(s, c, seq, e.at);

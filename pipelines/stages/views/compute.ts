@@ -433,20 +433,10 @@ function layerIndices(ids: readonly string[], calls: readonly { a: number; b: nu
 
 /** The whole estate at a glance (not filtered). */
 export function summarize(g: ViewGraph, h: HealthMaps, now: number, dataAt: number): ViewSummary {
-  let worst = 0;
+  const { hosts, services, stale } = g.counts();
+  let worst = stale ? HEALTH_RANK.stale : 0;
   let criticals = 0;
   let warnings = 0;
-  let stale = 0;
-  let hosts = 0;
-  let services = 0;
-  for (const n of g.nodes.values()) {
-    if (n.kind === "host") hosts++;
-    else if (n.kind === "process") services++;
-    if (n.props.health === "stale") {
-      stale++;
-      if (worst < HEALTH_RANK.stale) worst = HEALTH_RANK.stale;
-    }
-  }
   for (const [id, e] of h.entities) {
     if (!g.nodes.has(id)) continue;
     const r = HEALTH_RANK[e.health];

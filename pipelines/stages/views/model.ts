@@ -91,6 +91,23 @@ export class ViewGraph {
     this.version++;
   }
 
+  #counts: { version: number; hosts: number; services: number; stale: number } | null = null;
+
+  /** Hosts, services and stale entities in the graph (counted once per version, whatever the number of views). */
+  counts(): { hosts: number; services: number; stale: number } {
+    if (this.#counts?.version === this.version) return this.#counts;
+    let hosts = 0;
+    let services = 0;
+    let stale = 0;
+    for (const n of this.nodes.values()) {
+      if (n.kind === "host") hosts++;
+      else if (n.kind === "process") services++;
+      if (n.props.health === "stale") stale++;
+    }
+    this.#counts = { version: this.version, hosts, services, stale };
+    return this.#counts;
+  }
+
   /** The cached entity paths of a grouping (made on first use, kept up to date by applyDelta). */
   paths(by: GroupBy): PathIndex {
     let p = this.#paths.get(by);

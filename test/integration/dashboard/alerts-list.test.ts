@@ -3,8 +3,8 @@
  * the demo: an alert posted as Alertmanager would ("PostgreSQL down" on a database host) is listed with its text, the
  * entity it is mapped to by short name and host, how long it has been open and its blast radius from the impact API;
  * an alert about a host the estate does not have is listed as unmapped with what its source said, as is the
- * simulator's own unmapped one; a click selects the alert's entity (the drawer shows it); the order switches between
- * worst first and newest first.
+ * simulator's own unmapped one; a click selects the alert's entity (the drawer shows it) and can focus the map on what
+ * depends on it; the order switches between worst first and newest first.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import type { Browser } from "playwright-core";
@@ -93,6 +93,16 @@ test("open alerts with their text, host, age and blast radius; unmapped ones vis
     // (the simulator's own PostgreSQL down may be on the same listener: one line per alert)
     await page.locator('[data-testid="details-alerts"] [data-alert="alertmanager:list-pg-1"]').getByText("PostgreSQL down").waitFor();
     await shot(page, "alerts-selected.png");
+
+    // its blast radius on the map: the view focused on what depends on it (upstream), drawn
+    await page.locator('[data-alert="alertmanager:list-pg-1"]').getByTestId("alert-focus").click();
+    await page.waitForFunction(() => {
+      const p = new URLSearchParams(location.search);
+      return p.get("focus")?.startsWith("listener:sim-db-1:") && p.get("dir") === "up" && p.get("hops") === "6";
+    });
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid="map-canvas"]')?.getAttribute("data-drawn")) > 1, undefined, { timeout: 20_000 });
+    expect(await page.getByTestId("view-error").count()).toBe(0);
+    await shot(page, "alerts-radius-on-map.png");
     expect(errors).toEqual([]);
   } finally {
     await close();

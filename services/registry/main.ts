@@ -9,6 +9,7 @@ import { makeLogger, ready } from "../shared/log.ts";
 import { startMirror } from "../topology/client.ts";
 import { Registry } from "./registry.ts";
 import { serveRegistry, watchDrift } from "./service.ts";
+import { startAnnotations } from "./annotate.ts";
 import { JetStreamRegistryLog } from "./store.ts";
 
 const cfg = parseEnv(
@@ -19,6 +20,8 @@ const cfg = parseEnv(
     ORRERY_REGISTRY_DRIFT_WINDOW_S: z.coerce.number().int().min(1).default(7 * 86_400),
     /** how often drift is recomputed (when anything changed) */
     ORRERY_REGISTRY_DRIFT_EVERY_S: z.coerce.number().min(0.1).default(5),
+    /** on: matched services get component/owner/team annotations (a discovery source per host, registry:<host>) */
+    ORRERY_REGISTRY_ANNOTATE: z.enum(["on", "off"]).default("on"),
   }),
   process.env,
 );
@@ -31,7 +34,9 @@ const mirror = await startMirror(bus, log);
 const registry = new Registry({ log: store, graph: () => (mirror.synced() ? mirror.mirror() : undefined) });
 const server = serveRegistry(bus, registry, log);
 const drift = await watchDrift(bus, registry, log, { everyMs: cfg.ORRERY_REGISTRY_DRIFT_EVERY_S * 1000, windowMs: cfg.ORRERY_REGISTRY_DRIFT_WINDOW_S * 1000 });
+const annotations = cfg.ORRERY_REGISTRY_ANNOTATE === "on" ? await startAnnotations(bus, registry, log, { everyMs: cfg.ORRERY_REGISTRY_DRIFT_EVERY_S * 1000 }) : null;
 onShutdown(async () => {
+  annotations?.stop();
   drift.stop();
   await server.stop();
   await mirror.stop();

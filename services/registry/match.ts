@@ -4,7 +4,7 @@
  *
  * A discovered service is a `process` node of the topology (services/topology folds processes into services): its
  * name and `service` prop are its fingerprint (`java:orders.jar`, `image:registry/orders`), `host` its host name,
- * `ports` its listening ports (`tcp/8080` comma-separated, or `client`), and annotations (entity.annotated) are
+ * `ports` its listening ports (`5432,6000`, `53/udp`; `client` when it listens nowhere), and annotations (entity.annotated) are
  * further props on it or on its host.
  */
 import type { Component, Drift, Instance, MatchRule } from "../../pipelines/contracts/registry.ts";
@@ -34,11 +34,15 @@ export function fingerprintOf(n: TopoNode): string {
   return str(n.props.service) ?? n.name;
 }
 
-export function portsOf(n: TopoNode): number[] {
-  const p = str(n.props.ports) ?? "";
-  const out: number[] = [];
-  for (const m of p.matchAll(/(\d+)/g)) out.push(Number(m[1]));
+/** A service's listening ports with their protocols (`5432,53/udp` → tcp 5432, udp 53). */
+export function listeningOf(n: TopoNode): { port: number; proto: "tcp" | "udp" }[] {
+  const out: { port: number; proto: "tcp" | "udp" }[] = [];
+  for (const m of (str(n.props.ports) ?? "").matchAll(/(\d+)(?:\/(tcp|udp))?/g)) out.push({ port: Number(m[1]), proto: (m[2] as "udp" | undefined) ?? "tcp" });
   return out;
+}
+
+export function portsOf(n: TopoNode): number[] {
+  return listeningOf(n).map((l) => l.port);
 }
 
 export function hostOf(n: TopoNode): string {

@@ -411,6 +411,11 @@ export class Registry {
 
   // ---- discovery ----
 
+  /** the live topology, when the registry has one */
+  graph(): GraphView | undefined {
+    return this.deps.graph?.();
+  }
+
   matches(): Matches | undefined {
     const g = this.deps.graph?.();
     if (!g) return undefined;

@@ -30,7 +30,7 @@ beforeAll(async () => {
   stack = await startAuthStack({ env: ldapEnv(slapd) });
   // the topology service's snapshot answer, from the test: one discovered service
   bus = await connectBus({ url: stack.nats.url, prefix: stack.prefix, name: "registry-gateway-test" });
-  const svc: TopoNode = { id: "service:web-1:java:orders.jar:tcp/8080", kind: "process", name: "java:orders.jar", source: "t", props: { host: "web-1", service: "java:orders.jar", ports: "tcp/8080" }, firstSeen: 1, lastSeen: Date.now() };
+  const svc: TopoNode = { id: "service:web-1:java:orders.jar:8080", kind: "process", name: "java:orders.jar", source: "t", props: { host: "web-1", service: "java:orders.jar", ports: "8080" }, firstSeen: 1, lastSeen: Date.now() };
   bus.nc.subscribe(bus.topo.subjects.snapshotRpc, {
     callback: (_e, m) => {
       m.respond(new TextEncoder().encode(JSON.stringify({ schema: "topology.snapshot.v1", rev: 1, at: Date.now(), nodes: [svc], edges: [], part: 0, parts: 1 })));
@@ -187,9 +187,9 @@ describe.skipIf(!!noSlapd)(`registry through the gateway${noSlapd ? ` (${noSlapd
     expect(d.body.notRunning).toContain("door-test");
     expect(d.body.notRunning).not.toContain("orders-svc");
     expect(d.body.unregistered).toEqual([]);
-    const s = await api("bob", "GET", "/api/registry/services?id=service:web-1:java:orders.jar:tcp/8080");
+    const s = await api("bob", "GET", "/api/registry/services?id=service:web-1:java:orders.jar:8080");
     expect(s.body.components).toEqual([{ id: "orders-svc", name: "orders-svc", owners: ["group:orrery-viewers"], maintainers: [], productManager: null }]);
-    expect((await api("bob", "GET", "/api/registry/components/orders-svc")).body.instances).toMatchObject([{ id: "service:web-1:java:orders.jar:tcp/8080", host: "web-1" }]);
+    expect((await api("bob", "GET", "/api/registry/components/orders-svc")).body.instances).toMatchObject([{ id: "service:web-1:java:orders.jar:8080", host: "web-1" }]);
     // the drift event reached the DRIFT stream
     await waitFor(async () => (await bus.jsm.streams.info(bus.topo.streams.drift.name)).state.messages > 0, "a registry.drift.v1 event");
   });

@@ -13,6 +13,10 @@ import { readXlsx, writeCsv, writeXlsx } from "../../../services/registry/files.
 import type { GraphView } from "../../../services/registry/match.ts";
 import { Registry } from "../../../services/registry/registry.ts";
 import { serveRegistry, watchDrift } from "../../../services/registry/service.ts";
+import { startAnnotations } from "../../../services/registry/annotate.ts";
+import { DiscoveryBatch } from "../../../pipelines/contracts/discovery.ts";
+import { applyDiscovery, emptyModel } from "../../../pipelines/stages/topology/index.ts";
+import { batch, hostSeen, listen, proc } from "../../helpers/discovery.ts";
 import { JetStreamRegistryLog } from "../../../services/registry/store.ts";
 import { connectBus, type Bus } from "../../../services/shared/bus.ts";
 import { makeLogger } from "../../../services/shared/log.ts";
@@ -360,13 +364,13 @@ describe("discovery", () => {
     for (const n of [
       node("host:web-1", "host", "web-1", { hostname: "web-1", team: "shop" }),
       node("host:db-1", "host", "db-1", { hostname: "db-1" }),
-      node("service:web-1:java:orders.jar:tcp/8080", "process", "java:orders.jar", { host: "web-1", service: "java:orders.jar", ports: "tcp/8080" }),
-      node("service:db-1:postgres:tcp/5432", "process", "postgres", { host: "db-1", service: "postgres", ports: "tcp/5432" }),
-      node("service:web-1:redis-server:tcp/6379", "process", "redis-server", { host: "web-1", service: "redis-server", ports: "tcp/6379" }),
-      node("service:web-1:sshd:tcp/22", "process", "sshd", { host: "web-1", service: "sshd", ports: "tcp/22" }),
+      node("service:web-1:java:orders.jar:8080", "process", "java:orders.jar", { host: "web-1", service: "java:orders.jar", ports: "8080" }),
+      node("service:db-1:postgres:5432", "process", "postgres", { host: "db-1", service: "postgres", ports: "5432" }),
+      node("service:web-1:redis-server:6379", "process", "redis-server", { host: "web-1", service: "redis-server", ports: "6379" }),
+      node("service:web-1:sshd:22", "process", "sshd", { host: "web-1", service: "sshd", ports: "22" }),
     ])
       nodes.set(n.id, n);
-    for (const e of [edge("service:web-1:java:orders.jar:tcp/8080", "service:db-1:postgres:tcp/5432"), edge("service:web-1:java:orders.jar:tcp/8080", "service:web-1:redis-server:tcp/6379")]) edges.set(e.id, e);
+    for (const e of [edge("service:web-1:java:orders.jar:8080", "service:db-1:postgres:5432"), edge("service:web-1:java:orders.jar:8080", "service:web-1:redis-server:6379")]) edges.set(e.id, e);
     let rev = 1;
     const graph = () => ({ rev, nodes, edges });
     const { bus, registry } = await startRegistry(prefix, graph);
@@ -380,8 +384,8 @@ describe("discovery", () => {
     cleanups.push(async () => watcher.stop());
 
     const orders = await call<ComponentDetail>(bus, "components.get", viewer, { id: "orders" });
-    expect(orders.instances.map((i) => i.id)).toEqual(["service:web-1:java:orders.jar:tcp/8080"]);
-    const svc = await call<{ components: { id: string; owners: string[] }[] }>(bus, "service", viewer, { id: "service:web-1:java:orders.jar:tcp/8080" });
+    expect(orders.instances.map((i) => i.id)).toEqual(["service:web-1:java:orders.jar:8080"]);
+    const svc = await call<{ components: { id: string; owners: string[] }[] }>(bus, "service", viewer, { id: "service:web-1:java:orders.jar:8080" });
     expect(svc.components).toEqual([{ id: "orders", name: "orders", owners: ["group:shop"], maintainers: [], productManager: null }] as never);
 
     const d = await call<Drift>(bus, "drift", viewer, {});
@@ -394,7 +398,7 @@ describe("discovery", () => {
     const first = await waitFor(async () => (await bus.jsm.streams.info(bus.topo.streams.drift.name)).state.messages === 1, "the first drift event");
     expect(first).toBe(true);
     // the orders → postgres dependency disappears from discovery: a new drift event says so
-    edges.delete("DEPENDS_ON:service:web-1:java:orders.jar:tcp/8080->service:db-1:postgres:tcp/5432");
+    edges.delete("DEPENDS_ON:service:web-1:java:orders.jar:8080->service:db-1:postgres:5432");
     rev++;
     await waitFor(async () => (await bus.jsm.streams.info(bus.topo.streams.drift.name)).state.messages === 2, "a second drift event");
     const last = await bus.jsm.streams.getMessage(bus.topo.streams.drift.name, { last_by_subj: bus.topo.subjects.drift });
@@ -403,5 +407,48 @@ describe("discovery", () => {
     rev++;
     await Bun.sleep(300);
     expect((await bus.jsm.streams.info(bus.topo.streams.drift.name)).state.messages).toBe(2);
+  });
+
+  test("owners and teams reach the map: matched services get component/owner/team annotations the topology stage lays on them", async () => {
+    const prefix = uniquePrefix("reg");
+    // the topology stage's model stands in for the topology service: discovery in, nodes out
+    const model = emptyModel({ confirmScans: 1 });
+    const orders = proc(10, "java", { exe: "/usr/bin/java", cmdline: ["java", "-jar", "/opt/orders.jar"] });
+    applyDiscovery(model, batch([hostSeen(["10.0.0.5"], "web-1"), listen(8080, orders)], { host: "web-1" }), 1);
+    const svc = [...model.nodes.values()].find((n) => n.kind === "process")!;
+    expect(svc.name).toBe("java:orders.jar");
+    let rev = 1;
+    const { bus, registry } = await startRegistry(prefix, () => ({ rev, nodes: model.nodes, edges: model.edges }));
+    const c = await call<Component>(bus, "components.create", admin, { name: "Orders", owners: ["group:payments", "user:bob"], match: [{ fingerprint: "java:orders.jar" }] });
+    const ann = await startAnnotations(bus, registry, log, { everyMs: 50 });
+    cleanups.push(async () => ann.stop());
+    const stream = bus.topo.streams.discovery.name;
+    const subject = bus.topo.subjects.discovery("web-1");
+    const nextBatch = async (after: number) => {
+      const m = await waitFor(async () => {
+        const x = await bus.jsm.streams.getMessage(stream, { last_by_subj: subject }).catch(() => null);
+        return x && x.seq > after ? x : null;
+      }, "a registry discovery batch");
+      return { seq: m.seq, batch: DiscoveryBatch.parse(m.json()) };
+    };
+    const first = await nextBatch(0);
+    expect(first.batch).toMatchObject({ source: "registry:web-1", host: "web-1", full: true });
+    applyDiscovery(model, first.batch, 2);
+    expect(model.nodes.get(svc.id)!.props).toMatchObject({ component: "Orders", owner: "payments, bob", team: "payments" });
+
+    // the owners change: the service's props follow
+    await call(bus, "components.patch", admin, { id: c.id, body: { rev: c.rev, owners: ["group:checkout"] } });
+    const second = await nextBatch(first.seq);
+    applyDiscovery(model, second.batch, 3);
+    expect(model.nodes.get(svc.id)!.props).toMatchObject({ owner: "checkout", team: "checkout" });
+
+    // the component goes: an empty full batch takes its props off the service
+    const cur = (await call<ComponentDetail>(bus, "components.get", admin, { id: c.id })).component;
+    await call(bus, "components.delete", admin, { id: c.id, rev: cur.rev });
+    rev++;
+    const third = await nextBatch(second.seq);
+    expect(third.batch.events).toEqual([]);
+    applyDiscovery(model, third.batch, 4);
+    expect(model.nodes.get(svc.id)!.props.component).toBeUndefined();
   });
 });

@@ -83,7 +83,7 @@ const comp = (id: string, o: Partial<Component> = {}): Component => ({ ...Compon
 
 describe("match rules", () => {
   const host = node("host:db-1", "host", "db-1", { hostname: "db-1", env: "prod" });
-  const pg = node("service:db-1:postgres:tcp/5432,tcp/9187", "process", "postgres", { host: "db-1", service: "postgres", ports: "tcp/5432,tcp/9187", tier: "data" });
+  const pg = node("service:db-1:postgres:5432,9187", "process", "postgres", { host: "db-1", service: "postgres", ports: "5432,9187", tier: "data" });
 
   test("every field given must hold; globs are literal apart from * and ?", () => {
     expect(ruleMatches({ fingerprint: "postgres" }, pg, host)).toBe(true);
@@ -103,7 +103,7 @@ describe("match rules", () => {
     const nodes = new Map([host, pg].map((n) => [n.id, n]));
     const m = computeMatches([comp("pg", { match: [{ fingerprint: "postgres" }] }), comp("exporter", { match: [{ port: 9187 }] }), comp("none", { match: [{ fingerprint: "mysql" }] })], { rev: 1, nodes, edges: new Map() });
     expect(m.byService.get(pg.id)).toEqual(["exporter", "pg"]);
-    expect(m.byComponent.get("pg")).toEqual([{ id: pg.id, name: "postgres", host: "db-1", ports: "tcp/5432,tcp/9187", rule: 0 }]);
+    expect(m.byComponent.get("pg")).toEqual([{ id: pg.id, name: "postgres", host: "db-1", ports: "5432,9187", rule: 0 }]);
     expect(m.byComponent.has("none")).toBe(false);
   });
 });

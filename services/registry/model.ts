@@ -70,6 +70,9 @@ function applyComponent(s: RegistryState, c: ComponentChange, seq: number, at: n
 export function applyEvent(s: RegistryState, seq: number, e: RegistryEvent): void {
   if (seq <= s.seq) return;
   s.seq = seq;
+  // an import's parts and commit are contiguous in the stream (each append expects the sequence before it), so any
+  // other event means the parts waiting are an import whose writer died: they are dropped, never applied
+  if (s.pending.size && e.type !== "import.commit" && !(e.type === "import.part" && s.pending.has(e.importId) && s.pending.size === 1)) s.pending.clear();
   const who = { seq, at: e.at, by: e.by, type: e.type };
   switch (e.type) {
     case "component.put":

@@ -155,6 +155,11 @@ describe("the fold", () => {
     applyEvent(s, 4, part("i2", 1));
     applyEvent(s, 5, { schema: "registry.v1", type: "import.commit", at: 2, by, importId: "i2", parts: 2, file: "f", created: 2, updated: 0 });
     expect(s.components.size).toBe(2);
+    // parts left by a writer that died are dropped by the next event
+    applyEvent(s, 6, part("i3", 0));
+    expect(s.pending.size).toBe(1);
+    applyEvent(s, 7, { schema: "registry.v1", type: "list.put", at: 3, by, list: "category", values: ["a"], old: [] });
+    expect(s.pending.size).toBe(0);
     // a replayed event (seq at or below the fold's) is ignored
     applyEvent(s, 3, { schema: "registry.v1", type: "component.deleted", at: 3, by, component: { id: "x0", after: null, changes: [] } });
     expect(s.components.has("x0")).toBe(true);

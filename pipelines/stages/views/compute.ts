@@ -194,10 +194,6 @@ export function computeView(input: ViewInput): ViewResult {
     e.rep = rep;
     e.stamp = stamp;
   }
-  const repOf = (id: string): number => {
-    const e = paths.peek(id);
-    return e !== undefined && e.stamp === stamp ? e.rep : -1;
-  };
 
   // Pass 4: links — calls between representatives (one per pair, counted), and an open service's listeners.
   interface Acc {
@@ -212,14 +208,18 @@ export function computeView(input: ViewInput): ViewResult {
   const accs: Acc[] = [];
   const anyEdgeHealth = h.edges.size > 0;
   const M = markIds.length + 1;
-  const keys = new Float64Array(g.calls.size);
+  const keys = new Float64Array(g.callRefs.size);
+  const ord = paths.ordinal;
   let nk = 0;
-  for (const e of g.calls.values()) {
-    const a = repOf(e.src);
-    if (a < 0) continue;
-    const b = repOf(e.dst);
-    if (b < 0 || a === b) continue;
-    const eh = anyEdgeHealth ? h.edges.get(e.id) : undefined;
+  for (const c of g.callRefs.values()) {
+    const ea = c.src.entries[ord];
+    if (ea === undefined || ea.stamp !== stamp) continue;
+    const eb = c.dst.entries[ord];
+    if (eb === undefined || eb.stamp !== stamp) continue;
+    const a = ea.rep;
+    const b = eb.rep;
+    if (a === b) continue;
+    const eh = anyEdgeHealth ? h.edges.get(c.edge.id) : undefined;
     keys[nk++] = (a * M + b) * 8 + (eh ? HEALTH_RANK[eh.health] : 0);
   }
   const sortedKeys = keys.subarray(0, nk).sort();

@@ -12,7 +12,21 @@ export interface GraphLike {
   readonly nodes: ReadonlyMap<string, TopoNode>;
   readonly ownerOf: ReadonlyMap<string, string>;
   hostIdOf(id: string, n?: TopoNode): string | undefined;
+  ref(id: string): NodeRef;
 }
+
+/**
+ * One holder per node id, shared by the calls that name it and by each grouping's path entry for it (`entries`, by
+ * the grouping's ordinal), so a view walks calls to path entries through object fields instead of map lookups.
+ */
+export interface NodeRef {
+  readonly id: string;
+  /** calls naming it */
+  calls: number;
+  entries: (PathEntry | undefined)[];
+}
+
+const ORDINAL: Readonly<Record<GroupBy, number>> = { tier: 0, team: 1, owner: 2, site: 3, component: 4, host: 5 };
 import { shortServiceName, siteOf, strProp, tierOf } from "./names.ts";
 
 export const EXTERNAL_GROUP = "group:external";
@@ -83,6 +97,7 @@ export function groupKeyOf(g: GraphLike, by: GroupBy, id: string, n: TopoNode): 
 /** An entity's marks from its group down to itself, and its representative in the view being computed. */
 export interface PathEntry {
   id: string;
+  ref: NodeRef;
   node: TopoNode;
   path: readonly string[];
   /** the entity is a host standing for its own group (groupBy host) */
@@ -161,6 +176,8 @@ export class MarkTree {
  */
 export class PathIndex {
   readonly by: GroupBy;
+  /** where this grouping's entries sit in NodeRef.entries */
+  readonly ordinal: number;
   readonly #g: GraphLike;
   readonly #entries = new Map<string, PathEntry>();
   readonly #groupIds = new Map<string, string>();
@@ -170,6 +187,7 @@ export class PathIndex {
   constructor(g: GraphLike, by: GroupBy) {
     this.#g = g;
     this.by = by;
+    this.ordinal = ORDINAL[by];
     for (const n of g.nodes.values()) this.#put(n.id, n);
   }
 
@@ -178,7 +196,7 @@ export class PathIndex {
     for (const id of this.dirty) {
       const old = this.#entries.get(id);
       if (old) {
-        this.tree.remove(old);
+        this.#drop(old);
         this.#entries.delete(id);
       }
       const n = this.#g.nodes.get(id);
@@ -199,7 +217,7 @@ export class PathIndex {
   get(id: string, n: TopoNode): PathEntry {
     const e = this.#entries.get(id);
     if (e && e.node === n) return e;
-    if (e) this.tree.remove(e);
+    if (e) this.#drop(e);
     return this.#put(id, n);
   }
 
@@ -207,7 +225,13 @@ export class PathIndex {
     const e = this.#build(id, n);
     this.#entries.set(id, e);
     this.tree.add(e);
+    e.ref.entries[this.ordinal] = e;
     return e;
+  }
+
+  #drop(e: PathEntry) {
+    this.tree.remove(e);
+    if (e.ref.entries[this.ordinal] === e) e.ref.entries[this.ordinal] = undefined;
   }
 
   #group(key: string): string {
@@ -222,7 +246,8 @@ export class PathIndex {
   #build(id: string, n: TopoNode): PathEntry {
     const g = this.#g;
     const by = this.by;
-    const entry = (path: string[], hostGroup = false): PathEntry => ({ id, node: n, path, hostGroup, rep: -1, stamp: -1 });
+    const ref = g.ref(id);
+    const entry = (path: string[], hostGroup = false): PathEntry => ({ id, ref, node: n, path, hostGroup, rep: -1, stamp: -1 });
     if (n.kind === "external") return entry([EXTERNAL_GROUP, id]);
     const path = [this.#group(groupKeyOf(g, by, id, n))];
     if (by === "host") {

@@ -8,7 +8,14 @@ import type { EdgeHealth, HealthDelta, HealthEntry, HealthState, ImpactEntry } f
 import type { TopoEdge, TopoNode, TopologyDelta } from "../../contracts/topology.ts";
 import type { Mirror } from "../apply-delta.ts";
 import type { GroupBy } from "../../contracts/view.ts";
-import { PathIndex } from "./keys.ts";
+import { type NodeRef, PathIndex } from "./keys.ts";
+
+/** A call (CONNECTS) with its ends as NodeRefs: a view reads each end's path entry without a map lookup. */
+export interface CallRef {
+  edge: TopoEdge;
+  src: NodeRef;
+  dst: NodeRef;
+}
 
 type Bag = Map<string, Set<string>>;
 const add = (b: Bag, k: string, v: string) => {
@@ -39,6 +46,9 @@ export class ViewGraph {
   readonly calls = new Map<string, TopoEdge>();
   readonly callsOut: Bag = new Map();
   readonly callsIn: Bag = new Map();
+  /** the same calls with their ends' NodeRefs (what a view's link pass walks) */
+  readonly callRefs = new Map<string, CallRef>();
+  readonly #refs = new Map<string, NodeRef>();
   /** the edges this graph indexed (a removal names only the id) */
   readonly #kinds = new Map<string, TopoEdge>();
   /** bumped on every change: views compare it to know whether to recompute */
@@ -74,7 +84,11 @@ export class ViewGraph {
       placed(e);
     }
     for (const n of d.nodesUpserted) touched.add(n.id);
-    for (const id of d.nodesRemoved) touched.add(id);
+    for (const id of d.nodesRemoved) {
+      touched.add(id);
+      const r = this.#refs.get(id);
+      if (r) this.#release(r);
+    }
     if (this.#paths.size) {
       // what sits under a touched entity is placed through it (a service by its host's tier, a listener by its service's team)
       const dirty = new Set<string>();
@@ -126,11 +140,17 @@ export class ViewGraph {
         this.ownerOf.set(e.dst, e.src);
         add(this.listenersOf, e.src, e.dst);
         break;
-      case "CONNECTS":
+      case "CONNECTS": {
         this.calls.set(e.id, e);
         add(this.callsOut, e.src, e.id);
         add(this.callsIn, e.dst, e.id);
+        const src = this.ref(e.src);
+        const dst = this.ref(e.dst);
+        src.calls++;
+        dst.calls++;
+        this.callRefs.set(e.id, { edge: e, src, dst });
         break;
+      }
       default:
         return; // DEPENDS_ON is derived from CONNECTS + LISTENS: views walk those
     }
@@ -150,12 +170,32 @@ export class ViewGraph {
         if (this.ownerOf.get(e.dst) === e.src) this.ownerOf.delete(e.dst);
         del(this.listenersOf, e.src, e.dst);
         break;
-      case "CONNECTS":
+      case "CONNECTS": {
         this.calls.delete(id);
         del(this.callsOut, e.src, id);
         del(this.callsIn, e.dst, id);
+        const c = this.callRefs.get(id);
+        this.callRefs.delete(id);
+        if (c) {
+          c.src.calls--;
+          c.dst.calls--;
+          this.#release(c.src);
+          this.#release(c.dst);
+        }
         break;
+      }
     }
+  }
+
+  /** The NodeRef of an id (made on first use; dropped once its node is gone and no call names it). */
+  ref(id: string): NodeRef {
+    let r = this.#refs.get(id);
+    if (!r) this.#refs.set(id, (r = { id, calls: 0, entries: [] }));
+    return r;
+  }
+
+  #release(r: NodeRef) {
+    if (r.calls === 0 && !this.nodes.has(r.id) && this.#refs.get(r.id) === r) this.#refs.delete(r.id);
   }
 
   /** The name of the host a node runs on (the host node's name, else the id's). */

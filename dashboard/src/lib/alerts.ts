@@ -60,3 +60,21 @@ export async function fetchBlastRadius(fingerprint: string, signal?: AbortSignal
 }
 
 export const SEVERITIES = ["critical", "warning", "unknown", "info", "ok"] as const;
+
+const Me = z.object({ login: z.string(), role: z.string(), via: z.string() });
+export type Me = z.infer<typeof Me>;
+
+/** Who the page acts as (GET /api/me; with authentication off an anonymous admin, `via: "off"`). */
+export function fetchMe(signal?: AbortSignal): Promise<ApiResult<Me>> {
+  return getJson("/api/me", Me, signal);
+}
+
+/** Acknowledging is an operator's (or admin's) act, and only offered when there is someone to say who did it. */
+export const canAcknowledge = (me: Me | null) => !!me && me.via !== "off" && ["operator", "expert", "admin"].includes(me.role);
+
+export function acknowledge(fingerprint: string, comment?: string): Promise<ApiResult<{ acknowledged: string; at: number }>> {
+  return getJson("/api/alerts/ack", z.object({ acknowledged: z.string(), at: z.number() }), undefined, {
+    method: "POST",
+    body: JSON.stringify({ fingerprint, ...(comment ? { comment } : {}) }),
+  });
+}

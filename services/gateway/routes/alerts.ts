@@ -5,6 +5,9 @@
  *                                            adds bySeverity and unmapped counts over every open alert (the alert
  *                                            list's header), the order taken over all of them, not one page
  *   GET /api/alerts/unmapped[?limit=N]      alerts no topology entity matched (kept, not dropped) → {alerts, total}
+ *   POST /api/alerts/ack {fingerprint, comment?}   acknowledges an open alert: an alert.v1 event in state
+ *                                           `acknowledged` on the ALERTS stream, after the alert's last event (an
+ *                                           operator's door, services/identity/gate.ts) → 202; 404 unknown, 409 resolved
  *   GET /api/alerts/rejected[?limit=N]      alerts the ingest refused, gathered from every ingest instance
  *                                           (services/ingest/client.ts) → RejectedAlertsMerged, newest first
  *   GET /api/alerts/ignored[?limit=N]       alert events the alerts service ignored as older than the alert's last
@@ -13,17 +16,40 @@
  *                                           impact (503 not_ready while the alerts service replays after a restart)
  */
 import { z } from "zod";
-import { AlertsClientError, fetchHealthState, listAlerts, listIgnored } from "../../alerts/client.ts";
+import { AlertsClientError, alertPublisher, fetchHealthState, listAlerts, listIgnored, type PublishAlerts } from "../../alerts/client.ts";
 import { fetchRejected } from "../../ingest/client.ts";
 import type { Bus } from "../../shared/bus.ts";
-import { parseQuery, type Routes } from "../../shared/http.ts";
-import type { AlertView, Severity } from "../../../pipelines/contracts/alerts.ts";
+import { HttpError, parseBody, parseQuery, type Routes } from "../../shared/http.ts";
+import type { Alert, AlertView, Severity } from "../../../pipelines/contracts/alerts.ts";
+import { stableId } from "../../../pipelines/stages/alerts/normalize.ts";
 
 const ListParams = z.object({ entity: z.string().min(1).max(512).optional(), limit: z.coerce.number().int().min(1).max(10_000).default(1000) });
 const SortedParams = ListParams.extend({ sort: z.enum(["severity", "age"]).optional() });
 /** the most the alerts service lists in one answer: a sorted list is sorted over this many */
 const ALL = 10_000;
 const SEVERITY_RANK: Record<Severity, number> = { critical: 0, warning: 1, unknown: 2, info: 3, ok: 4 };
+export const AckBody = z.object({ fingerprint: z.string().min(1).max(512), comment: z.string().max(1024).optional() });
+
+/**
+ * The event acknowledging an open alert: its own source, fingerprint and labels (a comment as `ack_comment`), stamped
+ * after its last event so the alerts service folds it whatever the source's clock says.
+ */
+export function ackEvent(a: AlertView, now: number, comment?: string): Alert {
+  const at = Math.max(now, a.at + 1);
+  return {
+    id: stableId("orrery-ack", a.fingerprint, at),
+    source: a.source,
+    fingerprint: a.fingerprint,
+    severity: a.severity,
+    state: "acknowledged",
+    summary: a.summary,
+    labels: comment ? { ...a.labels, ack_comment: comment } : a.labels,
+    target: a.target,
+    startsAt: a.startsAt,
+    endsAt: null,
+    at,
+  };
+}
 
 /** Open alerts in the order asked, with counts by severity and of the unmapped ones. */
 export function sortAlerts(alerts: AlertView[], sort: "severity" | "age"): AlertView[] {
@@ -33,7 +59,21 @@ export function sortAlerts(alerts: AlertView[], sort: "severity" | "age"): Alert
 }
 
 export function alertRoutes(bus: Bus): Routes {
+  let publish: PublishAlerts | null = null;
   return {
+    "/api/alerts/ack": {
+      POST: async (req) => {
+        const b = await parseBody(AckBody, req, '{"fingerprint": "alertmanager:…", "comment"?: "…"}');
+        const found = (await listAlerts(bus, { op: "alert", fingerprint: b.fingerprint })).alerts[0];
+        if (!found) throw new HttpError(404, `no such alert: ${b.fingerprint}`);
+        if (found.state === "resolved") throw new HttpError(409, `alert ${b.fingerprint} is resolved`);
+        const event = ackEvent(found, Date.now(), b.comment);
+        publish ??= alertPublisher(bus);
+        const r = await publish([event]);
+        if (r.refused.length) throw new HttpError(400, r.refused[0]!.reason);
+        return Response.json({ acknowledged: b.fingerprint, at: event.at }, { status: 202 });
+      },
+    },
     "/api/alerts": {
       GET: async (req) => {
         const p = parseQuery(SortedParams, req);

@@ -4,7 +4,8 @@
  * entity it is mapped to by short name and host, how long it has been open and its blast radius from the impact API;
  * an alert about a host the estate does not have is listed as unmapped with what its source said, as is the
  * simulator's own unmapped one; a click selects the alert's entity (the drawer shows it) and can focus the map on what
- * depends on it; the order switches between worst first and newest first.
+ * depends on it; the order switches between worst first and newest first. Acknowledging: not offered with
+ * authentication off, and POST /api/alerts/ack puts the alert in the acknowledged state.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import type { Browser } from "playwright-core";
@@ -103,6 +104,24 @@ test("open alerts with their text, host, age and blast radius; unmapped ones vis
     await page.waitForFunction(() => Number(document.querySelector('[data-testid="map-canvas"]')?.getAttribute("data-drawn")) > 1, undefined, { timeout: 20_000 });
     expect(await page.getByTestId("view-error").count()).toBe(0);
     await shot(page, "alerts-radius-on-map.png");
+
+    // acknowledging: not offered with authentication off (nobody to say who did it), though the API takes it
+    expect(await page.getByTestId("alert-ack").count()).toBe(0);
+    const post = (body: unknown) => fetch(`${stack.dashboard}/api/alerts/ack`, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" } });
+    const acked = await post({ fingerprint: "alertmanager:list-tape-9", comment: "tape robot being serviced" });
+    expect(acked.status).toBe(202);
+    await waitFor(
+      async () => {
+        const a = ((await (await fetch(`${stack.dashboard}/api/alerts?limit=10000`)).json()) as { alerts: { fingerprint: string; state: string; labels: Record<string, string> }[] }).alerts.find((x) => x.fingerprint === "alertmanager:list-tape-9");
+        return a?.state === "acknowledged" && a.labels.ack_comment === "tape robot being serviced";
+      },
+      "the acknowledged state in the alerts service",
+      20_000,
+      200,
+    );
+    await page.locator('[data-alert="alertmanager:list-tape-9"]').filter({ hasText: "acknowledged" }).waitFor({ timeout: 15_000 });
+    expect((await post({ fingerprint: "alertmanager:no-such-alert" })).status).toBe(404);
+    expect((await post({ nope: 1 })).status).toBe(400);
     expect(errors).toEqual([]);
   } finally {
     await close();

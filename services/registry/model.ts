@@ -130,6 +130,8 @@ export function applyEvent(s: RegistryState, seq: number, e: RegistryEvent): voi
       s.pending.delete(e.importId);
       // a commit whose parts are not all here is ignored: the writer checks before committing, so this is a damaged stream
       if (!parts || parts.length !== e.parts || Array.from(parts).some((p) => !p)) return; // Array.from: some() skips holes
+      // the import itself (file and counts) estate-wide, then each component it changed on its own line
+      record(s, { ...who, target: `import:${e.importId}`, importId: e.importId, changes: [{ field: "file", old: null, new: e.file }, { field: "created", old: null, new: e.created }, { field: "updated", old: null, new: e.updated }] });
       for (const part of parts)
         for (const c of part) {
           applyComponent(s, c, seq, e.at);

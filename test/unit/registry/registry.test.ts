@@ -152,6 +152,7 @@ describe("the fold", () => {
     expect([...s.components.keys()]).toEqual(["x0", "x1"]);
     expect(s.components.get("x1")!.rev).toBe(3);
     expect(s.auditBy.get("x0")!.length).toBe(1);
+    expect(s.audit[0]).toMatchObject({ target: "import:i1", importId: "i1", changes: [{ field: "file", new: "f" }, { field: "created", new: 2 }, { field: "updated", new: 0 }] });
     applyEvent(s, 4, part("i2", 1));
     applyEvent(s, 5, { schema: "registry.v1", type: "import.commit", at: 2, by, importId: "i2", parts: 2, file: "f", created: 2, updated: 0 });
     expect(s.components.size).toBe(2);

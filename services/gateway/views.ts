@@ -62,6 +62,9 @@ interface Sub {
   gen: number;
 }
 
+/** How long a grouping's cached paths outlive the last view that used them. */
+const PATHS_IDLE_MS = 10 * 60_000;
+
 export interface ViewHubOptions {
   mirror: TopologyMirror;
   health?: HealthOverlay;
@@ -227,7 +230,9 @@ export class ViewHub {
     this.#refresh(sh, false);
     sh.subs.add(sub);
     sub.shared = sh;
-    this.#send(sub, snapshotFrame(sub, this.#graph!.rev, this.#o.now(), spec, sh.result!));
+    const now = this.#o.now();
+    const result = { ...sh.result!, summary: { ...sh.result!.summary, dataAgeMs: Math.max(0, now - this.#feedAt) } };
+    this.#send(sub, snapshotFrame(sub, this.#graph!.rev, now, spec, result));
   }
 
   #leave(sub: Sub): void {
@@ -287,7 +292,16 @@ export class ViewHub {
         }
       }
     }
-    for (const sh of this.#shared.values()) this.#refresh(sh, true);
+    for (const sh of this.#shared.values()) {
+      try {
+        this.#refresh(sh, true);
+      } catch (e) {
+        // a view that cannot be computed must not stop the others; its sockets keep their last frame
+        this.#o.log.error("view refresh failed", { spec: sh.key, error: e instanceof Error ? `${e.name}: ${e.message}` : String(e), stack: e instanceof Error ? e.stack : undefined });
+      }
+    }
+    // a grouping no view has used for a while gives its per-entity paths back
+    this.#graph?.prunePaths(this.#o.now() - PATHS_IDLE_MS);
   }
 
   #live(): ViewGraph {

@@ -95,7 +95,7 @@ export function computeView(input: ViewInput): ViewResult {
 
   // Pass 1: the mark tree (parent of each mark, children of each): the grouping's own, kept up to date delta by
   // delta, when the view holds everything; else one made from what the filters keep.
-  const paths = g.paths(by);
+  const paths = g.paths(by, now);
   const stamp = ++stampCounter;
   let tree = paths.tree;
   let list: Iterable<PathEntry> = paths.entries();

@@ -191,6 +191,12 @@ export class PathIndex {
     for (const n of g.nodes.values()) this.#put(n.id, n);
   }
 
+  /** Lets go of every entry (the grouping is no longer kept). */
+  dispose(): void {
+    for (const e of this.#entries.values()) if (e.ref.entries[this.ordinal] === e) e.ref.entries[this.ordinal] = undefined;
+    this.#entries.clear();
+  }
+
   /** Rebuilds the entries the graph marked dirty. */
   flush(): void {
     for (const id of this.dirty) {

@@ -54,6 +54,7 @@ export class ViewGraph {
   /** bumped on every change: views compare it to know whether to recompute */
   version = 0;
   readonly #paths = new Map<GroupBy, PathIndex>();
+  readonly #pathsUsed = new Map<GroupBy, number>();
 
   constructor(nodes: ReadonlyMap<string, TopoNode>, edges: Iterable<TopoEdge>, rev: number, edgeCount: () => number) {
     this.nodes = nodes;
@@ -123,11 +124,22 @@ export class ViewGraph {
   }
 
   /** The cached entity paths of a grouping (made on first use, kept up to date by applyDelta). */
-  paths(by: GroupBy): PathIndex {
+  paths(by: GroupBy, now = Date.now()): PathIndex {
     let p = this.#paths.get(by);
     if (!p) this.#paths.set(by, (p = new PathIndex(this, by)));
+    this.#pathsUsed.set(by, now);
     p.flush();
     return p;
+  }
+
+  /** Forgets the groupings no view asked for since `before` (each holds an entry per entity). */
+  prunePaths(before: number): void {
+    for (const [by, at] of this.#pathsUsed) {
+      if (at >= before) continue;
+      this.#paths.get(by)?.dispose();
+      this.#paths.delete(by);
+      this.#pathsUsed.delete(by);
+    }
   }
 
   #add(e: TopoEdge) {

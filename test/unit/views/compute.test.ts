@@ -216,3 +216,14 @@ test("at 10k hosts the view stays within the mark bound, and a group too large t
   const db = byId(view({ open: ["group:tier:app", "group:tier:db"] }, none, big)).get("group:tier:db")!;
   expect(db.open).toBe(true);
 }, 120_000);
+
+test("a grouping no view used for a while is forgotten, and made again when asked for", () => {
+  const small = ViewGraph.fromMirror(estateGraph(20).mirror);
+  const before = computeView({ graph: small, health: none, spec: ViewSpec.parse({ groupBy: "team" }), now: 1000 });
+  small.prunePaths(500);
+  expect(small.paths("team", 2000)).toBe(small.paths("team", 2000));
+  const kept = small.paths("team", 2000);
+  small.prunePaths(3000);
+  expect(small.paths("team", 4000)).not.toBe(kept);
+  expect(computeView({ graph: small, health: none, spec: ViewSpec.parse({ groupBy: "team" }), now: 5000 })).toEqual({ ...before, summary: { ...before.summary, dataAgeMs: 0 } });
+});

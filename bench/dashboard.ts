@@ -42,6 +42,7 @@ interface MapHook {
     transform(): { x: number; y: number; k: number };
     viewVersion(): number;
     layoutMs(): number | null;
+    timeline(): { open?: number; subscribed?: number; snapshot?: number; snapshotBytes?: number; layout?: number };
   };
   __firstPaint?: number;
 }
@@ -49,6 +50,8 @@ interface MapHook {
 interface ViewRun {
   view: string;
   fmpMs: number;
+  /** ms from navigation start: socket open, first view snapshot applied, first layout back from the worker */
+  timeline: { open?: number; snapshot?: number; snapshotBytes?: number; layout?: number };
   layoutMs: number;
   marks: number;
   links: number;
@@ -95,12 +98,12 @@ export async function benchDashboard(argv: string[]) {
 
   const f = (n: number, d = 0) => n.toLocaleString("en", { maximumFractionDigits: d, minimumFractionDigits: d });
   console.log("\n## bench dashboard\n");
-  console.log("| hosts | view | first paint ms | layout ms | marks / links | fps, deltas (draw p50/p99 ms) | fps, pan+zoom (draw p50/p99) | bare canvas fps (draw p50/p99) | ratio pan fps / bare fps | draw p50 ratio |");
+  console.log("| hosts | view | first paint ms (socket open / view snapshot / layout) | layout ms | marks / links | fps, deltas (draw p50/p99 ms) | fps, pan+zoom (draw p50/p99) | bare canvas fps (draw p50/p99) | ratio pan fps / bare fps | draw p50 ratio |");
   console.log("|---|---|---|---|---|---|---|---|---|---|");
   for (const r of results) {
     for (const v of r.runs) {
       console.log(
-        `| ${f(r.hosts)} | ${v.view} | ${f(v.fmpMs)} | ${f(v.layoutMs)} | ${f(v.marks)} / ${f(v.links)} | ${f(v.deltas.fps, 1)} (${f(v.deltas.drawP50, 1)}/${f(v.deltas.drawP99, 1)}; ${v.deltas.viewFrames} view frames) | ${f(v.pan.fps, 1)} (${f(v.pan.drawP50, 1)}/${f(v.pan.drawP99, 1)}) | ${f(v.bare.fps, 1)} (${f(v.bare.drawP50, 1)}/${f(v.bare.drawP99, 1)}) | ${f(v.pan.fps / Math.max(0.1, v.bare.fps), 2)} | ${f(v.pan.drawP50 / Math.max(0.01, v.bare.drawP50), 1)}× |`,
+        `| ${f(r.hosts)} | ${v.view} | ${f(v.fmpMs)} (${f(v.timeline.open ?? NaN)} / ${f(v.timeline.snapshot ?? NaN)}, ${f((v.timeline.snapshotBytes ?? 0) / 1024)} KiB / ${f(v.timeline.layout ?? NaN)}) | ${f(v.layoutMs)} | ${f(v.marks)} / ${f(v.links)} | ${f(v.deltas.fps, 1)} (${f(v.deltas.drawP50, 1)}/${f(v.deltas.drawP99, 1)}; ${v.deltas.viewFrames} view frames) | ${f(v.pan.fps, 1)} (${f(v.pan.drawP50, 1)}/${f(v.pan.drawP99, 1)}) | ${f(v.bare.fps, 1)} (${f(v.bare.drawP50, 1)}/${f(v.bare.drawP99, 1)}) | ${f(v.pan.fps / Math.max(0.1, v.bare.fps), 2)} | ${f(v.pan.drawP50 / Math.max(0.01, v.bare.drawP50), 1)}× |`,
       );
     }
   }
@@ -166,6 +169,9 @@ async function oneEstate(browser: Browser, hosts: number, o: { windowS: number; 
     const { page, close } = await openPage(browser, `${base}?level=hosts`);
     const heaps: number[] = [];
     try {
+      // from the first picture on: the heap with the view in it
+      await page.waitForFunction(() => (window as unknown as MapHook).__firstPaint !== undefined, undefined, { timeout: 300_000 });
+      await Bun.sleep(2000);
       const cdp = await page.context().newCDPSession(page);
       const heap = async () => {
         await cdp.send("HeapProfiler.collectGarbage");
@@ -305,6 +311,7 @@ async function measureView(browser: Browser, url: string, name: string, windowS:
   try {
     await page.waitForFunction(() => (window as unknown as MapHook).__firstPaint !== undefined, undefined, { timeout: 120_000 });
     const fmpMs = await page.evaluate(() => (window as unknown as MapHook).__firstPaint!);
+    const timeline = await page.evaluate(() => (window as unknown as MapHook).__orreryMap.timeline());
     await Bun.sleep(1500);
     const layoutMs = await page.evaluate(() => (window as unknown as MapHook).__orreryMap.layoutMs() ?? NaN);
     const marks = Number(await page.getByTestId("map-canvas").getAttribute("data-drawn"));
@@ -318,6 +325,7 @@ async function measureView(browser: Browser, url: string, name: string, windowS:
     return {
       view: name,
       fmpMs,
+      timeline,
       layoutMs,
       marks,
       links,

@@ -53,6 +53,9 @@ export class ViewState {
   viewError = $state<string | null>(null);
   rejectedFrames = $state(0);
 
+  /** performance.now() of the first socket open, subscribe sent, and snapshot applied (the bench reads them) */
+  readonly timeline: { open?: number; subscribed?: number; snapshot?: number; snapshotBytes?: number } = {};
+
   #marks = new Map<string, Mark>();
   #links = new Map<string, Link>();
   #seq = -1;
@@ -132,6 +135,8 @@ export class ViewState {
         this.rev = f.rev;
         this.summary = f.summary;
         this.shownSpec = f.spec;
+        this.timeline.snapshot ??= performance.now();
+        if (this.timeline.snapshotBytes === undefined && typeof data === "string") this.timeline.snapshotBytes = data.length;
         this.pending = false;
         this.lastError = null;
         this.viewError = null;
@@ -186,6 +191,7 @@ export class ViewState {
     const send = (ws: WebSocket, spec: ViewSpec) => {
       if (ws.readyState !== WS.OPEN) return;
       lastSentAt = Date.now();
+      this.timeline.subscribed ??= performance.now();
       ws.send(this.subscribeMessage(spec));
     };
 
@@ -218,6 +224,7 @@ export class ViewState {
       ws.onopen = () => {
         if (socket !== ws) return;
         opened = true;
+        this.timeline.open ??= performance.now();
         send(ws, this.spec);
       };
       ws.onmessage = (ev: MessageEvent) => {
@@ -303,7 +310,10 @@ export class SelectionState {
 /** The page's one selection, shared by the map and the drawer. */
 export const selection = new SelectionState();
 
-/** The gateway's WebSocket on the page's own origin. */
+/**
+ * The gateway's WebSocket on the page's own origin, as a view socket (`?view`): the gateway starts it on no raw stream,
+ * so a page never receives a slice of a 10k-host snapshot before its subscribe lands.
+ */
 export function gatewaySocketUrl(loc: Pick<Location, "protocol" | "host">): string {
-  return `${loc.protocol === "https:" ? "wss:" : "ws:"}//${loc.host}/ws`;
+  return `${loc.protocol === "https:" ? "wss:" : "ws:"}//${loc.host}/ws?view`;
 }

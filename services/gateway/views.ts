@@ -4,8 +4,9 @@
  * that changed, and no raw topology or health frame (http.ts takes it off the raw stream); `view.unsubscribe` puts it
  * back. A bad message gets a view.error.v1 frame; the socket stays open.
  *
- * One ViewGraph follows the gateway's mirror delta by delta (built on first use, so a gateway nobody asks for views
- * pays nothing), and HealthMaps follow the health overlay. Deltas are coalesced: every `intervalMs` (250: at most 4
+ * One ViewGraph follows the gateway's mirror delta by delta, built as soon as the mirror is synced (and again after a
+ * resync) with the default grouping's paths, so the first wallboard to connect does not wait the second or two that
+ * takes at 10k hosts; HealthMaps follow the health overlay. Deltas are coalesced: every `intervalMs` (250: at most 4
  * frames a second per view) each view whose inputs changed is computed again, once per distinct spec however many
  * sockets share it, and the diff is serialised once and sent to each of them. A view that did not change for
  * `heartbeatMs` sends a summary-only delta, so a wallboard can tell a quiet estate from a dead feed (dataAgeMs).
@@ -95,9 +96,13 @@ export class ViewHub {
     this.#feedAt = this.#o.now();
     o.mirror.onFrame((f) => {
       this.#feedAt = this.#o.now();
-      if (f.schema === "topology.snapshot.v1") this.#graph = null; // a resync: a new mirror, built again when needed
-      else this.#graph?.applyDelta(f);
+      if (f.schema === "topology.snapshot.v1") {
+        // a resync: a new mirror
+        this.#graph = null;
+        this.#warm();
+      } else this.#graph?.applyDelta(f);
     });
+    this.#warm();
     if (o.health) {
       if (o.health.synced()) this.#health.apply(o.health.state());
       o.health.onFrame((f) => {
@@ -302,6 +307,15 @@ export class ViewHub {
     }
     // a grouping no view has used for a while gives its per-entity paths back
     this.#graph?.prunePaths(this.#o.now() - PATHS_IDLE_MS);
+  }
+
+  #warm(): void {
+    if (!this.#o.mirror.synced()) return;
+    try {
+      this.#live().paths("tier", this.#o.now());
+    } catch (e) {
+      this.#o.log.error("view graph build failed", { error: e instanceof Error ? `${e.name}: ${e.message}` : String(e) });
+    }
   }
 
   #live(): ViewGraph {

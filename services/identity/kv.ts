@@ -1,132 +1,82 @@
 /**
- * A JetStream key-value bucket, laid out as NATS KV lays one out (stream KV_<bucket>, subjects $KV.<bucket>.<key>,
- * one value per key, rollup and direct get allowed) so the `nats kv` tool and the @nats-io/kv client can read it; the
- * few operations identity needs are written here on @nats-io/jetstream, which Orrery already depends on.
- *
- * Every process keeps the whole bucket (or the keys under one prefix) in memory, fed by an ordered consumer that
- * replays the last value of each key and then follows changes: a check on the request path is a map lookup, and a
- * revocation made by another process arrives within milliseconds. Writes are applied to the local copy at once too.
+ * The identity bucket as every process holds it: a NATS KV bucket (@nats-io/kv) copied into memory by a watcher
+ * that replays the last value of each key (or of the keys under one prefix) and then follows changes. A check on the
+ * request path is a map lookup, and a revocation made by another process arrives within milliseconds. Writes go
+ * through the KV client and are applied to the local copy at once too, by revision, so a late watch entry never
+ * undoes a newer write.
  */
-import { headers, type MsgHdrs } from "@nats-io/transport-node";
-import { DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, type JsMsg } from "@nats-io/jetstream";
+import { Kvm, type KV, type KvEntry } from "@nats-io/kv";
+import type { QueuedIterator } from "@nats-io/nats-core";
 import type { Bus } from "../shared/bus.ts";
 import { JsApiCode, jsApiCode } from "../shared/bus.ts";
 import { TransientError } from "../shared/errors.ts";
 
 export interface Entry {
   value: Uint8Array;
-  seq: number;
+  /** the KV revision (the stream sequence of the write) */
+  revision: number;
 }
 
-const KEY = /^[-/_=.a-zA-Z0-9]+$/;
 const enc = new TextEncoder();
 
-export class KvBucket {
-  readonly stream: string;
-  private readonly entries = new Map<string, Entry>();
-  private listeners: ((key: string) => void)[] = [];
-  private stopped = false;
-  private consuming?: Promise<void>;
-  private stopConsumer?: () => void;
+/** A write that found another revision than it expected (create on an existing key, update after someone else's). */
+export class RevisionConflict extends Error {
+  override readonly name = "RevisionConflict";
+}
 
-  private constructor(
-    private readonly bus: Bus,
-    readonly name: string,
-    private readonly filter: string,
-  ) {
-    this.stream = `KV_${name}`;
-  }
+export class KvMirror {
+  private readonly entries = new Map<string, Entry>();
+  /** the revision of the last delete seen per key, so a late watch entry of an older value is not resurrected */
+  private readonly gone = new Map<string, number>();
+  private listeners: ((key: string) => void)[] = [];
+  private watcher?: QueuedIterator<KvEntry>;
+  private following?: Promise<void>;
+
+  private constructor(private readonly kv: KV) {}
 
   /** Creates the bucket if needed, loads it (or the keys under `prefix`), and follows it until close(). */
-  static async open(bus: Bus, name: string, opts: { prefix?: string } = {}): Promise<KvBucket> {
-    const b = new KvBucket(bus, name, `$KV.${name}.${opts.prefix ? `${opts.prefix}>` : ">"}`);
-    await b.ensure();
-    await b.follow();
-    return b;
+  static async open(bus: Bus, name: string, opts: { prefix?: string } = {}): Promise<KvMirror> {
+    // history 1: only the current value matters, and a deleted secret leaves no older value behind
+    const kv = await new Kvm(bus.js).create(name, { history: 1 });
+    const m = new KvMirror(kv);
+    await m.follow(bus, name, opts.prefix ? `${opts.prefix}>` : ">");
+    return m;
   }
 
-  private subject(key: string): string {
-    if (!KEY.test(key) || key.startsWith(".") || key.endsWith(".")) throw new Error(`bad KV key: ${JSON.stringify(key)}`);
-    return `$KV.${this.name}.${key}`;
-  }
-
-  private async ensure(): Promise<void> {
-    const cfg = {
-      name: this.stream,
-      subjects: [`$KV.${this.name}.>`],
-      storage: StorageType.File,
-      retention: RetentionPolicy.Limits,
-      discard: DiscardPolicy.New,
-      max_msgs_per_subject: 1,
-      allow_rollup_hdrs: true,
-      deny_delete: true,
-      deny_purge: false,
-      allow_direct: true,
-      num_replicas: 1,
-    };
-    try {
-      await this.bus.jsm.streams.info(this.stream);
-    } catch (e) {
-      if (jsApiCode(e) !== JsApiCode.StreamNotFound) throw e;
-      try {
-        await this.bus.jsm.streams.add(cfg);
-      } catch (err) {
-        if (jsApiCode(err) !== JsApiCode.StreamNameInUse) throw err;
-      }
+  private apply(key: string, op: KvEntry["operation"], revision: number, value: Uint8Array) {
+    const have = Math.max(this.entries.get(key)?.revision ?? 0, this.gone.get(key) ?? 0);
+    if (have >= revision) return;
+    if (op === "DEL" || op === "PURGE") {
+      this.entries.delete(key);
+      this.gone.set(key, revision);
+    } else {
+      this.entries.set(key, { value, revision });
+      this.gone.delete(key);
     }
-  }
-
-  private apply(key: string, m: { seq: number; data: Uint8Array; headers?: MsgHdrs }) {
-    const cur = this.entries.get(key);
-    if (cur && cur.seq >= m.seq) return;
-    const op = m.headers?.get("KV-Operation");
-    if (op === "DEL" || op === "PURGE") this.entries.delete(key);
-    else this.entries.set(key, { value: m.data, seq: m.seq });
     for (const l of this.listeners) l(key);
   }
 
-  /** Replays the last value of every key, then keeps following; resolves once the replay is complete. */
-  private async follow(): Promise<void> {
-    const info = await this.bus.jsm.streams.info(this.stream);
-    const lastSeq = info.state.last_seq;
-    const c = await this.bus.js.consumers.get(this.stream, { filter_subjects: this.filter, deliver_policy: DeliverPolicy.LastPerSubject });
-    const msgs = await c.consume();
-    this.stopConsumer = () => void msgs.stop();
+  /** Replays the last value of every key under `filter`, then keeps following; resolves once the replay is complete. */
+  private async follow(bus: Bus, bucket: string, filter: string): Promise<void> {
+    // The watcher marks the last replayed entry (delta 0: nothing pending behind it); when no key matches, there is
+    // nothing to replay and no such entry will come, which the stream's subjects under the filter tell beforehand.
+    const info = await bus.jsm.streams.info(`KV_${bucket}`, { subjects_filter: `$KV.${bucket}.${filter}` });
+    const keys = Object.keys(info.state.subjects ?? {}).length;
     const loaded = Promise.withResolvers<void>();
-    // the replay is complete once we have read up to the stream's last sequence at open (or nothing is pending)
-    let replayed = lastSeq === 0;
-    if (replayed) loaded.resolve();
-    this.consuming = (async () => {
+    if (keys === 0) loaded.resolve();
+    this.watcher = await this.kv.watch({ key: filter });
+    this.following = (async () => {
       try {
-        for await (const m of msgs as AsyncIterable<JsMsg>) {
-          this.apply(m.subject.slice(`$KV.${this.name}.`.length), { seq: m.seq, data: m.data, headers: m.headers });
-          if (!replayed && (m.seq >= lastSeq || m.info.pending === 0)) {
-            replayed = true;
-            loaded.resolve();
-          }
+        for await (const e of this.watcher!) {
+          this.apply(e.key, e.operation, e.revision, e.value);
+          if (e.delta === 0) loaded.resolve();
         }
-      } catch (e) {
-        if (!this.stopped) loaded.reject(e);
+        loaded.resolve();
+      } catch (err) {
+        loaded.reject(err);
       }
     })();
-    // a stream whose last message lies outside our filter: nothing pending tells us we are done
-    const poll = setInterval(async () => {
-      if (replayed) return clearInterval(poll);
-      try {
-        const ci = await c.info(true);
-        if (ci.num_pending === 0 && ci.delivered.stream_seq >= 0 && !replayed) {
-          replayed = true;
-          loaded.resolve();
-        }
-      } catch {
-        // asked again at the next tick
-      }
-    }, 200);
-    try {
-      await loaded.promise;
-    } finally {
-      clearInterval(poll);
-    }
+    await loaded.promise;
   }
 
   onChange(f: (key: string) => void): void {
@@ -142,54 +92,57 @@ export class KvBucket {
     for (const e of this.entries) if (e[0].startsWith(prefix)) yield e;
   }
 
-  /** Drops keys from the local copy only (what another process purged: a purge sends no message to followers). */
-  forget(drop: (key: string, e: Entry) => boolean): void {
-    for (const [k, e] of [...this.entries]) if (drop(k, e)) this.entries.delete(k);
-  }
-
   async put(key: string, value: unknown): Promise<number> {
-    return await this.write(key, enc.encode(JSON.stringify(value)));
+    const data = enc.encode(JSON.stringify(value));
+    const revision = await unavailable(() => this.kv.put(key, data));
+    this.apply(key, "PUT", revision, data);
+    return revision;
   }
 
-  /** Stores `value` only if `key` has none yet; false when it had one. */
-  async create(key: string, value: unknown): Promise<boolean> {
-    try {
-      await this.write(key, enc.encode(JSON.stringify(value)), { lastSubjectSequence: 0 });
-      return true;
-    } catch (e) {
-      if (jsApiCode(e) === 10071 /* wrong last sequence */) return false;
-      throw e;
-    }
+  /** Stores `value` only if `key` has none (or was deleted); RevisionConflict when it has one. */
+  async create(key: string, value: unknown): Promise<number> {
+    const data = enc.encode(JSON.stringify(value));
+    const revision = await unavailable(() => this.kv.create(key, data));
+    this.apply(key, "PUT", revision, data);
+    return revision;
   }
 
+  /** Stores `value` only if `key` is still at `revision`; RevisionConflict when another write came first. */
+  async update(key: string, value: unknown, revision: number): Promise<number> {
+    const data = enc.encode(JSON.stringify(value));
+    const next = await unavailable(() => this.kv.update(key, data, revision));
+    this.apply(key, "PUT", next, data);
+    return next;
+  }
+
+  /** Removes `key` and its value; followers hear of it by the purge marker. */
   async delete(key: string): Promise<void> {
-    const h = headers();
-    h.set("KV-Operation", "PURGE");
-    h.set("Nats-Rollup", "sub");
-    await this.write(key, new Uint8Array(), undefined, h);
+    await unavailable(() => this.kv.purge(key));
+    // the marker's revision is not returned by purge; any revision above the value's removes it locally
+    const cur = this.entries.get(key);
+    if (cur) this.apply(key, "PURGE", cur.revision + 1, new Uint8Array());
   }
 
-  /** Removes every key under `prefix` (keys ending in a token boundary: "dir.abc." removes dir.abc.0, dir.abc.1 …). */
-  async purgePrefix(prefix: string): Promise<void> {
-    await this.bus.jsm.streams.purge(this.stream, { filter: `$KV.${this.name}.${prefix}>` });
-    for (const k of [...this.entries.keys()]) if (k.startsWith(prefix)) this.entries.delete(k);
-  }
-
-  private async write(key: string, data: Uint8Array, expect?: { lastSubjectSequence: number }, h?: MsgHdrs): Promise<number> {
-    let ack;
-    try {
-      ack = await this.bus.js.publish(this.subject(key), data, { expect, headers: h, timeout: 10_000 });
-    } catch (e) {
-      if (jsApiCode(e) !== undefined) throw e;
-      throw new TransientError(`identity store unavailable: ${(e as Error).message}`, undefined, { cause: e });
-    }
-    this.apply(key, { seq: ack.seq, data, headers: h });
-    return ack.seq;
+  /** Removes the markers of keys deleted more than `olderMs` ago (recent ones stay, for followers still catching up). */
+  async compact(olderMs: number): Promise<number> {
+    const bucket = this.kv as KV & { purgeDeletes(olderMillis?: number): Promise<{ purged: number }> };
+    return (await unavailable(() => bucket.purgeDeletes(olderMs))).purged;
   }
 
   async close(): Promise<void> {
-    this.stopped = true;
-    this.stopConsumer?.();
-    await this.consuming?.catch(() => undefined);
+    this.watcher?.stop();
+    await this.following?.catch(() => undefined);
+  }
+}
+
+/** Revision mismatches become RevisionConflict; a JetStream that does not answer becomes a TransientError. */
+async function unavailable<T>(f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    const code = jsApiCode(e);
+    if (code === JsApiCode.StreamWrongLastSequence || code === JsApiCode.StreamWrongLastSequenceUnknown) throw new RevisionConflict("the key changed since it was read", { cause: e });
+    if (code !== undefined) throw e;
+    throw new TransientError(`identity store unavailable: ${(e as Error).message}`, undefined, { cause: e });
   }
 }

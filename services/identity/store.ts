@@ -1,22 +1,25 @@
 /**
- * The identity store: sessions, API tokens, local users and the directory snapshot, in one JetStream KV bucket
- * (kv.ts) that the gateway and the ingest service read alike. JetStream KV because it is durable and the same on the
- * embedded demo and a real cluster, every service already connects to NATS, and a per-key revision gives the local
- * admin a create-once; a revocation reaches every process that follows the bucket within milliseconds.
+ * The identity store: sessions, API tokens, local users and the directory snapshot, in one NATS KV bucket (kv.ts,
+ * on @nats-io/kv) that the gateway and the ingest service read alike. NATS KV because it is durable and the same on
+ * the embedded demo and a real cluster, every service already connects to NATS, and a per-key revision gives the
+ * local admin a create-once and the directory pointer a compare-and-set; a revocation reaches every process that
+ * follows the bucket within milliseconds.
  *
  * A directory sync is stored in a new generation (dir.<gen>.<n> parts) and becomes current only when the pointer
- * dir.current is written after its last part: a sync that fails halfway leaves the pointer, and so the previous users
- * and groups, as they were.
+ * dir.current is written after its last part, at the revision the sync read it at: a sync that fails halfway, or
+ * that another sync overtook, leaves the pointer, and so the current users and groups, as they were.
  */
 import type { z } from "zod";
 import { DirectoryChunk, DirectoryPointer, LocalUser, SessionRecord, TokenRecord } from "../../pipelines/contracts/identity.ts";
 import type { Bus } from "../shared/bus.ts";
 import type { Logger } from "../shared/log.ts";
 import type { DirectorySnapshot, DirectoryUser } from "./directory/port.ts";
-import { KvBucket } from "./kv.ts";
+import { KvMirror, RevisionConflict } from "./kv.ts";
 
 /** A part of a directory snapshot stays well under NATS's default 1 MiB payload. */
 const PART_BYTES = 512 * 1024;
+/** markers of deleted keys are kept this long for followers still catching up, then removed (at most hourly) */
+const MARKER_KEEP_MS = 30 * 60_000;
 const dec = new TextDecoder();
 
 export interface DirectoryView {
@@ -33,22 +36,30 @@ export class IdentityStore {
   private tokensByHash = new Map<string, TokenRecord>();
   private dir: DirectoryView = EMPTY;
   private dirDirty = true;
+  private compactedAt = 0;
+  private readonly changes: ((key: string) => void)[] = [];
 
   private constructor(
-    private readonly kv: KvBucket,
+    private readonly kv: KvMirror,
     private readonly log: Logger,
   ) {
     kv.onChange((key) => {
       if (key.startsWith("token.")) this.indexTokens();
       else if (key === "dir.current") this.dirDirty = true;
+      for (const f of this.changes) f(key);
     });
     this.indexTokens();
   }
 
   /** `tokensOnly`: the ingest service needs the tokens and nothing else. */
   static async open(bus: Bus, log: Logger, opts: { tokensOnly?: boolean } = {}): Promise<IdentityStore> {
-    const kv = await KvBucket.open(bus, bus.topo.buckets.identity, { prefix: opts.tokensOnly ? "token." : undefined });
+    const kv = await KvMirror.open(bus, bus.topo.buckets.identity, { prefix: opts.tokensOnly ? "token." : undefined });
     return new IdentityStore(kv, log);
+  }
+
+  /** `f(key)` after every change to the local copy (a write here, or one another process made) */
+  onChange(f: (key: string) => void): void {
+    this.changes.push(f);
   }
 
   private read<S extends z.ZodType>(schema: S, key: string): z.output<S> | undefined {
@@ -98,7 +109,10 @@ export class IdentityStore {
   async deleteSession(hash: string): Promise<void> {
     await this.kv.delete(`session.${hash}`);
   }
-  /** Removes expired sessions, and kiosk sessions whose token is gone; returns how many. */
+  /**
+   * Removes expired sessions, and kiosk sessions whose token is gone; returns how many. At most hourly it also
+   * removes the markers that deleted keys leave in the bucket, once every follower has had time to see them.
+   */
   async sweepSessions(now: number): Promise<number> {
     let n = 0;
     for (const [key] of [...this.kv.list("session.")]) {
@@ -107,6 +121,10 @@ export class IdentityStore {
         await this.kv.delete(key);
         n++;
       }
+    }
+    if (now - this.compactedAt >= 3_600_000) {
+      this.compactedAt = now;
+      await this.kv.compact(MARKER_KEEP_MS);
     }
     return n;
   }
@@ -117,7 +135,13 @@ export class IdentityStore {
   }
   /** false when the user exists already (another gateway created it first) */
   async createLocalUser(u: LocalUser): Promise<boolean> {
-    return await this.kv.create(`local.${u.login}`, LocalUser.parse(u));
+    try {
+      await this.kv.create(`local.${u.login}`, LocalUser.parse(u));
+      return true;
+    } catch (e) {
+      if (e instanceof RevisionConflict) return false;
+      throw e;
+    }
   }
   async putLocalUser(u: LocalUser): Promise<void> {
     await this.kv.put(`local.${u.login}`, LocalUser.parse(u));
@@ -145,20 +169,18 @@ export class IdentityStore {
       }
       groups += part.groups.length;
     }
-    // parts of older generations (purged by the writer, which followers do not hear of); a newer generation's parts
-    // come after this pointer in the stream, so they are kept
-    const at = this.kv.get("dir.current")!.seq;
-    this.kv.forget((k, e) => k.startsWith("dir.") && k !== "dir.current" && !k.startsWith(`dir.${pointer.gen}.`) && e.seq < at);
     return (this.dir = { pointer, byId, byLogin, groups });
   }
 
   /**
-   * Stores a complete snapshot as a new generation and makes it current; the previous generation's parts are removed
-   * only after that. A failure before the pointer is written leaves the previous generation current.
+   * Stores a complete snapshot as a new generation and makes it current by moving the pointer from the revision read
+   * before the parts were written; the previous generation's parts are removed only after that. A failure before the
+   * pointer moves, or a pointer another sync moved meanwhile (RevisionConflict), leaves the current generation.
    */
   async saveDirectory(s: DirectorySnapshot): Promise<DirectoryPointer> {
     const gen = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
     const previous = this.read(DirectoryPointer, "dir.current");
+    const previousRevision = this.kv.get("dir.current")?.revision ?? 0;
     const parts: DirectoryChunk[] = [];
     let cur: DirectoryChunk = { users: [], groups: [] };
     let bytes = 0;
@@ -174,17 +196,26 @@ export class IdentityStore {
     for (const u of s.users) push(() => cur.users.push(u), JSON.stringify(u).length);
     for (const g of s.groups) push(() => cur.groups.push(g), JSON.stringify(g).length);
     if (cur.users.length || cur.groups.length) parts.push(cur);
+    const pointer: DirectoryPointer = { gen, at: s.at, parts: parts.length, users: s.users.length, groups: s.groups.length };
+    let written = 0;
     try {
-      for (const [i, p] of parts.entries()) await this.kv.put(`dir.${gen}.${i}`, DirectoryChunk.parse(p));
+      for (const [i, p] of parts.entries()) {
+        await this.kv.put(`dir.${gen}.${i}`, DirectoryChunk.parse(p));
+        written = i + 1;
+      }
+      if (previousRevision) await this.kv.update("dir.current", pointer, previousRevision);
+      else await this.kv.create("dir.current", pointer);
     } catch (e) {
-      await this.kv.purgePrefix(`dir.${gen}.`).catch(() => undefined);
+      await this.dropParts(gen, written).catch(() => undefined);
       throw e;
     }
-    const pointer: DirectoryPointer = { gen, at: s.at, parts: parts.length, users: s.users.length, groups: s.groups.length };
-    await this.kv.put("dir.current", pointer);
     this.dirDirty = true;
-    if (previous && previous.gen !== gen) await this.kv.purgePrefix(`dir.${previous.gen}.`).catch((e) => this.log.warn("identity store: old directory generation not removed", { gen: previous.gen, error: String(e) }));
+    if (previous && previous.gen !== gen) await this.dropParts(previous.gen, previous.parts).catch((e) => this.log.warn("identity store: old directory generation not removed", { gen: previous.gen, error: String(e) }));
     return pointer;
+  }
+
+  private async dropParts(gen: string, parts: number): Promise<void> {
+    for (let i = 0; i < parts; i++) await this.kv.delete(`dir.${gen}.${i}`);
   }
 
   async close(): Promise<void> {

@@ -5,10 +5,12 @@
  * another process's copy.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import { Kvm } from "@nats-io/kv";
 import { connectBus, type Bus } from "../../../services/shared/bus.ts";
 import { makeLogger } from "../../../services/shared/log.ts";
 import type { DirectorySnapshot, DirectoryUser } from "../../../services/identity/directory/port.ts";
 import { IdentityStore } from "../../../services/identity/store.ts";
+import { RevisionConflict } from "../../../services/identity/kv.ts";
 import { sha256 } from "../../../services/identity/secrets.ts";
 import { startNats, type NatsServer } from "../../helpers/nats.ts";
 import { uniquePrefix, waitFor } from "../../helpers/tmp.ts";
@@ -51,9 +53,12 @@ function snapshot(tag: string, n: number): DirectorySnapshot {
   return { at: Date.now(), users, groups: [{ id: "g1", dn: "cn=staff,ou=groups,dc=corp,dc=example", name: "staff", members: users.map((u) => u.id) }] };
 }
 
+/** the directory parts that hold a value in the bucket, as any KV client lists them (deleted keys excluded) */
 const partKeys = async (bus: Bus) => {
-  const info = await bus.jsm.streams.info(`KV_${bus.topo.buckets.identity}`, { subjects_filter: `$KV.${bus.topo.buckets.identity}.dir.>` } as never);
-  return Object.keys(info.state.subjects ?? {}).filter((s) => !s.endsWith(".dir.current"));
+  const kv = await new Kvm(bus.js).open(bus.topo.buckets.identity);
+  const out: string[] = [];
+  for await (const k of await kv.keys("dir.>")) if (k !== "dir.current") out.push(k);
+  return out;
 };
 
 test("a good save becomes current for every follower; a save that fails halfway leaves the previous one, with no parts left over", async () => {
@@ -74,7 +79,7 @@ test("a good save becomes current for every follower; a save that fails halfway 
   }
   const left = await partKeys(a);
   expect(left.length).toBe(first.parts);
-  expect(left.every((k) => k.includes(`.dir.${first.gen}.`))).toBe(true);
+  expect(left.every((k) => k.startsWith(`dir.${first.gen}.`))).toBe(true);
 
   const second = await writer.saveDirectory(snapshot("new", 10));
   await waitFor(() => follower.directory().pointer?.gen === second.gen, "the follower has the second generation");
@@ -82,7 +87,7 @@ test("a good save becomes current for every follower; a save that fails halfway 
   // the first generation's parts are gone from the bucket
   const now = await partKeys(a);
   expect(now.length).toBe(second.parts);
-  expect(now.every((k) => k.includes(`.dir.${second.gen}.`))).toBe(true);
+  expect(now.every((k) => k.startsWith(`dir.${second.gen}.`))).toBe(true);
 });
 
 test("a token and its revocation reach another process's copy", async () => {
@@ -102,4 +107,21 @@ test("the local admin is created once, even by two gateways at the same moment",
   const u = { login: "admin", role: "admin" as const, hash: "x", createdAt: 1 };
   const results = await Promise.all([writer.createLocalUser(u), follower.createLocalUser({ ...u, hash: "y" })]);
   expect(results.sort()).toEqual([false, true]);
+});
+
+test("two syncs that read the same pointer: the first to move it wins, the other is refused and leaves no parts", async () => {
+  const before = writer.directory().pointer!;
+  await waitFor(() => follower.directory().pointer?.gen === before.gen, "both copies have the same pointer");
+  const results = await Promise.allSettled([writer.saveDirectory(snapshot("racea", 20)), follower.saveDirectory(snapshot("raceb", 30))]);
+  const won = results.filter((r) => r.status === "fulfilled");
+  const lost = results.filter((r) => r.status === "rejected");
+  expect(won.length).toBe(1);
+  expect(lost.length).toBe(1);
+  expect((lost[0] as PromiseRejectedResult).reason).toBeInstanceOf(RevisionConflict);
+  const winner = (won[0] as PromiseFulfilledResult<{ gen: string; users: number }>).value;
+  await waitFor(() => writer.directory().pointer?.gen === winner.gen && follower.directory().pointer?.gen === winner.gen, "both copies follow the winner");
+  expect(follower.directory().byId.size).toBe(winner.users);
+  const parts = await partKeys(a);
+  expect(parts.length).toBeGreaterThan(0);
+  expect(parts.every((k) => k.startsWith(`dir.${winner.gen}.`))).toBe(true);
 });

@@ -21,6 +21,8 @@
  *
  * KV bucket <PREFIX>_IDENTITY (stream KV_<PREFIX>_IDENTITY, services/identity/kv.ts): sessions, API tokens, local
  * users and the directory snapshot, read by the gateway and the ingest service.
+ * KV bucket <PREFIX>_BROKER (@nats-io/kv, services/broker/store.ts): the service broker's instances, bindings and
+ * their operations.
  *
  * Core NATS, no stream: worker heartbeats, run status events, the placement table, and the request/reply subjects
  * (<prefix>.rpc.*). None of them may fall under a stream's subjects (test/unit/contracts/streams.test.ts checks).
@@ -99,6 +101,8 @@ export interface Topology {
     drift: string;
     /** core NATS request/reply: RegistryRequest → RegistryReply, answered by the registry service */
     registryRpc: string;
+    /** core NATS request/reply: anything → exporters.status.v1, answered by the exporter service (when it runs) */
+    exportersRpc: string;
     jobs: {
       /** every run of the JOBS stream */
       all: string;
@@ -128,7 +132,7 @@ export interface Topology {
     drift: StreamSpec;
   };
   /** JetStream KV buckets (opened by their users, not by ensureStreams) */
-  buckets: { identity: string };
+  buckets: { identity: string; broker: string };
   /** durables with fixed names; created with the streams when a service connects */
   consumers: {
     topology: ConsumerSpec;
@@ -178,6 +182,7 @@ export function topologyFor(prefix = "orrery"): Topology {
     registry: (type) => `${prefix}.registry.v1.${subjectToken(type)}`,
     drift: `${prefix}.registry.drift.v1`,
     registryRpc: `${prefix}.rpc.registry`,
+    exportersRpc: `${prefix}.rpc.exporters`,
     jobs: {
       all: `${prefix}.jobs.v1.>`,
       queue: (type) => `${prefix}.jobs.v1.${type}.any`,
@@ -222,7 +227,7 @@ export function topologyFor(prefix = "orrery"): Topology {
     prefix,
     subjects,
     streams,
-    buckets: { identity: `${P}_IDENTITY` },
+    buckets: { identity: `${P}_IDENTITY`, broker: `${P}_BROKER` },
     // maxDeliver -1 everywhere: past max_deliver JetStream stops delivering a message without a trace. A store outage
     // is waited out by the consumer (services/shared/bus.ts failureHandler); a message that keeps failing on its own
     // is dead-lettered by the app after DEFAULT_MAX_ATTEMPTS deliveries.
@@ -283,4 +288,26 @@ export interface JobsTopology {
 export function jobsTopology(topo: Topology | string): JobsTopology {
   const t = typeof topo === "string" ? topologyFor(topo) : topo;
   return { stream: t.streams.jobs.name, subjects: t.subjects.jobs, durable: t.jobConsumers.durable };
+}
+
+/**
+ * The durables of one ITSM exporter (services/exporters): one per stream it follows, created by the exporter service.
+ * ack_wait is generous and max_deliver unlimited: a vendor outage is waited out in place (failureHandler holds the
+ * batch), and a message the vendor refuses is dead-lettered by the app with the vendor's answer.
+ */
+export function exporterConsumers(topo: Topology, name: string): { topology: ConsumerSpec; health: ConsumerSpec; registry: ConsumerSpec } {
+  const spec = (stream: StreamSpec, what: string, filterSubject: string): ConsumerSpec => ({
+    stream: stream.name,
+    durable: `exporter-${name}-${what}`,
+    filterSubject,
+    ackWaitMs: 120_000,
+    maxDeliver: -1,
+    maxAckPending: 1000,
+    maxAttempts: 5,
+  });
+  return {
+    topology: spec(topo.streams.topology, "topology", topo.subjects.topologyDelta),
+    health: spec(topo.streams.health, "health", topo.subjects.health),
+    registry: spec(topo.streams.registry, "registry", `${topo.prefix}.registry.v1.>`),
+  };
 }

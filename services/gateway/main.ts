@@ -17,6 +17,8 @@ import { graphRoutes } from "./routes/graph.ts";
 import { viewRoutes } from "./routes/view.ts";
 import { ViewHub } from "./views.ts";
 import { registryRoutes } from "./routes/registry.ts";
+import { exporterRoutes } from "./routes/exporters.ts";
+import { asyncApiRoutes } from "./routes/asyncapi.ts";
 
 const cfg = parseEnv(z.object({ ...BusKeys, ...LogKeys, ...ClickHouseKeys, ...GatewayKeys, ...MetricsTtlKeys, ...HistoryTtlKeys, ...AuthKeys, ...IdentityKeys, ...DirectoryKeys }), process.env);
 const log = makeLogger("gateway", cfg.ORRERY_LOG_QUIET === "1");
@@ -40,7 +42,7 @@ const views = new ViewHub({ mirror, health, history, log });
 // a port in use ends the gateway with one line naming ORRERY_GATEWAY_PORT (the demo then picks another)
 const server = await listenOrExit({ service: "gateway", host: cfg.ORRERY_GATEWAY_HOST, port: cfg.ORRERY_GATEWAY_PORT, setting: "ORRERY_GATEWAY_PORT" }, () => startGatewayServer({ bus, mirror, log, host: cfg.ORRERY_GATEWAY_HOST, port: cfg.ORRERY_GATEWAY_PORT, dashboardDir: cfg.ORRERY_DASHBOARD_DIR,
   auth: identity?.gate ?? openGate(),
-  extraRoutes: { ...(identity?.routes ?? authOffRoutes()), ...metricsRoutes({ series, standIn: listenerStandIn(mirror) }), ...alertRoutes(bus), ...graphRoutes({ mirror, history, log, alertEntities: alertEntitiesOf(bus) }), ...viewRoutes({ views }), ...registryRoutes({ bus, groupsOf: (login) => identity?.identity.store.directory().byLogin.get(login.toLowerCase())?.groups ?? [] }) },
+  extraRoutes: { ...(identity?.routes ?? authOffRoutes()), ...metricsRoutes({ series, standIn: listenerStandIn(mirror) }), ...alertRoutes(bus), ...graphRoutes({ mirror, history, log, alertEntities: alertEntitiesOf(bus) }), ...viewRoutes({ views }), ...registryRoutes({ bus, groupsOf: (login) => identity?.identity.store.directory().byLogin.get(login.toLowerCase())?.groups ?? [] }), ...exporterRoutes(bus), ...asyncApiRoutes({ prefix: cfg.ORRERY_PREFIX, gatewayHost: `${cfg.ORRERY_GATEWAY_HOST}:${cfg.ORRERY_GATEWAY_PORT}` }) },
   health,
   views,
 }));

@@ -71,6 +71,8 @@ try {
   await sup.start(serviceSpec("jobs", { ...env, ORRERY_WORKER_ID: "local" }));
   // A simulated estate beside the real host, so the demo has something to show (ORRERY_SIMULATE=0 turns it off).
   if (process.env.ORRERY_SIMULATE !== "0") await sup.start(serviceSpec("simulator", env));
+  // ITSM exporters only when a configuration names them (services/exporters; secrets come from the environment)
+  if (process.env.ORRERY_EXPORTERS_CONFIG) await sup.start(serviceSpec("exporters", { ...(process.env as Record<string, string>), ...env }));
   process.stdout.write(`${JSON.stringify({ event: "ready", service: "orrery", dashboard: gw.url, nats: env.NATS_URL, clickhouse: env.CLICKHOUSE_URL, ingest: ingest.url, auth: gw.auth })}\n`);
   process.stderr.write(`\n  Orrery is running.\n  Dashboard:  ${gw.url}\n${howToLogIn(gw)}  NATS:       ${env.NATS_URL}\n  ClickHouse: ${env.CLICKHOUSE_URL}\n  Ingest:     ${ingest.url}  (Alertmanager webhook /api/alerts/alertmanager, remote_write /api/v1/write${gw.auth === "off" ? "" : "; each needs an ingest token: orrery token create --kind ingest --source alertmanager"})\n  Data:       ${cfg.ORRERY_DATA_DIR}\n  Ctrl-C stops everything.\n\n`);
 } catch (e) {

@@ -1,0 +1,208 @@
+/**
+ * One ITSM exporter: a JetStream durable on the TOPOLOGY stream and one on the HEALTH stream, feeding a vendor
+ * adapter. A first run backfills from a topology snapshot (every mapped node, then every mapped edge) and records its
+ * rev; deltas up to that rev are then skipped, later ones exported in rev order. Each stream is handled in order,
+ * one message after the other, so an entity's changes reach the vendor in the order they happened. What was sent is
+ * remembered (state.ts): a retried batch or a restarted exporter sends nothing twice. A vendor outage (timeouts, 429,
+ * 5xx) holds the batch in place and retries it (services/shared/bus.ts failureHandler); a refusal (other 4xx)
+ * dead-letters the message with the vendor's answer.
+ */
+import type { ExporterConfig, ExporterStatus } from "../../pipelines/contracts/exporters.ts";
+import { HealthDelta } from "../../pipelines/contracts/health.ts";
+import { TopologyDelta, type TopoEdge, type TopologySnapshot, type TopoNode } from "../../pipelines/contracts/topology.ts";
+import { exporterConsumers } from "../../pipelines/streams.ts";
+import { ensureConsumer, PermanentError, runConsumer, type Bus, type ConsumerHandle, type Decoded } from "../shared/bus.ts";
+import type { Logger } from "../shared/log.ts";
+import type { VendorAdapter } from "./adapter.ts";
+import type { HttpCounters } from "./http.ts";
+import { digest, mapEdge, mapIncident, mapNode, wantsIncident, type MappedCi } from "./map.ts";
+import type { ExportState } from "./state.ts";
+
+export interface ExporterDeps {
+  bus: Bus;
+  cfg: ExporterConfig;
+  adapter: VendorAdapter;
+  state: ExportState;
+  counters: HttpCounters;
+  log: Logger;
+  /** the topology snapshot for the first run (services/topology/client.ts fetchSnapshot) */
+  snapshot: () => Promise<TopologySnapshot>;
+}
+
+export class Exporter {
+  private phase: ExporterStatus["phase"] = "backfill";
+  private rev = 0;
+  private floor = 0;
+  private exported = 0;
+  private deadLettered = 0;
+  private lastError: string | null = null;
+  private lag: Record<string, number> = { topology: 0, health: 0 };
+  private handles: ConsumerHandle[] = [];
+  private lagTimer: ReturnType<typeof setInterval> | null = null;
+  /** nodes seen (snapshot and deltas): an incident names its entity */
+  private readonly nodes = new Map<string, Pick<TopoNode, "id" | "kind" | "name" | "source" | "props">>();
+
+  constructor(private readonly d: ExporterDeps) {}
+
+  get name() {
+    return this.d.cfg.name;
+  }
+
+  async start(): Promise<void> {
+    const { bus, cfg, state, log } = this.d;
+    const specs = exporterConsumers(bus.topo, cfg.name);
+    // the durables first: deltas published during the backfill wait in them
+    await ensureConsumer(bus.jsm, specs.topology);
+    await ensureConsumer(bus.jsm, specs.health);
+    const done = await state.backfilledRev();
+    if (done === undefined) {
+      const snap = await this.d.snapshot();
+      log.info("exporter backfill", { exporter: cfg.name, rev: snap.rev, nodes: snap.nodes.length, edges: snap.edges.length });
+      for (const n of snap.nodes) await this.upsertNode(n);
+      for (const e of snap.edges) await this.upsertEdge(e);
+      await state.setBackfilledRev(snap.rev);
+      this.floor = snap.rev;
+    } else this.floor = done;
+    this.rev = this.floor;
+    this.phase = "following";
+    const onError = (e: unknown) => {
+      this.lastError = e instanceof Error ? e.message : String(e);
+    };
+    this.handles.push(await runConsumer(bus, specs.topology, TopologyDelta, "topology.delta.v1", (b) => this.onTopology(b), { maxBatch: 50, onError }));
+    this.handles.push(await runConsumer(bus, specs.health, HealthDelta, "health.delta.v1", (b) => this.onHealth(b), { maxBatch: 50, onError }));
+    const poll = async () => {
+      // what the vendor refused, counted where it went: the dead-letter subjects of this exporter's durables
+      let dead = 0;
+      for (const s of [specs.topology, specs.health]) {
+        const subj = bus.topo.subjects.dlq(s.durable);
+        const i = await bus.jsm.streams.info(bus.topo.streams.dlq.name, { subjects_filter: subj }).catch(() => null);
+        dead += i?.state.subjects?.[subj] ?? 0;
+      }
+      this.deadLettered = dead;
+      for (const [k, s] of [["topology", specs.topology], ["health", specs.health]] as const) {
+        const i = await bus.jsm.consumers.info(s.stream, s.durable).catch(() => null);
+        if (i) this.lag[k] = i.num_pending + i.num_ack_pending;
+      }
+    };
+    await poll();
+    this.lagTimer = setInterval(() => void poll(), 1000);
+  }
+
+  async stop(): Promise<void> {
+    if (this.lagTimer) clearInterval(this.lagTimer);
+    for (const h of this.handles) await h.stop();
+    this.phase = "stopped";
+  }
+
+  status(): ExporterStatus {
+    const c = this.d.counters;
+    return {
+      name: this.d.cfg.name,
+      vendor: this.d.cfg.vendor,
+      phase: this.phase,
+      rev: this.rev,
+      lag: { ...this.lag },
+      requests: c.requests,
+      retries: c.retries,
+      errors: c.errors,
+      deadLettered: this.deadLettered,
+      exported: this.exported,
+      lastError: this.lastError,
+    };
+  }
+
+  private async onTopology(batch: Decoded<TopologyDelta>[]): Promise<void> {
+    for (const { value: d } of batch) {
+      if (d.rev <= this.floor) continue;
+      for (const n of d.nodesUpserted) await this.upsertNode(n);
+      for (const e of d.edgesUpserted) await this.upsertEdge(e);
+      for (const id of d.edgesRemoved) await this.removeEdge(id);
+      for (const id of d.nodesRemoved) await this.removeNode(id);
+      this.rev = Math.max(this.rev, d.rev);
+    }
+  }
+
+  private async onHealth(batch: Decoded<HealthDelta>[]): Promise<void> {
+    const { adapter, cfg, state } = this.d;
+    if (!adapter.openIncident || !adapter.resolveIncident || !cfg.incidents.enabled) return;
+    for (const { value: d } of batch) {
+      for (const h of d.entities) {
+        const open = await state.get("inc", h.id);
+        const known = this.nodes.get(h.id);
+        const ci = known ? null : (await state.get("ci", h.id))?.ci;
+        const entity = known ?? { id: h.id, kind: (ci?.kind ?? "external") as TopoNode["kind"], name: ci?.name ?? h.id, source: "", props: {} };
+        const inc = mapIncident(cfg, entity, h.health, h.alerts);
+        if (wantsIncident(cfg, h.health)) {
+          if (open?.x) continue;
+          const ciEntry = await state.get("ci", h.id);
+          await state.put("inc", h.id, { x: null, h: digest(inc) });
+          const id = await adapter.openIncident(inc, ciEntry?.x ?? undefined);
+          await state.put("inc", h.id, { x: id, h: digest(inc) });
+          this.exported++;
+        } else if (open) {
+          if (open.x) await adapter.resolveIncident(inc, open.x);
+          await state.remove("inc", h.id);
+          this.exported++;
+        }
+      }
+    }
+  }
+
+  private async upsertNode(n: TopoNode): Promise<void> {
+    this.nodes.set(n.id, { id: n.id, kind: n.kind, name: n.name, source: n.source, props: n.props });
+    const ci = mapNode(this.d.cfg, n);
+    if (!ci) return;
+    const { state, adapter } = this.d;
+    const h = digest(ci);
+    const had = await state.get("ci", n.id);
+    if (had?.x && had.h === h) return;
+    let known = had?.x ?? undefined;
+    // a create that may have reached the vendor before a crash: look for it before creating again
+    if (had && !had.x && adapter.findCi) known = await adapter.findCi(ci);
+    if (!known) await state.put("ci", n.id, { x: null, h, ci });
+    const id = await adapter.upsertCi(ci, known);
+    await state.put("ci", n.id, { x: id, h, ci });
+    this.exported++;
+  }
+
+  private async upsertEdge(e: TopoEdge): Promise<void> {
+    const rel = mapEdge(this.d.cfg, e);
+    if (!rel) return;
+    const { state, adapter } = this.d;
+    const h = digest(rel);
+    const had = await state.get("rel", e.id);
+    if (had?.x && had.h === h) return;
+    const [src, dst] = [await state.get("ci", e.src), await state.get("ci", e.dst)];
+    // an end of an unmapped kind: the relation has nothing to point at (not an error)
+    if (!src || !dst) {
+      if (mapNode(this.d.cfg, { id: e.src, kind: this.nodes.get(e.src)?.kind ?? "external", name: "", source: "", props: {} }) === null) return;
+      if (mapNode(this.d.cfg, { id: e.dst, kind: this.nodes.get(e.dst)?.kind ?? "external", name: "", source: "", props: {} }) === null) return;
+      throw new PermanentError(`relation ${e.id}: an end was never exported (${!src ? e.src : e.dst}); see the dead-lettered item`);
+    }
+    if (!src.x || !dst.x) throw new PermanentError(`relation ${e.id}: an end has no external id yet`);
+    const id = await adapter.relate(rel, { src: { id: src.x, ci: src.ci ?? null }, dst: { id: dst.x, ci: dst.ci ?? null } }, had?.x ?? undefined);
+    await state.put("rel", e.id, { x: id, h, rel: { type: rel.type, src: src.x, dst: dst.x } });
+    this.exported++;
+  }
+
+  private async removeEdge(id: string): Promise<void> {
+    const { state, adapter } = this.d;
+    const had = await state.get("rel", id);
+    if (!had) return;
+    if (had.x && had.rel) await adapter.unrelate({ ref: id, type: had.rel.type, externalId: had.x, src: had.rel.src, dst: had.rel.dst });
+    await state.remove("rel", id);
+    this.exported++;
+  }
+
+  private async removeNode(id: string): Promise<void> {
+    const { state, adapter } = this.d;
+    this.nodes.delete(id);
+    const had = await state.get("ci", id);
+    if (!had) return;
+    if (had.x && had.ci) await adapter.retireCi({ ref: id, class: had.ci.class, externalId: had.x });
+    await state.remove("ci", id);
+    this.exported++;
+  }
+}
+
+export type { MappedCi };

@@ -15,7 +15,7 @@ import { healthStateFrames, SocketSender, topologySnapshotFrames } from "./snaps
 import type { ServerWebSocket } from "bun";
 import type { TopologyDelta } from "../../pipelines/contracts/topology.ts";
 import type { HealthDelta } from "../../pipelines/contracts/health.ts";
-import type { Gate } from "../identity/client.ts";
+import type { Gate, SocketLease } from "../identity/client.ts";
 import { leaveRawStream, type ViewHub } from "./views.ts";
 
 /** Read-only Cypher is answered by the graph store's owner (the topology service) over NATS request/reply. */
@@ -46,6 +46,9 @@ interface SocketData {
   viewOnly?: boolean;
   /** set in `open` */
   sender?: SocketSender;
+  /** the credentials it was opened with: the socket is closed when they end (logout, revocation, expiry) */
+  lease?: SocketLease;
+  unwatch?: () => void;
 }
 
 export function startGatewayServer(deps: {
@@ -95,7 +98,7 @@ export function startGatewayServer(deps: {
       if (url.pathname === "/ws") {
         const denied = deps.auth.checkUpgrade(req, srv);
         if (denied) return denied;
-        if (srv.upgrade(req, { data: { openedAt: Date.now(), viewOnly: url.searchParams.has("view") } })) return undefined;
+        if (srv.upgrade(req, { data: { openedAt: Date.now(), viewOnly: url.searchParams.has("view"), lease: deps.auth.lease(req) } })) return undefined;
         return new Response("expected a WebSocket upgrade", { status: 426 });
       }
       if (url.pathname.startsWith("/api/")) return Response.json({ error: `no such endpoint: ${url.pathname}` }, { status: 404 });
@@ -107,6 +110,7 @@ export function startGatewayServer(deps: {
       backpressureLimit,
       closeOnBackpressureLimit: false,
       open(ws) {
+        ws.data.unwatch = ws.data.lease?.watch((code, reason) => ws.close(code, reason));
         const sender = new SocketSender(ws, {
           backpressureLimit,
           onSlow: (s) => deps.log.warn("slow WebSocket client closed", { remote: ws.remoteAddress, ...s }),
@@ -135,6 +139,7 @@ export function startGatewayServer(deps: {
         }
       },
       close(ws, code, reason) {
+        ws.data.unwatch?.();
         sockets.delete(ws);
         if (ws.data.sender) deps.views?.close(ws.data.sender);
         const { sender } = ws.data;

@@ -19,7 +19,7 @@ import { IdentityStore } from "./store.ts";
 
 export { AuthError } from "./errors.ts";
 export { DirectoryKeys } from "./directory/config.ts";
-export { authGate, openGate, principalOf, need, type Gate, type RouteRule } from "./gate.ts";
+export { authGate, openGate, principalOf, need, CLOSE_CREDENTIALS_ENDED, type Gate, type RouteRule, type SocketLease } from "./gate.ts";
 export { Identity, credentialsOf, SESSION_COOKIE, type Principal } from "./identity.ts";
 export { IngestTokens, ingestAuthOff, type IngestAuth, type IngestDoor } from "./ingest-auth.ts";
 export { authOffRoutes } from "./routes.ts";
@@ -67,7 +67,7 @@ export async function startIdentity(o: { bus: Bus; log: Logger; env: IdentityEnv
   );
   await identity.start();
   const sync = directory && ldap ? startDirectorySync({ directory, sink: identity.syncSink, intervalMs: ldap.syncIntervalMs, log: o.log }) : null;
-  const gate = authGate(identity);
+  const gate = authGate(identity, { trustedProxies: e.ORRERY_TRUSTED_PROXIES });
   const routes: Routes = { ...identityRoutes(identity, gate, { secureCookie: e.ORRERY_AUTH_SECURE_COOKIE }) };
   // a sync on demand (after a change in the directory), answered with its outcome
   if (sync) routes["/api/auth/sync"] = { POST: async () => Response.json(await sync.runNow()) };

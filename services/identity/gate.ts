@@ -1,14 +1,16 @@
 /**
  * The gateway's one door check. `guard(routes)` wraps every route of the route table, so a route added later is
  * covered without a line of its own: it needs the role the policy below names for it, or by default viewer to read
- * (GET) and admin for anything else. The WebSocket upgrade needs a viewer. With ORRERY_AUTH=off every door is open
- * (and the gateway says so at every start).
+ * (GET) and admin for anything else. The WebSocket upgrade needs a viewer, and a socket stays open only as long as
+ * the credentials it was opened with (`lease`): a logout, a revoked token, an expired session or a disabled user
+ * closes it. With ORRERY_AUTH=off every door is open (and the gateway says so at every start).
  */
 import type { Server } from "bun";
 import { atLeast, type Role } from "../../pipelines/contracts/identity.ts";
 import type { Handler, Routes } from "../shared/http.ts";
 import { AuthError } from "./errors.ts";
-import type { Identity, Principal } from "./identity.ts";
+import { credentialsOf, type Credentials, type Identity, type Principal } from "./identity.ts";
+import { TrustedProxies } from "./proxy.ts";
 
 export type Need = Role | "public";
 type Method = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
@@ -60,27 +62,51 @@ const addresses = new WeakMap<Request, string>();
 export const principalOf = (req: Request): Principal | undefined => principals.get(req);
 export const addressOf = (req: Request): string => addresses.get(req) ?? "unknown";
 
+/** WebSocket close code for credentials that ended (the 4xxx range is the application's; 4401 reads as HTTP 401) */
+export const CLOSE_CREDENTIALS_ENDED = 4401;
+
+/** The credentials an upgraded socket was opened with, kept in its data from the upgrade on. */
+export interface SocketLease {
+  /** calls `end(code, reason)` once when those credentials end; returns the function that stops watching */
+  watch(end: (code: number, reason: string) => void): () => void;
+}
+
+export interface GateOptions {
+  /** proxies whose X-Forwarded-For names the client (ORRERY_TRUSTED_PROXIES) */
+  trustedProxies?: readonly string[];
+  /** how often sockets are checked for credentials that ran out by time alone (default 5 s) */
+  expiryCheckMs?: number;
+}
+
 export interface Gate {
   readonly mode: "on" | "off";
   /** every route wrapped with its role check */
   guard(routes: Routes): Routes;
   /** a denial for a WebSocket upgrade (401/403), or null to let it through */
   checkUpgrade(req: Request, srv: Server<unknown>): Response | null;
+  /** the lease of a socket upgraded from `req` (after checkUpgrade let it through) */
+  lease(req: Request): SocketLease;
   /** the rules of every route guarded so far (GET /api/auth/routes) */
   rules(): RouteRule[];
 }
 
 const OFF: Principal = { login: "anonymous", role: "admin", via: "off" };
+const NO_LEASE: SocketLease = { watch: () => () => undefined };
 
 abstract class BaseGate implements Gate {
   abstract readonly mode: "on" | "off";
   private table: RouteRule[] = [];
+  private readonly proxies: TrustedProxies;
+
+  constructor(o: GateOptions) {
+    this.proxies = new TrustedProxies(o.trustedProxies);
+  }
 
   protected abstract principal(req: Request): Principal | null;
 
   /** throws AuthError when `req` may not pass a door that needs `n` */
   check(req: Request, n: Need, srv?: Server<unknown>): void {
-    if (srv) addresses.set(req, srv.requestIP(req)?.address ?? "unknown");
+    if (srv) addresses.set(req, this.proxies.clientOf(srv.requestIP(req)?.address ?? "unknown", req.headers.get("x-forwarded-for")));
     let p: Principal | null;
     try {
       p = this.principal(req);
@@ -134,15 +160,78 @@ abstract class BaseGate implements Gate {
   rules(): RouteRule[] {
     return [...this.table];
   }
+
+  lease(_req: Request): SocketLease {
+    return NO_LEASE;
+  }
+}
+
+interface Watched {
+  credentials: Credentials;
+  end(code: number, reason: string): void;
 }
 
 class IdentityGate extends BaseGate {
   readonly mode = "on";
-  constructor(private readonly identity: Identity) {
-    super();
+  private readonly watched = new Set<Watched>();
+  private recheckQueued = false;
+  private expiryTimer?: ReturnType<typeof setInterval>;
+
+  constructor(
+    private readonly identity: Identity,
+    private readonly o: GateOptions,
+  ) {
+    super(o);
+    // any change to the bucket may end a socket's credentials (a logout, a revocation, a sync that disabled a user);
+    // the changes of one tick are checked once
+    identity.store.onChange(() => {
+      if (this.recheckQueued || this.watched.size === 0) return;
+      this.recheckQueued = true;
+      setTimeout(() => {
+        this.recheckQueued = false;
+        this.recheck();
+      }, 0);
+    });
   }
+
   protected principal(req: Request): Principal | null {
     return this.identity.principal(req);
+  }
+
+  override lease(req: Request): SocketLease {
+    const credentials = credentialsOf(req);
+    return {
+      watch: (end) => {
+        const w: Watched = { credentials, end };
+        this.watched.add(w);
+        // an expiry is no change to the bucket: a timer looks for those while any socket is open
+        this.expiryTimer ??= setInterval(() => this.recheck(), this.o.expiryCheckMs ?? 5000);
+        this.expiryTimer.unref?.();
+        return () => this.unwatch(w);
+      },
+    };
+  }
+
+  private unwatch(w: Watched) {
+    this.watched.delete(w);
+    if (this.watched.size === 0 && this.expiryTimer) {
+      clearInterval(this.expiryTimer);
+      this.expiryTimer = undefined;
+    }
+  }
+
+  private recheck() {
+    for (const w of [...this.watched]) {
+      let ok: boolean;
+      try {
+        ok = this.identity.principalFor(w.credentials) !== null;
+      } catch {
+        ok = false;
+      }
+      if (ok) continue;
+      this.unwatch(w);
+      w.end(CLOSE_CREDENTIALS_ENDED, w.credentials.bearer !== undefined ? "token revoked or expired" : "session ended: log in again");
+    }
   }
 }
 
@@ -153,6 +242,6 @@ class OpenGate extends BaseGate {
   }
 }
 
-export const authGate = (identity: Identity): Gate => new IdentityGate(identity);
+export const authGate = (identity: Identity, o: GateOptions = {}): Gate => new IdentityGate(identity, o);
 /** ORRERY_AUTH=off: every door open, every caller an admin. */
-export const openGate = (): Gate => new OpenGate();
+export const openGate = (): Gate => new OpenGate({});

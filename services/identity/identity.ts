@@ -114,7 +114,11 @@ export class Identity {
 
   /** The principal of a request; null when it carries no credentials; AuthError bad_credentials when they are wrong. */
   principal(req: Request): Principal | null {
-    const c = credentialsOf(req);
+    return this.principalFor(credentialsOf(req));
+  }
+
+  /** principal() for credentials already taken from a request (a WebSocket's, checked again while it is open) */
+  principalFor(c: Credentials): Principal | null {
     if (c.bearer !== undefined) {
       const p = this.tokenPrincipal(c.bearer);
       if (!p) throw new AuthError("bad_credentials", "invalid, expired or revoked token");

@@ -3,6 +3,7 @@
  * keys it reads (`parseEnv(z.object({ ...BusKeys, ...LogKeys, MY_KEY: … }), process.env)`); the keys more than one
  * service reads are declared here, once.
  */
+import { isIP } from "node:net";
 import { resolve } from "node:path";
 import { z } from "zod";
 import { formatIssue, formatIssues } from "../../pipelines/issues.ts";
@@ -95,6 +96,23 @@ export const IdentityKeys = {
   ORRERY_ADMIN_LOGIN: z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/, "letters, digits, _ . and - only").default("admin"),
   /** the local admin's password; unset: generated at first start and printed once */
   ORRERY_ADMIN_PASSWORD: z.string().min(12, "at least 12 characters").optional(),
+  /**
+   * reverse proxies whose X-Forwarded-For names the client (for the per-address limits): addresses and CIDRs,
+   * comma-separated; empty: the peer is the client, and X-Forwarded-For is ignored
+   */
+  ORRERY_TRUSTED_PROXIES: z
+    .string()
+    .default("")
+    .transform((text, ctx) => {
+      const entries = text.split(",").map((e) => e.trim()).filter(Boolean);
+      for (const e of entries) {
+        const [address = "", bits, extra] = e.split("/");
+        const max = isIP(address) === 4 ? 32 : isIP(address) === 6 ? 128 : 0;
+        if (!max || extra !== undefined || (bits !== undefined && !(/^\d{1,3}$/.test(bits) && Number(bits) <= max)))
+          ctx.addIssue({ code: "custom", message: `"${e}" is not an IP address or CIDR (e.g. 10.0.0.0/8, 127.0.0.1, ::1, fd00::/8)` });
+      }
+      return entries;
+    }),
 };
 
 export type BusConfig = z.output<z.ZodObject<typeof BusKeys>>;

@@ -13,7 +13,7 @@ import { sha256 } from "../../../services/identity/secrets.ts";
 import { connectBus, type Bus } from "../../../services/shared/bus.ts";
 import { makeLogger } from "../../../services/shared/log.ts";
 import { slapdMissing, startSlapd, type TestSlapd } from "../../helpers/ldap.ts";
-import { createToken, LDAP_USERS, ldapEnv, login, startAuthStack, type AuthStack } from "./stack.ts";
+import { createToken, LDAP_USERS, ldapEnv, login, openSocket, startAuthStack, within, type AuthStack } from "./stack.ts";
 
 const noSlapd = slapdMissing();
 let slapd: TestSlapd | undefined;
@@ -186,6 +186,42 @@ describe("the WebSocket", () => {
     // the upgrade's refusal says why, as any door does
     const res = await fetch(`${stack.gateway}/ws`, { headers: { upgrade: "websocket", connection: "Upgrade", "sec-websocket-version": "13", "sec-websocket-key": btoa("0123456789abcdef") } });
     expect(res.status).toBe(401);
+  });
+
+  test("an open socket is closed (4401, with the reason) when its session ends or its token is revoked; others stay open", async () => {
+    const l = await login(stack.gateway, stack.admin.login, stack.admin.password);
+    secrets.push(l.cookie!.split("=")[1]!);
+    const api = await createToken(stack.gateway, { cookie: adminCookie }, { kind: "api", name: "ws-api", role: "viewer" });
+    const kiosk = await createToken(stack.gateway, { cookie: adminCookie }, { kind: "kiosk", name: "ws-tv" });
+    secrets.push(api.token, kiosk.token);
+    const k = await fetch(`${stack.gateway}/kiosk?token=${kiosk.token}`, { redirect: "manual" });
+    const kioskCookie = k.headers.get("set-cookie")!.split(";")[0]!;
+
+    const bySession = await openSocket(stack.gateway, { cookie: l.cookie! });
+    const byToken = await openSocket(stack.gateway, { authorization: `Bearer ${api.token}` });
+    const byKiosk = await openSocket(stack.gateway, { cookie: kioskCookie });
+    const bystander = await openSocket(stack.gateway, creds.get("viewer token")!);
+
+    expect((await fetch(`${stack.gateway}/api/logout`, { method: "POST", headers: { cookie: l.cookie! } })).status).toBe(200);
+    expect(await within(bySession.closed, 5000)).toEqual({ code: 4401, reason: "session ended: log in again" });
+
+    expect((await fetch(`${stack.gateway}/api/tokens/${api.id}`, { method: "DELETE", headers: { cookie: adminCookie } })).status).toBe(200);
+    expect(await within(byToken.closed, 5000)).toEqual({ code: 4401, reason: "token revoked or expired" });
+
+    // a kiosk's session lives as long as its token
+    expect((await fetch(`${stack.gateway}/api/tokens/${kiosk.id}`, { method: "DELETE", headers: { cookie: adminCookie } })).status).toBe(200);
+    expect(await within(byKiosk.closed, 5000)).toEqual({ code: 4401, reason: "session ended: log in again" });
+
+    // revocation made by another process (straight into the bucket, as a second gateway would)
+    const direct = await createToken(stack.gateway, { cookie: adminCookie }, { kind: "api", name: "ws-direct", role: "viewer" });
+    secrets.push(direct.token);
+    const byDirect = await openSocket(stack.gateway, { authorization: `Bearer ${direct.token}` });
+    await store.deleteToken(direct.id);
+    expect(await within(byDirect.closed, 5000)).toEqual({ code: 4401, reason: "token revoked or expired" });
+
+    expect(await within(bystander.closed, 300)).toBe("still open");
+    expect(bystander.ws.readyState).toBe(WebSocket.OPEN);
+    bystander.ws.close();
   });
 });
 

@@ -5,7 +5,7 @@
  * and per address (429 with Retry-After, even for the right password then). No password is ever logged.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { login, startAuthStack, type AuthStack } from "./stack.ts";
+import { login, openSocket, startAuthStack, within, type AuthStack } from "./stack.ts";
 
 let stack: AuthStack;
 
@@ -34,6 +34,13 @@ test("a session expires after ORRERY_AUTH_SESSION_TTL_S", async () => {
   expect(res.status).toBe(401);
   expect(((await res.json()) as { error: string }).error).toContain("log in again");
 });
+
+test("a WebSocket opened with a session is closed when the session expires", async () => {
+  const { cookie } = await login(stack.gateway, "admin", stack.admin.password);
+  const s = await openSocket(stack.gateway, { cookie: cookie! });
+  // the session lives 2 s; expiries are looked for every 5 s
+  expect(await within(s.closed, 9000)).toEqual({ code: 4401, reason: "session ended: log in again" });
+}, 15_000);
 
 test("the login form redirects to `next` with the cookie, never off the site; a wrong password comes back to the form", async () => {
   const ok = await form({ login: "admin", password: stack.admin.password, next: "/?view=wallboard" });

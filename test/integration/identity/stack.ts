@@ -118,3 +118,23 @@ export async function createToken(gateway: string, auth: Record<string, string>,
   if (res.status !== 201) throw new Error(`token not created: HTTP ${res.status} ${await res.text()}`);
   return (await res.json()) as { id: string; token: string };
 }
+
+/** A WebSocket to the gateway's /ws with `headers`, once open; `closed` resolves with how the server closed it. */
+export function openSocket(gateway: string, headers: Record<string, string>): Promise<{ ws: WebSocket; closed: Promise<{ code: number; reason: string }> }> {
+  return new Promise((ok, fail) => {
+    const ws = new WebSocket(`${gateway.replace(/^http/, "ws")}/ws`, { headers } as unknown as string[]);
+    const closed = new Promise<{ code: number; reason: string }>((done) => ws.addEventListener("close", (e) => done({ code: e.code, reason: e.reason })));
+    const t = setTimeout(() => fail(new Error("the WebSocket did not open within 10 s")), 10_000);
+    ws.onopen = () => {
+      clearTimeout(t);
+      ok({ ws, closed });
+    };
+    ws.onerror = () => {
+      clearTimeout(t);
+      fail(new Error("the WebSocket was refused"));
+    };
+  });
+}
+
+/** how `closed` ended within `ms`, or "still open" */
+export const within = <T>(p: Promise<T>, ms: number): Promise<T | "still open"> => Promise.race([p, Bun.sleep(ms).then(() => "still open" as const)]);

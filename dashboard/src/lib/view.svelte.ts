@@ -153,7 +153,9 @@ export class ViewState {
         for (const l of f.linksUpserted) this.#links.set(l.id, l);
         this.rev = f.rev;
         if (f.summary) this.summary = f.summary;
-        this.#touch();
+        // a summary-only delta (the gateway's heartbeat of a quiet view) changes nothing drawn: no new layout or draw
+        if (f.marksUpserted.length || f.marksRemoved.length || f.linksUpserted.length || f.linksRemoved.length) this.#touch();
+        else this.receivedAt = Date.now();
         return "applied";
     }
   }

@@ -110,7 +110,7 @@ export function computeView(e: Estate, spec: ViewSpec): { marks: Mark[]; links: 
       id: h.id,
       kind: "host",
       label: h.name,
-      sublabel: `${svcs.length} services`,
+      sublabel: `${svcs.length} service${svcs.length === 1 ? "" : "s"}`,
       parent,
       count: svcs.length,
       counts: { host: 1, process: svcs.length },

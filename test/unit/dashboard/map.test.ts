@@ -151,9 +151,14 @@ describe("view frames", async () => {
     expect(v.ingest({ schema: "view.snapshot.v1", sub, seq: 0, rev: 1, at: 1, spec: v.spec, marks: [mark("a")], links: [], summary })).toBe("snapshot");
     expect(v.ingest({ schema: "view.delta.v1", sub, seq: 1, rev: 2, at: 2, marksUpserted: [mark("b", "critical")], marksRemoved: ["a"], linksUpserted: [], linksRemoved: [] })).toBe("applied");
     expect([...v.marks.keys()]).toEqual(["b"]);
-    expect(v.ingest({ schema: "view.delta.v1", sub: "old", seq: 2, rev: 3, at: 3, marksUpserted: [], marksRemoved: ["b"], linksUpserted: [], linksRemoved: [] })).toBe("ignored");
+    // a heartbeat (summary only): the age is fresh again, nothing drawn changes
+    const version = v.version;
+    expect(v.ingest({ schema: "view.delta.v1", sub, seq: 2, rev: 2, at: 3, marksUpserted: [], marksRemoved: [], linksUpserted: [], linksRemoved: [], summary: { ...summary, dataAgeMs: 10 } })).toBe("applied");
+    expect(v.version).toBe(version);
+    expect(v.summary?.dataAgeMs).toBe(10);
+    expect(v.ingest({ schema: "view.delta.v1", sub: "old", seq: 3, rev: 3, at: 3, marksUpserted: [], marksRemoved: ["b"], linksUpserted: [], linksRemoved: [] })).toBe("ignored");
     expect(v.ingest({ schema: "view.delta.v1", sub, seq: 5, rev: 3, at: 3, marksUpserted: [], marksRemoved: [], linksUpserted: [], linksRemoved: [] })).toBe("gap");
-    expect(v.ingest({ schema: "view.delta.v1", sub, seq: 2, rev: 3, at: 3, marksUpserted: [{ ...mark("c"), layer: -1 }], marksRemoved: [], linksUpserted: [], linksRemoved: [] })).toBe("rejected");
+    expect(v.ingest({ schema: "view.delta.v1", sub, seq: 3, rev: 3, at: 3, marksUpserted: [{ ...mark("c"), layer: -1 }], marksRemoved: [], linksUpserted: [], linksRemoved: [] })).toBe("rejected");
     expect(v.marks.size).toBe(1);
   });
 });

@@ -1,8 +1,9 @@
 /**
  * `orrery login` and `orrery token …`: API tokens through the gateway (/api/login, /api/tokens).
  *
- *   orrery login --user alice                  password from ORRERY_PASSWORD or stdin; creates an API token for this
- *                                              CLI and writes it (and the URL) to the config file (cli/config.ts)
+ *   orrery login --user alice                  password from ORRERY_PASSWORD or stdin (not echoed at a terminal);
+ *                                              creates an API token for this CLI and writes it (and the URL) to the
+ *                                              config file (cli/config.ts)
  *   orrery token create --name ci [--role viewer] [--ttl-days 30]
  *   orrery token create --kind kiosk --name lobby-tv        (admin) → open <gateway>/kiosk?token=… on the TV
  *   orrery token create --kind ingest --source alertmanager --name am   (admin) → Alertmanager http_config
@@ -15,6 +16,7 @@ import { hostname } from "node:os";
 import { defineCommand } from "citty";
 import type { CreatedToken, TokenInfo } from "../../pipelines/contracts/identity.ts";
 import { bearer, CliConfigError, gatewayTarget, readConfig, writeConfig } from "../config.ts";
+import { PromptInterrupted, readSecret } from "../prompt.ts";
 
 export interface TokenIo {
   out: (s: string) => void;
@@ -133,9 +135,12 @@ function ttl(v: string | undefined): number | null | undefined {
 
 async function readPassword(): Promise<string> {
   if (process.env.ORRERY_PASSWORD) return process.env.ORRERY_PASSWORD;
-  if (process.stdin.isTTY) process.stderr.write("password (the input is shown; pipe it or set ORRERY_PASSWORD to avoid that): ");
-  for await (const line of console) return line;
-  return "";
+  try {
+    return await readSecret("password: ");
+  } catch (e) {
+    if (!(e instanceof PromptInterrupted)) throw e;
+    process.exit(130);
+  }
 }
 
 export const login = defineCommand({

@@ -1,10 +1,10 @@
 /**
  * The CLI against a gateway with auth on: `orrery login` saves a token in the config file (0600), `orrery token`
  * creates, lists and revokes with it, and `orrery cypher` carries it (without one it is refused, and says how to
- * give one).
+ * give one). At a terminal (a pseudo-terminal from util-linux `script`) the password is not echoed.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { tempDir } from "../../helpers/tmp.ts";
 import { startAuthStack, type AuthStack } from "./stack.ts";
@@ -73,3 +73,36 @@ test("orrery login → token in the config file; token create/list/revoke and cy
   expect(anon.err).toContain("HTTP 401");
   expect(anon.err).toContain("orrery login");
 }, 180_000);
+
+const noScript = ["/usr/bin/script", "/bin/script"].some(existsSync) ? "" : "util-linux script is not installed";
+
+test.skipIf(!!noScript)(`at a terminal the password is read without echo${noScript ? ` (${noScript})` : ""}`, async () => {
+  const config = join(tmp.dir, "tty.json");
+  const sh = (a: string) => `'${a.replace(/'/g, "'\\''")}'`;
+  const cmd = [process.execPath, "cli/main.ts", "login", "--url", stack.gateway, "--user", "admin"].map(sh).join(" ");
+  const p = Bun.spawn(["script", "-qfec", cmd, "/dev/null"], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? "", HOME: tmp.dir, ORRERY_CONFIG: config, NO_COLOR: "1", TERM: "dumb" },
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  let screen = "";
+  const reading = (async () => {
+    const dec = new TextDecoder();
+    for await (const chunk of p.stdout) screen += dec.decode(chunk);
+  })();
+  // typed only once the prompt is up: before that the terminal is still in its echoing mode
+  const deadline = Date.now() + 30_000;
+  while (!screen.includes("password: ") && Date.now() < deadline) await Bun.sleep(50);
+  expect(screen).toContain("password: ");
+  p.stdin.write(`${stack.admin.password}\r`);
+  await p.stdin.flush();
+  const code = await p.exited;
+  p.stdin.end();
+  await reading;
+  expect(screen).toContain("logged in as admin (admin)");
+  expect(code).toBe(0);
+  expect(screen).not.toContain(stack.admin.password);
+  expect((JSON.parse(readFileSync(config, "utf8")) as { token: string }).token).toMatch(/^orr_/);
+}, 60_000);

@@ -56,10 +56,18 @@ export const MESSAGES = {
   DeadLetter: { schema: z.unknown(), title: "dead letter", summary: "The original bytes of a message a consumer could not handle (a vendor's refusal, a bad payload), with why in headers.", example: topologyDelta, msgId: "dlq:<consumer>:<subject>:<seq>" },
 } as const;
 
-const jsonSchema = (s: z.ZodType) => {
+/**
+ * A payload's JSON Schema. Named schemas (`.meta({ id })`) come out as local definitions; they are moved to
+ * components.schemas (shared by every message) and their references rewritten to point there.
+ */
+const jsonSchema = (s: z.ZodType, shared: Record<string, unknown>) => {
   const j = z.toJSONSchema(s, { target: "draft-7", io: "output", unrepresentable: "any" }) as Record<string, unknown>;
   delete j.$schema;
-  return j;
+  const defs = (j.definitions ?? {}) as Record<string, unknown>;
+  delete j.definitions;
+  const fix = (v: unknown): unknown => JSON.parse(JSON.stringify(v).replace(/"#\/definitions\//g, '"#/components/schemas/'));
+  for (const [k, d] of Object.entries(defs)) shared[k] = fix(d);
+  return fix(j) as Record<string, unknown>;
 };
 
 const DLQ_HEADERS = {
@@ -73,6 +81,7 @@ export function asyncApiDocument(o: { prefix?: string; natsHost?: string; gatewa
   const topo = topologyFor(o.prefix ?? "orrery");
   const P = o.prefix ?? "orrery";
   const messages: Record<string, unknown> = {};
+  const schemas: Record<string, unknown> = {};
   for (const [k, m] of Object.entries(MESSAGES)) {
     const headers: Record<string, unknown> = m.msgId ? { "Nats-Msg-Id": { type: "string", description: `JetStream deduplication id: ${m.msgId}` } } : {};
     if (k === "DeadLetter") Object.assign(headers, DLQ_HEADERS);
@@ -81,7 +90,7 @@ export function asyncApiDocument(o: { prefix?: string; natsHost?: string; gatewa
       title: m.title,
       summary: m.summary,
       contentType: "application/json",
-      payload: jsonSchema(m.schema),
+      payload: jsonSchema(m.schema, schemas),
       ...(Object.keys(headers).length ? { headers: { type: "object", properties: headers } } : {}),
       examples: [{ name: `${k}-example`, payload: m.example }],
     };
@@ -134,6 +143,6 @@ export function asyncApiDocument(o: { prefix?: string; natsHost?: string; gatewa
     },
     channels,
     operations,
-    components: { messages },
+    components: { messages, schemas },
   };
 }

@@ -11,7 +11,7 @@ import type { ExporterConfig, ExporterStatus } from "../../pipelines/contracts/e
 import { HealthDelta } from "../../pipelines/contracts/health.ts";
 import { TopologyDelta, type TopoEdge, type TopologySnapshot, type TopoNode } from "../../pipelines/contracts/topology.ts";
 import { exporterConsumers } from "../../pipelines/streams.ts";
-import { ensureConsumer, PermanentError, runConsumer, type Bus, type ConsumerHandle, type Decoded } from "../shared/bus.ts";
+import { ensureConsumer, PermanentError, rewindToAckFloor, runConsumer, type Bus, type ConsumerHandle, type Decoded } from "../shared/bus.ts";
 import type { Logger } from "../shared/log.ts";
 import type { VendorAdapter } from "./adapter.ts";
 import type { HttpCounters } from "./http.ts";
@@ -65,6 +65,9 @@ export class Exporter {
     } else this.floor = done;
     this.rev = this.floor;
     this.phase = "following";
+    // a predecessor that died left messages taken and not acked: replayed now and in stream order, not after ack_wait
+    await rewindToAckFloor(bus.jsm, specs.topology);
+    await rewindToAckFloor(bus.jsm, specs.health);
     const onError = (e: unknown) => {
       this.lastError = e instanceof Error ? e.message : String(e);
     };

@@ -71,6 +71,12 @@ try {
   await sup.start(serviceSpec("jobs", { ...env, ORRERY_WORKER_ID: "local" }));
   // A simulated estate beside the real host, so the demo has something to show (ORRERY_SIMULATE=0 turns it off).
   if (process.env.ORRERY_SIMULATE !== "0") await sup.start(serviceSpec("simulator", env));
+  // The Open Service Broker API broker, only when its password is set (the default demo has none); it reads its other
+  // ORRERY_BROKER_* settings from the environment it inherits.
+  if (process.env.ORRERY_BROKER_PASSWORD) {
+    const broker = await sup.startOnPort(Number(process.env.ORRERY_BROKER_PORT ?? 7074), (port) => serviceSpec("broker", { ...env, ORRERY_BROKER_PORT: String(port), ORRERY_BROKER_GATEWAY_URL: process.env.ORRERY_BROKER_GATEWAY_URL ?? String(gw.url) }));
+    process.stderr.write(`  Service broker (Open Service Broker API): ${String(broker.url)}\n`);
+  }
   // ITSM exporters only when a configuration names them (services/exporters; secrets come from the environment)
   if (process.env.ORRERY_EXPORTERS_CONFIG) await sup.start(serviceSpec("exporters", { ...(process.env as Record<string, string>), ...env }));
   process.stdout.write(`${JSON.stringify({ event: "ready", service: "orrery", dashboard: gw.url, nats: env.NATS_URL, clickhouse: env.CLICKHOUSE_URL, ingest: ingest.url, auth: gw.auth })}\n`);

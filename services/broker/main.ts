@@ -1,0 +1,70 @@
+/**
+ * The Open Service Broker API broker: platforms provision Orrery tenants for their services (services/broker/).
+ *   env ORRERY_BROKER_PASSWORD (required: the Basic auth password platforms register the broker with),
+ *   ORRERY_BROKER_USER (orrery-broker), ORRERY_BROKER_HOST (127.0.0.1), ORRERY_BROKER_PORT (7074, 0 = any free port),
+ *   ORRERY_BROKER_GATEWAY_URL (the dashboard's public URL, for dashboard and kiosk links), ORRERY_BROKER_NATS_URL (the
+ *   NATS URL agents are given; default NATS_URL), ORRERY_STRATEGY (the placement strategy file the jobs service reads),
+ *   ORRERY_BROKER_STEP_DELAY_MS (0: pause before each step of an asynchronous operation), plus the usual NATS_*.
+ */
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+import { checkStrategyText } from "../../pipelines/strategy/schema.ts";
+import { connectBus } from "../shared/bus.ts";
+import { BusKeys, ConfigError, LogKeys, natsOptions, onShutdown, parseEnv } from "../shared/config.ts";
+import { makeLogger, ready } from "../shared/log.ts";
+import { listenOrExit } from "../shared/ports.ts";
+import { Broker } from "./broker.ts";
+import { startBrokerServer } from "./http.ts";
+import { openKioskTokens } from "./kiosk.ts";
+import { BrokerStore } from "./store.ts";
+import { DEFAULT_STRATEGY } from "./tenant.ts";
+import { purgeTenant } from "./tenant-data.ts";
+
+const cfg = parseEnv(
+  z.object({
+    ...BusKeys,
+    ...LogKeys,
+    ORRERY_BROKER_USER: z.string().regex(/^[^:]{1,64}$/, "1 to 64 characters, no ':'").default("orrery-broker"),
+    ORRERY_BROKER_PASSWORD: z.string().min(12, "at least 12 characters"),
+    ORRERY_BROKER_HOST: z.string().min(1).default("127.0.0.1"),
+    ORRERY_BROKER_PORT: z.coerce.number().int().min(0).max(65535).default(7074),
+    ORRERY_BROKER_GATEWAY_URL: z.url().default("http://127.0.0.1:7070"),
+    ORRERY_BROKER_NATS_URL: z.string().optional(),
+    ORRERY_STRATEGY: z.string().optional(),
+    ORRERY_BROKER_STEP_DELAY_MS: z.coerce.number().int().min(0).max(60_000).default(0),
+  }),
+  process.env,
+);
+const log = makeLogger("broker", cfg.ORRERY_LOG_QUIET === "1");
+let strategy = DEFAULT_STRATEGY;
+if (cfg.ORRERY_STRATEGY) {
+  const r = checkStrategyText(readFileSync(cfg.ORRERY_STRATEGY, "utf8"));
+  if (!r.ok) throw new ConfigError(`ORRERY_STRATEGY ${cfg.ORRERY_STRATEGY}: ${r.errors.map((e) => `${e.path || "/"}: ${e.message}`).join("; ")}`);
+  strategy = r.strategy;
+}
+const bus = await connectBus(natsOptions(cfg, "orrery-broker"));
+const store = await BrokerStore.open(bus);
+const kiosk = await openKioskTokens(bus, cfg.ORRERY_BROKER_GATEWAY_URL);
+if (!kiosk) log.warn("no identity bucket yet (no gateway has run on this NATS): bindings get no kiosk URL");
+const broker = new Broker({
+  store,
+  log,
+  prefix: cfg.ORRERY_PREFIX,
+  natsUrl: cfg.ORRERY_BROKER_NATS_URL ?? cfg.NATS_URL,
+  gatewayUrl: cfg.ORRERY_BROKER_GATEWAY_URL,
+  strategy,
+  purgeTenant: (t) => purgeTenant(bus, t),
+  kiosk: kiosk ?? undefined,
+  stepDelayMs: cfg.ORRERY_BROKER_STEP_DELAY_MS,
+});
+const resumed = await broker.resume();
+if (resumed) log.info("resumed operations left in progress", { count: resumed });
+const server = await listenOrExit({ service: "broker", host: cfg.ORRERY_BROKER_HOST, port: cfg.ORRERY_BROKER_PORT, setting: "ORRERY_BROKER_PORT" }, () =>
+  startBrokerServer({ broker, log, user: cfg.ORRERY_BROKER_USER, password: cfg.ORRERY_BROKER_PASSWORD, host: cfg.ORRERY_BROKER_HOST, port: cfg.ORRERY_BROKER_PORT }),
+);
+onShutdown(async () => {
+  await server.stop(true);
+  await broker.stop();
+  await bus.close();
+});
+ready("broker", { url: `http://${cfg.ORRERY_BROKER_HOST}:${server.port}`, kiosk: kiosk !== null });

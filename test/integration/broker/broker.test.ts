@@ -1,0 +1,511 @@
+/**
+ * The Open Service Broker API broker over HTTP against a real nats-server (its state in JetStream KV), each test on
+ * its own prefix. Comments cite the sections of the spec (openservicebrokerapi/servicebroker spec.md, v2.13–v2.17)
+ * whose behaviour a check pins down.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { connect } from "@nats-io/transport-node";
+import { nkeyAuthenticator } from "@nats-io/nats-core";
+import { Broker } from "../../../services/broker/broker.ts";
+import { SERVICE_ID, PLANS } from "../../../services/broker/catalog.ts";
+import { startBrokerServer } from "../../../services/broker/http.ts";
+import { openKioskTokens } from "../../../services/broker/kiosk.ts";
+import { BrokerStore } from "../../../services/broker/store.ts";
+import { purgeTenant } from "../../../services/broker/tenant-data.ts";
+import { DEFAULT_STRATEGY } from "../../../services/broker/tenant.ts";
+import { connectBus, type Bus } from "../../../services/shared/bus.ts";
+import { makeLogger } from "../../../services/shared/log.ts";
+import { Kvm } from "@nats-io/kv";
+import type { Strategy } from "../../../pipelines/strategy/schema.ts";
+import { startNats, type NatsServer } from "../../helpers/nats.ts";
+import { spawnUntilReady } from "../../helpers/process.ts";
+import { uniquePrefix, waitFor } from "../../helpers/tmp.ts";
+
+const PASSWORD = "broker-test-password";
+const USER = "platform";
+const plan = (name: string) => PLANS.find((p) => p.name === name)!.id;
+const HOST = plan("host-agents");
+const PROBES = plan("agentless-probes");
+const WALL = plan("wallboard");
+const log = makeLogger("broker-test", true);
+
+let nats: NatsServer;
+beforeAll(async () => {
+  nats = await startNats();
+});
+afterAll(async () => {
+  await nats?.stop();
+});
+
+interface Started {
+  url: string;
+  bus: Bus;
+  broker: Broker;
+  stop(): Promise<void>;
+}
+
+async function startBroker(o: { strategy?: Strategy; stepDelayMs?: number; prefix?: string } = {}): Promise<Started> {
+  const bus = await connectBus({ url: nats.url, prefix: o.prefix ?? uniquePrefix("brk"), name: "broker-test" });
+  const store = await BrokerStore.open(bus);
+  // a kiosk needs the identity bucket the gateway creates; made here as the gateway would
+  await new Kvm(bus.js).create(bus.topo.buckets.identity);
+  const kiosk = await openKioskTokens(bus, "http://dash.example:7070");
+  const broker = new Broker({
+    store,
+    log,
+    prefix: bus.topo.prefix,
+    natsUrl: nats.url,
+    gatewayUrl: "http://dash.example:7070",
+    strategy: o.strategy ?? DEFAULT_STRATEGY,
+    purgeTenant: (t) => purgeTenant(bus, t),
+    kiosk: kiosk ?? undefined,
+    stepDelayMs: o.stepDelayMs ?? 0,
+  });
+  await broker.resume();
+  const server = startBrokerServer({ broker, log, user: USER, password: PASSWORD, host: "127.0.0.1", port: 0 });
+  return {
+    url: `http://127.0.0.1:${server.port}`,
+    bus,
+    broker,
+    stop: async () => {
+      await server.stop(true);
+      await broker.stop();
+      await bus.close();
+    },
+  };
+}
+
+type Res = { status: number; body: any };
+function client(base: string) {
+  const basic = `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString("base64")}`;
+  return async (method: string, path: string, body?: unknown, h: Record<string, string | null> = {}): Promise<Res> => {
+    const headers: Record<string, string> = { "X-Broker-API-Version": "2.17", Authorization: basic, "content-type": "application/json" };
+    for (const [k, v] of Object.entries(h)) {
+      if (v === null) delete headers[k];
+      else headers[k] = v;
+    }
+    const r = await fetch(`${base}${path}`, { method, headers, body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body) });
+    const text = await r.text();
+    return { status: r.status, body: text ? JSON.parse(text) : undefined };
+  };
+}
+
+const inst = (id: string, q = "") => `/v2/service_instances/${id}${q}`;
+const bnd = (id: string, b: string, q = "") => `/v2/service_instances/${id}/service_bindings/${b}${q}`;
+const del = (planId: string, extra = "") => `?service_id=${SERVICE_ID}&plan_id=${planId}${extra}`;
+const id = () => crypto.randomUUID();
+
+async function pollLastOp(osb: ReturnType<typeof client>, path: string, until = (r: Res) => r.status !== 200 || r.body.state !== "in progress"): Promise<Res> {
+  return await waitFor(async () => {
+    const r = await osb("GET", path);
+    return until(r) ? r : null;
+  }, `last_operation ${path}`, 30_000, 50);
+}
+
+describe("API Version Header and Platform to Service Broker Authentication", () => {
+  let b: Started;
+  beforeAll(async () => (b = await startBroker()));
+  afterAll(async () => await b.stop());
+
+  test("Basic auth first (401 without or with a wrong password, even without a version), then the version (412)", async () => {
+    const osb = client(b.url);
+    expect((await osb("GET", "/v2/catalog", undefined, { Authorization: null, "X-Broker-API-Version": null })).status).toBe(401);
+    const wrong = await osb("GET", "/v2/catalog", undefined, { Authorization: `Basic ${Buffer.from(`${USER}:nope`).toString("base64")}` });
+    expect(wrong.status).toBe(401);
+    // "API Version Header": 412 Precondition Failed for a missing header or a version the broker does not support
+    for (const v of [null, "2.12", "1.14", "3.0", "two"]) {
+      const r = await osb("GET", "/v2/catalog", undefined, { "X-Broker-API-Version": v });
+      expect(r.status).toBe(412);
+      expect(r.body.description).toContain("2.13");
+    }
+    for (const v of ["2.13", "2.14", "2.17"]) expect((await osb("GET", "/v2/catalog", undefined, { "X-Broker-API-Version": v })).status).toBe(200);
+    // every OSB route is behind both checks
+    expect((await osb("PUT", inst(id()), { service_id: SERVICE_ID, plan_id: HOST }, { "X-Broker-API-Version": null })).status).toBe(412);
+  });
+
+  test("Catalog Management: one CLI-named offering, plans with maintenance_info and draft-04 parameter schemas", async () => {
+    const r = await client(b.url)("GET", "/v2/catalog");
+    expect(r.status).toBe(200);
+    const [svc] = r.body.services;
+    expect(svc).toMatchObject({ name: "orrery", id: SERVICE_ID, bindable: true, instances_retrievable: true, bindings_retrievable: true, plan_updateable: true });
+    expect(svc.plans.map((p: { name: string }) => p.name)).toEqual(["host-agents", "agentless-probes", "wallboard"]);
+    for (const p of svc.plans) {
+      expect(p.maintenance_info.version).toBe("1.0.0");
+      expect(p.schemas.service_instance.create.parameters.$schema).toBe("http://json-schema.org/draft-04/schema#");
+      expect(p.schemas.service_binding.create.parameters.type).toBe("object");
+    }
+  });
+});
+
+describe("lifecycle", () => {
+  let b: Started;
+  beforeAll(async () => (b = await startBroker()));
+  afterAll(async () => await b.stop());
+
+  test("synchronous: provision 201, identical 200, different 409; fetch; bind 201 / 200 / 409; unbind; deprovision; 410 after", async () => {
+    const osb = client(b.url);
+    const i = id();
+    const body = { service_id: SERVICE_ID, plan_id: HOST, organization_guid: "org", space_guid: "space", parameters: { group_by: "team" }, context: { platform: "cloudfoundry" } };
+    const created = await osb("PUT", inst(i), body);
+    expect(created.status).toBe(201);
+    expect(created.body.dashboard_url).toStartWith("http://dash.example:7070/?");
+    expect(new URL(created.body.dashboard_url).searchParams.get("tag")).toMatch(/^tenant=t[a-f0-9]{12}$/);
+    // "Provisioning" response: 200 for an identical request on an existing instance, 409 for different attributes
+    expect((await osb("PUT", inst(i), body)).status).toBe(200);
+    const conflict = await osb("PUT", inst(i), { ...body, parameters: { group_by: "site" } });
+    expect(conflict.status).toBe(409);
+    // "Fetching a Service Instance"
+    const fetched = await osb("GET", inst(i));
+    expect(fetched.status).toBe(200);
+    expect(fetched.body).toMatchObject({ service_id: SERVICE_ID, plan_id: HOST, parameters: { group_by: "team" } });
+    expect(fetched.body.metadata.attributes.placement.active).toEqual(["local"]);
+
+    // "Binding": credentials an agent can use
+    const bid = id();
+    const bound = await osb("PUT", bnd(i, bid), { service_id: SERVICE_ID, plan_id: HOST, app_guid: "app-1", parameters: { name: "web" } });
+    expect(bound.status).toBe(201);
+    const c = bound.body.credentials;
+    expect(c.nats.nkey).toMatch(/^U[A-Z2-7]{55}$/);
+    expect(c.nats.seed).toStartWith("SU");
+    const tenant = new URL(created.body.dashboard_url).searchParams.get("tag")!.slice("tenant=".length);
+    expect(c.nats.permissions.publish.allow).toEqual([`${b.bus.topo.prefix}.discovery.v1.${tenant}.>`, `${b.bus.topo.prefix}.metrics.v1.${tenant}.>`]);
+    expect(c.graph_source).toBe(`tenant:${tenant}`);
+    expect(c.kiosk_url).toStartWith("http://dash.example:7070/kiosk?token=orr_");
+    expect((await osb("PUT", bnd(i, bid), { service_id: SERVICE_ID, plan_id: HOST, app_guid: "app-1", parameters: { name: "web" } })).body).toEqual(bound.body);
+    expect((await osb("PUT", bnd(i, bid), { service_id: SERVICE_ID, plan_id: HOST, app_guid: "app-1", parameters: { name: "web" } })).status).toBe(200);
+    expect((await osb("PUT", bnd(i, bid), { service_id: SERVICE_ID, plan_id: HOST, app_guid: "app-2" })).status).toBe(409);
+    // "Fetching a Service Binding"
+    const fb = await osb("GET", bnd(i, bid));
+    expect(fb.status).toBe(200);
+    expect(fb.body.credentials.nats.nkey).toBe(c.nats.nkey);
+    // the NATS operator's view: the user is in the authorization block, its kiosk token in the identity bucket
+    const authz = await (await fetch(`${b.url}/broker/nats-authorization`, { headers: { Authorization: `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString("base64")}` } })).text();
+    expect(authz).toContain(c.nats.nkey);
+    const idKv = await new Kvm(b.bus.js).open(b.bus.topo.buckets.identity);
+    const tokenKeys: string[] = [];
+    for await (const k of await idKv.keys("token.*")) tokenKeys.push(k);
+    expect(tokenKeys.length).toBe(1);
+
+    // "Unbinding": 200, then 410 Gone; the user leaves the authorization block and the kiosk token is purged
+    expect((await osb("DELETE", bnd(i, bid, del(HOST)))).status).toBe(200);
+    expect((await osb("DELETE", bnd(i, bid, del(HOST)))).status).toBe(410);
+    expect((await osb("GET", bnd(i, bid))).status).toBe(404);
+    const after = await (await fetch(`${b.url}/broker/nats-authorization`, { headers: { Authorization: `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString("base64")}` } })).text();
+    expect(after).not.toContain(c.nats.nkey);
+    expect((await idKv.get(tokenKeys[0]!))?.operation).toBe("PURGE");
+
+    // "Deprovisioning": 200 {}, then 410 Gone {}
+    const gone = await osb("DELETE", inst(i, del(HOST)));
+    expect(gone).toEqual({ status: 200, body: {} });
+    expect(await osb("DELETE", inst(i, del(HOST)))).toEqual({ status: 410, body: {} });
+    expect((await osb("GET", inst(i))).status).toBe(404);
+    // a new instance may reuse the id once the old one is gone
+    expect((await osb("PUT", inst(i), body)).status).toBe(201);
+  });
+
+  test("asynchronous: AsyncRequired, 202 + operation, last_operation polling for instance and binding, update, deprovision → 410", async () => {
+    const slow = await startBroker({ stepDelayMs: 300 });
+    try {
+      const osb = client(slow.url);
+      const i = id();
+      const body = { service_id: SERVICE_ID, plan_id: PROBES, parameters: { targets: ["10.0.0.1", "db.example"], placement: { pick: "first", redundancy: "+0" } } };
+      // "Provisioning": 422 AsyncRequired when the plan only provisions asynchronously and accepts_incomplete is absent
+      const req = await osb("PUT", inst(i), body);
+      expect(req).toMatchObject({ status: 422, body: { error: "AsyncRequired" } });
+      expect((await osb("PUT", inst(i, "?accepts_incomplete=false"), body)).status).toBe(422);
+      const accepted = await osb("PUT", inst(i, "?accepts_incomplete=true"), body);
+      expect(accepted.status).toBe(202);
+      expect(accepted.body.operation).toMatch(/^op-/);
+      // 202 again for an identical request while provisioning is in progress; 404 on fetch until it is done
+      expect(await osb("PUT", inst(i, "?accepts_incomplete=true"), body)).toEqual(accepted);
+      expect((await osb("GET", inst(i))).status).toBe(404);
+      const first = await osb("GET", inst(i, `/last_operation?service_id=${SERVICE_ID}&plan_id=${PROBES}&operation=${accepted.body.operation}`));
+      expect(first).toMatchObject({ status: 200, body: { state: "in progress" } });
+      const done = await pollLastOp(osb, inst(i, `/last_operation?operation=${accepted.body.operation}`));
+      expect(done).toMatchObject({ status: 200, body: { state: "succeeded" } });
+      expect((await osb("GET", inst(i))).status).toBe(200);
+
+      // asynchronous binding: 202, then "Polling Last Operation for Service Bindings"
+      const bid = id();
+      const ab = await osb("PUT", bnd(i, bid, "?accepts_incomplete=true"), { service_id: SERVICE_ID, plan_id: PROBES });
+      expect(ab.status).toBe(202);
+      expect((await osb("GET", bnd(i, bid))).status).toBe(404);
+      expect((await pollLastOp(osb, bnd(i, bid, `/last_operation?operation=${ab.body.operation}`))).body.state).toBe("succeeded");
+      expect((await osb("GET", bnd(i, bid))).body.credentials.nats.nkey).toMatch(/^U/);
+
+      // "Updating a Service Instance": 202; meanwhile fetch is 422 ConcurrencyError, a second update or a delete too
+      const up = await osb("PATCH", inst(i, "?accepts_incomplete=true"), { service_id: SERVICE_ID, parameters: { interval_s: 60 } });
+      expect(up.status).toBe(202);
+      expect(await osb("GET", inst(i))).toMatchObject({ status: 422, body: { error: "ConcurrencyError" } });
+      expect(await osb("PATCH", inst(i, "?accepts_incomplete=true"), { service_id: SERVICE_ID, parameters: { interval_s: 120 } })).toMatchObject({ status: 422, body: { error: "ConcurrencyError" } });
+      expect(await osb("DELETE", inst(i, del(PROBES, "&accepts_incomplete=true")))).toMatchObject({ status: 422, body: { error: "ConcurrencyError" } });
+      expect((await pollLastOp(osb, inst(i, "/last_operation"))).body.state).toBe("succeeded");
+      expect((await osb("GET", inst(i))).body.parameters).toMatchObject({ interval_s: 60, targets: ["10.0.0.1", "db.example"] });
+
+      // async unbind, then async deprovision: 202 twice (the same operation), last_operation ends in 410 Gone
+      const ub = await osb("DELETE", bnd(i, bid, del(PROBES, "&accepts_incomplete=true")));
+      expect(ub.status).toBe(202);
+      expect((await pollLastOp(osb, bnd(i, bid, "/last_operation"), (r) => r.status === 410)).body).toEqual({});
+      const d1 = await osb("DELETE", inst(i, del(PROBES, "&accepts_incomplete=true")));
+      expect(d1.status).toBe(202);
+      expect(await osb("DELETE", inst(i, del(PROBES, "&accepts_incomplete=true")))).toEqual(d1);
+      // an asynchronous-only plan cannot be deleted synchronously either
+      const gone = await pollLastOp(osb, inst(i, "/last_operation"), (r) => r.status === 410);
+      expect(gone.body).toEqual({});
+      expect((await osb("DELETE", inst(i, del(PROBES)))).status).toBe(410);
+    } finally {
+      await slow.stop();
+    }
+  });
+
+  test("wallboard: 201 even with accepts_incomplete=true (a broker may answer synchronously); plan change by update", async () => {
+    const osb = client(b.url);
+    const i = id();
+    const r = await osb("PUT", inst(i, "?accepts_incomplete=true"), { service_id: SERVICE_ID, plan_id: WALL, parameters: { level: "hosts" } });
+    expect(r.status).toBe(201);
+    expect(new URL(r.body.dashboard_url).searchParams.get("level")).toBe("hosts");
+    const up = await osb("PATCH", inst(i), { service_id: SERVICE_ID, plan_id: HOST, parameters: {} });
+    expect(up.status).toBe(200);
+    expect((await osb("GET", inst(i))).body.plan_id).toBe(HOST);
+    // an update that changes nothing is 200 as well
+    expect((await osb("PATCH", inst(i), { service_id: SERVICE_ID })).status).toBe(200);
+  });
+});
+
+describe("Service Broker Errors", () => {
+  let b: Started;
+  beforeAll(async () => (b = await startBroker()));
+  afterAll(async () => await b.stop());
+
+  test("400 for malformed or missing data, each with a description", async () => {
+    const osb = client(b.url);
+    const i = id();
+    const cases: [string, string, unknown, RegExp][] = [
+      ["PUT", inst(i), "{not json", /not JSON/],
+      ["PUT", inst(i), { service_id: SERVICE_ID }, /plan_id/],
+      ["PUT", inst(i), { service_id: "other", plan_id: HOST }, /unknown service_id/],
+      ["PUT", inst(i), { service_id: SERVICE_ID, plan_id: "nope" }, /unknown plan_id/],
+      ["PUT", inst(i), { service_id: SERVICE_ID, plan_id: HOST, parameters: { max_hosts: 0 } }, /max_hosts/],
+      ["PUT", inst(i), { service_id: SERVICE_ID, plan_id: HOST, parameters: { colour: "red" } }, /colour/],
+      ["PUT", inst(i, "?accepts_incomplete=true"), { service_id: SERVICE_ID, plan_id: PROBES, parameters: { targets: [] } }, /targets/],
+      ["PUT", inst(i, "?accepts_incomplete=true"), { service_id: SERVICE_ID, plan_id: PROBES, parameters: { targets: ["a"], placement: { redundancy: "3:1" } } }, /redundancy/],
+      ["PUT", inst(i, "?accepts_incomplete=maybe"), { service_id: SERVICE_ID, plan_id: HOST }, /accepts_incomplete/],
+      ["DELETE", inst(i, `?plan_id=${HOST}`), undefined, /service_id and plan_id/],
+      ["DELETE", bnd(i, "b1", `?service_id=${SERVICE_ID}`), undefined, /service_id and plan_id/],
+    ];
+    for (const [method, path, body, re] of cases) {
+      const r = await client(b.url)(method, path, body);
+      expect({ path, status: r.status }).toEqual({ path, status: 400 });
+      expect(r.body.description).toMatch(re);
+    }
+    expect((await osb("GET", inst(i))).status).toBe(404);
+  });
+
+  test("422 MaintenanceInfoConflict; 404/410 for unknown instances and bindings", async () => {
+    const osb = client(b.url);
+    const i = id();
+    expect(await osb("PUT", inst(i), { service_id: SERVICE_ID, plan_id: HOST, maintenance_info: { version: "0.9.0" } })).toMatchObject({ status: 422, body: { error: "MaintenanceInfoConflict" } });
+    expect((await osb("PUT", inst(i), { service_id: SERVICE_ID, plan_id: HOST, maintenance_info: { version: "1.0.0" } })).status).toBe(201);
+    expect(await osb("PATCH", inst(i), { service_id: SERVICE_ID, maintenance_info: { version: "2.0.0" } })).toMatchObject({ status: 422, body: { error: "MaintenanceInfoConflict" } });
+    expect((await osb("PATCH", inst(i), { service_id: "x" })).status).toBe(400);
+    const unknown = id();
+    expect((await osb("GET", inst(unknown, "/last_operation"))).status).toBe(404);
+    expect((await osb("GET", inst(i, "/last_operation?operation=op-other"))).status).toBe(400);
+    expect((await osb("PATCH", inst(unknown), { service_id: SERVICE_ID })).status).toBe(404);
+    expect((await osb("PUT", bnd(unknown, "b"), { service_id: SERVICE_ID, plan_id: HOST })).status).toBe(404);
+    expect((await osb("PUT", bnd(i, "b"), { service_id: SERVICE_ID, plan_id: WALL })).status).toBe(400);
+    expect((await osb("GET", bnd(i, "b"))).status).toBe(404);
+    expect((await osb("GET", bnd(i, "b", "/last_operation"))).status).toBe(404);
+    expect(await osb("DELETE", inst(unknown, del(HOST)))).toEqual({ status: 410, body: {} });
+    expect(await osb("DELETE", bnd(i, "b", del(HOST)))).toEqual({ status: 410, body: {} });
+    expect((await osb("GET", "/v2/nothing")).status).toBe(404);
+  });
+
+  test("Orphans: a provision that failed reports failed, is not fetchable, and a DELETE cleans it up (200, then 410)", async () => {
+    // one pool with room for one tenant: the second provision cannot be placed
+    const tight = await startBroker({ strategy: { version: 1, pools: [{ name: "p1", site: "s", provider: "x", cost: 1, capacity: 1 }] } });
+    try {
+      const osb = client(tight.url);
+      expect((await osb("PUT", inst(id(), "?accepts_incomplete=true"), { service_id: SERVICE_ID, plan_id: HOST })).status).toBe(202);
+      await Bun.sleep(300);
+      const i = id();
+      const r = await osb("PUT", inst(i, "?accepts_incomplete=true"), { service_id: SERVICE_ID, plan_id: HOST });
+      expect(r.status).toBe(202);
+      const failed = await pollLastOp(osb, inst(i, "/last_operation"));
+      expect(failed.body.state).toBe("failed");
+      expect(failed.body.description).toMatch(/no pool can take the tenant/);
+      expect((await osb("GET", inst(i))).status).toBe(404);
+      expect((await osb("PUT", inst(i, "?accepts_incomplete=true"), { service_id: SERVICE_ID, plan_id: HOST })).status).toBe(409);
+      // orphan mitigation: the platform deletes what failed
+      expect(await osb("DELETE", inst(i, del(HOST)))).toEqual({ status: 200, body: {} });
+      expect((await osb("DELETE", inst(i, del(HOST)))).status).toBe(410);
+      // a synchronous provision that cannot be placed fails with a description, and is deletable the same way
+      const j = id();
+      const sync = await osb("PUT", inst(j), { service_id: SERVICE_ID, plan_id: HOST });
+      expect(sync.status).toBe(500);
+      expect(sync.body.description).toMatch(/no pool/);
+      expect((await osb("DELETE", inst(j, del(HOST)))).status).toBe(200);
+    } finally {
+      await tight.stop();
+    }
+  });
+});
+
+describe("concurrency and placement", () => {
+  test("concurrent requests on one instance: one creation wins, identical ones agree, different ones conflict, updates serialise", async () => {
+    const b = await startBroker({ stepDelayMs: 200 });
+    try {
+      const osb = client(b.url);
+      const i = id();
+      const body = { service_id: SERVICE_ID, plan_id: HOST, parameters: { max_hosts: 5 } };
+      const same = await Promise.all(Array.from({ length: 8 }, () => osb("PUT", inst(i, "?accepts_incomplete=true"), body)));
+      expect(same.every((r) => r.status === 202)).toBe(true);
+      expect(new Set(same.map((r) => r.body.operation)).size).toBe(1);
+      const other = await Promise.all(Array.from({ length: 4 }, (_, k) => osb("PUT", inst(i, "?accepts_incomplete=true"), { ...body, parameters: { max_hosts: 10 + k } })));
+      expect(other.map((r) => r.status)).toEqual([409, 409, 409, 409]);
+      await pollLastOp(osb, inst(i, "/last_operation"));
+
+      const updates = await Promise.all(Array.from({ length: 6 }, (_, k) => osb("PATCH", inst(i, "?accepts_incomplete=true"), { service_id: SERVICE_ID, parameters: { max_hosts: 20 + k } })));
+      expect(updates.filter((r) => r.status === 202).length).toBe(1);
+      expect(updates.filter((r) => r.status === 422 && r.body.error === "ConcurrencyError").length).toBe(5);
+      await pollLastOp(osb, inst(i, "/last_operation"));
+
+      // two different instances created at once on a fresh id each: both succeed (no lost write in the bucket)
+      const many = await Promise.all(Array.from({ length: 6 }, () => osb("PUT", inst(id()), body)));
+      expect(many.map((r) => r.status)).toEqual([201, 201, 201, 201, 201, 201]);
+      // concurrent binds of one binding id: one credential set for all
+      const binds = await Promise.all(Array.from({ length: 5 }, () => osb("PUT", bnd(i, "same"), { service_id: SERVICE_ID, plan_id: HOST })));
+      expect(binds.filter((r) => r.status === 201).length).toBeLessThanOrEqual(1);
+      expect(binds.every((r) => [200, 201].includes(r.status) || (r.status === 422 && r.body.error === "ConcurrencyError"))).toBe(true);
+      const fetched = await waitFor(async () => ((await osb("GET", bnd(i, "same"))).body?.credentials?.nats?.nkey as string | undefined) ?? null, "binding ready");
+      for (const r of binds.filter((r) => r.status !== 422)) expect(r.body.credentials.nats.nkey).toBe(fetched);
+    } finally {
+      await b.stop();
+    }
+  });
+
+  test("placement per the strategy: cheapest pool with room, 1:1 standby in another pool", async () => {
+    const strategy: Strategy = {
+      version: 1,
+      pools: [
+        { name: "eu", site: "eu", provider: "a", cost: 5, capacity: 10 },
+        { name: "us", site: "us", provider: "b", cost: 1, capacity: 10 },
+        { name: "ap", site: "ap", provider: "c", cost: 3, capacity: 10 },
+      ],
+    };
+    const b = await startBroker({ strategy });
+    try {
+      const osb = client(b.url);
+      const i = id();
+      expect((await osb("PUT", inst(i), { service_id: SERVICE_ID, plan_id: HOST, parameters: { placement: { pick: "cheapest", redundancy: "1:1" } } })).status).toBe(201);
+      const p = (await osb("GET", inst(i))).body.metadata.attributes.placement;
+      expect(p.active).toEqual(["us"]);
+      expect(p.standby.length).toBe(1);
+      expect(p.standby[0]).not.toBe("us");
+      const j = id();
+      expect((await osb("PUT", inst(j), { service_id: SERVICE_ID, plan_id: HOST, parameters: { placement: { pick: "first" } } })).status).toBe(201);
+      expect((await osb("GET", inst(j))).body.metadata.attributes.placement.active).toEqual(["eu"]);
+    } finally {
+      await b.stop();
+    }
+  });
+});
+
+test("deprovision removes the tenant's data from the DISCOVERY and METRICS streams", async () => {
+  const b = await startBroker();
+  try {
+    const osb = client(b.url);
+    const i = id();
+    await osb("PUT", inst(i), { service_id: SERVICE_ID, plan_id: HOST });
+    const c = (await osb("PUT", bnd(i, "x"), { service_id: SERVICE_ID, plan_id: HOST })).body.credentials;
+    const disc = c.nats.permissions.publish.allow[0].replace(/>$/, "web01");
+    const other = `${b.bus.topo.prefix}.discovery.v1.someone-else`;
+    await b.bus.js.publish(disc, "{}");
+    await b.bus.js.publish(c.nats.permissions.publish.allow[1].replace(/>$/, "node"), "{}");
+    await b.bus.js.publish(other, "{}");
+    const count = async (stream: string, filter: string) => (await b.bus.jsm.streams.info(stream, { subjects_filter: filter } as never)).state.subjects?.[filter] ?? 0;
+    expect(await count(b.bus.topo.streams.discovery.name, disc)).toBe(1);
+    expect((await osb("DELETE", inst(i, del(HOST)))).status).toBe(200);
+    expect(await count(b.bus.topo.streams.discovery.name, disc)).toBe(0);
+    expect((await b.bus.jsm.streams.info(b.bus.topo.streams.metrics.name)).state.messages).toBe(0);
+    // someone else's data stays
+    expect(await count(b.bus.topo.streams.discovery.name, other)).toBe(1);
+    // the binding it still had is revoked with it
+    expect((await osb("GET", bnd(i, "x"))).status).toBe(404);
+  } finally {
+    await b.stop();
+  }
+});
+
+test("a nats-server given the broker's authorization block holds a bound agent to its tenant's subjects", async () => {
+  const b = await startBroker();
+  const osb = client(b.url);
+  const i = id();
+  await osb("PUT", inst(i), { service_id: SERVICE_ID, plan_id: HOST });
+  const c = (await osb("PUT", bnd(i, "agent"), { service_id: SERVICE_ID, plan_id: HOST })).body.credentials;
+  const block = await (await fetch(`${b.url}/broker/nats-authorization`, { headers: { Authorization: `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString("base64")}` } })).text();
+  await b.stop();
+  // a second server whose config includes the block (what a NATS operator does, then `nats-server --signal reload`)
+  const { mkdtempSync, writeFileSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const dir = mkdtempSync(join(tmpdir(), "orrery-nats-authz-"));
+  writeFileSync(join(dir, "nats.conf"), `listen: 127.0.0.1:-1\n${block}`);
+  const bin = Bun.which("nats-server") ?? "/usr/sbin/nats-server";
+  const srv = await spawnUntilReady([bin, "-c", join(dir, "nats.conf")], { ready: /Listening for client connections on [^\s]+:(\d+)[\s\S]*Server is ready/, stream: "either", timeoutMs: 15_000, name: "nats-server (authz)" });
+  try {
+    const url = `nats://127.0.0.1:${srv.match[1]}`;
+    await expect(connect({ servers: url, reconnect: false })).rejects.toThrow();
+    const errors: string[] = [];
+    const nc = await connect({ servers: url, reconnect: false, authenticator: nkeyAuthenticator(new TextEncoder().encode(c.nats.seed)) });
+    void (async () => {
+      for await (const s of nc.status()) if (s.type === "error") errors.push(String((s as { error?: unknown }).error));
+    })();
+    // allowed: a subscription by another user is not possible here, so the check is that the allowed publish raises
+    // nothing and the forbidden one raises a permissions violation
+    nc.publish(c.nats.permissions.publish.allow[0].replace(/>$/, "web01"), "{}");
+    await nc.flush();
+    expect(errors).toEqual([]);
+    nc.publish("orrery.discovery.v1.someone-else", "{}");
+    await nc.flush();
+    await waitFor(() => errors.some((e) => /permission/i.test(e)), "a permissions violation", 5000, 50);
+    await nc.close();
+  } finally {
+    srv.proc.kill("SIGTERM");
+    await srv.proc.exited;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a broker process killed in the middle of an asynchronous provision: a new one finishes it, last_operation answers throughout", async () => {
+  const prefix = uniquePrefix("brkrs");
+  const env = { ...process.env, NATS_URL: nats.url, ORRERY_PREFIX: prefix, ORRERY_BROKER_PASSWORD: PASSWORD, ORRERY_BROKER_USER: USER, ORRERY_BROKER_PORT: "0", ORRERY_BROKER_STEP_DELAY_MS: "800", ORRERY_LOG_QUIET: "1" };
+  const main = join(import.meta.dir, "../../../services/broker/main.ts");
+  const start = () => spawnUntilReady([process.execPath, "run", main], { ready: /"event":"ready".*"url":"([^"]+)"/, timeoutMs: 30_000, env, name: "broker" });
+  const first = await start();
+  const i = id();
+  let osb = client(first.match[1]!);
+  const r = await osb("PUT", inst(i, "?accepts_incomplete=true"), { service_id: SERVICE_ID, plan_id: PROBES, parameters: { targets: ["10.1.1.1"] } });
+  expect(r.status).toBe(202);
+  // wait until the first step (placement) is recorded, then kill the process before the second
+  await waitFor(async () => /step 2/.test((await osb("GET", inst(i, "/last_operation"))).body.description), "the first step done", 10_000, 50);
+  first.proc.kill("SIGKILL");
+  await first.proc.exited;
+  const second = await start();
+  try {
+    osb = client(second.match[1]!);
+    const mid = await osb("GET", inst(i, `/last_operation?operation=${r.body.operation}`));
+    expect(mid.status).toBe(200);
+    expect(["in progress", "succeeded"]).toContain(mid.body.state);
+    const done = await pollLastOp(osb, inst(i, `/last_operation?operation=${r.body.operation}`));
+    expect(done.body.state).toBe("succeeded");
+    const fetched = await osb("GET", inst(i));
+    expect(fetched.status).toBe(200);
+    expect(fetched.body.metadata.attributes.placement.active).toEqual(["local"]);
+    // the identical request is now 200 (it exists and is fully provisioned)
+    expect((await osb("PUT", inst(i, "?accepts_incomplete=true"), { service_id: SERVICE_ID, plan_id: PROBES, parameters: { targets: ["10.1.1.1"] } })).status).toBe(200);
+  } finally {
+    second.proc.kill("SIGTERM");
+    await second.proc.exited;
+  }
+});

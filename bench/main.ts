@@ -9,6 +9,8 @@
  *   alerts    alert POSTed to ingest → health frame on the gateway WebSocket, p50/p99 at 10k events/s (`alerts --help`)
  *   estate    the platform as `npm run demo` runs it (supervisor, simulator with aging, gateway, a WebSocket client) at
  *             --hosts simulated hosts: converge to the ground truth, churn, NOC queries, snapshot time, RSS/CPU, shutdown
+ *   store-ab  this tree's Kuzu adapter against another checkout's (--baseline <dir>) on discovery's churn change sets,
+ *             alternating in one process
  */
 import { benchMetrics } from "./metrics.ts";
 import { benchDiscovery } from "./discovery.ts";
@@ -17,8 +19,9 @@ import { benchJobs } from "./jobs.ts";
 import { benchGraph } from "./graph.ts";
 import { benchAlerts } from "./alerts.ts";
 import { benchEstate } from "./estate.ts";
+import { benchStoreAb } from "./store-ab.ts";
 
-const benches: Record<string, (args: string[]) => Promise<void>> = { pipeline: benchPipeline, metrics: benchMetrics, discovery: benchDiscovery, jobs: benchJobs, graph: benchGraph, alerts: benchAlerts, estate: benchEstate };
+const benches: Record<string, (args: string[]) => Promise<void>> = { pipeline: benchPipeline, metrics: benchMetrics, discovery: benchDiscovery, jobs: benchJobs, graph: benchGraph, alerts: benchAlerts, estate: benchEstate, "store-ab": benchStoreAb };
 benches.dashboard = (args) => import("./dashboard.ts").then((m) => m.benchDashboard(args));
 benches.registry = (args) => import("./registry.ts").then((m) => m.benchRegistry(args)); // a 10k-row import through the registry service, vs parsing the file
 const [name = "pipeline", ...rest] = process.argv.slice(2);

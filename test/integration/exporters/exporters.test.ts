@@ -76,7 +76,7 @@ describe("ServiceNow", () => {
       expect(ex.status().retries).toBeGreaterThanOrEqual(3);
       // rev 3 (app-h4) was refused: dead-lettered with the vendor's answer, the rest went on
       const dlq = await bus.jsm.streams.getMessage(bus.topo.streams.dlq.name, { last_by_subj: bus.topo.subjects.dlq("exporter-snow-topology") });
-      expect(dlq.header.get("Orrery-Reason")).toContain("Invalid class attribute");
+      expect(dlq?.header.get("Orrery-Reason")).toContain("Invalid class attribute");
       await waitFor(() => ex.status().deadLettered === 1, "dead-letter counted");
       expect(rx.violations).toEqual([]);
       // incidents from health

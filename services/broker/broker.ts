@@ -32,6 +32,7 @@ import { credentialsFor, natsUserFor, placeTenant, tenantFor } from "./tenant.ts
 export interface Reply {
   status: number;
   body: Record<string, unknown>;
+  headers?: Record<string, string>;
 }
 
 const reply = (status: number, body: Record<string, unknown> = {}): Reply => ({ status, body });
@@ -129,6 +130,8 @@ export class Broker {
     const async = acceptsIncomplete(q);
     if (typeof async !== "boolean") return async;
     const b = body.value;
+    // "Provisioning" request body: organization_guid and space_guid are deprecated in favour of context, but REQUIRED
+    if (!b.organization_guid || !b.space_guid) return bad("organization_guid and space_guid are required (non-empty strings)");
     const plan = this.plan(b.service_id, b.plan_id);
     if ("status" in plan) return plan;
     if (b.maintenance_info && b.maintenance_info.version !== plan.maintenanceVersion)
@@ -194,17 +197,22 @@ export class Broker {
       if (!cur || cur.value.state === "gone") return reply(404, { description: `no service instance ${instanceId}` });
       const r = cur.value;
       if (b.service_id !== r.service_id) return bad(`service_id ${JSON.stringify(b.service_id)} is not this instance's`);
-      if (r.op.state === "in progress") return concurrency(`instance ${instanceId}`);
+      if (r.op.state === "in progress") {
+        // "a re-sent PATCH request MUST return a 202 Accepted ... if the requested update has not yet completed"
+        const resent = r.op.type === "update" && (b.plan_id ?? r.plan_id) === r.plan_id && sameJson({ ...r.op.previous?.parameters, ...(b.parameters ?? {}) }, r.parameters);
+        return resent && async ? reply(202, { dashboard_url: r.tenant.dashboardUrl, operation: r.op.id }) : concurrency(`instance ${instanceId}`);
+      }
       if (r.state !== "ready") return reply(422, { error: "ConcurrencyError", description: `instance ${instanceId} is ${r.state}, not ready: it cannot be updated` });
       const plan = this.plan(r.service_id, b.plan_id ?? r.plan_id);
       if ("status" in plan) return plan;
       if (b.maintenance_info && b.maintenance_info.version !== plan.maintenanceVersion)
         return reply(422, { error: "MaintenanceInfoConflict", description: `maintenance_info.version ${b.maintenance_info.version} is not the plan's (${plan.maintenanceVersion}); fetch the catalog again` });
-      // A plan change starts from the new plan's defaults; otherwise the given parameters are laid over the current.
+      // The given parameters are laid over the current ones ("if this field is not present ... MUST NOT change the
+      // parameters"); a plan change keeps them too, and is refused (422) when they do not fit the new plan.
       const planChanged = plan.id !== r.plan_id;
-      const merged = planChanged ? (b.parameters ?? {}) : { ...r.parameters, ...(b.parameters ?? {}) };
+      const merged = { ...r.parameters, ...(b.parameters ?? {}) };
       const params = this.params(plan, merged);
-      if (!params.ok) return params.reply;
+      if (!params.ok) return planChanged && b.parameters === undefined ? reply(422, { description: `the instance's parameters do not fit plan ${plan.name}: ${String(params.reply.body.description)}; give parameters for it` }) : params.reply;
       if (plan.asyncOnly && !async) return asyncRequired(`plan ${plan.name}`);
       const nothing = !planChanged && sameJson(merged, r.parameters) && (!b.maintenance_info || sameJson(b.maintenance_info, r.maintenance_info)) && (!b.context || sameJson(b.context, r.context));
       if (nothing) return reply(200, { dashboard_url: r.tenant.dashboardUrl });
@@ -277,7 +285,7 @@ export class Broker {
     if (asked !== null && asked !== r.op.id) return bad(`operation ${JSON.stringify(asked)} is not this instance's last operation`);
     // 410 Gone: "appropriate only for asynchronous delete operations" — the instance is gone.
     if (r.state === "gone") return reply(410, {});
-    return reply(200, opBody(r.op, r.op.type === "update" && r.op.state === "failed" ? { instance_usable: true, update_repeatable: true } : {}));
+    return { ...reply(200, opBody(r.op, r.op.type === "update" && r.op.state === "failed" ? { instance_usable: true, update_repeatable: true } : {})), headers: retryAfter(r.op) };
   }
 
   /** "Fetching a Service Instance" — GET /v2/service_instances/:instance_id */
@@ -385,7 +393,7 @@ export class Broker {
     const asked = q.get("operation");
     if (asked !== null && asked !== cur.value.op.id) return bad(`operation ${JSON.stringify(asked)} is not this binding's last operation`);
     if (cur.value.state === "gone") return reply(410, {});
-    return reply(200, opBody(cur.value.op));
+    return { ...reply(200, opBody(cur.value.op)), headers: retryAfter(cur.value.op) };
   }
 
   /** "Fetching a Service Binding" — 404 while it does not exist or is still being created. */
@@ -487,6 +495,9 @@ export class Broker {
     return { ...r, state: r.op.type === "deprovision" ? "ready" : "failed", op };
   }
 }
+
+/** "The response MAY also include the Retry-After HTTP header" (a duration, as recommended): while in progress. */
+const retryAfter = (op: Operation): Record<string, string> | undefined => (op.state === "in progress" ? { "Retry-After": "1" } : undefined);
 
 function opBody(op: Operation, extra: Record<string, unknown> = {}): Record<string, unknown> {
   const description = op.description ?? (op.state === "in progress" ? `${op.type}: step ${op.step + 1}` : `${op.type} ${op.state}`);

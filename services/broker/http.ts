@@ -20,7 +20,7 @@ export interface BrokerHttpOptions {
   port: number;
 }
 
-const json = (r: Reply, headers: Record<string, string> = {}) => Response.json(r.body, { status: r.status, headers });
+const json = (r: Reply) => Response.json(r.body, { status: r.status, headers: r.headers });
 
 /** null when authorized, else the 401 */
 export function checkAuth(req: Request, user: string, password: string): Response | null {

@@ -82,7 +82,7 @@ export function placeTenant(o: {
     random: o.random,
   });
   const mine = placements.find((p) => p.job === o.tenant);
-  return { active: mine?.active ?? [], standby: mine?.standby ?? [], degraded: mine?.degraded ?? "not placed" };
+  return mine ? { active: mine.active, standby: mine.standby, degraded: mine.degraded } : { active: [], standby: [], degraded: "not placed" };
 }
 
 /**

@@ -29,6 +29,8 @@ const HOST = plan("host-agents");
 const PROBES = plan("agentless-probes");
 const WALL = plan("wallboard");
 const log = makeLogger("broker-test", true);
+/** "Provisioning": organization_guid and space_guid are deprecated but still REQUIRED */
+const ORG = { organization_guid: "org-1", space_guid: "space-1" };
 
 let nats: NatsServer;
 beforeAll(async () => {
@@ -121,7 +123,7 @@ describe("API Version Header and Platform to Service Broker Authentication", () 
     }
     for (const v of ["2.13", "2.14", "2.17"]) expect((await osb("GET", "/v2/catalog", undefined, { "X-Broker-API-Version": v })).status).toBe(200);
     // every OSB route is behind both checks
-    expect((await osb("PUT", inst(id()), { service_id: SERVICE_ID, plan_id: HOST }, { "X-Broker-API-Version": null })).status).toBe(412);
+    expect((await osb("PUT", inst(id()), { ...ORG, service_id: SERVICE_ID, plan_id: HOST }, { "X-Broker-API-Version": null })).status).toBe(412);
   });
 
   test("Catalog Management: one CLI-named offering, plans with maintenance_info and draft-04 parameter schemas", async () => {
@@ -159,11 +161,11 @@ describe("lifecycle", () => {
     const fetched = await osb("GET", inst(i));
     expect(fetched.status).toBe(200);
     expect(fetched.body).toMatchObject({ service_id: SERVICE_ID, plan_id: HOST, parameters: { group_by: "team" } });
-    expect(fetched.body.metadata.attributes.placement.active).toEqual(["local"]);
+    expect(fetched.body.metadata.attributes.placement).toEqual({ active: ["local"], standby: [], degraded: null });
 
     // "Binding": credentials an agent can use
     const bid = id();
-    const bound = await osb("PUT", bnd(i, bid), { service_id: SERVICE_ID, plan_id: HOST, app_guid: "app-1", parameters: { name: "web" } });
+    const bound = await osb("PUT", bnd(i, bid), { ...ORG, service_id: SERVICE_ID, plan_id: HOST, app_guid: "app-1", parameters: { name: "web" } });
     expect(bound.status).toBe(201);
     const c = bound.body.credentials;
     expect(c.nats.nkey).toMatch(/^U[A-Z2-7]{55}$/);
@@ -172,9 +174,9 @@ describe("lifecycle", () => {
     expect(c.nats.permissions.publish.allow).toEqual([`${b.bus.topo.prefix}.discovery.v1.${tenant}.>`, `${b.bus.topo.prefix}.metrics.v1.${tenant}.>`]);
     expect(c.graph_source).toBe(`tenant:${tenant}`);
     expect(c.kiosk_url).toStartWith("http://dash.example:7070/kiosk?token=orr_");
-    expect((await osb("PUT", bnd(i, bid), { service_id: SERVICE_ID, plan_id: HOST, app_guid: "app-1", parameters: { name: "web" } })).body).toEqual(bound.body);
-    expect((await osb("PUT", bnd(i, bid), { service_id: SERVICE_ID, plan_id: HOST, app_guid: "app-1", parameters: { name: "web" } })).status).toBe(200);
-    expect((await osb("PUT", bnd(i, bid), { service_id: SERVICE_ID, plan_id: HOST, app_guid: "app-2" })).status).toBe(409);
+    expect((await osb("PUT", bnd(i, bid), { ...ORG, service_id: SERVICE_ID, plan_id: HOST, app_guid: "app-1", parameters: { name: "web" } })).body).toEqual(bound.body);
+    expect((await osb("PUT", bnd(i, bid), { ...ORG, service_id: SERVICE_ID, plan_id: HOST, app_guid: "app-1", parameters: { name: "web" } })).status).toBe(200);
+    expect((await osb("PUT", bnd(i, bid), { ...ORG, service_id: SERVICE_ID, plan_id: HOST, app_guid: "app-2" })).status).toBe(409);
     // "Fetching a Service Binding"
     const fb = await osb("GET", bnd(i, bid));
     expect(fb.status).toBe(200);
@@ -209,7 +211,7 @@ describe("lifecycle", () => {
     try {
       const osb = client(slow.url);
       const i = id();
-      const body = { service_id: SERVICE_ID, plan_id: PROBES, parameters: { targets: ["10.0.0.1", "db.example"], placement: { pick: "first", redundancy: "+0" } } };
+      const body = { ...ORG, service_id: SERVICE_ID, plan_id: PROBES, parameters: { targets: ["10.0.0.1", "db.example"], placement: { pick: "first", redundancy: "+0" } } };
       // "Provisioning": 422 AsyncRequired when the plan only provisions asynchronously and accepts_incomplete is absent
       const req = await osb("PUT", inst(i), body);
       expect(req).toMatchObject({ status: 422, body: { error: "AsyncRequired" } });
@@ -228,7 +230,7 @@ describe("lifecycle", () => {
 
       // asynchronous binding: 202, then "Polling Last Operation for Service Bindings"
       const bid = id();
-      const ab = await osb("PUT", bnd(i, bid, "?accepts_incomplete=true"), { service_id: SERVICE_ID, plan_id: PROBES });
+      const ab = await osb("PUT", bnd(i, bid, "?accepts_incomplete=true"), { ...ORG, service_id: SERVICE_ID, plan_id: PROBES });
       expect(ab.status).toBe(202);
       expect((await osb("GET", bnd(i, bid))).status).toBe(404);
       expect((await pollLastOp(osb, bnd(i, bid, `/last_operation?operation=${ab.body.operation}`))).body.state).toBe("succeeded");
@@ -237,6 +239,12 @@ describe("lifecycle", () => {
       // "Updating a Service Instance": 202; meanwhile fetch is 422 ConcurrencyError, a second update or a delete too
       const up = await osb("PATCH", inst(i, "?accepts_incomplete=true"), { service_id: SERVICE_ID, parameters: { interval_s: 60 } });
       expect(up.status).toBe(202);
+      // "a re-sent PATCH request MUST return a 202 Accepted, not a 200 OK, if the requested update has not yet completed"
+      expect(await osb("PATCH", inst(i, "?accepts_incomplete=true"), { service_id: SERVICE_ID, parameters: { interval_s: 60 } })).toEqual(up);
+      // last_operation while in progress carries Retry-After (a duration)
+      const lo = await fetch(`${slow.url}${inst(i, "/last_operation")}`, { headers: { "X-Broker-API-Version": "2.17", Authorization: `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString("base64")}` } });
+      expect((await lo.json()) as unknown).toMatchObject({ state: "in progress" });
+      expect(lo.headers.get("Retry-After")).toBe("1");
       expect(await osb("GET", inst(i))).toMatchObject({ status: 422, body: { error: "ConcurrencyError" } });
       expect(await osb("PATCH", inst(i, "?accepts_incomplete=true"), { service_id: SERVICE_ID, parameters: { interval_s: 120 } })).toMatchObject({ status: 422, body: { error: "ConcurrencyError" } });
       expect(await osb("DELETE", inst(i, del(PROBES, "&accepts_incomplete=true")))).toMatchObject({ status: 422, body: { error: "ConcurrencyError" } });
@@ -262,12 +270,20 @@ describe("lifecycle", () => {
   test("wallboard: 201 even with accepts_incomplete=true (a broker may answer synchronously); plan change by update", async () => {
     const osb = client(b.url);
     const i = id();
-    const r = await osb("PUT", inst(i, "?accepts_incomplete=true"), { service_id: SERVICE_ID, plan_id: WALL, parameters: { level: "hosts" } });
+    const r = await osb("PUT", inst(i, "?accepts_incomplete=true"), { ...ORG, service_id: SERVICE_ID, plan_id: WALL, parameters: { level: "hosts" } });
     expect(r.status).toBe(201);
     expect(new URL(r.body.dashboard_url).searchParams.get("level")).toBe("hosts");
-    const up = await osb("PATCH", inst(i), { service_id: SERVICE_ID, plan_id: HOST, parameters: {} });
-    expect(up.status).toBe(200);
-    expect((await osb("GET", inst(i))).body.plan_id).toBe(HOST);
+    // "Updating a Service Instance": parameters absent = unchanged; ones that do not fit the new plan make it 422
+    expect((await osb("PATCH", inst(i), { service_id: SERVICE_ID, plan_id: HOST })).status).toBe(422);
+    const up = await osb("PATCH", inst(i, "?accepts_incomplete=true"), { service_id: SERVICE_ID, plan_id: WALL, parameters: { group_by: "team" } });
+    expect(up.status).toBe(202);
+    await pollLastOp(osb, inst(i, "/last_operation"));
+    expect((await osb("GET", inst(i))).body.parameters).toEqual({ level: "hosts", group_by: "team" });
+    // a plan change with parameters that fit the new plan
+    const i2 = id();
+    expect((await osb("PUT", inst(i2), { ...ORG, service_id: SERVICE_ID, plan_id: WALL })).status).toBe(201);
+    expect((await osb("PATCH", inst(i2), { service_id: SERVICE_ID, plan_id: HOST, parameters: { max_hosts: 3 } })).status).toBe(200);
+    expect((await osb("GET", inst(i2))).body).toMatchObject({ plan_id: HOST, parameters: { max_hosts: 3 } });
     // an update that changes nothing is 200 as well
     expect((await osb("PATCH", inst(i), { service_id: SERVICE_ID })).status).toBe(200);
   });
@@ -284,13 +300,15 @@ describe("Service Broker Errors", () => {
     const cases: [string, string, unknown, RegExp][] = [
       ["PUT", inst(i), "{not json", /not JSON/],
       ["PUT", inst(i), { service_id: SERVICE_ID }, /plan_id/],
-      ["PUT", inst(i), { service_id: "other", plan_id: HOST }, /unknown service_id/],
-      ["PUT", inst(i), { service_id: SERVICE_ID, plan_id: "nope" }, /unknown plan_id/],
-      ["PUT", inst(i), { service_id: SERVICE_ID, plan_id: HOST, parameters: { max_hosts: 0 } }, /max_hosts/],
-      ["PUT", inst(i), { service_id: SERVICE_ID, plan_id: HOST, parameters: { colour: "red" } }, /colour/],
-      ["PUT", inst(i, "?accepts_incomplete=true"), { service_id: SERVICE_ID, plan_id: PROBES, parameters: { targets: [] } }, /targets/],
-      ["PUT", inst(i, "?accepts_incomplete=true"), { service_id: SERVICE_ID, plan_id: PROBES, parameters: { targets: ["a"], placement: { redundancy: "3:1" } } }, /redundancy/],
-      ["PUT", inst(i, "?accepts_incomplete=maybe"), { service_id: SERVICE_ID, plan_id: HOST }, /accepts_incomplete/],
+      ["PUT", inst(i), { service_id: SERVICE_ID, plan_id: HOST }, /organization_guid and space_guid/],
+      ["PUT", inst(i), { service_id: SERVICE_ID, plan_id: HOST, organization_guid: "", space_guid: "s" }, /organization_guid and space_guid/],
+      ["PUT", inst(i), { ...ORG, service_id: "other", plan_id: HOST }, /unknown service_id/],
+      ["PUT", inst(i), { ...ORG, service_id: SERVICE_ID, plan_id: "nope" }, /unknown plan_id/],
+      ["PUT", inst(i), { ...ORG, service_id: SERVICE_ID, plan_id: HOST, parameters: { max_hosts: 0 } }, /max_hosts/],
+      ["PUT", inst(i), { ...ORG, service_id: SERVICE_ID, plan_id: HOST, parameters: { colour: "red" } }, /colour/],
+      ["PUT", inst(i, "?accepts_incomplete=true"), { ...ORG, service_id: SERVICE_ID, plan_id: PROBES, parameters: { targets: [] } }, /targets/],
+      ["PUT", inst(i, "?accepts_incomplete=true"), { ...ORG, service_id: SERVICE_ID, plan_id: PROBES, parameters: { targets: ["a"], placement: { redundancy: "3:1" } } }, /redundancy/],
+      ["PUT", inst(i, "?accepts_incomplete=maybe"), { ...ORG, service_id: SERVICE_ID, plan_id: HOST }, /accepts_incomplete/],
       ["DELETE", inst(i, `?plan_id=${HOST}`), undefined, /service_id and plan_id/],
       ["DELETE", bnd(i, "b1", `?service_id=${SERVICE_ID}`), undefined, /service_id and plan_id/],
     ];
@@ -305,16 +323,16 @@ describe("Service Broker Errors", () => {
   test("422 MaintenanceInfoConflict; 404/410 for unknown instances and bindings", async () => {
     const osb = client(b.url);
     const i = id();
-    expect(await osb("PUT", inst(i), { service_id: SERVICE_ID, plan_id: HOST, maintenance_info: { version: "0.9.0" } })).toMatchObject({ status: 422, body: { error: "MaintenanceInfoConflict" } });
-    expect((await osb("PUT", inst(i), { service_id: SERVICE_ID, plan_id: HOST, maintenance_info: { version: "1.0.0" } })).status).toBe(201);
+    expect(await osb("PUT", inst(i), { ...ORG, service_id: SERVICE_ID, plan_id: HOST, maintenance_info: { version: "0.9.0" } })).toMatchObject({ status: 422, body: { error: "MaintenanceInfoConflict" } });
+    expect((await osb("PUT", inst(i), { ...ORG, service_id: SERVICE_ID, plan_id: HOST, maintenance_info: { version: "1.0.0" } })).status).toBe(201);
     expect(await osb("PATCH", inst(i), { service_id: SERVICE_ID, maintenance_info: { version: "2.0.0" } })).toMatchObject({ status: 422, body: { error: "MaintenanceInfoConflict" } });
     expect((await osb("PATCH", inst(i), { service_id: "x" })).status).toBe(400);
     const unknown = id();
     expect((await osb("GET", inst(unknown, "/last_operation"))).status).toBe(404);
     expect((await osb("GET", inst(i, "/last_operation?operation=op-other"))).status).toBe(400);
     expect((await osb("PATCH", inst(unknown), { service_id: SERVICE_ID })).status).toBe(404);
-    expect((await osb("PUT", bnd(unknown, "b"), { service_id: SERVICE_ID, plan_id: HOST })).status).toBe(404);
-    expect((await osb("PUT", bnd(i, "b"), { service_id: SERVICE_ID, plan_id: WALL })).status).toBe(400);
+    expect((await osb("PUT", bnd(unknown, "b"), { ...ORG, service_id: SERVICE_ID, plan_id: HOST })).status).toBe(404);
+    expect((await osb("PUT", bnd(i, "b"), { ...ORG, service_id: SERVICE_ID, plan_id: WALL })).status).toBe(400);
     expect((await osb("GET", bnd(i, "b"))).status).toBe(404);
     expect((await osb("GET", bnd(i, "b", "/last_operation"))).status).toBe(404);
     expect(await osb("DELETE", inst(unknown, del(HOST)))).toEqual({ status: 410, body: {} });
@@ -327,22 +345,22 @@ describe("Service Broker Errors", () => {
     const tight = await startBroker({ strategy: { version: 1, pools: [{ name: "p1", site: "s", provider: "x", cost: 1, capacity: 1 }] } });
     try {
       const osb = client(tight.url);
-      expect((await osb("PUT", inst(id(), "?accepts_incomplete=true"), { service_id: SERVICE_ID, plan_id: HOST })).status).toBe(202);
+      expect((await osb("PUT", inst(id(), "?accepts_incomplete=true"), { ...ORG, service_id: SERVICE_ID, plan_id: HOST })).status).toBe(202);
       await Bun.sleep(300);
       const i = id();
-      const r = await osb("PUT", inst(i, "?accepts_incomplete=true"), { service_id: SERVICE_ID, plan_id: HOST });
+      const r = await osb("PUT", inst(i, "?accepts_incomplete=true"), { ...ORG, service_id: SERVICE_ID, plan_id: HOST });
       expect(r.status).toBe(202);
       const failed = await pollLastOp(osb, inst(i, "/last_operation"));
       expect(failed.body.state).toBe("failed");
       expect(failed.body.description).toMatch(/no pool can take the tenant/);
       expect((await osb("GET", inst(i))).status).toBe(404);
-      expect((await osb("PUT", inst(i, "?accepts_incomplete=true"), { service_id: SERVICE_ID, plan_id: HOST })).status).toBe(409);
+      expect((await osb("PUT", inst(i, "?accepts_incomplete=true"), { ...ORG, service_id: SERVICE_ID, plan_id: HOST })).status).toBe(409);
       // orphan mitigation: the platform deletes what failed
       expect(await osb("DELETE", inst(i, del(HOST)))).toEqual({ status: 200, body: {} });
       expect((await osb("DELETE", inst(i, del(HOST)))).status).toBe(410);
       // a synchronous provision that cannot be placed fails with a description, and is deletable the same way
       const j = id();
-      const sync = await osb("PUT", inst(j), { service_id: SERVICE_ID, plan_id: HOST });
+      const sync = await osb("PUT", inst(j), { ...ORG, service_id: SERVICE_ID, plan_id: HOST });
       expect(sync.status).toBe(500);
       expect(sync.body.description).toMatch(/no pool/);
       expect((await osb("DELETE", inst(j, del(HOST)))).status).toBe(200);
@@ -358,7 +376,7 @@ describe("concurrency and placement", () => {
     try {
       const osb = client(b.url);
       const i = id();
-      const body = { service_id: SERVICE_ID, plan_id: HOST, parameters: { max_hosts: 5 } };
+      const body = { ...ORG, service_id: SERVICE_ID, plan_id: HOST, parameters: { max_hosts: 5 } };
       const same = await Promise.all(Array.from({ length: 8 }, () => osb("PUT", inst(i, "?accepts_incomplete=true"), body)));
       expect(same.every((r) => r.status === 202)).toBe(true);
       expect(new Set(same.map((r) => r.body.operation)).size).toBe(1);
@@ -375,7 +393,7 @@ describe("concurrency and placement", () => {
       const many = await Promise.all(Array.from({ length: 6 }, () => osb("PUT", inst(id()), body)));
       expect(many.map((r) => r.status)).toEqual([201, 201, 201, 201, 201, 201]);
       // concurrent binds of one binding id: one credential set for all
-      const binds = await Promise.all(Array.from({ length: 5 }, () => osb("PUT", bnd(i, "same"), { service_id: SERVICE_ID, plan_id: HOST })));
+      const binds = await Promise.all(Array.from({ length: 5 }, () => osb("PUT", bnd(i, "same"), { ...ORG, service_id: SERVICE_ID, plan_id: HOST })));
       expect(binds.filter((r) => r.status === 201).length).toBeLessThanOrEqual(1);
       expect(binds.every((r) => [200, 201].includes(r.status) || (r.status === 422 && r.body.error === "ConcurrencyError"))).toBe(true);
       const fetched = await waitFor(async () => ((await osb("GET", bnd(i, "same"))).body?.credentials?.nats?.nkey as string | undefined) ?? null, "binding ready");
@@ -398,13 +416,13 @@ describe("concurrency and placement", () => {
     try {
       const osb = client(b.url);
       const i = id();
-      expect((await osb("PUT", inst(i), { service_id: SERVICE_ID, plan_id: HOST, parameters: { placement: { pick: "cheapest", redundancy: "1:1" } } })).status).toBe(201);
+      expect((await osb("PUT", inst(i), { ...ORG, service_id: SERVICE_ID, plan_id: HOST, parameters: { placement: { pick: "cheapest", redundancy: "1:1" } } })).status).toBe(201);
       const p = (await osb("GET", inst(i))).body.metadata.attributes.placement;
       expect(p.active).toEqual(["us"]);
       expect(p.standby.length).toBe(1);
       expect(p.standby[0]).not.toBe("us");
       const j = id();
-      expect((await osb("PUT", inst(j), { service_id: SERVICE_ID, plan_id: HOST, parameters: { placement: { pick: "first" } } })).status).toBe(201);
+      expect((await osb("PUT", inst(j), { ...ORG, service_id: SERVICE_ID, plan_id: HOST, parameters: { placement: { pick: "first" } } })).status).toBe(201);
       expect((await osb("GET", inst(j))).body.metadata.attributes.placement.active).toEqual(["eu"]);
     } finally {
       await b.stop();
@@ -417,8 +435,8 @@ test("deprovision removes the tenant's data from the DISCOVERY and METRICS strea
   try {
     const osb = client(b.url);
     const i = id();
-    await osb("PUT", inst(i), { service_id: SERVICE_ID, plan_id: HOST });
-    const c = (await osb("PUT", bnd(i, "x"), { service_id: SERVICE_ID, plan_id: HOST })).body.credentials;
+    await osb("PUT", inst(i), { ...ORG, service_id: SERVICE_ID, plan_id: HOST });
+    const c = (await osb("PUT", bnd(i, "x"), { ...ORG, service_id: SERVICE_ID, plan_id: HOST })).body.credentials;
     const disc = c.nats.permissions.publish.allow[0].replace(/>$/, "web01");
     const other = `${b.bus.topo.prefix}.discovery.v1.someone-else`;
     await b.bus.js.publish(disc, "{}");
@@ -442,8 +460,8 @@ test("a nats-server given the broker's authorization block holds a bound agent t
   const b = await startBroker();
   const osb = client(b.url);
   const i = id();
-  await osb("PUT", inst(i), { service_id: SERVICE_ID, plan_id: HOST });
-  const c = (await osb("PUT", bnd(i, "agent"), { service_id: SERVICE_ID, plan_id: HOST })).body.credentials;
+  await osb("PUT", inst(i), { ...ORG, service_id: SERVICE_ID, plan_id: HOST });
+  const c = (await osb("PUT", bnd(i, "agent"), { ...ORG, service_id: SERVICE_ID, plan_id: HOST })).body.credentials;
   const block = await (await fetch(`${b.url}/broker/nats-authorization`, { headers: { Authorization: `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString("base64")}` } })).text();
   await b.stop();
   // a second server whose config includes the block (what a NATS operator does, then `nats-server --signal reload`)
@@ -485,7 +503,7 @@ test("a broker process killed in the middle of an asynchronous provision: a new 
   const first = await start();
   const i = id();
   let osb = client(first.match[1]!);
-  const r = await osb("PUT", inst(i, "?accepts_incomplete=true"), { service_id: SERVICE_ID, plan_id: PROBES, parameters: { targets: ["10.1.1.1"] } });
+  const r = await osb("PUT", inst(i, "?accepts_incomplete=true"), { ...ORG, service_id: SERVICE_ID, plan_id: PROBES, parameters: { targets: ["10.1.1.1"] } });
   expect(r.status).toBe(202);
   // wait until the first step (placement) is recorded, then kill the process before the second
   await waitFor(async () => /step 2/.test((await osb("GET", inst(i, "/last_operation"))).body.description), "the first step done", 10_000, 50);
@@ -503,7 +521,7 @@ test("a broker process killed in the middle of an asynchronous provision: a new 
     expect(fetched.status).toBe(200);
     expect(fetched.body.metadata.attributes.placement.active).toEqual(["local"]);
     // the identical request is now 200 (it exists and is fully provisioned)
-    expect((await osb("PUT", inst(i, "?accepts_incomplete=true"), { service_id: SERVICE_ID, plan_id: PROBES, parameters: { targets: ["10.1.1.1"] } })).status).toBe(200);
+    expect((await osb("PUT", inst(i, "?accepts_incomplete=true"), { ...ORG, service_id: SERVICE_ID, plan_id: PROBES, parameters: { targets: ["10.1.1.1"] } })).status).toBe(200);
   } finally {
     second.proc.kill("SIGTERM");
     await second.proc.exited;

@@ -1,12 +1,14 @@
 /** `npm run demo`: the whole platform on its embedded defaults, plus the local host's own agent. */
 import { join } from "node:path";
 import { z } from "zod";
-import { BusKeys, ClickHouseKeys, DataDirKeys, GatewayKeys, parseEnv } from "../shared/config.ts";
+import { hostname } from "node:os";
+import { BusKeys, ClickHouseKeys, DataDirKeys, GatewayKeys, NatsAuthKeys, parseEnv } from "../shared/config.ts";
 import { makeLogger } from "../shared/log.ts";
 import { topologyLaunchEnv } from "../topology/client.ts";
+import { demoNatsAuth } from "./nats-auth.ts";
 import { natsServerSpec, serviceSpec, Supervisor } from "./supervisor.ts";
 
-const cfg = parseEnv(z.object({ ...DataDirKeys, ...BusKeys, ...ClickHouseKeys, ...GatewayKeys }), process.env);
+const cfg = parseEnv(z.object({ ...DataDirKeys, ...BusKeys, ...ClickHouseKeys, ...GatewayKeys, ...NatsAuthKeys }), process.env);
 const log = makeLogger("supervisor");
 let stopping = false;
 const stop = async (code = 0, why = "") => {
@@ -44,8 +46,14 @@ try {
   else {
     const bin = Bun.which("nats-server") ?? Bun.which("nats-server", { PATH: "/usr/sbin:/usr/bin:/usr/local/bin" });
     if (!bin) throw new Error("nats-server not found: `npm run demo` installs it from Debian, or set NATS_URL");
-    const r = await sup.startOnPort(Number(process.env.ORRERY_NATS_PORT ?? 4222), (port) => natsServerSpec(cfg.ORRERY_DATA_DIR, port, bin));
+    // NATS credentials (a user per child, limited to its subjects) unless ORRERY_NATS_AUTH=off
+    const auth = cfg.ORRERY_NATS_AUTH === "on" ? await demoNatsAuth(cfg.ORRERY_DATA_DIR, cfg.ORRERY_PREFIX, process.env.ORRERY_HOST_ID ?? hostname()) : undefined;
+    const r = await sup.startOnPort(Number(process.env.ORRERY_NATS_PORT ?? 4222), (port) => natsServerSpec(cfg.ORRERY_DATA_DIR, port, bin, auth?.block));
     env.NATS_URL = String(r.url);
+    if (auth) {
+      sup.childEnv = auth.envFor;
+      process.stderr.write(`  NATS auth:  on (a user per service and agent; the admin user is in ${auth.credentialsFile})\n`);
+    }
   }
   if (process.env.CLICKHOUSE_URL) {
     env.CLICKHOUSE_URL = cfg.CLICKHOUSE_URL;
@@ -77,8 +85,8 @@ try {
     const broker = await sup.startOnPort(Number(process.env.ORRERY_BROKER_PORT ?? 7074), (port) => serviceSpec("broker", { ...env, ORRERY_BROKER_PORT: String(port), ORRERY_BROKER_GATEWAY_URL: process.env.ORRERY_BROKER_GATEWAY_URL ?? String(gw.url) }));
     process.stderr.write(`  Service broker (Open Service Broker API): ${String(broker.url)}\n`);
   }
-  // ITSM exporters only when a configuration names them (services/exporters; secrets come from the environment)
-  if (process.env.ORRERY_EXPORTERS_CONFIG) await sup.start(serviceSpec("exporters", { ...(process.env as Record<string, string>), ...env }));
+  // ITSM exporters only when a configuration names them (services/exporters; their secrets come from the environment)
+  if (process.env.ORRERY_EXPORTERS_CONFIG) await sup.startOnPort(Number(process.env.ORRERY_EXPORTERS_PORT ?? 7073), (port) => serviceSpec("exporters", { ...env, ORRERY_EXPORTERS_PORT: String(port) }));
   process.stdout.write(`${JSON.stringify({ event: "ready", service: "orrery", dashboard: gw.url, nats: env.NATS_URL, clickhouse: env.CLICKHOUSE_URL, ingest: ingest.url, auth: gw.auth })}\n`);
   process.stderr.write(`\n  Orrery is running.\n  Dashboard:  ${gw.url}\n${howToLogIn(gw)}  NATS:       ${env.NATS_URL}\n  ClickHouse: ${env.CLICKHOUSE_URL}\n  Ingest:     ${ingest.url}  (Alertmanager webhook /api/alerts/alertmanager, remote_write /api/v1/write${gw.auth === "off" ? "" : "; each needs an ingest token: orrery token create --kind ingest --source alertmanager"})\n  Data:       ${cfg.ORRERY_DATA_DIR}\n  Ctrl-C stops everything.\n\n`);
 } catch (e) {

@@ -52,6 +52,8 @@ export interface StreamSpec {
   maxBytes: number;
   /** JetStream's dedup window for Nats-Msg-Id. */
   duplicateWindowMs: number;
+  /** copies kept by a JetStream cluster (1 on a single server; 3 in the production layout, deploy/nats) */
+  replicas: number;
 }
 
 export interface ConsumerSpec {
@@ -157,8 +159,10 @@ export function subjectToken(s: string): string {
   return s.replace(/[.*> \t\r\n]/g, "_") || "_";
 }
 
-export function topologyFor(prefix = "orrery"): Topology {
+export function topologyFor(prefix = "orrery", o: { replicas?: number } = {}): Topology {
   if (!/^[a-zA-Z0-9_-]+$/.test(prefix)) throw new Error(`prefix must be [a-zA-Z0-9_-]+, got "${prefix}"`);
+  const replicas = o.replicas ?? 1;
+  if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5) throw new Error(`replicas must be an integer from 1 to 5, got ${replicas}`);
   const P = prefix.toUpperCase().replace(/-/g, "_");
   const stream = (name: string, subjects: string[], maxAgeMs: number, maxBytes: number, duplicateWindowMs = DEDUP_WINDOW_MS, retention: StreamSpec["retention"] = "limits"): StreamSpec => ({
     name: `${P}_${name}`,
@@ -167,6 +171,7 @@ export function topologyFor(prefix = "orrery"): Topology {
     maxAgeMs,
     maxBytes,
     duplicateWindowMs,
+    replicas,
   });
   const subjects: Topology["subjects"] = {
     discovery: (host) => `${prefix}.discovery.v1.${subjectToken(host)}`,

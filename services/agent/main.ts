@@ -4,8 +4,10 @@
  */
 import { readFileSync } from "node:fs";
 import { connectBus } from "../shared/bus.ts";
+import { agentInboxPrefix } from "../shared/nats-auth.ts";
 import { onShutdown } from "../shared/lifecycle.ts";
 import { makeLogger, ready } from "../shared/log.ts";
+import { natsConnected, startObservability } from "../shared/metrics-registry.ts";
 import { makeAgent } from "./agent.ts";
 import { AgentConfigError, resolveAgentConfig, USAGE } from "./config.ts";
 import { describePids, readHostname, scanHost } from "./scan.ts";
@@ -28,7 +30,18 @@ const log = makeLogger("agent", cfg.quiet);
 const host = cfg.hostId ?? readHostname({ procRoot: cfg.procRoot, etcRoot: cfg.etcRoot });
 let bus;
 try {
-  bus = await connectBus({ url: cfg.natsUrl, prefix: cfg.prefix, name: `orrery-agent-${host}`, user: cfg.natsUser, pass: cfg.natsPass, token: cfg.natsToken });
+  // With credentials of its own an agent may only publish its host's subjects (services/shared/nats-auth.ts): the
+  // platform's services declare the streams, and replies come to the inbox its user may read.
+  bus = await connectBus({
+    url: cfg.natsUrl,
+    prefix: cfg.prefix,
+    name: `orrery-agent-${host}`,
+    user: cfg.natsUser,
+    pass: cfg.natsPass,
+    token: cfg.natsToken,
+    declare: cfg.natsUser === undefined && cfg.natsToken === undefined,
+    inboxPrefix: agentInboxPrefix(host),
+  });
 } catch (e) {
   log.error("cannot connect to NATS", { url: cfg.natsUrl, error: String(e) });
   process.exit(1);
@@ -57,9 +70,12 @@ if (cfg.once) {
 }
 // Stops within a deadline whatever state NATS is in (a publish in flight may wait 30 s for a dead server). A standalone
 // agent (systemd, a container) has no supervisor whose death it should follow.
+const obs = startObservability("agent", process.env, log);
 onShutdown(async () => {
   await agent.stop();
   await bus.close();
+  obs.stop();
 }, { watchParent: false });
+obs.markReady(natsConnected(bus));
 agent.start();
 ready("agent", { host, intervalMs: cfg.intervalMs, prefix: cfg.prefix });

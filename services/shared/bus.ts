@@ -34,20 +34,45 @@ export interface Bus {
   close(): Promise<void>;
 }
 
-export async function connectBus(opts: { url: string; prefix?: string; name: string; user?: string; pass?: string; token?: string }): Promise<Bus> {
+export interface BusOptions {
+  /** one server, or a comma-separated list / array of a cluster's nodes: the client reconnects to any that is up */
+  url: string | string[];
+  prefix?: string;
+  name: string;
+  user?: string;
+  pass?: string;
+  token?: string;
+  /** JetStream replicas of every stream this process declares (ORRERY_NATS_REPLICAS; 3 on a 3-node cluster) */
+  replicas?: number;
+  /**
+   * Declare the streams and durables at connect (the default). An agent with credentials of its own cannot (it may
+   * only publish its host's subjects): the platform's services declare them.
+   */
+  declare?: boolean;
+  /** reply subjects of requests and JetStream publish acks; an agent's credentials allow only its own (nats-auth.ts) */
+  inboxPrefix?: string;
+}
+
+export async function connectBus(opts: BusOptions): Promise<Bus> {
+  const servers = (Array.isArray(opts.url) ? opts.url : opts.url.split(",")).map((s) => s.trim()).filter(Boolean);
   const nc = await connect({
-    servers: opts.url,
+    servers,
     name: opts.name,
     user: opts.user,
     pass: opts.pass,
     token: opts.token,
+    inboxPrefix: opts.inboxPrefix,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
+    // the order is a preference, not a rule: spread the clients of a cluster over its nodes
+    noRandomize: false,
   });
+  const declare = opts.declare ?? true;
   const js = jetstream(nc);
-  const jsm = await jetstreamManager(nc);
-  const topo = topologyFor(opts.prefix);
-  await ensureStreams(jsm, topo);
+  // checkAPI asks the server for the account's JetStream info, which a publish-only user may not do
+  const jsm = await jetstreamManager(nc, { checkAPI: declare });
+  const topo = topologyFor(opts.prefix, { replicas: opts.replicas });
+  if (declare) await ensureStreams(jsm, topo);
   return {
     nc,
     js,
@@ -103,6 +128,7 @@ function streamConfig(s: StreamSpec) {
     max_age: ns(s.maxAgeMs),
     max_bytes: s.maxBytes,
     duplicate_window: ns(s.duplicateWindowMs),
+    num_replicas: s.replicas,
   };
 }
 

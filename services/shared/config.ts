@@ -30,14 +30,28 @@ const shown = (key: string, v: string | undefined) => (v !== undefined && SECRET
 const Port = z.coerce.number().int().min(0).max(65535);
 const Days = (max: number) => z.coerce.number().int().min(1).max(max);
 
+/** The servers of a NATS_URL value (comma-separated, blanks dropped). */
+export const natsServers = (v: string): string[] => v.split(",").map((s) => s.trim()).filter(Boolean);
+
 /** The event bus: every service. */
 export const BusKeys = {
   ORRERY_PREFIX: z.string().regex(/^[a-zA-Z0-9_-]+$/, "letters, digits, _ and - only").default("orrery"),
-  NATS_URL: z.string().default("nats://127.0.0.1:4222"),
+  /** one server or a comma-separated list (a cluster's nodes): the client reconnects to whichever is up */
+  NATS_URL: z
+    .string()
+    .default("nats://127.0.0.1:4222")
+    .refine((v) => natsServers(v).length > 0, "one or more NATS URLs, comma-separated"),
   NATS_USER: z.string().optional(),
   NATS_PASS: z.string().optional(),
   NATS_TOKEN: z.string().optional(),
+  /** JetStream replicas of every stream: 1 on one server, 3 on a 3-node cluster (services/shared/nats-auth.ts, deploy/nats) */
+  ORRERY_NATS_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
 };
+/**
+ * NATS credentials in the demo: "on" (the supervisor generates a user per service and for the local agent, each limited
+ * to its subjects, services/shared/nats-auth.ts); "off" is an explicit choice (the test stacks).
+ */
+export const NatsAuthKeys = { ORRERY_NATS_AUTH: z.enum(["on", "off"]).default("on") };
 export const LogKeys = { ORRERY_LOG_QUIET: z.enum(["0", "1"]).default("0") };
 /** resolved to an absolute path */
 export const DataDirKeys = { ORRERY_DATA_DIR: z.string().min(1).default(".orrery-data").transform((p) => resolve(p)) };
@@ -118,7 +132,7 @@ export const IdentityKeys = {
 export type BusConfig = z.output<z.ZodObject<typeof BusKeys>>;
 
 export function natsOptions(c: BusConfig, name: string) {
-  return { url: c.NATS_URL, prefix: c.ORRERY_PREFIX, name, user: c.NATS_USER, pass: c.NATS_PASS, token: c.NATS_TOKEN };
+  return { url: c.NATS_URL, prefix: c.ORRERY_PREFIX, name, user: c.NATS_USER, pass: c.NATS_PASS, token: c.NATS_TOKEN, replicas: c.ORRERY_NATS_REPLICAS };
 }
 
 /** Where a service's shutdown lives now; re-exported so its importers need not change. */

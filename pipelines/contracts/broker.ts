@@ -56,6 +56,9 @@ export const AgentlessProbesParams = z
     group_by: z.enum(["tier", "team", "owner", "site", "component", "host"]).default("tier"),
     /** host names or IPv4 addresses the probes reach */
     targets: z.array(z.string().min(1).max(253).regex(/^[a-zA-Z0-9_.:-]+$/, "a host name or address")).min(1).max(1000),
+    /** TCP ports the scan tries (the jobs service's tcp-scan package) */
+    ports: z.array(z.number().int().min(1).max(65535)).min(1).max(100).default([22, 80, 443]),
+    /** the interval a recurring scan should run at (recorded; the jobs service takes schedules from its file only) */
     interval_s: z.number().int().min(10).max(86_400).default(300),
   })
   .strict();

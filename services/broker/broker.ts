@@ -11,6 +11,7 @@
 import { randomBytes } from "node:crypto";
 import type { z } from "zod";
 import {
+  AgentlessProbesParams,
   BindParams,
   BindRequest,
   type BindingRecord,
@@ -60,6 +61,11 @@ export interface BrokerDeps {
   /** removes what a tenant published (its subjects in DISCOVERY and METRICS) */
   purgeTenant(t: Tenant): Promise<void>;
   kiosk?: KioskTokens;
+  /**
+   * asks the jobs service's scheduler for a run (agentless-probes: a tcp-scan of the targets); absent, that step is
+   * skipped. A caller-chosen runId makes a step redone after a restart submit the same run again, not a second one.
+   */
+  submitRun?(r: { job: string; params: Record<string, unknown>; runId: string }): Promise<{ ok: true; runs: number } | { ok: false; error: string }>;
   /** pause before each step of an asynchronous operation (lets a platform's polling, and the tests, see it run) */
   stepDelayMs?: number;
   now?: () => number;
@@ -433,9 +439,14 @@ export class Broker {
     };
     switch (op.type) {
       case "provision":
-        // 0: place the tenant; 1: clear what an earlier instance with this id may have left on its subjects
+        // 0: place the tenant; 1: clear what an earlier instance with this id may have left on its subjects;
+        // 2 (agentless-probes): the first scan of its targets by the jobs service
         if (op.step === 0) return { record: await placeMe(), last: false };
-        await this.d.purgeTenant(r.tenant);
+        if (op.step === 1) {
+          await this.d.purgeTenant(r.tenant);
+          return { record: r, last: false };
+        }
+        await this.firstScan(r);
         return { record: { ...r, state: "ready" }, last: true };
       case "update":
         return { record: { ...(await placeMe()), state: "ready" }, last: true };
@@ -450,6 +461,13 @@ export class Broker {
       default:
         throw new StepFailedError(`operation ${op.type} does not apply to an instance`);
     }
+  }
+
+  private async firstScan(r: InstanceRecord): Promise<void> {
+    if (planById(r.plan_id)?.name !== "agentless-probes" || !this.d.submitRun) return;
+    const p = AgentlessProbesParams.parse(r.parameters);
+    const res = await this.d.submitRun({ job: "tcp-scan", params: { targets: p.targets, ports: p.ports }, runId: `broker-${r.tenant.id}-${r.op.id}` });
+    if (!res.ok) throw new StepFailedError(`the jobs service did not take the probe run: ${res.error}`);
   }
 
   /** Marks a binding gone outside its own operations (deprovisioning an instance that still has bindings). */

@@ -9,9 +9,11 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { checkStrategyText } from "../../pipelines/strategy/schema.ts";
+import { requestRun } from "../jobs/client.ts";
 import { connectBus } from "../shared/bus.ts";
 import { BusKeys, ConfigError, LogKeys, natsOptions, onShutdown, parseEnv } from "../shared/config.ts";
 import { makeLogger, ready } from "../shared/log.ts";
+import { natsConnected, startObservability } from "../shared/metrics-registry.ts";
 import { listenOrExit } from "../shared/ports.ts";
 import { Broker } from "./broker.ts";
 import { startBrokerServer } from "./http.ts";
@@ -42,6 +44,7 @@ if (cfg.ORRERY_STRATEGY) {
   if (!r.ok) throw new ConfigError(`ORRERY_STRATEGY ${cfg.ORRERY_STRATEGY}: ${r.errors.map((e) => `${e.path || "/"}: ${e.message}`).join("; ")}`);
   strategy = r.strategy;
 }
+const obs = startObservability("broker", process.env, log);
 const bus = await connectBus(natsOptions(cfg, "orrery-broker"));
 const store = await BrokerStore.open(bus);
 const kiosk = await openKioskTokens(bus, cfg.ORRERY_BROKER_GATEWAY_URL);
@@ -55,6 +58,12 @@ const broker = new Broker({
   strategy,
   purgeTenant: (t) => purgeTenant(bus, t),
   kiosk: kiosk ?? undefined,
+  // agentless probes: a run asked of the jobs service's scheduler (placed per its strategy like any other run)
+  submitRun: async (r) => {
+    const res = await requestRun(bus, { schema: "job.submit.v1", job: r.job, params: r.params, runId: r.runId });
+    if (res.kind === "no_scheduler") return { ok: false, error: `no jobs scheduler answers on ${res.subject} (is the jobs service running?)` };
+    return res.reply.ok ? { ok: true, runs: res.reply.runs.length } : { ok: false, error: `${res.reply.code}: ${res.reply.error}` };
+  },
   stepDelayMs: cfg.ORRERY_BROKER_STEP_DELAY_MS,
 });
 const resumed = await broker.resume();
@@ -66,5 +75,7 @@ onShutdown(async () => {
   await server.stop(true);
   await broker.stop();
   await bus.close();
+  obs.stop();
 });
+obs.markReady(natsConnected(bus));
 ready("broker", { url: `http://${cfg.ORRERY_BROKER_HOST}:${server.port}`, kiosk: kiosk !== null });

@@ -19,7 +19,9 @@ import { makeLogger } from "../../../services/shared/log.ts";
 import { Kvm } from "@nats-io/kv";
 import type { Strategy } from "../../../pipelines/strategy/schema.ts";
 import { startNats, type NatsServer } from "../../helpers/nats.ts";
+import { spawnJobsProcess } from "../../helpers/jobs.ts";
 import { spawnUntilReady } from "../../helpers/process.ts";
+import { requestRun, watchStatuses } from "../../../services/jobs/client.ts";
 import { uniquePrefix, waitFor } from "../../helpers/tmp.ts";
 
 const PASSWORD = "broker-test-password";
@@ -495,15 +497,52 @@ test("a nats-server given the broker's authorization block holds a bound agent t
   }
 });
 
+test("agentless-probes without a jobs scheduler: the provision reports failed with the reason (then deletable)", async () => {
+  const bus = await connectBus({ url: nats.url, prefix: uniquePrefix("brkns"), name: "broker-test" });
+  const broker = new Broker({
+    store: await BrokerStore.open(bus),
+    log,
+    prefix: bus.topo.prefix,
+    natsUrl: nats.url,
+    gatewayUrl: "http://g",
+    strategy: DEFAULT_STRATEGY,
+    purgeTenant: (t) => purgeTenant(bus, t),
+    submitRun: async (r) => {
+      const res = await requestRun(bus, { schema: "job.submit.v1", job: r.job, params: r.params, runId: r.runId });
+      return res.kind === "no_scheduler" ? { ok: false, error: `no jobs scheduler answers on ${res.subject}` } : res.reply.ok ? { ok: true, runs: res.reply.runs.length } : { ok: false, error: res.reply.error };
+    },
+  });
+  const server = startBrokerServer({ broker, log, user: USER, password: PASSWORD, host: "127.0.0.1", port: 0 });
+  try {
+    const osb = client(`http://127.0.0.1:${server.port}`);
+    const i = id();
+    expect((await osb("PUT", inst(i, "?accepts_incomplete=true"), { ...ORG, service_id: SERVICE_ID, plan_id: PROBES, parameters: { targets: ["127.0.0.1"] } })).status).toBe(202);
+    const failed = await pollLastOp(osb, inst(i, "/last_operation"));
+    expect(failed.body).toMatchObject({ state: "failed" });
+    expect(failed.body.description).toContain("no jobs scheduler answers");
+    expect((await osb("DELETE", inst(i, del(PROBES, "&accepts_incomplete=true")))).status).toBe(202);
+    expect((await pollLastOp(osb, inst(i, "/last_operation"), (r) => r.status === 410)).status).toBe(410);
+  } finally {
+    await server.stop(true);
+    await broker.stop();
+    await bus.close();
+  }
+});
+
 test("a broker process killed in the middle of an asynchronous provision: a new one finishes it, last_operation answers throughout", async () => {
   const prefix = uniquePrefix("brkrs");
+  // the real jobs service (scheduler and a net worker): the agentless-probes provision asks it for a tcp-scan run
+  const jobs = await spawnJobsProcess("broker-net", { NATS_URL: nats.url, ORRERY_PREFIX: prefix });
+  const jbus = await connectBus({ url: nats.url, prefix, name: "broker-test-jobs" });
+  const statuses: { runId: string; state: string }[] = [];
+  const sub = await watchStatuses(jbus, (st) => statuses.push({ runId: st.runId, state: st.state }));
   const env = { ...process.env, NATS_URL: nats.url, ORRERY_PREFIX: prefix, ORRERY_BROKER_PASSWORD: PASSWORD, ORRERY_BROKER_USER: USER, ORRERY_BROKER_PORT: "0", ORRERY_BROKER_STEP_DELAY_MS: "800", ORRERY_LOG_QUIET: "1" };
   const main = join(import.meta.dir, "../../../services/broker/main.ts");
   const start = () => spawnUntilReady([process.execPath, "run", main], { ready: /"event":"ready".*"url":"([^"]+)"/, timeoutMs: 30_000, env, name: "broker" });
   const first = await start();
   const i = id();
   let osb = client(first.match[1]!);
-  const r = await osb("PUT", inst(i, "?accepts_incomplete=true"), { ...ORG, service_id: SERVICE_ID, plan_id: PROBES, parameters: { targets: ["10.1.1.1"] } });
+  const r = await osb("PUT", inst(i, "?accepts_incomplete=true"), { ...ORG, service_id: SERVICE_ID, plan_id: PROBES, parameters: { targets: ["127.0.0.1"], ports: [1] } });
   expect(r.status).toBe(202);
   // wait until the first step (placement) is recorded, then kill the process before the second
   await waitFor(async () => /step 2/.test((await osb("GET", inst(i, "/last_operation"))).body.description), "the first step done", 10_000, 50);
@@ -521,9 +560,16 @@ test("a broker process killed in the middle of an asynchronous provision: a new 
     expect(fetched.status).toBe(200);
     expect(fetched.body.metadata.attributes.placement.active).toEqual(["local"]);
     // the identical request is now 200 (it exists and is fully provisioned)
-    expect((await osb("PUT", inst(i, "?accepts_incomplete=true"), { ...ORG, service_id: SERVICE_ID, plan_id: PROBES, parameters: { targets: ["10.1.1.1"] } })).status).toBe(200);
+    expect((await osb("PUT", inst(i, "?accepts_incomplete=true"), { ...ORG, service_id: SERVICE_ID, plan_id: PROBES, parameters: { targets: ["127.0.0.1"], ports: [1] } })).status).toBe(200);
+    // the jobs service ran the tenant's first scan: one run, named after the provision's operation
+    await waitFor(() => statuses.some((st) => st.runId.startsWith("broker-t") && st.runId.endsWith(r.body.operation) && st.state === "finished"), "the probe run to finish", 30_000);
+    expect(new Set(statuses.filter((st) => st.runId.startsWith("broker-t")).map((st) => st.runId)).size).toBe(1);
   } finally {
     second.proc.kill("SIGTERM");
     await second.proc.exited;
+    sub.unsubscribe();
+    await jbus.close();
+    jobs.proc.kill("SIGTERM");
+    await jobs.proc.exited;
   }
 });

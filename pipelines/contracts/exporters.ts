@@ -57,6 +57,8 @@ export const ExporterConfig = z.strictObject({
   /** requests per second to the vendor (a token bucket; bursts up to one second's worth) */
   ratePerSecond: z.number().positive().max(10_000).default(20),
   timeoutMs: z.number().int().min(100).max(120_000).default(10_000),
+  /** requests in flight at once for the distinct entities of one delta (an entity's own changes are never concurrent) */
+  concurrency: z.number().int().min(1).max(64).default(8),
   /** node kind → vendor class; a kind without an entry is not exported */
   classes: z.partialRecord(NodeKindName, ClassMapping).default({}),
   /** edge kind → vendor relation type (ServiceNow "Depends on::Used by", a JSM reference type id, an iTop link class) */

@@ -58,8 +58,8 @@ export class Exporter {
     if (done === undefined) {
       const snap = await this.d.snapshot();
       log.info("exporter backfill", { exporter: cfg.name, rev: snap.rev, nodes: snap.nodes.length, edges: snap.edges.length });
-      for (const n of snap.nodes) await this.upsertNode(n);
-      for (const e of snap.edges) await this.upsertEdge(e);
+      await this.each(snap.nodes, (n) => this.upsertNode(n));
+      await this.each(snap.edges, (e) => this.upsertEdge(e));
       await state.setBackfilledRev(snap.rev);
       this.floor = snap.rev;
     } else this.floor = done;
@@ -117,10 +117,11 @@ export class Exporter {
   private async onTopology(batch: Decoded<TopologyDelta>[]): Promise<void> {
     for (const { value: d } of batch) {
       if (d.rev <= this.floor) continue;
-      for (const n of d.nodesUpserted) await this.upsertNode(n);
-      for (const e of d.edgesUpserted) await this.upsertEdge(e);
-      for (const id of d.edgesRemoved) await this.removeEdge(id);
-      for (const id of d.nodesRemoved) await this.removeNode(id);
+      // the items of one delta are distinct entities: sent side by side (each entity's changes stay in delta order)
+      await this.each(d.nodesUpserted, (n) => this.upsertNode(n));
+      await this.each(d.edgesUpserted, (e) => this.upsertEdge(e));
+      await this.each(d.edgesRemoved, (id) => this.removeEdge(id));
+      await this.each(d.nodesRemoved, (id) => this.removeNode(id));
       this.rev = Math.max(this.rev, d.rev);
     }
   }
@@ -151,6 +152,24 @@ export class Exporter {
     }
   }
 
+  /** f over items, at most cfg.concurrency at a time; the first failure is thrown once all have settled */
+  private async each<T>(items: T[], f: (x: T) => Promise<void>): Promise<void> {
+    let next = 0;
+    let failed: { e: unknown } | null = null;
+    const worker = async () => {
+      while (next < items.length) {
+        const x = items[next++]!;
+        try {
+          await f(x);
+        } catch (e) {
+          failed ??= { e };
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.d.cfg.concurrency, items.length) }, worker));
+    if (failed) throw (failed as { e: unknown }).e;
+  }
+
   private async upsertNode(n: TopoNode): Promise<void> {
     this.nodes.set(n.id, { id: n.id, kind: n.kind, name: n.name, source: n.source, props: n.props });
     const ci = mapNode(this.d.cfg, n);
@@ -162,7 +181,9 @@ export class Exporter {
     let known = had?.x ?? undefined;
     // a create that may have reached the vendor before a crash: look for it before creating again
     if (had && !had.x && adapter.findCi) known = await adapter.findCi(ci);
-    if (!known) await state.put("ci", n.id, { x: null, h, ci });
+    // the pending mark costs a KV round trip: only worth it where a lost create can be looked up (findCi); IRE and the
+    // webhook are idempotent at the vendor (identification rules, event ids)
+    if (!known && adapter.findCi) await state.put("ci", n.id, { x: null, h, ci });
     const id = await adapter.upsertCi(ci, known);
     await state.put("ci", n.id, { x: id, h, ci });
     this.exported++;

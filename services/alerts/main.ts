@@ -4,6 +4,7 @@ import { connectBus } from "../shared/bus.ts";
 import { z } from "zod";
 import { BusKeys, ClickHouseKeys, LogKeys, natsOptions, onShutdown, parseEnv } from "../shared/config.ts";
 import { makeLogger, ready } from "../shared/log.ts";
+import { natsConnected, startObservability } from "../shared/metrics-registry.ts";
 import { loadAlertsConfig } from "./config.ts";
 import { ClickHouseAlertHistory } from "./history.ts";
 import { startIcinga2Consumer } from "./icinga2.ts";
@@ -15,11 +16,14 @@ const cfg = parseEnv(z.object({ ...BusKeys, ...LogKeys, ...ClickHouseKeys }), pr
 const acfg = loadAlertsConfig(process.env);
 const log = makeLogger("alerts", cfg.ORRERY_LOG_QUIET === "1");
 const rules = await loadAlertRules(acfg.rulesPath);
+const obs = startObservability("alerts", process.env, log);
 const bus = await connectBus(natsOptions(cfg, "orrery-alerts"));
-const history = new ClickHouseAlertHistory(
+obs.watchConsumers(bus, [bus.topo.consumers.alerts, bus.topo.consumers.alertsHistory]);
+obs.watchDlq(bus);
+const history = obs.timed(new ClickHouseAlertHistory(
   makeClickHouseClient({ url: cfg.CLICKHOUSE_URL, username: cfg.CLICKHOUSE_USER, password: cfg.CLICKHOUSE_PASSWORD }),
   { database: cfg.CLICKHOUSE_DATABASE, ttlDays: acfg.ttlDays },
-);
+), "clickhouse", ["insert"]);
 const mirror = await startMirror(bus, log);
 const svc = await startAlertsService({ bus, topology: mirrorView(mirror), rules, history, log, flap: acfg.flap, impact: acfg.impact });
 // events older than what the book holds are not folded; say which and why (a resolve most of all)
@@ -33,5 +37,7 @@ onShutdown(async () => {
   await mirror.stop();
   await history.close();
   await bus.close();
+  obs.stop();
 });
+obs.markReady(natsConnected(bus));
 ready("alerts", { icinga2: acfg.icinga2 ? acfg.icinga2.url : null });

@@ -10,7 +10,8 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { ConfigError, onShutdown, parseEnv } from "../shared/config.ts";
-import { ready } from "../shared/log.ts";
+import { makeLogger, ready } from "../shared/log.ts";
+import { startObservability } from "../shared/metrics-registry.ts";
 import { listenOrExit } from "../shared/ports.ts";
 import { startClickHouseOwner } from "./owner.ts";
 
@@ -51,5 +52,10 @@ try {
   process.exit(1);
 }
 const owner = running;
-onShutdown(() => owner.stop());
+const obs = startObservability("clickhouse", process.env, makeLogger("clickhouse"));
+onShutdown(async () => {
+  await owner.stop();
+  obs.stop();
+});
+obs.markReady();
 ready("clickhouse", { url: owner.url });

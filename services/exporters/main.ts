@@ -9,6 +9,8 @@ import { ExportersStatus } from "../../pipelines/contracts/exporters.ts";
 import { connectBus } from "../shared/bus.ts";
 import { BusKeys, LogKeys, natsOptions, onShutdown, parseEnv } from "../shared/config.ts";
 import { makeLogger, ready } from "../shared/log.ts";
+import { natsConnected, startObservability } from "../shared/metrics-registry.ts";
+import { exporterConsumers } from "../../pipelines/streams.ts";
 import { listenOrExit } from "../shared/ports.ts";
 import { fetchSnapshot } from "../topology/client.ts";
 import { buildAdapter, loadExportersFile, metricsText } from "./build.ts";
@@ -27,7 +29,10 @@ const cfg = parseEnv(
 );
 const log = makeLogger("exporters", cfg.ORRERY_LOG_QUIET === "1");
 const file = loadExportersFile(cfg.ORRERY_EXPORTERS_CONFIG);
+const obs = startObservability("exporters", process.env, log);
 const bus = await connectBus(natsOptions(cfg, "orrery-exporters"));
+obs.watchDlq(bus);
+obs.watchConsumers(bus, () => file.exporters.flatMap((c) => Object.values(exporterConsumers(bus.topo, c.name))));
 const kv = await openBucket(bus.nc, `${bus.topo.prefix.toUpperCase().replace(/-/g, "_")}_EXPORTERS`);
 const exporters = file.exporters.map((c) => {
   const counters = { requests: 0, retries: 0, errors: 0 };
@@ -53,5 +58,7 @@ onShutdown(async () => {
   await server.stop(true);
   for (const e of exporters) await e.stop();
   await bus.close();
+  obs.stop();
 });
+obs.markReady(natsConnected(bus));
 ready("exporters", { url: `http://${cfg.ORRERY_EXPORTERS_HOST}:${server.port}`, exporters: exporters.map((e) => e.name) });

@@ -5,6 +5,7 @@ import { z } from "zod";
 import { AuthKeys, BusKeys, ClickHouseKeys, GatewayKeys, HistoryTtlKeys, IdentityKeys, LogKeys, MetricsTtlKeys, natsOptions, onShutdown, parseEnv } from "../shared/config.ts";
 import { authOffRoutes, DirectoryKeys, openGate, startIdentity } from "../identity/client.ts";
 import { makeLogger, ready } from "../shared/log.ts";
+import { natsConnected, startObservability } from "../shared/metrics-registry.ts";
 import { listenOrExit } from "../shared/ports.ts";
 import { startGatewayServer } from "./http.ts";
 import { startMirror } from "../topology/client.ts";
@@ -22,6 +23,7 @@ import { asyncApiRoutes } from "./routes/asyncapi.ts";
 
 const cfg = parseEnv(z.object({ ...BusKeys, ...LogKeys, ...ClickHouseKeys, ...GatewayKeys, ...MetricsTtlKeys, ...HistoryTtlKeys, ...AuthKeys, ...IdentityKeys, ...DirectoryKeys }), process.env);
 const log = makeLogger("gateway", cfg.ORRERY_LOG_QUIET === "1");
+const obs = startObservability("gateway", process.env, log);
 const bus = await connectBus(natsOptions(cfg, "orrery-gateway"));
 const series = new ClickHouseSeriesStore(
   makeClickHouseClient({ url: cfg.CLICKHOUSE_URL, username: cfg.CLICKHOUSE_USER, password: cfg.CLICKHOUSE_PASSWORD }),
@@ -55,6 +57,9 @@ onShutdown(async () => {
   await history.close();
   await identity?.stop();
   await bus.close();
+  obs.stop();
 });
+obs.gauge("orrery_gateway_websocket_clients", "WebSocket clients connected to the gateway", () => server.pendingWebSockets);
+obs.markReady(() => natsConnected(bus)() && mirror.synced());
 // the local admin's generated password goes out once, in the ready line (the supervisor prints it; never a log line)
 ready("gateway", { url: `http://${cfg.ORRERY_GATEWAY_HOST}:${server.port}`, auth: cfg.ORRERY_AUTH, ...(identity ? { admin: identity.admin } : {}) });

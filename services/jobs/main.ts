@@ -5,6 +5,7 @@ import { connectBus } from "../shared/bus.ts";
 import { z } from "zod";
 import { BusKeys, ConfigError, LogKeys, natsOptions, onShutdown, parseEnv } from "../shared/config.ts";
 import { makeLogger, ready } from "../shared/log.ts";
+import { jobConsumerRef, natsConnected, startObservability } from "../shared/metrics-registry.ts";
 import { loadJobsConfig } from "./config.ts";
 import { BUILTIN_PACKAGES, loadPackages } from "./packages.ts";
 import { startScheduler, type Scheduler } from "./scheduler.ts";
@@ -37,7 +38,12 @@ if (jc.ORRERY_JOB_SCHEDULES) {
   schedules = mergeSchedules(schedules, r.schedules);
 }
 
+const obs = startObservability("jobs", process.env, log);
 const bus = await connectBus(natsOptions(cfg, `orrery-jobs-${jc.workerId}`));
+obs.watchDlq(bus);
+// the queues this worker takes runs from: one shared durable per worker type, one for runs placed on it
+if (jc.ORRERY_JOBS_MODE !== "scheduler")
+  obs.watchConsumers(bus, () => jc.ORRERY_WORKER_TYPES.flatMap((type) => [jobConsumerRef(bus, type), jobConsumerRef(bus, type, jc.workerId)]));
 let worker: Worker | null = null;
 let scheduler: Scheduler | null = null;
 if (jc.ORRERY_JOBS_MODE !== "scheduler")
@@ -57,5 +63,7 @@ onShutdown(async () => {
   await worker?.stop();
   await scheduler?.stop();
   await bus.close();
+  obs.stop();
 });
+obs.markReady(natsConnected(bus));
 ready("jobs", { mode: jc.ORRERY_JOBS_MODE, workerId: jc.workerId, jobs: [...packages.keys()], rejected: problems.length, schedules: schedules.map((s) => `${s.name} every ${s.every}`) });

@@ -3,6 +3,7 @@ import { connectBus } from "../shared/bus.ts";
 import { z } from "zod";
 import { BusKeys, ClickHouseKeys, LogKeys, MetricsTtlKeys, natsOptions, onShutdown, parseEnv } from "../shared/config.ts";
 import { makeLogger, ready } from "../shared/log.ts";
+import { natsConnected, startObservability } from "../shared/metrics-registry.ts";
 import { ClickHouseSeriesStore } from "./clickhouse.ts";
 import { startMetricsService } from "./service.ts";
 
@@ -22,11 +23,14 @@ const cfg = parseEnv(
   process.env,
 );
 const log = makeLogger("metrics", cfg.ORRERY_LOG_QUIET === "1");
+const obs = startObservability("metrics", process.env, log);
 const bus = await connectBus(natsOptions(cfg, "orrery-metrics"));
-const store = new ClickHouseSeriesStore(
+obs.watchConsumers(bus, [bus.topo.consumers.metrics]);
+obs.watchDlq(bus);
+const store = obs.timed(new ClickHouseSeriesStore(
   makeClickHouseClient({ url: cfg.CLICKHOUSE_URL, username: cfg.CLICKHOUSE_USER, password: cfg.CLICKHOUSE_PASSWORD }),
   { database: cfg.CLICKHOUSE_DATABASE, ttlDays: cfg.ORRERY_METRICS_TTL_DAYS, rollup1mTtlDays: cfg.ORRERY_METRICS_1M_TTL_DAYS, rollup1hTtlDays: cfg.ORRERY_METRICS_1H_TTL_DAYS },
-);
+), "clickhouse", ["insert", "insertMany", "rollup"]);
 const svc = await startMetricsService({
   bus,
   store,
@@ -37,5 +41,7 @@ onShutdown(async () => {
   await svc.stop();
   await store.close();
   await bus.close();
+  obs.stop();
 });
+obs.markReady(natsConnected(bus));
 ready("metrics");

@@ -6,6 +6,7 @@ import { z } from "zod";
 import { connectBus } from "../shared/bus.ts";
 import { BusKeys, LogKeys, natsOptions, onShutdown, parseEnv } from "../shared/config.ts";
 import { makeLogger, ready } from "../shared/log.ts";
+import { natsConnected, startObservability } from "../shared/metrics-registry.ts";
 import { startMirror } from "../topology/client.ts";
 import { Registry } from "./registry.ts";
 import { serveRegistry, watchDrift } from "./service.ts";
@@ -26,6 +27,7 @@ const cfg = parseEnv(
   process.env,
 );
 const log = makeLogger("registry", cfg.ORRERY_LOG_QUIET === "1");
+const obs = startObservability("registry", process.env, log);
 const bus = await connectBus(natsOptions(cfg, "orrery-registry"));
 const t0 = performance.now();
 const store = await JetStreamRegistryLog.open(bus, log);
@@ -42,5 +44,7 @@ onShutdown(async () => {
   await mirror.stop();
   await store.close();
   await bus.close();
+  obs.stop();
 });
+obs.markReady(natsConnected(bus));
 ready("registry", { components: store.state.components.size });

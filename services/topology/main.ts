@@ -5,16 +5,23 @@ import type { GraphStore } from "../graph/port.ts";
 import { connectBus } from "../shared/bus.ts";
 import { natsOptions, onShutdown } from "../shared/config.ts";
 import { makeLogger, ready } from "../shared/log.ts";
+import { natsConnected, startObservability } from "../shared/metrics-registry.ts";
 import { loadTopologyConfig } from "./config.ts";
 import { startTopologyService } from "./service.ts";
 
 const cfg = loadTopologyConfig(process.env);
 const log = makeLogger("topology", cfg.ORRERY_LOG_QUIET === "1");
+const obs = startObservability("topology", process.env, log);
 const bus = await connectBus(natsOptions(cfg, "orrery-topology"));
-const store: GraphStore =
+obs.watchConsumers(bus, [bus.topo.consumers.topology]);
+obs.watchDlq(bus);
+const store: GraphStore = obs.timed(
   cfg.ORRERY_GRAPH === "neo4j"
     ? new Neo4jGraphStore({ url: cfg.NEO4J_URL!, user: cfg.NEO4J_USER, password: cfg.NEO4J_PASSWORD, database: cfg.NEO4J_DATABASE })
-    : new KuzuGraphStore(join(cfg.ORRERY_DATA_DIR, "graph", "kuzu"), { bufferPoolMiB: cfg.ORRERY_KUZU_BUFFER_MIB, checkpointThresholdMiB: cfg.ORRERY_KUZU_CHECKPOINT_MIB });
+    : new KuzuGraphStore(join(cfg.ORRERY_DATA_DIR, "graph", "kuzu"), { bufferPoolMiB: cfg.ORRERY_KUZU_BUFFER_MIB, checkpointThresholdMiB: cfg.ORRERY_KUZU_CHECKPOINT_MIB }),
+  cfg.ORRERY_GRAPH,
+  ["apply", "checkpoint"],
+);
 const svc = await startTopologyService({
   bus,
   store,
@@ -26,5 +33,7 @@ onShutdown(async () => {
   await svc.stop();
   await store.close();
   await bus.close();
+  obs.stop();
 });
+obs.markReady(natsConnected(bus));
 ready("topology", { rev: svc.rev() });

@@ -147,12 +147,12 @@ async function oneEstate(browser: Browser, hosts: number, o: { windowS: number; 
   sampler.start(1000);
   try {
     const base = (JSON.parse(demo.match[1]!) as { dashboard: string }).dashboard.replace(/\/?$/, "/");
-    // converged: the gateway's groups view counts every simulated host
+    // converged: the gateway's groups view counts the simulated hosts (within 1%: churn and aging keep a few in flux)
     const deadline = Date.now() + o.convergeTimeoutS * 1000;
     for (;;) {
       const r = await fetch(`${base}api/view?spec=${encodeURIComponent(JSON.stringify({ level: "groups" }))}`).catch(() => null);
       const seen = r?.ok ? ((await r.json()) as { summary?: { hosts?: number } }).summary?.hosts ?? 0 : 0;
-      if (seen >= hosts) break;
+      if (seen >= hosts * 0.99) break;
       if (Date.now() > deadline) throw new Error(`the gateway's view counts ${seen} of ${hosts} hosts after ${o.convergeTimeoutS} s`);
       await Bun.sleep(2000);
     }
@@ -224,7 +224,7 @@ async function oneEstate(browser: Browser, hosts: number, o: { windowS: number; 
   }
 }
 
-async function openPage(browser: Browser, url: string): Promise<{ page: Page; close: () => Promise<void> }> {
+export async function openPage(browser: Browser, url: string): Promise<{ page: Page; close: () => Promise<void> }> {
   const context = await browser.newContext({ viewport: { width: 1920, height: 1080 } });
   const page = await context.newPage();
   // first meaningful paint: the first animation frame after the map has drawn marks
@@ -310,7 +310,7 @@ async function pageFps(page: Page, seconds: number, each: "none" | "pan" | "bare
   );
 }
 
-async function measureView(browser: Browser, url: string, name: string, windowS: number): Promise<ViewRun> {
+export async function measureView(browser: Browser, url: string, name: string, windowS: number): Promise<ViewRun> {
   const { page, close } = await openPage(browser, url);
   try {
     await page.waitForFunction(() => (window as unknown as MapHook).__firstPaint !== undefined, undefined, { timeout: 120_000 });

@@ -67,6 +67,8 @@ const howItEnded = (p: Subprocess) => (p.signalCode ? `signal ${p.signalCode}` :
 
 export class Supervisor {
   private children: Running[] = [];
+  /** what each child gets on top of its spec's env (its own NATS credentials when NATS auth is on) */
+  childEnv: (name: string) => Record<string, string> = () => ({});
   private stopping = false;
   /** an essential child died: the others cannot drain, so stop() need not keep an order */
   private essentialLost = false;
@@ -112,7 +114,7 @@ export class Supervisor {
       cwd: ROOT,
       detached: true,
       stdin: "ignore",
-      env: { ...process.env, ...spec.env },
+      env: { ...process.env, ...spec.env, ...this.childEnv(spec.name) },
       stdout: "pipe",
       stderr: "pipe",
     });
@@ -213,14 +215,15 @@ export class Supervisor {
   }
 }
 
-export function natsServerSpec(dataDir: string, port: number, binary: string): ChildSpec {
+/** `authorization`: the block NATS credentials are checked by (services/supervisor/nats-auth.ts), when auth is on. */
+export function natsServerSpec(dataDir: string, port: number, binary: string, authorization = ""): ChildSpec {
   const dir = join(dataDir, "nats");
   mkdirSync(dir, { recursive: true });
   const conf = join(dir, "nats.conf");
   // JetStream reserves every stream's max_bytes (~11 GiB for Orrery's streams) against max_file_store, by default 75%
   // of the free disk: without an explicit cap the demo would not start on a machine with less than ~15 GB free. The
   // streams' own limits bound what is stored.
-  writeFileSync(conf, `listen: 127.0.0.1:${port}\nmax_payload: 8MB\njetstream { store_dir: "${join(dir, "jetstream")}", max_file_store: 64G }\n`);
+  writeFileSync(conf, `listen: 127.0.0.1:${port}\nmax_payload: 8MB\njetstream { store_dir: "${join(dir, "jetstream")}", max_file_store: 64G }\n${authorization}`);
   return {
     name: "nats",
     cmd: [binary, "-c", conf],

@@ -76,6 +76,8 @@ export async function startStack(env: Record<string, string> = {}, dataDir?: str
       ORRERY_SIM_INTERVAL_MS: "1000",
       // explicitly off: stacks test everything but who may pass (test/integration/identity/ starts its own with auth on)
       ORRERY_AUTH: "off",
+      // NATS credentials off too (explicitly): tests connect to the stack's NATS as they please; scaleout/ tests them on
+      ORRERY_NATS_AUTH: "off",
       ...env,
     },
     // its own process group, like a demo started from a terminal: stop() sends SIGINT to the group as Ctrl-C does

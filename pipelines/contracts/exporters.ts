@@ -63,6 +63,11 @@ export const ExporterConfig = z.strictObject({
   classes: z.partialRecord(NodeKindName, ClassMapping).default({}),
   /** edge kind → vendor relation type (ServiceNow "Depends on::Used by", a JSM reference type id, an iTop link class) */
   relations: z.partialRecord(EdgeKindName, z.string().min(1).max(128)).default({}),
+  /**
+   * registry components (registry.v1 component.put / component.deleted) → vendor class; unset: the registry is not
+   * exported. Their props are the component's fields (lists joined with ", "), e.g. props.lifecycle, props.owners.
+   */
+  components: ClassMapping.optional(),
   incidents: IncidentMapping.default({ enabled: true, minHealth: "critical", fields: {} }),
   /** vendor-specific settings (ServiceNow data source, JSM workspace/schema, iTop version, webhook secret env) */
   options: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),

@@ -9,13 +9,14 @@
  */
 import type { ExporterConfig, ExporterStatus } from "../../pipelines/contracts/exporters.ts";
 import { HealthDelta } from "../../pipelines/contracts/health.ts";
+import { RegistryEvent } from "../../pipelines/contracts/registry.ts";
 import { TopologyDelta, type TopoEdge, type TopologySnapshot, type TopoNode } from "../../pipelines/contracts/topology.ts";
 import { exporterConsumers } from "../../pipelines/streams.ts";
 import { ensureConsumer, PermanentError, rewindToAckFloor, runConsumer, type Bus, type ConsumerHandle, type Decoded } from "../shared/bus.ts";
 import type { Logger } from "../shared/log.ts";
 import type { VendorAdapter } from "./adapter.ts";
 import type { HttpCounters } from "./http.ts";
-import { digest, mapEdge, mapIncident, mapNode, wantsIncident, type MappedCi } from "./map.ts";
+import { componentEntity, digest, mapComponent, mapEdge, mapIncident, mapNode, wantsIncident, type MappedCi } from "./map.ts";
 import type { ExportState } from "./state.ts";
 
 export interface ExporterDeps {
@@ -73,16 +74,22 @@ export class Exporter {
     };
     this.handles.push(await runConsumer(bus, specs.topology, TopologyDelta, "topology.delta.v1", (b) => this.onTopology(b), { maxBatch: 50, onError }));
     this.handles.push(await runConsumer(bus, specs.health, HealthDelta, "health.delta.v1", (b) => this.onHealth(b), { maxBatch: 50, onError }));
+    if (cfg.components) {
+      await ensureConsumer(bus.jsm, specs.registry);
+      await rewindToAckFloor(bus.jsm, specs.registry);
+      this.lag.registry = 0;
+      this.handles.push(await runConsumer(bus, specs.registry, RegistryEvent, "registry.v1", (b) => this.onRegistry(b), { maxBatch: 50, onError }));
+    }
     const poll = async () => {
       // what the vendor refused, counted where it went: the dead-letter subjects of this exporter's durables
       let dead = 0;
-      for (const s of [specs.topology, specs.health]) {
+      for (const s of [specs.topology, specs.health, specs.registry]) {
         const subj = bus.topo.subjects.dlq(s.durable);
         const i = await bus.jsm.streams.info(bus.topo.streams.dlq.name, { subjects_filter: subj }).catch(() => null);
         dead += i?.state.subjects?.[subj] ?? 0;
       }
       this.deadLettered = dead;
-      for (const [k, s] of [["topology", specs.topology], ["health", specs.health]] as const) {
+      for (const [k, s] of [["topology", specs.topology], ["health", specs.health], ...(cfg.components ? [["registry", specs.registry] as const] : [])] as const) {
         const i = await bus.jsm.consumers.info(s.stream, s.durable).catch(() => null);
         if (i) this.lag[k] = i.num_pending + i.num_ack_pending;
       }
@@ -123,6 +130,30 @@ export class Exporter {
       await this.each(d.edgesRemoved, (id) => this.removeEdge(id));
       await this.each(d.nodesRemoved, (id) => this.removeNode(id));
       this.rev = Math.max(this.rev, d.rev);
+    }
+  }
+
+  /**
+   * Registry components as CIs: component.put upserts, component.deleted retires. Components changed by an import
+   * (import.part + import.commit) are not exported here: the parts only count once their commit arrives, which the
+   * registry's fold knows and this consumer does not; they are exported at their next own change.
+   */
+  private async onRegistry(batch: Decoded<RegistryEvent>[]): Promise<void> {
+    const { state, adapter } = this.d;
+    for (const { value: ev } of batch) {
+      if (ev.type === "component.put" && ev.component.after) {
+        const ci = mapComponent(this.d.cfg, componentEntity(ev.component.id, ev.component.after as Record<string, unknown>));
+        if (!ci) continue;
+        const h = digest(ci);
+        const had = await state.get("ci", ci.ref);
+        if (had?.x && had.h === h) continue;
+        let known = had?.x ?? undefined;
+        if (had && !had.x && adapter.findCi) known = await adapter.findCi(ci);
+        if (!known && adapter.findCi) await state.put("ci", ci.ref, { x: null, h, ci });
+        const id = await adapter.upsertCi(ci, known);
+        await state.put("ci", ci.ref, { x: id, h, ci });
+        this.exported++;
+      } else if (ev.type === "component.deleted") await this.removeNode(`component:${ev.component.id}`);
     }
   }
 

@@ -88,3 +88,21 @@ export function mapIncident(cfg: Pick<ExporterConfig, "incidents">, e: Entity, h
 export function digest(v: unknown): string {
   return new Bun.CryptoHasher("sha256").update(JSON.stringify(v)).digest("hex").slice(0, 24);
 }
+
+/** A registry component as an entity the mapping reads (id component:<id>, kind "component", props = its fields). */
+export function componentEntity(id: string, after: Record<string, unknown>): Entity {
+  const props: Record<string, Scalar> = {};
+  for (const [k, v] of Object.entries(after)) {
+    if (v === null || typeof v === "string" || typeof v === "number" || typeof v === "boolean") props[k] = v;
+    else if (Array.isArray(v)) props[k] = v.map((x) => (typeof x === "string" ? x : JSON.stringify(x))).join(", ");
+  }
+  return { id: `component:${id}`, kind: "component" as Entity["kind"], name: String(after.name ?? id), source: "registry", props };
+}
+
+/** The item a registry component becomes, or null when components are not exported. */
+export function mapComponent(cfg: Pick<ExporterConfig, "components">, e: Entity): MappedCi | null {
+  const m = cfg.components;
+  if (!m) return null;
+  const ci = mapNode({ classes: { host: m } }, { ...e, kind: "host" });
+  return ci && { ...ci, kind: "component" };
+}

@@ -6,6 +6,7 @@ import { z } from "zod";
 import { encode } from "../../../pipelines/codec.ts";
 import { ExporterConfig, type ExporterConfigInput } from "../../../pipelines/contracts/exporters.ts";
 import { HealthDelta } from "../../../pipelines/contracts/health.ts";
+import { RegistryEvent } from "../../../pipelines/contracts/registry.ts";
 import { TopologyDelta, TopologySnapshot, type TopoNode } from "../../../pipelines/contracts/topology.ts";
 import { buildAdapter } from "../../../services/exporters/build.ts";
 import { Exporter } from "../../../services/exporters/exporter.ts";
@@ -158,3 +159,25 @@ describe("the exporter service killed mid-stream", () => {
     }
   }, 120_000);
 });
+
+test("registry components become CIs (component.put upserts, component.deleted retires)", async () => {
+  const rx = startReceiver("webhook", { secret: "reg" });
+  const prefix = uniquePrefix("exreg");
+  const { bus, ex, stop } = await inProcess(prefix, { name: "reg", vendor: "webhook", url: `${rx.url}/in`, options: { secretEnv: "S" }, classes: {}, components: { class: "business_app", attributes: { name: "name", lifecycle: "props.lifecycle", owners: "props.owners" } } }, snapshotOf(0), { S: "reg" });
+  try {
+    const by = { login: "admin", role: "admin" as const };
+    const put = (lifecycle: string, n: number) =>
+      publishEvent(bus, bus.topo.subjects.registry("component.put"), RegistryEvent, "registry.v1", { schema: "registry.v1", at: t0 + n, by, type: "component.put", component: { id: "orders-api", after: { name: "Orders API", lifecycle, owners: ["group:payments"], createdAt: t0 }, changes: [] } }, `reg-${n}`);
+    await put("new", 1);
+    await put("new", 2); // the same state again: not sent
+    await put("mature", 3);
+    await publishEvent(bus, bus.topo.subjects.registry("component.deleted"), RegistryEvent, "registry.v1", { schema: "registry.v1", at: t0 + 4, by, type: "component.deleted", component: { id: "orders-api", after: null, changes: [] } }, "reg-4");
+    await waitFor(() => rx.writes.get("component:orders-api") === 3, "put, changed put, retired", 20_000);
+    await waitFor(() => ex.status().lag.registry === 0, "registry lag 0");
+    expect(rx.creates.get("component:orders-api")).toBe(1);
+    expect(rx.violations).toEqual([]);
+  } finally {
+    await stop();
+    rx.stop();
+  }
+}, 60_000);

@@ -48,7 +48,7 @@ const obs = startObservability("broker", process.env, log);
 const bus = await connectBus(natsOptions(cfg, "orrery-broker"));
 const store = await BrokerStore.open(bus);
 const kiosk = await openKioskTokens(bus, cfg.ORRERY_BROKER_GATEWAY_URL);
-if (!kiosk) log.warn("no identity bucket yet (no gateway has run on this NATS): bindings get no kiosk URL");
+if (!kiosk) log.warn("no identity bucket (no gateway with ORRERY_AUTH=on has run on this NATS yet): bindings get no kiosk URL");
 const broker = new Broker({
   store,
   log,

@@ -17,6 +17,8 @@ import { DEFAULT_STRATEGY } from "../../../services/broker/tenant.ts";
 import { connectBus, type Bus } from "../../../services/shared/bus.ts";
 import { makeLogger } from "../../../services/shared/log.ts";
 import { Kvm } from "@nats-io/kv";
+import { createHash } from "node:crypto";
+import { IdentityStore } from "../../../services/identity/store.ts";
 import type { Strategy } from "../../../pipelines/strategy/schema.ts";
 import { startNats, type NatsServer } from "../../helpers/nats.ts";
 import { spawnJobsProcess } from "../../helpers/jobs.ts";
@@ -46,14 +48,16 @@ interface Started {
   url: string;
   bus: Bus;
   broker: Broker;
+  identity: IdentityStore;
   stop(): Promise<void>;
 }
 
 async function startBroker(o: { strategy?: Strategy; stepDelayMs?: number; prefix?: string } = {}): Promise<Started> {
   const bus = await connectBus({ url: nats.url, prefix: o.prefix ?? uniquePrefix("brk"), name: "broker-test" });
   const store = await BrokerStore.open(bus);
-  // a kiosk needs the identity bucket the gateway creates; made here as the gateway would
-  await new Kvm(bus.js).create(bus.topo.buckets.identity);
+  // a kiosk needs the identity bucket the gateway creates: opened here by the identity module itself, which then
+  // follows what the broker writes into it exactly as a gateway would
+  const identity = await IdentityStore.open(bus, log);
   const kiosk = await openKioskTokens(bus, "http://dash.example:7070");
   const broker = new Broker({
     store,
@@ -72,9 +76,11 @@ async function startBroker(o: { strategy?: Strategy; stepDelayMs?: number; prefi
     url: `http://127.0.0.1:${server.port}`,
     bus,
     broker,
+    identity,
     stop: async () => {
       await server.stop(true);
       await broker.stop();
+      await identity.close();
       await bus.close();
     },
   };
@@ -190,6 +196,10 @@ describe("lifecycle", () => {
     const tokenKeys: string[] = [];
     for await (const k of await idKv.keys("token.*")) tokenKeys.push(k);
     expect(tokenKeys.length).toBe(1);
+    // the gateway's identity module knows the kiosk token: a viewer, of kind kiosk
+    const kioskToken = new URL(c.kiosk_url).searchParams.get("token")!;
+    const sha = createHash("sha256").update(kioskToken).digest("hex");
+    expect(b.identity.tokenByHash(sha)).toMatchObject({ kind: "kiosk", role: "viewer" });
 
     // "Unbinding": 200, then 410 Gone; the user leaves the authorization block and the kiosk token is purged
     expect((await osb("DELETE", bnd(i, bid, del(HOST)))).status).toBe(200);
@@ -198,6 +208,7 @@ describe("lifecycle", () => {
     const after = await (await fetch(`${b.url}/broker/nats-authorization`, { headers: { Authorization: `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString("base64")}` } })).text();
     expect(after).not.toContain(c.nats.nkey);
     expect((await idKv.get(tokenKeys[0]!))?.operation).toBe("PURGE");
+    await waitFor(() => b.identity.tokenByHash(sha) === undefined, "the identity module to drop the revoked kiosk token", 5000, 20);
 
     // "Deprovisioning": 200 {}, then 410 Gone {}
     const gone = await osb("DELETE", inst(i, del(HOST)));

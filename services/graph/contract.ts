@@ -5,7 +5,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { TopologySnapshot, type TopoEdge, type TopoNode } from "../../pipelines/contracts/topology.ts";
 import { impact as indexImpact, ImpactIndex } from "../../pipelines/stages/impact.ts";
-import { changeCount, GraphStoreError, splitChanges, type GraphStore, type ImpactedEntity } from "./port.ts";
+import { changeCount, GraphStoreError, splitChanges, type GraphStore, type ImpactedEntity, type RegistryComponentRow, type RegistryGraphRows } from "./port.ts";
 
 const node = (id: string, kind: TopoNode["kind"], props: TopoNode["props"] = {}): TopoNode => ({ id, kind, name: id.split(":")[1] ?? id, source: "agent:h1", props, firstSeen: 1, lastSeen: 2 });
 const edge = (kind: TopoEdge["kind"], src: string, dst: string): TopoEdge => ({ id: `${kind}:${src}->${dst}`, kind, src, dst, source: "agent:h1", props: { port: 5432 }, firstSeen: 1, lastSeen: 2 });
@@ -542,6 +542,94 @@ export function graphStoreContract(name: string, make: () => Promise<{ store: Gr
       expect(e).toMatchObject({ _label: "RUNS", id: `RUNS:${h.id}->${p.id}`, source: "agent:h1", firstSeen: 1, lastSeen: 2 });
       expect(e._src).toEqual(a._id);
       expect(port).toBe(0);
+    });
+
+    describe("registry part", () => {
+      const comp = (id: string, o: Partial<RegistryComponentRow> = {}): RegistryComponentRow => ({
+        id,
+        name: id,
+        category: "service",
+        lifecycle: "mature",
+        privacy: "",
+        location: "",
+        language: "",
+        framework: "",
+        team: "",
+        owners: [],
+        maintainers: [],
+        tags: [],
+        rev: 1,
+        ...o,
+      });
+      const app = comp("app", { owners: ["group:payments", "user:ann"], team: "payments", tags: ["pci"], category: "service" });
+      const pg = comp("pg", { category: "database", lifecycle: "legacy" });
+      const reg: RegistryGraphRows = {
+        components: [app, pg],
+        matches: [
+          { component: "app", entity: p.id },
+          { component: "pg", entity: db.id },
+        ],
+        declares: [{ src: "app", dst: "pg" }],
+      };
+
+      test("putRegistry stores components, MATCHES and DECLARES_DEPENDENCY that Cypher joins with discovery", async () => {
+        const s = await fresh();
+        await s.apply({ ...graph, edgesUpserted: [...graph.edgesUpserted, edge("DEPENDS_ON", p.id, db.id)] }, 1);
+        const w = await s.putRegistry(reg);
+        expect(w).toMatchObject({ componentsUpserted: 2, matchesAdded: 2, declaresAdded: 1 });
+        expect(await s.loadRegistry()).toEqual(reg);
+        const rows = await s.query("MATCH (c:Component)-[:MATCHES]->(s:Entity) RETURN c.id AS component, c.team AS team, s.id AS service ORDER BY component");
+        expect(rows).toEqual([
+          { component: "app", team: "payments", service: p.id },
+          { component: "pg", team: "", service: db.id },
+        ]);
+        // lists are lists: filterable with IN on both engines
+        expect(await s.query("MATCH (c:Component) WHERE $o IN c.owners AND 'pci' IN c.tags RETURN c.id AS id", { o: "group:payments" })).toEqual([{ id: "app" }]);
+        // declared and discovered: the declaration confirmed by a DEPENDS_ON between instances
+        const joined = await s.query(
+          "MATCH (a:Component)-[:DECLARES_DEPENDENCY]->(b:Component), (a)-[:MATCHES]->(x:Entity)-[:DEPENDS_ON]->(y:Entity)<-[:MATCHES]-(b) RETURN a.id AS a, b.id AS b, count(*) AS seen",
+        );
+        expect(joined).toEqual([{ a: "app", b: "pg", seen: 1 }]);
+        // discovery's reads do not see the registry
+        const g = await s.load();
+        expect(g.nodes.length).toBe(4);
+        expect((await s.exportSnapshot()).nodes.length).toBe(4);
+        // a second put of the same state writes nothing
+        expect(Object.values(await s.putRegistry(reg)).every((n) => n === 0)).toBe(true);
+      });
+
+      test("putRegistry writes the difference; a removed component takes its edges; removed entities take their MATCHES", async () => {
+        const s = await fresh();
+        await s.apply(graph, 1);
+        await s.putRegistry(reg);
+        const next: RegistryGraphRows = { components: [{ ...app, lifecycle: "legacy", owners: [], rev: 2 }], matches: [{ component: "app", entity: db.id }], declares: [] };
+        const w = await s.putRegistry(next);
+        expect(w).toEqual({ componentsUpserted: 1, componentsRemoved: 1, matchesAdded: 1, matchesRemoved: 1, declaresAdded: 0, declaresRemoved: 0 });
+        expect(await s.loadRegistry()).toEqual(next);
+        expect(await s.query("MATCH (c:Component) RETURN count(c) AS n")).toEqual([{ n: 1 }]);
+        // discovery removes the matched entity: the edge goes with it, the component stays
+        await s.apply({ ...none, nodesRemoved: [db.id] }, 2);
+        expect(await s.loadRegistry()).toEqual({ ...next, matches: [] });
+        // a match whose entity is not stored is not written (a later put writes it once the entity is there)
+        const w2 = await s.putRegistry(next);
+        expect(w2.matchesAdded).toBe(1);
+        expect((await s.loadRegistry()).matches).toEqual([]);
+        await s.apply({ ...none, nodesUpserted: [db] }, 3);
+        await s.putRegistry(next);
+        expect((await s.loadRegistry()).matches).toEqual(next.matches);
+        await s.putRegistry({ components: [], matches: [], declares: [] });
+        expect(await s.loadRegistry()).toEqual({ components: [], matches: [], declares: [] });
+        expect((await s.load()).nodes.length).toBe(4);
+      });
+
+      test("registry text is stored as plain text (Cypher in a field is data)", async () => {
+        const s = await fresh();
+        await s.apply(graph, 1);
+        const evil = comp("x", { name: "x'}) DETACH DELETE n //", tags: ["') MATCH (n) DETACH DELETE n //"], owners: ["user:a\\'b"] });
+        await s.putRegistry({ components: [evil], matches: [{ component: "x", entity: p.id }], declares: [] });
+        expect((await s.loadRegistry()).components).toEqual([evil]);
+        expect((await s.load()).nodes.length).toBe(4);
+      });
     });
 
     test("row limit and bad Cypher are typed errors", async () => {

@@ -45,7 +45,12 @@ import {
   INTERVAL_KEY,
   intervalRows,
   intervalsFrom,
+  registryDiff,
+  sortRegistry,
+  toComponent,
   validHops,
+  type RegistryGraphRows,
+  type RegistryWrite,
   type ApplyOptions,
   type GraphStore,
   type ImpactOptions,
@@ -114,6 +119,7 @@ export class Neo4jGraphStore implements GraphStore {
       "CREATE CONSTRAINT orrery_outbox_rev IF NOT EXISTS FOR (o:OrreryOutbox) REQUIRE o.rev IS UNIQUE",
       "CREATE INDEX orrery_entity_kind IF NOT EXISTS FOR (n:Entity) ON (n.kind)",
       "CREATE INDEX orrery_entity_source IF NOT EXISTS FOR (n:Entity) ON (n.source)",
+      "CREATE CONSTRAINT orrery_component_id IF NOT EXISTS FOR (c:Component) REQUIRE c.id IS UNIQUE",
     ];
     const session = this.session("WRITE");
     try {
@@ -248,6 +254,50 @@ export class Neo4jGraphStore implements GraphStore {
     }
   }
 
+  putRegistry(g: RegistryGraphRows): Promise<RegistryWrite> {
+    if (this.closed) return Promise.reject(new GraphStoreError("write_failed", "neo4j store is closed"));
+    const run = async (): Promise<RegistryWrite> => {
+      const session = this.session("WRITE");
+      try {
+        // Read and write in one transaction: the diff is against what this transaction sees.
+        return await session.executeWrite(
+          async (tx) => {
+            const d = registryDiff(await loadRegistryTx(tx), g);
+            const each = async (q: string, rows: Record<string, unknown>[]) => {
+              for (const b of batches(rows)) await tx.run(q, toNeo4jParams({ rows: b }));
+            };
+            await each("UNWIND $rows AS r MATCH (a:Component {id: r.src})-[x:DECLARES_DEPENDENCY]->(b:Component {id: r.dst}) DELETE x", d.delDeclares);
+            await each("UNWIND $rows AS r MATCH (a:Component {id: r.component})-[x:MATCHES]->(b:Entity {id: r.entity}) DELETE x", d.delMatches);
+            await each("UNWIND $rows AS r MATCH (c:Component {id: r.id}) DETACH DELETE c", d.remove.map((id) => ({ id })));
+            await each("UNWIND $rows AS r MERGE (c:Component {id: r.id}) SET c += r", d.upsert.map((c) => ({ ...c })));
+            await each("UNWIND $rows AS r MATCH (a:Component {id: r.component}), (b:Entity {id: r.entity}) MERGE (a)-[:MATCHES]->(b)", d.addMatches);
+            await each("UNWIND $rows AS r MATCH (a:Component {id: r.src}), (b:Component {id: r.dst}) MERGE (a)-[:DECLARES_DEPENDENCY]->(b)", d.addDeclares);
+            return {
+              componentsUpserted: d.upsert.length,
+              componentsRemoved: d.remove.length,
+              matchesAdded: d.addMatches.length,
+              matchesRemoved: d.delMatches.length,
+              declaresAdded: d.addDeclares.length,
+              declaresRemoved: d.delDeclares.length,
+            };
+          },
+          { metadata: { app: "orrery", op: "putRegistry" } },
+        );
+      } catch (e) {
+        throw toGraphStoreError(e, "write", "neo4j registry write");
+      } finally {
+        await session.close();
+      }
+    };
+    const next = this.chain.then(run, run);
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  async loadRegistry(): Promise<RegistryGraphRows> {
+    return this.read("neo4j registry", (tx) => loadRegistryTx(tx));
+  }
+
   /** The Neo4j server runs its own checkpoints (db.checkpoint.interval.*); nothing to do from here. */
   async checkpoint(): Promise<void> {}
 
@@ -277,6 +327,18 @@ function toEdge(rec: Record<string, unknown>): TopoEdge {
 }
 
 /** The whole stored graph, streamed record by record, in one transaction. */
+async function loadRegistryTx(tx: ManagedTransaction): Promise<RegistryGraphRows> {
+  const rows = async (q: string) => (await tx.run(q)).records.map((r) => toPlain(r.toObject()) as Record<string, unknown>);
+  const components = (
+    await rows(
+      "MATCH (c:Component) RETURN c.id AS id, c.name AS name, c.category AS category, c.lifecycle AS lifecycle, c.privacy AS privacy, c.location AS location, c.language AS language, c.framework AS framework, c.team AS team, c.owners AS owners, c.maintainers AS maintainers, c.tags AS tags, c.rev AS rev",
+    )
+  ).map(toComponent);
+  const matches = (await rows("MATCH (a:Component)-[:MATCHES]->(b:Entity) RETURN a.id AS component, b.id AS entity")) as { component: string; entity: string }[];
+  const declares = (await rows("MATCH (a:Component)-[:DECLARES_DEPENDENCY]->(b:Component) RETURN a.id AS src, b.id AS dst")) as { src: string; dst: string }[];
+  return sortRegistry({ components, matches, declares });
+}
+
 async function loadGraph(tx: ManagedTransaction): Promise<StoredGraph> {
   const meta = await tx.run("MATCH (m:OrreryMeta {key: 'rev'}) RETURN m.value AS v");
   const nodes: TopoNode[] = [];

@@ -117,8 +117,118 @@ export interface GraphStore {
   impact(id: string, opts: ImpactOptions): Promise<StoreImpact>;
   /** The stored graph as a topology.snapshot.v1 at the stored rev. */
   exportSnapshot(): Promise<TopologySnapshot>;
+  /**
+   * Makes the registry's part of the graph (Component nodes, MATCHES to Entity nodes, DECLARES_DEPENDENCY between
+   * components) equal to `g`, writing only what differs from what is stored, in one transaction. It is no part of
+   * discovery: apply(), load() and exportSnapshot() neither touch nor return it, except that removing an Entity
+   * removes the MATCHES edges to it. A match whose entity the store lacks is not written (the next put tries again).
+   */
+  putRegistry(g: RegistryGraphRows): Promise<RegistryWrite>;
+  /** The registry's part as stored (rows sorted by id, src/dst). */
+  loadRegistry(): Promise<RegistryGraphRows>;
   close(): Promise<void>;
 }
+
+/** A component as a graph node: the properties Cypher filters on (lists as lists). */
+export interface RegistryComponentRow {
+  id: string;
+  name: string;
+  category: string;
+  lifecycle: string;
+  privacy: string;
+  location: string;
+  language: string;
+  framework: string;
+  /** the first group among the owners (`payments`), '' when none */
+  team: string;
+  owners: string[];
+  maintainers: string[];
+  tags: string[];
+  /** the registry's revision of the component */
+  rev: number;
+}
+
+export interface RegistryGraphRows {
+  components: RegistryComponentRow[];
+  /** Component → Entity (a discovered service/process node) */
+  matches: { component: string; entity: string }[];
+  /** Component → Component */
+  declares: { src: string; dst: string }[];
+}
+
+export interface RegistryWrite {
+  componentsUpserted: number;
+  componentsRemoved: number;
+  matchesAdded: number;
+  matchesRemoved: number;
+  declaresAdded: number;
+  declaresRemoved: number;
+}
+
+/** What turns the stored registry part into the wanted one (components first, their edges after). */
+export interface RegistryDiff {
+  upsert: RegistryComponentRow[];
+  remove: string[];
+  addMatches: { component: string; entity: string }[];
+  delMatches: { component: string; entity: string }[];
+  addDeclares: { src: string; dst: string }[];
+  delDeclares: { src: string; dst: string }[];
+}
+
+const sameComponent = (a: RegistryComponentRow, b: RegistryComponentRow) =>
+  (Object.keys(a) as (keyof RegistryComponentRow)[]).every((k) => JSON.stringify(a[k]) === JSON.stringify(b[k]));
+
+/**
+ * The difference between the stored registry part and the wanted one. Edges of removed components go with their
+ * node (DETACH), so they are not listed; declared dependencies on components that are not wanted are dropped.
+ */
+export function registryDiff(stored: RegistryGraphRows, wanted: RegistryGraphRows): RegistryDiff {
+  const have = new Map(stored.components.map((c) => [c.id, c]));
+  const want = new Map(wanted.components.map((c) => [c.id, c]));
+  const upsert = [...want.values()].filter((c) => !have.has(c.id) || !sameComponent(have.get(c.id)!, c));
+  const remove = [...have.keys()].filter((id) => !want.has(id));
+  const mk = (m: { component: string; entity: string }) => `${m.component}\u0000${m.entity}`;
+  const dk = (d: { src: string; dst: string }) => `${d.src}\u0000${d.dst}`;
+  const haveM = new Set(stored.matches.map(mk));
+  const wantM = new Map(wanted.matches.filter((m) => want.has(m.component)).map((m) => [mk(m), m]));
+  const haveD = new Set(stored.declares.map(dk));
+  const wantD = new Map(wanted.declares.filter((d) => want.has(d.src) && want.has(d.dst) && d.src !== d.dst).map((d) => [dk(d), d]));
+  return {
+    upsert,
+    remove,
+    addMatches: [...wantM].filter(([k]) => !haveM.has(k)).map(([, m]) => m),
+    delMatches: stored.matches.filter((m) => want.has(m.component) && !wantM.has(mk(m))),
+    addDeclares: [...wantD].filter(([k]) => !haveD.has(k)).map(([, d]) => d),
+    delDeclares: stored.declares.filter((d) => want.has(d.src) && want.has(d.dst) && !wantD.has(dk(d))),
+  };
+}
+
+/** A Component row as the port gives it (Kuzu stores an empty list as null). */
+export function toComponent(r: Record<string, unknown>): RegistryComponentRow {
+  const s = (v: unknown) => (v == null ? "" : String(v));
+  const l = (v: unknown) => (Array.isArray(v) ? v.map(String) : []);
+  return {
+    id: s(r.id),
+    name: s(r.name),
+    category: s(r.category),
+    lifecycle: s(r.lifecycle),
+    privacy: s(r.privacy),
+    location: s(r.location),
+    language: s(r.language),
+    framework: s(r.framework),
+    team: s(r.team),
+    owners: l(r.owners),
+    maintainers: l(r.maintainers),
+    tags: l(r.tags),
+    rev: Number(r.rev ?? 0),
+  };
+}
+
+export const sortRegistry = (g: RegistryGraphRows): RegistryGraphRows => ({
+  components: [...g.components].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)),
+  matches: [...g.matches].sort((a, b) => (a.component + "\u0000" + a.entity < b.component + "\u0000" + b.entity ? -1 : 1)),
+  declares: [...g.declares].sort((a, b) => (a.src + "\u0000" + a.dst < b.src + "\u0000" + b.dst ? -1 : 1)),
+});
 
 export type GraphStoreErrorCode =
   | "read_only"

@@ -228,6 +228,8 @@ class FlakyGraphStore implements GraphStore {
   neighbourhood: GraphStore["neighbourhood"] = async (...a) => (this.check(), this.inner.neighbourhood(...a));
   impact: GraphStore["impact"] = async (...a) => (this.check(), this.inner.impact(...a));
   exportSnapshot = async () => (this.check(), this.inner.exportSnapshot());
+  putRegistry: GraphStore["putRegistry"] = async (...a) => (this.check(), this.inner.putRegistry(...a));
+  loadRegistry = async () => (this.check(), this.inner.loadRegistry());
   close = () => this.inner.close();
 }
 

@@ -56,6 +56,8 @@ class Limited implements GraphStore {
   neighbourhood: GraphStore["neighbourhood"] = (...a) => this.inner.neighbourhood(...a);
   impact: GraphStore["impact"] = (...a) => this.inner.impact(...a);
   exportSnapshot = () => this.inner.exportSnapshot();
+  putRegistry: GraphStore["putRegistry"] = (...a) => this.inner.putRegistry(...a);
+  loadRegistry = () => this.inner.loadRegistry();
   close = () => this.inner.close();
 }
 

@@ -487,8 +487,9 @@ export class Broker {
       if (!inst || inst.value.state === "gone") throw new StepFailedError("its instance is gone");
       const t = inst.value.tenant;
       const name = ((r.parameters as { name?: string }).name ?? r.binding_id).slice(0, 100);
-      // kiosk token first and recorded with the credentials in one write, so a restart never leaves one unrecorded
-      // for long: a step redone after a crash creates a second token, and the first is then an orphan that expires.
+      // the kiosk token is recorded with the credentials in one write; a crash between creating it and that write
+      // leaves it unrecorded, and the redone step creates another: the first stays valid until an admin revokes it
+      // (orrery token list shows it, named after the tenant and binding).
       const kiosk = r.credentials ? undefined : await this.d.kiosk?.create(`broker ${t.id} ${name}`);
       const credentials = r.credentials ?? credentialsFor(t, natsUserFor(t, this.d.natsUrl), kiosk?.url);
       return { record: { ...r, credentials, kioskTokenId: r.kioskTokenId ?? kiosk?.id, state: "ready" }, last: true };

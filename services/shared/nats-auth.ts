@@ -124,15 +124,15 @@ export function generateCredentials(hosts: string[]): NatsCredentials {
   return { admin: { user: "admin", password: newPassword() }, services, agents };
 }
 
-/** The users of `creds` with their permissions under `topo`, passwords hashed. */
+/** The users of `creds` with their permissions under `topo`, passwords hashed (in parallel: bcrypt is slow on purpose). */
 export async function usersOf(topo: Topology, creds: NatsCredentials): Promise<NatsUserEntry[]> {
-  const out: NatsUserEntry[] = [{ user: creds.admin.user, passwordHash: await hashPassword(creds.admin.password), permissions: ADMIN_PERMISSIONS }];
+  const plain: { user: string; password: string; permissions: Permissions }[] = [{ ...creds.admin, permissions: ADMIN_PERMISSIONS }];
   for (const [name, c] of Object.entries(creds.services)) {
     if (!(SERVICES as readonly string[]).includes(name)) throw new Error(`unknown service "${name}" in NATS credentials`);
-    out.push({ user: c.user, passwordHash: await hashPassword(c.password), permissions: servicePermissions(topo, name as ServiceName) });
+    plain.push({ ...c, permissions: servicePermissions(topo, name as ServiceName) });
   }
-  for (const [host, c] of Object.entries(creds.agents)) out.push({ user: c.user, passwordHash: await hashPassword(c.password), permissions: agentPermissions(topo, host) });
-  return out;
+  for (const [host, c] of Object.entries(creds.agents)) plain.push({ ...c, permissions: agentPermissions(topo, host) });
+  return Promise.all(plain.map(async (u) => ({ user: u.user, passwordHash: await hashPassword(u.password), permissions: u.permissions })));
 }
 
 const Cred = z.object({ user: z.string().min(1), password: z.string().min(16) });

@@ -8,7 +8,7 @@
  * dead-letters the message with the vendor's answer.
  */
 import type { ExporterConfig, ExporterStatus } from "../../pipelines/contracts/exporters.ts";
-import { HealthDelta } from "../../pipelines/contracts/health.ts";
+import { HealthDelta, type HealthEntry, type HealthState } from "../../pipelines/contracts/health.ts";
 import { RegistryEvent } from "../../pipelines/contracts/registry.ts";
 import { TopologyDelta, type TopoEdge, type TopologySnapshot, type TopoNode } from "../../pipelines/contracts/topology.ts";
 import { exporterConsumers } from "../../pipelines/streams.ts";
@@ -28,12 +28,19 @@ export interface ExporterDeps {
   log: Logger;
   /** the topology snapshot for the first run (services/topology/client.ts fetchSnapshot) */
   snapshot: () => Promise<TopologySnapshot>;
+  /**
+   * The current health for the first run (services/alerts/client.ts fetchHealthState): incidents are opened for what
+   * is unhealthy now and health deltas up to its seq are skipped, instead of replaying a day of opened-and-resolved
+   * history into the vendor. null (no alerts service answered): the HEALTH stream is replayed from its start.
+   */
+  healthState?: () => Promise<HealthState | null>;
 }
 
 export class Exporter {
   private phase: ExporterStatus["phase"] = "backfill";
   private rev = 0;
   private floor = 0;
+  private healthFloor = 0;
   private exported = 0;
   private deadLettered = 0;
   private lastError: string | null = null;
@@ -61,9 +68,15 @@ export class Exporter {
       log.info("exporter backfill", { exporter: cfg.name, rev: snap.rev, nodes: snap.nodes.length, edges: snap.edges.length });
       await this.each(snap.nodes, (n) => this.upsertNode(n));
       await this.each(snap.edges, (e) => this.upsertEdge(e));
+      const hs = (await this.d.healthState?.().catch(() => null)) ?? null;
+      if (hs) {
+        await this.each(hs.entities, (h) => this.applyHealth(h));
+        await state.setMeta("health", hs.seq);
+      } else if (this.d.healthState) log.warn("no health state for the backfill; replaying the HEALTH stream", { exporter: cfg.name });
       await state.setBackfilledRev(snap.rev);
       this.floor = snap.rev;
     } else this.floor = done;
+    this.healthFloor = (await state.meta("health")) ?? 0;
     this.rev = this.floor;
     this.phase = "following";
     // a predecessor that died left messages taken and not acked: replayed now and in stream order, not after ack_wait
@@ -158,28 +171,33 @@ export class Exporter {
   }
 
   private async onHealth(batch: Decoded<HealthDelta>[]): Promise<void> {
-    const { adapter, cfg, state } = this.d;
+    const { adapter, cfg } = this.d;
     if (!adapter.openIncident || !adapter.resolveIncident || !cfg.incidents.enabled) return;
     for (const { value: d } of batch) {
-      for (const h of d.entities) {
-        const open = await state.get("inc", h.id);
-        const known = this.nodes.get(h.id);
-        const ci = known ? null : (await state.get("ci", h.id))?.ci;
-        const entity = known ?? { id: h.id, kind: (ci?.kind ?? "external") as TopoNode["kind"], name: ci?.name ?? h.id, source: "", props: {} };
-        const inc = mapIncident(cfg, entity, h.health, h.alerts);
-        if (wantsIncident(cfg, h.health)) {
-          if (open?.x) continue;
-          const ciEntry = await state.get("ci", h.id);
-          await state.put("inc", h.id, { x: null, h: digest(inc) });
-          const id = await adapter.openIncident(inc, ciEntry?.x ?? undefined);
-          await state.put("inc", h.id, { x: id, h: digest(inc) });
-          this.exported++;
-        } else if (open) {
-          if (open.x) await adapter.resolveIncident(inc, open.x);
-          await state.remove("inc", h.id);
-          this.exported++;
-        }
-      }
+      if (d.seq <= this.healthFloor) continue;
+      await this.each(d.entities, (h) => this.applyHealth(h));
+    }
+  }
+
+  /** opens the entity's incident when its health calls for one, resolves it when it no longer does */
+  private async applyHealth(h: HealthEntry): Promise<void> {
+    const { adapter, cfg, state } = this.d;
+    if (!adapter.openIncident || !adapter.resolveIncident || !cfg.incidents.enabled) return;
+    const open = await state.get("inc", h.id);
+    const known = this.nodes.get(h.id);
+    const ci = await state.get("ci", h.id);
+    const entity = known ?? { id: h.id, kind: (ci?.ci?.kind ?? "external") as TopoNode["kind"], name: ci?.ci?.name ?? h.id, source: "", props: {} };
+    const inc = mapIncident(cfg, entity, h.health, h.alerts);
+    if (wantsIncident(cfg, h.health)) {
+      if (open?.x) return;
+      await state.put("inc", h.id, { x: null, h: digest(inc) });
+      const id = await adapter.openIncident(inc, ci?.x ?? undefined);
+      await state.put("inc", h.id, { x: id, h: digest(inc) });
+      this.exported++;
+    } else if (open) {
+      if (open.x) await adapter.resolveIncident(inc, open.x);
+      await state.remove("inc", h.id);
+      this.exported++;
     }
   }
 

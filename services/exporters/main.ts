@@ -13,6 +13,7 @@ import { natsConnected, startObservability } from "../shared/metrics-registry.ts
 import { exporterConsumers } from "../../pipelines/streams.ts";
 import { listenOrExit } from "../shared/ports.ts";
 import { fetchSnapshot } from "../topology/client.ts";
+import { fetchHealthState } from "../alerts/client.ts";
 import { buildAdapter, loadExportersFile, metricsText } from "./build.ts";
 import { Exporter } from "./exporter.ts";
 import { kvState, openBucket } from "./state.ts";
@@ -34,9 +35,14 @@ const bus = await connectBus(natsOptions(cfg, "orrery-exporters"));
 obs.watchDlq(bus);
 obs.watchConsumers(bus, () => file.exporters.flatMap((c) => Object.values(exporterConsumers(bus.topo, c.name))));
 const kv = await openBucket(bus.nc, `${bus.topo.prefix.toUpperCase().replace(/-/g, "_")}_EXPORTERS`);
+// the alerts service's current health, for a first run (null when it does not answer: the HEALTH stream is replayed)
+const healthState = async () => {
+  const r = await fetchHealthState(bus, 10_000);
+  return "schema" in r ? r : null;
+};
 const exporters = file.exporters.map((c) => {
   const counters = { requests: 0, retries: 0, errors: 0 };
-  return new Exporter({ bus, cfg: c, adapter: buildAdapter(c, process.env, counters, bus.topo.prefix), state: kvState(kv, c.name), counters, log, snapshot: () => fetchSnapshot(bus, 60_000) });
+  return new Exporter({ bus, cfg: c, adapter: buildAdapter(c, process.env, counters, bus.topo.prefix), state: kvState(kv, c.name), counters, log, snapshot: () => fetchSnapshot(bus, 60_000), healthState });
 });
 for (const e of exporters) await e.start();
 const statusNow = () => ({ schema: "exporters.status.v1" as const, at: Date.now(), exporters: exporters.map((e) => e.status()) });

@@ -31,6 +31,9 @@ export interface ExportState {
   remove(kind: Kind, ref: string): Promise<void>;
   backfilledRev(): Promise<number | undefined>;
   setBackfilledRev(rev: number): Promise<void>;
+  /** a number the exporter keeps about itself (the health seq of its backfill) */
+  meta(name: string): Promise<number | undefined>;
+  setMeta(name: string, v: number): Promise<void>;
 }
 
 const keyOf = (name: string, kind: string, ref: string) => `${name}.${kind}.${new Bun.CryptoHasher("sha256").update(ref).digest("hex").slice(0, 40)}`;
@@ -67,6 +70,13 @@ export function kvState(kv: KV, name: string): ExportState {
     },
     setBackfilledRev: async (rev) => {
       await kv.put(`${name}.meta.backfill`, String(rev));
+    },
+    meta: async (m) => {
+      const e = await kv.get(`${name}.meta.${m}`);
+      return e && e.operation === "PUT" && e.value.length ? Number(e.string()) : undefined;
+    },
+    setMeta: async (m, v) => {
+      await kv.put(`${name}.meta.${m}`, String(v));
     },
   };
 }

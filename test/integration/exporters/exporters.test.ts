@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { encode } from "../../../pipelines/codec.ts";
 import { ExporterConfig, type ExporterConfigInput } from "../../../pipelines/contracts/exporters.ts";
-import { HealthDelta } from "../../../pipelines/contracts/health.ts";
+import { HealthDelta, type HealthState } from "../../../pipelines/contracts/health.ts";
 import { RegistryEvent } from "../../../pipelines/contracts/registry.ts";
 import { TopologyDelta, TopologySnapshot, type TopoNode } from "../../../pipelines/contracts/topology.ts";
 import { buildAdapter } from "../../../services/exporters/build.ts";
@@ -43,12 +43,12 @@ const mapping = {
   ratePerSecond: 500,
 } satisfies Partial<ExporterConfigInput>;
 
-async function inProcess(prefix: string, input: ExporterConfigInput, snap: TopologySnapshot, env: Record<string, string> = {}) {
+async function inProcess(prefix: string, input: ExporterConfigInput, snap: TopologySnapshot, env: Record<string, string> = {}, healthState?: () => Promise<HealthState | null>) {
   const bus = await connectBus({ url: nats.url, prefix, name: "exporter-test" });
   const cfg = ExporterConfig.parse(input);
   const counters = { requests: 0, retries: 0, errors: 0 };
   const kv = await openBucket(bus.nc, `${prefix.toUpperCase()}_EXPORTERS`);
-  const ex = new Exporter({ bus, cfg, adapter: buildAdapter(cfg, env, counters, prefix), state: kvState(kv, cfg.name), counters, log: makeLogger("test", true), snapshot: async () => snap });
+  const ex = new Exporter({ bus, cfg, adapter: buildAdapter(cfg, env, counters, prefix), state: kvState(kv, cfg.name), counters, log: makeLogger("test", true), snapshot: async () => snap, healthState });
   await ex.start();
   return { bus, ex, stop: async () => (await ex.stop(), await bus.close()) };
 }
@@ -185,6 +185,30 @@ test("registry components become CIs (component.put upserts, component.deleted r
     expect(rx.violations).toEqual([]);
   } finally {
     await stop();
+    rx.stop();
+  }
+}, 60_000);
+
+test("a first run opens incidents for what is unhealthy now and skips the health history before it", async () => {
+  const rx = startReceiver("servicenow");
+  const prefix = uniquePrefix("exhs");
+  const bus0 = await connectBus({ url: nats.url, prefix, name: "history" });
+  const h = (seq: number, id: string, health: "critical" | "ok") => publishEvent(bus0, bus0.topo.subjects.health, HealthDelta, "health.delta.v1", { schema: "health.delta.v1", seq, at: t0, entities: [{ id, health, alerts: health === "ok" ? [] : ["a"] }] }, `hs-${seq}`);
+  // history: h1 was critical and recovered, h0 went critical and still is
+  await h(1, "host:h1", "critical");
+  await h(2, "host:h1", "ok");
+  await h(3, "host:h0", "critical");
+  const now: HealthState = { schema: "health.state.v1", seq: 3, at: t0, entities: [{ id: "host:h0", health: "critical", alerts: ["a"] }], edges: [], impact: [] };
+  const { ex, stop } = await inProcess(prefix, { name: "snow", vendor: "servicenow", url: rx.url, auth: { type: "basic", user: "orrery", passwordEnv: "PW" }, ...mapping }, snapshotOf(2), { PW: "pw" }, async () => now);
+  try {
+    await waitFor(() => ex.status().lag.health === 0 && ex.status().phase === "following", "health caught up");
+    await h(4, "host:h0", "ok");
+    await waitFor(() => rx.incidents.get("orrery:host:h0")?.resolved === 1, "h0 resolved");
+    expect(rx.incidents.get("orrery:host:h0")).toEqual({ opened: 1, resolved: 1 });
+    expect(rx.incidents.has("orrery:host:h1")).toBe(false);
+  } finally {
+    await stop();
+    await bus0.close();
     rx.stop();
   }
 }, 60_000);

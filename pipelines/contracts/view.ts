@@ -149,6 +149,9 @@ export const ViewSummary = z.object({
   stale: z.number().int().nonnegative(),
   hosts: z.number().int().nonnegative(),
   services: z.number().int().nonnegative(),
+  /** listeners and externals in the estate (the header's kind counts); absent from older gateways */
+  listeners: z.number().int().nonnegative().default(0),
+  externals: z.number().int().nonnegative().default(0),
   nodes: z.number().int().nonnegative(),
   edges: z.number().int().nonnegative(),
   /** ms since the gateway last heard from the topology or alerts feed (or since `at` when time travelling) */

@@ -168,3 +168,17 @@ export function nameOfId(id: string): EntityName {
 export function fullName(n: { label: string; sublabel?: string }): string {
   return n.sublabel ? `${n.label} ${n.sublabel}` : n.label;
 }
+
+/**
+ * A mark id as people say it, for chips and titles when the mark is not drawn: `postgres on sim-db-1`,
+ * `tcp/5432 on sim-db-1`, `app` for `group:tier:app`, `external` for `group:external`.
+ */
+export function nameOfMarkId(id: string): string {
+  if (id.startsWith("group:")) {
+    const rest = id.slice("group:".length);
+    const c = rest.indexOf(":");
+    return c < 0 ? rest : rest.slice(c + 1);
+  }
+  if (id.startsWith("processes-of:")) return `processes of ${nameOfMarkId(id.slice("processes-of:".length))}`;
+  return fullName(nameOfId(id));
+}

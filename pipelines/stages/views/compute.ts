@@ -433,7 +433,7 @@ function layerIndices(ids: readonly string[], calls: readonly { a: number; b: nu
 
 /** The whole estate at a glance (not filtered). */
 export function summarize(g: ViewGraph, h: HealthMaps, now: number, dataAt: number): ViewSummary {
-  const { hosts, services, stale } = g.counts();
+  const { hosts, services, listeners, externals, stale } = g.counts();
   let worst = stale ? HEALTH_RANK.stale : 0;
   let criticals = 0;
   let warnings = 0;
@@ -454,6 +454,8 @@ export function summarize(g: ViewGraph, h: HealthMaps, now: number, dataAt: numb
     stale,
     hosts,
     services,
+    listeners,
+    externals,
     nodes: g.nodes.size,
     edges: g.edgeCount(),
     dataAgeMs: Math.max(0, Math.round(now - dataAt)),

@@ -106,20 +106,24 @@ export class ViewGraph {
     this.version++;
   }
 
-  #counts: { version: number; hosts: number; services: number; stale: number } | null = null;
+  #counts: { version: number; hosts: number; services: number; listeners: number; externals: number; stale: number } | null = null;
 
-  /** Hosts, services and stale entities in the graph (counted once per version, whatever the number of views). */
-  counts(): { hosts: number; services: number; stale: number } {
+  /** Entities by kind and stale ones in the graph (counted once per version, whatever the number of views). */
+  counts(): { hosts: number; services: number; listeners: number; externals: number; stale: number } {
     if (this.#counts?.version === this.version) return this.#counts;
     let hosts = 0;
     let services = 0;
+    let listeners = 0;
+    let externals = 0;
     let stale = 0;
     for (const n of this.nodes.values()) {
       if (n.kind === "host") hosts++;
       else if (n.kind === "process") services++;
+      else if (n.kind === "listener") listeners++;
+      else if (n.kind === "external") externals++;
       if (n.props.health === "stale") stale++;
     }
-    this.#counts = { version: this.version, hosts, services, stale };
+    this.#counts = { version: this.version, hosts, services, listeners, externals, stale };
     return this.#counts;
   }
 

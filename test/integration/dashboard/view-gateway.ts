@@ -1,12 +1,12 @@
 /**
  * A fake gateway that speaks the view contract (pipelines/contracts/view.ts) for the map's browser tests: static
  * dashboard/dist, /ws answering `view.subscribe` with snapshots and pushing deltas when the test changes the estate,
- * and GET /api/view. Its aggregation is a small stand-in for the gateway's (tiers of hosts running services, calls
+ * and GET /api/view (and /api/view/search over the same estate). Its aggregation is a small stand-in for the gateway's (tiers of hosts running services, calls
  * lifted to the visible marks), enough to check what the page does with what it is sent; the gateway's own
  * aggregation has its own tests.
  */
 import { join, normalize, sep } from "node:path";
-import { ClientMessage, type Link, type Mark, type MarkHealth, type ViewSnapshot, type ViewSpec, type ViewSummary } from "../../../pipelines/contracts/view.ts";
+import { ClientMessage, specFromParam, type Link, type Mark, type MarkHealth, type ViewSearch, type ViewSnapshot, type ViewSpec, type ViewSummary } from "../../../pipelines/contracts/view.ts";
 
 export const T0 = 1_750_000_000_000;
 
@@ -75,7 +75,7 @@ export function computeView(e: Estate, spec: ViewSpec): { marks: Mark[]; links: 
   const q = spec.filters.q?.toLowerCase();
   const hf = spec.filters.health;
   const keepSvc = (s: Svc) =>
-    (!q || s.name.includes(q) || s.host.includes(q)) && (!hf || hf.some((h) => (h === "impacted" ? s.impacted : s.health === h)));
+    (!q || s.name.includes(q) || s.host.includes(q) || s.id.includes(q)) && (!hf || hf.some((h) => (h === "impacted" ? s.impacted : s.health === h)));
   const services = e.services.filter(keepSvc);
   const hostIds = new Set(services.map((s) => s.host));
   const hosts = e.hosts.filter((h) => hostIds.has(h.id));
@@ -173,6 +173,8 @@ export function computeView(e: Estate, spec: ViewSpec): { marks: Mark[]; links: 
     stale: all.filter((s) => s.health === "stale").length,
     hosts: e.hosts.length,
     services: all.length,
+    listeners: 0,
+    externals: 0,
     nodes: e.hosts.length + all.length,
     edges: e.calls.length + all.length,
     dataAgeMs: 0,
@@ -227,6 +229,19 @@ export function startViewGateway(dist: string, opts: { port?: number; estate?: E
       if (url.pathname === "/login") return new Response(`<!doctype html><title>login</title><p id="login">login page</p>`, { headers: { "content-type": "text/html" } });
       if (url.pathname === "/ws") {
         return srv.upgrade(req, { data: { seq: -1, marks: new Map(), links: new Map() } }) ? undefined : new Response("upgrade failed", { status: 400 });
+      }
+      if (url.pathname === "/api/view") {
+        const p = specFromParam(url.searchParams.get("spec"));
+        if (!p.ok) return Response.json({ error: p.error }, { status: 400 });
+        return Response.json({ schema: "view.snapshot.v1", seq: 0, rev, at: Date.now(), spec: p.spec, ...computeView(estate, p.spec) } satisfies ViewSnapshot);
+      }
+      if (url.pathname === "/api/view/search") {
+        const q = (url.searchParams.get("q") ?? "").toLowerCase();
+        const items = [
+          ...estate.hosts.map((h) => ({ id: h.id, kind: "host" as const, label: h.name, health: h.health, impacted: false })),
+          ...estate.services.map((x) => ({ id: x.id, kind: "service" as const, label: x.name, sublabel: `on ${x.host.slice(5)}`, health: x.health, impacted: x.impacted })),
+        ].filter((it) => it.id.includes(q) || it.label.includes(q));
+        return Response.json({ q, total: items.length, items: items.slice(0, Number(url.searchParams.get("limit") ?? 50)) } satisfies ViewSearch);
       }
       if (url.pathname === "/api/topology/range") return Response.json({ earliest: null, latest: null, now: Date.now() });
       if (url.pathname.startsWith("/api/")) return Response.json({ error: "not here" }, { status: 404 });

@@ -32,7 +32,8 @@ describe("grouping", () => {
     expect(app.counts).toEqual({ host: 40, process: 200, listener: onApp.filter((n) => n.kind === "listener").length });
     expect(app).toMatchObject({ kind: "group", label: "app", sublabel: "tier", health: "ok", impacted: false });
     expect(byId(r).get("group:external")).toMatchObject({ label: "external", count: 4, counts: { external: 4 } });
-    expect(r.summary).toMatchObject({ hosts: 100, services: 500, nodes: eg.mirror.nodes.size, edges: eg.mirror.edges.size, marks: 8 });
+    const byKind = (k: string) => [...eg.mirror.nodes.values()].filter((n) => n.kind === k).length;
+    expect(r.summary).toMatchObject({ hosts: 100, services: 500, listeners: byKind("listener"), externals: byKind("external"), nodes: eg.mirror.nodes.size, edges: eg.mirror.edges.size, marks: 8 });
   });
 
   test("by team, owner, component, site and host", () => {

@@ -18,6 +18,8 @@
  *   <prefix>.registry.v1.<type>           REGISTRY   registry.v1: every change of the registry, kept forever (the
  *                                                    registry's record of truth, services/registry/store.ts)
  *   <prefix>.registry.drift.v1            DRIFT      registry.drift.v1: declared vs discovered, when it changes
+ *   <prefix>.registry.graph.v1            REGISTRY_GRAPH registry.graph.v1: the registry's part of the graph, whole,
+ *                                                    when it changes (the topology service writes it to the store)
  *
  * KV bucket <PREFIX>_IDENTITY (stream KV_<PREFIX>_IDENTITY, services/identity/kv.ts): sessions, API tokens, local
  * users and the directory snapshot, read by the gateway and the ingest service.
@@ -101,6 +103,8 @@ export interface Topology {
     registry: (type: string) => string;
     /** registry.drift.v1 */
     drift: string;
+    /** registry.graph.v1 */
+    registryGraph: string;
     /** core NATS request/reply: RegistryRequest → RegistryReply, answered by the registry service */
     registryRpc: string;
     /** core NATS request/reply: anything → exporters.status.v1, answered by the exporter service (when it runs) */
@@ -132,6 +136,7 @@ export interface Topology {
     jobs: StreamSpec;
     registry: StreamSpec;
     drift: StreamSpec;
+    registryGraph: StreamSpec;
   };
   /** JetStream KV buckets (opened by their users, not by ensureStreams) */
   buckets: { identity: string; broker: string };
@@ -142,6 +147,8 @@ export interface Topology {
     history: ConsumerSpec;
     alerts: ConsumerSpec;
     alertsHistory: ConsumerSpec;
+    /** the topology service's follower of registry.graph.v1 */
+    registryGraph: ConsumerSpec;
   };
   /** durables of the job queue, one per worker type (shared) and per worker (placed); a worker creates its own */
   jobConsumers: {
@@ -186,6 +193,7 @@ export function topologyFor(prefix = "orrery", o: { replicas?: number } = {}): T
     ingestRpc: `${prefix}.rpc.ingest`,
     registry: (type) => `${prefix}.registry.v1.${subjectToken(type)}`,
     drift: `${prefix}.registry.drift.v1`,
+    registryGraph: `${prefix}.registry.graph.v1`,
     registryRpc: `${prefix}.rpc.registry`,
     exportersRpc: `${prefix}.rpc.exporters`,
     jobs: {
@@ -214,6 +222,9 @@ export function topologyFor(prefix = "orrery", o: { replicas?: number } = {}): T
     // events would change what the fold of the stream says.
     registry: stream("REGISTRY", [`${prefix}.registry.v1.>`], 0, -1),
     drift: stream("DRIFT", [subjects.drift], 30 * DAY, 256 * 1024 ** 2),
+    // Each message is the whole registry part, so only the last one matters; no age limit, so a graph store rebuilt
+    // from scratch months later still finds it. Size-trimmed oldest first.
+    registryGraph: stream("REGISTRY_GRAPH", [subjects.registryGraph], 0, 256 * 1024 ** 2),
   };
   const jobDurable = { shared: (type: string) => `jobs-${type}`, placed: (type: string, worker: string) => `jobs-${type}-on-${worker}` };
   // A worker pulls only what it can run (concurrency), so a small max_ack_pending is plenty and keeps a runaway
@@ -261,6 +272,7 @@ export function topologyFor(prefix = "orrery", o: { replicas?: number } = {}): T
         // unlimited), so nothing is dropped or dead-lettered for being delivered too often.
         maxDeliver: -1,
       },
+      registryGraph: { stream: streams.registryGraph.name, durable: "topology-registry", filterSubject: subjects.registryGraph, ackWaitMs: 60_000, maxDeliver: -1 },
     },
     jobConsumers: {
       durable: jobDurable,

@@ -234,6 +234,41 @@ export type AuditEntry = z.infer<typeof AuditEntry>;
 
 // ---- drift: registry.drift.v1 ----
 
+/**
+ * registry.graph.v1: the registry's whole part of the graph (components as nodes, what each matches, what each declares),
+ * published by the registry service whenever it or its matches change; the topology service, the graph store's only
+ * writer, makes the store's registry part equal to the last one. Matches stay computed in one place (match.ts).
+ */
+export const GraphComponent = z.object({
+  id: ComponentId,
+  name: z.string(),
+  category: z.string(),
+  lifecycle: z.string(),
+  privacy: z.string(),
+  location: z.string(),
+  language: z.string(),
+  framework: z.string(),
+  /** the first group among the owners, '' when none */
+  team: z.string(),
+  owners: z.array(z.string()),
+  maintainers: z.array(z.string()),
+  tags: z.array(z.string()),
+  rev: z.number().int().nonnegative(),
+});
+export type GraphComponent = z.infer<typeof GraphComponent>;
+export const RegistryGraph = z.object({
+  schema: z.literal("registry.graph.v1"),
+  at: z.number().int(),
+  /** the registry stream's sequence and the topology rev the matches were computed at */
+  seq: z.number().int().nonnegative(),
+  topologyRev: z.number().int().nonnegative(),
+  components: z.array(GraphComponent),
+  /** component → the id of a discovered service (process node) it matches */
+  matches: z.array(z.object({ component: ComponentId, entity: z.string().min(1) })),
+  declares: z.array(z.object({ src: ComponentId, dst: ComponentId })),
+});
+export type RegistryGraph = z.infer<typeof RegistryGraph>;
+
 export const DriftPair = z.object({ from: ComponentId, to: ComponentId });
 export const Drift = z
   .object({

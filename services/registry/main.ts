@@ -11,6 +11,7 @@ import { startMirror } from "../topology/client.ts";
 import { Registry } from "./registry.ts";
 import { serveRegistry, watchDrift } from "./service.ts";
 import { startAnnotations } from "./annotate.ts";
+import { publishRegistryGraph } from "./graph.ts";
 import { JetStreamRegistryLog } from "./store.ts";
 
 const cfg = parseEnv(
@@ -36,9 +37,12 @@ const mirror = await startMirror(bus, log);
 const registry = new Registry({ log: store, graph: () => (mirror.synced() ? mirror.mirror() : undefined) });
 const server = serveRegistry(bus, registry, log);
 const drift = await watchDrift(bus, registry, log, { everyMs: cfg.ORRERY_REGISTRY_DRIFT_EVERY_S * 1000, windowMs: cfg.ORRERY_REGISTRY_DRIFT_WINDOW_S * 1000 });
+// components, matches and declared dependencies into the graph (written there by the topology service)
+const graphOut = await publishRegistryGraph(bus, registry, log, { everyMs: cfg.ORRERY_REGISTRY_DRIFT_EVERY_S * 1000 });
 const annotations = cfg.ORRERY_REGISTRY_ANNOTATE === "on" ? await startAnnotations(bus, registry, log, { everyMs: cfg.ORRERY_REGISTRY_DRIFT_EVERY_S * 1000 }) : null;
 onShutdown(async () => {
   annotations?.stop();
+  graphOut.stop();
   drift.stop();
   await server.stop();
   await mirror.stop();

@@ -11,6 +11,7 @@ import { CypherRequest, type CypherResponse } from "../../pipelines/contracts/cy
 import { ContractError, decode, validate } from "../../pipelines/codec.ts";
 import type { Logger } from "../shared/log.ts";
 import { z } from "zod";
+import { followRegistryGraph, type RegistryFollower } from "./registry.ts";
 
 /**
  * The hot-path schemas compiled by zod (z.compile, as in the alerts service): the same schemas parsed by generated
@@ -71,6 +72,8 @@ export async function startTopologyService(deps: {
   checkpointIdleMs?: number;
   /** items per store transaction (default WRITE_MAX_ITEMS) */
   writeMaxItems?: number;
+  /** follow registry.graph.v1 and write the registry's part of the graph (default true) */
+  registry?: boolean;
 }): Promise<TopologyService> {
   const { bus, store, log } = deps;
   const now = deps.now ?? Date.now;
@@ -196,6 +199,7 @@ export async function startTopologyService(deps: {
         rev = next;
         idleCheckpointAfterThis();
         pending.push(...deltas);
+        registry?.afterCommit(part);
         // The store write is the durable effect; a failed delta publish is retried and must not redeliver the batch.
         await flushQuietly();
       }
@@ -214,6 +218,8 @@ export async function startTopologyService(deps: {
   const notStopping = () => {
     if (halt.signal.aborted) throw new GraphStoreError("aborted", "the topology service is stopping");
   };
+
+  let registry: RegistryFollower | undefined;
 
   /** the newest stream time folded in, and whether more discovery was waiting behind it */
   let watermark = 0;
@@ -278,6 +284,8 @@ export async function startTopologyService(deps: {
     },
   );
 
+  if (deps.registry !== false) registry = await followRegistryGraph({ bus, store, log, serial });
+
   const ager = setInterval(
     () =>
       void serial(async () => {
@@ -305,6 +313,7 @@ export async function startTopologyService(deps: {
       // its change set already committed stay, with their outbox entries, and are flushed below.
       halt.abort();
       await consumer.stop();
+      await registry?.stop();
       // an aging pass or batch already running ends before the caller closes the store under it
       await chain;
       await flush().catch(() => undefined);

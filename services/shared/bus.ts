@@ -148,7 +148,10 @@ function consumerConfig(c: ConsumerSpec) {
 export async function ensureStream(jsm: JetStreamManager, s: StreamSpec): Promise<void> {
   const cfg = streamConfig(s);
   try {
-    await jsm.streams.info(s.name);
+    const existing = await jsm.streams.info(s.name);
+    // A process declared with fewer replicas (the default 1: a CLI, an agent, a service missing ORRERY_NATS_REPLICAS)
+    // never scales a cluster's streams down; more replicas than today's is a deliberate change and is applied.
+    cfg.num_replicas = Math.max(cfg.num_replicas, existing.config.num_replicas ?? 1);
   } catch (e) {
     if (jsApiCode(e) !== JsApiCode.StreamNotFound) throw e;
     try {

@@ -1,8 +1,11 @@
-/** The map's pure parts: the layouts (deterministic, stable, no overlap), the URL ↔ view round trip, view frames. */
+/** The map's pure parts: the layouts (deterministic, stable, no overlap), the URL ↔ view round trip, view frames, the path to an entity. */
 import { describe, expect, test } from "bun:test";
 import { layout, type LayoutMark, type LayoutLink, type Placed } from "../../../dashboard/src/lib/map-layout.ts";
 import { pageParams, parsePage, parseUrl, urlFor } from "../../../dashboard/src/lib/view-url.ts";
 import { ViewSpec, type Mark } from "../../../pipelines/contracts/view.ts";
+import { pathTo } from "../../../dashboard/src/lib/view-path.ts";
+import { computeView, HealthMaps, ViewGraph } from "../../../pipelines/stages/views/index.ts";
+import { estateGraph } from "../views/estate-graph.ts";
 
 function estate(groups: number, hostsPerGroup: number, openGroups: number[] = []) {
   const marks: LayoutMark[] = [];
@@ -160,5 +163,49 @@ describe("view frames", async () => {
     expect(v.ingest({ schema: "view.delta.v1", sub, seq: 5, rev: 3, at: 3, marksUpserted: [], marksRemoved: [], linksUpserted: [], linksRemoved: [] })).toBe("gap");
     expect(v.ingest({ schema: "view.delta.v1", sub, seq: 3, rev: 3, at: 3, marksUpserted: [{ ...mark("c"), layer: -1 }], marksRemoved: [], linksUpserted: [], linksRemoved: [] })).toBe("rejected");
     expect(v.marks.size).toBe(1);
+  });
+});
+
+describe("the path to an entity inside closed groups (pathTo, against the real view stage)", () => {
+  const eg = estateGraph(100);
+  const graph = ViewGraph.fromMirror(eg.mirror);
+  const asked: ViewSpec[] = [];
+  const get = async (url: string) => {
+    const spec = ViewSpec.parse(JSON.parse(new URL(url, "http://x").searchParams.get("spec")!));
+    asked.push(spec);
+    const r = computeView({ graph, health: new HealthMaps(), spec, now: 1_800_000_000_000 });
+    return Response.json({ schema: "view.snapshot.v1", seq: 0, rev: 1, at: 1_800_000_000_000, spec, marks: r.marks, links: r.links, summary: r.summary });
+  };
+  const drawnWith = (spec: ViewSpec, open: string[]) =>
+    new Set(computeView({ graph, health: new HealthMaps(), spec: { ...spec, open: [...spec.open, ...open] }, now: 1_800_000_000_000 }).marks.map((m) => m.id));
+  const ORDERS_1 = "service:sim-app-1:image:registry.example/orders:8080,8081";
+
+  test("a service by tier: its tier group and its host open, and it is drawn in the unfiltered view", async () => {
+    const spec = ViewSpec.parse({});
+    const p = (await pathTo(spec, ORDERS_1, get))!;
+    expect(p.target).toBe(ORDERS_1);
+    expect(p.open).toEqual(expect.arrayContaining(["group:tier:app", "host:sim-app-1"]));
+    expect(drawnWith(spec, p.open).has(ORDERS_1)).toBe(true);
+    // every question carried the entity as the filter, never a focus
+    expect(asked.every((s) => s.filters.q === ORDERS_1 && !s.focus)).toBe(true);
+  });
+
+  test("by team, and for a host and an already drawn entity", async () => {
+    const team = ViewSpec.parse({ groupBy: "team" });
+    const p = (await pathTo(team, ORDERS_1, get))!;
+    expect(p.target).toBe(ORDERS_1);
+    expect(drawnWith(team, p.open).has(ORDERS_1)).toBe(true);
+    const h = (await pathTo(ViewSpec.parse({}), "host:sim-db-1", get))!;
+    expect(h).toEqual({ open: ["group:tier:db"], target: "host:sim-db-1" });
+    expect(await pathTo(ViewSpec.parse({ open: ["group:tier:db"] }), "host:sim-db-1", get)).toEqual({ open: [], target: "host:sim-db-1" });
+  });
+
+  test("a listener folded into its service: the service is where it is shown; an unknown id has no path", async () => {
+    const listener = [...eg.mirror.nodes.values()].find((n) => n.kind === "listener" && n.id.startsWith("listener:sim-app-1:"))!.id;
+    const p = (await pathTo(ViewSpec.parse({}), listener, get))!;
+    expect(drawnWith(ViewSpec.parse({}), p.open).has(p.target)).toBe(true);
+    expect(p.open).toEqual(expect.arrayContaining(["group:tier:app", "host:sim-app-1"]));
+    expect(await pathTo(ViewSpec.parse({}), "host:no-such-host", get)).toBeNull();
+    expect(await pathTo(ViewSpec.parse({}), "host:x", async () => new Response("down", { status: 503 }))).toBeNull();
   });
 });

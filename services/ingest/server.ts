@@ -70,6 +70,8 @@ export function startIngestServer(deps: IngestDeps): Server<undefined> {
   const postAlerts = async (req: BunRequest<"/api/alerts/:source">) => {
     // Bun's router has parsed (and percent-decoded) it already
     const source = req.params.source;
+    // the request id a sender (or a proxy in front) gave, else ours: in every log line of this request and in the answer
+    const requestId = req.headers.get("x-request-id")?.slice(0, 128) || crypto.randomUUID();
     deps.auth.check(req, { post: source });
     const body = await readJson(req, MAX_ALERT_BODY_BYTES);
     const at = now();
@@ -78,7 +80,7 @@ export function startIngestServer(deps: IngestDeps): Server<undefined> {
     try {
       result = await deps.publishAlerts(alerts);
     } catch (e) {
-      deps.log.warn("alerts not stored; sender must retry", { source, count: alerts.length, error: String(e) });
+      deps.log.warn("alerts not stored; sender must retry", { requestId, source, count: alerts.length, error: String(e) });
       throw new IngestError(503, `alerts not stored (event bus unavailable: ${(e as Error).message}); retry`);
     }
     const refusals: Refusal[] = [
@@ -87,14 +89,14 @@ export function startIngestServer(deps: IngestDeps): Server<undefined> {
     ].sort((a, b) => a.index - b.index);
     if (refusals.length) {
       rejected.record(source, at, refusals);
-      deps.log.warn("alerts refused", { source, refused: refusals.length, stored: result.stored.length, first: refusals[0]!.reason });
+      deps.log.warn("alerts refused", { requestId, source, refused: refusals.length, stored: result.stored.length, first: refusals[0]!.reason });
     }
     const answer = { accepted: result.stored.length, ids: result.stored.map((a) => a.id), rejected: refusals };
     // 4xx only when nothing was stored: Alertmanager drops a group it got a 4xx for, stored alerts and all
     if (!result.stored.length && refusals.length) {
-      return Response.json({ error: `no alert stored: ${refusals.slice(0, 10).map((r) => r.reason).join("; ")}`, ...answer }, { status: 400 });
+      return Response.json({ error: `no alert stored: ${refusals.slice(0, 10).map((r) => r.reason).join("; ")}`, ...answer }, { status: 400, headers: { "x-request-id": requestId } });
     }
-    return Response.json(answer, { status: 202 });
+    return Response.json(answer, { status: 202, headers: { "x-request-id": requestId } });
   };
 
   return Bun.serve({

@@ -73,3 +73,14 @@ test("an unknown path on the observability listener is a 404 that names the endp
   expect(r.status).toBe(404);
   expect(await r.text()).toContain("/metrics");
 });
+
+test("the ingest gives each webhook request an id (the sender's X-Request-Id, else its own) and counts what it published", async () => {
+  const body = JSON.stringify({ version: "4", groupKey: "{}:{}", status: "firing", receiver: "orrery", alerts: [{ status: "firing", labels: { alertname: "ObsTest", instance: "obs-host:9100" }, annotations: {}, startsAt: new Date().toISOString() }] });
+  const mine = await fetch(`${stack!.ingest}/api/alerts/alertmanager`, { method: "POST", body, headers: { "content-type": "application/json", "x-request-id": "req-obs-1" } });
+  expect(mine.status).toBe(202);
+  expect(mine.headers.get("x-request-id")).toBe("req-obs-1");
+  const ours = await fetch(`${stack!.ingest}/api/alerts/alertmanager`, { method: "POST", body, headers: { "content-type": "application/json" } });
+  expect(ours.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
+  const text = await (await fetch(`http://127.0.0.1:${ports.ingest}/metrics`)).text();
+  expect(text).toMatch(/orrery_ingest_published_total\{[^}]*kind="alerts_stored"[^}]*\} [1-9]/);
+});

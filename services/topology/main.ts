@@ -13,7 +13,7 @@ const cfg = loadTopologyConfig(process.env);
 const log = makeLogger("topology", cfg.ORRERY_LOG_QUIET === "1");
 const obs = startObservability("topology", process.env, log);
 const bus = await connectBus(natsOptions(cfg, "orrery-topology"));
-obs.watchConsumers(bus, [bus.topo.consumers.topology]);
+obs.watchConsumers(bus, [bus.topo.consumers.topology, bus.topo.consumers.registryGraph]);
 obs.watchDlq(bus);
 const store: GraphStore = obs.timed(
   cfg.ORRERY_GRAPH === "neo4j"

@@ -56,6 +56,7 @@ test.skipIf(!PROMTOOL)("every service answers /livez, /readyz and a /metrics tha
   }
   // consumer lag of each durable its owner declares, dead letters, store writes, WebSocket clients, ingest rates
   expect(scraped.topology).toMatch(/orrery_consumer_pending_messages\{[^}]*durable="topology"/);
+  expect(scraped.topology).toMatch(/orrery_consumer_info_up\{[^}]*durable="topology-registry"[^}]*\} 1/);
   expect(scraped.metrics).toMatch(/orrery_consumer_redelivered_messages\{[^}]*durable="metrics"/);
   expect(scraped.history).toMatch(/orrery_consumer_info_up\{[^}]*durable="history"[^}]*\} 1/);
   expect(scraped.alerts).toMatch(/durable="alerts-history"/);

@@ -96,13 +96,37 @@ export function parseQuery<S extends z.ZodType>(schema: S, req: Request, opts: {
 }
 
 /** A JSON body validated by `schema`; `hint` says what a body looks like when it is not JSON at all. */
-export async function parseBody<S extends z.ZodType>(schema: S, req: Request, hint: string): Promise<z.infer<S>> {
+/** Deeper than any body an API here accepts; a deeper one would exhaust the stack of whatever re-encodes or walks it. */
+export const MAX_JSON_DEPTH = 64;
+
+/** Nesting depth of a parsed JSON value, walked without recursion (so a hostile body cannot overflow the stack here). */
+export function jsonDepth(v: unknown, stopAt = Infinity): number {
+  let max = 0;
+  const todo: [unknown, number][] = [[v, 1]];
+  while (todo.length) {
+    const [x, d] = todo.pop()!;
+    if (x === null || typeof x !== "object") continue;
+    if (d > max) max = d;
+    if (max > stopAt) return max;
+    for (const c of Array.isArray(x) ? x : Object.values(x)) todo.push([c, d + 1]);
+  }
+  return max;
+}
+
+/** A request's JSON body, refused with a 400 when it is not JSON or nests deeper than MAX_JSON_DEPTH. */
+export async function readJsonBody(req: Request, hint?: string): Promise<unknown> {
   let body: unknown;
   try {
     body = await req.json();
   } catch {
-    throw new HttpError(400, `body must be JSON: ${hint}`);
+    throw new HttpError(400, hint ? `body must be JSON: ${hint}` : "body must be JSON");
   }
+  if (jsonDepth(body, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) throw new HttpError(400, `body nests deeper than ${MAX_JSON_DEPTH} levels`);
+  return body;
+}
+
+export async function parseBody<S extends z.ZodType>(schema: S, req: Request, hint: string): Promise<z.infer<S>> {
+  const body = await readJsonBody(req, hint);
   const r = schema.safeParse(body);
   if (!r.success) throw new HttpError(400, formatIssues(r.error, { root: "body" }));
   return r.data;

@@ -45,7 +45,7 @@ import {
   type ImportProgress,
 } from "../../../pipelines/contracts/registry.ts";
 import type { Bus } from "../../shared/bus.ts";
-import { HttpError, type Handler, type Routes } from "../../shared/http.ts";
+import { HttpError, readJsonBody, type Handler, type Routes } from "../../shared/http.ts";
 import { principalOf } from "../../identity/client.ts";
 import { callRegistry, REGISTRY_STATUS, RegistryClientError } from "../../registry/client.ts";
 
@@ -63,13 +63,7 @@ function query(req: Request, multi: string[] = []): Record<string, unknown> {
   return o;
 }
 
-async function json(req: Request): Promise<unknown> {
-  try {
-    return await req.json();
-  } catch {
-    throw new HttpError(400, "body must be JSON");
-  }
-}
+const json = (req: Request): Promise<unknown> => readJsonBody(req);
 
 const params = (req: Request) => (req as BunRequest<string>).params as Record<string, string>;
 

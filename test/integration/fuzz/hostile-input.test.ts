@@ -195,10 +195,9 @@ test("gateway: Cypher, views, registry and CSV/XLSX imports refuse hostile input
   if (counts["gateway /api/registry (JSON)"]!.accepted + applied === 0) expect(components).not.toContain(MARK);
 }, 600_000);
 
-// Finding of this suite: a deeply nested JSON body on the registry's JSON routes is answered 500 (the gateway parses it,
-// then cannot re-encode it for the registry's NATS request: the stack runs out). The fix belongs in
-// services/gateway/routes/registry.ts (refuse nesting past a bound with a 400); this test turns green when it lands.
-test.failing("gateway /api/registry: deeply nested JSON is refused with a 400 (finding: a 500 today)", async () => {
+// Found by this suite: a deeply nested JSON body was parsed by the gateway and then could not be re-encoded for the
+// registry's NATS request (the stack ran out), a 500; bodies now nest at most MAX_JSON_DEPTH (services/shared/http.ts).
+test("gateway /api/registry: deeply nested JSON is refused with a 400", async () => {
   const outcomes: string[] = [];
   for (const depth of [300, 1000, 3000, 10_000, 50_000]) {
     const r = await post(`${stack!.dashboard}/api/registry/components`, new TextEncoder().encode(`${'{"a":'.repeat(depth)}1${"}".repeat(depth)}`));

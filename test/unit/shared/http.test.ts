@@ -1,11 +1,11 @@
 // One mapping from errors to HTTP (services/shared/http.ts), through Bun.serve's error hook as the gateway and the
 // ingest use it: typed errors keep their status and reason; anything else is logged with an id and answered with it.
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { z } from "zod";
 import { ContractError } from "../../../pipelines/codec.ts";
 import { AlertsClientError } from "../../../services/alerts/client.ts";
 import { HistoryStoreError } from "../../../services/history/port.ts";
-import { HttpError, httpErrors, parseBody, parseQuery, type Routes } from "../../../services/shared/http.ts";
+import { HttpError, httpErrors, jsonDepth, MAX_JSON_DEPTH, parseBody, parseQuery, readJsonBody, type Routes } from "../../../services/shared/http.ts";
 import type { Logger } from "../../../services/shared/log.ts";
 
 const logged: { msg: string; fields?: Record<string, unknown> }[] = [];
@@ -63,4 +63,26 @@ test("query strings and bodies are validated with the same wording", async () =>
   expect(await get("/query?n=0")).toMatchObject({ status: 400, body: { error: "n: Too small: expected number to be >=1" } });
   expect(await get("/body", { method: "POST", body: "{nope" })).toMatchObject({ status: 400, body: { error: 'body must be JSON: {"name": "…"}' } });
   expect(await get("/body", { method: "POST", body: "[]" })).toMatchObject({ status: 400, body: { error: "body: Invalid input: expected object, received array" } });
+});
+
+describe("readJsonBody", () => {
+  const req = (body: string) => new Request("http://x/", { method: "POST", body });
+  const nested = (depth: number) => `${'{"a":'.repeat(depth)}1${"}".repeat(depth)}`;
+
+  test("answers the parsed body up to MAX_JSON_DEPTH levels", async () => {
+    expect(jsonDepth(await readJsonBody(req(nested(MAX_JSON_DEPTH - 1))))).toBe(MAX_JSON_DEPTH - 1);
+    expect(await readJsonBody(req('[1,{"b":[2]}]'))).toEqual([1, { b: [2] }]);
+  });
+
+  test("refuses deeper bodies and non-JSON with a 400 that says why", async () => {
+    for (const depth of [MAX_JSON_DEPTH + 1, 50_000]) {
+      const e = await readJsonBody(req(nested(depth))).catch((x) => x);
+      expect(e).toBeInstanceOf(HttpError);
+      expect(e.status).toBe(400);
+      expect(e.message).toContain("nests deeper");
+    }
+    const e = await readJsonBody(req("{nope"), "a hint").catch((x) => x);
+    expect(e.status).toBe(400);
+    expect(e.message).toBe("body must be JSON: a hint");
+  });
 });

@@ -76,12 +76,12 @@ describe("readJsonBody", () => {
 
   test("refuses deeper bodies and non-JSON with a 400 that says why", async () => {
     for (const depth of [MAX_JSON_DEPTH + 1, 50_000]) {
-      const e = await readJsonBody(req(nested(depth))).catch((x) => x);
+      const e = (await readJsonBody(req(nested(depth))).catch((x: unknown) => x)) as HttpError;
       expect(e).toBeInstanceOf(HttpError);
       expect(e.status).toBe(400);
       expect(e.message).toContain("nests deeper");
     }
-    const e = await readJsonBody(req("{nope"), "a hint").catch((x) => x);
+    const e = (await readJsonBody(req("{nope"), "a hint").catch((x: unknown) => x)) as HttpError;
     expect(e.status).toBe(400);
     expect(e.message).toBe("body must be JSON: a hint");
   });

@@ -23,6 +23,7 @@ import { benchStoreAb } from "./store-ab.ts";
 
 const benches: Record<string, (args: string[]) => Promise<void>> = { pipeline: benchPipeline, metrics: benchMetrics, discovery: benchDiscovery, jobs: benchJobs, graph: benchGraph, alerts: benchAlerts, estate: benchEstate, "store-ab": benchStoreAb };
 benches.dashboard = (args) => import("./dashboard.ts").then((m) => m.benchDashboard(args));
+benches.views = (args) => import("./views.ts").then((m) => m.benchViews(args)); // levels of detail on the gateway, vs one raw pass
 benches.registry = (args) => import("./registry.ts").then((m) => m.benchRegistry(args)); // a 10k-row import through the registry service, vs parsing the file
 benches.exporters = (args) => import("./exporters.ts").then((m) => m.benchExporters(args)); // entities through an ITSM exporter to a local receiver, vs raw JetStream consume
 const [name = "pipeline", ...rest] = process.argv.slice(2);

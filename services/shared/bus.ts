@@ -215,6 +215,9 @@ export async function publishEvent<S extends z.ZodType>(
 }
 
 /** Publishes the bytes that failed validation to the dead-letter stream, with why and where they came from. */
+/** Room kept for a dead letter's headers and subject under the server's max_payload (the reason is cut to 4000). */
+const DLQ_HEADROOM_BYTES = 16 * 1024;
+
 export async function deadLetter(bus: Bus, m: Pick<JsMsg, "subject" | "data" | "seq">, origin: string, reason: string): Promise<void> {
   const h = headers();
   // a header value cannot hold a line break (NATS refuses it), and store errors often carry several lines
@@ -222,7 +225,15 @@ export async function deadLetter(bus: Bus, m: Pick<JsMsg, "subject" | "data" | "
   h.set("Orrery-Original-Subject", m.subject);
   h.set("Orrery-Original-Seq", String(m.seq));
   h.set("Orrery-Consumer", origin);
-  await bus.js.publish(bus.topo.subjects.dlq(origin), m.data, { headers: h, msgID: `dlq:${origin}:${m.subject}:${m.seq}` });
+  // A message just under max_payload no longer fits once the headers are added: the server would refuse the dead
+  // letter on every try and the message would be redelivered forever, holding its consumer. Keep its head and say so.
+  const room = (bus.nc.info?.max_payload ?? 1024 * 1024) - DLQ_HEADROOM_BYTES;
+  let data = m.data;
+  if (data.byteLength > room) {
+    h.set("Orrery-Truncated", `${data.byteLength} bytes, the first ${room} kept`);
+    data = data.subarray(0, room);
+  }
+  await bus.js.publish(bus.topo.subjects.dlq(origin), data, { headers: h, msgID: `dlq:${origin}:${m.subject}:${m.seq}` });
 }
 
 // The error classes live in errors.ts (adapters import them without the bus); re-exported for handlers.

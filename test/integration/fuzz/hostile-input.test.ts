@@ -149,18 +149,22 @@ async function dlqBySubject(): Promise<Record<string, number>> {
   return info.state.subjects ?? {};
 }
 async function caughtUp(durables: string[][]): Promise<void> {
-  await waitFor(
-    async () => {
-      for (const [stream, durable] of durables) {
-        const i = await bus!.jsm.consumers.info(stream!, durable!);
-        if (i.num_pending > 0 || i.num_ack_pending > 0) return false;
-      }
-      return true;
-    },
-    `${durables.map((d) => d[1]).join(", ")} caught up`,
-    120_000,
-    250,
-  );
+  let state = "";
+  try {
+    await waitFor(
+      async () => {
+        const infos = await Promise.all(durables.map(([stream, durable]) => bus!.jsm.consumers.info(stream!, durable!)));
+        state = infos.map((i) => `${i.name}: pending ${i.num_pending}, unacked ${i.num_ack_pending}, redelivered ${i.num_redelivered}`).join("; ");
+        return infos.every((i) => i.num_pending === 0 && i.num_ack_pending === 0);
+      },
+      `${durables.map((d) => d[1]).join(", ")} caught up`,
+      120_000,
+      250,
+    );
+  } catch (e) {
+    // which consumer is behind, and whether it is retrying, is what a failure here needs to say
+    throw new Error(`${(e as Error).message} (${state})`);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ test("an unreadable message at the payload limit is dead-lettered (its head kept
   try {
     await waitFor(() => seen.includes(1), "the message after the big one handled", 20_000);
     const dead = await bus.jsm.streams.getMessage(bus.topo.streams.dlq.name, { last_by_subj: bus.topo.subjects.dlq("big") });
+    if (!dead) throw new Error("no dead letter for the big message");
     expect(dead.header?.get("Orrery-Truncated")).toContain(`${big.byteLength} bytes`);
     expect(dead.header?.get("Orrery-Reason")).toBeTruthy();
     expect(dead.data.byteLength).toBeLessThan(big.byteLength);

@@ -150,15 +150,22 @@ async function dlqBySubject(): Promise<Record<string, number>> {
 }
 async function caughtUp(durables: string[][]): Promise<void> {
   let state = "";
+  let said = Date.now();
   try {
     await waitFor(
       async () => {
         const infos = await Promise.all(durables.map(([stream, durable]) => bus!.jsm.consumers.info(stream!, durable!)));
         state = infos.map((i) => `${i.name}: pending ${i.num_pending}, unacked ${i.num_ack_pending}, redelivered ${i.num_redelivered}`).join("; ");
+        if (Date.now() - said > 15_000) {
+          said = Date.now();
+          process.stderr.write(`waiting for the consumers: ${state}\n`);
+        }
         return infos.every((i) => i.num_pending === 0 && i.num_ack_pending === 0);
       },
       `${durables.map((d) => d[1]).join(", ")} caught up`,
-      120_000,
+      // The metrics service pulls by bytes (its messages are up to 900 KiB): a burst of near-limit hostile messages
+      // drains in bursts some 30-45 s apart, minutes in all (seen in CI: an open finding, not yet fixed).
+      480_000,
       250,
     );
   } catch (e) {

@@ -30,8 +30,7 @@ import {
   intervalRows,
   intervalsFrom,
   registryDiff,
-  sortRegistry,
-  toComponent,
+  registryWriteCounts,
   validHops,
   type RegistryDiff,
   type RegistryGraphRows,
@@ -46,6 +45,7 @@ import {
   type StoredGraph,
   type StoreImpact,
 } from "./port.ts";
+import { readRegistry, REGISTRY_DDL, writeRegistryDiff } from "./kuzu-registry.ts";
 import { storeImpact } from "./store-impact.ts";
 
 const EDGE_KINDS = EdgeKind.options;
@@ -259,12 +259,7 @@ export class KuzuGraphStore implements GraphStore {
       await this.exec("CALL force_checkpoint_on_close=false");
       await this.exec("CREATE NODE TABLE IF NOT EXISTS OrreryMeta(key STRING, value INT64, PRIMARY KEY(key))");
       await this.exec("CREATE NODE TABLE IF NOT EXISTS OrreryOutbox(rev INT64, body STRING, PRIMARY KEY(rev))");
-      // The registry's part (putRegistry): components, what they match, what they declare.
-      await this.exec(
-        "CREATE NODE TABLE IF NOT EXISTS Component(id STRING, name STRING, category STRING, lifecycle STRING, privacy STRING, location STRING, language STRING, framework STRING, team STRING, owners STRING[], maintainers STRING[], tags STRING[], rev INT64, PRIMARY KEY(id))",
-      );
-      await this.exec("CREATE REL TABLE IF NOT EXISTS MATCHES(FROM Component TO Entity)");
-      await this.exec("CREATE REL TABLE IF NOT EXISTS DECLARES_DEPENDENCY(FROM Component TO Component)");
+      for (const ddl of REGISTRY_DDL) await this.exec(ddl);
     });
   }
 
@@ -276,28 +271,12 @@ export class KuzuGraphStore implements GraphStore {
       } catch (e) {
         throw new GraphStoreError(kuzuFailure(e, "query_failed"), `kuzu registry read failed: ${(e as Error).message}`, { cause: e });
       }
-      const out: RegistryWrite = {
-        componentsUpserted: d.upsert.length,
-        componentsRemoved: d.remove.length,
-        matchesAdded: d.addMatches.length,
-        matchesRemoved: d.delMatches.length,
-        declaresAdded: d.addDeclares.length,
-        declaresRemoved: d.delDeclares.length,
-      };
+      const out = registryWriteCounts(d);
       if (!Object.values(out).some((n) => n > 0)) return out;
       this.writeSignal = undefined;
       await this.exec("BEGIN TRANSACTION");
       try {
-        // Few rows (a registry changes by hand or by import): one prepared statement per row, endpoints by key.
-        await this.each(`MATCH (a:Component {id: $src})-[r:DECLARES_DEPENDENCY]->(b:Component {id: $dst}) DELETE r`, d.delDeclares);
-        await this.each(`MATCH (a:Component {id: $component})-[r:MATCHES]->(b:Entity {id: $entity}) DELETE r`, d.delMatches);
-        await this.each("MATCH (c:Component {id: $id}) DETACH DELETE c", d.remove.map((id) => ({ id })));
-        await this.each(
-          "MERGE (c:Component {id: $id}) SET c.name = $name, c.category = $category, c.lifecycle = $lifecycle, c.privacy = $privacy, c.location = $location, c.language = $language, c.framework = $framework, c.team = $team, c.owners = CAST($owners AS STRING[]), c.maintainers = CAST($maintainers AS STRING[]), c.tags = CAST($tags AS STRING[]), c.rev = $rev",
-          d.upsert.map((c) => ({ ...c })),
-        );
-        await this.each("MATCH (a:Component {id: $component}), (b:Entity {id: $entity}) MERGE (a)-[:MATCHES]->(b)", d.addMatches);
-        await this.each("MATCH (a:Component {id: $src}), (b:Component {id: $dst}) MERGE (a)-[:DECLARES_DEPENDENCY]->(b)", d.addDeclares);
+        await writeRegistryDiff((q, rows) => this.each(q, rows), d);
         await this.exec("COMMIT");
       } catch (e) {
         await this.exec("ROLLBACK").catch(() => undefined);
@@ -318,10 +297,7 @@ export class KuzuGraphStore implements GraphStore {
   }
 
   private async loadRegistryOn(conn: Connection): Promise<RegistryGraphRows> {
-    const components = (await this.all(conn, `MATCH (c:Component) RETURN ${COMPONENT_COLS}`, {})).map(toComponent);
-    const matches = (await this.all(conn, "MATCH (a:Component)-[:MATCHES]->(b:Entity) RETURN a.id AS component, b.id AS entity", {})) as { component: string; entity: string }[];
-    const declares = (await this.all(conn, "MATCH (a:Component)-[:DECLARES_DEPENDENCY]->(b:Component) RETURN a.id AS src, b.id AS dst", {})) as { src: string; dst: string }[];
-    return sortRegistry({ components, matches, declares });
+    return readRegistry((q) => this.all(conn, q, {}));
   }
 
   async apply(c: Changes, rev: number, outbox?: { entries: OutboxEntry[]; sentUpTo: number }, opts: ApplyOptions = {}): Promise<void> {
@@ -657,9 +633,6 @@ export class KuzuGraphStore implements GraphStore {
 /** Column order of the tables, as COPY from a file takes them (migrated columns were appended in this order too). */
 const NODE_COPY_COLS = ["id", "kind", "name", "source", "host", "port", "exe", "props", "firstSeen", "lastSeen", "owner", "updateTag"] as const;
 const EDGE_COPY_COLS = ["src", "dst", "id", "source", "props", "firstSeen", "lastSeen", "updateTag"] as const;
-
-const COMPONENT_COLS =
-  "c.id AS id, c.name AS name, c.category AS category, c.lifecycle AS lifecycle, c.privacy AS privacy, c.location AS location, c.language AS language, c.framework AS framework, c.team AS team, c.owners AS owners, c.maintainers AS maintainers, c.tags AS tags, c.rev AS rev";
 
 const NODE_COLS = "n.id AS id, n.kind AS kind, n.name AS name, n.source AS source, n.props AS props, n.firstSeen AS firstSeen, n.lastSeen AS lastSeen";
 

@@ -46,6 +46,7 @@ import {
   intervalRows,
   intervalsFrom,
   registryDiff,
+  registryWriteCounts,
   sortRegistry,
   toComponent,
   validHops,
@@ -272,14 +273,7 @@ export class Neo4jGraphStore implements GraphStore {
             await each("UNWIND $rows AS r MERGE (c:Component {id: r.id}) SET c += r", d.upsert.map((c) => ({ ...c })));
             await each("UNWIND $rows AS r MATCH (a:Component {id: r.component}), (b:Entity {id: r.entity}) MERGE (a)-[:MATCHES]->(b)", d.addMatches);
             await each("UNWIND $rows AS r MATCH (a:Component {id: r.src}), (b:Component {id: r.dst}) MERGE (a)-[:DECLARES_DEPENDENCY]->(b)", d.addDeclares);
-            return {
-              componentsUpserted: d.upsert.length,
-              componentsRemoved: d.remove.length,
-              matchesAdded: d.addMatches.length,
-              matchesRemoved: d.delMatches.length,
-              declaresAdded: d.addDeclares.length,
-              declaresRemoved: d.delDeclares.length,
-            };
+            return registryWriteCounts(d);
           },
           { metadata: { app: "orrery", op: "putRegistry" } },
         );

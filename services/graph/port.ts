@@ -182,6 +182,18 @@ const sameComponent = (a: RegistryComponentRow, b: RegistryComponentRow) =>
  * The difference between the stored registry part and the wanted one. Edges of removed components go with their
  * node (DETACH), so they are not listed; declared dependencies on components that are not wanted are dropped.
  */
+/** What a registry write changes, as putRegistry answers it (both adapters). */
+export function registryWriteCounts(d: RegistryDiff): RegistryWrite {
+  return {
+    componentsUpserted: d.upsert.length,
+    componentsRemoved: d.remove.length,
+    matchesAdded: d.addMatches.length,
+    matchesRemoved: d.delMatches.length,
+    declaresAdded: d.addDeclares.length,
+    declaresRemoved: d.delDeclares.length,
+  };
+}
+
 export function registryDiff(stored: RegistryGraphRows, wanted: RegistryGraphRows): RegistryDiff {
   const have = new Map(stored.components.map((c) => [c.id, c]));
   const want = new Map(wanted.components.map((c) => [c.id, c]));

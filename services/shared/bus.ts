@@ -482,7 +482,9 @@ export async function runConsumer<S extends z.ZodType>(
 ): Promise<ConsumerHandle> {
   const maxBatch = opts.maxBatch ?? 500;
   const consumer = await bus.js.consumers.get(spec.stream, spec.durable);
-  const messages = await consumer.consume({ max_messages: opts.pullWindow ?? Math.max(maxBatch, 100) });
+  // Short pulls (5 s, heartbeats at 2.5 s): after a restart with naks in flight, nats-server 2.9 was seen to drop
+  // this run's open pull while the client still counted on it; a new pull every few seconds bounds that stall.
+  const messages = await consumer.consume({ max_messages: opts.pullWindow ?? Math.max(maxBatch, 100), expires: 5000 });
   const queue: JsMsg[] = [];
   const signal: { wake: (() => void) | null } = { wake: null };
   let ended = false;
@@ -553,9 +555,13 @@ export async function runConsumer<S extends z.ZodType>(
   return {
     done,
     stop: async () => {
+      // The pull is withdrawn (and the server told) before anything is handed back, so naks are not sent back to
+      // this run's inbox. A nak'ed message can still reach the server's stale pull request and return after ack_wait.
+      const closed = messages.close();
+      await bus.nc.flush().catch(() => undefined);
       stopping = true;
       failures.stop();
-      await messages.close();
+      await closed;
       room.free?.();
       signal.wake?.();
       await done;

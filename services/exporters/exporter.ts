@@ -1,5 +1,6 @@
 /**
- * One ITSM exporter: a JetStream durable on the TOPOLOGY stream and one on the HEALTH stream, feeding a vendor
+ * One ITSM exporter: a JetStream durable on the TOPOLOGY stream, one on the HEALTH stream (and one on REGISTRY when
+ * components are mapped: edits and CSV/XLSX imports alike, services/exporters/registry.ts), feeding a vendor
  * adapter. A first run backfills from a topology snapshot (every mapped node, then every mapped edge) and records its
  * rev; deltas up to that rev are then skipped, later ones exported in rev order. Each stream is handled in order,
  * one message after the other, so an entity's changes reach the vendor in the order they happened. What was sent is
@@ -17,6 +18,7 @@ import type { Logger } from "../shared/log.ts";
 import type { VendorAdapter } from "./adapter.ts";
 import type { HttpCounters } from "./http.ts";
 import { componentEntity, digest, mapComponent, mapEdge, mapIncident, mapNode, wantsIncident, type MappedCi } from "./map.ts";
+import { componentChanges, streamReader } from "./registry.ts";
 import type { ExportState } from "./state.ts";
 
 export interface ExporterDeps {
@@ -147,27 +149,42 @@ export class Exporter {
   }
 
   /**
-   * Registry components as CIs: component.put upserts, component.deleted retires. Components changed by an import
-   * (import.part + import.commit) are not exported here: the parts only count once their commit arrives, which the
-   * registry's fold knows and this consumer does not; they are exported at their next own change.
+   * Registry components as CIs: component.put upserts, component.deleted retires, and an import's commit does both for
+   * every component its parts carry (registry.ts reads them back from the stream). The same path as a node's: the
+   * digest skips what did not change, the pending mark guards a create lost in a crash.
    */
   private async onRegistry(batch: Decoded<RegistryEvent>[]): Promise<void> {
-    const { state, adapter } = this.d;
-    for (const { value: ev } of batch) {
-      if (ev.type === "component.put" && ev.component.after) {
-        const ci = mapComponent(this.d.cfg, componentEntity(ev.component.id, ev.component.after as Record<string, unknown>));
-        if (!ci) continue;
-        const h = digest(ci);
-        const had = await state.get("ci", ci.ref);
-        if (had?.x && had.h === h) continue;
-        let known = had?.x ?? undefined;
-        if (had && !had.x && adapter.findCi) known = await adapter.findCi(ci);
-        if (!known && adapter.findCi) await state.put("ci", ci.ref, { x: null, h, ci });
-        const id = await adapter.upsertCi(ci, known);
-        await state.put("ci", ci.ref, { x: id, h, ci });
-        this.exported++;
-      } else if (ev.type === "component.deleted") await this.removeNode(`component:${ev.component.id}`);
+    const { bus } = this.d;
+    const read = streamReader((seq) => bus.jsm.streams.getMessage(bus.topo.streams.registry.name, { seq }));
+    // an import of thousands of components can take longer than ack_wait at the vendor's rate: the batch says it is
+    // still being worked on, or JetStream would hand it out again behind later changes and undo them
+    const keepAlive = setInterval(() => {
+      for (const { msg } of batch) msg.working();
+    }, 20_000);
+    try {
+      for (const { msg, value: ev } of batch) {
+        const changes = await componentChanges(ev, msg.seq, read);
+        if (ev.type === "import.commit" && !changes.length && ev.parts > 0) this.d.log.warn("registry import without all its parts: not exported (the registry ignores it too)", { exporter: this.name, importId: ev.importId, seq: msg.seq });
+        await this.each(changes, (c) => (c.after ? this.upsertComponent(c.id, c.after as Record<string, unknown>) : this.removeNode(`component:${c.id}`)));
+      }
+    } finally {
+      clearInterval(keepAlive);
     }
+  }
+
+  private async upsertComponent(id: string, after: Record<string, unknown>): Promise<void> {
+    const { state, adapter } = this.d;
+    const ci = mapComponent(this.d.cfg, componentEntity(id, after));
+    if (!ci) return;
+    const h = digest(ci);
+    const had = await state.get("ci", ci.ref);
+    if (had?.x && had.h === h) return;
+    let known = had?.x ?? undefined;
+    if (had && !had.x && adapter.findCi) known = await adapter.findCi(ci);
+    if (!known && adapter.findCi) await state.put("ci", ci.ref, { x: null, h, ci });
+    const x = await adapter.upsertCi(ci, known);
+    await state.put("ci", ci.ref, { x, h, ci });
+    this.exported++;
   }
 
   private async onHealth(batch: Decoded<HealthDelta>[]): Promise<void> {

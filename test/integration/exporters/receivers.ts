@@ -26,6 +26,8 @@ export interface Receiver {
   /** external id → creates (an IRE INSERT, a core/create, an object create, a first-seen event id) */
   creates: Map<string, number>;
   incidents: Map<string, { opened: number; resolved: number }>;
+  /** external id → retirements (ServiceNow: a PATCH setting install_status 7, "Retired") */
+  retired: Map<string, number>;
   /** shape violations seen (a test expects none) */
   violations: string[];
   requests: number;
@@ -44,7 +46,7 @@ const bump = (m: Map<string, number>, k: string) => m.set(k, (m.get(k) ?? 0) + 1
 
 export function startReceiver(vendor: "servicenow" | "webhook" | "itop" | "jsm", o: { secret?: string; delayMs?: number } = {}): Receiver {
   const seen = new Set<string>();
-  const r: Receiver = { url: "", writes: new Map(), creates: new Map(), incidents: new Map(), violations: [], requests: 0, faults: [], refuse: new Set(), stop: () => srv.stop(true) };
+  const r: Receiver = { url: "", writes: new Map(), creates: new Map(), incidents: new Map(), retired: new Map(), violations: [], requests: 0, faults: [], refuse: new Set(), stop: () => srv.stop(true) };
   let nextId = 1;
   const ids = new Map<string, string>();
   const srv = Bun.serve({
@@ -108,6 +110,7 @@ export function startReceiver(vendor: "servicenow" | "webhook" | "itop" | "jsm",
           r.incidents.get(c)!.resolved++;
           return Response.json({ result: { sys_id: url.pathname.split("/").pop() } });
         }
+        if (req.method === "PATCH" && (JSON.parse(text) as Record<string, unknown>).install_status === "7") bump(r.retired, url.pathname.split("/").pop()!);
         if (req.method === "PATCH" || req.method === "DELETE" || req.method === "GET") return Response.json({ result: [] });
         return bad(r, `unexpected ${req.method} ${url.pathname}`);
       }

@@ -139,7 +139,12 @@ export interface Topology {
     registryGraph: StreamSpec;
   };
   /** JetStream KV buckets (opened by their users, not by ensureStreams) */
-  buckets: { identity: string; broker: string };
+  buckets: {
+    identity: string;
+    broker: string;
+    /** the topology writer's lease (services/topology/lease.ts) */
+    leases: string;
+  };
   /** durables with fixed names; created with the streams when a service connects */
   consumers: {
     topology: ConsumerSpec;
@@ -243,7 +248,7 @@ export function topologyFor(prefix = "orrery", o: { replicas?: number } = {}): T
     prefix,
     subjects,
     streams,
-    buckets: { identity: `${P}_IDENTITY`, broker: `${P}_BROKER` },
+    buckets: { identity: `${P}_IDENTITY`, broker: `${P}_BROKER`, leases: `${P}_LEASES` },
     // maxDeliver -1 everywhere: past max_deliver JetStream stops delivering a message without a trace. A store outage
     // is waited out by the consumer (services/shared/bus.ts failureHandler); a message that keeps failing on its own
     // is dead-lettered by the app after DEFAULT_MAX_ATTEMPTS deliveries.

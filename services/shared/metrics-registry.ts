@@ -60,8 +60,8 @@ export interface Observability {
   /** a gauge whose value is read at each scrape */
   gauge(name: string, help: string, read: () => number): void;
   counter<L extends string>(name: string, help: string, labelNames: L[]): Counter<L>;
-  /** /readyz answers 200 once this is called and while `check` (if given) holds */
-  markReady(check?: () => boolean): void;
+  /** /readyz answers 200 once this is called and while `check` (if given) holds; a string is ready, in that role (e.g. "standby") */
+  markReady(check?: () => boolean | string): void;
   /** the listener: /metrics, /livez, /readyz; a port it cannot bind is logged, never fatal (metrics are not the service) */
   serve(opts: { host: string; port: number; log: Logger }): { port: number | null; stop(): void };
 }
@@ -88,7 +88,7 @@ export function makeObservability(service: string): Observability {
     },
   });
 
-  let readyCheck: (() => boolean) | null = null;
+  let readyCheck: (() => boolean | string) | null = null;
   const consumerLists: (() => ConsumerRef[])[] = [];
   let consumerBus: Bus | null = null;
 
@@ -196,7 +196,10 @@ export function makeObservability(service: string): Observability {
           port,
           routes: {
             "/livez": () => new Response("ok\n"),
-            "/readyz": () => (readyCheck?.() ? new Response("ready\n") : new Response("not ready\n", { status: 503 })),
+            "/readyz": () => {
+              const r = readyCheck?.() ?? false;
+              return r ? new Response(`${r === true ? "ready" : r}\n`) : new Response("not ready\n", { status: 503 });
+            },
             "/metrics": async () => new Response(await registry.metrics(), { headers: { "content-type": registry.contentType } }),
           },
           fetch: (req) => new Response(`no such endpoint: ${new URL(req.url).pathname} (try /metrics, /livez, /readyz)\n`, { status: 404 }),

@@ -55,7 +55,7 @@ export function servicePermissions(topo: Topology, name: ServiceName): Permissio
   const alerts = `${p}.alerts.v1.>`;
   const identity = bucketSubjects(topo.buckets.identity);
   const own: Record<ServiceName, string[]> = {
-    topology: [s.topologyDelta],
+    topology: [s.topologyDelta, ...bucketSubjects(topo.buckets.leases)],
     metrics: [],
     history: [],
     alerts: [s.health, alerts],

@@ -27,6 +27,16 @@ export const TopologyEnv = z.object({
   ORRERY_AGING_REMOVE_AFTER: z.coerce.number().int().min(2).max(1_000_000).default(12),
   /** the graph store's lastSeen trails the live model by at most about this (0 = lastSeen only in the model) */
   ORRERY_LASTSEEN_PERSIST_S: z.coerce.number().int().min(0).max(30 * 86_400).default(3600),
+  /**
+   * The writer lease (lease.ts): one instance writes, the others stand by. A lease not renewed for this long is taken
+   * over; with the default a standby is writing within ~6 s of the active's death (plus loading the model).
+   */
+  ORRERY_TOPOLOGY_LEASE_TTL_MS: z.coerce.number().int().min(500).max(600_000).default(5000),
+  /**
+   * This instance's name in the lease, unique among the running instances (default: host, pid and a random part).
+   * A stable name per instance slot lets a restarted instance take its own lease back at once instead of after the TTL.
+   */
+  ORRERY_TOPOLOGY_INSTANCE: z.string().regex(/^[\w.:@-]{1,128}$/, "1-128 letters, digits and . : @ _ -").optional(),
 });
 export type TopologyConfig = z.output<typeof TopologyEnv>;
 

@@ -74,6 +74,11 @@ export async function startTopologyService(deps: {
   writeMaxItems?: number;
   /** follow registry.graph.v1 and write the registry's part of the graph (default true) */
   registry?: boolean;
+  /**
+   * Aborted when this instance may no longer write (its writer lease is lost: lease.ts): the write in flight is
+   * abandoned and nothing more is written or published; the owner then stops the service.
+   */
+  fence?: AbortSignal;
 }): Promise<TopologyService> {
   const { bus, store, log } = deps;
   const now = deps.now ?? Date.now;
@@ -97,7 +102,8 @@ export async function startTopologyService(deps: {
   if (pending.length) log.info("re-publishing deltas committed but not confirmed sent", { from: pending[0]!.rev, to: pending.at(-1)!.rev });
   let sentUpTo = pending.length ? pending[0]!.rev - 1 : rev;
   const flush = async () => {
-    while (pending.length) {
+    // fenced: the next writer re-publishes these from the store's outbox (same Nats-Msg-Id, so never twice)
+    while (pending.length && !deps.fence?.aborted) {
       const d = pending[0]!;
       await publishEvent(bus, bus.topo.subjects.topologyDelta, TopologyDeltaCompiled, "topology.delta.v1", d, `${bus.topo.prefix}:delta:${d.rev}`);
       pending.shift();
@@ -167,6 +173,9 @@ export async function startTopologyService(deps: {
 
   /** Aborted by stop(): the write in flight is rolled back and the rest of its change set abandoned. */
   const halt = new AbortController();
+  const fenced = () => halt.abort(deps.fence?.reason);
+  if (deps.fence?.aborted) fenced();
+  deps.fence?.addEventListener("abort", fenced, { once: true });
   const writeMax = deps.writeMaxItems ?? WRITE_MAX_ITEMS;
 
   /**
@@ -284,7 +293,17 @@ export async function startTopologyService(deps: {
     },
   );
 
-  if (deps.registry !== false) registry = await followRegistryGraph({ bus, store, log, serial });
+  if (deps.registry !== false) registry = await followRegistryGraph({
+      bus,
+      store,
+      log,
+      // fenced or stopping: no registry write begins either
+      serial: (f) =>
+        serial(async () => {
+          notStopping();
+          return await f();
+        }),
+    });
 
   const ager = setInterval(
     () =>
@@ -312,6 +331,7 @@ export async function startTopologyService(deps: {
       // A write in flight is rolled back within a statement (its batch is redelivered to the next run); the parts of
       // its change set already committed stay, with their outbox entries, and are flushed below.
       halt.abort();
+      deps.fence?.removeEventListener("abort", fenced);
       await consumer.stop();
       await registry?.stop();
       // an aging pass or batch already running ends before the caller closes the store under it

@@ -1,0 +1,168 @@
+/**
+ * Fault-injection helpers: a publisher that keeps retrying a message with the same Nats-Msg-Id until JetStream acks it
+ * (the agent's client call, `bus.js.publish` with a msgID, so JetStream's duplicate window makes a retry after a lost
+ * ack harmless), a service started as its own process (`bun services/<name>/main.ts`, as the supervisor does) that a
+ * test can SIGKILL and start again, and the store and stream reads a fault test checks its counts with.
+ */
+import { DeliverPolicy } from "@nats-io/jetstream";
+import { join } from "node:path";
+import { decode } from "../../pipelines/codec.ts";
+import type { DiscoveryBatch } from "../../pipelines/contracts/discovery.ts";
+import { TopologyDelta, type TopoEdge, type TopoNode } from "../../pipelines/contracts/topology.ts";
+import { applyDiscovery, emptyModel } from "../../pipelines/stages/topology/index.ts";
+import { makeClickHouseClient } from "../../services/clickhouse/client.ts";
+import type { Bus } from "../../services/shared/bus.ts";
+import { metricsPortSetting, type ObservedService } from "../../services/shared/metrics-registry.ts";
+import { hostSeen, listen, proc } from "./discovery.ts";
+import { spawnUntilReady, type PipedProcess } from "./process.ts";
+
+export interface Outgoing {
+  subject: string;
+  bytes: Uint8Array;
+  /** the Nats-Msg-Id: the same on every try of one message */
+  id: string;
+  /** samples, hosts … the message carries */
+  items: number;
+}
+
+export interface Published {
+  messages: number;
+  items: number;
+  /** publishes that failed and were tried again */
+  retries: number;
+}
+
+/**
+ * Publishes message `i` every `everyMs` until stopped. A publish that fails (no server, the ack lost in a restart) is
+ * tried again with the same Nats-Msg-Id until JetStream acks it, so each message is in the stream once.
+ */
+export function retryingPublisher(bus: Bus, one: (i: number) => Outgoing, everyMs: number) {
+  let running = true;
+  const n: Published = { messages: 0, items: 0, retries: 0 };
+  const loop = (async () => {
+    for (let i = 0; running; i++) {
+      const m = one(i);
+      for (;;) {
+        try {
+          await bus.js.publish(m.subject, m.bytes, { msgID: m.id, timeout: 5000 });
+          break;
+        } catch {
+          n.retries++;
+          await Bun.sleep(200);
+        }
+      }
+      n.messages++;
+      n.items += m.items;
+      await Bun.sleep(everyMs);
+    }
+  })();
+  return {
+    /** what JetStream acked so far */
+    now: (): Published => ({ ...n }),
+    stop: async (): Promise<Published> => {
+      running = false;
+      await loop;
+      return { ...n };
+    },
+  };
+}
+
+/** A service running as its own process, as the supervisor starts it. */
+export interface ServiceProcess {
+  proc: PipedProcess<"ignore">;
+  log(): string;
+  /** kill -9: no shutdown hook runs; resolves once it is gone */
+  kill9(): Promise<number>;
+  /** SIGTERM and wait (the service's own clean stop) */
+  stop(): Promise<number>;
+}
+
+const ROOT = join(import.meta.dir, "../..");
+
+/** Starts `bun services/<name>/main.ts` with `env` (its observability listener on a free port); resolves at its ready line. */
+export async function startServiceProcess(name: ObservedService, env: Record<string, string>): Promise<ServiceProcess> {
+  const { proc: p, log } = await spawnUntilReady([process.execPath, `services/${name}/main.ts`], {
+    cwd: ROOT,
+    env: { ...process.env, ORRERY_LOG_QUIET: "1", [metricsPortSetting(name)]: "0", ...env },
+    ready: /"event":"ready"/,
+    timeoutMs: 60_000,
+    name: `the ${name} service`,
+  });
+  const gone = async (sig: "SIGKILL" | "SIGTERM") => {
+    if (p.exitCode === null && p.signalCode === null) p.kill(sig);
+    return await p.exited;
+  };
+  return { proc: p, log, kill9: () => gone("SIGKILL"), stop: () => gone("SIGTERM") };
+}
+
+/** One number from ClickHouse (`SELECT … AS n`). */
+export async function chNumber(url: string, query: string): Promise<number> {
+  const c = makeClickHouseClient({ url, logErrors: false, requestTimeoutMs: 10_000 });
+  try {
+    return Number((await (await c.query({ query, format: "JSONEachRow" })).json<{ n: string }>())[0]!.n);
+  } finally {
+    await c.close();
+  }
+}
+
+/** Rows and distinct rows of the samples table: equal when nothing was stored twice. */
+export async function sampleCounts(url: string, db: string, metric: string): Promise<{ rows: number; distinct: number }> {
+  const c = makeClickHouseClient({ url, logErrors: false, requestTimeoutMs: 10_000 });
+  try {
+    const r = await c.query({ query: `SELECT count() AS rows, uniqExact(entity, metric, ts, labels) AS distinct FROM ${db}.samples WHERE metric = {m:String}`, query_params: { m: metric }, format: "JSONEachRow" });
+    const [row] = await r.json<{ rows: string; distinct: string }>();
+    return { rows: Number(row!.rows), distinct: Number(row!.distinct) };
+  } finally {
+    await c.close();
+  }
+}
+
+export async function dlqSize(bus: Bus): Promise<number> {
+  return (await bus.jsm.streams.info(bus.topo.streams.dlq.name)).state.messages;
+}
+
+/** Every message of a stream from the first, decoded (an ordered consumer of its own; the durables are untouched). */
+export async function readStream<T>(bus: Bus, stream: string, decodeOne: (data: Uint8Array) => T): Promise<T[]> {
+  const info = await bus.jsm.streams.info(stream);
+  const consumer = await bus.js.consumers.get(stream, { deliver_policy: DeliverPolicy.All });
+  const out: T[] = [];
+  for (let i = 0; i < info.state.messages; i++) {
+    const m = await consumer.next({ expires: 10_000 });
+    if (!m) break;
+    out.push(decodeOne(m.data));
+  }
+  return out;
+}
+
+export const readDeltas = (bus: Bus) => readStream(bus, bus.topo.streams.topology.name, (d) => decode(TopologyDelta, "topology.delta.v1", d));
+
+/**
+ * A churning estate of `hosts` hosts, one full scan per host per round: the host, one listener whose port moves every
+ * round and whose process restarts every 7 rounds. Round `r` of host `h` is message `r * hosts + h`.
+ */
+export function churnScan(prefix: string, hosts: number, i: number): DiscoveryBatch {
+  const h = i % hosts;
+  const r = Math.floor(i / hosts);
+  const host = `${prefix}h${h}`;
+  return {
+    schema: "discovery.v1",
+    source: `agent:${host}`,
+    host,
+    scanId: r,
+    part: 0,
+    parts: 1,
+    full: true,
+    at: 1_700_000_000_000 + r,
+    events: [hostSeen([`10.7.${h >> 8}.${h & 255}`], host), listen(8000 + (r % 5), proc(100 + Math.floor(r / 7), "svc"))],
+  };
+}
+
+export const nodeKey = (n: Pick<TopoNode, "id" | "kind" | "name" | "source" | "props">) => JSON.stringify([n.id, n.kind, n.name, n.source, n.props]);
+export const edgeKey = (e: Pick<TopoEdge, "id" | "kind" | "src" | "dst" | "source" | "props">) => JSON.stringify([e.id, e.kind, e.src, e.dst, e.source, e.props]);
+
+/** The graph the batches fold into, in a fresh model: what the topology service must end with. */
+export function foldDiscovery(batches: DiscoveryBatch[]): { nodes: string[]; edges: string[] } {
+  const model = emptyModel();
+  for (const b of batches) applyDiscovery(model, b, 1);
+  return { nodes: [...model.nodes.values()].map(nodeKey).sort(), edges: [...model.edges.values()].map(edgeKey).sort() };
+}

@@ -6,6 +6,7 @@
  */
 import { OSB_MIN_VERSION } from "../../pipelines/contracts/broker.ts";
 import type { Logger } from "../shared/log.ts";
+import { SealedSecretError } from "./seal.ts";
 import { sameSecret } from "./secrets.ts";
 import type { Broker, Reply } from "./broker.ts";
 import { catalog } from "./catalog.ts";
@@ -97,6 +98,8 @@ export function startBrokerServer(o: BrokerHttpOptions) {
     error: (e) => {
       const id = crypto.randomUUID();
       o.log.error("broker request failed", { id, error: e instanceof Error ? (e.stack ?? e.message) : String(e) });
+      // a wrong ORRERY_BROKER_SECRET_KEY is the operator's to fix: say so (the message names key ids, never a key)
+      if (e instanceof SealedSecretError) return Response.json({ description: `binding credentials cannot be opened (${e.code}): ${e.message} [${id}]` }, { status: 500 });
       return Response.json({ description: `internal error ${id}` }, { status: 500 });
     },
   });

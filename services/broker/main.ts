@@ -5,6 +5,8 @@
  *   ORRERY_BROKER_GATEWAY_URL (the dashboard's public URL, for dashboard and kiosk links), ORRERY_BROKER_NATS_URL (the
  *   NATS URL agents are given; default NATS_URL), ORRERY_STRATEGY (the placement strategy file the jobs service reads),
  *   ORRERY_BROKER_STEP_DELAY_MS (0: pause before each step of an asynchronous operation), plus the usual NATS_*.
+ *   ORRERY_BROKER_SECRET_KEY (required: 32 bytes as base64, `openssl rand -base64 32`; binding credentials are sealed
+ *   with it in KV, seal.ts; the demo supervisor generates one into <data dir>/broker/secret-key at first start).
  */
 import { readFileSync } from "node:fs";
 import { z } from "zod";
@@ -18,6 +20,7 @@ import { listenOrExit } from "../shared/ports.ts";
 import { Broker } from "./broker.ts";
 import { startBrokerServer } from "./http.ts";
 import { openKioskTokens } from "./kiosk.ts";
+import { parseSecretKey, secretBox, SecretKeyFormatError } from "./seal.ts";
 import { BrokerStore } from "./store.ts";
 import { DEFAULT_STRATEGY } from "./tenant.ts";
 import { purgeTenant } from "./tenant-data.ts";
@@ -34,6 +37,7 @@ const cfg = parseEnv(
     ORRERY_BROKER_NATS_URL: z.string().optional(),
     ORRERY_STRATEGY: z.string().optional(),
     ORRERY_BROKER_STEP_DELAY_MS: z.coerce.number().int().min(0).max(60_000).default(0),
+    ORRERY_BROKER_SECRET_KEY: z.string({ error: "required: 32 bytes as base64 (openssl rand -base64 32), the key binding credentials are sealed with" }).min(1, "32 bytes as base64 (openssl rand -base64 32)"),
   }),
   process.env,
 );
@@ -46,7 +50,17 @@ if (cfg.ORRERY_STRATEGY) {
 }
 const obs = startObservability("broker", process.env, log);
 const bus = await connectBus(natsOptions(cfg, "orrery-broker"));
-const store = await BrokerStore.open(bus);
+const box = (() => {
+  try {
+    return secretBox(parseSecretKey(cfg.ORRERY_BROKER_SECRET_KEY));
+  } catch (e) {
+    throw e instanceof SecretKeyFormatError ? new ConfigError(e.message) : e;
+  }
+})();
+const store = await BrokerStore.open(bus, box);
+await store.checkKey();
+const sealed = await store.sealLegacy();
+if (sealed) log.info("sealed binding credentials left in the clear by an earlier broker", { count: sealed, key: box.kid });
 const kiosk = await openKioskTokens(bus, cfg.ORRERY_BROKER_GATEWAY_URL);
 if (!kiosk) log.warn("no identity bucket (no gateway with ORRERY_AUTH=on has run on this NATS yet): bindings get no kiosk URL");
 const broker = new Broker({

@@ -6,6 +6,7 @@ import { BusKeys, ClickHouseKeys, DataDirKeys, GatewayKeys, NatsAuthKeys, parseE
 import { makeLogger } from "../shared/log.ts";
 import { topologyLaunchEnv } from "../topology/client.ts";
 import { demoNatsAuth } from "./nats-auth.ts";
+import { demoBrokerSecretKey } from "../broker/client.ts";
 import { natsServerSpec, serviceSpec, Supervisor } from "./supervisor.ts";
 
 const cfg = parseEnv(z.object({ ...DataDirKeys, ...BusKeys, ...ClickHouseKeys, ...GatewayKeys, ...NatsAuthKeys }), process.env);
@@ -82,7 +83,9 @@ try {
   // The Open Service Broker API broker, only when its password is set (the default demo has none); it reads its other
   // ORRERY_BROKER_* settings from the environment it inherits.
   if (process.env.ORRERY_BROKER_PASSWORD) {
-    const broker = await sup.startOnPort(Number(process.env.ORRERY_BROKER_PORT ?? 7074), (port) => serviceSpec("broker", { ...env, ORRERY_BROKER_PORT: String(port), ORRERY_BROKER_GATEWAY_URL: process.env.ORRERY_BROKER_GATEWAY_URL ?? String(gw.url) }));
+    // the key binding credentials are sealed with: the operator's, or one generated into the data dir at first start
+    const sealKey: Record<string, string> = process.env.ORRERY_BROKER_SECRET_KEY ? {} : { ORRERY_BROKER_SECRET_KEY: demoBrokerSecretKey(cfg.ORRERY_DATA_DIR).key };
+    const broker = await sup.startOnPort(Number(process.env.ORRERY_BROKER_PORT ?? 7074), (port) => serviceSpec("broker", { ...env, ...sealKey, ORRERY_BROKER_PORT: String(port), ORRERY_BROKER_GATEWAY_URL: process.env.ORRERY_BROKER_GATEWAY_URL ?? String(gw.url) }));
     process.stderr.write(`  Service broker (Open Service Broker API): ${String(broker.url)}\n`);
   }
   // ITSM exporters only when a configuration names them (services/exporters; their secrets come from the environment)

@@ -11,6 +11,7 @@ import { Broker } from "../../../services/broker/broker.ts";
 import { SERVICE_ID, PLANS } from "../../../services/broker/catalog.ts";
 import { startBrokerServer } from "../../../services/broker/http.ts";
 import { openKioskTokens } from "../../../services/broker/kiosk.ts";
+import { newSecretKey, parseSecretKey, SealedSecretError, secretBox } from "../../../services/broker/seal.ts";
 import { BrokerStore } from "../../../services/broker/store.ts";
 import { purgeTenant } from "../../../services/broker/tenant-data.ts";
 import { DEFAULT_STRATEGY } from "../../../services/broker/tenant.ts";
@@ -27,6 +28,9 @@ import { requestRun, watchStatuses } from "../../../services/jobs/client.ts";
 import { uniquePrefix, waitFor } from "../../helpers/tmp.ts";
 
 const PASSWORD = "broker-test-password";
+/** the key binding credentials are sealed with (ORRERY_BROKER_SECRET_KEY) */
+const KEY = newSecretKey();
+const BOX = secretBox(parseSecretKey(KEY));
 const USER = "platform";
 const plan = (name: string) => PLANS.find((p) => p.name === name)!.id;
 const HOST = plan("host-agents");
@@ -52,9 +56,9 @@ interface Started {
   stop(): Promise<void>;
 }
 
-async function startBroker(o: { strategy?: Strategy; stepDelayMs?: number; prefix?: string } = {}): Promise<Started> {
+async function startBroker(o: { strategy?: Strategy; stepDelayMs?: number; prefix?: string; key?: string } = {}): Promise<Started> {
   const bus = await connectBus({ url: nats.url, prefix: o.prefix ?? uniquePrefix("brk"), name: "broker-test" });
-  const store = await BrokerStore.open(bus);
+  const store = await BrokerStore.open(bus, o.key ? secretBox(parseSecretKey(o.key)) : BOX);
   // a kiosk needs the identity bucket the gateway creates: opened here by the identity module itself, which then
   // follows what the broker writes into it exactly as a gateway would
   const identity = await IdentityStore.open(bus, log);
@@ -511,7 +515,7 @@ test("a nats-server given the broker's authorization block holds a bound agent t
 test("agentless-probes without a jobs scheduler: the provision reports failed with the reason (then deletable)", async () => {
   const bus = await connectBus({ url: nats.url, prefix: uniquePrefix("brkns"), name: "broker-test" });
   const broker = new Broker({
-    store: await BrokerStore.open(bus),
+    store: await BrokerStore.open(bus, BOX),
     log,
     prefix: bus.topo.prefix,
     natsUrl: nats.url,
@@ -547,7 +551,7 @@ test("a broker process killed in the middle of an asynchronous provision: a new 
   const jbus = await connectBus({ url: nats.url, prefix, name: "broker-test-jobs" });
   const statuses: { runId: string; state: string }[] = [];
   const sub = await watchStatuses(jbus, (st) => statuses.push({ runId: st.runId, state: st.state }));
-  const env = { ...process.env, NATS_URL: nats.url, ORRERY_PREFIX: prefix, ORRERY_BROKER_PASSWORD: PASSWORD, ORRERY_BROKER_USER: USER, ORRERY_BROKER_PORT: "0", ORRERY_BROKER_STEP_DELAY_MS: "800", ORRERY_LOG_QUIET: "1" };
+  const env = { ...process.env, NATS_URL: nats.url, ORRERY_PREFIX: prefix, ORRERY_BROKER_PASSWORD: PASSWORD, ORRERY_BROKER_USER: USER, ORRERY_BROKER_PORT: "0", ORRERY_BROKER_STEP_DELAY_MS: "800", ORRERY_BROKER_SECRET_KEY: KEY, ORRERY_LOG_QUIET: "1" };
   const main = join(import.meta.dir, "../../../services/broker/main.ts");
   const start = () => spawnUntilReady([process.execPath, "run", main], { ready: /"event":"ready".*"url":"([^"]+)"/, timeoutMs: 30_000, env, name: "broker" });
   const first = await start();
@@ -583,4 +587,106 @@ test("a broker process killed in the middle of an asynchronous provision: a new 
     jobs.proc.kill("SIGTERM");
     await jobs.proc.exited;
   }
+});
+
+describe("binding credentials at rest (AES-256-GCM under ORRERY_BROKER_SECRET_KEY)", () => {
+  test("the KV value holds no secret, the binding still returns them (also after a restart); a wrong key or an altered value is a typed error", async () => {
+    const prefix = uniquePrefix("brkseal");
+    let b = await startBroker({ prefix });
+    try {
+      const osb = client(b.url);
+      const i = id();
+      expect((await osb("PUT", inst(i), { ...ORG, service_id: SERVICE_ID, plan_id: HOST })).status).toBe(201);
+      const bid = id();
+      const bound = await osb("PUT", bnd(i, bid), { ...ORG, service_id: SERVICE_ID, plan_id: HOST, app_guid: "app-1" });
+      expect(bound.status).toBe(201);
+      const { seed } = bound.body.credentials.nats;
+      const token = new URL(bound.body.credentials.kiosk_url).searchParams.get("token")!;
+      expect(seed).toStartWith("SU");
+      expect(token).toStartWith("orr_");
+      // what anyone reading the bucket sees: no seed, no kiosk token, anywhere in it
+      const kv = await new Kvm(b.bus.js).open(b.bus.topo.buckets.broker);
+      const key = BrokerStore.bindingKey(i, bid);
+      const raw = (await kv.get(key))!.string();
+      expect(JSON.parse(raw)).toMatchObject({ binding_id: bid, state: "ready", sealed: { alg: "A256GCM", kid: BOX.kid } });
+      expect(JSON.parse(raw).credentials).toBeUndefined();
+      for await (const k of await kv.keys()) {
+        const v = (await kv.get(k))?.string() ?? "";
+        expect(v).not.toContain(seed);
+        expect(v).not.toContain(token);
+      }
+      // "Fetching a Service Binding" and the authorization block still have them
+      const fb = await osb("GET", bnd(i, bid));
+      expect(fb.status).toBe(200);
+      expect(fb.body.credentials).toEqual(bound.body.credentials);
+      await b.stop();
+      b = await startBroker({ prefix });
+      expect((await client(b.url)("GET", bnd(i, bid))).body.credentials.nats.seed).toBe(seed);
+
+      // another key: the store says which key sealed it; over HTTP a 500 that says so (and nothing secret)
+      const wrong = secretBox(parseSecretKey(newSecretKey()));
+      const other = await BrokerStore.open(b.bus, wrong);
+      const err = await other.binding(i, bid).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(SealedSecretError);
+      expect(err).toMatchObject({ code: "wrong_key" });
+      expect((err as Error).message).toContain(BOX.kid);
+      expect((err as Error).message).toContain("ORRERY_BROKER_SECRET_KEY");
+      // a broker process started with another key stops at once and says why (no key in the message)
+      const key2 = newSecretKey();
+      const p = Bun.spawn([process.execPath, "run", join(import.meta.dir, "../../../services/broker/main.ts")], {
+        env: { ...process.env, NATS_URL: nats.url, ORRERY_PREFIX: prefix, ORRERY_BROKER_PASSWORD: PASSWORD, ORRERY_BROKER_PORT: "0", ORRERY_BROKER_SECRET_KEY: key2, ORRERY_LOG_QUIET: "1" },
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      expect(await p.exited).not.toBe(0);
+      const stderr = await new Response(p.stderr).text();
+      expect(stderr).toContain("SealedSecretError");
+      expect(stderr).toContain(`1 binding(s) sealed with broker key ${BOX.kid}`);
+      expect(stderr).not.toContain(key2);
+      expect(stderr).not.toContain(seed);
+
+      // the right key, a value altered in the bucket: "damaged", not a wrong key
+      const rec = JSON.parse(raw);
+      const ct = Buffer.from(rec.sealed.ct, "base64url");
+      ct[0]! ^= 1;
+      await (await new Kvm(b.bus.js).open(b.bus.topo.buckets.broker)).put(key, JSON.stringify({ ...rec, sealed: { ...rec.sealed, ct: ct.toString("base64url") } }));
+      expect(await (await BrokerStore.open(b.bus, BOX)).binding(i, bid).catch((e: unknown) => e)).toMatchObject({ name: "SealedSecretError", code: "damaged" });
+      const refused = await client(b.url)("GET", bnd(i, bid));
+      expect(refused.status).toBe(500);
+      expect(refused.body.description).toContain("binding credentials cannot be opened (damaged)");
+      expect(JSON.stringify(refused.body)).not.toContain(seed);
+    } finally {
+      await b.stop();
+    }
+  });
+
+  test("a binding an earlier broker stored in the clear is sealed at start (sealLegacy), and still opens", async () => {
+    const bus = await connectBus({ url: nats.url, prefix: uniquePrefix("brklegacy"), name: "broker-test" });
+    try {
+      const store = await BrokerStore.open(bus, BOX);
+      const kv = await new Kvm(bus.js).open(bus.topo.buckets.broker);
+      const credentials = { nats: { url: nats.url, nkey: "UABC", seed: "SUAPLAINTEXTSEED", permissions: { publish: { allow: ["p.>"] }, subscribe: { allow: [] } } }, subject_prefix: "p", discovery_subject: "p.d", metrics_subject: "p.m", graph_source: "tenant:t", dashboard_url: "http://d" };
+      const legacy = { instance_id: "i1", binding_id: "b1", service_id: SERVICE_ID, plan_id: HOST, parameters: {}, state: "ready", credentials, op: { id: "op1", type: "bind", state: "succeeded", step: 0, startedAt: 1 }, createdAt: 1 };
+      await kv.put(BrokerStore.bindingKey("i1", "b1"), JSON.stringify(legacy));
+      expect((await store.binding("i1", "b1"))?.value.credentials).toEqual(credentials);
+      expect(await store.sealLegacy()).toBe(1);
+      expect((await kv.get(BrokerStore.bindingKey("i1", "b1")))!.string()).not.toContain("SUAPLAINTEXTSEED");
+      expect((await store.binding("i1", "b1"))?.value.credentials).toEqual(credentials);
+      expect(await store.sealLegacy()).toBe(0);
+    } finally {
+      await bus.close();
+    }
+  });
+
+  test("a broker started with a key that is not 32 bytes of base64 exits naming the setting", async () => {
+    const p = Bun.spawn([process.execPath, "run", join(import.meta.dir, "../../../services/broker/main.ts")], {
+      env: { ...process.env, NATS_URL: nats.url, ORRERY_PREFIX: uniquePrefix("brkkey"), ORRERY_BROKER_PASSWORD: PASSWORD, ORRERY_BROKER_PORT: "0", ORRERY_BROKER_SECRET_KEY: "dG9vLXNob3J0", ORRERY_LOG_QUIET: "1" },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    expect(await p.exited).not.toBe(0);
+    const err = await new Response(p.stderr).text();
+    expect(err).toContain("ORRERY_BROKER_SECRET_KEY: expected 32 bytes as base64");
+    expect(err).not.toContain("dG9vLXNob3J0");
+  });
 });

@@ -266,6 +266,14 @@ export const RegistryGraph = z.object({
   /** component → the id of a discovered service (process node) it matches */
   matches: z.array(z.object({ component: ComponentId, entity: z.string().min(1) })),
   declares: z.array(z.object({ src: ComponentId, dst: ComponentId })),
+  /**
+   * The whole registry passes a message's limit at a few thousand components, so one state may go out in parts:
+   * part `part` of `parts`, each with some of the rows and the same `generation`, published back to back. Absent: one
+   * part.
+   */
+  generation: z.string().max(200).optional(),
+  part: z.number().int().nonnegative().optional(),
+  parts: z.number().int().positive().max(10_000).optional(),
 });
 export type RegistryGraph = z.infer<typeof RegistryGraph>;
 

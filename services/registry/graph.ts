@@ -7,7 +7,7 @@
 import { encode } from "../../pipelines/codec.ts";
 import { RegistryGraph, type Component } from "../../pipelines/contracts/registry.ts";
 import type { Bus } from "../shared/bus.ts";
-import { JsApiCode, jsApiCode } from "../shared/bus.ts";
+import { lastRegistryGraph, registryGraphParts } from "./client.ts";
 import type { Logger } from "../shared/log.ts";
 import type { Matches } from "./match.ts";
 import type { Registry } from "./registry.ts";
@@ -58,13 +58,13 @@ export async function publishRegistryGraph(bus: Bus, registry: Registry, log: Lo
   const now = o.now ?? Date.now;
   let lastKey: string | undefined;
   try {
-    const m = await bus.jsm.streams.getMessage(bus.topo.streams.registryGraph.name, { last_by_subj: bus.topo.subjects.registryGraph });
-    if (m) lastKey = registryGraphKey(RegistryGraph.parse(m.json()));
+    const last = await lastRegistryGraph(bus);
+    if (last) lastKey = registryGraphKey(last.graph);
   } catch (e) {
-    if (jsApiCode(e) !== JsApiCode.NoMessageFound && jsApiCode(e) !== 10037) log.warn("could not read the last registry.graph.v1 event", { error: String(e) });
+    log.warn("could not read the last registry.graph.v1 event", { error: String(e) });
   }
-  // the server's limit, not the codec's default: the whole registry is one message
-  const maxBytes = Math.max(900 * 1024, bus.nc.info?.max_payload ?? 0);
+  // the server's limit less room for headers; a larger registry goes out in parts
+  const maxBytes = Math.max(64 * 1024, (bus.nc.info?.max_payload ?? 1024 * 1024) - 4096);
   let seen = "";
   const tick = async () => {
     const m = registry.matches();
@@ -74,9 +74,9 @@ export async function publishRegistryGraph(bus: Bus, registry: Registry, log: Lo
     const g = registryGraphOf(registry.state.components, m, registry.state.seq, now());
     const key = registryGraphKey(g);
     if (key !== lastKey) {
-      await bus.js.publish(bus.topo.subjects.registryGraph, encode(RegistryGraph, "registry.graph.v1", g, maxBytes), { timeout: 30_000 });
+      const parts = await publishParts(bus, g, maxBytes);
       lastKey = key;
-      log.info("registry graph published", { components: g.components.length, matches: g.matches.length, declares: g.declares.length });
+      log.info("registry graph published", { components: g.components.length, matches: g.matches.length, declares: g.declares.length, parts });
     }
     seen = state;
   };
@@ -89,4 +89,25 @@ export async function publishRegistryGraph(bus: Bus, registry: Registry, log: Lo
       .finally(() => (busy = false));
   }, o.everyMs);
   return { stop: () => clearInterval(timer), tick };
+}
+
+/**
+ * Publishes a state's parts back to back: each after the first expects the previous one as the stream's last
+ * message, so another publisher's parts never interleave (the state is then published again, whole).
+ */
+export async function publishParts(bus: Bus, g: RegistryGraph, maxBytes: number): Promise<number> {
+  for (let attempt = 1; ; attempt++) {
+    const parts = registryGraphParts(g, maxBytes, `${g.seq}.${g.topologyRev}.${g.at}.${attempt}`);
+    let prev: number | undefined;
+    try {
+      for (const p of parts) {
+        const bytes = encode(RegistryGraph, "registry.graph.v1", p, maxBytes);
+        const ack = await bus.js.publish(bus.topo.subjects.registryGraph, bytes, { timeout: 30_000, ...(prev === undefined ? {} : { expect: { lastSequence: prev } }) });
+        prev = ack.seq;
+      }
+      return parts.length;
+    } catch (e) {
+      if (attempt >= 3 || prev === undefined) throw e;
+    }
+  }
 }

@@ -9,7 +9,8 @@
  */
 import { RegistryGraph } from "../../pipelines/contracts/registry.ts";
 import type { Changes } from "../../pipelines/stages/topology/index.ts";
-import { JsApiCode, jsApiCode, runConsumer, type Bus, type ConsumerHandle } from "../shared/bus.ts";
+import { runConsumer, type Bus, type ConsumerHandle } from "../shared/bus.ts";
+import { isLastPart, lastRegistryGraph, readRegistryGraphAt } from "../registry/client.ts";
 import type { GraphStore, RegistryGraphRows } from "../graph/port.ts";
 import type { Logger } from "../shared/log.ts";
 
@@ -43,14 +44,10 @@ export async function followRegistryGraph(deps: {
   };
 
   // The last event again: a no-op diff normally, the whole registry part for a store rebuilt from scratch.
-  try {
-    const m = await bus.jsm.streams.getMessage(bus.topo.streams.registryGraph.name, { last_by_subj: bus.topo.subjects.registryGraph });
-    if (m) {
-      await serial(() => put(rowsOf(RegistryGraph.parse(m.json())), "replay"));
-      applied = m.seq;
-    }
-  } catch (e) {
-    if (jsApiCode(e) !== JsApiCode.NoMessageFound && jsApiCode(e) !== 10037) throw e;
+  const last = await lastRegistryGraph(bus);
+  if (last) {
+    await serial(() => put(rowsOf(last.graph), "replay"));
+    applied = last.seq;
   }
 
   const consumer: ConsumerHandle = await runConsumer(
@@ -58,12 +55,18 @@ export async function followRegistryGraph(deps: {
     bus.topo.consumers.registryGraph,
     RegistryGraph,
     "registry.graph.v1",
-    // each event is the whole part: only the newest of a batch is written
+    // each state is the whole registry part: only the newest complete one of a batch is written (its earlier parts
+    // are read back from the stream, whichever batch they came in)
     (batch) =>
       serial(async () => {
-        const last = batch.at(-1)!;
-        if (last.msg.seq <= applied) return;
-        await put(rowsOf(last.value), "registry.graph.v1");
+        const last = batch.findLast((b) => isLastPart(b.value));
+        if (!last || last.msg.seq <= applied) return;
+        const whole = await readRegistryGraphAt(bus, last.msg.seq, last.value);
+        if (!whole) {
+          log.warn("registry graph state incomplete on the stream; waiting for the next one", { seq: last.msg.seq, generation: last.value.generation });
+          return;
+        }
+        await put(rowsOf(whole), "registry.graph.v1");
         applied = last.msg.seq;
       }),
     {

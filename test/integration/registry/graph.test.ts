@@ -4,7 +4,7 @@
  * (1) The whole platform as `npm run demo` runs it: two components registered through the gateway over a discovered
  * DEPENDS_ON, answered through /api/cypher (matches, and declared joined with discovered), gone once deleted.
  * (2) A real nats-server and Kuzu: a graph store rebuilt from scratch gets the registry back from the stream, and
- * discovery (writes and aging) leaves it alone.
+ * discovery (writes and aging) leaves it alone. (3) A registry over a message's limit, in parts.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
@@ -14,6 +14,8 @@ import { RegistryGraph } from "../../../pipelines/contracts/registry.ts";
 import { KuzuGraphStore } from "../../../services/graph/kuzu.ts";
 import { connectBus, publishEvent, type Bus } from "../../../services/shared/bus.ts";
 import type { Logger } from "../../../services/shared/log.ts";
+import { registryGraphParts } from "../../../services/registry/client.ts";
+import { publishParts } from "../../../services/registry/graph.ts";
 import { startTopologyService } from "../../../services/topology/service.ts";
 import { proc } from "../../helpers/discovery.ts";
 import { startNats, type NatsServer } from "../../helpers/nats.ts";
@@ -150,3 +152,48 @@ test("a graph store rebuilt from scratch gets the registry back; discovery's wri
     await second.close();
   }
 }, 120_000);
+
+test("a registry over a message's limit goes out in parts and is written whole; a state cut short is never half-written", async () => {
+  // a bus of its own: the stream's last state is what this test is about
+  const own = await connectBus({ url: nats.url, prefix: uniquePrefix("regparts"), name: "test" });
+  const stores: KuzuGraphStore[] = [];
+  const component = (id: string) => ({ id, name: id, category: "service", lifecycle: "production", privacy: "", location: "dc1", language: "go", framework: "", team: "t", owners: ["group:t"], maintainers: [], tags: ["x"], rev: 1 });
+  const state = (n: number, seq: number): RegistryGraph => {
+    const ids = Array.from({ length: n }, (_, i) => `c${String(i).padStart(5, "0")}`);
+    return { schema: "registry.graph.v1", at: Date.now(), seq, topologyRev: 0, components: ids.map(component), matches: [], declares: ids.slice(1).map((id, i) => ({ src: id, dst: ids[i]! })) };
+  };
+  try {
+    const first = new KuzuGraphStore(join(tmp.dir, "parts-first"));
+    stores.push(first);
+    let svc = await startTopologyService({ bus: own, store: first, log: quiet, aging: { intervalMs: 3_600_000 } });
+    const whole = state(3000, 1);
+    const maxBytes = 100 * 1024;
+    expect(encode(RegistryGraph, "registry.graph.v1", whole, 10 * 1024 ** 2).byteLength).toBeGreaterThan(5 * maxBytes);
+    expect(await publishParts(own, whole, maxBytes)).toBeGreaterThan(5);
+    await waitFor(async () => (await first.loadRegistry()).components.length === 3000 || null, "3,000 components written", 60_000);
+    expect((await first.loadRegistry()).declares).toHaveLength(2999);
+
+    // a newer state whose publisher died after two of its parts: nothing of it is written
+    const cut = registryGraphParts(state(2000, 2), maxBytes, "cut-short");
+    for (const p of cut.slice(0, 2)) await own.js.publish(own.topo.subjects.registryGraph, encode(RegistryGraph, "registry.graph.v1", p, maxBytes));
+    await Bun.sleep(1500);
+    expect((await first.loadRegistry()).components).toHaveLength(3000);
+    await svc.stop();
+
+    // a new, empty store: the replay walks back past the cut state to the last whole one
+    const second = new KuzuGraphStore(join(tmp.dir, "parts-second"));
+    stores.push(second);
+    svc = await startTopologyService({ bus: own, store: second, log: quiet, aging: { intervalMs: 3_600_000 } });
+    try {
+      await waitFor(async () => (await second.loadRegistry()).components.length === 3000 || null, "the last whole state replayed", 60_000);
+      // and the next whole state replaces it
+      await publishParts(own, state(1000, 3), maxBytes);
+      await waitFor(async () => (await second.loadRegistry()).components.length === 1000 || null, "the next whole state written", 60_000);
+    } finally {
+      await svc.stop();
+    }
+  } finally {
+    for (const s of stores) await s.close();
+    await own.close();
+  }
+}, 180_000);

@@ -49,6 +49,11 @@ export interface HeldLease {
   readonly lost: AbortSignal;
   /** the KV revision of the lease's last write by us */
   revision(): number;
+  /**
+   * True while the lease may be trusted, checked on the clock now: a write about to begin asks this, because a stalled
+   * event loop (a long synchronous step) can hold the timer that would have aborted `lost` past its deadline.
+   */
+  check(): boolean;
   /** stops renewing and deletes the key (if still ours), so a standby takes over without waiting for the TTL */
   release(): Promise<void>;
 }
@@ -154,8 +159,10 @@ function holdLease(o: {
     log.error(`lease lost: ${why}; this instance stops writing`, { key, holder, revision, ...fields });
     lost.abort(new LeaseStopped(why));
   };
+  let deadline = 0;
   /** trusted until `sent + ttl - margin`; the timer is set again after every renewal */
   const trustUntil = (sent: number) => {
+    deadline = sent + timing.ttlMs - timing.marginMs;
     clearTimeout(fenceTimer);
     fenceTimer = setTimeout(() => lose("not renewed in time"), Math.max(0, sent + timing.ttlMs - timing.marginMs - now()));
   };
@@ -187,6 +194,10 @@ function holdLease(o: {
   return {
     lost: lost.signal,
     revision: () => revision,
+    check: () => {
+      if (!lost.signal.aborted && !released && now() >= deadline) lose("not renewed in time");
+      return !lost.signal.aborted && !released;
+    },
     release: async () => {
       if (released) return;
       released = true;

@@ -79,6 +79,8 @@ export async function startTopologyService(deps: {
    * abandoned and nothing more is written or published; the owner then stops the service.
    */
   fence?: AbortSignal;
+  /** asked before each store write: false (or aborting `fence`) when the lease has lapsed on the clock meanwhile */
+  stillWriter?: () => boolean;
 }): Promise<TopologyService> {
   const { bus, store, log } = deps;
   const now = deps.now ?? Date.now;
@@ -192,6 +194,8 @@ export async function startTopologyService(deps: {
         const deltas = splitDelta(part, rev, t);
         const next = rev + deltas.length;
         try {
+          // a lease that lapsed during a long synchronous step aborts `fence` here, before the write begins
+          if (deps.stillWriter && !deps.stillWriter()) fenced();
           // The outbox rides in the same transaction; entries already published are dropped in it too.
           await store.apply(part, next, { entries: deltas.map((d) => ({ rev: d.rev, body: outboxBody(d) })), sentUpTo }, { signal: halt.signal });
         } catch (e) {
@@ -225,6 +229,7 @@ export async function startTopologyService(deps: {
   };
   /** A batch or aging pass that starts while stopping is not begun (a rebuild alone can outlast the deadline). */
   const notStopping = () => {
+    if (deps.stillWriter && !deps.stillWriter()) fenced();
     if (halt.signal.aborted) throw new GraphStoreError("aborted", "the topology service is stopping");
   };
 

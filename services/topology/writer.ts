@@ -53,7 +53,7 @@ export async function runTopologyWriter(deps: {
     set("starting");
     const store = deps.openStore();
     try {
-      svc = await startTopologyService({ ...deps.service, bus, store, log, fence: lease.lost });
+      svc = await startTopologyService({ ...deps.service, bus, store, log, fence: lease.lost, stillWriter: lease.check });
     } catch (e) {
       // e.g. the store is still held by a predecessor that has not exited yet: give the lease up and try again
       log.error("topology service did not start; giving the lease up", { error: String(e) });

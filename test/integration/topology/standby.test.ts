@@ -70,6 +70,23 @@ test("a holder that cannot renew fences itself before a standby may take the lea
   }
 });
 
+test("a holder whose event loop stalled past its deadline knows it before its next write", async () => {
+  const bus = await connectBus({ url: nats.url, prefix: uniquePrefix("stall"), name: "stall" });
+  try {
+    const timing = leaseTiming(1000);
+    const held = await acquireLease({ kv: await openLeaseBucket(bus), key: "w", holder: "a", timing, log });
+    expect(held.check()).toBe(true);
+    // a long synchronous step: neither the renewal nor the fence timer can run meanwhile
+    Bun.sleepSync(timing.ttlMs);
+    expect(held.lost.aborted).toBe(false);
+    expect(held.check()).toBe(false);
+    expect(held.lost.aborted).toBe(true);
+    await held.release();
+  } finally {
+    await bus.close();
+  }
+});
+
 const freePort = () => {
   const s = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response() });
   const p = s.port!;

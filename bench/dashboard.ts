@@ -116,6 +116,8 @@ export async function benchDashboard(argv: string[]) {
     console.log(`| ${f(r.hosts)} | ${f(r.convergeS)} | ${f(r.heap.startMiB, 1)} → ${f(r.heap.endMiB, 1)} MiB (${f(r.heap.maxMiB, 1)}) over ${r.heap.minutes} min | ${f(r.gatewayCoresIdle, 3)} | ${f(r.gatewayCoresPerWallboard, 3)} |`);
   }
   console.log("\nGoals (issue 14): first paint ≤ 2 s at 10k hosts; ≥ 30 fps while deltas stream and while panning at 10k; heap ≤ 300 MiB and flat.");
+  // the report as data, for `bench all`
+  console.log(JSON.stringify({ bench: "dashboard", results }));
 }
 
 async function oneEstate(browser: Browser, hosts: number, o: { windowS: number; heapMin: number; wallboards: number; convergeTimeoutS: number }) {

@@ -100,6 +100,7 @@ export async function benchJobs(argv: string[]): Promise<void> {
     console.log(
       JSON.stringify(
         {
+          bench: "jobs",
           runs: N,
           concurrency: C,
           raw_workqueue_msgs_per_s: Math.round(rawRate),

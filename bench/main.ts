@@ -9,6 +9,8 @@
  *   alerts    alert POSTed to ingest → health frame on the gateway WebSocket, p50/p99 at 10k events/s (`alerts --help`)
  *   estate    the platform as `npm run demo` runs it (supervisor, simulator with aging, gateway, a WebSocket client) at
  *             --hosts simulated hosts: converge to the ground truth, churn, NOC queries, snapshot time, RSS/CPU, shutdown
+ *   all       every bench but store-ab, one at a time, into one markdown table (docs/bench-table.md; `all --quick` for
+ *             small sizes, `--only a,b`)
  *   store-ab  this tree's Kuzu adapter against another checkout's (--baseline <dir>) on discovery's churn change sets,
  *             alternating in one process
  */
@@ -26,6 +28,7 @@ benches.dashboard = (args) => import("./dashboard.ts").then((m) => m.benchDashbo
 benches.views = (args) => import("./views.ts").then((m) => m.benchViews(args)); // levels of detail on the gateway, vs one raw pass
 benches.registry = (args) => import("./registry.ts").then((m) => m.benchRegistry(args)); // a 10k-row import through the registry service, vs parsing the file
 benches.exporters = (args) => import("./exporters.ts").then((m) => m.benchExporters(args)); // entities through an ITSM exporter to a local receiver, vs raw JetStream consume
+benches.all = (args) => import("./all.ts").then((m) => m.benchAll(args)); // every bench in turn, one markdown table
 const [name = "pipeline", ...rest] = process.argv.slice(2);
 const run = benches[name];
 if (!run) {
@@ -33,4 +36,5 @@ if (!run) {
   process.exit(2);
 }
 await run(rest);
-process.exit(0);
+// a bench that sets process.exitCode (a failed check) exits with it
+process.exit(process.exitCode ?? 0);

@@ -39,7 +39,7 @@ const writer = await runTopologyWriter({
   },
   onState: (s, info) => {
     state = s;
-    if (s === announced || s === "starting" || s === "stopped") return;
+    if (s === announced || (s !== "active" && s !== "standby")) return;
     announced = s;
     // the ready line is the active writer's; a standby says so on its own line (supervisors wait for "ready")
     if (s === "active") ready("topology", { rev: info.rev, instance: holder });

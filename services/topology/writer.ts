@@ -11,7 +11,8 @@ import type { Logger } from "../shared/log.ts";
 import { acquireLease, LeaseStopped, leaseTiming, openLeaseBucket, type HeldLease } from "./lease.ts";
 import { startTopologyService, type TopologyService } from "./service.ts";
 
-export type WriterState = "standby" | "starting" | "active" | "stopped";
+/** fenced: the lease was lost and nothing is written any more; the service is still stopping (its NATS may be gone) */
+export type WriterState = "standby" | "starting" | "active" | "fenced" | "stopped";
 
 export interface TopologyWriter {
   state(): WriterState;
@@ -71,6 +72,7 @@ export async function runTopologyWriter(deps: {
     await ended.promise;
     lease.lost.removeEventListener("abort", end);
     stopping.signal.removeEventListener("abort", end);
+    if (lease.lost.aborted) set("fenced");
     const s = svc;
     svc = undefined;
     // the service is already fenced when the lease is lost (its abort signal); this ends its consumer and timers

@@ -15,10 +15,12 @@ import { KuzuGraphStore } from "../../../services/graph/kuzu.ts";
 import { connectBus, publishEvent, type Bus } from "../../../services/shared/bus.ts";
 import { makeLogger } from "../../../services/shared/log.ts";
 import { acquireLease, leaseTiming, openLeaseBucket } from "../../../services/topology/lease.ts";
+import { runTopologyWriter, type WriterState } from "../../../services/topology/writer.ts";
 import { proc } from "../../helpers/discovery.ts";
 import { startNats, type NatsServer } from "../../helpers/nats.ts";
 import { spawnUntilReady, type ReadyProcess } from "../../helpers/process.ts";
 import { tempDir, uniquePrefix, waitFor } from "../../helpers/tmp.ts";
+import { mkdirSync } from "node:fs";
 
 let nats: NatsServer;
 let tmp: { dir: string; cleanup: () => void };
@@ -158,12 +160,14 @@ test("kill -9 of the active writer during discovery: the standby takes over with
     await a.proc.exited;
     const deltasAtKill = await deltaCount();
 
+    await b.until(/lease taken over/, { stream: "either", timeoutMs: 15_000 });
+    const leaseMs = performance.now() - killedAt;
     await b.until(/"event":"ready","service":"topology"/, { timeoutMs: 15_000 });
     const takeoverMs = performance.now() - killedAt;
     // B writes the discovery published since (the stream grows again)
     await waitFor(async () => (await deltaCount()) > deltasAtKill + 5, "the new active writing", 15_000, 50);
     const writingMs = performance.now() - killedAt;
-    console.log(`takeover: ready ${Math.round(takeoverMs)} ms after kill -9, writing new deltas after ${Math.round(writingMs)} ms`);
+    console.log(`takeover: lease ${Math.round(leaseMs)} ms after kill -9, ready ${Math.round(takeoverMs)} ms, writing new deltas after ${Math.round(writingMs)} ms`);
     expect(takeoverMs).toBeLessThan(10_000);
     expect(await readyz(portB)).toBe("ready");
 
@@ -229,3 +233,66 @@ test("kill -9 of the active writer during discovery: the standby takes over with
     await bus.close();
   }
 }, 180_000);
+
+test("the active cut off from NATS longer than its lease fences itself, then takes its lease back and writes on: revs consecutive", async () => {
+  // its own nats-server on a fixed port and directory, so it can be restarted with the streams as they were
+  const dir = join(tmp.dir, "nats-outage");
+  mkdirSync(dir, { recursive: true });
+  let own = await startNats({ dir });
+  const port = own.port;
+  const prefix = uniquePrefix("outage");
+  const bus = await connectBus({ url: own.url, prefix, name: "writer" });
+  const states: WriterState[] = [];
+  const writer = await runTopologyWriter({
+    bus,
+    log,
+    holder: "only",
+    ttlMs: 1500,
+    openStore: () => new KuzuGraphStore(join(tmp.dir, "outage-kuzu"), { bufferPoolMiB: 128 }),
+    service: { aging: { intervalMs: 3_600_000 } },
+    onState: (s) => void states.push(s),
+  });
+  const test = await connectBus({ url: own.url, prefix, name: "test" });
+  const c = test.topo.consumers.topology;
+  const idle = async () => {
+    const i = await test.jsm.consumers.info(c.stream, c.durable);
+    return i.num_pending === 0 && i.num_ack_pending === 0;
+  };
+  const publish = (h: number) => publishEvent(test, test.topo.subjects.discovery(`h${h}`), DiscoveryBatchSchema, "discovery.v1", scan(h), `scan:${h}`);
+  try {
+    await waitFor(() => writer.state() === "active", "the writer active", 30_000);
+    for (let h = 0; h < 20; h++) await publish(h);
+    await waitFor(idle, "the first batches written", 30_000);
+
+    await own.stop();
+    // longer than the lease: the writer must have given up writing meanwhile
+    await Bun.sleep(3000);
+    // (its service cannot finish stopping while NATS is away: fenced until then)
+    expect(writer.state()).toBe("fenced");
+    own = await startNats({ dir, port });
+    await waitFor(() => writer.state() === "active", "the writer active again", 30_000);
+    // its own lease, still at the revision it wrote last: taken back at once, and the service started afresh
+    expect(states.slice(-4)).toEqual(["fenced", "standby", "starting", "active"]);
+    for (let h = 20; h < 40; h++) await publish(h);
+    await waitFor(idle, "the later batches written", 30_000);
+    await waitFor(async () => {
+      const svc = writer.service();
+      return svc && svc.model().nodes.has("host:h39");
+    }, "the last host in the model", 10_000);
+    const stream = test.topo.streams.topology.name;
+    const rev = writer.service()!.rev();
+    await waitFor(async () => (await test.jsm.streams.info(stream)).state.messages === rev, "every delta published", 10_000);
+    const revs: number[] = [];
+    const info = await test.jsm.streams.info(stream);
+    for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
+      const m = await test.jsm.streams.getMessage(stream, { seq });
+      if (m) revs.push(decode(TopologyDelta, "topology.delta.v1", m.data).rev);
+    }
+    expect(revs).toEqual(revs.map((_, i) => i + 1));
+  } finally {
+    await writer.stop();
+    await test.close();
+    await bus.close();
+    await own.stop();
+  }
+}, 120_000);

@@ -151,7 +151,8 @@ export class Exporter {
   /**
    * Registry components as CIs: component.put upserts, component.deleted retires, and an import's commit does both for
    * every component its parts carry (registry.ts reads them back from the stream). The same path as a node's: the
-   * digest skips what did not change, the pending mark guards a create lost in a crash.
+   * digest skips what did not change, the pending mark guards a create lost in a crash. Declared dependencies become
+   * relations of the DEPENDS_ON type when the file maps one, once every component of the event is at the vendor.
    */
   private async onRegistry(batch: Decoded<RegistryEvent>[]): Promise<void> {
     const { bus } = this.d;
@@ -165,7 +166,10 @@ export class Exporter {
       for (const { msg, value: ev } of batch) {
         const changes = await componentChanges(ev, msg.seq, read);
         if (ev.type === "import.commit" && !changes.length && ev.parts > 0) this.d.log.warn("registry import without all its parts: not exported (the registry ignores it too)", { exporter: this.name, importId: ev.importId, seq: msg.seq });
-        await this.each(changes, (c) => (c.after ? this.upsertComponent(c.id, c.after as Record<string, unknown>) : this.removeNode(`component:${c.id}`)));
+        await this.each(changes, (c) => (c.after ? this.upsertComponent(c.id, c.after as Record<string, unknown>) : this.removeComponent(c.id)));
+        await this.each(changes, async (c) => {
+          if (c.after) await this.relateComponent(c.id, c.after.dependsOn);
+        });
       }
     } finally {
       clearInterval(keepAlive);
@@ -181,10 +185,36 @@ export class Exporter {
     if (had?.x && had.h === h) return;
     let known = had?.x ?? undefined;
     if (had && !had.x && adapter.findCi) known = await adapter.findCi(ci);
-    if (!known && adapter.findCi) await state.put("ci", ci.ref, { x: null, h, ci });
+    if (!known && adapter.findCi) await state.put("ci", ci.ref, { x: null, h, ci, deps: had?.deps });
     const x = await adapter.upsertCi(ci, known);
-    await state.put("ci", ci.ref, { x, h, ci });
+    await state.put("ci", ci.ref, { x, h, ci, deps: had?.deps });
     this.exported++;
+  }
+
+  /** The component's declared dependencies as relations: those no longer declared removed, the others made. */
+  private async relateComponent(id: string, dependsOn: string[]): Promise<void> {
+    const { state, cfg } = this.d;
+    const ref = `component:${id}`;
+    const had = await state.get("ci", ref);
+    if (!had?.x) return;
+    const want = cfg.relations.DEPENDS_ON ? [...new Set(dependsOn)].filter((d) => d !== id).sort() : [];
+    const old = had.deps ?? [];
+    if (old.length === want.length && old.every((d, i) => d === want[i])) return;
+    for (const d of old) if (!want.includes(d)) await this.removeEdge(dependencyRef(id, d));
+    const made: string[] = [];
+    for (const d of want) {
+      // a dependency not at the vendor (refused and dead-lettered): its relation is tried again at the next change
+      if (!(await state.get("ci", `component:${d}`))?.x) continue;
+      await this.upsertEdge({ id: dependencyRef(id, d), kind: "DEPENDS_ON", src: ref, dst: `component:${d}`, source: "registry", props: {}, firstSeen: 0, lastSeen: 0 });
+      made.push(d);
+    }
+    await state.put("ci", ref, { ...had, deps: made });
+  }
+
+  private async removeComponent(id: string): Promise<void> {
+    const had = await this.d.state.get("ci", `component:${id}`);
+    for (const d of had?.deps ?? []) await this.removeEdge(dependencyRef(id, d));
+    await this.removeNode(`component:${id}`);
   }
 
   private async onHealth(batch: Decoded<HealthDelta>[]): Promise<void> {
@@ -294,5 +324,8 @@ export class Exporter {
     this.exported++;
   }
 }
+
+/** the relation id of a declared dependency between two registry components */
+const dependencyRef = (src: string, dst: string) => `declared:component:${src}->component:${dst}`;
 
 export type { MappedCi };

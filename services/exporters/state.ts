@@ -20,6 +20,8 @@ export const Entry = z.object({
   ci: z.custom<MappedCi>().optional(),
   /** relations: their ends and type */
   rel: z.object({ type: z.string(), src: z.string(), dst: z.string() }).optional(),
+  /** registry components: the ids of the declared dependencies exported as relations */
+  deps: z.array(z.string()).optional(),
 });
 export type Entry = z.infer<typeof Entry>;
 

@@ -5,7 +5,8 @@
  * ServiceNow IRE, POST /api/now/identifyreconcile: body { items: [{ className, values, lookup? }], relations?: [{ parent,
  *   child, type }] } (parent/child are indexes into items), answer { result: { items: [{ className, operation, sysId }] } }
  *   — https://www.servicenow.com/docs/bundle/xanadu-api-reference/page/integrate/inbound-rest/concept/c_IdentifyReconcileAPI.html
- * ServiceNow Table API, POST /api/now/table/incident → { result: { sys_id } }, PATCH /api/now/table/incident/{sys_id}
+ * ServiceNow Table API, POST /api/now/table/incident → { result: { sys_id } }, PATCH /api/now/table/incident/{sys_id},
+ *   DELETE /api/now/table/cmdb_rel_ci/{sys_id} (a relation the IRE answered with its sys_id)
  *   — https://www.servicenow.com/docs/bundle/xanadu-api-reference/page/integrate/inbound-rest/concept/c_TableAPI.html
  * Webhook: CloudEvents 1.0 structured JSON (specversion, id, source, type, time, datacontenttype, data) —
  *   https://github.com/cloudevents/spec/blob/v1.0.2/cloudevents/formats/json-format.md — signed per Standard Webhooks
@@ -28,6 +29,8 @@ export interface Receiver {
   incidents: Map<string, { opened: number; resolved: number }>;
   /** external id → retirements (ServiceNow: a PATCH setting install_status 7, "Retired") */
   retired: Map<string, number>;
+  /** ServiceNow relations (`rel:<parent>:<type>:<child>`) → deletes (DELETE /api/now/table/cmdb_rel_ci/{sys_id}) */
+  unrelated: Map<string, number>;
   /** shape violations seen (a test expects none) */
   violations: string[];
   requests: number;
@@ -46,7 +49,7 @@ const bump = (m: Map<string, number>, k: string) => m.set(k, (m.get(k) ?? 0) + 1
 
 export function startReceiver(vendor: "servicenow" | "webhook" | "itop" | "jsm", o: { secret?: string; delayMs?: number } = {}): Receiver {
   const seen = new Set<string>();
-  const r: Receiver = { url: "", writes: new Map(), creates: new Map(), incidents: new Map(), retired: new Map(), violations: [], requests: 0, faults: [], refuse: new Set(), stop: () => srv.stop(true) };
+  const r: Receiver = { url: "", writes: new Map(), creates: new Map(), incidents: new Map(), retired: new Map(), unrelated: new Map(), violations: [], requests: 0, faults: [], refuse: new Set(), stop: () => srv.stop(true) };
   let nextId = 1;
   const ids = new Map<string, string>();
   const srv = Bun.serve({
@@ -90,7 +93,13 @@ export function startReceiver(vendor: "servicenow" | "webhook" | "itop" | "jsm",
             if (!Number.isInteger(rel.parent) || !Number.isInteger(rel.child) || !/^.+::.+$/.test(rel.type)) return bad(r, "IRE: relation needs parent, child indexes and a type like 'Depends on::Used by'");
             const k = `rel:${out[rel.parent]!.sysId}:${rel.type}:${out[rel.child]!.sysId}`;
             bump(r.writes, k);
-            rels.push({ sysId: k });
+            let relId = ids.get(k);
+            if (!relId) {
+              relId = (nextId++).toString(16).padStart(32, "0");
+              ids.set(k, relId);
+              ids.set(relId, k);
+            }
+            rels.push({ sysId: relId });
           }
           return Response.json({ result: { items: out, relations: rels } });
         }
@@ -109,6 +118,12 @@ export function startReceiver(vendor: "servicenow" | "webhook" | "itop" | "jsm",
           if (!c) return Response.json({ error: { message: "No Record found" } }, { status: 404 });
           r.incidents.get(c)!.resolved++;
           return Response.json({ result: { sys_id: url.pathname.split("/").pop() } });
+        }
+        if (req.method === "DELETE" && url.pathname.startsWith("/api/now/table/cmdb_rel_ci/")) {
+          const k = ids.get(url.pathname.split("/").pop()!);
+          if (!k?.startsWith("rel:")) return Response.json({ error: { message: "No Record found" } }, { status: 404 });
+          bump(r.unrelated, k);
+          return new Response(null, { status: 204 });
         }
         if (req.method === "PATCH" && (JSON.parse(text) as Record<string, unknown>).install_status === "7") bump(r.retired, url.pathname.split("/").pop()!);
         if (req.method === "PATCH" || req.method === "DELETE" || req.method === "GET") return Response.json({ result: [] });

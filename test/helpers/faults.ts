@@ -5,6 +5,8 @@
  * test can SIGKILL and start again, and the store and stream reads a fault test checks its counts with.
  */
 import { DeliverPolicy } from "@nats-io/jetstream";
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { decode } from "../../pipelines/codec.ts";
 import type { DiscoveryBatch } from "../../pipelines/contracts/discovery.ts";
@@ -165,4 +167,65 @@ export function foldDiscovery(batches: DiscoveryBatch[]): { nodes: string[]; edg
   const model = emptyModel();
   for (const b of batches) applyDiscovery(model, b, 1);
   return { nodes: [...model.nodes.values()].map(nodeKey).sort(), edges: [...model.edges.values()].map(edgeKey).sort() };
+}
+
+/**
+ * Why a test cannot mount a tmpfs here (not root, or mounting not allowed in this container), or null when it can:
+ * tried once with a probe mount.
+ */
+export function tmpfsUnavailable(): string | null {
+  if (process.getuid?.() !== 0) return "not root: mounting a small tmpfs needs uid 0";
+  const dir = mkdtempSync(join(tmpdir(), "orrery-tmpfs-probe-"));
+  try {
+    const m = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir], { stderr: "pipe" });
+    if (m.exitCode !== 0) return `cannot mount a tmpfs here: ${m.stderr.toString().trim()}`;
+    Bun.spawnSync(["umount", dir]);
+    return null;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** A tmpfs of `mib` MiB on `dir` (made if missing); unmount() lazily detaches it, whatever still holds files there. */
+export function mountTmpfs(dir: string, mib: number): { unmount(): void } {
+  mkdirSync(dir, { recursive: true });
+  const m = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", `size=${mib}m`, "tmpfs", dir], { stderr: "pipe" });
+  if (m.exitCode !== 0) throw new Error(`mount tmpfs on ${dir}: ${m.stderr.toString().trim()}`);
+  return { unmount: () => void Bun.spawnSync(["umount", "-l", dir]) };
+}
+
+/** Writes `file` until the filesystem is full (ENOSPC); returns the bytes written. */
+export function fillDisk(file: string): number {
+  const chunk = Buffer.alloc(1 << 20, 1);
+  const fd = openSync(file, "w");
+  let written = 0;
+  try {
+    for (;;) {
+      try {
+        written += writeSync(fd, chunk);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === "ENOSPC") break;
+        throw e;
+      }
+    }
+  } finally {
+    closeSync(fd);
+  }
+  // the last partial chunk: every byte gone
+  for (const size of [65536, 4096, 512, 1]) {
+    const fd2 = openSync(`${file}.${size}`, "w");
+    try {
+      for (;;) written += writeSync(fd2, chunk.subarray(0, size));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOSPC") throw e;
+    } finally {
+      closeSync(fd2);
+    }
+  }
+  return written;
+}
+
+/** Frees what fillDisk took. */
+export function freeDisk(file: string): void {
+  for (const f of [file, ...[65536, 4096, 512, 1].map((s) => `${file}.${s}`)]) rmSync(f, { force: true });
 }

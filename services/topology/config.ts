@@ -29,9 +29,9 @@ export const TopologyEnv = z.object({
   ORRERY_LASTSEEN_PERSIST_S: z.coerce.number().int().min(0).max(30 * 86_400).default(3600),
   /**
    * The writer lease (lease.ts): one instance writes, the others stand by. A lease not renewed for this long is taken
-   * over; with the default a standby is writing within ~6 s of the active's death (plus loading the model).
+   * over; with the default a standby takes the lease 4-5 s after the active dies, then loads the model from the store.
    */
-  ORRERY_TOPOLOGY_LEASE_TTL_MS: z.coerce.number().int().min(500).max(600_000).default(5000),
+  ORRERY_TOPOLOGY_LEASE_TTL_MS: z.coerce.number().int().min(500).max(600_000).default(4000),
   /**
    * This instance's name in the lease, unique among the running instances (default: host, pid and a random part).
    * A stable name per instance slot lets a restarted instance take its own lease back at once instead of after the TTL.

@@ -168,6 +168,8 @@ test("kill -9 of the active writer during discovery: the standby takes over with
     await waitFor(async () => (await deltaCount()) > deltasAtKill + 5, "the new active writing", 15_000, 50);
     const writingMs = performance.now() - killedAt;
     console.log(`takeover: lease ${Math.round(leaseMs)} ms after kill -9, ready ${Math.round(takeoverMs)} ms, writing new deltas after ${Math.round(writingMs)} ms`);
+    // where the takeover's time went, in the new active's own log
+    for (const l of b.log().split("\n")) if (/lease taken|model loaded|replaying|re-publishing/.test(l)) console.log(l.slice(0, 200));
     expect(takeoverMs).toBeLessThan(10_000);
     expect(await readyz(portB)).toBe("ready");
 

@@ -57,8 +57,11 @@ const UNAVAILABLE_CODES = new Set([
   209, // SOCKET_TIMEOUT
   210, // NETWORK_ERROR
   236, // ABORTED
+  75, // CANNOT_WRITE_TO_FILE_DESCRIPTOR (a write the disk refused)
+  173, // CANNOT_ALLOCATE_MEMORY
   241, // MEMORY_LIMIT_EXCEEDED
   242, // TABLE_IS_READ_ONLY
+  243, // NOT_ENOUGH_SPACE (a full disk: the data waits for space, it is not at fault)
   252, // TOO_MANY_PARTS
   290, // LIMIT_EXCEEDED
   319, // UNKNOWN_STATUS_OF_INSERT
@@ -91,6 +94,8 @@ export function clickHouseFailure(e: unknown): ClickHouseFailure {
     const code = Number(e.code);
     if (UNAVAILABLE_CODES.has(code)) return "unavailable";
     if (BAD_INPUT_CODES.has(code)) return "bad_input";
+    // a file system error from inside the server (std::exception, code 1001) when the disk is full
+    if (/No space left on device|ENOSPC/i.test(e.message)) return "unavailable";
     return "failed";
   }
   const code = (e as { code?: unknown } | null)?.code;

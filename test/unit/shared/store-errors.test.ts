@@ -10,6 +10,9 @@ describe("clickHouseFailure", () => {
     expect(clickHouseFailure(serverError("241", "MEMORY_LIMIT_EXCEEDED"))).toBe("unavailable");
     expect(clickHouseFailure(serverError("252", "TOO_MANY_PARTS"))).toBe("unavailable");
     expect(clickHouseFailure(serverError("202", "TOO_MANY_SIMULTANEOUS_QUERIES"))).toBe("unavailable");
+    // a full disk: the data waits for space
+    expect(clickHouseFailure(serverError("243", "NOT_ENOUGH_SPACE"))).toBe("unavailable");
+    expect(clickHouseFailure(new ClickHouseError({ message: "Code: 1001. DB::Exception: std::__1::__fs::filesystem::filesystem_error: filesystem error: in create_directories: No space left on device", code: "1001", type: "STD_EXCEPTION" }))).toBe("unavailable");
     expect(clickHouseFailure(serverError("27", "CANNOT_PARSE_INPUT_ASSERTION_FAILED"))).toBe("bad_input");
     expect(clickHouseFailure(serverError("53", "TYPE_MISMATCH"))).toBe("bad_input");
     expect(clickHouseFailure(serverError("62", "SYNTAX_ERROR"))).toBe("failed");

@@ -93,7 +93,8 @@ export class Exporter {
       await ensureConsumer(bus.jsm, specs.registry);
       await rewindToAckFloor(bus.jsm, specs.registry);
       this.lag.registry = 0;
-      this.handles.push(await runConsumer(bus, specs.registry, RegistryEvent, "registry.v1", (b) => this.onRegistry(b), { maxBatch: 50, onError }));
+      // registry events are few but an import's parts are up to ~900 KiB each: a small window keeps them out of memory
+      this.handles.push(await runConsumer(bus, specs.registry, RegistryEvent, "registry.v1", (b) => this.onRegistry(b), { maxBatch: 20, queued: 20, pullWindow: 20, onError }));
     }
     const poll = async () => {
       // what the vendor refused, counted where it went: the dead-letter subjects of this exporter's durables

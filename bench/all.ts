@@ -424,7 +424,7 @@ export const BENCHES: Bench[] = [
         ]);
         return [
           ...views,
-          { figure: `page JS heap over ${e.heap.minutes} min of deltas (${fmt(e.hosts)} hosts)`, value: `${fmt(e.heap.startMiB, 1)} → ${fmt(e.heap.endMiB, 1)} MiB (max ${fmt(e.heap.maxMiB, 1)})`, ...none, goal: "≤ 300 MiB and flat", met: e.heap.maxMiB !== null ? e.heap.maxMiB <= 300 : null },
+          { figure: `page JS heap over ${e.heap.minutes} min of deltas (${fmt(e.hosts)} hosts)`, value: `${fmt(e.heap.startMiB, 1)} → ${fmt(e.heap.endMiB, 1)} MiB (max ${fmt(e.heap.maxMiB, 1)})`, ...none, goal: "≤ 300 MiB (flat: start → end)", met: e.heap.maxMiB !== null ? e.heap.maxMiB <= 300 : null },
           { figure: "gateway CPU per connected wallboard", value: `${fmt(e.gatewayCoresPerWallboard, 3)} cores`, ...none },
         ];
       }),
@@ -650,7 +650,7 @@ function gitLine(): string {
 const cell = (s: string) => s.replace(/\|/g, "\\|").replace(/\n/g, " ");
 const metCell = (m: boolean | null, goal: string) => (m === null ? (goal === "—" ? "—" : "n/a at this size") : m ? "met" : "**not met**");
 
-export function markdown(o: { outcomes: Outcome[]; command: string; quick: boolean; startedAt: Date; machine: string; git: string; skipped: string[] }): string {
+export function markdown(o: { outcomes: Outcome[]; command: string; quick: boolean; startedAt: Date; machine: string; git: string; skipped: string[]; pending?: string[] }): string {
   const total = o.outcomes.reduce((s, x) => s + x.seconds, 0);
   const lines = [
     "# Benchmark table",
@@ -675,6 +675,7 @@ export function markdown(o: { outcomes: Outcome[]; command: string; quick: boole
     "",
     ...Object.entries(EXCLUDED).map(([n, why]) => `Not run: \`${n}\` ${why}.`),
     ...(o.skipped.length ? [`Left out by --only: ${o.skipped.map((n) => `\`${n}\``).join(", ")}.`] : []),
+    ...(o.pending?.length ? [`**Unfinished run**: still to run when this was written: ${o.pending.map((n) => `\`${n}\``).join(", ")}.`] : []),
     "",
   ];
   return lines.join("\n");
@@ -689,6 +690,7 @@ export class UsageError extends Error {
 export function selectBenches(only: string | undefined): Bench[] {
   if (!only) return BENCHES;
   const names = only.split(",").map((s) => s.trim()).filter(Boolean);
+  if (!names.length) throw new UsageError(`--only: expected a comma-separated list of benches, got "${only}"`);
   for (const n of names) {
     if (EXCLUDED[n]) throw new UsageError(`--only: "${n}" is not run by bench all: it ${EXCLUDED[n]}; run \`npm run bench -- ${n}\` itself`);
     if (!BENCHES.some((b) => b.name === n)) throw new UsageError(`--only: unknown bench "${n}"; available: ${BENCHES.map((b) => b.name).join(", ")}`);
@@ -703,16 +705,19 @@ export async function benchAll(argv: string[]): Promise<void> {
   const chosen = selectBenches(values.only);
   const quick = values.quick!;
   const startedAt = new Date();
+  const out = resolve(ROOT, values.out!);
+  mkdirSync(dirname(out), { recursive: true });
+  const head = { command: `npm run bench -- all ${argv.join(" ")}`.trim(), quick, startedAt, machine: machineLine(), git: gitLine(), skipped: BENCHES.filter((b) => !chosen.includes(b)).map((b) => b.name) };
   const outcomes: Outcome[] = [];
-  for (const b of chosen) {
+  let md = "";
+  for (const [i, b] of chosen.entries()) {
     const o = await runOne(b, quick ? b.quick : b.args, timeout ?? (quick ? b.quickTimeoutS : b.timeoutS));
     outcomes.push(o);
     process.stderr.write(`=== bench ${b.name}: ${o.status} in ${o.seconds} s${o.reason ? ` (${o.reason})` : ""}\n`);
+    // written after each bench, so an interrupted hour-long run keeps what it measured
+    md = markdown({ ...head, outcomes, pending: chosen.slice(i + 1).map((x) => x.name) });
+    writeFileSync(out, md);
   }
-  const md = markdown({ outcomes, command: `npm run bench -- all ${argv.join(" ")}`.trim(), quick, startedAt, machine: machineLine(), git: gitLine(), skipped: BENCHES.filter((b) => !chosen.includes(b)).map((b) => b.name) });
-  const out = resolve(ROOT, values.out!);
-  mkdirSync(dirname(out), { recursive: true });
-  writeFileSync(out, md);
   console.log(md);
   process.stderr.write(`written to ${out.startsWith(process.cwd()) ? relative(process.cwd(), out) : out}\n`);
   if (outcomes.some((o) => o.status !== "ok")) process.exitCode = 1;

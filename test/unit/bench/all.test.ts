@@ -349,6 +349,7 @@ test("the markdown: machine line, one table of figures, one of benches, pipes es
     machine: machineLine(),
     git: "commit abc1234",
     skipped: ["pipeline"],
+    pending: ["views"],
   });
   expect(md).toContain(`Machine: ${machineLine()}.`);
   expect(machineLine()).toMatch(/\d+ cores, \d+ GiB RAM, .*Bun \d/);
@@ -358,4 +359,5 @@ test("the markdown: machine line, one table of figures, one of benches, pipes es
   expect(md).toContain("| `alerts` | alert POSTed to ingest → health frame on the gateway WebSocket | (defaults) | 900 s | **timeout** | 4 |");
   expect(md).toContain("Not run: `store-ab`");
   expect(md).toContain("Left out by --only: `pipeline`.");
+  expect(md).toContain("still to run when this was written: `views`.");
 });

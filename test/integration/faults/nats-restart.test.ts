@@ -93,11 +93,24 @@ async function scenario(): Promise<Outcome> {
     await nats.stop();
     await Bun.sleep(DOWN_MS);
     nats = await startNats({ dir: nats.dir, port: nats.port });
+    // how long after the restart each service has stored everything published before it (printed: a figure to watch)
+    const restartedAt = performance.now();
+    const owed = { samples: load.now().items, scans: discovery.now().messages };
+    const caught = { metrics: 0, topology: 0 };
+    const ackFloor = async () => (await feed.jsm.consumers.info(feed.topo.consumers.topology.stream, feed.topo.consumers.topology.durable)).ack_floor.stream_seq;
+    const watch = (async () => {
+      while ((!caught.metrics || !caught.topology) && performance.now() - restartedAt < 120_000) {
+        if (!caught.metrics && (await sampleCounts(ch.url, db, METRIC).catch(() => ({ rows: 0 }))).rows >= owed.samples) caught.metrics = performance.now() - restartedAt;
+        if (!caught.topology && (await ackFloor().catch(() => 0)) >= owed.scans) caught.topology = performance.now() - restartedAt;
+        await Bun.sleep(100);
+      }
+    })();
     // ingest goes on through the reconnect and for a while after it
     await waitFor(() => load.now().messages > before.samples.messages + 50 && discovery.now().messages > before.discovery.messages + 2 * HOSTS, "publishing again after the restart", 60_000, 250);
     await Bun.sleep(3000);
     const d = await discovery.stop();
     const m = await load.stop();
+    await watch;
     // a message whose ack was lost in the restart comes back after the consumer's ack wait (30 s)
     await waitFor(() => topologyDrained(bus), "the topology service to handle every scan", 120_000, 250);
     const drained = { snapshot: graphOf(await fetchSnapshot(bus)), want: foldDiscovery(scans.slice(0, d.messages)) };
@@ -114,7 +127,7 @@ async function scenario(): Promise<Outcome> {
     await waitFor(async () => (await chNumber(ch.url, `SELECT count() AS n FROM ${db}.topology_changes WHERE checkpoint = 0`)) >= changes, `${changes} changes in the history`, 120_000, 500);
     await Bun.sleep(1000); // anything stored twice would show now
     const info = (s: string) => feed.jsm.streams.info(s);
-    process.stderr.write(`faults/nats-restart: published ${d.messages} scans and ${m.messages} metric batches (${m.items} samples); ${d.retries + m.retries} publishes retried across the restart\n`);
+    process.stderr.write(`faults/nats-restart: published ${d.messages} scans and ${m.messages} metric batches (${m.items} samples); ${d.retries + m.retries} publishes retried across the restart; everything published before the restart stored ${Math.round(caught.metrics)} ms (metrics) and ${Math.round(caught.topology)} ms (topology) after it\n`);
     return {
       db,
       scans: d,

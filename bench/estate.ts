@@ -33,7 +33,7 @@
  * the run starts from nothing, as a first `npm run demo` does. The raw references run after the platform has stopped,
  * on a nats-server and a store of their own, so neither competes with what is measured.
  */
-import { writeFileSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
@@ -43,6 +43,7 @@ import { discoveryMessages } from "../pipelines/contracts/split.ts";
 import type { TopoEdge, TopoNode } from "../pipelines/contracts/topology.ts";
 import { topologyFor } from "../pipelines/streams.ts";
 import { makeClickHouseClient } from "../services/clickhouse/client.ts";
+import { NatsCredentialsFile } from "../services/shared/nats-auth.ts";
 import { loadSimConfig, parseChurn } from "../services/simulator/config.ts";
 import { makeEstate, scanEstate } from "../services/simulator/estate.ts";
 import { estateTruth } from "../services/simulator/truth.ts";
@@ -213,7 +214,11 @@ export async function benchEstate(argv: string[]) {
     sampler.start(1000);
     const cpuAtReady = sampler.cpuNow();
 
-    const nc = await connect({ servers: banner.nats, name: "bench-estate" });
+    // as an operator's tool would: the admin user the supervisor wrote at first start (NATS credentials are on, as
+    // in `npm run demo`), or none when the run turned them off
+    const credsFile = join(dataDir, "nats", "credentials.json");
+    const admin = existsSync(credsFile) ? NatsCredentialsFile.parse(JSON.parse(readFileSync(credsFile, "utf8"))).admin : undefined;
+    const nc = await connect({ servers: banner.nats, name: "bench-estate", ...(admin ? { user: admin.user, pass: admin.password } : {}) });
     const jsm = await jetstreamManager(nc);
     const topo = topologyFor(PREFIX);
     // what the simulator published: its metric messages, counted on a core subscription (JetStream stores them too)

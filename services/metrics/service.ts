@@ -20,7 +20,7 @@
  * is retried at the next tick, and stop() runs a last step so a clean shutdown leaves the rollups current.
  */
 import type { JsMsg } from "@nats-io/jetstream";
-import { ContractError } from "../../pipelines/codec.ts";
+import { ContractError, MAX_MESSAGE_BYTES } from "../../pipelines/codec.ts";
 import type { MetricBatch } from "../../pipelines/contracts/metrics.ts";
 import { failureHandler, type Bus } from "../shared/bus.ts";
 import type { Logger } from "../shared/log.ts";
@@ -30,7 +30,10 @@ import type { SeriesStore } from "./port.ts";
 export interface MetricsServiceOptions {
   /** inserts in flight (default 2) */
   concurrency?: number;
-  /** client-side prefetch, bytes (default: room for two full inserts in flight and a third waiting, ≥ 16 MiB) */
+  /**
+   * bytes decoded and waiting for an insert, and (as a count of largest messages) what the client pulls ahead
+   * (default: room for two full inserts in flight and a third waiting, ≥ 16 MiB)
+   */
   prefetchBytes?: number;
   /** most samples one insert combines (default 100 000; a single larger message still goes alone) */
   maxInsertSamples?: number;
@@ -54,7 +57,14 @@ export async function startMetricsService(deps: { bus: Bus; store: SeriesStore; 
   const { bus, log } = deps;
   const spec = bus.topo.consumers.metrics;
   const consumer = await bus.js.consumers.get(spec.stream, spec.durable);
-  const messages = await consumer.consume({ max_bytes: prefetchBytes });
+  // Pulled by count, never by bytes. With @nats-io/jetstream 3.4's `max_bytes`, a pull request that ends on its
+  // message count (100) leaves its unused bytes counted as outstanding; the top-up pulls then ask for a few KiB, the
+  // server answers a near-limit message with 409 (exceeds max_bytes), and with nothing buffered the client pulls again
+  // only after two missed heartbeats: a burst of malformed near-1 MiB messages drained in bursts ~30 s apart
+  // (test/integration/metrics/hostile-burst.test.ts). A window of prefetchBytes / MAX_MESSAGE_BYTES messages bounds
+  // the client's buffer in bytes all the same; short pulls (5 s, as runConsumer's) bound any other stall.
+  const pullWindow = Math.max(8, Math.ceil(prefetchBytes / MAX_MESSAGE_BYTES));
+  const messages = await consumer.consume({ max_messages: pullWindow, expires: 5000 });
   let written = 0;
   let inflight = 0;
   const queue: Pending[] = [];

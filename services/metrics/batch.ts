@@ -9,6 +9,8 @@
  */
 import { MAX_MESSAGE_BYTES, decode } from "../../pipelines/codec.ts";
 import { MAX_SAMPLES_PER_BATCH, MetricBatch } from "../../pipelines/contracts/metrics.ts";
+import { hostId, isAgentSource } from "../../pipelines/stages/topology/ids.ts";
+import type { Topology } from "../../pipelines/streams.ts";
 
 const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const text = new TextDecoder();
@@ -56,4 +58,30 @@ export function decodeMetricBatch(bytes: Uint8Array): MetricBatch {
     if (conformsToMetricBatch(json)) return json;
   }
   return decode(MetricBatch, "metrics.v1", bytes);
+}
+
+/**
+ * Why a decoded batch may not be stored as coming from where it was published, or undefined when it may.
+ *
+ * The subject is what NATS permissions hold an agent to (services/shared/nats-auth.ts lets `agent:<host>` publish only
+ * `<prefix>.metrics.v1.agent:<host>`), so the body must agree with it: its `source` must be the one the subject names,
+ * and an agent's samples must be of its own host (`host:<host>`, or an entity id under it such as
+ * `service:<host>:…`) — otherwise one agent could write another host's series. Other sources (the simulator, jobs,
+ * remote_write) speak for many hosts and are checked on `source` only.
+ */
+export function originMismatch(topo: Pick<Topology, "subjects">, subject: string, batch: MetricBatch): string | undefined {
+  if (topo.subjects.metrics(batch.source) !== subject)
+    return `source_mismatch: the batch says source "${batch.source.slice(0, 200)}" but was published on ${subject.slice(0, 300)} (expected ${topo.subjects.metrics(batch.source).slice(0, 300)})`;
+  if (!isAgentSource(batch.source)) return undefined;
+  const host = batch.source.slice("agent:".length);
+  const own = hostId(host);
+  const under = `:${host}:`;
+  for (let i = 0; i < batch.samples.length; i++) {
+    const e = batch.samples[i]!.entity;
+    if (e === own) continue;
+    const colon = e.indexOf(":");
+    if (colon > 0 && e.startsWith(under, colon)) continue;
+    return `host_mismatch: ${batch.source.slice(0, 200)} may write only its own host's series, but sample ${i} is of "${e.slice(0, 200)}"`;
+  }
+  return undefined;
 }

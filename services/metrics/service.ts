@@ -12,8 +12,9 @@
  *   batchId is already in an insert in flight waits for it (then it is found stored), never rides along.
  * A failed insert is settled like any consumer's (failureHandler in shared/bus.ts): ClickHouse unavailable → the
  * insert is held and retried in place with capped backoff until it is back (no new inserts start meanwhile, and
- * nothing is ever given up for being delivered too often); samples ClickHouse refuses, or messages that fail
- * validation → the dead-letter stream with the reason.
+ * nothing is ever given up for being delivered too often); samples ClickHouse refuses, messages that fail
+ * validation, or a batch whose body does not match its subject (batch.ts originMismatch) → the dead-letter stream
+ * with the reason.
  *
  * Beside the inserts, a loop folds what was inserted into the 1m/1h rollups every `rollupIntervalMs` (store.rollup():
  * one step for many batches instead of a materialized view per insert; reads stay exact in between). A failed step
@@ -24,7 +25,7 @@ import { ContractError, MAX_MESSAGE_BYTES } from "../../pipelines/codec.ts";
 import type { MetricBatch } from "../../pipelines/contracts/metrics.ts";
 import { failureHandler, type Bus } from "../shared/bus.ts";
 import type { Logger } from "../shared/log.ts";
-import { decodeMetricBatch } from "./batch.ts";
+import { decodeMetricBatch, originMismatch } from "./batch.ts";
 import type { SeriesStore } from "./port.ts";
 
 export interface MetricsServiceOptions {
@@ -134,18 +135,24 @@ export async function startMetricsService(deps: { bus: Bus; store: SeriesStore; 
     return group;
   };
 
-  // Pump: decode as messages arrive; invalid ones go to the DLQ. It stops taking messages while the queue holds
-  // prefetchBytes (the client pulls again only as we take): while inserts are slow or held, the backlog stays in
-  // JetStream instead of in memory.
+  // Pump: decode as messages arrive; invalid ones, and batches from the wrong subject, go to the DLQ. It stops taking
+  // messages while the queue holds prefetchBytes (the client pulls again only as we take): while inserts are slow or
+  // held, the backlog stays in JetStream instead of in memory.
   const room: { free: (() => void) | null } = { free: null };
   const pump = (async () => {
     for await (const m of messages) {
+      let batch: MetricBatch | undefined;
       try {
-        queue.push({ msg: m, batch: decodeMetricBatch(m.data) });
-        queuedBytes += m.data.byteLength;
-        wake();
+        batch = decodeMetricBatch(m.data);
       } catch (e) {
         await failures.terminate(m, e instanceof ContractError ? `${e.code}: ${e.message}` : `decode failed: ${String(e)}`);
+      }
+      const mismatch = batch && originMismatch(bus.topo, m.subject, batch);
+      if (mismatch) await failures.terminate(m, mismatch);
+      else if (batch) {
+        queue.push({ msg: m, batch });
+        queuedBytes += m.data.byteLength;
+        wake();
       }
       while (queuedBytes >= prefetchBytes && !ended) await new Promise<void>((r) => (room.free = r));
     }

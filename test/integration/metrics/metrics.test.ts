@@ -5,9 +5,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import type { ClickHouseClient } from "@clickhouse/client";
+import { DeliverPolicy } from "@nats-io/jetstream";
 import { decode } from "../../../pipelines/codec.ts";
 import { MAX_SAMPLES_PER_BATCH, MetricBatch, type Sample } from "../../../pipelines/contracts/metrics.ts";
-import { conformsToMetricBatch, decodeMetricBatch } from "../../../services/metrics/batch.ts";
+import { conformsToMetricBatch, decodeMetricBatch, originMismatch } from "../../../services/metrics/batch.ts";
 import { metricsRoutes } from "../../../services/gateway/routes/metrics.ts";
 import { ClickHouseSeriesStore, legacyRollupViews, resolutionForStep, resolutionForWindow, schemaStatements } from "../../../services/metrics/clickhouse.ts";
 import { startMetricsService } from "../../../services/metrics/service.ts";
@@ -30,8 +31,9 @@ const db = uniquePrefix("m").replace(/-/g, "_");
 // Recent enough for every TTL, aligned to an hour so rollup buckets are predictable.
 const t0 = Math.floor(Date.now() / 3_600_000) * 3_600_000 - 3 * 3_600_000;
 
+// not an agent's source: these batches carry many hosts' series (an agent may write only its own host's)
 const publish = (batchId: string, samples: Sample[], msgId = batchId) =>
-  publishEvent(bus, bus.topo.subjects.metrics("agent:h1"), MetricBatch, "metrics.v1", { schema: "metrics.v1", source: "agent:h1", batchId, samples }, msgId);
+  publishEvent(bus, bus.topo.subjects.metrics("test"), MetricBatch, "metrics.v1", { schema: "metrics.v1", source: "test", batchId, samples }, msgId);
 const count = async (table: string) =>
   Number((await (await ch.query({ query: `SELECT count() AS c FROM ${db}.${table}`, format: "JSONEachRow" })).json<{ c: string }>())[0]!.c);
 
@@ -177,6 +179,48 @@ test("a message that breaks the contract goes to the dead-letter stream with the
     expect(m!.headers!.get("Orrery-Original-Subject")).toBe(subject);
   }
   expect(reasons).toEqual([expect.stringMatching(/^invalid: metrics.v1: samples.0.value/), expect.stringMatching(/^not_json:/)]);
+});
+
+test("a batch whose body does not match its subject is dead-lettered with the reason: another source, or an agent writing another host's series", async () => {
+  const dlqName = bus.topo.streams.dlq.name;
+  const from = (await bus.jsm.streams.info(dlqName)).state.last_seq + 1;
+  const raw = (source: string, batchId: string, entities: string[]) =>
+    new TextEncoder().encode(JSON.stringify({ schema: "metrics.v1", source, batchId, samples: entities.map((entity, j) => ({ entity, metric: "origin_m", ts: t0 + j * 1000, value: j, labels: {} })) }));
+  const h2 = bus.topo.subjects.metrics("agent:h2");
+  // on agent:h2's subject, a body that says it is agent:h1
+  await bus.js.publish(h2, raw("agent:h1", "o1", ["host:h1"]), { msgID: "o1" });
+  // agent:h2, but one of its samples is of host h1 (the whole batch is refused: none of it stored)
+  await bus.js.publish(h2, raw("agent:h2", "o2", ["host:h2", "service:h1:nginx:tcp/80"]), { msgID: "o2" });
+  await bus.js.publish(h2, raw("agent:h2", "o3", ["host:h2", "host:h1"]), { msgID: "o3" });
+  // its own host and what runs on it: stored
+  const before = svc.written();
+  await bus.js.publish(h2, raw("agent:h2", "o4", ["host:h2", "service:h2:nginx:tcp/80", "host:h2"]), { msgID: "o4" });
+  await waitFor(() => svc.written() >= before + 3, "agent:h2's own batch written");
+  const dlq = await bus.js.consumers.get(dlqName, { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from });
+  const got: [string, string][] = [];
+  for (let i = 0; i < 3; i++) {
+    const m = await dlq.next({ expires: 5000 });
+    got.push([m!.headers!.get("Orrery-Reason"), m!.headers!.get("Orrery-Original-Subject")]);
+  }
+  expect(got).toEqual([
+    [expect.stringMatching(/^source_mismatch: the batch says source "agent:h1" but was published on .*agent:h2/), h2],
+    [expect.stringMatching(/^host_mismatch: agent:h2 may write only its own host's series, but sample 1 is of "service:h1:nginx:tcp\/80"/), h2],
+    [expect.stringMatching(/^host_mismatch: .* sample 1 is of "host:h1"/), h2],
+  ]);
+  const rows = await (await ch.query({ query: `SELECT entity, count() AS n FROM ${db}.samples WHERE metric = 'origin_m' GROUP BY entity ORDER BY entity`, format: "JSONEachRow" })).json<{ entity: string; n: string | number }>();
+  expect(rows.map((r) => [r.entity, Number(r.n)])).toEqual([["host:h2", 2], ["service:h2:nginx:tcp/80", 1]]);
+});
+
+test("originMismatch: the subject's source, and an agent's own host and the entities under it", () => {
+  const topo = bus.topo;
+  const b = (source: string, ...entities: string[]) => ({ schema: "metrics.v1" as const, source, batchId: "x", samples: entities.map((entity) => ({ entity, metric: "m", ts: 1, value: 1, labels: {} })) });
+  expect(originMismatch(topo, topo.subjects.metrics("sim"), b("sim", "host:a", "host:b"))).toBeUndefined();
+  expect(originMismatch(topo, topo.subjects.metrics("agent:web.example.org"), b("agent:web.example.org", "host:web.example.org", "service:web.example.org:sshd:tcp/22"))).toBeUndefined();
+  expect(originMismatch(topo, topo.subjects.metrics("sim"), b("prometheus", "host:a"))).toMatch(/^source_mismatch/);
+  expect(originMismatch(topo, topo.subjects.metrics("agent:web"), b("agent:web", "host:web2"))).toMatch(/^host_mismatch/);
+  expect(originMismatch(topo, topo.subjects.metrics("agent:web"), b("agent:web", "service:web2:x"))).toMatch(/^host_mismatch/);
+  expect(originMismatch(topo, topo.subjects.metrics("agent:web"), b("agent:web", "hostweb"))).toMatch(/^host_mismatch/);
+  expect(originMismatch(topo, topo.subjects.metrics("agent:web"), b("agent:web", "service:web"))).toMatch(/^host_mismatch/);
 });
 
 describe("many entities", () => {

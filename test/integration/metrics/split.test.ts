@@ -113,14 +113,14 @@ test("metricBatches on the bus (the agent's and the simulator's path): 50,000 la
   const labels = Array.from({ length: 500 }, (_, i) => heavyLabels("bus_split_probe", i));
   const samples: Sample[] = Array.from({ length: 50_000 }, (_, n) => ({ entity: `host:bus-split-${n % 500}`, metric: "bus_split_probe", ts: t0 + Math.floor(n / 500) * 1000, value: n, labels: labels[n % 500]! }));
   // the old cut by count: its first message would be refused
-  expect(JSON.stringify({ schema: "metrics.v1", source: "agent:split", batchId: "x", samples: samples.slice(0, MAX_SAMPLES_PER_BATCH) }).length).toBeGreaterThan(MAX_MESSAGE_BYTES);
-  const parts = metricBatches(samples, { source: "agent:split", idBase: "agent:split:boot:1" });
-  const publish = () => Promise.all(parts.map((p) => bus.js.publish(bus.topo.subjects.metrics("agent:split"), p.bytes, { msgID: p.msgId, timeout: 30_000 })));
+  expect(JSON.stringify({ schema: "metrics.v1", source: "sim:split", batchId: "x", samples: samples.slice(0, MAX_SAMPLES_PER_BATCH) }).length).toBeGreaterThan(MAX_MESSAGE_BYTES);
+  const parts = metricBatches(samples, { source: "sim:split", idBase: "sim:split:boot:1" });
+  const publish = () => Promise.all(parts.map((p) => bus.js.publish(bus.topo.subjects.metrics("sim:split"), p.bytes, { msgID: p.msgId, timeout: 30_000 })));
   const acks = await publish();
   expect(acks.every((a) => !a.duplicate)).toBe(true);
   for (const p of parts) expect(p.bytes.byteLength).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
   // a redelivery cut again gets the same ids: JetStream keeps one copy
-  const again = metricBatches(samples, { source: "agent:split", idBase: "agent:split:boot:1" });
+  const again = metricBatches(samples, { source: "sim:split", idBase: "sim:split:boot:1" });
   expect(again.map((p) => p.msgId)).toEqual(parts.map((p) => p.msgId));
   expect((await publish()).every((a) => a.duplicate)).toBe(true);
   const row = await waitFor(async () => {

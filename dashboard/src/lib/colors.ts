@@ -61,6 +61,11 @@ export const HEALTH_COLOR: Record<HealthState, string> = {
  * dashed on the map, so "affected" never reads as "failing"; drawn fainter and thinner the further the cause is.
  */
 export const IMPACT_COLOR = "#d783c0";
+/**
+ * Drift badge (the registry's declared vs discovered): a small light diamond at a mark's top right, a shape no health
+ * or impact ring has, so it reads as "check the registry" and never as a health state.
+ */
+export const DRIFT_COLOR = "#eef0ff";
 export const impactAlpha = (hops: number): number => (hops <= 2 ? 1 : hops <= 4 ? 0.7 : 0.45);
 export const impactWidth = (hops: number): number => (hops <= 1 ? 3 : hops <= 3 ? 2.5 : 2);
 

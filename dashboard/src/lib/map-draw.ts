@@ -8,7 +8,7 @@ import type { Link, Mark, MarkHealth } from "../../../pipelines/contracts/view.t
 import type { LayoutMode, Placed } from "./map-layout.ts";
 import { toWorld, type Cam } from "./map-camera.ts";
 import { drawLabels, type TextWidths } from "./map-labels.ts";
-import { BACKGROUND, HEALTH_COLOR, IMPACT_COLOR, LINK_COLOR, MARK_KIND_COLOR } from "./colors.ts";
+import { BACKGROUND, DRIFT_COLOR, HEALTH_COLOR, IMPACT_COLOR, LINK_COLOR, MARK_KIND_COLOR } from "./colors.ts";
 
 export interface Scene {
   width: number;
@@ -27,12 +27,14 @@ export interface Scene {
   hovered: string | null;
   cursor: string | null;
   widths: TextWidths;
+  /** marks with a drift badge (lib/drift.ts) */
+  badged: ReadonlyMap<string, unknown>;
 }
 
 const HEALTH_ORDER: MarkHealth[] = ["stale", "warning", "critical"];
 
-/** Draws the whole picture; answers how many marks (leaves and containers) were drawn. */
-export function drawScene(c: CanvasRenderingContext2D, s: Scene): number {
+/** Draws the whole picture; answers how many marks (leaves and containers) and drift badges were drawn. */
+export function drawScene(c: CanvasRenderingContext2D, s: Scene): { drawn: number; badges: number } {
   const { cam, dpr, width, height, marks, placed } = s;
   const k = cam.k;
   c.setTransform(1, 0, 0, 1, 0, 0);
@@ -44,7 +46,7 @@ export function drawScene(c: CanvasRenderingContext2D, s: Scene): number {
     c.font = "500 22px system-ui, sans-serif";
     c.textAlign = "center";
     c.fillText(s.status === "live" ? "Nothing in this view (check the filters)" : "Waiting for the gateway…", width / 2, height / 2);
-    return 0;
+    return { drawn: 0, badges: 0 };
   }
   c.setTransform(dpr * k, 0, 0, dpr * k, dpr * cam.x, dpr * cam.y);
   const [vx0, vy0] = toWorld(cam, 0, 0);
@@ -174,6 +176,28 @@ export function drawScene(c: CanvasRenderingContext2D, s: Scene): number {
     c.setLineDash([]);
   }
 
+  // Drift badges: a diamond of fixed screen size at the top right of the mark (of a container's box or circle).
+  let badges = 0;
+  if (s.badged.size) {
+    const d = 6 / k;
+    c.beginPath();
+    const diamond = (x: number, y: number) => {
+      c.moveTo(x, y - d);
+      c.lineTo(x + d, y);
+      c.lineTo(x, y + d);
+      c.lineTo(x - d, y);
+      c.closePath();
+      badges++;
+    };
+    for (const [mk, p] of containers) if (s.badged.has(mk.id)) diamond(...badgeAt(p, layered, k));
+    for (const list of fills.values()) for (const [mk, p] of list) if (s.badged.has(mk.id)) diamond(...badgeAt(p, layered, k));
+    c.fillStyle = DRIFT_COLOR;
+    c.fill();
+    c.lineWidth = 2 / k;
+    c.strokeStyle = BACKGROUND;
+    c.stroke();
+  }
+
   // Selection, hover and keyboard cursor.
   for (const [id, colour, dash] of [
     [s.selected, "#ffffff", false],
@@ -195,9 +219,15 @@ export function drawScene(c: CanvasRenderingContext2D, s: Scene): number {
   }
 
   drawLabels(c, { width, height, dpr, cam, layered, labelScale: s.labelScale, moving: s.moving, marks, placed, strong: [s.selected, s.hovered, s.cursor], widths: s.widths }, containers, fills);
-  return drawn + containers.length;
+  return { drawn: drawn + containers.length, badges };
 }
 
+/** Where a mark's badge goes (world units): a leaf's or a force container's rim at 45°, a layered box's top right. */
+export function badgeAt(p: Placed, layered: boolean, k: number): [number, number] {
+  if (p.container && layered) return [p.x + p.w / 2 - 10 / k, p.y - p.h / 2 + 10 / k];
+  const r = p.r * Math.SQRT1_2 + 2 / k;
+  return [p.x + r, p.y - r];
+}
 
 /** The last full picture (drawn at `at`) moved to where `now` puts it: one drawImage, whatever the mark count. */
 export function moveCached(c: CanvasRenderingContext2D, img: HTMLCanvasElement, at: Cam, now: Cam, dpr: number): void {

@@ -15,6 +15,7 @@ import {
   Requirement,
   RequirementGroup,
   RequirementStatus,
+  ServiceComponents,
   type ComponentPatch,
 } from "../../../pipelines/contracts/registry.ts";
 import { atLeast, Role } from "../../../pipelines/contracts/identity.ts";
@@ -42,7 +43,19 @@ async function call<T>(url: string, schema: z.ZodType<T>, init: RequestInit = {}
   }
   const parsed = schema.safeParse(body);
   if (!parsed.success) return { ok: false, status: res.status, error: `unexpected answer: ${parsed.error.issues[0]?.path.join(".")} ${parsed.error.issues[0]?.message}` };
+  if (init.method && init.method !== "GET") registryChanged();
   return { ok: true, data: parsed.data };
+}
+
+/** Fired on window when a change made through these calls succeeded: the map's drift badges read drift again. */
+export const REGISTRY_CHANGED = "orrery:registry-changed";
+const registryChanged = () => {
+  if (typeof window !== "undefined") window.dispatchEvent(new Event(REGISTRY_CHANGED));
+};
+export function onRegistryChanged(cb: () => void): () => void {
+  if (typeof window === "undefined") return () => {};
+  window.addEventListener(REGISTRY_CHANGED, cb);
+  return () => window.removeEventListener(REGISTRY_CHANGED, cb);
 }
 
 const enc = encodeURIComponent;
@@ -79,6 +92,8 @@ export const fetchAudit = (id?: string, limit = 200) => call(id ? `${BASE}/compo
 export const ReadinessAnswer = z.object({ estate: Readiness, components: z.array(z.object({ id: z.string(), readiness: Readiness })) });
 export const fetchReadiness = () => call(`${BASE}/readiness`, ReadinessAnswer);
 export const fetchDrift = () => call(`${BASE}/drift`, Drift);
+/** The components a discovered service is an instance of (the map's drawer). */
+export const fetchServiceComponents = (id: string, signal?: AbortSignal) => call(`${BASE}/services?id=${enc(id)}`, ServiceComponents, {}, signal);
 
 /**
  * An import (a dry run or an apply): the file as the body, progress lines read from the NDJSON answer as they come,
@@ -113,8 +128,10 @@ export async function runImport(file: File, dryRun: boolean, onProgress: (p: Imp
       const l = Line.safeParse(JSON.parse(text));
       if (!l.success) continue;
       if ("progress" in l.data) onProgress(l.data.progress);
-      else if ("report" in l.data) last = { ok: true, data: l.data.report };
-      else last = { ok: false, status: l.data.status ?? res.status, error: l.data.error, code: l.data.code };
+      else if ("report" in l.data) {
+        last = { ok: true, data: l.data.report };
+        if (l.data.report.applied) registryChanged();
+      } else last = { ok: false, status: l.data.status ?? res.status, error: l.data.error, code: l.data.code };
     }
     if (done) break;
   }

@@ -253,4 +253,34 @@ describe.skipIf(!!noSlapd)(`registry pages${noSlapd ? ` (${noSlapd})` : ""}`, ()
       await close();
     }
   });
+
+  test("the map where drift cannot be read (no topology behind the registry): no badges, no error, one read per 30 s", async () => {
+    // the premise: this stack has a registry and no topology service, so drift answers unavailable
+    expect((await api("bob", "GET", "/api/registry/drift")).status).toBe(503);
+    const { page, errors, close } = await open("bob", "#/registry");
+    const reads: string[] = [];
+    page.on("request", (r) => {
+      if (r.url().includes("/api/registry/drift")) reads.push(r.url());
+    });
+    try {
+      await page.getByTestId("to-map").click();
+      await page.getByTestId("map-canvas").waitFor();
+      await waitForReads(reads, 1);
+      // unanswerable drift is not retried before its 30 s are up
+      await page.waitForTimeout(4_000);
+      expect(reads.length).toBe(1);
+      expect(await page.getByTestId("map-canvas").getAttribute("data-drift")).toBe("0");
+      expect(await page.getByRole("alert").filter({ hasText: /drift|registry/i }).count()).toBe(0);
+      await shot(page, "registry-map-no-drift.png");
+      expect(errors).toEqual([]);
+    } finally {
+      await close();
+    }
+  });
 });
+
+async function waitForReads(reads: string[], n: number): Promise<void> {
+  const until = Date.now() + 15_000;
+  while (reads.length < n && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+  expect(reads.length).toBe(n);
+}

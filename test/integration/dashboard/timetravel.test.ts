@@ -132,6 +132,8 @@ async function openDashboard(url: string, allowHttpErrors = false) {
     if (m.type() !== "error") return;
     // The browser logs failed fetches itself; the error test expects the history API's 503s.
     if (allowHttpErrors && m.location().url.includes("/api/topology/")) return;
+    // this gateway has no registry routes: the map's drift read (every 30 s) fails, which the map takes as no badges
+    if (m.location().url.includes("/api/registry/drift")) return;
     errors.push(`console: ${m.text()} (${m.location().url})`);
   });
   await page.goto(url);

@@ -298,17 +298,13 @@ export async function startTopologyService(deps: {
     },
   );
 
-  if (deps.registry !== false) registry = await followRegistryGraph({
-      bus,
-      store,
-      log,
-      // fenced or stopping: no registry write begins either
-      serial: (f) =>
-        serial(async () => {
-          notStopping();
-          return await f();
-        }),
+  // fenced or stopping: no registry write begins either
+  const registrySerial = <T>(f: () => Promise<T>) =>
+    serial(async () => {
+      notStopping();
+      return await f();
     });
+  if (deps.registry !== false) registry = await followRegistryGraph({ bus, store, log, serial: registrySerial });
 
   const ager = setInterval(
     () =>

@@ -6,6 +6,7 @@
  *
  *   <prefix>.discovery.v1.<host>          DISCOVERY  discovery.v1 batches (agents, collectors, jobs)
  *   <prefix>.metrics.v1.<source>          METRICS    metrics.v1 batches
+ *   <prefix>.{discovery,metrics}.v1.<tenant>.<host|source>   the same, from an agent run as a broker tenant
  *   <prefix>.alerts.v1.<source>           ALERTS     alert.v1, from the ingest service and the Icinga2 consumer
  *   <prefix>.topology.delta.v1            TOPOLOGY   topology.delta.v1 from the topology service
  *   <prefix>.health.v1                    HEALTH     health.delta.v1 (entity health, edge state, impact); `seq`
@@ -86,6 +87,10 @@ export interface Topology {
   subjects: {
     discovery: (host: string) => string;
     metrics: (source: string) => string;
+    /** a broker tenant's discovery: its NATS user may publish only under `<prefix>.discovery.v1.<tenant>.>` */
+    tenantDiscovery: (tenant: string, host: string) => string;
+    /** a broker tenant's metrics: `<prefix>.metrics.v1.<tenant>.<source>` */
+    tenantMetrics: (tenant: string, source: string) => string;
     alerts: (source: string) => string;
     topologyDelta: string;
     /** health.delta.v1 from the alerts service */
@@ -188,6 +193,9 @@ export function topologyFor(prefix = "orrery", o: { replicas?: number } = {}): T
   const subjects: Topology["subjects"] = {
     discovery: (host) => `${prefix}.discovery.v1.${subjectToken(host)}`,
     metrics: (source) => `${prefix}.metrics.v1.${subjectToken(source)}`,
+    // the tenant is a token of its own (escaped like any other), which is what its NATS permission matches on
+    tenantDiscovery: (tenant, host) => `${prefix}.discovery.v1.${subjectToken(tenant)}.${subjectToken(host)}`,
+    tenantMetrics: (tenant, source) => `${prefix}.metrics.v1.${subjectToken(tenant)}.${subjectToken(source)}`,
     alerts: (source) => `${prefix}.alerts.v1.${subjectToken(source)}`,
     topologyDelta: `${prefix}.topology.delta.v1`,
     health: `${prefix}.health.v1`,

@@ -2,6 +2,7 @@
 import { discoveryMessages, metricBatches, type OversizedItemError } from "../../pipelines/contracts/split.ts";
 import type { Bus } from "../shared/bus.ts";
 import type { Logger } from "../shared/log.ts";
+import type { DiscoveryBatch, DiscoveryEvent } from "../../pipelines/contracts/discovery.ts";
 import type { HostScan } from "../../pipelines/contracts/host-scan.ts";
 import { emptyAgentState, scanToBatches } from "../../pipelines/stages/agent-diff.ts";
 import { scanHost, type BlindSpot } from "./scan.ts";
@@ -10,6 +11,11 @@ export interface AgentOptions {
   host: string;
   intervalMs: number;
   fullEvery: number;
+  /**
+   * The broker tenant the agent publishes as (a binding's): its subjects are the tenant's, and its host and listening
+   * services carry the prop tenant=<id>, which the binding's dashboard view filters on.
+   */
+  tenant?: string;
   scan?: () => Promise<HostScan>;
   /** names the processes whose sockets the agent could not read (for the log) */
   describe?: (pids: number[]) => BlindSpot[];
@@ -25,6 +31,31 @@ export interface ScanReport {
   ms: number;
 }
 
+/**
+ * The tenant's mark on what the agent reports, as annotations the agent owns (entity.annotated): the host, and each
+ * service listening on it (host:proto:port, the entity the view shows). Sent with every scan, so a service that appears
+ * in a delta batch is marked at once; a full scan's annotations are the whole set, so a service gone loses its mark.
+ */
+export function tenantAnnotations(tenant: string, host: string, listeners: Iterable<{ proto: "tcp" | "udp"; port: number }>): DiscoveryEvent[] {
+  const props = { tenant };
+  const out: DiscoveryEvent[] = [{ type: "entity.annotated", match: { host }, props }];
+  const seen = new Set<string>();
+  for (const l of listeners) {
+    const k = `${l.proto}:${l.port}`;
+    if (seen.has(k)) continue;
+    seen.add(k);
+    out.push({ type: "entity.annotated", match: { host, port: l.port, proto: l.proto }, props });
+  }
+  return out;
+}
+
+/** The scan's batches with the tenant's annotations added to the last one (discoveryMessages re-splits by size). */
+function withTenant(batches: DiscoveryBatch[], events: DiscoveryEvent[]): DiscoveryBatch[] {
+  const last = batches[batches.length - 1];
+  if (!last) return batches;
+  return [...batches.slice(0, -1), { ...last, events: [...last.events, ...events] }];
+}
+
 export interface Agent {
   scanOnce(): Promise<ScanReport>;
   stop(): Promise<void>;
@@ -35,6 +66,8 @@ export function makeAgent(bus: Bus, log: Logger, o: AgentOptions): Agent & { sta
   const source = `agent:${o.host}`;
   const bootId = Date.now().toString(36);
   const scan = o.scan ?? (() => scanHost());
+  const discoverySubject = o.tenant === undefined ? bus.topo.subjects.discovery(o.host) : bus.topo.subjects.tenantDiscovery(o.tenant, o.host);
+  const metricsSubject = o.tenant === undefined ? bus.topo.subjects.metrics(source) : bus.topo.subjects.tenantMetrics(o.tenant, source);
   let state = emptyAgentState();
   let scanId = 0;
   let running: Promise<unknown> = Promise.resolve();
@@ -48,11 +81,12 @@ export function makeAgent(bus: Bus, log: Logger, o: AgentOptions): Agent & { sta
     // One event or sample too large for any message (a process with megabytes of arguments) is named in the log and
     // left out; the rest of the scan is published.
     const refused = (e: OversizedItemError) => log.warn("left out of the scan: too large for one message", { scanId, schema: e.schema, item: e.item, bytes: e.bytes, limit: e.limit });
-    const messages = discoveryMessages(r.batches, { onOversized: refused });
+    const batches = o.tenant === undefined ? r.batches : withTenant(r.batches, tenantAnnotations(o.tenant, o.host, r.state.listeners.values()));
+    const messages = discoveryMessages(batches, { onOversized: refused });
     for (const m of messages)
-      await bus.js.publish(bus.topo.subjects.discovery(o.host), m.bytes, { msgID: `${source}:${bootId}:${scanId}:${m.batch.part}`, timeout: 30_000 });
+      await bus.js.publish(discoverySubject, m.bytes, { msgID: `${source}:${bootId}:${scanId}:${m.batch.part}`, timeout: 30_000 });
     for (const m of metricBatches(r.samples, { source, idBase: `${source}:${bootId}:${scanId}`, onOversized: refused }))
-      await bus.js.publish(bus.topo.subjects.metrics(source), m.bytes, { msgID: m.msgId, timeout: 30_000 });
+      await bus.js.publish(metricsSubject, m.bytes, { msgID: m.msgId, timeout: 30_000 });
     // Only once published is the scan the new baseline: a failed publish is retried as changes next time.
     state = r.state;
     // Say which processes it could not see, whenever that set changes (an unprivileged agent is partly blind).

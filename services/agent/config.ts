@@ -11,6 +11,17 @@ export const AgentConfig = z
     natsUser: z.string().optional(),
     natsPass: z.string().optional(),
     natsToken: z.string().optional(),
+    /** an nkey user's seed, as a broker binding hands it out (credentials.nats.seed) */
+    natsNkeySeed: z.string().regex(/^SU[A-Z2-7]+$/, "an nkey user seed (SU…, a binding's credentials.nats.seed)").optional(),
+    /**
+     * The broker tenant this agent publishes as: its subjects are `<prefix>.{discovery,metrics}.v1.<tenant>.…` and its
+     * host and services carry the prop tenant=<id>. A binding's graph_source (`tenant:<id>`) is accepted as well.
+     */
+    tenant: z
+      .string()
+      .transform((t) => (t.startsWith("tenant:") ? t.slice("tenant:".length) : t))
+      .pipe(z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, "a tenant id (letters, digits, _ and -; up to 64), e.g. the token after discovery.v1 in a binding's discovery_subject"))
+      .optional(),
     prefix: z.string().regex(/^[a-zA-Z0-9_-]+$/, "letters, digits, _ and - only").default("orrery"),
     /** the host id every event is about; the machine's hostname when unset */
     hostId: z.string().min(1).max(255).optional(),
@@ -41,6 +52,9 @@ Options (each also settable in the config file, key in brackets, and the environ
       --nats-user <user>    [natsUser]                              env NATS_USER
       --nats-pass <pass>    [natsPass]                              env NATS_PASS
       --nats-token <token>  [natsToken]                             env NATS_TOKEN
+      --nats-nkey-seed-file <file>  file holding an nkey seed (SU…)    env NATS_NKEY_SEED_FILE
+                            the seed itself: [natsNkeySeed]         env NATS_NKEY_SEED
+      --tenant <id>         broker tenant to publish as [tenant]    env ORRERY_TENANT
       --prefix <p>          subject/stream prefix [prefix]          env ORRERY_PREFIX      (orrery)
       --host-id <id>        host id [hostId]                        env ORRERY_HOST_ID     (hostname)
       --interval-ms <ms>    scan interval [intervalMs]              env ORRERY_AGENT_INTERVAL_MS (5000)
@@ -56,6 +70,9 @@ In a container, mount the host's /proc and /etc (e.g. at /host/proc, /host/etc) 
 proc root other than /proc the agent reads the host's network namespace (pid 1's), not its own.
 Precedence: flags > environment > config file > defaults. Runs unprivileged: processes of other users are then
 reported as blind spots (log line and the agent_unreadable_processes metric); run as root to see every owner.
+As a broker tenant (a binding's credentials): NATS_URL=<nats.url> ORRERY_PREFIX=<subject_prefix>
+ORRERY_TENANT=<graph_source> and the seed (<nats.seed>) in NATS_NKEY_SEED_FILE; the agent then publishes under the
+tenant's subjects only, and its host and services carry tenant=<id> (the binding's dashboard view filters on it).
 Exit codes: 0 ok, 1 runtime failure (e.g. NATS unreachable), 2 bad flags or configuration.`;
 
 const FLAGS = {
@@ -65,6 +82,8 @@ const FLAGS = {
   "nats-user": { type: "string" },
   "nats-pass": { type: "string" },
   "nats-token": { type: "string" },
+  "nats-nkey-seed-file": { type: "string" },
+  tenant: { type: "string" },
   prefix: { type: "string" },
   "host-id": { type: "string" },
   "interval-ms": { type: "string" },
@@ -82,6 +101,8 @@ const ENV: Record<string, keyof AgentConfig> = {
   NATS_USER: "natsUser",
   NATS_PASS: "natsPass",
   NATS_TOKEN: "natsToken",
+  NATS_NKEY_SEED: "natsNkeySeed",
+  ORRERY_TENANT: "tenant",
   ORRERY_PREFIX: "prefix",
   ORRERY_HOST_ID: "hostId",
   ORRERY_AGENT_INTERVAL_MS: "intervalMs",
@@ -143,6 +164,7 @@ export function resolveAgentConfig(argv: string[], env: Record<string, string | 
     "nats-user": "natsUser",
     "nats-pass": "natsPass",
     "nats-token": "natsToken",
+    tenant: "tenant",
     prefix: "prefix",
     "host-id": "hostId",
     interval: "intervalMs",
@@ -158,6 +180,16 @@ export function resolveAgentConfig(argv: string[], env: Record<string, string | 
     if (v !== undefined) set(key, v, `flag --${flag}`);
   }
 
+  // A seed file (mode 0600) keeps the seed out of the process's environment and argv; it wins over NATS_NKEY_SEED.
+  const seedFile = flags["nats-nkey-seed-file"] ?? (env.NATS_NKEY_SEED_FILE || undefined);
+  if (seedFile !== undefined) {
+    const from = flags["nats-nkey-seed-file"] !== undefined ? `flag --nats-nkey-seed-file ${seedFile}` : `environment variable NATS_NKEY_SEED_FILE (${seedFile})`;
+    try {
+      set("natsNkeySeed", readFile(seedFile).trim(), from);
+    } catch (e) {
+      throw new AgentConfigError(`cannot read the nkey seed file ${seedFile}: ${(e as Error).message}`);
+    }
+  }
   const r = AgentConfig.safeParse(merged);
   if (!r.success) {
     const msg = r.error.issues

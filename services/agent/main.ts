@@ -31,7 +31,9 @@ const host = cfg.hostId ?? readHostname({ procRoot: cfg.procRoot, etcRoot: cfg.e
 let bus;
 try {
   // With credentials of its own an agent may only publish its host's subjects (services/shared/nats-auth.ts): the
-  // platform's services declare the streams, and replies come to the inbox its user may read.
+  // platform's services declare the streams, and replies come to the inbox its user may read. A broker tenant's user
+  // (services/broker/tenant.ts) may publish its tenant's subjects and read `_INBOX.>`, the client's default inbox.
+  const ownCredentials = cfg.natsUser !== undefined || cfg.natsToken !== undefined || cfg.natsNkeySeed !== undefined || cfg.tenant !== undefined;
   bus = await connectBus({
     url: cfg.natsUrl,
     prefix: cfg.prefix,
@@ -39,8 +41,9 @@ try {
     user: cfg.natsUser,
     pass: cfg.natsPass,
     token: cfg.natsToken,
-    declare: cfg.natsUser === undefined && cfg.natsToken === undefined,
-    inboxPrefix: agentInboxPrefix(host),
+    nkeySeed: cfg.natsNkeySeed,
+    declare: !ownCredentials,
+    inboxPrefix: cfg.tenant === undefined ? agentInboxPrefix(host) : undefined,
   });
 } catch (e) {
   log.error("cannot connect to NATS", { url: cfg.natsUrl, error: String(e) });
@@ -50,6 +53,7 @@ const agent = makeAgent(bus, log, {
   host,
   intervalMs: cfg.intervalMs,
   fullEvery: cfg.fullEvery,
+  tenant: cfg.tenant,
   scan: () => scanHost({ procRoot: cfg.procRoot, etcRoot: cfg.etcRoot }),
   describe: (pids) => describePids(cfg.procRoot, pids, cfg.etcRoot),
 });
@@ -78,4 +82,4 @@ onShutdown(async () => {
 }, { watchParent: false });
 obs.markReady(natsConnected(bus));
 agent.start();
-ready("agent", { host, intervalMs: cfg.intervalMs, prefix: cfg.prefix });
+ready("agent", { host, intervalMs: cfg.intervalMs, prefix: cfg.prefix, ...(cfg.tenant === undefined ? {} : { tenant: cfg.tenant }) });

@@ -4,7 +4,7 @@
  * stream with the reason and the original bytes, and the consumer keeps running. A message is acked only after its
  * handler has made its effect durable.
  */
-import { connect, headers, type NatsConnection } from "@nats-io/transport-node";
+import { connect, headers, nkeyAuthenticator, type NatsConnection } from "@nats-io/transport-node";
 import {
   AckPolicy,
   DeliverPolicy,
@@ -42,6 +42,11 @@ export interface BusOptions {
   user?: string;
   pass?: string;
   token?: string;
+  /**
+   * An nkey user's seed (`SU…`, e.g. a broker binding's `nats.seed`): the client signs the server's nonce with it
+   * instead of sending a password.
+   */
+  nkeySeed?: string;
   /** JetStream replicas of every stream this process declares (ORRERY_NATS_REPLICAS; 3 on a 3-node cluster) */
   replicas?: number;
   /**
@@ -61,6 +66,7 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
     user: opts.user,
     pass: opts.pass,
     token: opts.token,
+    ...(opts.nkeySeed ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(opts.nkeySeed)) } : {}),
     inboxPrefix: opts.inboxPrefix,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
@@ -209,9 +215,10 @@ export async function publishEvent<S extends z.ZodType>(
   name: string,
   value: z.input<S>,
   msgId: string,
+  timeoutMs = 30_000,
 ): Promise<void> {
   const bytes = encode(schema, name, value);
-  await bus.js.publish(subject, bytes, { msgID: msgId, timeout: 30_000 });
+  await bus.js.publish(subject, bytes, { msgID: msgId, timeout: timeoutMs });
 }
 
 /** Publishes the bytes that failed validation to the dead-letter stream, with why and where they came from. */

@@ -65,7 +65,7 @@ const shutdown = async (code: number) => {
 if (cfg.once) {
   try {
     const r = await agent.scanOnce();
-    ready("agent", { host, once: true, ...r });
+    ready("agent", { host, once: true, ...(cfg.tenant === undefined ? {} : { tenant: cfg.tenant }), ...r });
     await shutdown(0);
   } catch (e) {
     log.error("scan failed", { error: String(e) });

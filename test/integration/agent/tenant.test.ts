@@ -5,6 +5,7 @@
  * dir) folding what it sent.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { HostScan } from "../../../pipelines/contracts/host-scan.ts";
 import { makeAgent } from "../../../services/agent/agent.ts";
@@ -22,6 +23,7 @@ const prefix = uniquePrefix("tenant");
 const tenant = tenantFor({ instanceId: "instance-1", plan: "host-agents", params: {}, prefix, gatewayUrl: "http://gateway" });
 const other = tenantFor({ instanceId: "instance-2", plan: "host-agents", params: {}, prefix, gatewayUrl: "http://gateway" });
 const user = natsUserFor(tenant, "nats://placeholder");
+const ROOT = join(import.meta.dir, "../../..");
 const log = makeLogger("tenant-test", true);
 
 let nats: NatsServer;
@@ -119,3 +121,21 @@ test("the same credentials are refused publishing another tenant's subjects or t
   // and the tenant's user cannot read or change a stream
   await expect(agentBus.jsm.streams.info(platform.topo.streams.discovery.name)).rejects.toThrow();
 }, 60_000);
+
+test("orrery-agent run with the binding's settings (tenant, seed file) scans this machine once and publishes as the tenant", async () => {
+  const seedFile = join(tmp.dir, "seed");
+  writeFileSync(seedFile, `${user.seed}\n`, { mode: 0o600 });
+  const p = Bun.spawn([process.execPath, join(ROOT, "services/agent/main.ts"), "--once"], {
+    env: { PATH: process.env.PATH ?? "", NATS_URL: nats.url, ORRERY_PREFIX: prefix, ORRERY_TENANT: `tenant:${tenant.id}`, NATS_NKEY_SEED_FILE: seedFile, ORRERY_HOST_ID: "tenant-host-2", ORRERY_LOG_QUIET: "1" },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const timer = setTimeout(() => p.kill("SIGKILL"), 60_000);
+  const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  clearTimeout(timer);
+  expect({ code, err: err.slice(0, 2000) }).toEqual({ code: 0, err: expect.any(String) });
+  expect(out).toContain(`"tenant":"${tenant.id}"`);
+  expect(Object.keys(await subjectsOf(platform.topo.streams.discovery.name))).toContain(`${prefix}.discovery.v1.${tenant.id}.tenant-host-2`);
+  const host = await waitFor(() => topology.model().nodes.get("host:tenant-host-2"), "the agent's host in the graph");
+  await waitFor(() => host.props.tenant === tenant.id || topology.model().nodes.get("host:tenant-host-2")?.props.tenant === tenant.id || undefined, "tenant=<id> on the agent's host", 20_000);
+}, 90_000);

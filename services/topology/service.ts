@@ -12,6 +12,7 @@ import { ContractError, decode, validate } from "../../pipelines/codec.ts";
 import type { Logger } from "../shared/log.ts";
 import { z } from "zod";
 import { followRegistryGraph, type RegistryFollower } from "./registry.ts";
+import { FoldedSeqs } from "./seqs.ts";
 
 /**
  * The hot-path schemas compiled by zod (z.compile, as in the alerts service): the same schemas parsed by generated
@@ -22,6 +23,8 @@ const DiscoveryBatchCompiled = z.compile(DiscoveryBatch);
 const TopologyDeltaCompiled = z.compile(TopologyDelta);
 
 export const SNAPSHOT_CHUNK = 1500;
+/** a delta publish that gets no answer in this long is retried from the outbox (its Nats-Msg-Id makes that safe) */
+const DELTA_PUBLISH_TIMEOUT_MS = 5_000;
 
 /**
  * A change set of at least this many items (a first scan of an estate, a restart's replay; an everyday batch is a few
@@ -107,12 +110,18 @@ export async function startTopologyService(deps: {
     // fenced: the next writer re-publishes these from the store's outbox (same Nats-Msg-Id, so never twice)
     while (pending.length && !deps.fence?.aborted) {
       const d = pending[0]!;
-      await publishEvent(bus, bus.topo.subjects.topologyDelta, TopologyDeltaCompiled, "topology.delta.v1", d, `${bus.topo.prefix}:delta:${d.rev}`);
+      // a publish lost in a NATS restart fails in seconds, not the client's 30 s: discovery waits on this
+      await publishEvent(bus, bus.topo.subjects.topologyDelta, TopologyDeltaCompiled, "topology.delta.v1", d, `${bus.topo.prefix}:delta:${d.rev}`, DELTA_PUBLISH_TIMEOUT_MS);
       pending.shift();
       sentUpTo = d.rev;
     }
   };
-  const flushQuietly = () => flush().catch((e) => log.warn("delta publish failed; will retry", { error: String(e) }));
+  // one flush at a time: two would publish the same head and then each drop one
+  let flushing: Promise<void> | undefined;
+  const flushQuietly = () =>
+    (flushing ??= flush()
+      .catch((e) => log.warn("delta publish failed; will retry", { error: String(e) }))
+      .finally(() => (flushing = undefined)));
   const retry = setInterval(() => pending.length && flushQuietly(), 1000);
 
   const snapshotSub = bus.nc.subscribe(bus.topo.subjects.snapshotRpc, {
@@ -239,6 +248,8 @@ export async function startTopologyService(deps: {
   let watermark = 0;
   let behind = false;
 
+  const folded = new FoldedSeqs();
+
   // Discovery must be folded in stream order: replay what a killed predecessor left unacked, in order.
   const rewound = await rewindToAckFloor(bus.jsm, bus.topo.consumers.topology);
   if (rewound) log.info("replaying discovery left unacked by the previous run, in order", { messages: rewound });
@@ -258,17 +269,22 @@ export async function startTopologyService(deps: {
         const t = Math.min(now(), Number.isFinite(stored) && stored > 0 ? stored : now());
         watermark = Math.max(watermark, t);
         behind = last.pending > 0;
+        // redelivered after its ack was lost, behind newer scans: already in the graph
+        const fresh = batch.filter((b) => b.msg.info.deliveryCount === 1 || !folded.has(b.msg.seq));
+        if (fresh.length < batch.length) log.warn("discovery redelivered after it was folded; skipped", { messages: batch.length - fresh.length });
+        if (!fresh.length) return;
         try {
           notStopping();
           if (stale) await rebuild();
           const nodesBefore = model.nodes.size;
-          const changes = applyDiscovery(model, batch.map((b) => b.value), t);
+          const changes = applyDiscovery(model, fresh.map((b) => b.value), t);
           logLargeRemoval(log, changes, nodesBefore);
           for (const reason of changes.rejected ?? []) log.warn("discovery input skipped", { reason });
           const items = changes.nodesUpserted.length + changes.edgesUpserted.length + changes.nodesRemoved.length + changes.edgesRemoved.length;
           // a bulk change set: what the last one left behind goes before the store's commit takes its own memory
           if (items >= COLLECT_BEFORE_ITEMS) Bun.gc(true);
           await commit(changes, t);
+          for (const b of fresh) folded.add(b.msg.seq);
           if (items >= collectAfter) collect();
         } catch (e) {
           // this batch waits to be tried again: age by its stream time meanwhile, not by the clock (an outage of
@@ -337,6 +353,7 @@ export async function startTopologyService(deps: {
       await registry?.stop();
       // an aging pass or batch already running ends before the caller closes the store under it
       await chain;
+      await flushing;
       await flush().catch(() => undefined);
     },
   };

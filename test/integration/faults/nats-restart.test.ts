@@ -211,12 +211,10 @@ test("…the graph (live model and Kuzu) holds every host's last scan once each 
   }
 }, TIMEOUT);
 
-// PRODUCT BUG (topology service, services/topology/service.ts + services/shared/bus.ts): acks sent while nats-server
-// restarts are lost; JetStream redelivers those scans after the ack wait (30 s), when the service has already folded
-// every later scan, and it folds them again, out of stream order: each host whose old full scan came back regresses
-// to that scan's state (listeners and processes of a minute ago) until its agent scans again. Seen in every run here
-// (acks of stream seqs 18-20 sent 80 ms after the stop; redelivered with delivery count 2 after seqs 21-121).
-test.skip("…the graph equals the published scans folded in stream order as soon as the backlog is drained (a redelivered scan already folded is refolded out of order after a restart: product bug, see the comment above)", async () => {
+// Acks sent while nats-server restarts are lost, and JetStream redelivers those scans after the ack wait, behind every
+// later scan; the topology service skips a redelivery it has already folded (FoldedSeqs), so no host goes back to an
+// older scan.
+test("…the graph equals the published scans folded in stream order as soon as the backlog is drained", async () => {
   const o = await outcome;
   expect(o.drained.snapshot).toEqual(o.drained.want);
 }, TIMEOUT);

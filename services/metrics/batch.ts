@@ -69,9 +69,18 @@ export function decodeMetricBatch(bytes: Uint8Array): MetricBatch {
  * `service:<host>:…`) — otherwise one agent could write another host's series. Other sources (the simulator, jobs,
  * remote_write) speak for many hosts and are checked on `source` only.
  */
+/** `<prefix>.metrics.v1.<tenant>.<source>`: a broker tenant's agent (NATS permissions confine it to its tenant's token) */
+function isTenantSubject(topo: Pick<Topology, "subjects">, plain: string, subject: string, source: string): boolean {
+  const base = plain.slice(0, plain.lastIndexOf(".") + 1);
+  if (!subject.startsWith(base)) return false;
+  const tenant = subject.slice(base.length, subject.indexOf(".", base.length));
+  return tenant.length > 0 && topo.subjects.tenantMetrics(tenant, source) === subject;
+}
+
 export function originMismatch(topo: Pick<Topology, "subjects">, subject: string, batch: MetricBatch): string | undefined {
-  if (topo.subjects.metrics(batch.source) !== subject)
-    return `source_mismatch: the batch says source "${batch.source.slice(0, 200)}" but was published on ${subject.slice(0, 300)} (expected ${topo.subjects.metrics(batch.source).slice(0, 300)})`;
+  const plain = topo.subjects.metrics(batch.source);
+  if (plain !== subject && !isTenantSubject(topo, plain, subject, batch.source))
+    return `source_mismatch: the batch says source "${batch.source.slice(0, 200)}" but was published on ${subject.slice(0, 300)} (expected ${plain.slice(0, 300)}, or a tenant's <prefix>.metrics.v1.<tenant>.<source>)`;
   if (!isAgentSource(batch.source)) return undefined;
   const host = batch.source.slice("agent:".length);
   const own = hostId(host);

@@ -217,6 +217,11 @@ test("originMismatch: the subject's source, and an agent's own host and the enti
   expect(originMismatch(topo, topo.subjects.metrics("sim"), b("sim", "host:a", "host:b"))).toBeUndefined();
   expect(originMismatch(topo, topo.subjects.metrics("agent:web.example.org"), b("agent:web.example.org", "host:web.example.org", "service:web.example.org:sshd:tcp/22"))).toBeUndefined();
   expect(originMismatch(topo, topo.subjects.metrics("sim"), b("prometheus", "host:a"))).toMatch(/^source_mismatch/);
+  // a broker tenant's agent publishes under its tenant's token, with the same host rule
+  expect(originMismatch(topo, topo.subjects.tenantMetrics("t0123", "agent:web"), b("agent:web", "host:web", "service:web:x"))).toBeUndefined();
+  expect(originMismatch(topo, topo.subjects.tenantMetrics("t0123", "agent:web"), b("agent:web", "host:web2"))).toMatch(/^host_mismatch/);
+  expect(originMismatch(topo, topo.subjects.tenantMetrics("t0123", "agent:web"), b("agent:db", "host:db"))).toMatch(/^source_mismatch/);
+  expect(originMismatch(topo, `${topo.subjects.tenantMetrics("t0123", "agent:web")}.extra`, b("agent:web", "host:web"))).toMatch(/^source_mismatch/);
   expect(originMismatch(topo, topo.subjects.metrics("agent:web"), b("agent:web", "host:web2"))).toMatch(/^host_mismatch/);
   expect(originMismatch(topo, topo.subjects.metrics("agent:web"), b("agent:web", "service:web2:x"))).toMatch(/^host_mismatch/);
   expect(originMismatch(topo, topo.subjects.metrics("agent:web"), b("agent:web", "hostweb"))).toMatch(/^host_mismatch/);

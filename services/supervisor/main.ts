@@ -65,6 +65,9 @@ try {
   // JSC is told the topology service's memory budget and glibc how to hand Kuzu's buffers back (see
   // TOPOLOGY_LAUNCH_ENV); the same variable set by the operator wins.
   const topoEnv = topologyLaunchEnv();
+  // One name for this supervisor's topology child: it is restarted only after it has exited, so the new one may take
+  // its predecessor's lease back at once instead of waiting out the TTL.
+  topoEnv.ORRERY_TOPOLOGY_INSTANCE = process.env.ORRERY_TOPOLOGY_INSTANCE || `supervised:${hostname()}:${process.pid}`;
   await sup.start(serviceSpec("topology", { ...env, ...topoEnv }, 120_000));
   await sup.start(serviceSpec("metrics", env));
   await sup.start(serviceSpec("history", env));

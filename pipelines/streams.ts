@@ -176,6 +176,19 @@ export function subjectToken(s: string): string {
   return s.replace(/[.*> \t\r\n]/g, "_") || "_";
 }
 
+/**
+ * Whether a discovery batch about `host` came on that host's subject (or a broker tenant's subject for it): NATS
+ * permissions confine an agent to its own host's subject, and this confines what it says to that host.
+ */
+export function discoverySubjectFits(topo: Pick<Topology, "subjects">, subject: string, host: string): boolean {
+  const plain = topo.subjects.discovery(host);
+  if (subject === plain) return true;
+  const base = plain.slice(0, plain.lastIndexOf(".") + 1);
+  if (!subject.startsWith(base)) return false;
+  const tenant = subject.slice(base.length, subject.indexOf(".", base.length));
+  return tenant.length > 0 && topo.subjects.tenantDiscovery(tenant, host) === subject;
+}
+
 export function topologyFor(prefix = "orrery", o: { replicas?: number } = {}): Topology {
   if (!/^[a-zA-Z0-9_-]+$/.test(prefix)) throw new Error(`prefix must be [a-zA-Z0-9_-]+, got "${prefix}"`);
   const replicas = o.replicas ?? 1;

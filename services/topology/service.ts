@@ -5,7 +5,8 @@
 import { DiscoveryBatch } from "../../pipelines/contracts/discovery.ts";
 import { TopologyDelta, type TopologySnapshot } from "../../pipelines/contracts/topology.ts";
 import { ageModel, applyDiscovery, isEmpty, modelFromGraph, summarizeRemovals, type AgingOptions, type Changes, type StageOptions, type TopologyModel } from "../../pipelines/stages/topology/index.ts";
-import { publishEvent, rewindToAckFloor, runConsumer, type Bus, type ConsumerHandle } from "../shared/bus.ts";
+import { PermanentError, publishEvent, rewindToAckFloor, runConsumer, type Bus, type ConsumerHandle } from "../shared/bus.ts";
+import { discoverySubjectFits } from "../../pipelines/streams.ts";
 import { changeCount, GraphStoreError, splitChanges, type GraphStore } from "../graph/port.ts";
 import { CypherRequest, type CypherResponse } from "../../pipelines/contracts/cypher.ts";
 import { ContractError, decode, validate } from "../../pipelines/codec.ts";
@@ -269,6 +270,9 @@ export async function startTopologyService(deps: {
         const t = Math.min(now(), Number.isFinite(stored) && stored > 0 ? stored : now());
         watermark = Math.max(watermark, t);
         behind = last.pending > 0;
+        // a batch about another host than its subject names is refused (dead-lettered alone, the rest folded)
+        const stray = batch.find((b) => !discoverySubjectFits(bus.topo, b.msg.subject, b.value.host));
+        if (stray) throw new PermanentError(`host_mismatch: a batch about host "${stray.value.host.slice(0, 200)}" came on ${stray.msg.subject.slice(0, 300)}; a source may describe only the host its subject names`);
         // redelivered after its ack was lost, behind newer scans: already in the graph
         const fresh = batch.filter((b) => b.msg.info.deliveryCount === 1 || !folded.has(b.msg.seq));
         if (fresh.length < batch.length) log.warn("discovery redelivered after it was folded; skipped", { messages: batch.length - fresh.length });

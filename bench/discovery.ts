@@ -337,7 +337,7 @@ export async function benchDiscovery(argv: string[]) {
     });
     // the topology service's own store settings (Kuzu's buffer pool: services/topology/config.ts)
     await graph.clear();
-    const store = graph.open(join(tmp.dir, "kuzu"), { bufferPoolMiB: cfg.ORRERY_KUZU_BUFFER_MIB });
+    const store = graph.open(join(tmp.dir, "kuzu"), { bufferPoolMiB: cfg.ORRERY_KUZU_BUFFER_MIB, checkpointThresholdMiB: cfg.ORRERY_KUZU_CHECKPOINT_MIB });
     const timing = timeWrites(store);
     // The two converging scans are published back to back (not 5 s apart, as agents send them), and each churn tick
     // follows the last as fast as the pipeline takes it: aging at the agents' 5 s would mark hosts stale merely for

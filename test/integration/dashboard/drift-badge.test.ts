@@ -100,9 +100,24 @@ test("a component with drift: badges on the map, the finding and a registry link
     await shot(page, "drift-badges.png");
 
     // the service's drawer: its component, the finding, a link to the registry page
-    const s = (await screenOf(page, service.id))!;
-    const box = (await page.getByTestId("map-canvas").boundingBox())!;
-    await page.mouse.click(box.x + s.x, box.y + s.y);
+    // clicked where the map draws it now, again if the picture moved under the first click (a loaded machine)
+    await waitFor(
+      async () => {
+        const s = await screenOf(page, service.id);
+        if (!s) return null;
+        const box = (await page.getByTestId("map-canvas").boundingBox())!;
+        await page.mouse.click(box.x + s.x, box.y + s.y);
+        return page
+          .getByTestId("details-id")
+          .filter({ hasText: service.id })
+          .waitFor({ timeout: 5000 })
+          .then(() => true)
+          .catch(() => null);
+      },
+      "the service's drawer open",
+      60_000,
+      500,
+    );
     const reg = page.getByTestId("details-registry");
     await reg.waitFor({ timeout: 30_000 });
     await reg.getByTestId("details-drift").waitFor({ timeout: 30_000 });

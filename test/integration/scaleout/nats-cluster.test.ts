@@ -21,11 +21,12 @@ import { makeClickHouseClient } from "../../../services/clickhouse/client.ts";
 import { KuzuGraphStore } from "../../../services/graph/kuzu.ts";
 import { ClickHouseSeriesStore } from "../../../services/metrics/clickhouse.ts";
 import { startMetricsService } from "../../../services/metrics/service.ts";
-import { connectBus, type Bus } from "../../../services/shared/bus.ts";
+import { connectBus } from "../../../services/shared/bus.ts";
 import { natsOptions, natsServers, BusKeys, parseEnv } from "../../../services/shared/config.ts";
 import type { Logger } from "../../../services/shared/log.ts";
 import { startTopologyService } from "../../../services/topology/service.ts";
 import { z } from "zod";
+import { retryingPublisher } from "../../helpers/faults.ts";
 import { startClickHouse, type TestClickHouse } from "../../helpers/clickhouse.ts";
 import { hostSeen } from "../../helpers/discovery.ts";
 import { startNatsCluster, type NatsCluster } from "../../helpers/nats.ts";
@@ -45,41 +46,6 @@ afterAll(async () => {
 });
 
 const quiet: Logger = { info: () => undefined, warn: () => undefined, error: () => undefined };
-
-/**
- * Publishes message `i` every `everyMs` until stopped; a publish that fails (no leader yet, the connection moving to
- * another node) is tried again with the same Nats-Msg-Id until JetStream acks it. Counts acked messages and items.
- */
-function publisher(bus: Bus, one: (i: number) => { subject: string; bytes: Uint8Array; id: string; items: number }, everyMs: number) {
-  let running = true;
-  let messages = 0;
-  let items = 0;
-  let retries = 0;
-  const loop = (async () => {
-    for (let i = 0; running; i++) {
-      const m = one(i);
-      for (;;) {
-        try {
-          await bus.js.publish(m.subject, m.bytes, { msgID: m.id, timeout: 5000 });
-          break;
-        } catch {
-          retries++;
-          await Bun.sleep(200);
-        }
-      }
-      messages++;
-      items += m.items;
-      await Bun.sleep(everyMs);
-    }
-  })();
-  return {
-    stop: async () => {
-      running = false;
-      await loop;
-      return { messages, items, retries };
-    },
-  };
-}
 
 test("config: NATS_URL takes a cluster's nodes, ORRERY_NATS_REPLICAS the streams' replicas", () => {
   const cfg = parseEnv(z.object(BusKeys), { NATS_URL: "nats://a:4222, nats://b:4222,nats://c:4222", ORRERY_NATS_REPLICAS: "3" });
@@ -102,16 +68,16 @@ test("one node of three SIGKILLed and restarted during sustained ingest: nothing
   const metrics = await startMetricsService({ bus, store: series, log: quiet, options: { rollupIntervalMs: 5000 } });
   const alerts = await startAlertsService({ bus, topology: noTopology, rules: AlertRules.parse({}), history: alertHistory, log: quiet, historyLingerMs: 50 });
   const t0 = Date.now();
-  const discovery = publisher(feed, (i) => {
+  const discovery = retryingPublisher(feed, (i) => {
     const host = `r3h${i}`;
     const batch = { schema: "discovery.v1" as const, source: `agent:${host}`, host, scanId: 1, part: 0, parts: 1, full: false, at: t0 + i, events: [hostSeen([`10.9.${(i >> 8) & 255}.${i & 255}`], host)] };
     return { subject: feed.topo.subjects.discovery(host), bytes: encode(DiscoveryBatch, "discovery.v1", batch), id: `r3:d:${i}`, items: 1 };
   }, 100);
-  const samples = publisher(feed, (i) => {
+  const samples = retryingPublisher(feed, (i) => {
     const s = Array.from({ length: 50 }, (_, k) => ({ entity: `host:m${k % 10}`, metric: "r3_test", ts: t0 + i * 50 + k, value: i, labels: {} }));
     return { subject: feed.topo.subjects.metrics("r3"), bytes: encode(MetricBatch, "metrics.v1", { schema: "metrics.v1", source: "r3", batchId: `b${i}`, samples: s }), id: `r3:m:${i}`, items: s.length };
   }, 50);
-  const events = publisher(feed, (i) => {
+  const events = retryingPublisher(feed, (i) => {
     const at = t0 + i;
     // a batch's source is its alerts' (alert.v1 refuses others)
     const m = alertBatchMessage("generic", [normalizeGeneric(GenericAlert.parse({ fingerprint: `r3-${i}`, severity: "warning", target: { host: `a${i % 20}` }, at }), at)]);

@@ -31,6 +31,8 @@ export interface Bus {
   js: JetStreamClient;
   jsm: JetStreamManager;
   topo: Topology;
+  /** what it was connected with: a helper thread opens its own connection the same way (the topology lease) */
+  options: BusOptions;
   close(): Promise<void>;
 }
 
@@ -84,6 +86,7 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
     js,
     jsm,
     topo,
+    options: opts,
     close: async () => {
       // A drain flushes what is pending, but with the server gone it waits for a reconnect that may never come: a
       // flush (one round trip) that gets no answer in 2 s means no server, and the connection is closed at once.

@@ -7,10 +7,11 @@
  * until `sent + ttl - margin`, where `sent` is when it sent its last successful renewal; a standby takes over no
  * earlier than `ttl` after it first *saw* that revision, which is after the renewal was written. So the holder has
  * fenced itself at least `margin` before any standby can write (the margin absorbs a stalled event loop and clock-rate
- * drift). A holder that cannot renew in time aborts `lost`, and its owner stops writing at once.
+ * drift). A holder that cannot renew in time aborts `lost`, and its owner stops writing at once. The holder renews on
+ * a thread of its own (lease-renewer.ts), so a long synchronous step of the service is not taken for a lost lease.
  */
 import { Kvm, type KV, type KvEntry } from "@nats-io/kv";
-import { JsApiCode, jsApiCode, type Bus } from "../shared/bus.ts";
+import { JsApiCode, jsApiCode, type Bus, type BusOptions } from "../shared/bus.ts";
 import type { Logger } from "../shared/log.ts";
 
 export interface LeaseTiming {
@@ -28,6 +29,32 @@ export interface LeaseTiming {
 export function leaseTiming(ttlMs: number): LeaseTiming {
   return { ttlMs, renewMs: Math.max(50, Math.floor(ttlMs / 5)), pollMs: Math.max(50, Math.min(500, Math.floor(ttlMs / 10))), marginMs: Math.floor(ttlMs / 4) };
 }
+
+/** The renewer thread's first message (lease-renewer.ts). */
+export interface RenewerInit {
+  connect: BusOptions;
+  bucket: string;
+  key: string;
+  /** the key's value, written at every renewal */
+  value: Uint8Array;
+  /** the revision of our last write of the key */
+  revision: number;
+  timing: LeaseTiming;
+  /** the shared cells below */
+  cells: SharedArrayBuffer;
+}
+
+/** Messages to the service thread. */
+export type RenewerEvent =
+  | { type: "log"; level: "info" | "warn" | "error"; msg: string; fields?: Record<string, unknown> }
+  | { type: "lapsed" | "lost"; why: string; holder?: string }
+  | { type: "released" };
+
+/** Slots of the shared cells: state (Int32), renewed once (Int32), revision (BigInt64 at byte 8). */
+export const CELLS_BYTES = 16;
+export const LEASE_OK = 0;
+export const LEASE_LAPSED = 1;
+export const LEASE_LOST = 2;
 
 /** What the key holds: who holds it, for logs and /readyz of the others. */
 interface LeaseValue {
@@ -83,7 +110,8 @@ export class LeaseStopped extends Error {
  * released or lost. `onWaiting` is told who holds it while we wait.
  */
 export async function acquireLease(opts: {
-  kv: KV;
+  /** the holder renews on a thread of its own, with a connection of its own made as this bus's */
+  bus: Bus;
   key: string;
   holder: string;
   timing: LeaseTiming;
@@ -92,7 +120,8 @@ export async function acquireLease(opts: {
   now?: () => number;
   onWaiting?: (holder: string | undefined) => void;
 }): Promise<HeldLease> {
-  const { kv, key, holder, timing, log } = opts;
+  const { bus, key, holder, timing, log } = opts;
+  let kv: KV | undefined;
   const now = opts.now ?? (() => performance.now());
   const value = () => enc.encode(JSON.stringify({ holder, since: Date.now() } satisfies LeaseValue));
   /** the revision we last saw and when we first saw it, on our clock */
@@ -103,6 +132,8 @@ export async function acquireLease(opts: {
     if (opts.signal?.aborted) throw new LeaseStopped("stopped while waiting for the lease");
     const t = now();
     try {
+      // opened in the loop: a standby started (or left) while NATS is away waits for it like any other read
+      kv ??= await openLeaseBucket(bus);
       const e = await kv.get(key);
       if (!e || e.operation !== "PUT") {
         sent = now();
@@ -131,7 +162,7 @@ export async function acquireLease(opts: {
     }
     await Bun.sleep(Math.max(0, timing.pollMs - (now() - t)));
   }
-  return holdLease({ kv, key, holder, timing, log, now, value, revision, sent });
+  return holdLease({ kv, key, holder, timing, log, now, value, revision, sent, renewWith: bus.options, bucket: leaseBucket(bus) });
 }
 
 function holdLease(o: {
@@ -144,70 +175,62 @@ function holdLease(o: {
   value: () => Uint8Array;
   revision: number;
   sent: number;
+  renewWith: BusOptions;
+  bucket: string;
 }): HeldLease {
-  const { kv, key, holder, timing, log, now } = o;
+  const { key, holder, timing, log, now } = o;
   const lost = new AbortController();
-  let revision = o.revision;
+  const cells = new SharedArrayBuffer(CELLS_BYTES);
+  const state = new Int32Array(cells, 0, 2);
+  const rev = new BigInt64Array(cells, 8, 1);
+  Atomics.store(rev, 0, BigInt(o.revision));
   let released = false;
-  let renewing: Promise<void> | undefined;
-  let fenceTimer: ReturnType<typeof setTimeout> | undefined;
+  /** until the renewer's first renewal, trust runs on this thread's clock from the acquiring write */
+  const firstDeadline = o.sent + timing.ttlMs - timing.marginMs;
 
+  const renewer = new Worker(new URL("./lease-renewer.ts", import.meta.url).href);
+  // the lease never keeps a process alive on its own
+  (renewer as unknown as { unref(): void }).unref();
+  const releasedByRenewer = Promise.withResolvers<void>();
   const lose = (why: string, fields: Record<string, unknown> = {}) => {
     if (lost.signal.aborted || released) return;
-    clearInterval(renewer);
-    clearTimeout(fenceTimer);
-    log.error(`lease lost: ${why}; this instance stops writing`, { key, holder, revision, ...fields });
+    clearInterval(watch);
+    log.error(`lease lost: ${why}; this instance stops writing`, { key, holder, revision: Number(Atomics.load(rev, 0)), ...fields });
     lost.abort(new LeaseStopped(why));
+    renewer.terminate();
+    releasedByRenewer.resolve();
   };
-  let deadline = 0;
-  /** trusted until `sent + ttl - margin`; the timer is set again after every renewal */
-  const trustUntil = (sent: number) => {
-    deadline = sent + timing.ttlMs - timing.marginMs;
-    clearTimeout(fenceTimer);
-    fenceTimer = setTimeout(() => lose("not renewed in time"), Math.max(0, sent + timing.ttlMs - timing.marginMs - now()));
+  renewer.onmessage = (ev: MessageEvent<RenewerEvent>) => {
+    const e = ev.data;
+    if (e.type === "log") log[e.level](e.msg, e.fields ?? {});
+    else if (e.type === "released") releasedByRenewer.resolve();
+    else lose(e.why, e.holder ? { now: e.holder } : {});
   };
-  trustUntil(o.sent);
+  renewer.onerror = (e) => lose("its renewer thread failed", { error: String(e.message ?? e) });
+  renewer.postMessage({ connect: o.renewWith, bucket: o.bucket, key, value: o.value(), revision: o.revision, timing, cells } satisfies RenewerInit);
 
-  const renew = async () => {
-    const sent = now();
-    try {
-      const next = await kv.update(key, o.value(), revision);
-      revision = next;
-      // a renewal that answers after the deadline does not revive a lease already given up
-      if (!lost.signal.aborted && !released) trustUntil(sent);
-    } catch (e) {
-      if (!isConflict(e)) {
-        log.warn("lease renewal failed; retrying", { key, error: String(e) });
-        return;
-      }
-      // A conflict: someone wrote the key — or our own previous write landed and only its answer was lost.
-      const cur = await kv.get(key).catch(() => null);
-      if (cur && cur.operation === "PUT" && holderOf(cur) === holder) revision = cur.revision;
-      else lose("another instance holds it", { now: cur ? holderOf(cur) : undefined });
-    }
-  };
-  const renewer = setInterval(() => {
-    if (renewing || released || lost.signal.aborted) return;
-    renewing = renew().finally(() => (renewing = undefined));
-  }, timing.renewMs);
+  const trusted = () => Atomics.load(state, 0) === LEASE_OK && (Atomics.load(state, 1) === 1 || now() < firstDeadline);
+  // the renewer's own timer flags a lapse; this notices it (or a renewer that never renewed) when this thread is free
+  const watch = setInterval(() => {
+    if (!trusted()) lose(Atomics.load(state, 0) === LEASE_LOST ? "another instance holds it" : "not renewed in time");
+  }, Math.max(50, Math.min(250, timing.renewMs)));
 
   return {
     lost: lost.signal,
-    revision: () => revision,
+    revision: () => Number(Atomics.load(rev, 0)),
     check: () => {
-      if (!lost.signal.aborted && !released && now() >= deadline) lose("not renewed in time");
+      if (!lost.signal.aborted && !released && !trusted()) lose(Atomics.load(state, 0) === LEASE_LOST ? "another instance holds it" : "not renewed in time");
       return !lost.signal.aborted && !released;
     },
     release: async () => {
       if (released) return;
       released = true;
-      clearInterval(renewer);
-      clearTimeout(fenceTimer);
-      // a renewal in flight lands first, so the delete names the revision it wrote
-      await renewing;
+      clearInterval(watch);
       if (lost.signal.aborted) return;
-      // only if it is still ours: a delete against a newer revision fails and leaves the new holder alone
-      await kv.delete(key, { previousSeq: revision }).catch((e) => log.warn("lease not released; a standby takes over once it lapses", { key, error: String(e) }));
+      renewer.postMessage({ type: "release" });
+      // the renewer deletes the key (if still ours) and closes its connection; a stuck one is ended regardless
+      await Promise.race([releasedByRenewer.promise, Bun.sleep(3000)]);
+      renewer.terminate();
     },
   };
 }

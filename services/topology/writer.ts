@@ -39,7 +39,8 @@ export async function runTopologyWriter(deps: {
   onState?: (s: WriterState, info: { rev?: number; holder?: string }) => void;
 }): Promise<TopologyWriter> {
   const { bus, log } = deps;
-  const kv = await openLeaseBucket(bus);
+  // the bucket exists before the first standby polls it
+  await openLeaseBucket(bus);
   const timing = leaseTiming(deps.ttlMs);
   const stopping = new AbortController();
   let state: WriterState = "standby";
@@ -86,7 +87,7 @@ export async function runTopologyWriter(deps: {
       set("standby");
       let lease: HeldLease;
       try {
-        lease = await acquireLease({ kv, key: WRITER_KEY, holder: deps.holder, timing, log, signal: stopping.signal, onWaiting: (holder) => set("standby", { holder }) });
+        lease = await acquireLease({ bus, key: WRITER_KEY, holder: deps.holder, timing, log, signal: stopping.signal, onWaiting: (holder) => set("standby", { holder }) });
       } catch (e) {
         if (e instanceof LeaseStopped) break;
         throw e;

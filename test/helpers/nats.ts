@@ -11,6 +11,8 @@ export interface NatsServer {
   port: number;
   dir: string;
   proc: Subprocess;
+  /** what the server logged so far (stdout and stderr) */
+  log(): string;
   stop(): Promise<void>;
 }
 
@@ -27,7 +29,7 @@ export async function startNats(opts: { dir?: string; port?: number; config?: st
   // Every prefix declares its streams with production limits (~11 GiB of max_bytes), and JetStream reserves them
   // against max_file_store (by default 75% of the free disk): a test server holds many prefixes and little data.
   writeFileSync(conf, `listen: 127.0.0.1:${opts.port ?? -1}\njetstream { store_dir: "${join(dir, "js")}", max_file_store: 100T }\n${opts.config ?? ""}`);
-  const { proc, match } = await spawnUntilReady([natsServerBinary(), "-c", conf], {
+  const { proc, match, log } = await spawnUntilReady([natsServerBinary(), "-c", conf], {
     ready: /Listening for client connections on [^\s]+:(\d+)[\s\S]*Server is ready/,
     stream: "either",
     timeoutMs: 15_000,
@@ -40,6 +42,7 @@ export async function startNats(opts: { dir?: string; port?: number; config?: st
     port,
     dir,
     proc,
+    log,
     stop: async () => {
       proc.kill("SIGTERM");
       await proc.exited;

@@ -28,6 +28,7 @@ benches.dashboard = (args) => import("./dashboard.ts").then((m) => m.benchDashbo
 benches.views = (args) => import("./views.ts").then((m) => m.benchViews(args)); // levels of detail on the gateway, vs one raw pass
 benches.registry = (args) => import("./registry.ts").then((m) => m.benchRegistry(args)); // a 10k-row import through the registry service, vs parsing the file
 benches.exporters = (args) => import("./exporters.ts").then((m) => m.benchExporters(args)); // entities through an ITSM exporter to a local receiver, vs raw JetStream consume
+benches.soak = (args) => import("./soak.ts").then((m) => m.benchSoak(args)); // not in CI or `all`: an hour of the demo under moderate load, RSS/CPU per service, flat or not
 benches.all = (args) => import("./all.ts").then((m) => m.benchAll(args)); // every bench in turn, one markdown table
 const [name = "pipeline", ...rest] = process.argv.slice(2);
 const run = benches[name];

@@ -311,6 +311,9 @@ export function maxAttemptsOf(spec: ConsumerPolicy): number {
   return spec.maxDeliver > 0 ? Math.min(app, spec.maxDeliver) : app;
 }
 
+/** How often a message in progress is told to the server as still being worked on: well inside its ack_wait. */
+const workingEveryMs = (ackWaitMs: number) => Math.max(200, Math.min(5000, Math.floor(ackWaitMs / 3)));
+
 /**
  * What a consumer does with a batch its handler failed on; shared by runConsumer and the metrics service's own loop.
  *
@@ -344,7 +347,7 @@ export function failureHandler<T extends { msg: JsMsg }>(
   const sleepers = new Set<() => void>();
   /** sleeps ms (cut short by stop), keeping `items` and the consumer's queue in progress */
   const holdFor = async (ms: number, items: T[]) => {
-    const tick = Math.max(200, Math.min(5000, Math.floor(spec.ackWaitMs / 3)));
+    const tick = workingEveryMs(spec.ackWaitMs);
     const until = performance.now() + ms;
     while (!stopping && performance.now() < until) {
       await new Promise<void>((r) => {
@@ -551,10 +554,18 @@ export async function runConsumer<S extends z.ZodType>(
       }
       if (!good.length) continue;
       let err: unknown;
+      // a long batch (a 10k-host first scan's graph write) must not outlive ack_wait, nor the queue behind it:
+      // redelivered, they would come back as work already done
+      const keepAlive = setInterval(() => {
+        for (const g of good) g.msg.working();
+        for (const m of queue) m.working();
+      }, workingEveryMs(spec.ackWaitMs));
       try {
         await handle(good);
       } catch (e) {
         err = e ?? new Error("handler threw a nullish value");
+      } finally {
+        clearInterval(keepAlive);
       }
       if (err === undefined) for (const g of good) g.msg.ack();
       else await failures.resolve(good, err);

@@ -36,8 +36,26 @@
  * per day with its batchId; a redelivered batch, in any combination, is found by its markers and not stored again
  * (see insertMany). A raw insert that stores nothing makes no block at all, so it is nothing to roll up either.
  *
- * One process writes and steps the rollups of a database (the metrics service). Every value is bound as a query parameter
- * ({name:Type}); only the database name (validated identifier) and fixed table names are part of the SQL text.
+ * Several metrics services may write one database (JetStream hands each message to one of them). Steps are claimed
+ * (rollup.ts planRollup: the next plan is stored once, by a deduplication token naming where it starts, and every
+ * stepper runs that one), so any number of steppers fold every block once. Raw batches are stored once by their
+ * markers (markers.ts), which across services leans on JetStream: a message goes to another service only after the
+ * holder's ack_wait ran out, long after its insert committed or failed. Left open in this mode: two copies of one
+ * batchId published as different messages and taken by two services in the same instant, or an insert a server
+ * holds for longer than ack_wait after its sender died; both are shut by the `views` mode.
+ *
+ * Replicated tables (ReplicatedMergeTree and SharedMergeTree: a ClickHouse cluster, deploy/clickhouse/replicated.sql)
+ * have no such watermark: block numbers are given out per partition through Keeper and parts appear on a replica
+ * out of order. There the rollups are kept by the `views` mode (`rollups: "auto"` picks it from the engine of
+ * `samples`): materialized views `samples_1m_mv`, `samples_1h_mv` fold each insert as it lands, each batch-day is
+ * inserted alone with the token `metrics:<batchId>:<day>`, and ClickHouse drops a second copy of it atomically in
+ * `samples` and in both views' inserts (deduplicate_blocks_in_dependent_materialized_views; Keeper's block ids
+ * across replicas, non_replicated_deduplication_window on one server). Exact with any number of writers, any
+ * redelivery, any replica; the price is a part and a GROUP BY per batch (the bench's "legacy" line measures it), paid
+ * on a cluster's cores. Reads of a viewed rollup add nothing from raw.
+ *
+ * Every value is bound as a query parameter ({name:Type}); only the database name (validated identifier) and fixed
+ * table names are part of the SQL text.
  *
  * The parts live in ./clickhouse/: schema.ts (tables, shared SQL), rollup.ts (steps), markers.ts (combined inserts),
  * reads.ts (series, latest, top). This class puts them behind the port.
@@ -59,12 +77,12 @@ import {
   type RollupResult,
   type RollupState,
 } from "./clickhouse/rollup.ts";
-import { adoptTtl, assertIdent, createSchema, type Db, ROLLUPS, type RollupTable } from "./clickhouse/schema.ts";
+import { adoptTtl, assertIdent, createSchema, createViews, type Db, type RollupMode, rollupModeFor, ROLLUPS, type RollupTable, samplesEngine } from "./clickhouse/schema.ts";
 import { type LatestQuery, type LatestValues, type Point, type SeriesQuery, SeriesStoreError, type SeriesStore, type TopEntry, type TopQuery } from "./port.ts";
 
-export { legacyRollupViews, ROLLUPS, schemaStatements, type Resolution, type RollupTable } from "./clickhouse/schema.ts";
+export { legacyRollupViews, rollupModeFor, rollupViews, ROLLUPS, schemaStatements, type Resolution, type RollupMode, type RollupTable } from "./clickhouse/schema.ts";
 export { rollupStepStatements, type RollupPlan, type RollupResult } from "./clickhouse/rollup.ts";
-export { markerGroups, markerLookupParams, storedMarkersQuery, type MarkerGroup } from "./clickhouse/markers.ts";
+export { batchDayToken, markerGroups, markerLookupParams, storedMarkersQuery, type MarkerGroup } from "./clickhouse/markers.ts";
 export { resolutionForStep, resolutionForWindow } from "./clickhouse/reads.ts";
 
 export interface ClickHouseSeriesStoreOptions {
@@ -75,11 +93,15 @@ export interface ClickHouseSeriesStoreOptions {
   rollup1mTtlDays?: number;
   /** retention of the 1-hour rollup, days (default 730) */
   rollup1hTtlDays?: number;
+  /** how the rollups are kept (default `auto`: `views` on replicated tables, `steps` on plain MergeTree) */
+  rollups?: RollupMode | "auto";
 }
 
 export class ClickHouseSeriesStore implements SeriesStore {
   private readonly d: Db;
   private readonly ttl: { raw: number; m1: number; h1: number };
+  private readonly wantedMode: RollupMode | "auto";
+  private mode: RollupMode = "steps";
 
   constructor(
     private ch: ClickHouseClient,
@@ -91,12 +113,29 @@ export class ClickHouseSeriesStore implements SeriesStore {
       return v;
     };
     this.ttl = { raw: days("ttlDays", opts.ttlDays), m1: days("rollup1mTtlDays", opts.rollup1mTtlDays ?? 90), h1: days("rollup1hTtlDays", opts.rollup1hTtlDays ?? 730) };
+    const wanted = opts.rollups ?? "auto";
+    if (!["auto", "steps", "views"].includes(wanted)) throw new Error(`rollups must be auto, steps or views, got ${JSON.stringify(wanted)}`);
+    this.wantedMode = wanted;
   }
 
+  /**
+   * Tables, then the rollup mode. Switching a database between modes: stop every metrics service first (a step
+   * brings the rollups current before the views are made; the views' rows are marked done before they are dropped).
+   */
   async init(): Promise<void> {
     await createSchema(this.d, this.ttl);
-    await dropLegacyViews(this.d);
+    this.mode = rollupModeFor(this.wantedMode, await samplesEngine(this.d));
+    if (this.mode === "steps") await dropLegacyViews(this.d);
+    else {
+      if (!(await readState(this.d)).viewed.samples_1m) await rollupStep(this.d);
+      await createViews(this.d);
+    }
     await adoptTtl(this.d, this.ttl);
+  }
+
+  /** The rollup mode in force (known after init). */
+  rollupMode(): RollupMode {
+    return this.mode;
   }
 
   async insert(samples: Sample[], batchId: string): Promise<void> {
@@ -109,7 +148,7 @@ export class ClickHouseSeriesStore implements SeriesStore {
    */
   async insertMany(batches: { batchId: string; samples: Sample[] }[]): Promise<{ samples: number; skippedBatchDays: number }> {
     try {
-      return await insertBatches(this.d, batches);
+      return await insertBatches(this.d, batches, { perBatchDay: this.mode === "views" });
     } catch (e) {
       const failure = clickHouseFailure(e);
       const code = failure === "failed" ? "write_failed" : failure;
@@ -146,7 +185,9 @@ export class ClickHouseSeriesStore implements SeriesStore {
     for (const { r } of ROLLUPS) await markRolledUp(this.d, plan, `samples_${r}`);
   }
 
-  rollup(): Promise<RollupResult> {
+  /** A rollup step; in `views` mode there is none to run (the views are complete at every insert). */
+  async rollup(): Promise<RollupResult> {
+    if (this.mode === "views") return { redone: false, done: await newestBlock(this.d) };
     return rollupStep(this.d);
   }
 

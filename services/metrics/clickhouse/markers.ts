@@ -5,9 +5,15 @@
  * batch marks its own rows: the first sample of each day of a batch carries the batchId in `batch` (empty in every
  * other row), and is committed in the same part as that day's other rows. Before inserting, one primary-key lookup
  * finds which of these markers are stored; those batch-days are left out. A redelivered batch, or one published again
- * under a new message id, in whatever combination, is therefore stored once. The lookup and the insert are not
- * atomic: one writer per database (the metrics service, which also keeps a batch out of a combination while the same
- * batchId is being inserted).
+ * under a new message id, in whatever combination, is therefore stored once.
+ *
+ * The lookup and a combined insert are not atomic: two writers that take the same batch at the same moment would
+ * both find it missing. Within one metrics service a batch never joins a combination while the same batchId is in an
+ * insert; across services JetStream gives a message to one of them at a time, and hands it to another only after the
+ * holder's ack_wait (30 s) ran out, so the first insert has long committed or failed (see ../clickhouse.ts for what
+ * is left). In `views` mode (`perBatchDay`) each batch-day is its own insert with the token `metrics:<batchId>:<day>`,
+ * so ClickHouse itself drops a second copy atomically, whoever sends it and whenever: there the lookup only saves
+ * the work (and covers copies older than the deduplication window).
  */
 import type { Sample } from "../../../pipelines/contracts/metrics.ts";
 import { type Db, rowsOf, tableOf } from "./schema.ts";
@@ -82,30 +88,62 @@ async function storedMarkers(d: Db, groups: MarkerGroup[]): Promise<Set<string>>
   return new Set(rows.map((r) => markerKey(r.batch, { metric: r.metric, entity: r.entity, ts: Number(r.t) })));
 }
 
-/** Inserts the batch-days of `batches` not stored yet, as one insert (see the module header). */
-export async function insertBatches(d: Db, batches: { batchId: string; samples: Sample[] }[]): Promise<{ samples: number; skippedBatchDays: number }> {
+/** The deduplication token of one batch-day inserted alone (`views` mode): the same whoever inserts it. */
+export function batchDayToken(g: MarkerGroup): string {
+  return `metrics:${g.batchId}:${Math.floor(g.samples[0]!.ts / 86_400_000)}`;
+}
+
+/** Batch-day inserts of one call in flight at once in `views` mode (each is its own part and view run). */
+const PER_BATCH_CONCURRENCY = 4;
+
+function rowsOfGroup(g: MarkerGroup, into: unknown[][]): void {
+  g.samples.forEach((s, i) => into.push([s.entity, s.metric, s.ts, s.value, s.labels, i === 0 ? g.batchId : ""]));
+}
+
+async function insertRows(d: Db, rows: unknown[][], settings: Record<string, string | number>): Promise<void> {
+  // JSONCompactEachRow: rows as arrays, about 40% fewer bytes to encode, send and parse than JSONEachRow.
+  await d.ch.insert({
+    table: tableOf(d.db, "raw"),
+    columns: ["entity", "metric", "ts", "value", "labels", "batch"],
+    values: rows,
+    format: "JSONCompactEachRow",
+    clickhouse_settings: settings,
+  });
+}
+
+/**
+ * Inserts the batch-days of `batches` not stored yet (see the module header): as one insert, or with `perBatchDay`
+ * each alone under its own token, with the views' inserts deduplicated by the same token.
+ */
+export async function insertBatches(
+  d: Db,
+  batches: { batchId: string; samples: Sample[] }[],
+  opts: { perBatchDay?: boolean } = {},
+): Promise<{ samples: number; skippedBatchDays: number }> {
   const groups = markerGroups(batches);
   if (!groups.length) return { samples: 0, skippedBatchDays: 0 };
   const stored = await storedMarkers(d, groups);
+  const todo = groups.filter((g) => !stored.has(markerKey(g.batchId, g.samples[0]!)));
+  const skipped = groups.length - todo.length;
+  let samples = 0;
+  for (const g of todo) samples += g.samples.length;
+  if (!todo.length) return { samples: 0, skippedBatchDays: skipped };
+  if (opts.perBatchDay) {
+    let next = 0;
+    const worker = async () => {
+      while (next < todo.length) {
+        const g = todo[next++]!;
+        const rows: unknown[][] = [];
+        rowsOfGroup(g, rows);
+        await insertRows(d, rows, { insert_deduplication_token: batchDayToken(g), deduplicate_blocks_in_dependent_materialized_views: 1 });
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(PER_BATCH_CONCURRENCY, todo.length) }, worker));
+    return { samples, skippedBatchDays: skipped };
+  }
   const rows: unknown[][] = [];
-  let skipped = 0;
-  for (const g of groups) {
-    if (stored.has(markerKey(g.batchId, g.samples[0]!))) {
-      skipped++;
-      continue;
-    }
-    g.samples.forEach((s, i) => rows.push([s.entity, s.metric, s.ts, s.value, s.labels, i === 0 ? g.batchId : ""]));
-  }
-  if (rows.length) {
-    // JSONCompactEachRow: rows as arrays, about 40% fewer bytes to encode, send and parse than JSONEachRow.
-    await d.ch.insert({
-      table: tableOf(d.db, "raw"),
-      columns: ["entity", "metric", "ts", "value", "labels", "batch"],
-      values: rows,
-      format: "JSONCompactEachRow",
-      // Idempotent retry of this exact combination; never a content-hash match with other batches' rows.
-      clickhouse_settings: { insert_deduplication_token: combinationToken(groups, stored) },
-    });
-  }
-  return { samples: rows.length, skippedBatchDays: skipped };
+  for (const g of todo) rowsOfGroup(g, rows);
+  // Idempotent retry of this exact combination; never a content-hash match with other batches' rows.
+  await insertRows(d, rows, { insert_deduplication_token: combinationToken(groups, stored) });
+  return { samples, skippedBatchDays: skipped };
 }

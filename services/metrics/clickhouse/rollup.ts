@@ -26,6 +26,8 @@ export interface RollupState {
   /** where both rollups are (0 before the first step) */
   done: number;
   doneBy: Record<RollupTable, number>;
+  /** rollups a materialized view fills at insert time (`views` mode): complete, no raw rows to add, no step to wait for */
+  viewed: Record<RollupTable, boolean>;
 }
 
 /** A plan older than this is taken for one whose stepper died mid-step (steps take seconds). */
@@ -63,11 +65,14 @@ export async function newestBlock(d: Db): Promise<number> {
 
 /** The recorded plan (with its age, by the server's clock) and how far each rollup is done. */
 export async function readState(d: Db): Promise<RollupState> {
+  // the views are rows here too (step = the view's table), so a read costs one query whatever the mode
   const rows = await rowsOf<{ step: string; f: string | number; t: string | number; age: string | number }>(
     d,
     `SELECT step, argMax(from_block, to_block) AS f, max(to_block) AS t, dateDiff('millisecond', argMax(at, to_block), now64(3)) AS age
-     FROM ${d.db}.rollup_state GROUP BY step`,
-    {},
+     FROM ${d.db}.rollup_state GROUP BY step
+     UNION ALL
+     SELECT concat('view:', name), 0, 0, 0 FROM system.tables WHERE database = {db:String} AND name IN ('samples_1m_mv', 'samples_1h_mv')`,
+    { db: d.db },
   );
   const get = (step: string) => rows.find((r) => r.step === step);
   const planned = get("planned");
@@ -76,32 +81,42 @@ export async function readState(d: Db): Promise<RollupState> {
     planned: { from: Number(planned?.f ?? 0), to: Number(planned?.t ?? 0), ageMs: Number(planned?.age ?? 0) },
     done: Math.min(doneBy.samples_1m, doneBy.samples_1h),
     doneBy,
+    viewed: { samples_1m: get("view:samples_1m_mv") !== undefined, samples_1h: get("view:samples_1h_mv") !== undefined },
   };
 }
 
-async function writeState(d: Db, step: "planned" | RollupTable, plan: RollupPlan): Promise<void> {
+/** A state row; `token` set: stored only if no row with that token was (the claim of a plan), else always. */
+async function writeState(d: Db, step: "planned" | RollupTable, plan: RollupPlan, token?: string): Promise<void> {
   await d.ch.insert({
     table: `${d.db}.rollup_state`,
     columns: ["step", "from_block", "to_block"],
     values: [[step, plan.from, plan.to]],
     format: "JSONCompactEachRow",
-    // a repeated state row is harmless, but never let deduplication drop a new one
-    clickhouse_settings: { insert_deduplicate: 0 },
+    // a repeated "done" row is harmless, but never let deduplication drop a new one
+    clickhouse_settings: token ? { insert_deduplicate: 1, insert_deduplication_token: token } : { insert_deduplicate: 0 },
   });
 }
 
 /**
  * Step 1: the plan to run — an interrupted one if the state has it, else (done, newest block], recorded before it
  * runs. Undefined when nothing was inserted since the last step.
+ *
+ * Several metrics services step the same database: each claims the next plan with the token `plan:<from>`. Two that
+ * read the same `done` race with different ends; ClickHouse stores the first claim and drops the others as duplicates
+ * (the check and the commit are one step under the table's lock, or one Keeper transaction), so every stepper reads
+ * back the one stored plan and runs that, each insert of it deduplicated by its own token. Plans never overlap.
  */
 export async function planRollup(d: Db): Promise<{ plan: RollupPlan; redone: boolean } | undefined> {
   const state = await readState(d);
   if (state.planned.to > state.done) return { plan: { from: state.planned.from, to: state.planned.to }, redone: true };
   const top = await newestBlock(d);
   if (top <= state.done) return undefined;
-  const plan = { from: state.done, to: top };
-  await writeState(d, "planned", plan);
-  return { plan, redone: false };
+  await writeState(d, "planned", { from: state.done, to: top }, `plan:${state.done}`);
+  const claimed = await readState(d);
+  // another stepper's plan won the claim (then ours was dropped), or ran to completion already
+  if (claimed.planned.to <= claimed.done) return undefined;
+  const plan = { from: claimed.planned.from, to: claimed.planned.to };
+  return { plan, redone: plan.from !== state.done || plan.to !== top };
 }
 
 /** Step 2: fold the plan's raw rows into one rollup (each call is idempotent: the insert carries its token). */
@@ -117,7 +132,7 @@ export async function markRolledUp(d: Db, plan: RollupPlan, table: RollupTable):
 
 /**
  * One whole step: plan, then for each rollup fold and mark (so a read of the 1m rollup waits only for the 1m insert,
- * not for the whole step). Call from one process at a time.
+ * not for the whole step). Safe from any number of processes at once (planRollup).
  */
 export async function rollupStep(d: Db): Promise<RollupResult> {
   const next = await planRollup(d);

@@ -105,6 +105,7 @@ export function schemaStatements(db: string, ttl: { raw: number; m1: number; h1:
     );
   }
   // Rows 'planned', 'samples_1m', 'samples_1h' (done), each kept at its newest block (ReplacingMergeTree by to_block).
+  // Deduplication on: a plan is claimed with a token naming where it starts, so concurrent steppers agree (rollup.ts).
   out.push(
     `CREATE TABLE IF NOT EXISTS ${db}.rollup_state (
         step LowCardinality(String),
@@ -112,16 +113,37 @@ export function schemaStatements(db: string, ttl: { raw: number; m1: number; h1:
         to_block UInt64,
         at DateTime64(3) DEFAULT now64(3)
       ) ENGINE = ReplacingMergeTree(to_block)
-      ORDER BY step`,
+      ORDER BY step
+      SETTINGS non_replicated_deduplication_window = 10000`,
   );
   return out;
 }
 
 /**
- * The materialized views that used to keep the rollups on every insert. Not part of the schema any more: `init()`
- * drops them from a database made before the change, and the bench builds them to show what they cost.
+ * How the rollups are kept (see ../clickhouse.ts):
+ * - `steps`: rollup steps over MergeTree block numbers, several batches per insert (the embedded default: fastest);
+ * - `views`: materialized views fill the rollups as each batch is inserted, one insert per batch-day with a
+ *   deduplication token derived from its batchId (what replicated tables need: block numbers are no watermark there).
  */
-export function legacyRollupViews(db: string): string[] {
+export type RollupMode = "steps" | "views";
+
+/** `auto` picks `views` on replicated (or shared) tables, `steps` on plain MergeTree. */
+export function rollupModeFor(wanted: RollupMode | "auto", samplesEngine: string | undefined): RollupMode {
+  if (wanted !== "auto") return wanted;
+  return samplesEngine !== undefined && /^(Replicated|Shared)/.test(samplesEngine) ? "views" : "steps";
+}
+
+/** The engine of `samples` (undefined before the table exists). */
+export async function samplesEngine(d: Db): Promise<string | undefined> {
+  const rows = await rowsOf<{ engine: string }>(d, `SELECT engine FROM system.tables WHERE database = {db:String} AND name = 'samples'`, { db: d.db });
+  return rows[0]?.engine;
+}
+
+/**
+ * The materialized views that keep the rollups on every insert: the `views` mode's schema. In `steps` mode `init()`
+ * drops them (a database made before steps, or switched back), and the bench builds them to show what they cost.
+ */
+export function rollupViews(db: string): string[] {
   assertIdent(db);
   return ROLLUPS.map(
     ({ r, bucket }) => `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.samples_${r}_mv TO ${db}.samples_${r} AS
@@ -131,6 +153,9 @@ export function legacyRollupViews(db: string): string[] {
   );
 }
 
+/** The same views under the name the bench and older tests know them by. */
+export const legacyRollupViews = rollupViews;
+
 /** Creates the tables, or brings tables made by an older version to the current columns and settings. */
 export async function createSchema(d: Db, ttl: { raw: number; m1: number; h1: number }): Promise<void> {
   const { ch, db } = d;
@@ -138,6 +163,16 @@ export async function createSchema(d: Db, ttl: { raw: number; m1: number; h1: nu
   // A table made before block numbers were kept: keep them from now on (older parts read as their first block).
   await ch.command({ query: `ALTER TABLE ${db}.samples MODIFY SETTING enable_block_number_column = 1` });
   await ch.command({ query: `ALTER TABLE ${db}.samples ADD COLUMN IF NOT EXISTS batch String DEFAULT '' CODEC(ZSTD(1))` });
+  // A state table made before plans were claimed by token: deduplicate from now on (replicated tables always do).
+  const state = await rowsOf<{ engine: string }>(d, `SELECT engine FROM system.tables WHERE database = {db:String} AND name = 'rollup_state'`, { db });
+  if (!/^(Replicated|Shared)/.test(state[0]?.engine ?? "")) {
+    await ch.command({ query: `ALTER TABLE ${db}.rollup_state MODIFY SETTING non_replicated_deduplication_window = 10000` });
+  }
+}
+
+/** The views of `views` mode (idempotent; on a cluster deploy/clickhouse/replicated.sql made them on every replica). */
+export async function createViews(d: Db): Promise<void> {
+  for (const query of rollupViews(d.db)) await d.ch.command({ query });
 }
 
 /** Retention changed in config since the tables were made: adopt it (a new TTL applies to parts as they merge). */

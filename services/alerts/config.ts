@@ -20,6 +20,10 @@ const Env = z.object({
   ICINGA2_TLS_SERVERNAME: z.string().min(1).optional(),
   ICINGA2_QUEUE: z.string().regex(/^[A-Za-z0-9_.-]+$/, "letters, digits, _ . -").optional(),
   ICINGA2_FILTER: z.string().optional(),
+  /** one alerts instance is active, the others stand by: a lease not renewed for this long is taken over */
+  ORRERY_ALERTS_LEASE_TTL_MS: z.coerce.number().int().min(500).max(600_000).default(5000),
+  /** this instance's name in the lease (default: host, pid and a random suffix) */
+  ORRERY_ALERTS_INSTANCE: z.string().min(1).max(200).optional(),
 });
 
 export interface AlertsConfig {
@@ -27,6 +31,7 @@ export interface AlertsConfig {
   flap: { windowMs: number; threshold: number };
   ttlDays: number;
   impact: { hops: number; limit: number };
+  lease: { ttlMs: number; instance?: string };
   icinga2?: { url: string; user: string; password: string; ca?: string; serverName?: string; queue?: string; filter?: string };
 }
 
@@ -49,6 +54,7 @@ export function loadAlertsConfig(env: Record<string, string | undefined>): Alert
     flap: { windowMs: e.ORRERY_ALERT_FLAP_WINDOW_S * 1000, threshold: e.ORRERY_ALERT_FLAP_THRESHOLD },
     ttlDays: e.ORRERY_ALERTS_TTL_DAYS,
     impact: { hops: e.ORRERY_IMPACT_HOPS, limit: e.ORRERY_IMPACT_LIMIT },
+    lease: { ttlMs: e.ORRERY_ALERTS_LEASE_TTL_MS, instance: e.ORRERY_ALERTS_INSTANCE },
     icinga2: e.ICINGA2_URL
       ? { url: e.ICINGA2_URL, user: e.ICINGA2_USER!, password: e.ICINGA2_PASSWORD!, ca, serverName: e.ICINGA2_TLS_SERVERNAME, queue: e.ICINGA2_QUEUE, filter: e.ICINGA2_FILTER }
       : undefined,

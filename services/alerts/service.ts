@@ -93,6 +93,11 @@ export async function startAlertsService(deps: {
   tickMs?: number;
   /** pause after each history insert so the next one carries everything that arrived meanwhile */
   historyLingerMs?: number;
+  /**
+   * Asked before each health delta is published: false once this instance's lease can no longer be trusted (another
+   * instance may be active), and nothing more is published. Without it the instance is alone.
+   */
+  stillActive?: () => boolean;
 }): Promise<AlertsService> {
   const { bus, topology, rules, history, log } = deps;
   const now = deps.now ?? Date.now;
@@ -232,6 +237,7 @@ export async function startAlertsService(deps: {
   const publishUnsent = async () => {
     while (unsent.length) {
       const d = unsent[0]!;
+      if (deps.stillActive && !deps.stillActive()) throw new TransientError(`health delta ${d.seq} not published: this instance is no longer the active one`);
       try {
         await bus.js.publish(subjects.health, d.bytes, { msgID: `health:${d.seq}`, timeout: 10_000 });
       } catch (e) {

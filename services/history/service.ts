@@ -1,7 +1,9 @@
 /**
  * History service: topology delta stream → change rows in ClickHouse (HistoryStore). A durable consumer "history" of
  * its own reads every delta; a batch is acked once ClickHouse has it, and a redelivered delta is stored once. A
- * checkpoint every `checkpointEveryMs` keeps "state at T" exact when TTL retention drops old rows.
+ * checkpoint every `checkpointEveryMs` keeps "state at T" exact when TTL retention drops old rows. Several instances
+ * share the durable (each delta goes to one of them; one redelivered to another is deduplicated by its insert token)
+ * and write the same checkpoint once.
  */
 import { TopologyDelta } from "../../pipelines/contracts/topology.ts";
 import type { ConsumerSpec, Topology } from "../../pipelines/streams.ts";
@@ -65,11 +67,14 @@ export async function startHistoryService(deps: {
   const checkpointIfDue = () =>
     (checkpointing ??= (async () => {
       try {
-        const last = await store.lastCheckpoint();
+        // Stamped at the start of the current period, not at "now": every instance of the service computes the same
+        // time, so two that checkpoint at once write the same checkpoint (one insert token), stored once.
         const t = now();
-        if (last !== null && t - last < every) return;
-        const rows = await store.checkpoint(t);
-        log.info("history checkpoint", { at: t, rows });
+        const at = t - (t % every);
+        const last = await store.lastCheckpoint();
+        if (last !== null && at <= last) return;
+        const rows = await store.checkpoint(at);
+        log.info("history checkpoint", { at, rows });
       } catch (e) {
         log.warn("history checkpoint failed; will retry", { error: String(e) });
       }

@@ -58,7 +58,8 @@ export function servicePermissions(topo: Topology, name: ServiceName): Permissio
     topology: [s.topologyDelta, ...bucketSubjects(topo.buckets.leases)],
     metrics: [],
     history: [],
-    alerts: [s.health, alerts],
+    // the active alerts instance holds its own key of the leases bucket
+    alerts: [s.health, alerts, `$KV.${topo.buckets.leases}.alerts`],
     registry: [`${p}.registry.v1.>`, s.drift],
     ingest: [discovery, metrics, alerts, ...identity],
     gateway: [alerts, ...identity],

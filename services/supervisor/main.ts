@@ -71,7 +71,8 @@ try {
   await sup.start(serviceSpec("topology", { ...env, ...topoEnv }, 120_000));
   await sup.start(serviceSpec("metrics", env));
   await sup.start(serviceSpec("history", env));
-  await sup.start(serviceSpec("alerts", env));
+  // the alerts service holds a lease the same way (one active instance folds health)
+  await sup.start(serviceSpec("alerts", { ...env, ORRERY_ALERTS_INSTANCE: process.env.ORRERY_ALERTS_INSTANCE || `supervised:${hostname()}:${process.pid}` }));
   // the registry (components, requirements, drift); the gateway's /api/registry routes ask it over NATS
   await sup.start(serviceSpec("registry", env));
   // Each listener gets its usual port, or the next free one above it (logged); the banner prints the real addresses.

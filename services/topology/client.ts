@@ -140,3 +140,6 @@ export function topologyLaunchEnv(env: Record<string, string | undefined> = proc
   for (const [k, v] of Object.entries(TOPOLOGY_LAUNCH_ENV)) out[k] = env[k] || v;
   return out;
 }
+
+/** The lease one active instance of a service holds while its peers stand by (the alerts service uses it too). */
+export { acquireLease, LeaseStopped, leaseTiming, type HeldLease } from "./lease.ts";

@@ -229,3 +229,36 @@ export function fillDisk(file: string): number {
 export function freeDisk(file: string): void {
   for (const f of [file, ...[65536, 4096, 512, 1].map((s) => `${file}.${s}`)]) rmSync(f, { force: true });
 }
+
+/**
+ * Starts an instance of a service that may stand by (a lease holder's peer): resolves at its ready line or at
+ * its standby line, whichever comes first, and says which.
+ */
+export async function startServiceInstance(name: ObservedService, env: Record<string, string>): Promise<ServiceProcess & { role: "ready" | "standby" }> {
+  const { proc: p, log, match } = await spawnUntilReady([process.execPath, `services/${name}/main.ts`], {
+    cwd: ROOT,
+    env: { ...process.env, ORRERY_LOG_QUIET: "1", [metricsPortSetting(name)]: "0", ...env },
+    ready: /"event":"(ready|standby)"/,
+    timeoutMs: 60_000,
+    name: `the ${name} service`,
+  });
+  const gone = async (sig: "SIGKILL" | "SIGTERM") => {
+    if (p.exitCode === null && p.signalCode === null) p.kill(sig);
+    return await p.exited;
+  };
+  return { proc: p, log, kill9: () => gone("SIGKILL"), stop: () => gone("SIGTERM"), role: match[1] === "standby" ? "standby" : "ready" };
+}
+
+/** The value of `key` in the first JSON line of `log` whose event is "ready" (e.g. a gateway's url). */
+export function readyField(log: string, key: string): string | undefined {
+  for (const line of log.split("\n")) {
+    if (!line.includes('"event":"ready"')) continue;
+    try {
+      const v = (JSON.parse(line) as Record<string, unknown>)[key];
+      if (v !== undefined) return String(v);
+    } catch {
+      // not a JSON line
+    }
+  }
+  return undefined;
+}

@@ -26,6 +26,9 @@ test("services publish the stream subjects they write and no others", () => {
   expect(pub("topology")).toContain(topo.subjects.topologyDelta);
   expect(pub("topology")).not.toContain("orr.metrics.v1.>");
   expect(pub("alerts")).toContain(topo.subjects.health);
+  // its own lease key, not the topology writer's
+  expect(pub("alerts")).toContain(`$KV.${topo.buckets.leases}.alerts`);
+  expect(pub("alerts").some((s) => s.startsWith(`$KV.${topo.buckets.leases}.`) && !s.endsWith(".alerts"))).toBe(false);
   expect(pub("history")).not.toContain(topo.subjects.health);
   expect(pub("ingest")).toEqual(expect.arrayContaining(["orr.discovery.v1.>", "orr.metrics.v1.>", "orr.alerts.v1.>"]));
   expect(servicePermissions(topo, "clickhouse").publish).toEqual([]);

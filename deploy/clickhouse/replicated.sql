@@ -10,8 +10,12 @@
 -- ReplicatedMergeTree honours through Keeper across replicas (replicated_deduplication_window), so a batch redelivered
 -- to another replica is not stored twice.
 --
--- The rollup watermark (rollup_state) is shared by every metrics writer; its exactly-once scheme on replicated tables
--- is the metrics service's (issue 18); the table is replicated here so every replica sees the same watermark.
+-- Rollups: block numbers are no watermark on replicated tables (given out per partition through Keeper, parts visible
+-- out of order), so the metrics service keeps samples_1m / samples_1h here by the materialized views below (its
+-- `views` mode, picked from the engine of `samples`): each batch-day is one insert with the token
+-- metrics:<batchId>:<day>, and with deduplicate_blocks_in_dependent_materialized_views a second copy is dropped in
+-- samples and in both views' inserts alike, whichever service or replica sends it. rollup_state is kept for a
+-- database switched between modes.
 
 CREATE DATABASE IF NOT EXISTS orrery ON CLUSTER orrery;
 
@@ -67,6 +71,16 @@ CREATE TABLE IF NOT EXISTS orrery.rollup_state ON CLUSTER orrery (
     at DateTime64(3) DEFAULT now64(3)
 ) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/orrery/rollup_state', '{replica}', to_block)
 ORDER BY step;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS orrery.samples_1m_mv ON CLUSTER orrery TO orrery.samples_1m AS
+    SELECT metric, entity, toStartOfMinute(ts) AS t, sum(value) AS sum, count() AS count, min(value) AS min,
+           max(value) AS max, argMaxState(value, ts) AS last, max(ts) AS last_ts
+    FROM orrery.samples GROUP BY metric, entity, t;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS orrery.samples_1h_mv ON CLUSTER orrery TO orrery.samples_1h AS
+    SELECT metric, entity, toStartOfHour(ts) AS t, sum(value) AS sum, count() AS count, min(value) AS min,
+           max(value) AS max, argMaxState(value, ts) AS last, max(ts) AS last_ts
+    FROM orrery.samples GROUP BY metric, entity, t;
 
 CREATE TABLE IF NOT EXISTS orrery.topology_changes ON CLUSTER orrery (
     rev UInt64,

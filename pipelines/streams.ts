@@ -274,7 +274,10 @@ export function topologyFor(prefix = "orrery", o: { replicas?: number } = {}): T
     // is waited out by the consumer (services/shared/bus.ts failureHandler); a message that keeps failing on its own
     // is dead-lettered by the app after DEFAULT_MAX_ATTEMPTS deliveries.
     consumers: {
-      topology: { stream: streams.discovery.name, durable: "topology", filterSubject: `${prefix}.discovery.v1.>`, ackWaitMs: 30_000, maxDeliver: -1 },
+      // max_ack_pending = the service's batch + local queue (3000 + 3000, services/topology/service.ts), both kept
+      // alive while a batch is written: more would wait unseen in the client's pull buffer, outlive ack_wait behind a
+      // long 10k-host write and come back redelivered (7,000 of them in one bench estate run)
+      topology: { stream: streams.discovery.name, durable: "topology", filterSubject: `${prefix}.discovery.v1.>`, ackWaitMs: 30_000, maxDeliver: -1, maxAckPending: 6000 },
       metrics: { stream: streams.metrics.name, durable: "metrics", filterSubject: `${prefix}.metrics.v1.>`, ackWaitMs: 30_000, maxDeliver: -1 },
       history: {
         stream: streams.topology.name,

@@ -60,7 +60,8 @@ export function servicePermissions(topo: Topology, name: ServiceName): Permissio
     history: [],
     // the active alerts instance holds its own key of the leases bucket
     alerts: [s.health, alerts, `$KV.${topo.buckets.leases}.alerts`],
-    registry: [`${p}.registry.v1.>`, s.drift],
+    // annotations (owner/team of a registered component's hosts) go out as discovery of source registry:<host>
+    registry: [`${p}.registry.v1.>`, s.drift, s.registryGraph, discovery],
     ingest: [discovery, metrics, alerts, ...identity],
     gateway: [alerts, ...identity],
     jobs: [discovery, metrics, s.jobs.all, `${p}.workers.v1.>`, `${p}.jobs.status.v1.>`, s.jobs.placements],

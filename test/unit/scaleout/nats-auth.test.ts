@@ -30,6 +30,8 @@ test("services publish the stream subjects they write and no others", () => {
   expect(pub("alerts")).toContain(`$KV.${topo.buckets.leases}.alerts`);
   expect(pub("alerts").some((s) => s.startsWith(`$KV.${topo.buckets.leases}.`) && !s.endsWith(".alerts"))).toBe(false);
   expect(pub("history")).not.toContain(topo.subjects.health);
+  // the registry's record, its drift and its part of the graph (the topology service follows the last)
+  expect(pub("registry")).toEqual(expect.arrayContaining(["orr.registry.v1.>", topo.subjects.drift, topo.subjects.registryGraph, "orr.discovery.v1.>"]));
   expect(pub("ingest")).toEqual(expect.arrayContaining(["orr.discovery.v1.>", "orr.metrics.v1.>", "orr.alerts.v1.>"]));
   expect(servicePermissions(topo, "clickhouse").publish).toEqual([]);
 });

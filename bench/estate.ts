@@ -49,6 +49,7 @@ import { loadSimConfig, parseChurn } from "../services/simulator/config.ts";
 import { makeEstate, scanEstate } from "../services/simulator/estate.ts";
 import { estateTruth } from "../services/simulator/truth.ts";
 import { loadTopologyConfig } from "../services/topology/config.ts";
+import { NOC_QUERIES as CONTRACT_NOC } from "../services/graph/noc-queries.ts";
 import { startNats } from "../test/helpers/nats.ts";
 import { spawnUntilReady } from "../test/helpers/process.ts";
 import { tempDir } from "../test/helpers/tmp.ts";
@@ -71,23 +72,11 @@ const PREFIX = "orrery";
 
 /** The README's NOC questions, as a user sends them (README "Questions a NOC engineer asks"). */
 const NOC_QUERIES: { name: string; query: string; params: (now: number) => Record<string, unknown> }[] = [
-  {
-    name: "dependants of 5432",
-    query: "MATCH (db:Entity {kind: 'process'})-[:LISTENS]->(:Entity {kind: 'listener', port: $port}) MATCH p = (d:Entity)-[:DEPENDS_ON*1..5]->(db) RETURN d.name AS dependant, min(length(p)) AS hops ORDER BY hops, dependant",
-    params: () => ({ port: 5432 }),
-  },
-  {
-    name: "paths 443 → 5432",
-    query: "MATCH (lb:Entity {kind: 'process'})-[:LISTENS]->(:Entity {port: $from}) MATCH (db:Entity {kind: 'process'})-[:LISTENS]->(:Entity {port: $to}) MATCH p = (lb)-[:DEPENDS_ON*1..6]->(db) RETURN nodes(p) AS path, length(p) AS hops ORDER BY hops",
-    params: () => ({ from: 443, to: 5432 }),
-  },
-  { name: "services with no owner", query: "MATCH (s:Entity {kind: 'process'}) WHERE s.owner = '' RETURN s.host AS host, s.name AS service ORDER BY host, service", params: () => ({}) },
-  {
-    name: "edges not seen for a day",
-    query: "MATCH (a:Entity)-[e]->(b:Entity) WHERE e.lastSeen < $since RETURN e.id AS edge, a.name AS src, b.name AS dst, e.lastSeen AS lastSeen ORDER BY edge",
-    params: (now) => ({ since: now - 86_400_000 }),
-  },
-  { name: "callers of 5432", query: "MATCH (c:Entity)-[:CONNECTS]->(l:Entity {kind: 'listener', port: 5432})<-[:LISTENS]-(db:Entity) RETURN c.host, c.name, db.name", params: () => ({}) },
+  { name: "dependants of sim-db-1", query: CONTRACT_NOC.dependsOnDatabase, params: () => ({ host: "sim-db-1", port: 5432 }) },
+  { name: "paths sim-lb-1 → sim-db-1", query: CONTRACT_NOC.lbToDatabase, params: () => ({ lb: "sim-lb-1", db: "sim-db-1", from: 443, to: 5432 }) },
+  { name: "services with no owner", query: CONTRACT_NOC.servicesWithoutOwner, params: () => ({}) },
+  { name: "edges not seen for a day", query: CONTRACT_NOC.edgesNotSeenSince, params: (now) => ({ since: now - 86_400_000 }) },
+  { name: "callers of sim-db-1", query: CONTRACT_NOC.callersOfDatabase, params: () => ({ host: "sim-db-1", port: 5432 }) },
 ];
 
 interface CypherResult {

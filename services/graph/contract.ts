@@ -103,39 +103,8 @@ export function nocEstate() {
   return { nodes, edges, lb: svc(tiers[0]!), web: svc(tiers[1]!), app: svc(tiers[2]!), db: svc(tiers[3]!), dbListener: lis(tiers[3]!), cron, now: NOW, day: DAY };
 }
 
-/** The README's NOC questions, as they are printed there (portable between Kuzu and Neo4j). */
-export const NOC_QUERIES = {
-  dependsOnDatabase: `MATCH (db:Entity {kind: 'process'})-[:LISTENS]->(:Entity {kind: 'listener', port: $port})
-MATCH p = (d:Entity)-[:DEPENDS_ON*1..5]->(db)
-RETURN d.name AS dependant, min(length(p)) AS hops
-ORDER BY hops, dependant`,
-  lbToDatabase: `MATCH (lb:Entity {kind: 'process'})-[:LISTENS]->(:Entity {port: $from})
-MATCH (db:Entity {kind: 'process'})-[:LISTENS]->(:Entity {port: $to})
-MATCH p = (lb)-[:DEPENDS_ON*1..6]->(db)
-RETURN nodes(p) AS path, length(p) AS hops
-ORDER BY hops`,
-  /** the names along the path need a list expression, which the two engines spell differently */
-  lbToDatabaseNames: {
-    kuzu: `MATCH (lb:Entity {kind: 'process'})-[:LISTENS]->(:Entity {port: $from})
-MATCH (db:Entity {kind: 'process'})-[:LISTENS]->(:Entity {port: $to})
-MATCH p = (lb)-[:DEPENDS_ON*1..6]->(db)
-RETURN properties(nodes(p), 'name') AS names, length(p) AS hops
-ORDER BY hops`,
-    neo4j: `MATCH (lb:Entity {kind: 'process'})-[:LISTENS]->(:Entity {port: $from})
-MATCH (db:Entity {kind: 'process'})-[:LISTENS]->(:Entity {port: $to})
-MATCH p = (lb)-[:DEPENDS_ON*1..6]->(db)
-RETURN [n IN nodes(p) | n.name] AS names, length(p) AS hops
-ORDER BY hops`,
-  } as Record<string, string>,
-  servicesWithoutOwner: `MATCH (s:Entity {kind: 'process'})
-WHERE s.owner = ''
-RETURN s.host AS host, s.name AS service
-ORDER BY host, service`,
-  edgesNotSeenSince: `MATCH (a:Entity)-[e]->(b:Entity)
-WHERE e.lastSeen < $since
-RETURN e.id AS edge, a.name AS src, b.name AS dst, e.lastSeen AS lastSeen
-ORDER BY edge`,
-};
+export { NOC_QUERIES } from "./noc-queries.ts";
+import { NOC_QUERIES } from "./noc-queries.ts";
 
 export function graphStoreContract(name: string, make: () => Promise<{ store: GraphStore; cleanup: () => Promise<void> }>) {
   describe(`GraphStore contract: ${name}`, () => {
@@ -379,25 +348,31 @@ export function graphStoreContract(name: string, make: () => Promise<{ store: Gr
       return s;
     };
 
-    test("NOC: what depends, transitively, on the database listening on 5432", async () => {
+    test("NOC: what depends, transitively, on one host's database (5432), and who calls it", async () => {
       const s = await withEstate();
-      expect(await s.query(NOC_QUERIES.dependsOnDatabase, { port: 5432 })).toEqual([
-        { dependant: "cron", hops: 1 },
-        { dependant: "java:orders.jar", hops: 1 },
-        { dependant: "nginx", hops: 2 },
-        { dependant: "haproxy", hops: 3 },
+      expect(await s.query(NOC_QUERIES.dependsOnDatabase, { host: "db1", port: 5432 })).toEqual([
+        { dependant: "cron", host: "app1", hops: 1 },
+        { dependant: "java:orders.jar", host: "app1", hops: 1 },
+        { dependant: "nginx", host: "web1", hops: 2 },
+        { dependant: "haproxy", host: "lb1", hops: 3 },
+      ]);
+      // another host's database: nothing depends on it
+      expect(await s.query(NOC_QUERIES.dependsOnDatabase, { host: "app1", port: 5432 })).toEqual([]);
+      expect(await s.query(NOC_QUERIES.callersOfDatabase, { host: "db1", port: 5432 })).toEqual([
+        { host: "app1", caller: "cron", database: "postgres" },
+        { host: "app1", caller: "java:orders.jar", database: "postgres" },
       ]);
     });
 
-    test("NOC: paths from the load balancer to the database, as nodes, names and whole paths", async () => {
+    test("NOC: paths from one host's load balancer to one host's database, as nodes, names and whole paths", async () => {
       const s = await withEstate();
-      const rows = await s.query(NOC_QUERIES.lbToDatabase, { from: 443, to: 5432 });
+      const rows = await s.query(NOC_QUERIES.lbToDatabase, { lb: "lb1", db: "db1", from: 443, to: 5432 });
       expect(rows.length).toBe(1);
       expect(rows[0]!.hops).toBe(3);
       expect((rows[0]!.path as { id: string; _label: string }[]).map((x) => [x.id, x._label])).toEqual([estate.lb, estate.web, estate.app, estate.db].map((id) => [id, "Entity"]));
       const names = NOC_QUERIES.lbToDatabaseNames[s.name];
       expect(names, `no names query for ${s.name}`).toBeDefined();
-      expect(await s.query(names!, { from: 443, to: 5432 })).toEqual([{ names: ["haproxy", "nginx", "java:orders.jar", "postgres"], hops: 3 }]);
+      expect(await s.query(names!, { lb: "lb1", db: "db1", from: 443, to: 5432 })).toEqual([{ names: ["haproxy", "nginx", "java:orders.jar", "postgres"], hops: 3 }]);
       // a whole path value: {_nodes, _rels} of plain nodes and relationships, linked by _id
       const [whole] = await s.query("MATCH p = (a:Entity {id: $lb})-[:DEPENDS_ON*1..6]->(b:Entity {id: $db}) RETURN p", { lb: estate.lb, db: estate.db });
       const path = whole!.p as { _nodes: Record<string, unknown>[]; _rels: Record<string, unknown>[] };

@@ -26,8 +26,25 @@ const ORDER: Record<DiscoveryEvent["type"], number> = {
 
 /** Folds discovery batches into the model (mutating it) and returns the net changes of all of them together. */
 export function applyDiscovery(m: TopologyModel, batches: DiscoveryBatch | DiscoveryBatch[], now: number): Changes {
+  const steps = applyDiscoverySteps(m, Array.isArray(batches) ? batches : [batches], now, Infinity);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/**
+ * The same fold, paused after every `every` batches: the caller may let other work run between steps (the topology
+ * service answers RPCs there, so a 3000-message fold does not hold them for seconds). The model is mid-fold while
+ * paused; the changes are those of all the batches together, returned when the generator is done.
+ */
+export function* applyDiscoverySteps(m: TopologyModel, batches: DiscoveryBatch[], now: number, every: number): Generator<void, Changes, void> {
   const t = new Tracker(m);
-  for (const b of Array.isArray(batches) ? batches : [batches]) applyOne(m, t, b, now);
+  let n = 0;
+  for (const b of batches) {
+    applyOne(m, t, b, now);
+    if (++n % every === 0 && n < batches.length) yield;
+  }
   return finish(m, t, now);
 }
 

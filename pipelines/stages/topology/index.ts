@@ -52,11 +52,11 @@
  *   hosts           host.seen, IP ownership, where ip:port leads;  names: name.seen
  *   processes       processes folded into services;  flows: connections → CONNECTS;  listeners
  *   aging, rebuild  ageModel;  modelFromGraph and the first full scan's sweep
- *   apply           applyDiscovery
+ *   apply           applyDiscovery, applyDiscoverySteps
  */
 export { ageModel } from "./aging.ts";
 export { RESERVED_PROPS } from "./annotations.ts";
-export { applyDiscovery } from "./apply.ts";
+export { applyDiscovery, applyDiscoverySteps } from "./apply.ts";
 export { fingerprint, identityPorts, imageRepository, serviceId } from "./identity.ts";
 export { EPHEMERAL_START, edgeId, externalId, hostId, hostPort, isAgentSource, isLoopback, listenerId } from "./ids.ts";
 export { type AgingOptions, type Changes, DEFAULT_AGING, DEFAULT_STAGE_OPTIONS, emptyModel, isEmpty, type Removal, type RemovedEdge, type StageOptions, type TopologyModel } from "./model.ts";

@@ -5,7 +5,7 @@
 import { expect, test } from "bun:test";
 import type { DiscoveryBatch } from "../../../pipelines/contracts/discovery.ts";
 import { discoveryBatches } from "../../../pipelines/contracts/split.ts";
-import { ageModel, applyDiscovery, emptyModel, type Changes, type TopologyModel } from "../../../pipelines/stages/topology/index.ts";
+import { ageModel, applyDiscovery, applyDiscoverySteps, emptyModel, type Changes, type TopologyModel } from "../../../pipelines/stages/topology/index.ts";
 import { DEFAULT_CHURN, makeEstate, NO_CHURN, scanEstate, type Estate } from "../../../services/simulator/estate.ts";
 import { truthOf, type EstateTruth } from "../../../services/simulator/truth.ts";
 
@@ -85,4 +85,31 @@ test("under the simulator's default churn (restarts, reconnects, crons, crashes,
   }
   expect(e.retired.length).toBeGreaterThan(0);
   expect([...found]).toEqual([]);
+});
+
+test("folded in steps (applyDiscoverySteps), ticks of an estate with churn give the same changes and model as in one go", () => {
+  const a = makeEstate(120, { seed: 3, churn: DEFAULT_CHURN });
+  const b = makeEstate(120, { seed: 3, churn: DEFAULT_CHURN });
+  const whole = emptyModel();
+  const stepped = emptyModel();
+  const sorted = (c: Changes) => ({
+    nodesUpserted: c.nodesUpserted.map((n) => JSON.stringify(n)).sort(),
+    edgesUpserted: c.edgesUpserted.map((e) => JSON.stringify(e)).sort(),
+    nodesRemoved: [...c.nodesRemoved].sort(),
+    edgesRemoved: c.edgesRemoved.map((e) => JSON.stringify(e)).sort(),
+  });
+  let paused = 0;
+  for (let k = 0; k < 6; k++) {
+    const now = T0 + k * INTERVAL;
+    const one = applyDiscovery(whole, scanEstate(a, now).batches, now);
+    const steps = applyDiscoverySteps(stepped, scanEstate(b, now).batches, now, 7);
+    let r = steps.next();
+    while (!r.done) {
+      paused++;
+      r = steps.next();
+    }
+    expect(sorted(r.value)).toEqual(sorted(one));
+  }
+  expect(paused).toBeGreaterThan(6);
+  expect(counts(stepped)).toEqual(counts(whole));
 });

@@ -240,6 +240,47 @@ describe("history service", () => {
   });
 });
 
+const sortById = <T extends { id: string }>(xs: T[]) => [...xs].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+
+describe("state at T: what the store holds comes back as it went in", () => {
+  const database = uniquePrefix("hist_text_");
+  let store: ClickHouseHistoryStore;
+  let ch: ClickHouseClient;
+  beforeAll(async () => {
+    store = new ClickHouseHistoryStore(owner.client({ logErrors: false }), { database, ttlDays: 45 });
+    ch = owner.client({ logErrors: false });
+    await store.init();
+  });
+  afterAll(async () => {
+    await store?.close();
+    await ch?.close();
+  });
+
+  test("names, props and ids with quotes, backslashes, tabs, newlines, slashes, control and non-ASCII characters; an edge id that is not kind:src->dst", async () => {
+    const odd = 'a "q" \\ b\tc\nd / e \u0001 ü 漢 😀 \\N';
+    const n1 = node("process:h1:1:odd\t\"x\"", "process", odd, { s: odd, n: -1.5e300, b: false, z: null, "/k\\": "v" });
+    const n2 = node("host:h漢", "host", "h漢", {});
+    const e1 = edge("RUNS", n2.id, n1.id, { note: odd });
+    const e2: TopoEdge = { ...edge("CONNECTS", n1.id, n2.id), id: "CONNECTS:legacy id, not built by the stage" };
+    await store.insert([delta(1, 1000, { nodesUpserted: [n1, n2], edgesUpserted: [e1, e2] })]);
+    const s = await store.stateAt(T0 + 1000);
+    expect({ rev: s.rev, nodes: sortById(s.nodes), edges: sortById(s.edges) }).toEqual({ rev: 1, nodes: sortById([n1, n2]), edges: sortById([e1, e2]) });
+  });
+
+  test("a stored row whose props are not JSON fails the read with a bad_row error naming the row", async () => {
+    await ch.insert({
+      table: `${database}.topology_changes`,
+      values: [{ rev: 2, seq: 0, ts: T0 + 2000, op: "upsert", entity: "node", id: "process:h1:2:bad", kind: "process", src: "", dst: "", name: "bad", source: "agent:h1", props: "{not json", firstSeen: T0, lastSeen: T0 }],
+      format: "JSONEachRow",
+    });
+    const e = await store.stateAt(T0 + 2000).catch((err: unknown) => err);
+    expect(e).toMatchObject({ code: "bad_row" });
+    expect(String((e as Error).message)).toContain("history row process:h1:2:bad: props is not JSON");
+    // before that row was written the state is still readable
+    expect((await store.stateAt(T0 + 1000)).nodes).toHaveLength(2);
+  });
+});
+
 describe("retention checkpoint", () => {
   test("after a checkpoint, dropping every older row (what TTL does) leaves stateAt exact from the checkpoint on", async () => {
     const database = uniquePrefix("histcp_");

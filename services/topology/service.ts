@@ -7,7 +7,7 @@ import { TopologyDelta, type TopologySnapshot } from "../../pipelines/contracts/
 import { ageModel, applyDiscoverySteps, isEmpty, modelFromGraph, summarizeRemovals, type AgingOptions, type Changes, type StageOptions, type TopologyModel } from "../../pipelines/stages/topology/index.ts";
 import { PermanentError, publishEvent, rewindToAckFloor, runConsumer, type Bus, type ConsumerHandle } from "../shared/bus.ts";
 import { discoverySubjectFits } from "../../pipelines/streams.ts";
-import { changeCount, GraphStoreError, splitChanges, type GraphStore } from "../graph/port.ts";
+import { changeCount, GraphStoreError, splitChanges, type GraphStore, type StoredGraph } from "../graph/port.ts";
 import { CypherRequest, type CypherResponse } from "../../pipelines/contracts/cypher.ts";
 import { ContractError, decode, validate } from "../../pipelines/codec.ts";
 import type { Logger } from "../shared/log.ts";
@@ -102,6 +102,7 @@ export async function startTopologyService(deps: {
   let model = modelFromGraph(stored.nodes, stored.edges, deps.stage, stored.sourceIntervals);
   let rev = stored.rev;
   log.info("model loaded", { rev, nodes: stored.nodes.length, edges: stored.edges.length });
+  warnUnreadable(log, stored);
 
   // Deltas committed with the graph (the store's outbox) but not yet confirmed as published: a previous run was
   // killed between its commit and its publish. They go out first; Nats-Msg-Id makes a second publish a no-op.
@@ -182,6 +183,7 @@ export async function startTopologyService(deps: {
   let stale = false;
   const rebuild = async () => {
     const s = await store.load();
+    warnUnreadable(log, s);
     const nodesBefore = model.nodes.size;
     model = modelFromGraph(s.nodes, s.edges, deps.stage, s.sourceIntervals);
     rev = s.rev;
@@ -341,12 +343,26 @@ export async function startTopologyService(deps: {
     });
   if (deps.registry !== false) registry = await followRegistryGraph({ bus, store, log, serial: registrySerial });
 
+  // Whether discovery is waiting to be folded: on the server (num_pending) or fetched into this client's buffer and
+  // not yet acked (num_ack_pending; no batch is in progress while the ager holds the serial chain). A batch's own
+  // `pending` misses the second: with thousands of messages in the pull buffer behind a long write it read 0, the
+  // ager aged at the clock, and a 2,000-host estate whose scans were all waiting was removed whole (bench soak).
+  const discoveryWaiting = async (): Promise<boolean> => {
+    const c = bus.topo.consumers.topology;
+    try {
+      const info = await bus.jsm.consumers.info(c.stream, c.durable);
+      return info.num_pending > 0 || info.num_ack_pending > 0 || behind;
+    } catch {
+      return behind;
+    }
+  };
+
   const ager = setInterval(
     () =>
       void serial(async () => {
         if (halt.signal.aborted) return;
         if (stale) await rebuild();
-        const t = behind ? watermark : now();
+        const t = (await discoveryWaiting()) ? watermark : now();
         const nodesBefore = model.nodes.size;
         const aged = ageModel(model, t, deps.aging);
         logLargeRemoval(log, aged, nodesBefore);
@@ -456,6 +472,15 @@ export function splitDelta(c: Changes, fromRev: number, at: number): TopologyDel
   for (const x of c.edgesRemoved) next().edgesRemoved.push(x.id);
   for (const x of c.nodesRemoved) next().nodesRemoved.push(x);
   return out;
+}
+
+/** Entities the store gave back without readable props: said once per load, with a few of them. */
+function warnUnreadable(log: Logger, g: StoredGraph): void {
+  if (!g.unreadable.length) return;
+  log.warn("the graph store held entities whose props are not JSON; loaded with none until their sources report them again", {
+    entities: g.unreadable.length,
+    examples: g.unreadable.slice(0, 5),
+  });
 }
 
 /** A change set that removes a large part of the graph is logged with its causes (aging, a full state), never silently. */

@@ -44,6 +44,7 @@ import {
   type QueryOptions,
   type StoredGraph,
   type StoreImpact,
+  storedProps,
 } from "./port.ts";
 import { readRegistry, REGISTRY_DDL, writeRegistryDiff } from "./kuzu-registry.ts";
 import { storeImpact } from "./store-impact.ts";
@@ -442,11 +443,12 @@ export class KuzuGraphStore implements GraphStore {
 
   private async loadOn(conn: Connection): Promise<StoredGraph> {
     const meta = await this.all(conn, "MATCH (m:OrreryMeta {key: 'rev'}) RETURN m.value AS v", {});
-    const nodes = (await this.all(conn, `MATCH (n:Entity) RETURN ${NODE_COLS}`, {})).map(toNode);
+    const unreadable: string[] = [];
+    const nodes = (await this.all(conn, `MATCH (n:Entity) RETURN ${NODE_COLS}`, {})).map((r) => toNode(r, unreadable));
     const edges: TopoEdge[] = [];
-    for (const k of EDGE_KINDS) for (const r of await this.all(conn, edgeQuery(k, ""), {})) edges.push(toEdge(r, k));
+    for (const k of EDGE_KINDS) for (const r of await this.all(conn, edgeQuery(k, ""), {})) edges.push(toEdge(r, k, unreadable));
     const intervals = await this.all(conn, "MATCH (m:OrreryMeta) WHERE m.key STARTS WITH $p RETURN m.key AS k, m.value AS v", { p: INTERVAL_KEY });
-    return { rev: Number(meta[0]?.v ?? 0), nodes, edges, sourceIntervals: intervalsFrom(intervals) };
+    return { rev: Number(meta[0]?.v ?? 0), nodes, edges, sourceIntervals: intervalsFrom(intervals), unreadable };
   }
 
   async query(cypher: string, params: Record<string, unknown> = {}, opts: QueryOptions = {}): Promise<Record<string, unknown>[]> {
@@ -495,7 +497,7 @@ export class KuzuGraphStore implements GraphStore {
       const root = await this.all(rconn, "MATCH (n:Entity {id: $id}) RETURN n.id AS id", { id });
       if (!root.length) return { nodes: [], edges: [] };
       const ids = [id, ...reached.map((r) => String(r.id)).filter((x) => x !== id)];
-      const nodes = (await this.all(rconn, `MATCH (n:Entity) WHERE n.id IN $ids RETURN ${NODE_COLS}`, { ids })).map(toNode);
+      const nodes = (await this.all(rconn, `MATCH (n:Entity) WHERE n.id IN $ids RETURN ${NODE_COLS}`, { ids })).map((r) => toNode(r));
       const edges: TopoEdge[] = [];
       for (const k of kinds) for (const r of await this.all(rconn, edgeQuery(k, "WHERE a.id IN $ids AND b.id IN $ids"), { ids })) edges.push(toEdge(r, k));
       return { nodes, edges };
@@ -640,8 +642,8 @@ function edgeQuery(k: EdgeKind, where: string): string {
   return `MATCH (a:Entity)-[e:${k}]->(b:Entity) ${where} RETURN e.id AS id, a.id AS src, b.id AS dst, e.source AS source, e.props AS props, e.firstSeen AS firstSeen, e.lastSeen AS lastSeen`;
 }
 
-const toNode = (r: Record<string, unknown>) => ({ ...r, props: JSON.parse(String(r.props ?? "{}")) }) as TopoNode;
-const toEdge = (r: Record<string, unknown>, kind: EdgeKind) => ({ ...r, kind, props: JSON.parse(String(r.props ?? "{}")) }) as TopoEdge;
+const toNode = (r: Record<string, unknown>, unreadable?: string[]) => ({ ...r, props: storedProps(r.props, r.id, unreadable) }) as TopoNode;
+const toEdge = (r: Record<string, unknown>, kind: EdgeKind, unreadable?: string[]) => ({ ...r, kind, props: storedProps(r.props, r.id, unreadable) }) as TopoEdge;
 
 /** A row as stored; `updateTag` is the topology rev of the write (cartography's update tag). */
 function nodeRow(n: TopoNode, updateTag: number) {

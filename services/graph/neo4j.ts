@@ -61,6 +61,7 @@ import {
   type QueryOptions,
   type StoredGraph,
   type StoreImpact,
+  storedProps,
 } from "./port.ts";
 import { storeImpact } from "./store-impact.ts";
 
@@ -310,14 +311,14 @@ function isDriver(x: unknown): x is Driver {
 const NODE_COLS = "n.id AS id, n.kind AS kind, n.name AS name, n.source AS source, n.props AS props, n.firstSeen AS firstSeen, n.lastSeen AS lastSeen";
 const EDGE_COLS = "e.id AS id, type(e) AS kind, a.id AS src, b.id AS dst, e.source AS source, e.props AS props, e.firstSeen AS firstSeen, e.lastSeen AS lastSeen";
 
-function toNode(rec: Record<string, unknown>): TopoNode {
+function toNode(rec: Record<string, unknown>, unreadable?: string[]): TopoNode {
   const r = toPlain(rec) as Record<string, unknown>;
-  return { ...r, props: JSON.parse(String(r.props ?? "{}")) } as TopoNode;
+  return { ...r, props: storedProps(r.props, r.id, unreadable) } as TopoNode;
 }
 
-function toEdge(rec: Record<string, unknown>): TopoEdge {
+function toEdge(rec: Record<string, unknown>, unreadable?: string[]): TopoEdge {
   const r = toPlain(rec) as Record<string, unknown>;
-  return { ...r, props: JSON.parse(String(r.props ?? "{}")) } as TopoEdge;
+  return { ...r, props: storedProps(r.props, r.id, unreadable) } as TopoEdge;
 }
 
 /** The whole stored graph, streamed record by record, in one transaction. */
@@ -336,12 +337,13 @@ async function loadRegistryTx(tx: ManagedTransaction): Promise<RegistryGraphRows
 async function loadGraph(tx: ManagedTransaction): Promise<StoredGraph> {
   const meta = await tx.run("MATCH (m:OrreryMeta {key: 'rev'}) RETURN m.value AS v");
   const nodes: TopoNode[] = [];
-  for await (const rec of tx.run(`MATCH (n:Entity) RETURN ${NODE_COLS}`)) nodes.push(toNode(rec.toObject()));
+  const unreadable: string[] = [];
+  for await (const rec of tx.run(`MATCH (n:Entity) RETURN ${NODE_COLS}`)) nodes.push(toNode(rec.toObject(), unreadable));
   const edges: TopoEdge[] = [];
-  for await (const rec of tx.run(`MATCH (a:Entity)-[e]->(b:Entity) WHERE type(e) IN $kinds RETURN ${EDGE_COLS}`, { kinds: EDGE_KINDS })) edges.push(toEdge(rec.toObject()));
+  for await (const rec of tx.run(`MATCH (a:Entity)-[e]->(b:Entity) WHERE type(e) IN $kinds RETURN ${EDGE_COLS}`, { kinds: EDGE_KINDS })) edges.push(toEdge(rec.toObject(), unreadable));
   const iv = await tx.run("MATCH (m:OrreryMeta) WHERE m.key STARTS WITH $p RETURN m.key AS k, m.value AS v", { p: INTERVAL_KEY });
   const sourceIntervals = intervalsFrom(iv.records.map((r) => ({ k: r.get("k"), v: toPlain(r.get("v")) })));
-  return { rev: Number(toPlain(meta.records[0]?.get("v")) ?? 0), nodes, edges, sourceIntervals };
+  return { rev: Number(toPlain(meta.records[0]?.get("v")) ?? 0), nodes, edges, sourceIntervals, unreadable };
 }
 
 /**

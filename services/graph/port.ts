@@ -13,6 +13,26 @@ export interface StoredGraph {
   edges: TopoEdge[];
   /** declared reporting intervals of sources (Changes.sourceIntervals), ms */
   sourceIntervals: Record<string, number>;
+  /**
+   * ids of entities whose stored props were not a JSON object (a store damaged under it: Kuzu after its buffer pool
+   * ran out mid-write and the process crashed): loaded with props {}, so the service starts and the sources' next
+   * scans write them again, rather than every start failing on them
+   */
+  unreadable: string[];
+}
+
+/** Stored props back as an object; text that is not a JSON object gives {} and its id goes to `unreadable`. */
+export function storedProps(raw: unknown, id: unknown, unreadable?: string[]): Record<string, unknown> {
+  if (raw === null || raw === undefined) return {};
+  try {
+    const v: unknown = JSON.parse(String(raw));
+    if (typeof v === "object" && v !== null && !Array.isArray(v)) return v as Record<string, unknown>;
+  } catch {
+    // below
+  }
+  if (!unreadable) throw new Error(`stored props of ${String(id)} are not a JSON object: ${JSON.stringify(String(raw).slice(0, 80))}`);
+  unreadable.push(String(id));
+  return {};
 }
 
 /** OrreryMeta keys holding source intervals: `interval:<source>`. */

@@ -256,11 +256,11 @@ describe("state at T: what the store holds comes back as it went in", () => {
     await ch?.close();
   });
 
-  test("names, props and ids with quotes, backslashes, tabs, newlines, slashes, control and non-ASCII characters; an edge id that is not kind:src->dst", async () => {
+  test("names, props and ids with quotes, backslashes, tabs, newlines, slashes, control and non-ASCII characters; an edge id that is not kind:src->dst; first and last seen far apart", async () => {
     const odd = 'a "q" \\ b\tc\nd / e \u0001 ü 漢 😀 \\N';
-    const n1 = node("process:h1:1:odd\t\"x\"", "process", odd, { s: odd, n: -1.5e300, b: false, z: null, "/k\\": "v" });
+    const n1 = { ...node("process:h1:1:odd\t\"x\"", "process", odd, { s: odd, n: -1.5e300, b: false, z: null, "/k\\": "v" }), firstSeen: T0 - 86_400_000 * 40, lastSeen: T0 + 999 };
     const n2 = node("host:h漢", "host", "h漢", {});
-    const e1 = edge("RUNS", n2.id, n1.id, { note: odd });
+    const e1 = { ...edge("RUNS", n2.id, n1.id, { note: odd }), firstSeen: 1, lastSeen: T0 - 1 };
     const e2: TopoEdge = { ...edge("CONNECTS", n1.id, n2.id), id: "CONNECTS:legacy id, not built by the stage" };
     await store.insert([delta(1, 1000, { nodesUpserted: [n1, n2], edgesUpserted: [e1, e2] })]);
     const s = await store.stateAt(T0 + 1000);

@@ -25,7 +25,7 @@ export function listenerSeen(ctx: Ctx, src: SourceRec, e: ListenerSeen): string 
     else putEdge(ctx, "LISTENS", host, id);
     return id;
   }
-  if (prev) detachListener(ctx, prev);
+  if (prev) detachListener(ctx, prev, true);
   const rec: ListenerRec = { id, source: ctx.source, host: ctx.host, proto: intern(ctx.m, e.proto), ip: intern(ctx.m, e.ip), port: e.port, proc: pk };
   ctx.m.listeners.set(id, rec);
   src.listeners = bagAdd(src.listeners, id);
@@ -42,8 +42,8 @@ export function listenerSeen(ctx: Ctx, src: SourceRec, e: ListenerSeen): string 
   return id;
 }
 
-/** Takes a listener away from its owner (restart under a new pid, or removal). */
-function detachListener(ctx: Ctx, l: ListenerRec) {
+/** Takes a listener away from its owner: `takenOver` by another process (a restart under a new pid), or removed. */
+function detachListener(ctx: Ctx, l: ListenerRec, takenOver = false) {
   if (!l.proc) {
     dropEdge(ctx, edgeId("LISTENS", hostId(l.host), l.id));
     return;
@@ -52,7 +52,7 @@ function detachListener(ctx: Ctx, l: ListenerRec) {
   if (!p) return;
   if (p.service) dropEdge(ctx, edgeId("LISTENS", p.service, l.id));
   bagDelete(p.listeners, l.id);
-  syncProc(ctx, p);
+  syncProc(ctx, p, takenOver);
 }
 
 /** A new listener may be what earlier flows were calling: move them off their external nodes, or end their wait. */

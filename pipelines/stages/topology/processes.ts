@@ -20,7 +20,8 @@ export function procOf(ctx: Ctx, p: ProcessIdentity): ProcRec {
   return r;
 }
 
-export function desiredService(m: TopologyModel, p: ProcRec): string {
+export function desiredService(m: TopologyModel, p: ProcRec, keepPorts = false): string {
+  if (keepPorts && p.ports !== null) return `service:${p.host}:${p.fp}:${p.ports}`;
   const ls: ListenerRec[] = [];
   for (const id of p.listeners) {
     const l = m.listeners.get(id);
@@ -33,10 +34,12 @@ export function desiredService(m: TopologyModel, p: ProcRec): string {
 /**
  * Puts a process where it belongs: in the service its fingerprint and ports say (when it has a listener or a
  * confirmed flow), moving its LISTENS and CONNECTS edges along when that changes; forgets it when nothing holds it.
+ * `keepPorts`: a listener was taken over by another process (a restart, its ports moving one by one), which does not
+ * make the old process a service of the ports it has left.
  */
-export function syncProc(ctx: Ctx, p: ProcRec) {
+export function syncProc(ctx: Ctx, p: ProcRec, keepPorts = false) {
   const active = bagSize(p.listeners) > 0 || p.confirmed > 0;
-  let want = active ? desiredService(ctx.m, p) : null;
+  let want = active ? desiredService(ctx.m, p, keepPorts) : null;
   // the one string per service id the model already holds, not a fresh copy per sync
   if (want !== null) want = want === p.service ? p.service : (ctx.m.nodes.get(want)?.id ?? want);
   const old = p.service;

@@ -20,6 +20,34 @@ test("a restarted process (new pid, same binary and ports) is the same service: 
   expect(changed(applyDiscovery(m, batch([]), 9))).toBe(0);
 });
 
+test("a restarted process with two ports stays one service: the old process, its ports taken one by one, is never a service of the port left", () => {
+  const m = emptyModel();
+  const old = proc(7, "java", { cmdline: ["java", "-jar", "/srv/orders.jar"] });
+  applyDiscovery(m, batch([hostSeen(["10.0.0.1"]), listen(8080, old), listen(8081, old), conn("10.0.0.1", 50000, "10.0.0.9", 5432, old)]), 1);
+  applyDiscovery(m, batch([]), 2);
+  const before = edgesOf(m);
+  expect(before).toContain("CONNECTS service:h1:java:orders.jar:8080,8081 external:10.0.0.9:5432");
+  // the new pid takes both listeners in one scan; the old one's connection is still open (its grace)
+  const next = proc(70, "java", { cmdline: ["java", "-jar", "/srv/orders.jar"], startTime: 99_999 });
+  const all: Changes[] = [applyDiscovery(m, batch([listen(8080, next), listen(8081, next)]), 3)];
+  const services = () => [...m.nodes.values()].filter((n) => n.kind === "process").map((n) => n.id);
+  expect(services()).toEqual(["service:h1:java:orders.jar:8080,8081"]);
+  all.push(applyDiscovery(m, batch([gone("10.0.0.1", 50000, "10.0.0.9", 5432), conn("10.0.0.1", 50100, "10.0.0.9", 5432, next)]), 4));
+  for (let i = 0; i < 3; i++) all.push(applyDiscovery(m, batch([]), 5 + i));
+  expect(services()).toEqual(["service:h1:java:orders.jar:8080,8081"]);
+  expect(new Set(all.flatMap((c) => c.nodesUpserted.map((n) => n.id)))).toEqual(new Set(["service:h1:java:orders.jar:8080,8081"]));
+  expect(all.flatMap((c) => c.nodesRemoved)).toEqual([]);
+  expect(edgesOf(m)).toEqual(before);
+});
+
+test("a process that closes one of its two ports becomes the service of the port it keeps", () => {
+  const m = emptyModel();
+  const p = proc(7, "java", { cmdline: ["java", "-jar", "/srv/orders.jar"] });
+  applyDiscovery(m, batch([hostSeen(["10.0.0.1"]), listen(8080, p), listen(8081, p)]), 1);
+  applyDiscovery(m, batch([{ type: "listener.gone", proto: "tcp", ip: "0.0.0.0", port: 8080 }]), 2);
+  expect([...m.nodes.values()].filter((n) => n.kind === "process").map((n) => n.id)).toEqual(["service:h1:java:orders.jar:8081"]);
+});
+
 test("several processes of one service fold into one node; a new port makes it a different service", () => {
   const m = emptyModel();
   const master = proc(100, "nginx", { exe: "/usr/sbin/nginx" });

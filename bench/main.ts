@@ -11,6 +11,7 @@
  *             --hosts simulated hosts: converge to the ground truth, churn, NOC queries, snapshot time, RSS/CPU, shutdown
  *   all       every bench but store-ab, one at a time, into one markdown table (docs/bench-table.md; `all --quick` for
  *             small sizes, `--only a,b`)
+ *   kuzu-strings  raw Kuzu: a string property changed in place and checkpointed, vs deleted and created (not in `all`)
  *   store-ab  this tree's Kuzu adapter against another checkout's (--baseline <dir>) on discovery's churn change sets,
  *             alternating in one process
  */
@@ -29,6 +30,7 @@ benches.views = (args) => import("./views.ts").then((m) => m.benchViews(args)); 
 benches.registry = (args) => import("./registry.ts").then((m) => m.benchRegistry(args)); // a 10k-row import through the registry service, vs parsing the file
 benches.exporters = (args) => import("./exporters.ts").then((m) => m.benchExporters(args)); // entities through an ITSM exporter to a local receiver, vs raw JetStream consume
 benches.soak = (args) => import("./soak.ts").then((m) => m.benchSoak(args)); // not in CI or `all`: an hour of the demo under moderate load, RSS/CPU per service, flat or not
+benches["kuzu-strings"] = (args) => import("./kuzu-strings.ts").then((m) => m.benchKuzuStrings(args)); // not in CI or `all`: raw Kuzu, string updates in place + checkpoints vs delete-and-create
 benches.all = (args) => import("./all.ts").then((m) => m.benchAll(args)); // every bench in turn, one markdown table
 const [name = "pipeline", ...rest] = process.argv.slice(2);
 const run = benches[name];

@@ -5,7 +5,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { TopologySnapshot, type TopoEdge, type TopoNode } from "../../pipelines/contracts/topology.ts";
 import { impact as indexImpact, ImpactIndex } from "../../pipelines/stages/impact.ts";
-import { changeCount, GraphStoreError, splitChanges, type GraphStore, type ImpactedEntity, type RegistryComponentRow, type RegistryGraphRows } from "./port.ts";
+import { changeCount, GraphStoreError, splitChanges, type GraphStore, type ImpactedEntity, type RegistryComponentRow, type RegistryGraphRows, type StoredGraph } from "./port.ts";
 
 const node = (id: string, kind: TopoNode["kind"], props: TopoNode["props"] = {}): TopoNode => ({ id, kind, name: id.split(":")[1] ?? id, source: "agent:h1", props, firstSeen: 1, lastSeen: 2 });
 const edge = (kind: TopoEdge["kind"], src: string, dst: string): TopoEdge => ({ id: `${kind}:${src}->${dst}`, kind, src, dst, source: "agent:h1", props: { port: 5432 }, firstSeen: 1, lastSeen: 2 });
@@ -170,6 +170,31 @@ export function graphStoreContract(name: string, make: () => Promise<{ store: Gr
       expect(g.rev).toBe(4);
       expect(g.nodes.some((n) => n.id === db.id)).toBe(false);
       expect(g.edges.map((e) => e.id).sort()).toEqual([`RUNS:${h.id}->${p.id}`]);
+    });
+
+    test("a node whose props change keeps every edge both ways as stored; a lastSeen refresh moves lastSeen alone; a changed edge too", async () => {
+      const s = await fresh();
+      const self = { ...edge("CONNECTS", db.id, db.id), props: { port: 5433 } };
+      await s.apply({ ...graph, edgesUpserted: [...graph.edgesUpserted, self] }, 1);
+      const before = await s.load();
+      const edgeOf = (g: StoredGraph, id: string) => g.edges.find((e) => e.id === id);
+      // db: RUNS in from the host, LISTENS out to its listener, a CONNECTS to itself; its props change (a restart)
+      await s.apply({ ...none, nodesUpserted: [{ ...db, props: { ...db.props, pid: 12 }, lastSeen: 5 }] }, 2);
+      let g = await s.load();
+      expect(g.nodes.find((n) => n.id === db.id)).toEqual({ ...db, props: { ...db.props, pid: 12 }, lastSeen: 5 });
+      expect(g.edges.map((e) => e.id).sort()).toEqual(before.edges.map((e) => e.id).sort());
+      for (const e of before.edges) expect(edgeOf(g, e.id)).toEqual(e);
+      const tags = async () => Object.fromEntries((await s.query("MATCH (a:Entity)-[e]->(b:Entity) RETURN e.id AS id, e.updateTag AS tag")).map((r) => [r.id, r.tag]));
+      expect(new Set(Object.values(await tags()))).toEqual(new Set([1]));
+      // a lastSeen refresh of a node and an edge, then a changed edge, with a changed node in the same write
+      await s.apply({ ...none, nodesUpserted: [{ ...p, lastSeen: 9 }], edgesUpserted: [{ ...self, lastSeen: 9 }] }, 3);
+      await s.apply({ ...none, nodesUpserted: [{ ...db, props: { ...db.props, pid: 13 } }], edgesUpserted: [{ ...self, props: { port: 6000 } }] }, 4);
+      g = await s.load();
+      expect(g.nodes.find((n) => n.id === p.id)).toEqual({ ...p, lastSeen: 9 });
+      expect(edgeOf(g, self.id)).toEqual({ ...self, props: { port: 6000 } });
+      expect(g.edges.length).toBe(before.edges.length);
+      expect((await tags())[self.id]).toBe(4);
+      expect(g.rev).toBe(4);
     });
 
     test("hundreds of edges removed in one write go, and only those (adapters may delete many at once)", async () => {
@@ -571,6 +596,18 @@ export function graphStoreContract(name: string, make: () => Promise<{ store: Gr
         expect((await s.exportSnapshot()).nodes.length).toBe(4);
         // a second put of the same state writes nothing
         expect(Object.values(await s.putRegistry(reg)).every((n) => n === 0)).toBe(true);
+      });
+
+      test("an entity whose props change keeps its MATCHES", async () => {
+        const s = await fresh();
+        await s.apply(graph, 1);
+        await s.putRegistry(reg);
+        await s.apply({ ...none, nodesUpserted: [{ ...p, props: { ...p.props, pid: 99 } }, { ...db, name: "pg-renamed" }] }, 2);
+        expect(await s.query("MATCH (c:Component)-[:MATCHES]->(x:Entity) RETURN c.id AS component, x.id AS entity ORDER BY component")).toEqual([
+          { component: "app", entity: p.id },
+          { component: "pg", entity: db.id },
+        ]);
+        expect(await s.loadRegistry()).toEqual(reg);
       });
 
       test("putRegistry writes the difference; a removed component takes its edges; removed entities take their MATCHES", async () => {

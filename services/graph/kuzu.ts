@@ -326,24 +326,16 @@ export class KuzuGraphStore implements GraphStore {
         // A COPY has a fixed cost that grows with the table (about a second into a 466k-edge table), so below BULK_MIN
         // per table the rows are created one by one.
         const isNew = (id: string) => c.created?.has(id) ?? false;
-        const createdNodes = c.nodesUpserted.filter((n) => isNew(n.id)).map((n) => nodeRow(n, rev));
-        if (createdNodes.length >= BULK_MIN)
-          await this.copy("Entity", NODE_COPY_COLS, createdNodes, () =>
-            this.run(
-              "COPY Entity FROM (UNWIND $rows AS r RETURN r.id, r.kind, r.name, r.source, r.host, CAST(r.port AS INT64), r.exe, r.props, CAST(r.firstSeen AS INT64), CAST(r.lastSeen AS INT64), r.owner, CAST(r.updateTag AS INT64))",
-              { rows: createdNodes },
-            ),
-          );
-        else if (createdNodes.length) await this.each(CREATE_NODE, createdNodes);
-        // Changed ones are updated in place; one the store lacks (a repair the stage forces) is created.
+        await this.createNodes(c.nodesUpserted.filter((n) => isNew(n.id)).map((n) => nodeRow(n, rev)));
+        // Changed ones: see `rewriteNodes` (never a string set in place). Their edges come back in the loop below.
         const changedNodes = c.nodesUpserted.filter((n) => !isNew(n.id)).map((n) => nodeRow(n, rev));
-        const lackingNodes = await this.eachUnmatched(
-          "MATCH (n:Entity {id: $id}) SET n.kind = $kind, n.name = $name, n.source = $source, n.host = $host, n.port = $port, n.exe = $exe, n.props = $props, n.firstSeen = $firstSeen, n.lastSeen = $lastSeen, n.owner = $owner, n.updateTag = $updateTag RETURN count(n) AS n",
-          changedNodes,
-        );
-        if (lackingNodes.length) await this.each(CREATE_NODE, lackingNodes);
+        const edgesBack = await this.rewriteNodes(changedNodes);
         for (const k of EDGE_KINDS) {
-          const createdEdges = c.edgesUpserted.filter((e) => e.kind === k && isNew(e.id)).map((e) => edgeRow(e, rev));
+          // this write's rows win over the copies read back from rewritten nodes
+          const back = new Map(edgesBack.get(k));
+          const createdEdges: Record<string, unknown>[] = c.edgesUpserted.filter((e) => e.kind === k && (isNew(e.id) || back.has(e.id))).map((e) => edgeRow(e, rev));
+          for (const e of createdEdges) back.delete(e.id as string);
+          createdEdges.push(...back.values());
           const create = `MATCH (a:Entity {id: $src}), (b:Entity {id: $dst}) CREATE (a)-[e:${k} {id: $id, source: $source, props: $props, firstSeen: $firstSeen, lastSeen: $lastSeen, updateTag: $updateTag}]->(b)`;
           if (createdEdges.length >= BULK_MIN)
             await this.copy(k, EDGE_COPY_COLS, createdEdges, () =>
@@ -353,12 +345,8 @@ export class KuzuGraphStore implements GraphStore {
               ),
             );
           else if (createdEdges.length) await this.each(create, createdEdges);
-          const changedEdges = c.edgesUpserted.filter((e) => e.kind === k && !isNew(e.id)).map((e) => edgeRow(e, rev));
-          const lacking = await this.eachUnmatched(
-            `MATCH (a:Entity {id: $src})-[e:${k}]->(b:Entity {id: $dst}) WHERE e.id = $id SET e.source = $source, e.props = $props, e.firstSeen = $firstSeen, e.lastSeen = $lastSeen, e.updateTag = $updateTag RETURN count(e) AS n`,
-            changedEdges,
-          );
-          if (lacking.length) await this.each(create, lacking);
+          const changedEdges = c.edgesUpserted.filter((e) => e.kind === k && !isNew(e.id) && !edgesBack.get(k)?.has(e.id)).map((e) => edgeRow(e, rev));
+          await this.rewriteEdges(k, changedEdges, create);
         }
         await this.run("MERGE (m:OrreryMeta {key: 'rev'}) SET m.value = $rev", { rev });
         const iv = intervalRows(c);
@@ -550,6 +538,91 @@ export class KuzuGraphStore implements GraphStore {
    * empty string. A row with a line break in a value takes the subquery path (`fallback`): Kuzu's parallel CSV reader
    * splits on newlines.
    */
+  /**
+   * Writes changed nodes without setting a string column in place: Kuzu 0.11.3 grows its file and fills its buffer
+   * pool at every checkpoint that follows such a set (`bench kuzu-strings`: a 256 MiB pool full after 8 checkpoints on
+   * 20,000 nodes), while deleting and creating a row again does not. A node whose strings are as stored (a lastSeen
+   * refresh) has its integer columns set; one whose strings changed is read with its edges and its registry MATCHES,
+   * deleted and created again. The edges are returned, by kind and id, to be created with this write's own; the
+   * MATCHES are created here. A node the store lacks (a repair the stage forces) is created.
+   */
+  private async rewriteNodes(rows: Record<string, unknown>[]): Promise<Map<string, Map<string, Record<string, unknown>>>> {
+    const edges = new Map<string, Map<string, Record<string, unknown>>>();
+    if (!rows.length) return edges;
+    const stored = await this.eachRows("MATCH (n:Entity {id: $id}) RETURN n.kind AS kind, n.name AS name, n.source AS source, n.host AS host, n.exe AS exe, n.props AS props, n.owner AS owner", rows, ["id"]);
+    const lacking: Record<string, unknown>[] = [];
+    const same: Record<string, unknown>[] = [];
+    const changed: Record<string, unknown>[] = [];
+    rows.forEach((r, i) => {
+      const s = stored[i]![0];
+      if (!s) lacking.push(r);
+      else if (NODE_STRINGS.every((k) => s[k] === r[k])) same.push(r);
+      else changed.push(r);
+    });
+    if (same.length)
+      await this.each(
+        "MATCH (n:Entity {id: $id}) SET n.port = $port, n.firstSeen = $firstSeen, n.lastSeen = $lastSeen, n.updateTag = $updateTag",
+        same.map((r) => ({ id: r.id, port: r.port, firstSeen: r.firstSeen, lastSeen: r.lastSeen, updateTag: r.updateTag })),
+      );
+    if (changed.length) {
+      const ids = changed.map((r) => ({ id: r.id }));
+      const cols = "label(e) AS kind, e.id AS id, e.source AS source, e.props AS props, e.firstSeen AS firstSeen, e.lastSeen AS lastSeen, e.updateTag AS updateTag";
+      const out = await this.eachRows(`MATCH (a:Entity {id: $id})-[e]->(b:Entity) RETURN a.id AS src, b.id AS dst, ${cols}`, ids, ["id"]);
+      const inn = await this.eachRows(`MATCH (a:Entity)-[e]->(b:Entity {id: $id}) RETURN a.id AS src, b.id AS dst, ${cols}`, ids, ["id"]);
+      const matches = await this.eachRows("MATCH (c:Component)-[:MATCHES]->(n:Entity {id: $id}) RETURN c.id AS c, n.id AS id", ids, ["id"]);
+      for (const e of [...out.flat(), ...inn.flat()]) {
+        const k = String(e.kind);
+        let m = edges.get(k);
+        if (!m) edges.set(k, (m = new Map()));
+        m.set(String(e.id), { id: e.id, src: e.src, dst: e.dst, source: e.source, props: e.props, firstSeen: Number(e.firstSeen), lastSeen: Number(e.lastSeen), updateTag: Number(e.updateTag) });
+      }
+      await this.each("MATCH (n:Entity {id: $id}) DETACH DELETE n", ids);
+      lacking.push(...changed);
+      await this.createNodes(lacking);
+      await this.each("MATCH (c:Component {id: $c}), (n:Entity {id: $id}) CREATE (c)-[:MATCHES]->(n)", matches.flat());
+    } else await this.createNodes(lacking);
+    return edges;
+  }
+
+  /** Nodes created: many by one COPY, else row by row. */
+  private async createNodes(rows: Record<string, unknown>[]): Promise<void> {
+    if (rows.length >= BULK_MIN)
+      await this.copy("Entity", NODE_COPY_COLS, rows, () =>
+        this.run(
+          "COPY Entity FROM (UNWIND $rows AS r RETURN r.id, r.kind, r.name, r.source, r.host, CAST(r.port AS INT64), r.exe, r.props, CAST(r.firstSeen AS INT64), CAST(r.lastSeen AS INT64), r.owner, CAST(r.updateTag AS INT64))",
+          { rows },
+        ),
+      );
+    else if (rows.length) await this.each(CREATE_NODE, rows);
+  }
+
+  /**
+   * Changed edges of one kind, as `rewriteNodes` writes nodes: integers set when the strings are as stored, else the
+   * edge deleted and created again; one the store lacks is created.
+   */
+  private async rewriteEdges(k: string, rows: Record<string, unknown>[], create: string): Promise<void> {
+    if (!rows.length) return;
+    const match = `MATCH (a:Entity {id: $src})-[e:${k}]->(b:Entity {id: $dst}) WHERE e.id = $id`;
+    const stored = await this.eachRows(`${match} RETURN e.source AS source, e.props AS props`, rows, ["src", "dst", "id"]);
+    const same: Record<string, unknown>[] = [];
+    const again: Record<string, unknown>[] = [];
+    const lacking: Record<string, unknown>[] = [];
+    rows.forEach((r, i) => {
+      const s = stored[i]![0];
+      if (!s) lacking.push(r);
+      else if (s.source === r.source && s.props === r.props) same.push(r);
+      else again.push(r);
+    });
+    if (same.length)
+      await this.each(
+        `${match} SET e.firstSeen = $firstSeen, e.lastSeen = $lastSeen, e.updateTag = $updateTag`,
+        same.map((r) => ({ src: r.src, dst: r.dst, id: r.id, firstSeen: r.firstSeen, lastSeen: r.lastSeen, updateTag: r.updateTag })),
+      );
+    if (again.length) await this.each(`${match} DELETE e`, again.map((r) => ({ src: r.src, dst: r.dst, id: r.id })));
+    lacking.push(...again);
+    if (lacking.length) await this.each(create, lacking);
+  }
+
   private async copy(table: string, cols: readonly string[], rows: Record<string, unknown>[], fallback: () => Promise<void>): Promise<void> {
     this.abortable();
     // (either way a COPY: its commit checkpoints)
@@ -584,6 +657,23 @@ export class KuzuGraphStore implements GraphStore {
     if (this.writeSignal?.aborted) throw new GraphStoreError("aborted", "kuzu write abandoned (rolled back)");
   }
 
+  /** One execute of a prepared statement per row, with the rows each returned (in the order of `rows`). */
+  private async eachRows(cypher: string, rows: Record<string, unknown>[], params: string[]): Promise<Record<string, unknown>[][]> {
+    const ps = await this.prepare(this.conn, cypher);
+    const out: Record<string, unknown>[][] = new Array(rows.length);
+    const indexed = rows.map((row, i) => ({ row, i }));
+    await inFlight(indexed, async ({ row, i }) => {
+      this.abortable();
+      const r = await this.conn.execute(ps, Object.fromEntries(params.map((p) => [p, row[p]])) as Record<string, KuzuValue>);
+      const qrs = Array.isArray(r) ? r : [r];
+      try {
+        out[i] = ((await qrs[qrs.length - 1]!.getAll()) as Record<string, unknown>[]).map(plain);
+      } finally {
+        for (const qr of qrs) qr.close();
+      }
+    });
+    return out;
+  }
   /** One execute of a prepared statement per row (scalar parameters). */
   private async each(cypher: string, rows: Record<string, unknown>[]): Promise<void> {
     const ps = await this.prepare(this.conn, cypher);
@@ -595,23 +685,7 @@ export class KuzuGraphStore implements GraphStore {
   }
 
   /** `each` for a statement returning `count(…) AS n`: the rows it matched nothing for. */
-  private async eachUnmatched(cypher: string, rows: Record<string, unknown>[]): Promise<Record<string, unknown>[]> {
-    if (!rows.length) return [];
-    const ps = await this.prepare(this.conn, cypher);
-    const missed: Record<string, unknown>[] = [];
-    await inFlight(rows, async (row) => {
-      this.abortable();
-      const r = await this.conn.execute(ps, row as Record<string, KuzuValue>);
-      const qrs = Array.isArray(r) ? r : [r];
-      try {
-        const out = (await qrs[qrs.length - 1]!.getAll()) as { n: unknown }[];
-        if (!Number(out[0]?.n ?? 0)) missed.push(row);
-      } finally {
-        for (const qr of qrs) qr.close();
-      }
-    });
-    return missed;
-  }
+
 
   private async run(cypher: string, params: Record<string, unknown>): Promise<void> {
     this.abortable();
@@ -633,6 +707,8 @@ export class KuzuGraphStore implements GraphStore {
 }
 
 /** Column order of the tables, as COPY from a file takes them (migrated columns were appended in this order too). */
+/** An Entity's string columns: a node whose strings are all as stored is written without a string set (rewriteNodes). */
+const NODE_STRINGS = ["kind", "name", "source", "host", "exe", "props", "owner"] as const;
 const NODE_COPY_COLS = ["id", "kind", "name", "source", "host", "port", "exe", "props", "firstSeen", "lastSeen", "owner", "updateTag"] as const;
 const EDGE_COPY_COLS = ["src", "dst", "id", "source", "props", "firstSeen", "lastSeen", "updateTag"] as const;
 
